@@ -1,0 +1,3 @@
+from cargobay.cli import main
+
+main()

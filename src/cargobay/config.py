@@ -1,0 +1,149 @@
+"""Settings: defaults, then a TOML file, then CARGOBAY_* environment variables, then the
+command line. Everything is validated once at start-up so a bad value stops the process with
+one clear line instead of failing a request later."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; its message is shown to the operator as is."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: Path = Path("./cargobay-data")
+    # SQLAlchemy URL; empty means SQLite at <data_dir>/metadata.db.
+    database: str = ""
+    # Blob storage URL; empty means the filesystem under <data_dir>/blobs.
+    storage: str = ""
+    workers: int = 0  # 0: one per CPU core
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    create_on_push: bool = True
+    admin_access_key_id: str = ""
+    admin_secret_access_key: str = field(default="", repr=False)
+    # Key that seals stored access-key secrets; empty: <data_dir>/secret.key (created 0600).
+    secret_key: str = field(default="", repr=False)
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
+    realm: str = "cargobay"
+    log_level: str = "info"
+    # Largest request body accepted by the ECR JSON API and manifest PUTs (bytes).
+    max_manifest_bytes: int = 4 * 1024 * 1024
+
+    @property
+    def database_url(self) -> str:
+        if self.database:
+            return self.database
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"file://{(self.data_dir / 'storage').resolve()}"
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "admin-credentials"
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    kind_str = str(kind)
+    if value is None:
+        return None
+    try:
+        if "bool" in kind_str:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _BOOL_TRUE:
+                return True
+            if text in _BOOL_FALSE:
+                return False
+            raise ValueError
+        if "int" in kind_str:
+            return int(value)
+        if "Path" in kind_str:
+            return Path(value) if str(value) else None
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: cannot use {value!r}") from None
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from all sources and validate them."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(Settings)}
+    config_file = config_file or (Path(environ["CARGOBAY_CONFIG"])
+                                  if environ.get("CARGOBAY_CONFIG") else None)
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in kinds:
+                raise ConfigError(f"config file {config_file}: unknown setting {key!r}")
+            values[name] = _coerce(name, kinds[name], value)
+    for name, kind in kinds.items():
+        env_value = environ.get(f"CARGOBAY_{name.upper()}")
+        if env_value is not None:
+            values[name] = _coerce(name, kind, env_value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, kinds[name], value)
+    settings = replace(Settings(), **values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError(f"port {settings.port} is out of range")
+    if settings.workers < 0 or settings.workers > 256:
+        raise ConfigError(f"workers must be between 0 and 256, not {settings.workers}")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert and tls_key must be given together")
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
+    if not re.fullmatch(r"\d{12}", settings.account_id):
+        raise ConfigError(f"account_id must be 12 digits, not {settings.account_id!r}")
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", settings.region):
+        raise ConfigError(f"region {settings.region!r} is not a region name like us-east-1")
+    if bool(settings.admin_access_key_id) != bool(settings.admin_secret_access_key):
+        raise ConfigError(
+            "CARGOBAY_ADMIN_ACCESS_KEY_ID and CARGOBAY_ADMIN_SECRET_ACCESS_KEY go together"
+        )
+    if settings.admin_access_key_id and not re.fullmatch(r"[A-Z0-9]{16,128}",
+                                                         settings.admin_access_key_id):
+        raise ConfigError("admin access key id must be 16-128 upper-case letters and digits")
+    if settings.admin_secret_access_key and len(settings.admin_secret_access_key) < 16:
+        raise ConfigError("admin secret access key must be at least 16 characters")
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
+    if settings.storage and not settings.storage.startswith("file://"):
+        raise ConfigError(f"storage {settings.storage!r}: only file:// storage is supported")
+    if settings.database and not settings.database.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"database {settings.database!r}: use a sqlite:// or postgresql:// URL")

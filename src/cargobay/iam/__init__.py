@@ -1,0 +1,1 @@
+"""Identity and access: principals, access keys, credential checks and authorization."""

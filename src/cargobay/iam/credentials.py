@@ -1,0 +1,106 @@
+"""Users and access keys: creation, the administrator bootstrap, and checking a presented
+key id and secret.
+
+Verification never hashes a password per request: a successful check is remembered for a short
+time under a SHA-256 of (key id, secret), so the next request with the same credentials costs a
+dictionary lookup, and a wrong secret never matches a cached entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from cargobay.iam.principal import Principal
+from cargobay.iam.secrets import SecretBox
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+
+_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+CACHE_SECONDS = 30.0
+
+
+def new_access_key_id() -> str:
+    return "AKIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+
+
+def new_secret() -> str:
+    return base64.b64encode(secrets.token_bytes(30)).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    principal: Principal
+    secret: str
+    active: bool
+
+
+class CredentialStore:
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self.db = db
+        self.box = box
+        self._verified: dict[bytes, tuple[float, Principal]] = {}
+
+    async def create_user(self, account_id: str, name: str, *, is_admin: bool = False) -> int:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                schema.users.insert().values(account_id=account_id, name=name,
+                                             is_admin=is_admin, created_at=time.time())
+            )
+            return int(result.inserted_primary_key[0])
+
+    async def find_user(self, account_id: str, name: str) -> int | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(
+                select(schema.users.c.id).where(schema.users.c.account_id == account_id,
+                                                schema.users.c.name == name)
+            )).first()
+        return None if row is None else int(row.id)
+
+    async def add_access_key(self, user_id: int, key_id: str | None = None,
+                             secret: str | None = None) -> tuple[str, str]:
+        key_id = key_id or new_access_key_id()
+        secret = secret or new_secret()
+        async with self.db.write() as conn:
+            await conn.execute(schema.access_keys.insert().values(
+                id=key_id, user_id=user_id, secret=self.box.seal(secret), status="Active",
+                created_at=time.time()))
+        return key_id, secret
+
+    async def lookup(self, key_id: str) -> KeyRecord | None:
+        """The principal and plaintext secret behind an access key id."""
+        k, u = schema.access_keys, schema.users
+        async with self.db.read() as conn:
+            row = (await conn.execute(
+                select(k.c.secret, k.c.status, u.c.account_id, u.c.name, u.c.is_admin)
+                .join(u, u.c.id == k.c.user_id)
+                .where(k.c.id == key_id)
+            )).first()
+        if row is None:
+            return None
+        principal = Principal(row.account_id, row.name, key_id, bool(row.is_admin))
+        return KeyRecord(principal, self.box.open(row.secret), row.status == "Active")
+
+    async def verify(self, key_id: str, secret: str) -> Principal | None:
+        """The principal for a key id and secret, or None; constant-time on the secret."""
+        fingerprint = hashlib.sha256(f"{key_id}\0{secret}".encode()).digest()
+        now = time.monotonic()
+        cached = self._verified.get(fingerprint)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self.lookup(key_id)
+        if record is None or not record.active:
+            hmac.compare_digest(secret.encode(), secret.encode())  # keep timing uniform
+            return None
+        if not hmac.compare_digest(record.secret.encode(), secret.encode()):
+            return None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[fingerprint] = (now + CACHE_SECONDS, record.principal)
+        return record.principal

@@ -1,0 +1,1 @@
+"""Registry metadata in a SQL database (SQLite embedded, PostgreSQL for many nodes)."""

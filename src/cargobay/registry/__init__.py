@@ -1,0 +1,1 @@
+"""Registry services: the business rules both front doors share."""

@@ -1,0 +1,199 @@
+"""Blob uploads: monolithic, chunked and streamed, resumable across workers and restarts.
+
+The upload's size lives in the database and advances only after its bytes are written, with a
+conditional update, so an interrupted or racing PATCH never moves it. The SHA-256 state stays
+in the worker that last wrote the upload; any other worker (or the same one after a restart)
+re-hashes the stored prefix and carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import insert_ignore
+from cargobay.oci.digest import parse_digest
+from cargobay.oci.errors import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
+from cargobay.registry.blobs import BlobInfo
+from cargobay.registry.repositories import Repository
+from cargobay.storage import BlobStore
+
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+_HASHER_CACHE = 256
+
+Blocks = AsyncIterator[list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    repository_id: int
+    size: int
+    created_at: float
+
+    @property
+    def range_header(self) -> str:
+        """`Range` as Distribution reports it: inclusive end, `0-0` when empty."""
+        return f"0-{max(self.size - 1, 0)}"
+
+
+class UploadService:
+    def __init__(self, db: Database, store: BlobStore) -> None:
+        self.db = db
+        self.store = store
+        # upload id -> (offset the hash covers, sha256 state); this worker's uploads only.
+        self._hashers: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
+
+    async def start(self, repo: Repository) -> Upload:
+        upload_id = uuid.uuid4().hex
+        now = time.time()
+        await self.store.upload_create(upload_id)
+        async with self.db.write() as conn:
+            await conn.execute(schema.uploads.insert().values(
+                id=upload_id, repository_id=repo.id, size=0, created_at=now, updated_at=now))
+        self._remember(upload_id, 0, hashlib.sha256())
+        return Upload(upload_id, repo.id, 0, now)
+
+    async def get(self, repo: Repository, upload_id: str) -> Upload:
+        if not _UPLOAD_ID.match(upload_id):
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        u = schema.uploads
+        async with self.db.read() as conn:
+            row = (await conn.execute(
+                select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at)
+                .where(u.c.id == upload_id, u.c.repository_id == repo.id)
+            )).first()
+        if row is None:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        return Upload(row.id, row.repository_id, int(row.size), row.created_at)
+
+    async def append(self, repo: Repository, upload_id: str, blocks: Blocks, *,
+                     start: int | None = None, end: int | None = None) -> Upload:
+        """Append a chunk; with a Content-Range, it must start where the upload ends."""
+        upload = await self.get(repo, upload_id)
+        if start is not None and start != upload.size:
+            raise RangeInvalid(
+                f"chunk starts at {start} but the upload has {upload.size} bytes",
+                headers={"Range": upload.range_header})
+        hasher = await self._hasher_at(upload.id, upload.size)
+        try:
+            new_size = await self.store.upload_append(
+                upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block))
+        except FileNotFoundError:
+            raise BlobUploadUnknown("upload data is missing", detail={"uuid": upload_id}) from None
+        if end is not None and new_size != end + 1:
+            raise SizeInvalid(f"Content-Range ends at {end} but {new_size - upload.size} bytes "
+                              "were sent", headers={"Range": upload.range_header})
+        u = schema.uploads
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                u.update().where(u.c.id == upload.id, u.c.size == upload.size)
+                .values(size=new_size, updated_at=time.time()))
+        if not result.rowcount:
+            raise BlobUploadInvalid("the upload was changed by a concurrent request")
+        self._remember(upload.id, new_size, hasher)
+        return Upload(upload.id, upload.repository_id, new_size, upload.created_at)
+
+    async def complete(self, repo: Repository, upload_id: str, digest: str | None,
+                       blocks: Blocks | None) -> BlobInfo:
+        """Finish an upload (with an optional last chunk) and commit it under `digest`."""
+        if not digest:
+            raise DigestInvalid("the digest query parameter is required")
+        expected = parse_digest(digest)
+        upload = await self.get(repo, upload_id)
+        if blocks is not None:
+            upload = await self.append(repo, upload_id, blocks)
+        if expected.algorithm == "sha256":
+            actual = "sha256:" + (await self._hasher_at(upload.id, upload.size)).hexdigest()
+        else:
+            actual = await self._rehash(upload.id, upload.size, expected.algorithm)
+        if actual != str(expected):
+            await self.cancel(repo, upload_id)
+            raise DigestInvalid("provided digest did not match uploaded content",
+                                detail={"digest": digest, "actual": actual})
+        await self.store.upload_commit(upload.id, actual)
+        now = time.time()
+        async with self.db.write() as conn:
+            await insert_ignore(conn, schema.blobs, digest=actual, size=upload.size,
+                                created_at=now)
+            await insert_ignore(conn, schema.repository_blobs, repository_id=repo.id,
+                                digest=actual, created_at=now)
+            await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload.id))
+        self._hashers.pop(upload.id, None)
+        return BlobInfo(actual, upload.size)
+
+    async def upload_whole(self, repo: Repository, digest: str, blocks: Blocks) -> BlobInfo:
+        """A monolithic upload (`POST ?digest=`): one request, no session row."""
+        expected = parse_digest(digest)
+        upload_id = uuid.uuid4().hex
+        hasher = hashlib.new(expected.algorithm)
+        await self.store.upload_create(upload_id)
+        try:
+            size = await self.store.upload_append(
+                upload_id, 0, blocks, observe=lambda block: _feed(hasher, block))
+            actual = f"{expected.algorithm}:{hasher.hexdigest()}"
+            if actual != str(expected):
+                raise DigestInvalid("provided digest did not match uploaded content",
+                                    detail={"digest": digest, "actual": actual})
+            await self.store.upload_commit(upload_id, actual)
+        finally:
+            await self.store.upload_delete(upload_id)
+        now = time.time()
+        async with self.db.write() as conn:
+            await insert_ignore(conn, schema.blobs, digest=actual, size=size, created_at=now)
+            await insert_ignore(conn, schema.repository_blobs, repository_id=repo.id,
+                                digest=actual, created_at=now)
+        return BlobInfo(actual, size)
+
+    async def cancel(self, repo: Repository, upload_id: str) -> None:
+        upload = await self.get(repo, upload_id)
+        async with self.db.write() as conn:
+            await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload.id))
+        await self.store.upload_delete(upload.id)
+        self._hashers.pop(upload.id, None)
+
+    # -- hashing -------------------------------------------------------------------------
+
+    def _remember(self, upload_id: str, offset: int, hasher: hashlib._Hash) -> None:
+        self._hashers[upload_id] = (offset, hasher)
+        self._hashers.move_to_end(upload_id)
+        while len(self._hashers) > _HASHER_CACHE:
+            self._hashers.popitem(last=False)
+
+    async def _hasher_at(self, upload_id: str, offset: int) -> hashlib._Hash:
+        """A SHA-256 state covering the upload's first `offset` bytes, taken from the cache
+        (and removed from it while a write may change it) or rebuilt from stored data."""
+        cached = self._hashers.pop(upload_id, None)
+        if cached is not None and cached[0] == offset:
+            return cached[1]
+        hasher = hashlib.sha256()
+        async for data in self.store.upload_read(upload_id, offset):
+            hasher.update(data)
+        return hasher
+
+    async def _rehash(self, upload_id: str, size: int, algorithm: str) -> str:
+        hasher = hashlib.new(algorithm)
+        async for data in self.store.upload_read(upload_id, size):
+            hasher.update(data)
+        return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def _feed(hasher: hashlib._Hash, block: list[bytes]) -> None:
+    for chunk in block:
+        hasher.update(chunk)
+

@@ -1,0 +1,60 @@
+"""The BlobStore interface: content-addressed blobs plus in-progress upload data.
+
+A store knows nothing about repositories or visibility: the metadata database decides what
+exists. A store only promises that a committed blob's bytes are durable and complete before
+`commit` returns, and that partial uploads never appear at a blob's address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Protocol
+
+# Called with each block of bytes as it is written, so the caller can hash while streaming.
+Observer = Callable[[list[bytes]], None]
+
+
+class BlobStore(Protocol):
+    async def stat(self, digest: str) -> int | None:
+        """The stored size of a committed blob, or None."""
+
+    def local_path(self, digest: str) -> Path | None:
+        """A filesystem path to serve with sendfile, when the backend has one."""
+
+    def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes [start, end) of a committed blob."""
+
+    async def delete(self, digest: str) -> None:
+        """Remove a blob's bytes (only once no metadata names it)."""
+
+    async def upload_create(self, upload_id: str) -> None: ...
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        """Bytes stored so far for an upload, or None if it has no data."""
+
+    async def upload_append(self, upload_id: str, offset: int,
+                            blocks: AsyncIterator[list[bytes]],
+                            observe: Observer | None = None) -> int:
+        """Write blocks at `offset` (discarding anything stored past it); return the new size."""
+
+    def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
+        """Stream an upload's first `length` bytes (to re-hash after a hop or restart)."""
+
+    async def upload_commit(self, upload_id: str, digest: str) -> None:
+        """Make the upload's bytes durable at the blob's address and drop the upload."""
+
+    async def upload_delete(self, upload_id: str) -> None: ...
+
+    async def ready(self) -> None:
+        """Raise if the backend cannot be reached."""
+
+
+def open_store(url: str) -> BlobStore:
+    """Create the store a storage URL names."""
+    if url.startswith("file://"):
+        from cargobay.storage.filesystem import FilesystemStore
+
+        return FilesystemStore(Path(url.removeprefix("file://")))
+    raise ValueError(f"unsupported storage URL {url!r}")
+

@@ -1,0 +1,152 @@
+"""Blobs on a local filesystem.
+
+Layout under the root: `blobs/<algorithm>/<first two hex>/<hex>` for committed content and
+`uploads/<id>` for data still arriving. Both share one filesystem so a commit is an fsync and an
+atomic rename; a crash at any point leaves either no blob or a complete one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from cargobay.storage.base import Observer
+
+READ_BLOCK = 1024 * 1024
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.blob_root = self.root / "blobs"
+        self.upload_root = self.root / "uploads"
+        self.blob_root.mkdir(parents=True, exist_ok=True)
+        self.upload_root.mkdir(parents=True, exist_ok=True)
+
+    # Digests and upload ids are validated by the services before they get here; the asserts
+    # keep a path component from ever escaping the root if that contract is broken.
+    def _blob_path(self, digest: str) -> Path:
+        algorithm, _, hexpart = digest.partition(":")
+        assert algorithm.isalnum() and hexpart.isalnum(), digest
+        return self.blob_root / algorithm / hexpart[:2] / hexpart
+
+    def _upload_path(self, upload_id: str) -> Path:
+        assert upload_id.replace("-", "").isalnum(), upload_id
+        return self.upload_root / upload_id
+
+    async def stat(self, digest: str) -> int | None:
+        try:
+            return self._blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def local_path(self, digest: str) -> Path | None:
+        return self._blob_path(digest)
+
+    async def read(self, digest: str, start: int = 0, end: int | None = None
+                   ) -> AsyncIterator[bytes]:
+        with open(self._blob_path(digest), "rb") as fh:
+            fh.seek(start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
+                data = await asyncio.to_thread(fh.read, size)
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+
+    async def delete(self, digest: str) -> None:
+        self._blob_path(digest).unlink(missing_ok=True)
+
+    async def upload_create(self, upload_id: str) -> None:
+        self._upload_path(upload_id).touch(exist_ok=False)
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        try:
+            return self._upload_path(upload_id).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def upload_append(self, upload_id: str, offset: int,
+                            blocks: AsyncIterator[list[bytes]],
+                            observe: Observer | None = None) -> int:
+        path = self._upload_path(upload_id)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            if os.fstat(fd).st_size < offset:
+                raise FileNotFoundError(f"upload {upload_id} has lost data")
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            size = offset
+
+            def write(block: list[bytes]) -> None:
+                if observe is not None:
+                    observe(block)
+                view = block
+                while view:
+                    written = os.writev(fd, view)
+                    # Drop fully written buffers; keep the tail of a partial one.
+                    while view and written >= len(view[0]):
+                        written -= len(view[0])
+                        view = view[1:]
+                    if view and written:
+                        view = [view[0][written:], *view[1:]]
+
+            # Hash and write one block in a thread while the loop receives the next one.
+            pending: asyncio.Future[None] | None = None
+            async for block in blocks:
+                if pending is not None:
+                    await pending
+                size += sum(len(b) for b in block)
+                pending = asyncio.ensure_future(asyncio.to_thread(write, block))
+            if pending is not None:
+                await pending
+            return size
+        finally:
+            os.close(fd)
+
+    async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
+        with open(self._upload_path(upload_id), "rb") as fh:
+            while length > 0 and (data := await asyncio.to_thread(fh.read,
+                                                                  min(READ_BLOCK, length))):
+                length -= len(data)
+                yield data
+
+    async def upload_commit(self, upload_id: str, digest: str) -> None:
+        source = self._upload_path(upload_id)
+        target = self._blob_path(digest)
+
+        def commit() -> None:
+            if target.exists():
+                # Content-addressed: the same bytes are already durable there.
+                source.unlink(missing_ok=True)
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+
+        await asyncio.to_thread(commit)
+
+    async def upload_delete(self, upload_id: str) -> None:
+        self._upload_path(upload_id).unlink(missing_ok=True)
+
+    async def ready(self) -> None:
+        if not os.access(self.blob_root, os.W_OK):
+            raise OSError(f"blob directory {self.blob_root} is not writable")
