@@ -57,36 +57,55 @@ def _write_blob(layout: Path, data: bytes) -> str:
     return digest
 
 
-def build_image(layout: Path, layer_sizes: list[int] = (1024,), tag: str = "latest",
-                arch: str = "amd64") -> Image:
+def build_image(
+    layout: Path, layer_sizes: list[int] = (1024,), tag: str = "latest", arch: str = "amd64"
+) -> Image:
     """Write an OCI layout at `layout` holding one image tagged `tag`."""
     layout.mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     layers = [random_layer(size, f"file{i}.bin") for i, size in enumerate(layer_sizes)]
     diff_ids = [sha256(gzip.decompress(layer)) for layer in layers]
-    config = json.dumps({
-        "architecture": arch, "os": "linux",
-        "config": {"Cmd": ["/file0.bin"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "cargobay tests"} for _ in layers],
-    }).encode()
+    config = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Cmd": ["/file0.bin"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created_by": "cargobay tests"} for _ in layers],
+        }
+    ).encode()
     for blob in (config, *layers):
         _write_blob(layout, blob)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}
-                   for layer in layers],
-    }).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [
+                {"mediaType": OCI_LAYER, "digest": sha256(layer), "size": len(layer)}
+                for layer in layers
+            ],
+        }
+    ).encode()
     manifest_digest = _write_blob(layout, manifest)
     index_path = layout / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {
-        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    index["manifests"] = [m for m in index["manifests"]
-                          if m.get("annotations", {}).get("org.opencontainers.image.ref.name")
-                          != tag]
-    index["manifests"].append({
-        "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest),
-        "annotations": {"org.opencontainers.image.ref.name": tag}})
+    index = (
+        json.loads(index_path.read_text())
+        if index_path.exists()
+        else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    )
+    index["manifests"] = [
+        m
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag
+    ]
+    index["manifests"].append(
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": manifest_digest,
+            "size": len(manifest),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }
+    )
     index_path.write_text(json.dumps(index))
     return Image(layout, manifest_digest, manifest, config, layers)

@@ -28,10 +28,15 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 5000).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Where metadata, blobs and credentials live (default ./cargobay-data).")
-@click.option("--config", type=click.Path(path_type=Path), default=None,
-              help="A TOML settings file.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where metadata, blobs and credentials live (default ./cargobay-data).",
+)
+@click.option(
+    "--config", type=click.Path(path_type=Path), default=None, help="A TOML settings file."
+)
 @click.option("--database", default=None, help="Metadata database URL (default: SQLite).")
 @click.option("--storage", default=None, help="Blob storage URL (default: the data dir).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: cores).")

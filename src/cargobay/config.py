@@ -86,14 +86,18 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {value!r}") from None
 
 
-def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None,
-                  environ: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
     """Build settings from all sources and validate them."""
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
     kinds = {f.name: f.type for f in fields(Settings)}
-    config_file = config_file or (Path(environ["CARGOBAY_CONFIG"])
-                                  if environ.get("CARGOBAY_CONFIG") else None)
+    config_file = config_file or (
+        Path(environ["CARGOBAY_CONFIG"]) if environ.get("CARGOBAY_CONFIG") else None
+    )
     if config_file is not None:
         try:
             data = tomllib.loads(Path(config_file).read_text())
@@ -136,8 +140,9 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             "CARGOBAY_ADMIN_ACCESS_KEY_ID and CARGOBAY_ADMIN_SECRET_ACCESS_KEY go together"
         )
-    if settings.admin_access_key_id and not re.fullmatch(r"[A-Z0-9]{16,128}",
-                                                         settings.admin_access_key_id):
+    if settings.admin_access_key_id and not re.fullmatch(
+        r"[A-Z0-9]{16,128}", settings.admin_access_key_id
+    ):
         raise ConfigError("admin access key id must be 16-128 upper-case letters and digits")
     if settings.admin_secret_access_key and len(settings.admin_secret_access_key) < 16:
         raise ConfigError("admin secret access key must be at least 16 characters")

@@ -32,4 +32,5 @@ def setup(level: str) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log costs time per request; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(
-        logging.INFO if level.lower() == "debug" else logging.WARNING)
+        logging.INFO if level.lower() == "debug" else logging.WARNING
+    )

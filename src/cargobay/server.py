@@ -35,8 +35,13 @@ async def prepare(settings: Settings) -> None:
     try:
         await db.create_schema()
         store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
-        await ensure_admin(store, settings.account_id, settings.credentials_file,
-                           settings.admin_access_key_id, settings.admin_secret_access_key)
+        await ensure_admin(
+            store,
+            settings.account_id,
+            settings.credentials_file,
+            settings.admin_access_key_id,
+            settings.admin_secret_access_key,
+        )
     finally:
         await db.dispose()
 
@@ -52,11 +57,18 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     services = Services.build(settings)
     app = build_app(services)
-    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"),
-                           handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=_ssl_context(settings),
-                       reuse_port=reuse_port, backlog=1024)
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=_ssl_context(settings),
+        reuse_port=reuse_port,
+        backlog=1024,
+    )
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,9 +99,15 @@ def serve(settings: Settings) -> None:
         settings = replace(settings, port=_free_port(settings.host))
     scheme = "https" if settings.tls_cert else "http"
     count = settings.worker_count
-    log.info("cargobay listening on %s://%s:%d with %d worker%s (data in %s)", scheme,
-             settings.host, settings.port, count, "" if count == 1 else "s",
-             settings.data_dir.resolve())
+    log.info(
+        "cargobay listening on %s://%s:%d with %d worker%s (data in %s)",
+        scheme,
+        settings.host,
+        settings.port,
+        count,
+        "" if count == 1 else "s",
+        settings.data_dir.resolve(),
+    )
     if count == 1:
         worker_main(settings, reuse_port=False)
         return
@@ -120,8 +138,7 @@ def _supervise(settings: Settings, count: int) -> None:
         time.sleep(0.5)
         for i, proc in enumerate(workers):
             if not proc.is_alive() and not stopping:
-                log.error("worker %s exited with %s; starting a new one", proc.pid,
-                          proc.exitcode)
+                log.error("worker %s exited with %s; starting a new one", proc.pid, proc.exitcode)
                 workers[i] = start()
     deadline = time.monotonic() + 15
     for proc in workers:

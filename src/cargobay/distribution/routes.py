@@ -51,8 +51,9 @@ _ROUTES: list[tuple[re.Pattern[str], str]] = [
 class Call:
     """One authenticated `/v2/` request and the repository it names."""
 
-    def __init__(self, request: web.Request, services: Services, principal: Principal,
-                 name: str) -> None:
+    def __init__(
+        self, request: web.Request, services: Services, principal: Principal, name: str
+    ) -> None:
         self.request = request
         self.services = services
         self.principal = principal
@@ -63,10 +64,14 @@ class Call:
         self.resource = authz.Resource(self.registry_id, settings.region, name or None)
 
     async def require(self, action: str, name: str | None = None) -> None:
-        resource = self.resource if name is None else authz.Resource(
-            self.registry_id, self.resource.region, name)
-        await self.services.authorizer.require(self.principal, action, resource,
-                                               _context(self.request))
+        resource = (
+            self.resource
+            if name is None
+            else authz.Resource(self.registry_id, self.resource.region, name)
+        )
+        await self.services.authorizer.require(
+            self.principal, action, resource, _context(self.request)
+        )
 
     async def repo(self) -> Repository:
         return await self.services.repositories.get(self.registry_id, self.name)
@@ -83,8 +88,7 @@ class Call:
 
 
 def _context(request: web.Request) -> authz.RequestContext:
-    return authz.RequestContext(source_ip=request.remote or "",
-                                secure_transport=request.secure)
+    return authz.RequestContext(source_ip=request.remote or "", secure_transport=request.secure)
 
 
 async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:
@@ -121,14 +125,20 @@ def _page(items: list[str], limit: int | None, path: str) -> tuple[list[str], di
     return items, headers
 
 
-def _json(data: object, status: int = 200, headers: dict[str, str] | None = None,
-          content_type: str = "application/json") -> web.Response:
+def _json(
+    data: object,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> web.Response:
     body = json.dumps(data).encode()
-    return web.Response(status=status, body=body,
-                        headers={**(headers or {}), "Content-Type": content_type})
+    return web.Response(
+        status=status, body=body, headers={**(headers or {}), "Content-Type": content_type}
+    )
 
 
 # -- handlers ------------------------------------------------------------------------------
+
 
 async def base(call: Call) -> web.StreamResponse:
     return _json({})
@@ -138,7 +148,8 @@ async def catalog(call: Call) -> web.StreamResponse:
     await call.require(authz.DESCRIBE_REPOSITORIES)
     limit, last = _page_args(call.request)
     names = await call.services.repositories.list_names(
-        call.registry_id, last, None if limit is None else limit + 1)
+        call.registry_id, last, None if limit is None else limit + 1
+    )
     names, headers = _page(names, limit, "/v2/_catalog")
     return _json({"repositories": names}, headers=headers)
 
@@ -148,7 +159,8 @@ async def tags(call: Call) -> web.StreamResponse:
     repo = await call.repo()
     limit, last = _page_args(call.request)
     names = await call.services.manifests.list_tags(
-        repo, last, None if limit is None else limit + 1)
+        repo, last, None if limit is None else limit + 1
+    )
     names, headers = _page(names, limit, f"/v2/{call.name}/tags/list")
     return _json({"name": call.name, "tags": names}, headers=headers)
 
@@ -165,24 +177,35 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
             await call.repo()  # NAME_UNKNOWN when the repository itself is missing
             raise
         if not accepts(call.request.headers.get("Accept"), found.media_type):
-            raise ManifestUnknown(f"manifest is {found.media_type}, which the Accept header "
-                                  "does not admit", detail={"mediaType": found.media_type})
-        headers = {"Docker-Content-Digest": found.digest, "Content-Type": found.media_type,
-                   "ETag": f'"{found.digest}"'}
+            raise ManifestUnknown(
+                f"manifest is {found.media_type}, which the Accept header does not admit",
+                detail={"mediaType": found.media_type},
+            )
+        headers = {
+            "Docker-Content-Digest": found.digest,
+            "Content-Type": found.media_type,
+            "ETag": f'"{found.digest}"',
+        }
         return web.Response(body=found.content, headers=headers)
     if method == "PUT":
         await call.require(authz.PUT_IMAGE)
         declared = call.request.content_length
         if declared is not None and declared > MAX_MANIFEST_BYTES:
-            raise PayloadTooLarge(f"manifest is {declared} bytes; the limit is "
-                                  f"{MAX_MANIFEST_BYTES}")
+            raise PayloadTooLarge(
+                f"manifest is {declared} bytes; the limit is {MAX_MANIFEST_BYTES}"
+            )
         payload = await _read_limited(call.request, MAX_MANIFEST_BYTES)
         repo = await call.repo_for_push()
-        result = await services.manifests.put(repo, reference, call.request.content_type
-                                              if "Content-Type" in call.request.headers
-                                              else None, payload)
-        headers = {"Location": f"/v2/{call.name}/manifests/{result.digest}",
-                   "Docker-Content-Digest": result.digest}
+        result = await services.manifests.put(
+            repo,
+            reference,
+            call.request.content_type if "Content-Type" in call.request.headers else None,
+            payload,
+        )
+        headers = {
+            "Location": f"/v2/{call.name}/manifests/{result.digest}",
+            "Docker-Content-Digest": result.digest,
+        }
         if result.subject:
             headers["OCI-Subject"] = result.subject
         return web.Response(status=201, headers=headers)
@@ -211,8 +234,12 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
     if method in ("GET", "HEAD"):
         await call.require(authz.PULL_BLOB if method == "GET" else authz.CHECK_BLOB)
         info = await services.blobs.stat(await call.repo(), digest)
-        headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
-                   "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
+        headers = {
+            "Docker-Content-Digest": digest,
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{digest}"',
+            "Accept-Ranges": "bytes",
+        }
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)
@@ -231,13 +258,18 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
 
 
 def _upload_headers(name: str, upload_id: str, range_header: str) -> dict[str, str]:
-    return {"Location": f"/v2/{name}/blobs/uploads/{upload_id}", "Range": range_header,
-            "Docker-Upload-UUID": upload_id}
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Range": range_header,
+        "Docker-Upload-UUID": upload_id,
+    }
 
 
 def _created(name: str, digest: str) -> web.Response:
-    return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
-                                             "Docker-Content-Digest": digest})
+    return web.Response(
+        status=201,
+        headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest},
+    )
 
 
 async def start_upload(call: Call) -> web.StreamResponse:
@@ -254,11 +286,16 @@ async def start_upload(call: Call) -> web.StreamResponse:
             validate_name(source)
             source_repo = await services.repositories.find(call.registry_id, source)
             allowed = source_repo is not None and await services.authorizer.allowed(
-                call.principal, authz.PULL_BLOB,
+                call.principal,
+                authz.PULL_BLOB,
                 authz.Resource(call.registry_id, call.resource.region, source),
-                _context(call.request))
-            if allowed and source_repo is not None and await services.blobs.mount(
-                    source_repo, repo, mount):
+                _context(call.request),
+            )
+            if (
+                allowed
+                and source_repo is not None
+                and await services.blobs.mount(source_repo, repo, mount)
+            ):
                 return _created(call.name, mount)
         # Not mountable: fall back to a regular upload session, as the spec allows.
     elif digest := query.get("digest"):
@@ -267,8 +304,9 @@ async def start_upload(call: Call) -> web.StreamResponse:
         info = await services.uploads.upload_whole(repo, digest, request_blocks(call.request))
         return _created(call.name, info.digest)
     upload = await services.uploads.start(repo)
-    return web.Response(status=202, headers=_upload_headers(call.name, upload.id,
-                                                            upload.range_header))
+    return web.Response(
+        status=202, headers=_upload_headers(call.name, upload.id, upload.range_header)
+    )
 
 
 async def upload(call: Call, upload_id: str) -> web.StreamResponse:
@@ -277,8 +315,9 @@ async def upload(call: Call, upload_id: str) -> web.StreamResponse:
     if method == "GET":
         await call.require(authz.UPLOAD_PART)
         state = await uploads.get(await call.repo(), upload_id)
-        return web.Response(status=204, headers=_upload_headers(call.name, state.id,
-                                                                state.range_header))
+        return web.Response(
+            status=204, headers=_upload_headers(call.name, state.id, state.range_header)
+        )
     if method == "PATCH":
         await call.require(authz.UPLOAD_PART)
         repo = await call.repo()
@@ -287,25 +326,34 @@ async def upload(call: Call, upload_id: str) -> web.StreamResponse:
             match = _CONTENT_RANGE.match(content_range.strip())
             if not match or int(match.group(2)) < int(match.group(1)):
                 state = await uploads.get(repo, upload_id)
-                raise RangeInvalid(f"invalid Content-Range {content_range!r}",
-                                   headers=_upload_headers(call.name, state.id,
-                                                           state.range_header))
+                raise RangeInvalid(
+                    f"invalid Content-Range {content_range!r}",
+                    headers=_upload_headers(call.name, state.id, state.range_header),
+                )
             start, end = int(match.group(1)), int(match.group(2))
         try:
-            state = await uploads.append(repo, upload_id, request_blocks(call.request),
-                                         start=start, end=end)
+            state = await uploads.append(
+                repo, upload_id, request_blocks(call.request), start=start, end=end
+            )
         except RangeInvalid as exc:
             exc.headers.update(_upload_headers(call.name, upload_id, exc.headers["Range"]))
             raise
-        return web.Response(status=202, headers=_upload_headers(call.name, state.id,
-                                                                state.range_header))
+        return web.Response(
+            status=202, headers=_upload_headers(call.name, state.id, state.range_header)
+        )
     if method == "PUT":
         await call.require(authz.COMPLETE_UPLOAD)
         repo = await call.repo()
-        has_body = bool(call.request.content_length) or call.request.headers.get(
-            "Transfer-Encoding", "").lower() == "chunked"
-        info = await uploads.complete(repo, upload_id, call.request.query.get("digest"),
-                                      request_blocks(call.request) if has_body else None)
+        has_body = (
+            bool(call.request.content_length)
+            or call.request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        )
+        info = await uploads.complete(
+            repo,
+            upload_id,
+            call.request.query.get("digest"),
+            request_blocks(call.request) if has_body else None,
+        )
         return _created(call.name, info.digest)
     if method == "DELETE":
         await call.require(authz.INITIATE_UPLOAD)
@@ -332,13 +380,20 @@ async def referrers(call: Call, digest: str) -> web.StreamResponse:
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 _HANDLERS: dict[str, Handler] = {
-    "uploads": start_upload, "upload": upload, "blob": blob, "manifest": manifest,
-    "tags": tags, "referrers": referrers,
+    "uploads": start_upload,
+    "upload": upload,
+    "blob": blob,
+    "manifest": manifest,
+    "tags": tags,
+    "referrers": referrers,
 }
 _METHODS = {
-    "uploads": {"POST"}, "upload": {"GET", "PATCH", "PUT", "DELETE"},
-    "blob": {"GET", "HEAD", "DELETE"}, "manifest": {"GET", "HEAD", "PUT", "DELETE"},
-    "tags": {"GET"}, "referrers": {"GET"},
+    "uploads": {"POST"},
+    "upload": {"GET", "PATCH", "PUT", "DELETE"},
+    "blob": {"GET", "HEAD", "DELETE"},
+    "manifest": {"GET", "HEAD", "PUT", "DELETE"},
+    "tags": {"GET"},
+    "referrers": {"GET"},
 }
 
 
@@ -376,8 +431,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(request, RegistryError("internal server error"),
-                              services.settings.realm)
+        return error_response(
+            request, RegistryError("internal server error"), services.settings.realm
+        )
     response.headers.update(API_VERSION_HEADER)
     return response
 

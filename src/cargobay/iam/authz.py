@@ -56,13 +56,22 @@ class Authorizer:
     until a policy grants it (identity and resource policies arrive with the ECR control plane).
     """
 
-    async def allowed(self, principal: Principal, action: str, resource: Resource,
-                      context: RequestContext | None = None) -> bool:
+    async def allowed(
+        self,
+        principal: Principal,
+        action: str,
+        resource: Resource,
+        context: RequestContext | None = None,
+    ) -> bool:
         return principal.is_admin and principal.account_id == resource.account_id
 
-    async def require(self, principal: Principal, action: str, resource: Resource,
-                      context: RequestContext | None = None) -> None:
+    async def require(
+        self,
+        principal: Principal,
+        action: str,
+        resource: Resource,
+        context: RequestContext | None = None,
+    ) -> None:
         if not await self.allowed(principal, action, resource, context):
             log.warning("denied %s on %s to %s", action, resource.arn, principal.arn)
-            raise Denied(f"{principal.arn} is not authorized to perform {action} on "
-                         f"{resource.arn}")
+            raise Denied(f"{principal.arn} is not authorized to perform {action} on {resource.arn}")

@@ -16,12 +16,16 @@ ADMIN_USER = "admin"
 
 
 def credentials_text(key_id: str, secret: str) -> str:
-    return (f"[default]\naws_access_key_id = {key_id}\n"
-            f"aws_secret_access_key = {secret}\n")
+    return f"[default]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
 
 
-async def ensure_admin(store: CredentialStore, account_id: str, credentials_file: Path,
-                       key_id: str = "", secret: str = "") -> str:
+async def ensure_admin(
+    store: CredentialStore,
+    account_id: str,
+    credentials_file: Path,
+    key_id: str = "",
+    secret: str = "",
+) -> str:
     """Make sure the account has an administrator with a usable access key.
 
     With a configured key id and secret, that key is (re)installed. Otherwise a key is created
@@ -37,22 +41,29 @@ async def ensure_admin(store: CredentialStore, account_id: str, credentials_file
             await store.add_access_key(user_id, key_id, secret)
         elif record.secret != secret or record.principal.user_name != ADMIN_USER:
             async with store.db.write() as conn:
-                await conn.execute(schema.access_keys.delete().where(
-                    schema.access_keys.c.id == key_id))
+                await conn.execute(
+                    schema.access_keys.delete().where(schema.access_keys.c.id == key_id)
+                )
             await store.add_access_key(user_id, key_id, secret)
         log.info("administrator access key %s taken from the environment", key_id)
         return key_id
 
     async with store.db.read() as conn:
-        existing = (await conn.execute(
-            select(schema.access_keys.c.id).where(schema.access_keys.c.user_id == user_id)
-        )).first()
+        existing = (
+            await conn.execute(
+                select(schema.access_keys.c.id).where(schema.access_keys.c.user_id == user_id)
+            )
+        ).first()
     if existing is not None:
         if credentials_file.exists():
             log.info("administrator credentials are in %s", credentials_file)
         else:
-            log.warning("administrator key %s exists but %s is missing; create a new key with "
-                        "`cargobay admin create-access-key admin`", existing.id, credentials_file)
+            log.warning(
+                "administrator key %s exists but %s is missing; create a new key with "
+                "`cargobay admin create-access-key admin`",
+                existing.id,
+                credentials_file,
+            )
         return str(existing.id)
     key_id, secret = await store.add_access_key(user_id)
     credentials_file.unlink(missing_ok=True)

@@ -50,38 +50,51 @@ class CredentialStore:
     async def create_user(self, account_id: str, name: str, *, is_admin: bool = False) -> int:
         async with self.db.write() as conn:
             result = await conn.execute(
-                schema.users.insert().values(account_id=account_id, name=name,
-                                             is_admin=is_admin, created_at=time.time())
+                schema.users.insert().values(
+                    account_id=account_id, name=name, is_admin=is_admin, created_at=time.time()
+                )
             )
             return int(result.inserted_primary_key[0])
 
     async def find_user(self, account_id: str, name: str) -> int | None:
         async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(schema.users.c.id).where(schema.users.c.account_id == account_id,
-                                                schema.users.c.name == name)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(schema.users.c.id).where(
+                        schema.users.c.account_id == account_id, schema.users.c.name == name
+                    )
+                )
+            ).first()
         return None if row is None else int(row.id)
 
-    async def add_access_key(self, user_id: int, key_id: str | None = None,
-                             secret: str | None = None) -> tuple[str, str]:
+    async def add_access_key(
+        self, user_id: int, key_id: str | None = None, secret: str | None = None
+    ) -> tuple[str, str]:
         key_id = key_id or new_access_key_id()
         secret = secret or new_secret()
         async with self.db.write() as conn:
-            await conn.execute(schema.access_keys.insert().values(
-                id=key_id, user_id=user_id, secret=self.box.seal(secret), status="Active",
-                created_at=time.time()))
+            await conn.execute(
+                schema.access_keys.insert().values(
+                    id=key_id,
+                    user_id=user_id,
+                    secret=self.box.seal(secret),
+                    status="Active",
+                    created_at=time.time(),
+                )
+            )
         return key_id, secret
 
     async def lookup(self, key_id: str) -> KeyRecord | None:
         """The principal and plaintext secret behind an access key id."""
         k, u = schema.access_keys, schema.users
         async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(k.c.secret, k.c.status, u.c.account_id, u.c.name, u.c.is_admin)
-                .join(u, u.c.id == k.c.user_id)
-                .where(k.c.id == key_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(k.c.secret, k.c.status, u.c.account_id, u.c.name, u.c.is_admin)
+                    .join(u, u.c.id == k.c.user_id)
+                    .where(k.c.id == key_id)
+                )
+            ).first()
         if row is None:
             return None
         principal = Principal(row.account_id, row.name, key_id, bool(row.is_admin))

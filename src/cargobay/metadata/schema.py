@@ -61,8 +61,12 @@ blobs = Table(
 repository_blobs = Table(
     "repository_blobs",
     metadata,
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("digest", String(200), ForeignKey("blobs.digest"), primary_key=True),
     Column("created_at", Float, nullable=False),
 )
@@ -71,8 +75,12 @@ Index("ix_repository_blobs_digest", repository_blobs.c.digest)
 manifests = Table(
     "manifests",
     metadata,
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("digest", String(200), primary_key=True),
     Column("media_type", String(256), nullable=False),
     Column("artifact_type", String(256)),
@@ -91,8 +99,12 @@ Index("ix_manifests_subject", manifests.c.repository_id, manifests.c.subject_dig
 manifest_references = Table(
     "manifest_references",
     metadata,
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("manifest_digest", String(200), primary_key=True),
     Column("target_digest", String(200), primary_key=True),
     Column("kind", String(8), nullable=False),  # "blob" or "manifest"
@@ -102,8 +114,12 @@ Index("ix_manifest_references_target", manifest_references.c.target_digest)
 tags = Table(
     "tags",
     metadata,
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("name", String(128), primary_key=True),
     Column("digest", String(200), nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -114,8 +130,9 @@ uploads = Table(
     "uploads",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("size", BigInteger, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

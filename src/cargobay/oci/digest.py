@@ -34,8 +34,9 @@ def parse_digest(value: str) -> Digest:
         raise DigestInvalid("invalid digest format", detail={"digest": value})
     algorithm, _, encoded = value.partition(":")
     if algorithm not in ALGORITHMS:
-        raise Unsupported(f"digest algorithm {algorithm!r} is not supported",
-                          detail={"digest": value})
+        raise Unsupported(
+            f"digest algorithm {algorithm!r} is not supported", detail={"digest": value}
+        )
     if len(encoded) != ALGORITHMS[algorithm] or not _HEX_RE.match(encoded):
         raise DigestInvalid("invalid digest encoding", detail={"digest": value})
     return Digest(algorithm, encoded)

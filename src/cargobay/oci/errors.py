@@ -16,8 +16,9 @@ class RegistryError(Exception):
     status = 500
     default_message = "unknown error"
 
-    def __init__(self, message: str | None = None, detail: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
         self.detail = detail

@@ -148,8 +148,7 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
         if "config" in body or "layers" in body:
             raise ManifestInvalid("an index cannot have config or layers")
         manifests = _descriptor_list(body.get("manifests"), "manifests")
-        return ParsedManifest(media_type, None, (), manifests, subject, artifact_type,
-                              annotations)
+        return ParsedManifest(media_type, None, (), manifests, subject, artifact_type, annotations)
 
     if "config" not in body:
         raise ManifestInvalid("an image manifest must have a config descriptor")

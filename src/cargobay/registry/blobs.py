@@ -31,10 +31,13 @@ class BlobService:
         """Size of a blob linked to the repository, or BLOB_UNKNOWN."""
         b, rb = schema.blobs, schema.repository_blobs
         async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(b.c.size).join(rb, rb.c.digest == b.c.digest)
-                .where(rb.c.repository_id == repo.id, rb.c.digest == digest)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(b.c.size)
+                    .join(rb, rb.c.digest == b.c.digest)
+                    .where(rb.c.repository_id == repo.id, rb.c.digest == digest)
+                )
+            ).first()
         if row is None:
             raise BlobUnknown(detail={"digest": digest})
         return BlobInfo(digest, int(row.size))
@@ -47,8 +50,9 @@ class BlobService:
         now = time.time()
         async with self.db.write() as conn:
             await insert_ignore(conn, schema.blobs, digest=digest, size=size, created_at=now)
-            await insert_ignore(conn, schema.repository_blobs, repository_id=repo.id,
-                                digest=digest, created_at=now)
+            await insert_ignore(
+                conn, schema.repository_blobs, repository_id=repo.id, digest=digest, created_at=now
+            )
 
     async def mount(self, source: Repository, target: Repository, digest: str) -> BlobInfo | None:
         """Link a blob another repository holds; None when the source does not have it."""
@@ -57,8 +61,13 @@ class BlobService:
         except BlobUnknown:
             return None
         async with self.db.write() as conn:
-            await insert_ignore(conn, schema.repository_blobs, repository_id=target.id,
-                                digest=digest, created_at=time.time())
+            await insert_ignore(
+                conn,
+                schema.repository_blobs,
+                repository_id=target.id,
+                digest=digest,
+                created_at=time.time(),
+            )
         return info
 
     async def unlink(self, repo: Repository, digest: str) -> None:
@@ -66,6 +75,7 @@ class BlobService:
         rb = schema.repository_blobs
         async with self.db.write() as conn:
             result = await conn.execute(
-                rb.delete().where(rb.c.repository_id == repo.id, rb.c.digest == digest))
+                rb.delete().where(rb.c.repository_id == repo.id, rb.c.digest == digest)
+            )
         if not result.rowcount:
             raise BlobUnknown(detail={"digest": digest})

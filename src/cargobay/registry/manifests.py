@@ -62,15 +62,18 @@ class ManifestService:
         """A manifest by tag or digest in one indexed query (repository included)."""
         _check_reference(reference)
         r, m, t = schema.repositories, schema.manifests, schema.tags
-        query = select(m.c.repository_id, m.c.digest, m.c.media_type, m.c.content,
-                       m.c.last_pulled_at)
+        query = select(
+            m.c.repository_id, m.c.digest, m.c.media_type, m.c.content, m.c.last_pulled_at
+        )
         if is_digest(reference):
             query = query.select_from(m.join(r, r.c.id == m.c.repository_id)).where(
-                m.c.digest == reference)
+                m.c.digest == reference
+            )
         else:
             query = query.select_from(
                 t.join(r, r.c.id == t.c.repository_id).join(
-                    m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
+                    m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
+                )
             ).where(t.c.name == reference)
         query = query.where(r.c.registry_id == repo_registry_id, r.c.name == repo_name)
         async with self.db.read() as conn:
@@ -82,12 +85,14 @@ class ManifestService:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
         return Manifest(row.digest, row.media_type, row.content)
 
-    async def put(self, repo: Repository, reference: str, content_type: str | None,
-                  payload: bytes) -> PutResult:
+    async def put(
+        self, repo: Repository, reference: str, content_type: str | None, payload: bytes
+    ) -> PutResult:
         """Store a manifest exactly as pushed, after checking everything it references."""
         if len(payload) > MAX_MANIFEST_BYTES:
-            raise PayloadTooLarge(f"manifest is {len(payload)} bytes; the limit is "
-                                  f"{MAX_MANIFEST_BYTES}")
+            raise PayloadTooLarge(
+                f"manifest is {len(payload)} bytes; the limit is {MAX_MANIFEST_BYTES}"
+            )
         _check_reference(reference)
         tag = None if is_digest(reference) else reference
         parsed = parse_manifest(payload, content_type)
@@ -95,8 +100,10 @@ class ManifestService:
             expected = parse_digest(reference)
             digest = compute(payload, expected.algorithm)
             if digest != reference:
-                raise DigestInvalid("manifest digest does not match its content",
-                                    detail={"digest": reference, "actual": digest})
+                raise DigestInvalid(
+                    "manifest digest does not match its content",
+                    detail={"digest": reference, "actual": digest},
+                )
         else:
             digest = compute(payload)
 
@@ -106,35 +113,62 @@ class ManifestService:
         m, rb = schema.manifests, schema.repository_blobs
         async with self.db.write() as conn:
             if blob_refs:
-                present = {row.digest for row in await conn.execute(
-                    select(rb.c.digest).where(rb.c.repository_id == repo.id,
-                                              rb.c.digest.in_(list(blob_refs))))}
+                present = {
+                    row.digest
+                    for row in await conn.execute(
+                        select(rb.c.digest).where(
+                            rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
+                        )
+                    )
+                }
                 missing = [d for d in blob_refs if d not in present]
                 if missing:
                     raise ManifestBlobUnknown(detail={"digest": missing[0]})
             if child_refs:
-                present = {row.digest for row in await conn.execute(
-                    select(m.c.digest).where(m.c.repository_id == repo.id,
-                                             m.c.digest.in_(list(child_refs))))}
+                present = {
+                    row.digest
+                    for row in await conn.execute(
+                        select(m.c.digest).where(
+                            m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
+                        )
+                    )
+                }
                 missing = [d for d in child_refs if d not in present]
                 if missing:
-                    raise ManifestUnknown("manifest references an unknown manifest",
-                                          detail={"digest": missing[0]})
+                    raise ManifestUnknown(
+                        "manifest references an unknown manifest", detail={"digest": missing[0]}
+                    )
             image_size = sum(d.size for d in blob_refs.values()) + sum(
-                d.size for d in child_refs.values())
+                d.size for d in child_refs.values()
+            )
             result = await insert_ignore(
-                conn, m, repository_id=repo.id, digest=digest, media_type=parsed.media_type,
+                conn,
+                m,
+                repository_id=repo.id,
+                digest=digest,
+                media_type=parsed.media_type,
                 artifact_type=parsed.artifact_type,
                 subject_digest=parsed.subject.digest if parsed.subject else None,
                 annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
-                size=len(payload), image_size=image_size, content=payload, pushed_at=now)
+                size=len(payload),
+                image_size=image_size,
+                content=payload,
+                pushed_at=now,
+            )
             created = bool(result.rowcount)
             if created:
-                for target, kind in [*((d, "blob") for d in blob_refs),
-                                     *((d, "manifest") for d in child_refs)]:
-                    await insert_ignore(conn, schema.manifest_references,
-                                        repository_id=repo.id, manifest_digest=digest,
-                                        target_digest=target, kind=kind)
+                for target, kind in [
+                    *((d, "blob") for d in blob_refs),
+                    *((d, "manifest") for d in child_refs),
+                ]:
+                    await insert_ignore(
+                        conn,
+                        schema.manifest_references,
+                        repository_id=repo.id,
+                        manifest_digest=digest,
+                        target_digest=target,
+                        kind=kind,
+                    )
             if tag is not None:
                 await self._set_tag(conn, repo, tag, digest, now)
         return PutResult(digest, parsed.subject.digest if parsed.subject else None, created)
@@ -142,16 +176,27 @@ class ManifestService:
     async def _set_tag(self, conn, repo: Repository, tag: str, digest: str, now: float) -> None:
         t = schema.tags
         if repo.immutable_tags:
-            current = (await conn.execute(
-                select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
-            )).first()
+            current = (
+                await conn.execute(
+                    select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
+                )
+            ).first()
             if current is not None and current.digest != digest:
-                raise TagImmutable(f"tag {tag!r} already exists in the immutable repository "
-                                   f"{repo.name!r}", detail={"tag": tag})
+                raise TagImmutable(
+                    f"tag {tag!r} already exists in the immutable repository {repo.name!r}",
+                    detail={"tag": tag},
+                )
             if current is not None:
                 return
-        await upsert(conn, t, ["repository_id", "name"], repository_id=repo.id, name=tag,
-                     digest=digest, updated_at=now)
+        await upsert(
+            conn,
+            t,
+            ["repository_id", "name"],
+            repository_id=repo.id,
+            name=tag,
+            digest=digest,
+            updated_at=now,
+        )
 
     async def delete(self, repo: Repository, reference: str) -> None:
         """Delete by digest (the manifest and every tag on it) or by tag (untag only)."""
@@ -160,21 +205,24 @@ class ManifestService:
         async with self.db.write() as conn:
             if not is_digest(reference):
                 result = await conn.execute(
-                    t.delete().where(t.c.repository_id == repo.id, t.c.name == reference))
+                    t.delete().where(t.c.repository_id == repo.id, t.c.name == reference)
+                )
                 if not result.rowcount:
                     raise ManifestUnknown(detail={"tag": reference})
                 return
             result = await conn.execute(
-                m.delete().where(m.c.repository_id == repo.id, m.c.digest == reference))
+                m.delete().where(m.c.repository_id == repo.id, m.c.digest == reference)
+            )
             if not result.rowcount:
                 raise ManifestUnknown(detail={"digest": reference})
             await conn.execute(
-                t.delete().where(t.c.repository_id == repo.id, t.c.digest == reference))
-            await conn.execute(mr.delete().where(mr.c.repository_id == repo.id,
-                                                 mr.c.manifest_digest == reference))
+                t.delete().where(t.c.repository_id == repo.id, t.c.digest == reference)
+            )
+            await conn.execute(
+                mr.delete().where(mr.c.repository_id == repo.id, mr.c.manifest_digest == reference)
+            )
 
-    async def list_tags(self, repo: Repository, last: str | None, limit: int | None
-                        ) -> list[str]:
+    async def list_tags(self, repo: Repository, last: str | None, limit: int | None) -> list[str]:
         """Tag names in lexical order after `last`: an index range scan, any repo size."""
         t = schema.tags
         query = select(t.c.name).where(t.c.repository_id == repo.id).order_by(t.c.name)
@@ -185,14 +233,13 @@ class ManifestService:
         async with self.db.read() as conn:
             return [row.name for row in await conn.execute(query)]
 
-    async def referrers(self, repo: Repository, digest: str, artifact_type: str | None
-                        ) -> bytes:
+    async def referrers(self, repo: Repository, digest: str, artifact_type: str | None) -> bytes:
         """The OCI image index of manifests whose subject is `digest`."""
         parse_digest(digest)
         m = schema.manifests
-        query = select(m.c.digest, m.c.media_type, m.c.size, m.c.artifact_type,
-                       m.c.annotations).where(m.c.repository_id == repo.id,
-                                              m.c.subject_digest == digest)
+        query = select(
+            m.c.digest, m.c.media_type, m.c.size, m.c.artifact_type, m.c.annotations
+        ).where(m.c.repository_id == repo.id, m.c.subject_digest == digest)
         if artifact_type:
             query = query.where(m.c.artifact_type == artifact_type)
         async with self.db.read() as conn:
@@ -205,14 +252,21 @@ class ManifestService:
             if row.annotations:
                 entry["annotations"] = json.loads(row.annotations)
             descriptors.append(entry)
-        return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                           "manifests": descriptors}).encode()
+        return json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+        ).encode()
 
     async def count(self, repo: Repository) -> int:
         async with self.db.read() as conn:
-            return int((await conn.execute(
-                select(func.count()).select_from(schema.manifests)
-                .where(schema.manifests.c.repository_id == repo.id))).scalar_one())
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(schema.manifests)
+                        .where(schema.manifests.c.repository_id == repo.id)
+                    )
+                ).scalar_one()
+            )
 
     # -- bookkeeping off the request path --------------------------------------------------
 
@@ -225,8 +279,10 @@ class ManifestService:
         m = schema.manifests
         try:
             async with self.db.write() as conn:
-                await conn.execute(m.update().where(
-                    m.c.repository_id == repository_id, m.c.digest == digest
-                ).values(last_pulled_at=when))
+                await conn.execute(
+                    m.update()
+                    .where(m.c.repository_id == repository_id, m.c.digest == digest)
+                    .values(last_pulled_at=when)
+                )
         except Exception:  # a lost pull timestamp must never fail or slow a pull
             log.exception("could not record pull time of %s", digest)

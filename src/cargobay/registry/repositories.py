@@ -27,9 +27,13 @@ class Repository:
         return self.tag_mutability == "IMMUTABLE"
 
 
-_COLUMNS = (schema.repositories.c.id, schema.repositories.c.registry_id,
-            schema.repositories.c.name, schema.repositories.c.created_at,
-            schema.repositories.c.tag_mutability)
+_COLUMNS = (
+    schema.repositories.c.id,
+    schema.repositories.c.registry_id,
+    schema.repositories.c.name,
+    schema.repositories.c.created_at,
+    schema.repositories.c.tag_mutability,
+)
 
 
 class RepositoryService:
@@ -39,9 +43,11 @@ class RepositoryService:
     async def find(self, registry_id: str, name: str) -> Repository | None:
         r = schema.repositories
         async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(*_COLUMNS).where(r.c.registry_id == registry_id, r.c.name == name)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(*_COLUMNS).where(r.c.registry_id == registry_id, r.c.name == name)
+                )
+            ).first()
         return None if row is None else Repository(*row)
 
     async def get(self, registry_id: str, name: str) -> Repository:
@@ -51,21 +57,27 @@ class RepositoryService:
             raise NameUnknown(detail={"name": name})
         return repo
 
-    async def create(self, registry_id: str, name: str, *, tag_mutability: str = "MUTABLE"
-                     ) -> tuple[Repository, bool]:
+    async def create(
+        self, registry_id: str, name: str, *, tag_mutability: str = "MUTABLE"
+    ) -> tuple[Repository, bool]:
         """Create a repository; returns it and whether this call created it."""
         validate_name(name)
         async with self.db.write() as conn:
             result = await insert_ignore(
-                conn, schema.repositories, registry_id=registry_id, name=name,
-                created_at=time.time(), tag_mutability=tag_mutability, scan_on_push=False,
-                encryption_type="AES256")
+                conn,
+                schema.repositories,
+                registry_id=registry_id,
+                name=name,
+                created_at=time.time(),
+                tag_mutability=tag_mutability,
+                scan_on_push=False,
+                encryption_type="AES256",
+            )
         repo = await self.find(registry_id, name)
         assert repo is not None
         return repo, bool(result.rowcount)
 
-    async def get_for_push(self, registry_id: str, name: str, create_on_push: bool
-                           ) -> Repository:
+    async def get_for_push(self, registry_id: str, name: str, create_on_push: bool) -> Repository:
         validate_name(name)
         repo = await self.find(registry_id, name)
         if repo is not None:
@@ -74,8 +86,7 @@ class RepositoryService:
             raise NameUnknown(detail={"name": name})
         return (await self.create(registry_id, name))[0]
 
-    async def list_names(self, registry_id: str, last: str | None, limit: int | None
-                         ) -> list[str]:
+    async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:
         """Names in lexical order after `last`; one indexed range scan."""
         r = schema.repositories
         query = select(r.c.name).where(r.c.registry_id == registry_id).order_by(r.c.name)

@@ -64,8 +64,11 @@ class UploadService:
         now = time.time()
         await self.store.upload_create(upload_id)
         async with self.db.write() as conn:
-            await conn.execute(schema.uploads.insert().values(
-                id=upload_id, repository_id=repo.id, size=0, created_at=now, updated_at=now))
+            await conn.execute(
+                schema.uploads.insert().values(
+                    id=upload_id, repository_id=repo.id, size=0, created_at=now, updated_at=now
+                )
+            )
         self._remember(upload_id, 0, hashlib.sha256())
         return Upload(upload_id, repo.id, 0, now)
 
@@ -74,43 +77,60 @@ class UploadService:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         u = schema.uploads
         async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at)
-                .where(u.c.id == upload_id, u.c.repository_id == repo.id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at).where(
+                        u.c.id == upload_id, u.c.repository_id == repo.id
+                    )
+                )
+            ).first()
         if row is None:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         return Upload(row.id, row.repository_id, int(row.size), row.created_at)
 
-    async def append(self, repo: Repository, upload_id: str, blocks: Blocks, *,
-                     start: int | None = None, end: int | None = None) -> Upload:
+    async def append(
+        self,
+        repo: Repository,
+        upload_id: str,
+        blocks: Blocks,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Upload:
         """Append a chunk; with a Content-Range, it must start where the upload ends."""
         upload = await self.get(repo, upload_id)
         if start is not None and start != upload.size:
             raise RangeInvalid(
                 f"chunk starts at {start} but the upload has {upload.size} bytes",
-                headers={"Range": upload.range_header})
+                headers={"Range": upload.range_header},
+            )
         hasher = await self._hasher_at(upload.id, upload.size)
         try:
             new_size = await self.store.upload_append(
-                upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block))
+                upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
+            )
         except FileNotFoundError:
             raise BlobUploadUnknown("upload data is missing", detail={"uuid": upload_id}) from None
         if end is not None and new_size != end + 1:
-            raise SizeInvalid(f"Content-Range ends at {end} but {new_size - upload.size} bytes "
-                              "were sent", headers={"Range": upload.range_header})
+            raise SizeInvalid(
+                f"Content-Range ends at {end} but {new_size - upload.size} bytes were sent",
+                headers={"Range": upload.range_header},
+            )
         u = schema.uploads
         async with self.db.write() as conn:
             result = await conn.execute(
-                u.update().where(u.c.id == upload.id, u.c.size == upload.size)
-                .values(size=new_size, updated_at=time.time()))
+                u.update()
+                .where(u.c.id == upload.id, u.c.size == upload.size)
+                .values(size=new_size, updated_at=time.time())
+            )
         if not result.rowcount:
             raise BlobUploadInvalid("the upload was changed by a concurrent request")
         self._remember(upload.id, new_size, hasher)
         return Upload(upload.id, upload.repository_id, new_size, upload.created_at)
 
-    async def complete(self, repo: Repository, upload_id: str, digest: str | None,
-                       blocks: Blocks | None) -> BlobInfo:
+    async def complete(
+        self, repo: Repository, upload_id: str, digest: str | None, blocks: Blocks | None
+    ) -> BlobInfo:
         """Finish an upload (with an optional last chunk) and commit it under `digest`."""
         if not digest:
             raise DigestInvalid("the digest query parameter is required")
@@ -124,15 +144,17 @@ class UploadService:
             actual = await self._rehash(upload.id, upload.size, expected.algorithm)
         if actual != str(expected):
             await self.cancel(repo, upload_id)
-            raise DigestInvalid("provided digest did not match uploaded content",
-                                detail={"digest": digest, "actual": actual})
+            raise DigestInvalid(
+                "provided digest did not match uploaded content",
+                detail={"digest": digest, "actual": actual},
+            )
         await self.store.upload_commit(upload.id, actual)
         now = time.time()
         async with self.db.write() as conn:
-            await insert_ignore(conn, schema.blobs, digest=actual, size=upload.size,
-                                created_at=now)
-            await insert_ignore(conn, schema.repository_blobs, repository_id=repo.id,
-                                digest=actual, created_at=now)
+            await insert_ignore(conn, schema.blobs, digest=actual, size=upload.size, created_at=now)
+            await insert_ignore(
+                conn, schema.repository_blobs, repository_id=repo.id, digest=actual, created_at=now
+            )
             await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload.id))
         self._hashers.pop(upload.id, None)
         return BlobInfo(actual, upload.size)
@@ -145,19 +167,23 @@ class UploadService:
         await self.store.upload_create(upload_id)
         try:
             size = await self.store.upload_append(
-                upload_id, 0, blocks, observe=lambda block: _feed(hasher, block))
+                upload_id, 0, blocks, observe=lambda block: _feed(hasher, block)
+            )
             actual = f"{expected.algorithm}:{hasher.hexdigest()}"
             if actual != str(expected):
-                raise DigestInvalid("provided digest did not match uploaded content",
-                                    detail={"digest": digest, "actual": actual})
+                raise DigestInvalid(
+                    "provided digest did not match uploaded content",
+                    detail={"digest": digest, "actual": actual},
+                )
             await self.store.upload_commit(upload_id, actual)
         finally:
             await self.store.upload_delete(upload_id)
         now = time.time()
         async with self.db.write() as conn:
             await insert_ignore(conn, schema.blobs, digest=actual, size=size, created_at=now)
-            await insert_ignore(conn, schema.repository_blobs, repository_id=repo.id,
-                                digest=actual, created_at=now)
+            await insert_ignore(
+                conn, schema.repository_blobs, repository_id=repo.id, digest=actual, created_at=now
+            )
         return BlobInfo(actual, size)
 
     async def cancel(self, repo: Repository, upload_id: str) -> None:
@@ -196,4 +222,3 @@ class UploadService:
 def _feed(hasher: hashlib._Hash, block: list[bytes]) -> None:
     for chunk in block:
         hasher.update(chunk)
-

@@ -33,9 +33,13 @@ class BlobStore(Protocol):
     async def upload_size(self, upload_id: str) -> int | None:
         """Bytes stored so far for an upload, or None if it has no data."""
 
-    async def upload_append(self, upload_id: str, offset: int,
-                            blocks: AsyncIterator[list[bytes]],
-                            observe: Observer | None = None) -> int:
+    async def upload_append(
+        self,
+        upload_id: str,
+        offset: int,
+        blocks: AsyncIterator[list[bytes]],
+        observe: Observer | None = None,
+    ) -> int:
         """Write blocks at `offset` (discarding anything stored past it); return the new size."""
 
     def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
@@ -57,4 +61,3 @@ def open_store(url: str) -> BlobStore:
 
         return FilesystemStore(Path(url.removeprefix("file://")))
     raise ValueError(f"unsupported storage URL {url!r}")
-

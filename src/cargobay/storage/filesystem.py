@@ -53,8 +53,9 @@ class FilesystemStore:
     def local_path(self, digest: str) -> Path | None:
         return self._blob_path(digest)
 
-    async def read(self, digest: str, start: int = 0, end: int | None = None
-                   ) -> AsyncIterator[bytes]:
+    async def read(
+        self, digest: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
         with open(self._blob_path(digest), "rb") as fh:
             fh.seek(start)
             remaining = None if end is None else end - start
@@ -79,9 +80,13 @@ class FilesystemStore:
         except FileNotFoundError:
             return None
 
-    async def upload_append(self, upload_id: str, offset: int,
-                            blocks: AsyncIterator[list[bytes]],
-                            observe: Observer | None = None) -> int:
+    async def upload_append(
+        self,
+        upload_id: str,
+        offset: int,
+        blocks: AsyncIterator[list[bytes]],
+        observe: Observer | None = None,
+    ) -> int:
         path = self._upload_path(upload_id)
         fd = os.open(path, os.O_WRONLY)
         try:
@@ -119,8 +124,9 @@ class FilesystemStore:
 
     async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         with open(self._upload_path(upload_id), "rb") as fh:
-            while length > 0 and (data := await asyncio.to_thread(fh.read,
-                                                                  min(READ_BLOCK, length))):
+            while length > 0 and (
+                data := await asyncio.to_thread(fh.read, min(READ_BLOCK, length))
+            ):
                 length -= len(data)
                 yield data
 
