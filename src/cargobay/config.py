@@ -35,6 +35,8 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     account_id: str = "000000000000"
     region: str = "us-east-1"
+    # ECR-style hosts are <account>.dkr.ecr.<region>.<host_suffix>; empty: localhost:<port>.
+    host_suffix: str = ""
     realm: str = "cargobay"
     log_level: str = "info"
     # Largest request body accepted by the ECR JSON API and manifest PUTs (bytes).

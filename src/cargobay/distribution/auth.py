@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
 from aiohttp import web
 
-from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.principal import Principal
+from cargobay.iam.tokens import TokenError
 from cargobay.oci.errors import Unauthorized
+from cargobay.registry.services import Services
+
+log = logging.getLogger("cargobay.auth")
+# The user name `docker login` uses with an ECR authorization token.
+ECR_USER = "AWS"
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -27,12 +33,32 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return user, password
 
 
-async def authenticate(request: web.Request, credentials: CredentialStore) -> Principal:
-    """The caller's principal; anonymous or wrong credentials are UNAUTHORIZED."""
+async def authenticate(request: web.Request, services: Services) -> Principal:
+    """The caller's principal; anonymous or wrong credentials are UNAUTHORIZED.
+
+    Accepted: Basic with an access key id and secret; Basic `AWS:<token>` with an ECR
+    authorization token; and, for the download URLs GetDownloadUrlForLayer hands out, a token
+    in the `token` query parameter of a blob GET.
+    """
     pair = basic_credentials(request)
     if pair is None:
+        token = request.query.get("token")
+        if token and request.method == "GET" and "/blobs/sha" in request.path:
+            return await _token_principal(services, token)
         raise Unauthorized()
-    principal = await credentials.verify(*pair)
+    user, secret = pair
+    if user == ECR_USER:
+        return await _token_principal(services, secret)
+    principal = await services.credentials.verify(user, secret)
     if principal is None:
         raise Unauthorized("invalid credentials")
     return principal
+
+
+async def _token_principal(services: Services, token: str) -> Principal:
+    try:
+        claims = await services.verify_token(token)
+    except TokenError as exc:
+        log.info("refused an authorization token: %s", exc.reason)
+        raise Unauthorized("authorization token is invalid or expired") from None
+    return claims.principal

@@ -37,14 +37,18 @@ SERVICES = web.AppKey("services", Services)
 BLOCK_BYTES = 1024 * 1024
 MAX_PAGE = 10_000
 
+# <account>.dkr.ecr.<region>.<suffix>, the repositoryUri host form.
+_ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\.")
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
+# reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
 _ROUTES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^(?P<name>.+)/blobs/uploads/?$"), "uploads"),
-    (re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)$"), "upload"),
-    (re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$"), "blob"),
-    (re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]+)$"), "manifest"),
-    (re.compile(r"^(?P<name>.+)/tags/list$"), "tags"),
-    (re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$"), "referrers"),
+    (re.compile(r"(?P<name>.+)/blobs/uploads/?", re.S), "uploads"),
+    (re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)", re.S), "upload"),
+    (re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)", re.S), "blob"),
+    (re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)", re.S), "manifest"),
+    (re.compile(r"(?P<name>.+)/tags/list", re.S), "tags"),
+    (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)", re.S), "referrers"),
 ]
 
 
@@ -60,7 +64,8 @@ class Call:
         self.name = name
         settings = services.settings
         # The registry is the account named in an ECR-style host, else the caller's own.
-        self.registry_id = principal.account_id
+        host_match = _ECR_HOST.match(request.host or "")
+        self.registry_id = host_match.group(1) if host_match else principal.account_id
         self.resource = authz.Resource(self.registry_id, settings.region, name or None)
 
     async def require(self, action: str, name: str | None = None) -> None:
@@ -176,7 +181,9 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
         except RegistryError:
             await call.repo()  # NAME_UNKNOWN when the repository itself is missing
             raise
-        if not accepts(call.request.headers.get("Accept"), found.media_type):
+        # Clients such as skopeo send one Accept header line per media type: read them all.
+        accept = ", ".join(call.request.headers.getall("Accept", [])) or None
+        if not accepts(accept, found.media_type):
             raise ManifestUnknown(
                 f"manifest is {found.media_type}, which the Accept header does not admit",
                 detail={"mediaType": found.media_type},
@@ -403,7 +410,7 @@ def _resolve(path: str) -> tuple[str, dict[str, str]]:
     if path.rstrip("/") == "_catalog":
         return "catalog", {}
     for pattern, kind in _ROUTES:
-        match = pattern.match(path)
+        match = pattern.fullmatch(path)
         if match:
             return kind, match.groupdict()
     raise NameUnknown("no such endpoint", detail={"path": path})
@@ -412,7 +419,7 @@ def _resolve(path: str) -> tuple[str, dict[str, str]]:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     try:
-        principal = await authenticate(request, services.credentials)
+        principal = await authenticate(request, services)
         kind, params = _resolve(request.match_info.get("tail", ""))
         name = params.pop("name", "")
         call = Call(request, services, principal, name)
@@ -439,5 +446,6 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+    # `[\s\S]`, not `.`: a path holding a newline still gets an OCI error, not a bare 404.
+    app.router.add_route("*", r"/v2/{tail:[\s\S]*}", dispatch)
     app.router.add_route("*", "/v2", dispatch)

@@ -1,15 +1,29 @@
 """The one authorization decision both front doors ask before touching the registry.
 
 Actions are the IAM action names ECR uses (`ecr:BatchGetImage`, `ecr:PutImage`, ...), so the
-`/v2/` data plane and the ECR API share one vocabulary and, later, one policy engine.
+`/v2/` data plane and the ECR API share one vocabulary and one policy engine. Policies are read
+from the database on every decision (an indexed lookup), so a change made through any worker or
+node applies to the next request everywhere; only parsed documents are cached, keyed by their
+exact text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from sqlalchemy import select
+
+try:  # TEMPORARY while the policy engine lands
+    from cargobay.iam.policy import AuthRequest, Policy, PolicyError, decide, parse_policy
+except ImportError:  # pragma: no cover
+    AuthRequest = Policy = PolicyError = decide = parse_policy = None  # type: ignore
 from cargobay.iam.principal import Principal
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
 from cargobay.oci.errors import Denied
 
 log = logging.getLogger("cargobay.authz")
@@ -26,10 +40,12 @@ LIST_IMAGES = "ecr:ListImages"
 DESCRIBE_REPOSITORIES = "ecr:DescribeRepositories"
 CREATE_REPOSITORY = "ecr:CreateRepository"
 
+_POLICY_CACHE_SIZE = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """A repository (or, with name None, the registry) in an account and region."""
+    """A repository (or, with name None, the whole registry) in an account and region."""
 
     account_id: str
     region: str
@@ -50,11 +66,70 @@ class RequestContext:
 
 
 class Authorizer:
-    """Decides whether a principal may perform an action on a resource.
+    """Evaluates identity, repository and registry policies with AWS semantics.
 
-    An account's administrator may do anything in its own account; everything else is denied
-    until a policy grants it (identity and resource policies arrive with the ECR control plane).
+    An account's administrator acts like the account root: allowed everything in its own
+    account unless a policy explicitly denies it.
     """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._parsed: dict[tuple[str, bool], Policy] = {}
+
+    def parse(self, text: str, *, resource_policy: bool) -> Policy | None:
+        key = (text, resource_policy)
+        policy = self._parsed.get(key)
+        if policy is None:
+            try:
+                policy = parse_policy(text, resource_policy=resource_policy)
+            except PolicyError:
+                log.error("ignoring a stored policy that no longer parses")
+                return None
+            if len(self._parsed) >= _POLICY_CACHE_SIZE:
+                self._parsed.clear()
+            self._parsed[key] = policy
+        return policy
+
+    async def _resource_policies(self, resource: Resource) -> tuple[list[str], int | None]:
+        r, p = schema.repositories, schema.registry_policies
+        repo_query = (
+            select(r.c.policy_text)
+            .where(r.c.registry_id == resource.account_id, r.c.name == resource.name)
+            .scalar_subquery()
+        )
+        repo_id_query = (
+            select(r.c.id)
+            .where(r.c.registry_id == resource.account_id, r.c.name == resource.name)
+            .scalar_subquery()
+        )
+        registry_query = (
+            select(p.c.policy_text).where(p.c.registry_id == resource.account_id).scalar_subquery()
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(repo_query, repo_id_query, registry_query))).one()
+        texts = [t for t in (row[0], row[2]) if t]
+        return texts, row[1]
+
+    async def _identity(self, principal: Principal) -> tuple[list[str], dict[str, str]]:
+        u, up = schema.users, schema.user_policies
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(u.c.tags, up.c.document)
+                    .select_from(u.outerjoin(up, up.c.user_id == u.c.id))
+                    .where(u.c.account_id == principal.account_id, u.c.name == principal.user_name)
+                )
+            ).all()
+        tags = json.loads(rows[0].tags) if rows and rows[0].tags else {}
+        return [row.document for row in rows if row.document], tags
+
+    async def _resource_tags(self, repository_id: int) -> dict[str, str]:
+        t = schema.repository_tags
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(t.c.key, t.c.value).where(t.c.repository_id == repository_id)
+            )
+            return {row.key: row.value for row in rows}
 
     async def allowed(
         self,
@@ -63,7 +138,48 @@ class Authorizer:
         resource: Resource,
         context: RequestContext | None = None,
     ) -> bool:
-        return principal.is_admin and principal.account_id == resource.account_id
+        context = context or RequestContext()
+        resource_texts, repository_id = await self._resource_policies(resource)
+        if decide is None:  # TEMPORARY
+            return principal.is_admin and principal.account_id == resource.account_id
+        if principal.is_admin and not resource_texts:
+            # The common case: an administrator in its own account with no resource policy.
+            return principal.account_id == resource.account_id
+        identity_texts: list[str] = []
+        principal_tags: dict[str, str] = {}
+        if not principal.is_admin:
+            identity_texts, principal_tags = await self._identity(principal)
+        keys: dict[str, object] = {
+            "aws:SourceIp": context.source_ip or None,
+            "aws:SecureTransport": "true" if context.secure_transport else "false",
+            "aws:CurrentTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "aws:EpochTime": str(int(time.time())),
+            "aws:username": principal.user_name,
+            "aws:PrincipalAccount": principal.account_id,
+            "aws:PrincipalArn": principal.arn,
+            "aws:PrincipalType": "Account" if principal.user_name == "root" else "User",
+            **context.extra,
+        }
+        for key, value in principal_tags.items():
+            keys[f"aws:PrincipalTag/{key}"] = value
+        if repository_id is not None and any(
+            "resourcetag/" in t.lower() for t in (*resource_texts, *identity_texts)
+        ):
+            for key, value in (await self._resource_tags(repository_id)).items():
+                keys[f"ecr:ResourceTag/{key}"] = value
+                keys[f"aws:ResourceTag/{key}"] = value
+        request = AuthRequest(
+            principal_arn=principal.arn,
+            principal_account=principal.account_id,
+            action=action,
+            resource_arn=resource.arn,
+            resource_account=resource.account_id,
+            context=keys,
+        )
+        identity = [p for t in identity_texts if (p := self.parse(t, resource_policy=False))]
+        resources = [p for t in resource_texts if (p := self.parse(t, resource_policy=True))]
+        decision = decide(request, identity, resources, is_account_admin=principal.is_admin)
+        return decision == "Allow"
 
     async def require(
         self,
@@ -74,4 +190,7 @@ class Authorizer:
     ) -> None:
         if not await self.allowed(principal, action, resource, context):
             log.warning("denied %s on %s to %s", action, resource.arn, principal.arn)
-            raise Denied(f"{principal.arn} is not authorized to perform {action} on {resource.arn}")
+            raise Denied(
+                f"User: {principal.arn} is not authorized to perform: {action} on resource: "
+                f"{resource.arn}"
+            )

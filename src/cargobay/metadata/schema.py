@@ -45,7 +45,32 @@ repositories = Table(
     Column("scan_on_push", Boolean, nullable=False, default=False),
     Column("encryption_type", String(16), nullable=False, default="AES256"),
     Column("kms_key", String(2048)),
+    Column("policy_text", Text),  # the ECR repository policy, verbatim
+    Column("lifecycle_policy", Text),
     UniqueConstraint("registry_id", "name", name="uq_repositories_registry_name"),
+)
+
+# Resource tags (TagResource, CreateRepository --tags); `ecr:ResourceTag/*` conditions read them.
+repository_tags = Table(
+    "repository_tags",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+# PutRegistryPolicy: one resource policy per registry (account).
+registry_policies = Table(
+    "registry_policies",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("policy_text", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 # Every blob whose bytes are committed to the blob store, once per registry deployment.
@@ -145,8 +170,18 @@ users = Table(
     Column("account_id", String(12), nullable=False),
     Column("name", String(64), nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
+    Column("tags", Text),  # JSON object; `aws:PrincipalTag/*` conditions read it
     Column("created_at", Float, nullable=False),
     UniqueConstraint("account_id", "name", name="uq_users_account_name"),
+)
+
+# Inline identity policies (put-user-policy).
+user_policies = Table(
+    "user_policies",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
 )
 
 access_keys = Table(

@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from cargobay.oci.errors import DigestInvalid, Unsupported
+from cargobay.oci.errors import DigestInvalid, DigestUnsupported
 
 # Registered algorithms and the exact length of their hex encoding.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -30,14 +30,14 @@ class Digest:
 
 def parse_digest(value: str) -> Digest:
     """Parse and validate a digest; unknown algorithms are UNSUPPORTED, bad form DIGEST_INVALID."""
-    if not value or not _DIGEST_RE.match(value):
+    if not value or not _DIGEST_RE.fullmatch(value):
         raise DigestInvalid("invalid digest format", detail={"digest": value})
     algorithm, _, encoded = value.partition(":")
     if algorithm not in ALGORITHMS:
-        raise Unsupported(
+        raise DigestUnsupported(
             f"digest algorithm {algorithm!r} is not supported", detail={"digest": value}
         )
-    if len(encoded) != ALGORITHMS[algorithm] or not _HEX_RE.match(encoded):
+    if len(encoded) != ALGORITHMS[algorithm] or not _HEX_RE.fullmatch(encoded):
         raise DigestInvalid("invalid digest encoding", detail={"digest": value})
     return Digest(algorithm, encoded)
 

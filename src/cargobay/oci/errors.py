@@ -98,6 +98,13 @@ class Unsupported(RegistryError):
     code, status, default_message = "UNSUPPORTED", 405, "the operation is unsupported"
 
 
+class DigestUnsupported(Unsupported):
+    """A digest whose algorithm the registry does not implement: the distribution-spec asks for
+    400 Bad Request here (405 would tell the client the method itself is not allowed)."""
+
+    status = 400
+
+
 class PaginationInvalid(RegistryError):
     code, status, default_message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results"
 

@@ -15,12 +15,13 @@ MAX_NAME_LENGTH = 255
 
 
 def validate_name(name: str) -> str:
-    if len(name) > MAX_NAME_LENGTH or not NAME_RE.match(name):
+    # fullmatch: `$` alone would also accept a trailing newline.
+    if len(name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(name):
         raise NameInvalid("invalid repository name", detail={"name": name})
     return name
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TagInvalid("invalid tag", detail={"tag": tag})
     return tag

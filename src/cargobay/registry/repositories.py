@@ -9,9 +9,10 @@ from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore
+from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.errors import NameUnknown
 from cargobay.oci.names import validate_name
+from cargobay.registry.errors import RepositoryNotEmpty, TooManyTags
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,9 @@ class Repository:
     name: str
     created_at: float
     tag_mutability: str = "MUTABLE"
+    scan_on_push: bool = False
+    encryption_type: str = "AES256"
+    kms_key: str | None = None
 
     @property
     def immutable_tags(self) -> bool:
@@ -33,6 +37,9 @@ _COLUMNS = (
     schema.repositories.c.name,
     schema.repositories.c.created_at,
     schema.repositories.c.tag_mutability,
+    schema.repositories.c.scan_on_push,
+    schema.repositories.c.encryption_type,
+    schema.repositories.c.kms_key,
 )
 
 
@@ -58,7 +65,15 @@ class RepositoryService:
         return repo
 
     async def create(
-        self, registry_id: str, name: str, *, tag_mutability: str = "MUTABLE"
+        self,
+        registry_id: str,
+        name: str,
+        *,
+        tag_mutability: str = "MUTABLE",
+        scan_on_push: bool = False,
+        encryption_type: str = "AES256",
+        kms_key: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> tuple[Repository, bool]:
         """Create a repository; returns it and whether this call created it."""
         validate_name(name)
@@ -70,9 +85,25 @@ class RepositoryService:
                 name=name,
                 created_at=time.time(),
                 tag_mutability=tag_mutability,
-                scan_on_push=False,
-                encryption_type="AES256",
+                scan_on_push=scan_on_push,
+                encryption_type=encryption_type,
+                kms_key=kms_key,
             )
+            if result.rowcount and tags:
+                repo_id = (
+                    await conn.execute(
+                        select(schema.repositories.c.id).where(
+                            schema.repositories.c.registry_id == registry_id,
+                            schema.repositories.c.name == name,
+                        )
+                    )
+                ).scalar_one()
+                for key, value in tags.items():
+                    await conn.execute(
+                        schema.repository_tags.insert().values(
+                            repository_id=repo_id, key=key, value=value
+                        )
+                    )
         repo = await self.find(registry_id, name)
         assert repo is not None
         return repo, bool(result.rowcount)
@@ -96,3 +127,114 @@ class RepositoryService:
             query = query.limit(limit)
         async with self.db.read() as conn:
             return [row.name for row in await conn.execute(query)]
+
+    async def list(
+        self, registry_id: str, names: list[str] | None, last: str | None, limit: int | None
+    ) -> list[Repository]:
+        """Repositories of a registry in name order (all, or the named ones)."""
+        r = schema.repositories
+        query = select(*_COLUMNS).where(r.c.registry_id == registry_id).order_by(r.c.name)
+        if names is not None:
+            query = query.where(r.c.name.in_(names))
+        if last:
+            query = query.where(r.c.name > last)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.db.read() as conn:
+            return [Repository(*row) for row in await conn.execute(query)]
+
+    async def delete(self, repo: Repository, *, force: bool) -> None:
+        """Delete a repository; without `force` only when it holds no images."""
+        r, m = schema.repositories, schema.manifests
+        async with self.db.write() as conn:
+            if not force:
+                has_images = (
+                    await conn.execute(
+                        select(m.c.digest).where(m.c.repository_id == repo.id).limit(1)
+                    )
+                ).first()
+                if has_images is not None:
+                    raise RepositoryNotEmpty(
+                        f"The repository with name '{repo.name}' in registry with id "
+                        f"'{repo.registry_id}' cannot be deleted because it still contains images"
+                    )
+            for table in (
+                schema.tags,
+                schema.manifest_references,
+                schema.manifests,
+                schema.repository_blobs,
+                schema.repository_tags,
+                schema.uploads,
+            ):
+                await conn.execute(table.delete().where(table.c.repository_id == repo.id))
+            await conn.execute(r.delete().where(r.c.id == repo.id))
+
+    async def update(self, repo: Repository, **values: object) -> Repository:
+        """Change settings (tag_mutability, scan_on_push, policy_text, lifecycle_policy)."""
+        r = schema.repositories
+        async with self.db.write() as conn:
+            await conn.execute(r.update().where(r.c.id == repo.id).values(**values))
+        updated = await self.find(repo.registry_id, repo.name)
+        assert updated is not None
+        return updated
+
+    async def get_field(self, repo: Repository, column: str) -> str | None:
+        r = schema.repositories
+        async with self.db.read() as conn:
+            return (
+                await conn.execute(select(r.c[column]).where(r.c.id == repo.id))
+            ).scalar_one_or_none()
+
+    # -- resource tags ---------------------------------------------------------------------
+
+    async def tags(self, repo: Repository) -> dict[str, str]:
+        t = schema.repository_tags
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(t.c.key, t.c.value).where(t.c.repository_id == repo.id).order_by(t.c.key)
+            )
+            return {row.key: row.value for row in rows}
+
+    async def set_tags(self, repo: Repository, tags: dict[str, str], limit: int = 50) -> None:
+        t = schema.repository_tags
+        async with self.db.write() as conn:
+            for key, value in tags.items():
+                await upsert(
+                    conn, t, ["repository_id", "key"], repository_id=repo.id, key=key, value=value
+                )
+            count = len(
+                (await conn.execute(select(t.c.key).where(t.c.repository_id == repo.id))).all()
+            )
+            if count > limit:
+                raise TooManyTags(f"a repository can have at most {limit} tags")
+
+    async def remove_tags(self, repo: Repository, keys: list[str]) -> None:
+        t = schema.repository_tags
+        async with self.db.write() as conn:
+            await conn.execute(t.delete().where(t.c.repository_id == repo.id, t.c.key.in_(keys)))
+
+    # -- registry policy -------------------------------------------------------------------
+
+    async def registry_policy(self, registry_id: str) -> str | None:
+        p = schema.registry_policies
+        async with self.db.read() as conn:
+            return (
+                await conn.execute(select(p.c.policy_text).where(p.c.registry_id == registry_id))
+            ).scalar_one_or_none()
+
+    async def set_registry_policy(self, registry_id: str, text: str | None) -> bool:
+        """Store (or with None, delete) the registry policy; False if there was none to delete."""
+        p = schema.registry_policies
+        async with self.db.write() as conn:
+            if text is None:
+                result = await conn.execute(p.delete().where(p.c.registry_id == registry_id))
+                return bool(result.rowcount)
+            await upsert(
+                conn,
+                p,
+                ["registry_id"],
+                registry_id=registry_id,
+                policy_text=text,
+                updated_at=time.time(),
+            )
+            return True

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from cargobay.config import Settings
 from cargobay.iam.authz import Authorizer
 from cargobay.iam.credentials import CredentialStore
+from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import load_box
+from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, load_signer
 from cargobay.metadata.db import Database
 from cargobay.registry.blobs import BlobService
+from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
-from cargobay.registry.repositories import RepositoryService
+from cargobay.registry.repositories import Repository, RepositoryService
 from cargobay.registry.uploads import UploadService
 from cargobay.storage import BlobStore, open_store
+
+SIGNER_REFRESH = 300.0
 
 
 @dataclass
@@ -27,6 +34,9 @@ class Services:
     manifests: ManifestService
     credentials: CredentialStore
     authorizer: Authorizer
+    images: ImageService
+    _signer: TokenSigner | None = field(default=None, repr=False)
+    _signer_loaded: float = 0.0
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -41,8 +51,36 @@ class Services:
             uploads=UploadService(db, store),
             manifests=ManifestService(db),
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
-            authorizer=Authorizer(),
+            authorizer=Authorizer(db),
+            images=ImageService(db),
         )
+
+    async def token_signer(self, *, refresh: bool = False) -> TokenSigner:
+        """This process's token signer; keys live in the database, shared by every node."""
+        now = time.time()
+        if refresh or self._signer is None or now - self._signer_loaded > SIGNER_REFRESH:
+            self._signer = await load_signer(self.db)
+            self._signer_loaded = now
+        return self._signer
+
+    async def verify_token(self, token: str) -> TokenClaims:
+        """Claims of an ECR authorization token; TokenError when forged or expired."""
+        signer = await self.token_signer()
+        try:
+            return signer.verify(token)
+        except TokenError as exc:
+            if exc.reason != "unknown-key":
+                raise
+        # Another node may have created a key this process has not read yet.
+        return (await self.token_signer(refresh=True)).verify(token)
+
+    async def download_url(
+        self, principal: Principal, repo: Repository, digest: str, expires_at: float, base: str
+    ) -> str:
+        """A URL that fetches one blob without other credentials until `expires_at`."""
+        claims = TokenClaims.for_principal(principal, lifetime=expires_at - time.time())
+        token = (await self.token_signer()).issue(claims)
+        return f"{base}/v2/{repo.name}/blobs/{digest}?token={quote(token, safe='')}"
 
     async def close(self) -> None:
         await self.db.dispose()

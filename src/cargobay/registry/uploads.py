@@ -33,7 +33,8 @@ from cargobay.registry.blobs import BlobInfo
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
 
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+# UUIDs with dashes, the form ECR's UploadId takes; both front doors share uploads.
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _HASHER_CACHE = 256
 
 Blocks = AsyncIterator[list[bytes]]
@@ -60,7 +61,7 @@ class UploadService:
         self._hashers: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
 
     async def start(self, repo: Repository) -> Upload:
-        upload_id = uuid.uuid4().hex
+        upload_id = str(uuid.uuid4())
         now = time.time()
         await self.store.upload_create(upload_id)
         async with self.db.write() as conn:
@@ -162,7 +163,7 @@ class UploadService:
     async def upload_whole(self, repo: Repository, digest: str, blocks: Blocks) -> BlobInfo:
         """A monolithic upload (`POST ?digest=`): one request, no session row."""
         expected = parse_digest(digest)
-        upload_id = uuid.uuid4().hex
+        upload_id = str(uuid.uuid4())
         hasher = hashlib.new(expected.algorithm)
         await self.store.upload_create(upload_id)
         try:

@@ -1,0 +1,176 @@
+"""Layer actions: the ECR API's upload and download, on the `/v2/` upload service."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from cargobay.ecr import errors
+from cargobay.ecr.api import action
+from cargobay.ecr.context import EcrCall
+from cargobay.oci import errors as oci
+from cargobay.oci.digest import parse_digest
+
+# ECR's advertised part size for direct API uploads.
+PART_SIZE = 10 * 1024 * 1024
+LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOWNLOAD_URL_SECONDS = 20 * 60
+
+
+async def _one_block(data: bytes) -> AsyncIterator[list[bytes]]:
+    if data:
+        yield [data]
+
+
+@action("BatchCheckLayerAvailability")
+async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    repo = await call.repository(payload)
+    digests = payload.get("layerDigests")
+    if not isinstance(digests, list) or not 1 <= len(digests) <= 100:
+        raise errors.InvalidParameter("layerDigests must list 1 to 100 digests")
+    layers, failures = [], []
+    for digest in digests:
+        if not digest:
+            failures.append(
+                {
+                    "layerDigest": digest,
+                    "failureCode": "MissingLayerDigest",
+                    "failureReason": "Missing layer digest",
+                }
+            )
+            continue
+        try:
+            parse_digest(digest)
+            info = await call.services.blobs.stat(repo, digest)
+        except (oci.DigestInvalid, oci.Unsupported):
+            failures.append(
+                {
+                    "layerDigest": digest,
+                    "failureCode": "InvalidLayerDigest",
+                    "failureReason": "Invalid layer digest",
+                }
+            )
+            continue
+        except oci.BlobUnknown:
+            layers.append({"layerDigest": digest, "layerAvailability": "UNAVAILABLE"})
+            continue
+        layers.append(
+            {
+                "layerDigest": digest,
+                "layerAvailability": "AVAILABLE",
+                "layerSize": info.size,
+                "mediaType": LAYER_MEDIA_TYPE,
+            }
+        )
+    return {"layers": layers, "failures": failures}
+
+
+@action("InitiateLayerUpload")
+async def initiate_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    repo = await call.repository(payload)
+    upload = await call.services.uploads.start(repo)
+    return {"uploadId": upload.id, "partSize": PART_SIZE}
+
+
+@action("UploadLayerPart")
+async def upload_layer_part(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    repo = await call.repository(payload)
+    upload_id = payload.get("uploadId")
+    first, last = payload.get("partFirstByte"), payload.get("partLastByte")
+    blob = payload.get("layerPartBlob")
+    if not isinstance(upload_id, str):
+        raise errors.InvalidParameter("uploadId is required")
+    if not isinstance(first, int) or not isinstance(last, int) or first < 0 or last < first:
+        raise errors.InvalidParameter("partFirstByte and partLastByte must be a valid range")
+    try:
+        data = base64.b64decode(blob or "", validate=True)
+    except (binascii.Error, TypeError):
+        raise errors.InvalidParameter("layerPartBlob is not valid base64") from None
+    if len(data) != last - first + 1:
+        raise errors.InvalidLayerPart(
+            f"the part has {len(data)} bytes but the range {first}-{last} needs {last - first + 1}",
+            registryId=repo.registry_id,
+            repositoryName=repo.name,
+            uploadId=upload_id,
+            lastValidByteReceived=max(first - 1, 0),
+        )
+    uploads = call.services.uploads
+    try:
+        state = await uploads.append(repo, upload_id, _one_block(data), start=first, end=last)
+    except oci.BlobUploadUnknown:
+        raise errors.UploadNotFound(
+            f"Upload with id '{upload_id}' does not exist in the repository with name "
+            f"'{repo.name}' in registry with id '{repo.registry_id}'"
+        ) from None
+    except (oci.RangeInvalid, oci.SizeInvalid):
+        current = await uploads.get(repo, upload_id)
+        raise errors.InvalidLayerPart(
+            f"The part starts at byte {first} but the upload has {current.size} bytes",
+            registryId=repo.registry_id,
+            repositoryName=repo.name,
+            uploadId=upload_id,
+            lastValidByteReceived=max(current.size - 1, 0),
+        ) from None
+    return {
+        "registryId": repo.registry_id,
+        "repositoryName": repo.name,
+        "uploadId": upload_id,
+        "lastByteReceived": state.size - 1,
+    }
+
+
+@action("CompleteLayerUpload")
+async def complete_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    repo = await call.repository(payload)
+    upload_id = payload.get("uploadId")
+    digests = payload.get("layerDigests")
+    if not isinstance(upload_id, str):
+        raise errors.InvalidParameter("uploadId is required")
+    if not isinstance(digests, list) or len(digests) != 1 or not isinstance(digests[0], str):
+        raise errors.InvalidParameter("layerDigests must hold exactly one digest")
+    uploads = call.services.uploads
+    try:
+        state = await uploads.get(repo, upload_id)
+        if state.size == 0:
+            raise errors.EmptyUpload(
+                f"The layer upload with id '{upload_id}' does not contain any layer parts"
+            )
+        info = await uploads.complete(repo, upload_id, digests[0], None)
+    except oci.BlobUploadUnknown:
+        raise errors.UploadNotFound(
+            f"Upload with id '{upload_id}' does not exist in the repository with name "
+            f"'{repo.name}' in registry with id '{repo.registry_id}'"
+        ) from None
+    except (oci.DigestInvalid, oci.Unsupported) as exc:
+        raise errors.InvalidLayer(exc.message) from None
+    return {
+        "registryId": repo.registry_id,
+        "repositoryName": repo.name,
+        "uploadId": upload_id,
+        "layerDigest": info.digest,
+    }
+
+
+@action("GetDownloadUrlForLayer")
+async def get_download_url_for_layer(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    repo = await call.repository(payload)
+    digest = payload.get("layerDigest")
+    if not isinstance(digest, str):
+        raise errors.InvalidParameter("layerDigest is required")
+    try:
+        parse_digest(digest)
+        await call.services.blobs.stat(repo, digest)
+    except (oci.DigestInvalid, oci.Unsupported):
+        raise errors.InvalidParameter(f"layerDigest {digest!r} is not a valid digest") from None
+    except oci.BlobUnknown:
+        raise errors.LayersNotFound(
+            f"The layer with digest '{digest}' does not exist in the repository with name "
+            f"'{repo.name}' in registry with id '{repo.registry_id}'"
+        ) from None
+    url = await call.services.download_url(
+        call.principal, repo, digest, time.time() + DOWNLOAD_URL_SECONDS, call.base_url()
+    )
+    return {"downloadUrl": url, "layerDigest": digest}

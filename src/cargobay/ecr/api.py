@@ -1,0 +1,114 @@
+"""The AWS JSON 1.1 endpoint: `POST /` with `X-Amz-Target`, SigV4 on every call.
+
+This module only speaks the protocol: it verifies the signature, finds the caller, decodes the
+JSON body, dispatches to the action and renders the result or the AWS error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from cargobay.ecr import errors
+from cargobay.ecr.context import EcrCall
+from cargobay.iam.sigv4 import SigV4Error, verify
+from cargobay.oci.errors import RegistryError
+from cargobay.registry.services import Services
+
+log = logging.getLogger("cargobay.ecr")
+
+TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+# UploadLayerPart carries up to 20 MiB as base64 inside JSON.
+MAX_BODY = 32 * 1024 * 1024
+
+Action = Callable[[EcrCall, dict[str, Any]], Awaitable[dict[str, Any]]]
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str) -> Callable[[Action], Action]:
+    def register(fn: Action) -> Action:
+        ACTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
+    headers = {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE}
+    if "__type" in body:
+        headers["x-amzn-ErrorType"] = body["__type"]
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+
+
+async def handle(request: web.Request, services: Services) -> web.Response:
+    """Serve one ECR API call."""
+    request_id = str(uuid.uuid4())
+    target = request.headers.get("X-Amz-Target", "")
+    call: EcrCall | None = None
+    try:
+        if not target.startswith(TARGET_PREFIX) or target[len(TARGET_PREFIX) :] not in ACTIONS:
+            raise errors.UnknownOperation(f"Unknown operation {target!r}")
+        name = target[len(TARGET_PREFIX) :]
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise errors.Validation("request body is too large")
+        body_bytes = await request.content.read(MAX_BODY + 1)
+        if len(body_bytes) > MAX_BODY:
+            raise errors.Validation("request body is too large")
+        principal = await _authenticate(request, services, body_bytes)
+        try:
+            payload = json.loads(body_bytes or b"{}")
+        except ValueError:
+            raise errors.Serialization("the request body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise errors.Serialization("the request body must be a JSON object")
+        call = EcrCall(request, services, principal, name)
+        result = await ACTIONS[name](call, payload)
+        return _render(200, result, request_id)
+    except errors.EcrError as exc:
+        return _render(exc.status, exc.body(), request_id)
+    except RegistryError as exc:
+        mapped = errors.from_registry(
+            exc,
+            call.repository_name if call else "",
+            call.registry_id if call else "",
+        )
+        if mapped.code == "AccessDeniedException":
+            log.warning("access denied: %s", exc.message)
+        return _render(mapped.status, mapped.body(), request_id)
+    except Exception:
+        log.exception("ECR %s failed", target)
+        return _render(500, errors.Server("internal error").body(), request_id)
+
+
+async def _authenticate(request: web.Request, services: Services, body: bytes):
+    credentials = services.credentials
+
+    async def secret_for(key_id: str) -> str | None:
+        record = await credentials.lookup(key_id)
+        return record.secret if record is not None and record.active else None
+
+    try:
+        identity = await verify(
+            request.method,
+            request.path,
+            request.query_string,
+            request.headers,
+            body,
+            secret_for,
+        )
+    except SigV4Error as exc:
+        raise errors.EcrError(exc.code, exc.message, exc.status) from None
+    record = await credentials.lookup(identity.access_key_id)
+    if record is None:
+        raise errors.EcrError(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+            403,
+        )
+    return record.principal

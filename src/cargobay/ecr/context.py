@@ -1,0 +1,135 @@
+"""One ECR API call: who is asking, for which registry, and the helpers every action uses."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from cargobay.ecr import errors
+from cargobay.iam import authz
+from cargobay.iam.principal import Principal
+from cargobay.oci.errors import NameInvalid, NameUnknown
+from cargobay.oci.names import validate_name
+from cargobay.registry.repositories import Repository
+from cargobay.registry.services import Services
+
+_REGISTRY_ID = re.compile(r"^[0-9]{12}$")
+
+
+class EcrCall:
+    def __init__(
+        self, request: web.Request, services: Services, principal: Principal, action: str
+    ) -> None:
+        self.request = request
+        self.services = services
+        self.principal = principal
+        self.action = action
+        self.settings = services.settings
+        self.region = services.settings.region
+        self.registry_id = principal.account_id
+        self.repository_name = ""
+
+    # -- identity and naming -----------------------------------------------------------------
+
+    def use_registry(self, payload: dict[str, Any]) -> str:
+        registry_id = payload.get("registryId")
+        if registry_id is not None:
+            if not isinstance(registry_id, str) or not _REGISTRY_ID.match(registry_id):
+                raise errors.InvalidParameter(
+                    "Invalid parameter at 'registryId' failed to satisfy constraint: "
+                    "'must satisfy regular expression pattern: [0-9]{12}'"
+                )
+            self.registry_id = registry_id
+        return self.registry_id
+
+    def repository_arn(self, name: str, registry_id: str | None = None) -> str:
+        return f"arn:aws:ecr:{self.region}:{registry_id or self.registry_id}:repository/{name}"
+
+    def registry_host(self, registry_id: str | None = None) -> str:
+        suffix = self.settings.host_suffix or f"localhost:{self.settings.port}"
+        return f"{registry_id or self.registry_id}.dkr.ecr.{self.region}.{suffix}"
+
+    def repository_uri(self, name: str) -> str:
+        return f"{self.registry_host()}/{name}"
+
+    def base_url(self) -> str:
+        """This server as the caller reached it (scheme, host and port)."""
+        return str(self.request.url.origin())
+
+    def context(self) -> authz.RequestContext:
+        return authz.RequestContext(
+            source_ip=self.request.remote or "", secure_transport=self.request.secure
+        )
+
+    def resource_for(self, name: str | None) -> authz.Resource:
+        return authz.Resource(self.registry_id, self.region, name)
+
+    async def require(self, action: str, name: str | None = None) -> None:
+        resource = self.resource_for(name)
+        await self.services.authorizer.require(self.principal, action, resource, self.context())
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def name_param(self, payload: dict[str, Any], key: str = "repositoryName") -> str:
+        name = payload.get(key)
+        if not isinstance(name, str) or not name:
+            raise errors.InvalidParameter(f"{key} is required")
+        if len(name) < 2 or len(name) > 256:
+            raise errors.InvalidParameter(
+                f"Invalid parameter at '{key}' failed to satisfy constraint: "
+                "'Member must have length between 2 and 256'"
+            )
+        try:
+            validate_name(name)
+        except NameInvalid:
+            raise errors.InvalidParameter(
+                f"Invalid parameter at '{key}' failed to satisfy constraint: 'must satisfy "
+                "regular expression pattern: (?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+"
+                "(?:[._-][a-z0-9]+)*'"
+            ) from None
+        self.repository_name = name
+        return name
+
+    async def repository(self, payload: dict[str, Any], action: str | None = None) -> Repository:
+        """The repository named in the payload, after authorizing `action` (default: this
+        call's own IAM action) on it."""
+        self.use_registry(payload)
+        name = self.name_param(payload)
+        await self.require(action or f"ecr:{self.action}", name)
+        try:
+            return await self.services.repositories.get(self.registry_id, name)
+        except NameUnknown:
+            raise errors.RepositoryNotFound(
+                f"The repository with name '{name}' does not exist in the registry with id "
+                f"'{self.registry_id}'"
+            ) from None
+
+    @staticmethod
+    def page_size(payload: dict[str, Any], maximum: int = 1000, default: int = 100) -> int:
+        value = payload.get("maxResults")
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+            raise errors.InvalidParameter(
+                "Invalid parameter at 'maxResults' failed to satisfy constraint: "
+                f"'Member must have value between 1 and {maximum}'"
+            )
+        return value
+
+    @staticmethod
+    def decode_token(payload: dict[str, Any]) -> Any:
+        token = payload.get("nextToken")
+        if token is None:
+            return None
+        try:
+            return json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, AttributeError):
+            raise errors.InvalidParameter("Invalid parameter at 'nextToken'") from None
+
+    @staticmethod
+    def encode_token(value: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()

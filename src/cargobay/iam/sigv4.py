@@ -1,0 +1,382 @@
+"""Verifying AWS Signature Version 4 on incoming ECR API requests.
+
+The expected signature is recomputed with botocore's own canonicalisation and signer
+(`botocore.auth.SigV4Auth`), so whatever the AWS CLI and boto3 sign, we canonicalise the same
+way. Only three things are ours: parsing the `Authorization` header (or the presigned-URL query
+parameters), choosing exactly the headers the client says it signed, and taking the timestamp
+from the request instead of from the clock.
+
+Errors carry AWS's error type, message and HTTP status, as an AWS JSON 1.1 service (ECR, ECS,
+DynamoDB) answers them: `{"__type": err.code, "message": err.message}` with status `err.status`.
+
+`path` is the request path exactly as it came over the wire (still percent-encoded, without the
+query string); `query_string` is the raw query string (without `?`). Both are canonicalised the
+way botocore does it when signing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl
+
+from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+TERMINATOR = "aws4_request"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+MAX_PRESIGN_EXPIRES = 7 * 24 * 3600  # what AWS allows for X-Amz-Expires
+
+# AWS error types and the HTTP status an AWS JSON 1.1 service returns with each.
+MISSING_TOKEN = "MissingAuthenticationTokenException"
+INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
+UNRECOGNIZED_CLIENT = "UnrecognizedClientException"
+INVALID_SIGNATURE = "InvalidSignatureException"
+STATUS = {
+    MISSING_TOKEN: 403,
+    INCOMPLETE_SIGNATURE: 400,
+    UNRECOGNIZED_CLIENT: 400,
+    INVALID_SIGNATURE: 400,
+}
+
+MSG_MISSING_TOKEN = "Missing Authentication Token"
+MSG_UNRECOGNIZED_CLIENT = "The security token included in the request is invalid."
+MSG_SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check your "
+    "AWS Secret Access Key and signing method. Consult the service documentation for details."
+)
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class SigV4Error(Exception):
+    """A request that is not (correctly) signed; render as AWS JSON `{"__type", "message"}`."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = STATUS.get(code, 400) if status is None else status
+
+
+@dataclass(frozen=True)
+class SignedIdentity:
+    access_key_id: str
+    region: str
+    service: str
+
+
+@dataclass(frozen=True)
+class _Auth:
+    """The signature parameters, wherever they came from (header or query)."""
+
+    access_key_id: str
+    scope_date: str
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+    presigned: bool
+    timestamp: str | None = None  # X-Amz-Date from the query (presigned only)
+    expires: int | None = None  # X-Amz-Expires (presigned only)
+
+
+class _Verifier(SigV4Auth):
+    """botocore's signer, made to sign exactly what the client says it signed."""
+
+    def __init__(
+        self,
+        secret: str,
+        auth: _Auth,
+        headers: Mapping[str, list[str]],
+        payload_hash: str,
+    ) -> None:
+        super().__init__(Credentials(auth.access_key_id, secret), auth.service, auth.region)
+        self._signed = auth.signed_headers
+        self._headers = headers
+        self._payload_hash = payload_hash
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        selected = HTTPHeaders()
+        for name in self._signed:
+            for value in self._headers.get(name, ()):
+                selected[name] = value  # HTTPHeaders appends: repeated headers stay repeated
+        return selected
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_hash
+
+    def compute(self, method: str, path: str, params: list[tuple[str, str]], ts: str) -> str:
+        request = AWSRequest(method=method, url="https://verifier.invalid" + path, params=params)
+        request.context["timestamp"] = ts
+        canonical_request = self.canonical_request(request)
+        return self.signature(self.string_to_sign(request, canonical_request), request)
+
+
+def _fail(code: str, message: str) -> SigV4Error:
+    return SigV4Error(code, message)
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, list[str]]:
+    # items() of a multidict (aiohttp's CIMultiDictProxy) yields every value of a repeated header.
+    out: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        out.setdefault(name.lower().strip(), []).append(value)
+    return out
+
+
+def _parse_credential(credential: str) -> tuple[str, str, str, str]:
+    parts = credential.split("/")
+    if len(parts) != 5:
+        raise _fail(
+            INCOMPLETE_SIGNATURE,
+            "Credential must have exactly 5 slash-delimited elements, e.g. "
+            f"keyid/date/region/service/term, got '{credential}'",
+        )
+    key_id, date, region, service, terminator = parts
+    if terminator != TERMINATOR:
+        raise _fail(
+            INVALID_SIGNATURE,
+            f"Credential should be scoped with a valid terminator: '{TERMINATOR}', "
+            f"not '{terminator}'.",
+        )
+    if not key_id:
+        raise _fail(INCOMPLETE_SIGNATURE, f"Credential has an empty access key id: '{credential}'")
+    if not region:
+        raise _fail(INVALID_SIGNATURE, "Credential should be scoped to a valid region.")
+    return key_id, date, region, service
+
+
+def _parse_signed_headers(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in value.split(";"))
+    if not all(names):
+        raise _fail(INCOMPLETE_SIGNATURE, f"Invalid SignedHeaders value: '{value}'")
+    if "host" not in names and ":authority" not in names:
+        raise _fail(
+            INCOMPLETE_SIGNATURE,
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+        )
+    return names
+
+
+def _parse_authorization(header: str, has_date: bool) -> _Auth:
+    algorithm, _, rest = header.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise _fail(INCOMPLETE_SIGNATURE, f"Unsupported AWS 'algorithm': '{algorithm}'.")
+    fields: dict[str, str] = {}
+    for part in re.split(r"[,\s]+", rest.strip()):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise _fail(
+                INCOMPLETE_SIGNATURE,
+                f"'{part}' not a valid key=value pair (missing equal-sign) in Authorization "
+                f"header: '{header}'.",
+            )
+        fields[key] = value
+    problems = [
+        f"Authorization header requires '{name}' parameter."
+        for name in ("Credential", "Signature", "SignedHeaders")
+        if not fields.get(name)
+    ]
+    if not has_date:
+        problems.append(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+        )
+    if problems:
+        raise _fail(INCOMPLETE_SIGNATURE, " ".join([*problems, f"Authorization={header}"]))
+    key_id, date, region, service = _parse_credential(fields["Credential"])
+    return _Auth(
+        access_key_id=key_id,
+        scope_date=date,
+        region=region,
+        service=service,
+        signed_headers=_parse_signed_headers(fields["SignedHeaders"]),
+        signature=fields["Signature"],
+        presigned=False,
+    )
+
+
+def _parse_presigned(query: dict[str, str]) -> _Auth:
+    problems = [
+        f"AWS query-string parameters must include '{name}'."
+        for name in (
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Signature",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Date",
+        )
+        if not query.get(name)
+    ]
+    if problems:
+        raise _fail(
+            INCOMPLETE_SIGNATURE, " ".join(problems) + " Re-examine the query-string parameters."
+        )
+    if query["X-Amz-Algorithm"] != ALGORITHM:
+        raise _fail(
+            INCOMPLETE_SIGNATURE, f"Unsupported AWS 'algorithm': '{query['X-Amz-Algorithm']}'."
+        )
+    raw_expires = query.get("X-Amz-Expires", "")
+    if not raw_expires.isdigit() or not 0 < int(raw_expires) <= MAX_PRESIGN_EXPIRES:
+        raise _fail(
+            INCOMPLETE_SIGNATURE,
+            f"X-Amz-Expires must be a whole number of seconds from 1 to {MAX_PRESIGN_EXPIRES}, "
+            f"got '{raw_expires}'.",
+        )
+    key_id, date, region, service = _parse_credential(query["X-Amz-Credential"])
+    return _Auth(
+        access_key_id=key_id,
+        scope_date=date,
+        region=region,
+        service=service,
+        signed_headers=_parse_signed_headers(query["X-Amz-SignedHeaders"]),
+        signature=query["X-Amz-Signature"],
+        presigned=True,
+        timestamp=query["X-Amz-Date"],
+        expires=int(raw_expires),
+    )
+
+
+def _parse_timestamp(value: str) -> datetime:
+    try:
+        return datetime.strptime(value, SIGV4_TIMESTAMP).replace(tzinfo=UTC)
+    except ValueError:
+        raise _fail(
+            INCOMPLETE_SIGNATURE,
+            f"Date must be in ISO-8601 'basic format'. Got '{value}'. "
+            "See http://en.wikipedia.org/wiki/ISO_8601",
+        ) from None
+
+
+def _request_time(auth: _Auth, headers: dict[str, list[str]]) -> tuple[str, datetime]:
+    """The signing timestamp (as signed, `YYYYMMDDTHHMMSSZ`) and its datetime."""
+    if auth.timestamp is not None:
+        return auth.timestamp, _parse_timestamp(auth.timestamp)
+    if "x-amz-date" in headers:
+        value = headers["x-amz-date"][0].strip()
+        return value, _parse_timestamp(value)
+    # botocore signs with the Date header (RFC 7231 form) when one is present instead.
+    value = headers["date"][0]
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        raise _fail(
+            INCOMPLETE_SIGNATURE, f"Date header is not a valid HTTP date: '{value}'"
+        ) from None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.strftime(SIGV4_TIMESTAMP), when
+
+
+def _fmt(when: datetime) -> str:
+    return when.astimezone(UTC).strftime(SIGV4_TIMESTAMP)
+
+
+def _check_time(auth: _Auth, ts: str, when: datetime, now: datetime, max_skew: timedelta) -> None:
+    minutes = f"{int(max_skew.total_seconds() // 60)} min."
+    if when > now + max_skew:
+        raise _fail(
+            INVALID_SIGNATURE,
+            f"Signature not yet current: {ts} is still later than {_fmt(now + max_skew)} "
+            f"({_fmt(now)} + {minutes})",
+        )
+    if auth.expires is not None:  # presigned: valid from X-Amz-Date for X-Amz-Expires seconds
+        if when + timedelta(seconds=auth.expires) < now:
+            lifetime = timedelta(seconds=auth.expires)
+            raise _fail(
+                INVALID_SIGNATURE,
+                f"Signature expired: {ts} is now earlier than {_fmt(now - lifetime)} "
+                f"({_fmt(now)} - {auth.expires} sec.)",
+            )
+    elif when < now - max_skew:
+        raise _fail(
+            INVALID_SIGNATURE,
+            f"Signature expired: {ts} is now earlier than {_fmt(now - max_skew)} "
+            f"({_fmt(now)} - {minutes})",
+        )
+
+
+async def verify(
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    secret_for: Callable[[str], Awaitable[str | None]],
+    *,
+    now: datetime | None = None,
+    max_skew: timedelta = timedelta(minutes=15),
+    expected_service: str = "ecr",
+) -> SignedIdentity:
+    """Check a request's SigV4 signature; the signer's identity, or SigV4Error.
+
+    `secret_for(access_key_id)` returns the plaintext secret of an active key, or None.
+    """
+    lowered = _lower_headers(headers)
+    query = parse_qsl(query_string, keep_blank_values=True)
+    query_auth = {k: v for k, v in query if k.startswith("X-Amz-")}
+    authorization = lowered.get("authorization", [""])[0].strip()
+    presigned = "X-Amz-Algorithm" in query_auth or "X-Amz-Signature" in query_auth
+
+    if authorization and presigned:
+        raise _fail(
+            INCOMPLETE_SIGNATURE,
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the "
+            "Authorization header should be specified",
+        )
+    if presigned:
+        auth = _parse_presigned(query_auth)
+        params = [(k, v) for k, v in query if k != "X-Amz-Signature"]
+    elif authorization:
+        auth = _parse_authorization(authorization, "x-amz-date" in lowered or "date" in lowered)
+        params = query
+    else:
+        raise _fail(MISSING_TOKEN, MSG_MISSING_TOKEN)
+
+    if auth.service != expected_service:
+        raise _fail(
+            INVALID_SIGNATURE,
+            f"Credential should be scoped to correct service: '{expected_service}'. ",
+        )
+    ts, when = _request_time(auth, lowered)
+    if auth.scope_date != ts[:8]:
+        raise _fail(
+            INVALID_SIGNATURE,
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from "
+            f"HTTP: '{auth.scope_date}' != '{ts[:8]}', from '{ts}'.",
+        )
+    now = datetime.now(UTC) if now is None else now
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+    _check_time(auth, ts, when, now, max_skew)
+
+    payload_hash = hashlib.sha256(body).hexdigest()
+    claimed = lowered.get("x-amz-content-sha256")
+    if claimed is not None and claimed[0].strip() != payload_hash:
+        # UNSIGNED-PAYLOAD lands here too: the ECR API's parameters are in the body, so it must
+        # be covered by the signature.
+        raise _fail(
+            INVALID_SIGNATURE,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+
+    secret = await secret_for(auth.access_key_id)
+    if secret is None:
+        raise _fail(UNRECOGNIZED_CLIENT, MSG_UNRECOGNIZED_CLIENT)
+
+    verifier = _Verifier(secret, auth, lowered, payload_hash)
+    expected = verifier.compute(method, path or "/", params, ts)
+    provided = auth.signature.strip().lower()
+    if not _HEX64.fullmatch(provided) or not hmac.compare_digest(
+        expected.encode(), provided.encode()
+    ):
+        raise _fail(INVALID_SIGNATURE, MSG_SIGNATURE_MISMATCH)
+    return SignedIdentity(auth.access_key_id, auth.region, auth.service)

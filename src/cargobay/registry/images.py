@@ -1,0 +1,157 @@
+"""Images as the ECR API sees them: a manifest in a repository plus the tags that name it.
+
+Reads the same tables as the `/v2/` door; writes go through `ManifestService` so both doors
+share one push and one delete path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, select
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.registry.repositories import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRow:
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    subject_digest: str | None
+    size: int
+    image_size: int
+    pushed_at: float
+    last_pulled_at: float | None
+    tags: list[str] = field(default_factory=list)
+
+
+class ImageService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_ids(
+        self, repo: Repository, tag_status: str, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """(digest, tag) pairs ordered by digest then tag; untagged images appear once with
+        tag None. `tag_status` is TAGGED, UNTAGGED or ANY."""
+        m, t = schema.manifests, schema.tags
+        query = (
+            select(m.c.digest, t.c.name)
+            .select_from(
+                m.outerjoin(
+                    t, and_(t.c.repository_id == m.c.repository_id, t.c.digest == m.c.digest)
+                )
+            )
+            .where(m.c.repository_id == repo.id)
+        )
+        if tag_status == "TAGGED":
+            query = query.where(t.c.name.is_not(None))
+        elif tag_status == "UNTAGGED":
+            query = query.where(t.c.name.is_(None))
+        if after is not None:
+            digest, tag = after
+            query = query.where((m.c.digest > digest) | and_(m.c.digest == digest, t.c.name > tag))
+        query = query.order_by(m.c.digest, t.c.name).limit(limit)
+        async with self.db.read() as conn:
+            return [(row[0], row[1]) for row in await conn.execute(query)]
+
+    async def describe(
+        self,
+        repo: Repository,
+        digests: list[str] | None = None,
+        *,
+        tag_status: str = "ANY",
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[ImageRow]:
+        """Images (with their tags) in digest order: the named ones, or a page of all."""
+        m, t = schema.manifests, schema.tags
+        query = select(
+            m.c.digest,
+            m.c.media_type,
+            m.c.artifact_type,
+            m.c.subject_digest,
+            m.c.size,
+            m.c.image_size,
+            m.c.pushed_at,
+            m.c.last_pulled_at,
+        ).where(m.c.repository_id == repo.id)
+        if digests is not None:
+            query = query.where(m.c.digest.in_(digests))
+        has_tag = (
+            select(t.c.name)
+            .where(t.c.repository_id == m.c.repository_id, t.c.digest == m.c.digest)
+            .exists()
+        )
+        if tag_status == "TAGGED":
+            query = query.where(has_tag)
+        elif tag_status == "UNTAGGED":
+            query = query.where(~has_tag)
+        if after:
+            query = query.where(m.c.digest > after)
+        query = query.order_by(m.c.digest)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+            found = [row.digest for row in rows]
+            tags: dict[str, list[str]] = {d: [] for d in found}
+            if found:
+                for row in await conn.execute(
+                    select(t.c.digest, t.c.name)
+                    .where(t.c.repository_id == repo.id, t.c.digest.in_(found))
+                    .order_by(t.c.name)
+                ):
+                    tags[row.digest].append(row.name)
+        return [
+            ImageRow(
+                row.digest,
+                row.media_type,
+                row.artifact_type,
+                row.subject_digest,
+                int(row.size),
+                int(row.image_size),
+                row.pushed_at,
+                row.last_pulled_at,
+                tags[row.digest],
+            )
+            for row in rows
+        ]
+
+    async def digest_for_tag(self, repo: Repository, tag: str) -> str | None:
+        t = schema.tags
+        async with self.db.read() as conn:
+            return (
+                await conn.execute(
+                    select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
+                )
+            ).scalar_one_or_none()
+
+    async def tag_count(self, repo: Repository, digest: str) -> int:
+        t = schema.tags
+        async with self.db.read() as conn:
+            return len(
+                (
+                    await conn.execute(
+                        select(t.c.name).where(t.c.repository_id == repo.id, t.c.digest == digest)
+                    )
+                ).all()
+            )
+
+    async def parents(self, repo: Repository, digest: str) -> list[str]:
+        """Indexes in the repository that list `digest` as a child manifest."""
+        r = schema.manifest_references
+        async with self.db.read() as conn:
+            return [
+                row.manifest_digest
+                for row in await conn.execute(
+                    select(r.c.manifest_digest).where(
+                        r.c.repository_id == repo.id,
+                        r.c.target_digest == digest,
+                        r.c.kind == "manifest",
+                    )
+                )
+            ]
