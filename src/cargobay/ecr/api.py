@@ -96,7 +96,7 @@ async def _authenticate(request: web.Request, services: Services, body: bytes):
     try:
         identity = await verify(
             request.method,
-            request.path,
+            request.rel_url.raw_path,
             request.query_string,
             request.headers,
             body,
@@ -109,6 +109,6 @@ async def _authenticate(request: web.Request, services: Services, body: bytes):
         raise errors.EcrError(
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
-            403,
+            400,
         )
     return record.principal

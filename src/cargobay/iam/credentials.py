@@ -117,3 +117,11 @@ class CredentialStore:
             self._verified.clear()
         self._verified[fingerprint] = (now + CACHE_SECONDS, record.principal)
         return record.principal
+
+
+class UserExists(ValueError):
+    pass
+
+
+class UserNotFound(LookupError):
+    pass

@@ -125,6 +125,11 @@ class AuthRequest:
         )
 
 
+def _is_service(principal_arn: str) -> bool:
+    """A service principal (``codebuild.amazonaws.com``) rather than an IAM identity ARN."""
+    return not principal_arn.startswith("arn:")
+
+
 def _context_scalar(value: Any) -> str | None:
     if value is None:
         return None
@@ -152,9 +157,14 @@ class _Context:
                 if scalar is not None:
                     values[key.lower()] = scalar
         arn = request.principal_arn
-        values.setdefault("aws:principalarn", arn)
-        values.setdefault("aws:principalaccount", request.principal_account)
-        values.setdefault("aws:resourceaccount", request.resource_account)
+        if _is_service(arn):
+            values.setdefault("aws:principalservicename", arn)
+        else:
+            values.setdefault("aws:principalarn", arn)
+        if request.principal_account:
+            values.setdefault("aws:principalaccount", request.principal_account)
+        if request.resource_account:
+            values.setdefault("aws:resourceaccount", request.resource_account)
         user = _USER_ARN_RE.match(arn)
         if user:
             values.setdefault("aws:username", user.group(1))
@@ -358,7 +368,7 @@ class PrincipalSpec:
                 role = _ROLE_ARN_RE.match(listed)
                 if role and role.groups() == session.groups():
                     return "direct"
-        if request.principal_account in self.accounts and arn.startswith("arn:"):
+        if request.principal_account in self.accounts and not _is_service(arn):
             root = _ARN_ROOT_RE.match(arn)
             if root and root.group(1) == request.principal_account:
                 return "direct"
@@ -921,7 +931,9 @@ def decide(
        identity policies, as in AWS, so it does not by itself admit the account's users.
     3. Cross account: both an identity Allow in the principal's account and a resource-policy
        Allow (naming the principal or its account) are needed.
-    4. Otherwise ImplicitDeny.
+    4. A service principal (``principal_arn`` such as ``codebuild.amazonaws.com``) has no
+       identity policies: a resource-policy Allow naming the service suffices.
+    5. Otherwise ImplicitDeny.
     """
     ctx = _Context(request)
     identity = [_evaluate(p, request, ctx, False) for p in identity_policies]
@@ -931,7 +943,9 @@ def decide(
     identity_allow = is_account_admin or any(o.allow for o in identity)
     resource_direct = any(o.allow_direct for o in resource)
     resource_any = any(o.allow for o in resource)
-    if request.principal_account != request.resource_account:
+    if _is_service(request.principal_arn):
+        allowed = resource_direct  # service principals have no identity policies
+    elif request.principal_account != request.resource_account:
         allowed = identity_allow and resource_any
     else:
         allowed = identity_allow or resource_direct

@@ -21,6 +21,7 @@ from cargobay.registry.uploads import UploadService
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
+SIGNER_RETRY = 10.0
 
 
 @dataclass
@@ -69,9 +70,11 @@ class Services:
         try:
             return signer.verify(token)
         except TokenError as exc:
-            if exc.reason != "unknown-key":
+            # Another node may have created a key this process has not read yet; look again
+            # at most every few seconds so forged tokens cannot become database reads.
+            stale = time.time() - self._signer_loaded >= SIGNER_RETRY
+            if exc.reason != "unknown-key" or not stale:
                 raise
-        # Another node may have created a key this process has not read yet.
         return (await self.token_signer(refresh=True)).verify(token)
 
     async def download_url(

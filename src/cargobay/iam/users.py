@@ -1,0 +1,195 @@
+"""IAM users, their access keys and inline policies: what `cargobay admin` manages."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from cargobay.iam.credentials import CredentialStore, UserExists, UserNotFound
+from cargobay.iam.policy import parse_policy
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import upsert
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    account_id: str
+    name: str
+    is_admin: bool
+    created_at: float
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:user/{self.name}"
+
+    def shape(self) -> dict[str, object]:
+        """As `aws iam get-user` shows a user."""
+        return {
+            "Path": "/",
+            "UserName": self.name,
+            "UserId": f"AIDA{self.id:016d}",
+            "Arn": self.arn,
+            "CreateDate": iso(self.created_at),
+        }
+
+
+class UserService:
+    def __init__(self, db: Database, credentials: CredentialStore) -> None:
+        self.db = db
+        self.credentials = credentials
+
+    async def get(self, account_id: str, name: str) -> User:
+        u = schema.users
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(u.c.id, u.c.account_id, u.c.name, u.c.is_admin, u.c.created_at).where(
+                        u.c.account_id == account_id, u.c.name == name
+                    )
+                )
+            ).first()
+        if row is None:
+            raise UserNotFound(f"The user with name {name} cannot be found.")
+        return User(row.id, row.account_id, row.name, bool(row.is_admin), row.created_at)
+
+    async def create(
+        self, account_id: str, name: str, *, is_admin: bool = False, tags: dict | None = None
+    ) -> User:
+        u = schema.users
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    u.insert().values(
+                        account_id=account_id,
+                        name=name,
+                        is_admin=is_admin,
+                        tags=json.dumps(tags) if tags else None,
+                        created_at=time.time(),
+                    )
+                )
+        except IntegrityError:
+            raise UserExists(f"User with name {name} already exists.") from None
+        return await self.get(account_id, name)
+
+    async def list(self, account_id: str | None = None) -> list[User]:
+        u = schema.users
+        query = select(u.c.id, u.c.account_id, u.c.name, u.c.is_admin, u.c.created_at).order_by(
+            u.c.account_id, u.c.name
+        )
+        if account_id:
+            query = query.where(u.c.account_id == account_id)
+        async with self.db.read() as conn:
+            return [
+                User(r.id, r.account_id, r.name, bool(r.is_admin), r.created_at)
+                for r in await conn.execute(query)
+            ]
+
+    async def delete(self, account_id: str, name: str) -> None:
+        user = await self.get(account_id, name)
+        async with self.db.write() as conn:
+            for table in (schema.access_keys, schema.user_policies):
+                await conn.execute(table.delete().where(table.c.user_id == user.id))
+            await conn.execute(schema.users.delete().where(schema.users.c.id == user.id))
+
+    async def create_access_key(self, account_id: str, name: str) -> dict[str, object]:
+        user = await self.get(account_id, name)
+        key_id, secret = await self.credentials.add_access_key(user.id)
+        return {
+            "AccessKey": {
+                "UserName": user.name,
+                "AccessKeyId": key_id,
+                "Status": "Active",
+                "SecretAccessKey": secret,
+                "CreateDate": iso(time.time()),
+            }
+        }
+
+    async def list_access_keys(self, account_id: str, name: str) -> list[dict[str, object]]:
+        user = await self.get(account_id, name)
+        k = schema.access_keys
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(k.c.id, k.c.status, k.c.created_at).where(k.c.user_id == user.id)
+            )
+            return [
+                {
+                    "UserName": user.name,
+                    "AccessKeyId": r.id,
+                    "Status": r.status,
+                    "CreateDate": iso(r.created_at),
+                }
+                for r in rows
+            ]
+
+    async def delete_access_key(self, account_id: str, name: str, key_id: str) -> None:
+        user = await self.get(account_id, name)
+        k = schema.access_keys
+        async with self.db.write() as conn:
+            result = await conn.execute(k.delete().where(k.c.id == key_id, k.c.user_id == user.id))
+        if not result.rowcount:
+            raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
+
+    async def put_policy(self, account_id: str, name: str, policy_name: str, document: str) -> None:
+        """Attach an inline identity policy; the document must parse (PolicyError if not)."""
+        parse_policy(document, resource_policy=False)
+        user = await self.get(account_id, name)
+        async with self.db.write() as conn:
+            await upsert(
+                conn,
+                schema.user_policies,
+                ["user_id", "name"],
+                user_id=user.id,
+                name=policy_name,
+                document=document,
+            )
+
+    async def get_policy(self, account_id: str, name: str, policy_name: str) -> str:
+        user = await self.get(account_id, name)
+        p = schema.user_policies
+        async with self.db.read() as conn:
+            doc = (
+                await conn.execute(
+                    select(p.c.document).where(p.c.user_id == user.id, p.c.name == policy_name)
+                )
+            ).scalar_one_or_none()
+        if doc is None:
+            raise UserNotFound(f"The user policy with name {policy_name} cannot be found.")
+        return doc
+
+    async def list_policies(self, account_id: str, name: str) -> list[str]:
+        user = await self.get(account_id, name)
+        p = schema.user_policies
+        async with self.db.read() as conn:
+            return [
+                r.name
+                for r in await conn.execute(
+                    select(p.c.name).where(p.c.user_id == user.id).order_by(p.c.name)
+                )
+            ]
+
+    async def delete_policy(self, account_id: str, name: str, policy_name: str) -> None:
+        user = await self.get(account_id, name)
+        p = schema.user_policies
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                p.delete().where(p.c.user_id == user.id, p.c.name == policy_name)
+            )
+        if not result.rowcount:
+            raise UserNotFound(f"The user policy with name {policy_name} cannot be found.")
+
+    async def count(self) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(schema.users))).scalar_one()
+            )
