@@ -109,3 +109,87 @@ def build_image(
     )
     index_path.write_text(json.dumps(index))
     return Image(layout, manifest_digest, manifest, config, layers)
+
+
+@dataclass
+class Index:
+    """An OCI image index (multi-arch image) in an OCI layout, and its child images."""
+
+    layout: Path
+    digest: str
+    content: bytes
+    images: dict[str, Image]
+
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """Every blob the index references, child manifests included."""
+        blobs = {self.digest: self.content}
+        for image in self.images.values():
+            blobs.update(image.blobs)
+            blobs[image.manifest_digest] = image.manifest
+        return blobs
+
+
+def build_index(
+    layout: Path,
+    arches: list[str] = ("amd64", "arm64"),
+    layer_sizes: list[int] = (1024,),
+    tag: str = "latest",
+) -> Index:
+    """Write an OCI layout at `layout` holding a multi-arch index tagged `tag` whose children
+    are one image per architecture, each with its own random layers."""
+    images = {
+        arch: build_image(layout, layer_sizes, tag=f"{tag}-{arch}", arch=arch) for arch in arches
+    }
+    content = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": image.manifest_digest,
+                    "size": len(image.manifest),
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+                for arch, image in images.items()
+            ],
+        }
+    ).encode()
+    digest = _write_blob(layout, content)
+    # The layout's own index.json names only the multi-arch index, under `tag`.
+    (layout / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": OCI_INDEX,
+                        "digest": digest,
+                        "size": len(content),
+                        "annotations": {"org.opencontainers.image.ref.name": tag},
+                    }
+                ],
+            }
+        )
+    )
+    return Index(layout, digest, content, images)
+
+
+def layout_blob(layout: Path, digest: str) -> bytes:
+    """The bytes of blob `digest` in the OCI layout at `layout`."""
+    return (layout / "blobs" / digest.split(":")[0] / digest.split(":")[1]).read_bytes()
+
+
+def layout_manifest_digest(layout: Path, tag: str | None = None) -> str:
+    """The digest the OCI layout's index.json names (under `tag`, or its only entry)."""
+    entries = json.loads((layout / "index.json").read_text())["manifests"]
+    if tag is not None:
+        entries = [
+            e
+            for e in entries
+            if e.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+        ]
+    assert len(entries) == 1, entries
+    return entries[0]["digest"]
