@@ -536,7 +536,7 @@ class Condition:
         hit = any(self._match_one(actual, expected, ctx) for expected in self._prepared)
         return not hit if self.negated else hit
 
-    def evaluate(self, ctx: _Context) -> bool:
+    def _evaluate(self, ctx: _Context) -> bool:
         raw = ctx.get(self.key.lower())
         if self.base == "Null":
             absent = "true" if raw is None else "false"
@@ -695,7 +695,7 @@ class Statement:
             hit = any(p.matches(request.resource_arn, ctx) for p in self._resource_patterns)
             if hit == self.not_resource:
                 return None
-        if not all(c.evaluate(ctx) for c in self.conditions):
+        if not all(c._evaluate(ctx) for c in self.conditions):
             return None
         return kind
 
