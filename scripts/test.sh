@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs the real clients and servers
-# the tests drive (as root, via apt-get), installs cargobay with its test extras, then pytest.
-# Extra arguments go to pytest.
+# the tests drive (as root, via apt-get), installs cargobay with its test extras, then pytest
+# twice: the whole suite on SQLite + filesystem, then the backend-sensitive tests (marked
+# `backend`, see tests/conftest.py) on PostgreSQL, in a throwaway cluster the tests start
+# (tests/pgcluster.py). Extra arguments go to both runs; CARGOBAY_TEST_POSTGRES=0 skips the second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo podman buildah docker-registry wrk curl)
+APT_PACKAGES=(skopeo podman buildah docker-registry wrk curl postgresql)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,4 +24,14 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "running pip as the 'root' user" || true
 ruff check src tests benchmarks
 ruff format --check -q src tests benchmarks
-exec python3 -m pytest "$@"
+status=0
+echo "== tests on SQLite metadata and filesystem storage"
+python3 -m pytest "$@" || status=$?
+if [ "${CARGOBAY_TEST_POSTGRES:-1}" != 0 ]; then
+  echo "== backend-sensitive tests on PostgreSQL metadata"
+  rc=0
+  CARGOBAY_TEST_DATABASE=postgres python3 -m pytest -m backend "$@" || rc=$?
+  # 5: the arguments selected no backend-sensitive test, which is fine here.
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=$rc; fi
+fi
+exit "$status"

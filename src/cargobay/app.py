@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cargobay.distribution.routes import SERVICES, add_routes
+from cargobay import metrics
+from cargobay.distribution.auth import authenticate
+from cargobay.distribution.errors import error_response
+from cargobay.distribution.routes import SERVICES, USAGE, add_routes
 from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
 from cargobay.ecr.api import handle as ecr_handle
+from cargobay.oci.errors import Denied, Unauthorized
 from cargobay.registry.services import Services
 
 
@@ -24,8 +28,34 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Usage metrics for an administrator (Basic auth, like /v2/)."""
+    services = request.app[SERVICES]
+    try:
+        principal = await authenticate(request, services)
+    except Unauthorized as exc:
+        return error_response(request, exc, services.settings.realm)
+    if not principal.is_admin:
+        return error_response(
+            request, Denied("metrics are for administrators"), services.settings.realm
+        )
+    return await metrics.handler(request, services)
+
+
 async def ecr_api(request: web.Request) -> web.Response:
     return await ecr_handle(request, request.app[SERVICES])
+
+
+async def _meter(request: web.Request, response: web.StreamResponse) -> None:
+    """Count bytes out per repository and principal: the body length for 200/206, the whole
+    blob for a redirect to the object store."""
+    usage = request.get(USAGE)
+    if usage is None or response.status not in (200, 206, 307):
+        return
+    repository_id, principal, size = usage
+    sent = size if response.status == 307 else response.content_length
+    if sent:
+        request.app[SERVICES].usage.record(repository_id, principal, sent)
 
 
 def build_app(services: Services) -> web.Application:
@@ -34,6 +64,7 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     add_routes(app)
     app.router.add_post("/", ecr_api)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
@@ -41,4 +72,5 @@ def build_app(services: Services) -> web.Application:
         await services.close()
 
     app.on_cleanup.append(close)
+    app.on_response_prepare.append(_meter)
     return app

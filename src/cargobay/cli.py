@@ -43,11 +43,84 @@ def main() -> None:
 @click.option("--tls-cert", type=click.Path(path_type=Path), default=None)
 @click.option("--tls-key", type=click.Path(path_type=Path), default=None)
 @click.option("--log-level", default=None)
+@click.option(
+    "--upgrade-db/--no-upgrade-db",
+    "auto_upgrade",
+    default=None,
+    help="Upgrade an out-of-date database schema first (default: on SQLite only).",
+)
 def serve(**options: object) -> None:
     """Run the registry."""
+    from cargobay.metadata.db import SchemaOutOfDate
     from cargobay.server import serve as run
 
-    run(_settings(**options))
+    try:
+        run(_settings(**options))
+    except SchemaOutOfDate as exc:
+        _fail(exc)
+
+
+# -- database ------------------------------------------------------------------------------------
+
+
+def _database_options(fn):
+    for option in reversed(
+        [
+            click.option("--data-dir", type=click.Path(path_type=Path), default=None),
+            click.option("--database", default=None, help="Metadata database URL."),
+            click.option("--config", type=click.Path(path_type=Path), default=None),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@main.group()
+def db() -> None:
+    """Show and upgrade the metadata database's schema revision."""
+
+
+@db.command()
+@_database_options
+@click.option("--revision", default="head", help="Upgrade to this revision (default: head).")
+def upgrade(revision: str, **options: object) -> None:
+    """Upgrade the database schema in place (safe to repeat, and to run while serving)."""
+    import asyncio
+
+    from cargobay.metadata import migrations
+
+    settings = _settings(**options)
+    if not settings.database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        before, after = asyncio.run(migrations.upgrade(settings.database_url, revision))
+    except migrations.MigrationError as exc:
+        _fail(exc)
+    if before.current == after:
+        click.echo(f"database schema is at revision {after}; nothing to do")
+    else:
+        click.echo(f"database schema upgraded from revision {before.shown} to {after}")
+
+
+@db.command()
+@_database_options
+def current(**options: object) -> None:
+    """Print the database's schema revision; exit 1 when it needs `cargobay db upgrade`."""
+    import asyncio
+
+    from cargobay.metadata import migrations
+
+    settings = _settings(**options)
+    try:
+        state = asyncio.run(migrations.state(settings.database_url))
+    except migrations.MigrationError as exc:
+        _fail(exc)
+    if state.up_to_date:
+        click.echo(f"{state.current} (head)")
+        return
+    note = "run `cargobay db upgrade`" if state.known else "from a newer cargobay"
+    click.echo(f"{state.shown}; this cargobay needs {state.head}: {note}")
+    sys.exit(1)
 
 
 # -- administration ----------------------------------------------------------------------------
@@ -60,19 +133,23 @@ def _run(coro_factory, settings: Settings):
     from cargobay.iam.credentials import CredentialStore
     from cargobay.iam.secrets import load_box
     from cargobay.iam.users import UserService
-    from cargobay.metadata.db import Database
+    from cargobay.metadata import migrations
+    from cargobay.metadata.db import Database, SchemaOutOfDate
 
     async def main():
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
         db = Database(settings.database_url)
         try:
-            await db.create_schema()
             store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
             return await coro_factory(UserService(db, store))
         finally:
             await db.dispose()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except SchemaOutOfDate as exc:
+        _fail(exc)
 
 
 def _emit(value: object) -> None:
@@ -181,3 +258,107 @@ def delete_user(settings: Settings, name: str) -> None:
         _run(lambda users: users.delete(settings.account_id, name), settings)
     except UserNotFound as exc:
         _fail(exc)
+
+
+# -- maintenance -------------------------------------------------------------------------------
+
+
+def _storage_options(fn):
+    for option in reversed(
+        [
+            click.option("--data-dir", type=click.Path(path_type=Path), default=None),
+            click.option("--config", type=click.Path(path_type=Path), default=None),
+            click.option("--database", default=None, help="Metadata database URL."),
+            click.option("--storage", default=None, help="Blob storage URL."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _with_services(settings: Settings, work):
+    """Run `work(services)` with one process's services, for command-line maintenance."""
+    import asyncio
+
+    from cargobay.registry.services import Services
+
+    async def main():
+        services = Services.build(settings)
+        try:
+            await services.db.check_schema()
+            return await work(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(main())
+
+
+@main.command()
+@_storage_options
+@click.option("--dry-run", is_flag=True, help="Report what would be freed; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def gc(dry_run: bool, as_json: bool, **options: object) -> None:
+    """Delete blobs no image references (after the grace period) and stale uploads."""
+    import json
+
+    from cargobay.jobs.leases import run_once
+    from cargobay.jobs.schedule import gc_job
+
+    settings = _settings(**options)
+
+    async def work(services):
+        job = gc_job(services, dry_run=dry_run)
+        if dry_run:
+            return await job.run()
+        return await run_once(services.db, job, force=True)
+
+    report = _with_services(settings, work)
+    if report is None:
+        _fail(RuntimeError("garbage collection is already running elsewhere; try again later"))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    verb = "would free" if dry_run else "freed"
+    click.echo(
+        f"gc {verb} {report['bytes_freed']} bytes in {report['blobs_deleted']} blobs; "
+        f"{report['links_removed']} unused repository links, "
+        f"{report['uploads_expired']} stale uploads"
+    )
+
+
+@main.command()
+@_storage_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--since", default=None, help="Count transfer from this UTC day (YYYY-MM-DD).")
+def usage(as_json: bool, since: str | None, **options: object) -> None:
+    """Stored bytes and bytes transferred out, per repository, account and principal."""
+    import json
+
+    from cargobay.registry import usage as metering
+
+    settings = _settings(**options)
+    data = _with_services(settings, lambda services: metering.report(services.db, since))
+    prices = (settings.price_per_gb_month, settings.price_per_gb_transferred)
+    for entry in data["repositories"]:
+        entry["cost"] = metering.cost(entry["stored_bytes"], entry["transferred_bytes"], *prices)
+    for totals in data["accounts"].values():
+        totals["cost"] = metering.cost(totals["stored_bytes"], totals["transferred_bytes"], *prices)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{'repository':<48} {'stored bytes':>14} {'bytes out':>14} {'USD/month':>10}")
+    for entry in data["repositories"]:
+        name = f"{entry['registry_id']}/{entry['repository']}"
+        click.echo(
+            f"{name:<48} {entry['stored_bytes']:>14} {entry['transferred_bytes']:>14} "
+            f"{entry['cost']['storage_usd_per_month']:>10}"
+        )
+    for account, totals in data["accounts"].items():
+        click.echo(
+            f"account {account}: {totals['stored_bytes']} bytes stored, "
+            f"{totals['transferred_bytes']} bytes out, storage "
+            f"${totals['cost']['storage_usd_per_month']}/month, transfer "
+            f"${totals['cost']['transfer_usd']}"
+        )
+    for entry in data["principals"]:
+        click.echo(f"principal {entry['principal']}: {entry['transferred_bytes']} bytes out")

@@ -23,8 +23,13 @@ class Settings:
     data_dir: Path = Path("./cargobay-data")
     # SQLAlchemy URL; empty means SQLite at <data_dir>/metadata.db.
     database: str = ""
+    # Upgrade an out-of-date schema at start-up; unset: yes on SQLite, no on PostgreSQL (where
+    # `cargobay db upgrade` is a deliberate step before rolling out new nodes).
+    auto_upgrade: bool | None = None
     # Blob storage URL; empty means the filesystem under <data_dir>/blobs.
     storage: str = ""
+    # Answer blob GETs with a 307 to a presigned object-store URL when the store has one.
+    redirect_blob_downloads: bool = True
     workers: int = 0  # 0: one per CPU core
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -39,6 +44,16 @@ class Settings:
     host_suffix: str = ""
     realm: str = "cargobay"
     log_level: str = "info"
+    # Background jobs (run exactly once across workers and nodes).
+    jobs_enabled: bool = True
+    jobs_tick_seconds: int = 30
+    gc_interval_seconds: int = 3600
+    gc_grace_seconds: int = 86400
+    upload_expiry_seconds: int = 86400
+    lifecycle_interval_seconds: int = 3600
+    # Usage report prices (USD), as ECR bills: stored GB-month and GB transferred out.
+    price_per_gb_month: str = "0.10"
+    price_per_gb_transferred: str = "0.09"
     # Largest request body accepted by the ECR JSON API and manifest PUTs (bytes).
     max_manifest_bytes: int = 4 * 1024 * 1024
 
@@ -47,6 +62,12 @@ class Settings:
         if self.database:
             return self.database
         return f"sqlite+aiosqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def upgrade_on_start(self) -> bool:
+        if self.auto_upgrade is not None:
+            return self.auto_upgrade
+        return self.database_url.startswith("sqlite")
 
     @property
     def storage_url(self) -> str:
@@ -150,7 +171,14 @@ def validate(settings: Settings) -> None:
         raise ConfigError("admin secret access key must be at least 16 characters")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
-    if settings.storage and not settings.storage.startswith("file://"):
-        raise ConfigError(f"storage {settings.storage!r}: only file:// storage is supported")
+    if settings.storage.startswith("s3://"):
+        from cargobay.storage.s3 import parse_url
+
+        try:
+            parse_url(settings.storage)
+        except ValueError as exc:
+            raise ConfigError(f"storage: {exc}") from None
+    elif settings.storage and not settings.storage.startswith("file://"):
+        raise ConfigError(f"storage {settings.storage!r}: use a file:// or s3:// URL")
     if settings.database and not settings.database.startswith(("sqlite", "postgresql")):
         raise ConfigError(f"database {settings.database!r}: use a sqlite:// or postgresql:// URL")

@@ -22,6 +22,9 @@ from cargobay.config import Settings
 from cargobay.iam.bootstrap import ensure_admin
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
+from cargobay.jobs.leases import Scheduler
+from cargobay.jobs.schedule import periodic_jobs
+from cargobay.metadata import migrations
 from cargobay.metadata.db import Database
 from cargobay.registry.services import Services
 
@@ -29,11 +32,12 @@ log = logging.getLogger("cargobay")
 
 
 async def prepare(settings: Settings) -> None:
-    """Create the data directory, schema and administrator credential (idempotent)."""
+    """Create the data directory, schema and administrator credential (idempotent). Raises
+    SchemaOutOfDate when the schema is behind and may not be upgraded here."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
     db = Database(settings.database_url)
     try:
-        await db.create_schema()
         store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
         await ensure_admin(
             store,
@@ -70,11 +74,17 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
         backlog=1024,
     )
     await site.start()
+    scheduler = None
+    if settings.jobs_enabled:
+        scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
+        scheduler.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if scheduler is not None:
+        await scheduler.stop()
     await runner.cleanup()
 
 

@@ -22,7 +22,7 @@ from cargobay.iam.tokens import (
     ecr_authorization_token,
     load_signer,
 )
-from cargobay.metadata import schema
+from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import Database
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -144,9 +144,8 @@ def test_constructor_validates() -> None:
 
 
 async def _database(path: Path) -> Database:
-    db = Database("sqlite:///" + str(path))
-    await db.create_schema()
-    return db
+    await migrations.upgrade("sqlite:///" + str(path))
+    return Database("sqlite:///" + str(path))
 
 
 async def _rows(db: Database) -> dict[str, tuple[str, float]]:

@@ -34,11 +34,16 @@ from cargobay.registry.services import Services
 
 log = logging.getLogger("cargobay.distribution")
 SERVICES = web.AppKey("services", Services)
+# Request key: (repository id, principal ARN, full size) of a metered GET.
+USAGE = "cargobay.usage"
 BLOCK_BYTES = 1024 * 1024
+# Lifetime of the presigned object-store URL a blob GET redirects to.
+REDIRECT_SECONDS = 20 * 60
 MAX_PAGE = 10_000
 
 # <account>.dkr.ecr.<region>.<suffix>, the repositoryUri host form.
 _ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\.")
+_REGISTRY_ID = re.compile(r"[0-9]{12}")
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
@@ -63,9 +68,17 @@ class Call:
         self.principal = principal
         self.name = name
         settings = services.settings
-        # The registry is the account named in an ECR-style host, else the caller's own.
+        # The registry is the account named in an ECR-style host, else (for the download URLs
+        # GetDownloadUrlForLayer hands out, which must work on any host name) the `registryId`
+        # those carry, else the caller's own. Authorization still decides what it may read.
         host_match = _ECR_HOST.match(request.host or "")
-        self.registry_id = host_match.group(1) if host_match else principal.account_id
+        query_registry = request.query.get("registryId", "") if "token" in request.query else ""
+        if host_match:
+            self.registry_id = host_match.group(1)
+        elif _REGISTRY_ID.fullmatch(query_registry):
+            self.registry_id = query_registry
+        else:
+            self.registry_id = principal.account_id
         self.resource = authz.Resource(self.registry_id, settings.region, name or None)
 
     async def require(self, action: str, name: str | None = None) -> None:
@@ -77,6 +90,11 @@ class Call:
         await self.services.authorizer.require(
             self.principal, action, resource, _context(self.request)
         )
+
+    def count_transfer(self, repository_id: int, size: int) -> None:
+        """Meter a GET's bytes out; the app counts what was actually sent (ranges, 307s)."""
+        if self.request.method == "GET":
+            self.request[USAGE] = (repository_id, self.principal.arn, size)
 
     async def repo(self) -> Repository:
         return await self.services.repositories.get(self.registry_id, self.name)
@@ -193,6 +211,7 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
             "Content-Type": found.media_type,
             "ETag": f'"{found.digest}"',
         }
+        call.count_transfer(found.repository_id, len(found.content))
         return web.Response(body=found.content, headers=headers)
     if method == "PUT":
         await call.require(authz.PUT_IMAGE)
@@ -240,7 +259,9 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
     parse_digest(digest)
     if method in ("GET", "HEAD"):
         await call.require(authz.PULL_BLOB if method == "GET" else authz.CHECK_BLOB)
-        info = await services.blobs.stat(await call.repo(), digest)
+        repo = await call.repo()
+        info = await services.blobs.stat(repo, digest)
+        call.count_transfer(repo.id, info.size)
         headers = {
             "Docker-Content-Digest": digest,
             "Content-Type": "application/octet-stream",
@@ -250,18 +271,81 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)
+        if services.settings.redirect_blob_downloads:
+            url = await services.store.download_url(digest, REDIRECT_SECONDS)
+            if url is not None:
+                # The object store serves the bytes (and any Range) from a presigned URL.
+                return web.Response(
+                    status=307, headers={"Location": url, "Docker-Content-Digest": digest}
+                )
         path = services.blobs.local_path(digest)
         if path is not None:
             if not path.exists():
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        raise BlobUnknown(detail={"digest": digest})
+        return await _stream_blob(call, digest, info.size, headers)
     if method == "DELETE":
         await call.require(authz.DELETE_IMAGE)
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
     raise Unsupported(f"{method} is not supported on blobs")
+
+
+def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The [start, end) a single-range `Range` header asks for, None for the whole blob;
+    ValueError when it cannot be satisfied (the same rules as aiohttp's FileResponse)."""
+    if "Range" not in request.headers:
+        return None
+    wanted = request.http_range
+    start, end = wanted.start, wanted.stop
+    if start is None:
+        return None
+    if start < 0 and end is None:
+        start, end = max(size + start, 0), size
+    else:
+        end = size if end is None else min(end, size)
+    if start >= size:
+        raise ValueError("range starts past the end")
+    return start, end
+
+
+async def _stream_blob(
+    call: Call, digest: str, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Stream a blob from a store without local files, honouring a Range as FileResponse does."""
+    request = call.request
+    try:
+        wanted = _byte_range(request, size)
+    except ValueError:
+        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = wanted or (0, size)
+    chunks = call.services.store.read(digest, start, end)
+    try:
+        # Fetch the first block before answering, so missing bytes are still an OCI error.
+        first = await anext(chunks, b"")
+    except FileNotFoundError:
+        raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response.content_length = end - start
+    await response.prepare(request)
+    try:
+        if first:
+            await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        # Too late for an error body: cut the connection so the client sees a short read.
+        log.exception("storage failed while streaming %s", digest)
+        raise ConnectionResetError("storage failed mid-stream") from None
+    finally:
+        await chunks.aclose()
+    await response.write_eof()
+    return response
 
 
 def _upload_headers(name: str, upload_id: str, range_header: str) -> dict[str, str]:

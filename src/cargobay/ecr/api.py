@@ -57,9 +57,7 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         name = target[len(TARGET_PREFIX) :]
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise errors.Validation("request body is too large")
-        body_bytes = await request.content.read(MAX_BODY + 1)
-        if len(body_bytes) > MAX_BODY:
-            raise errors.Validation("request body is too large")
+        body_bytes = await _read_body(request)
         principal = await _authenticate(request, services, body_bytes)
         try:
             payload = json.loads(body_bytes or b"{}")
@@ -84,6 +82,19 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     except Exception:
         log.exception("ECR %s failed", target)
         return _render(500, errors.Server("internal error").body(), request_id)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole request body. `StreamReader.read(n)` returns what is buffered, up to n bytes,
+    not n bytes: a large UploadLayerPart arrives in many reads."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(1024 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.Validation("request body is too large")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def _authenticate(request: web.Request, services: Services, body: bytes):

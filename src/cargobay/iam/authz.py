@@ -105,7 +105,7 @@ class Authorizer:
         registry_query = (
             select(p.c.policy_text).where(p.c.registry_id == resource.account_id).scalar_subquery()
         )
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             row = (await conn.execute(select(repo_query, repo_id_query, registry_query))).one()
         texts = [t for t in (row[0], row[2]) if t]
         return texts, row[1]

@@ -59,6 +59,9 @@ class TokenClaims:
     is_admin: bool
     expires_at: float
     issued_at: float
+    # Empty for an ECR authorization token (a login); `blob_scope(...)` for the token inside a
+    # GetDownloadUrlForLayer URL, which must fetch that one blob and nothing else.
+    scope: str = ""
 
     @property
     def principal(self) -> Principal:
@@ -137,6 +140,8 @@ class TokenSigner:
             "iat": float(claims.issued_at),
             "exp": float(claims.expires_at),
         }
+        if claims.scope:
+            body["s"] = claims.scope
         payload = _b64e(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
         signed = f"{VERSION}.{self.current_key_id}.{payload}"
         return f"{signed}.{_b64e(self._mac(self.current_key_id, signed))}"
@@ -164,12 +169,18 @@ class TokenSigner:
                 is_admin=_bool(body["adm"]),
                 expires_at=_num(body["exp"]),
                 issued_at=_num(body["iat"]),
+                scope=_str(body.get("s", "")),
             )
         except (ValueError, TypeError, KeyError, binascii.Error):
             raise TokenError("malformed", "malformed token claims") from None
         if (time.time() if now is None else now) >= claims.expires_at:
             raise TokenError("expired", "token has expired")
         return claims
+
+
+def blob_scope(registry_id: str, repository: str, digest: str) -> str:
+    """The scope of a download URL's token: one blob of one repository of one registry."""
+    return f"blob:{registry_id}/{repository}@{digest}"
 
 
 def _str(value: object) -> str:

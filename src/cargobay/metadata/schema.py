@@ -23,23 +23,33 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+# Every change here needs a migration in metadata/migrations/versions/ (the schema's only
+# creator); tests/unit/test_migrations.py fails while the two disagree.
 
-metadata = MetaData()
-
-schema_info = Table(
-    "schema_info",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("version", Integer, nullable=False),
+# Deterministic constraint names, so later migrations can name what they alter on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
 )
+
+
+def Name(length: int) -> String:
+    """A name or digest that sorts and compares in byte order on every backend (`tags/list` and
+    `_catalog` are lexically ordered): SQLite's default, `COLLATE "C"` on PostgreSQL."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
 
 repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("registry_id", String(12), nullable=False),
-    Column("name", String(256), nullable=False),
+    Column("name", Name(256), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("tag_mutability", String(16), nullable=False, default="MUTABLE"),
     Column("scan_on_push", Boolean, nullable=False, default=False),
@@ -60,7 +70,7 @@ repository_tags = Table(
         ForeignKey("repositories.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("key", String(128), primary_key=True),
+    Column("key", Name(128), primary_key=True),
     Column("value", String(256), nullable=False),
 )
 
@@ -77,7 +87,7 @@ registry_policies = Table(
 blobs = Table(
     "blobs",
     metadata,
-    Column("digest", String(200), primary_key=True),
+    Column("digest", Name(200), primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -92,7 +102,7 @@ repository_blobs = Table(
         ForeignKey("repositories.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("digest", String(200), ForeignKey("blobs.digest"), primary_key=True),
+    Column("digest", Name(200), ForeignKey("blobs.digest"), primary_key=True),
     Column("created_at", Float, nullable=False),
 )
 Index("ix_repository_blobs_digest", repository_blobs.c.digest)
@@ -106,10 +116,10 @@ manifests = Table(
         ForeignKey("repositories.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("digest", String(200), primary_key=True),
+    Column("digest", Name(200), primary_key=True),
     Column("media_type", String(256), nullable=False),
-    Column("artifact_type", String(256)),
-    Column("subject_digest", String(200)),
+    Column("artifact_type", Text),  # any media type a client names
+    Column("subject_digest", Name(200)),
     Column("annotations", Text),  # JSON, kept for the referrers API
     Column("size", BigInteger, nullable=False),
     # Compressed size of config + layers, as ECR reports imageSizeInBytes.
@@ -130,8 +140,8 @@ manifest_references = Table(
         ForeignKey("repositories.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("manifest_digest", String(200), primary_key=True),
-    Column("target_digest", String(200), primary_key=True),
+    Column("manifest_digest", Name(200), primary_key=True),
+    Column("target_digest", Name(200), primary_key=True),
     Column("kind", String(8), nullable=False),  # "blob" or "manifest"
 )
 Index("ix_manifest_references_target", manifest_references.c.target_digest)
@@ -145,8 +155,8 @@ tags = Table(
         ForeignKey("repositories.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("name", String(128), primary_key=True),
-    Column("digest", String(200), nullable=False),
+    Column("name", Name(128), primary_key=True),
+    Column("digest", Name(200), nullable=False),
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_tags_digest", tags.c.repository_id, tags.c.digest)
@@ -168,7 +178,7 @@ users = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", String(12), nullable=False),
-    Column("name", String(64), nullable=False),
+    Column("name", Name(64), nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("tags", Text),  # JSON object; `aws:PrincipalTag/*` conditions read it
     Column("created_at", Float, nullable=False),
@@ -180,7 +190,7 @@ user_policies = Table(
     "user_policies",
     metadata,
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("name", String(128), primary_key=True),
+    Column("name", Name(128), primary_key=True),
     Column("document", Text, nullable=False),
 )
 
@@ -201,5 +211,71 @@ server_keys = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Periodic background work (GC, lifecycle, upload expiry): one row per job; a node claims a run
+# with a conditional UPDATE, so exactly one node runs it, and a lease that expires lets another
+# node retry a run whose node died.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128)),
+    Column("lease_expires_at", Float, nullable=False, default=0.0),
+    Column("last_started_at", Float, nullable=False, default=0.0),
+    Column("last_finished_at", Float, nullable=False, default=0.0),
+    Column("last_result", Text),
+)
+
+# Bytes served per repository, principal and UTC day (what ECR bills as data transfer out).
+transfer_usage = Table(
+    "transfer_usage",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("principal_arn", String(256), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("requests", BigInteger, nullable=False, default=0),
+)
+
+# What lifecycle policies expired: who (the rule), when, which image.
+lifecycle_events = Table(
+    "lifecycle_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository_id", Integer, nullable=False),
+    Column("repository_name", String(256), nullable=False),
+    Column("registry_id", String(12), nullable=False),
+    Column("image_digest", String(200), nullable=False),
+    Column("image_tags", Text),
+    Column("rule_priority", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("occurred_at", Float, nullable=False),
+)
+Index(
+    "ix_lifecycle_events_repository",
+    lifecycle_events.c.repository_id,
+    lifecycle_events.c.occurred_at,
+)
+
+# A lifecycle policy preview per repository (StartLifecyclePolicyPreview / Get...Preview).
+lifecycle_previews = Table(
+    "lifecycle_previews",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("policy_text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("results", Text),  # JSON list of previewResults
     Column("created_at", Float, nullable=False),
 )

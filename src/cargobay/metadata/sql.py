@@ -21,3 +21,12 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) 
     stmt = dialect.insert(table).values(**values)
     update = {k: stmt.excluded[k] for k in values if k not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
+
+
+def add_counts(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET counter = counter + new: lossless counters
+    that many workers and nodes can add to at once."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(table).values(**values)
+    update = {k: table.c[k] + stmt.excluded[k] for k in values if k not in keys}
+    return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))

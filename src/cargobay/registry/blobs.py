@@ -30,7 +30,7 @@ class BlobService:
     async def stat(self, repo: Repository, digest: str) -> BlobInfo:
         """Size of a blob linked to the repository, or BLOB_UNKNOWN."""
         b, rb = schema.blobs, schema.repository_blobs
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             row = (
                 await conn.execute(
                     select(b.c.size)

@@ -37,6 +37,7 @@ class Manifest:
     digest: str
     media_type: str
     content: bytes
+    repository_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +77,14 @@ class ManifestService:
                 )
             ).where(t.c.name == reference)
         query = query.where(r.c.registry_id == repo_registry_id, r.c.name == repo_name)
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             raise ManifestUnknown(detail={"reference": reference})
         now = time.time()
         if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
-        return Manifest(row.digest, row.media_type, row.content)
+        return Manifest(row.digest, row.media_type, row.content, row.repository_id)
 
     async def put(
         self, repo: Repository, reference: str, content_type: str | None, payload: bytes
@@ -113,14 +114,14 @@ class ManifestService:
         m, rb = schema.manifests, schema.repository_blobs
         async with self.db.write() as conn:
             if blob_refs:
-                present = {
-                    row.digest
-                    for row in await conn.execute(
-                        select(rb.c.digest).where(
-                            rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
-                        )
-                    )
-                }
+                # FOR SHARE on PostgreSQL: garbage collection locks a link before removing it,
+                # so it either waits for this push or this push sees the link gone.
+                links = select(rb.c.digest).where(
+                    rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
+                )
+                if not self.db.is_sqlite:
+                    links = links.with_for_update(read=True)
+                present = {row.digest for row in await conn.execute(links)}
                 missing = [d for d in blob_refs if d not in present]
                 if missing:
                     raise ManifestBlobUnknown(detail={"digest": missing[0]})

@@ -49,7 +49,7 @@ class RepositoryService:
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
         r = schema.repositories
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             row = (
                 await conn.execute(
                     select(*_COLUMNS).where(r.c.registry_id == registry_id, r.c.name == name)

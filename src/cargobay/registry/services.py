@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from cargobay.config import Settings
@@ -11,13 +11,14 @@ from cargobay.iam.authz import Authorizer
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import load_box
-from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, load_signer
+from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope, load_signer
 from cargobay.metadata.db import Database
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
 from cargobay.registry.uploads import UploadService
+from cargobay.registry.usage import UsageRecorder
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
@@ -36,6 +37,7 @@ class Services:
     credentials: CredentialStore
     authorizer: Authorizer
     images: ImageService
+    usage: UsageRecorder
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -54,6 +56,7 @@ class Services:
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
             authorizer=Authorizer(db),
             images=ImageService(db),
+            usage=UsageRecorder(db),
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:
@@ -80,10 +83,21 @@ class Services:
     async def download_url(
         self, principal: Principal, repo: Repository, digest: str, expires_at: float, base: str
     ) -> str:
-        """A URL that fetches one blob without other credentials until `expires_at`."""
-        claims = TokenClaims.for_principal(principal, lifetime=expires_at - time.time())
+        """A URL that fetches one blob without other credentials until `expires_at`: the
+        object store's presigned URL when it has one, else this registry's with a token."""
+        presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
+        if presigned is not None:
+            return presigned
+        claims = replace(
+            TokenClaims.for_principal(principal, lifetime=expires_at - time.time()),
+            scope=blob_scope(repo.registry_id, repo.name, digest),
+        )
         token = (await self.token_signer()).issue(claims)
-        return f"{base}/v2/{repo.name}/blobs/{digest}?token={quote(token, safe='')}"
+        return (
+            f"{base}/v2/{repo.name}/blobs/{digest}?registryId={repo.registry_id}"
+            f"&token={quote(token, safe='')}"
+        )
 
     async def close(self) -> None:
+        await self.usage.close()
         await self.db.dispose()

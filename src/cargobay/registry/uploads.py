@@ -14,13 +14,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore
+from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.errors import (
     BlobUploadInvalid,
@@ -32,6 +33,7 @@ from cargobay.oci.errors import (
 from cargobay.registry.blobs import BlobInfo
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
+from cargobay.storage.base import UploadBusy
 
 # UUIDs with dashes, the form ECR's UploadId takes; both front doors share uploads.
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -74,10 +76,10 @@ class UploadService:
         return Upload(upload_id, repo.id, 0, now)
 
     async def get(self, repo: Repository, upload_id: str) -> Upload:
-        if not _UPLOAD_ID.match(upload_id):
+        if not _UPLOAD_ID.fullmatch(upload_id):
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         u = schema.uploads
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             row = (
                 await conn.execute(
                     select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at).where(
@@ -89,6 +91,25 @@ class UploadService:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         return Upload(row.id, row.repository_id, int(row.size), row.created_at)
 
+    @asynccontextmanager
+    async def _exclusive(self, repo: Repository, upload_id: str) -> AsyncIterator[None]:
+        """Hold the upload alone, across workers, while writing or committing it. Otherwise a
+        racing request could write under bytes another worker has hashed, or into the file
+        after it became a blob. The loser gets 416 with the current Range and may retry."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        try:
+            async with self.store.upload_lock(upload_id):
+                yield
+        except UploadBusy:
+            upload = await self.get(repo, upload_id)
+            raise RangeInvalid(
+                "the upload is being written by another request",
+                headers={"Range": upload.range_header},
+            ) from None
+        except FileNotFoundError:
+            raise BlobUploadUnknown("upload data is missing", detail={"uuid": upload_id}) from None
+
     async def append(
         self,
         repo: Repository,
@@ -99,6 +120,19 @@ class UploadService:
         end: int | None = None,
     ) -> Upload:
         """Append a chunk; with a Content-Range, it must start where the upload ends."""
+        async with self._exclusive(repo, upload_id):
+            return await self._append(repo, upload_id, blocks, start=start, end=end)
+
+    async def _append(
+        self,
+        repo: Repository,
+        upload_id: str,
+        blocks: Blocks,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Upload:
+        # The size is read under the lock, so no other writer can move it until we are done.
         upload = await self.get(repo, upload_id)
         if start is not None and start != upload.size:
             raise RangeInvalid(
@@ -135,10 +169,17 @@ class UploadService:
         """Finish an upload (with an optional last chunk) and commit it under `digest`."""
         if not digest:
             raise DigestInvalid("the digest query parameter is required")
+        parse_digest(digest)
+        async with self._exclusive(repo, upload_id):
+            return await self._complete(repo, upload_id, digest, blocks)
+
+    async def _complete(
+        self, repo: Repository, upload_id: str, digest: str, blocks: Blocks | None
+    ) -> BlobInfo:
         expected = parse_digest(digest)
         upload = await self.get(repo, upload_id)
         if blocks is not None:
-            upload = await self.append(repo, upload_id, blocks)
+            upload = await self._append(repo, upload_id, blocks)
         if expected.algorithm == "sha256":
             actual = "sha256:" + (await self._hasher_at(upload.id, upload.size)).hexdigest()
         else:
@@ -149,16 +190,10 @@ class UploadService:
                 "provided digest did not match uploaded content",
                 detail={"digest": digest, "actual": actual},
             )
-        await self.store.upload_commit(upload.id, actual)
-        now = time.time()
-        async with self.db.write() as conn:
-            await insert_ignore(conn, schema.blobs, digest=actual, size=upload.size, created_at=now)
-            await insert_ignore(
-                conn, schema.repository_blobs, repository_id=repo.id, digest=actual, created_at=now
-            )
-            await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload.id))
+        # Commit exactly the counted bytes: an interrupted write may have left more behind.
+        await self.store.upload_commit(upload.id, actual, upload.size)
         self._hashers.pop(upload.id, None)
-        return BlobInfo(actual, upload.size)
+        return await self._register(repo, actual, upload.size, upload.id)
 
     async def upload_whole(self, repo: Repository, digest: str, blocks: Blocks) -> BlobInfo:
         """A monolithic upload (`POST ?digest=`): one request, no session row."""
@@ -176,16 +211,42 @@ class UploadService:
                     "provided digest did not match uploaded content",
                     detail={"digest": digest, "actual": actual},
                 )
-            await self.store.upload_commit(upload_id, actual)
+            await self.store.upload_commit(upload_id, actual, size)
         finally:
             await self.store.upload_delete(upload_id)
+        return await self._register(repo, actual, size)
+
+    async def _register(
+        self, repo: Repository, digest: str, size: int, upload_id: str | None = None
+    ) -> BlobInfo:
+        """Make committed bytes visible: the blob row, the repository's link (refreshed, so the
+        GC grace period starts again) and the end of the upload session, in one transaction."""
         now = time.time()
         async with self.db.write() as conn:
-            await insert_ignore(conn, schema.blobs, digest=actual, size=size, created_at=now)
-            await insert_ignore(
-                conn, schema.repository_blobs, repository_id=repo.id, digest=actual, created_at=now
+            await insert_ignore(conn, schema.blobs, digest=digest, size=size, created_at=now)
+            await upsert(
+                conn,
+                schema.repository_blobs,
+                ["repository_id", "digest"],
+                repository_id=repo.id,
+                digest=digest,
+                created_at=now,
             )
-        return BlobInfo(actual, size)
+            if upload_id is not None:
+                await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload_id))
+        if await self.store.stat(digest) is None:
+            # Garbage collection removed identical bytes between our dedup check and the
+            # commit: undo the link and let the client push again, rather than expose a blob
+            # without bytes.
+            async with self.db.write() as conn:
+                await conn.execute(
+                    schema.repository_blobs.delete().where(
+                        schema.repository_blobs.c.repository_id == repo.id,
+                        schema.repository_blobs.c.digest == digest,
+                    )
+                )
+            raise BlobUploadInvalid("the blob was garbage-collected during the upload; retry")
+        return BlobInfo(digest, size)
 
     async def cancel(self, repo: Repository, upload_id: str) -> None:
         upload = await self.get(repo, upload_id)

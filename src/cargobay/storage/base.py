@@ -8,8 +8,14 @@ exists. A store only promises that a committed blob's bytes are durable and comp
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
+
+
+class UploadBusy(Exception):
+    """Another request is writing or committing this upload."""
+
 
 # Called with each block of bytes as it is written, so the caller can hash while streaming.
 Observer = Callable[[list[bytes]], None]
@@ -28,6 +34,10 @@ class BlobStore(Protocol):
     async def delete(self, digest: str) -> None:
         """Remove a blob's bytes (only once no metadata names it)."""
 
+    async def download_url(self, digest: str, expires_in: int) -> str | None:
+        """A URL that fetches the blob without other credentials for `expires_in` seconds
+        (a presigned object-store GET), or None when the backend has none."""
+
     async def upload_create(self, upload_id: str) -> None: ...
 
     async def upload_size(self, upload_id: str) -> int | None:
@@ -45,10 +55,19 @@ class BlobStore(Protocol):
     def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         """Stream an upload's first `length` bytes (to re-hash after a hop or restart)."""
 
-    async def upload_commit(self, upload_id: str, digest: str) -> None:
-        """Make the upload's bytes durable at the blob's address and drop the upload."""
+    def upload_lock(self, upload_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold an upload exclusively, across processes, while writing or committing it.
+        Raises UploadBusy if another request holds it, FileNotFoundError if it is gone."""
+
+    async def upload_commit(self, upload_id: str, digest: str, size: int | None = None) -> None:
+        """Make the upload's first `size` bytes (all when None) durable at the blob's address
+        and drop the upload."""
 
     async def upload_delete(self, upload_id: str) -> None: ...
+
+    async def expire_uploads(self, older_than: float) -> int:
+        """Remove upload data last written before the Unix time `older_than` (abandoned
+        uploads, leftovers of interrupted commits); return how many were removed."""
 
     async def ready(self) -> None:
         """Raise if the backend cannot be reached."""
@@ -60,4 +79,8 @@ def open_store(url: str) -> BlobStore:
         from cargobay.storage.filesystem import FilesystemStore
 
         return FilesystemStore(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        from cargobay.storage.s3 import S3Store, parse_url
+
+        return S3Store(parse_url(url))
     raise ValueError(f"unsupported storage URL {url!r}")

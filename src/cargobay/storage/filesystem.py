@@ -8,11 +8,13 @@ atomic rename; a crash at any point leaves either no blob or a complete one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from cargobay.storage.base import Observer
+from cargobay.storage.base import Observer, UploadBusy
 
 READ_BLOCK = 1024 * 1024
 
@@ -70,6 +72,9 @@ class FilesystemStore:
 
     async def delete(self, digest: str) -> None:
         self._blob_path(digest).unlink(missing_ok=True)
+
+    async def download_url(self, digest: str, expires_in: int) -> str | None:
+        return None  # served by the registry itself (sendfile)
 
     async def upload_create(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(exist_ok=False)
@@ -130,7 +135,23 @@ class FilesystemStore:
                 length -= len(data)
                 yield data
 
-    async def upload_commit(self, upload_id: str, digest: str) -> None:
+    @contextlib.asynccontextmanager
+    async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
+        path = self._upload_path(upload_id)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UploadBusy(upload_id) from None
+            # Committed (renamed to a blob) or deleted between the open and the lock: gone.
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                raise FileNotFoundError(path)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    async def upload_commit(self, upload_id: str, digest: str, size: int | None = None) -> None:
         source = self._upload_path(upload_id)
         target = self._blob_path(digest)
 
@@ -140,8 +161,11 @@ class FilesystemStore:
                 source.unlink(missing_ok=True)
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(source, os.O_RDONLY)
+            fd = os.open(source, os.O_RDWR)
             try:
+                if size is not None:
+                    # Bytes past the counted size are leftovers of an interrupted write.
+                    os.ftruncate(fd, size)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -152,6 +176,20 @@ class FilesystemStore:
 
     async def upload_delete(self, upload_id: str) -> None:
         self._upload_path(upload_id).unlink(missing_ok=True)
+
+    async def expire_uploads(self, older_than: float) -> int:
+        def expire() -> int:
+            removed = 0
+            for path in self.upload_root.iterdir():
+                try:
+                    if path.stat().st_mtime < older_than:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    pass  # committed or deleted meanwhile
+            return removed
+
+        return await asyncio.to_thread(expire)
 
     async def ready(self) -> None:
         if not os.access(self.blob_root, os.W_OK):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cargobay.ecr import errors
@@ -15,7 +16,6 @@ from cargobay.oci.manifest import (
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     OCI_MANIFEST,
-    accepts,
     parse_manifest,
 )
 from cargobay.oci.names import validate_tag
@@ -163,16 +163,10 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         if failure is not None:
             failures.append(failure)
             continue
+        # acceptedMediaTypes only steers ECR's format conversion; an image it cannot convert
+        # comes back as stored (the caller decides), never as a failure: the model's
+        # ImageFailureCode has no code for it.
         manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
-        if accepted and not accepts(", ".join(accepted), manifest.media_type):
-            failures.append(
-                _failure(
-                    image_id,
-                    "UnsupportedImageType",
-                    f"The image's media type {manifest.media_type} is not accepted",
-                )
-            )
-            continue
         resolved_id = {"imageDigest": manifest.digest}
         if image_id.get("imageTag"):
             resolved_id["imageTag"] = image_id["imageTag"]
@@ -228,6 +222,16 @@ async def batch_delete_image(call: EcrCall, payload: dict[str, Any]) -> dict[str
     return {"imageIds": deleted, "failures": failures}
 
 
+def _declares_media_type(manifest: str) -> bool:
+    """Whether the manifest has a top-level `mediaType` (unparseable text is left to the
+    manifest validation to refuse)."""
+    try:
+        body = json.loads(manifest)
+    except ValueError:
+        return True
+    return not isinstance(body, dict) or isinstance(body.get("mediaType"), str)
+
+
 @action("PutImage")
 async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
@@ -242,6 +246,12 @@ async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
         OCI_INDEX,
     ):
         raise errors.InvalidParameter(f"unsupported imageManifestMediaType {media_type!r}")
+    if media_type is None and not _declares_media_type(manifest):
+        # As ECR: with no Content-Type on this door, the type must be said somewhere.
+        raise errors.InvalidParameter(
+            "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
+            "'imageManifestMediaType is required when the manifest has no mediaType field'"
+        )
     tag, digest = payload.get("imageTag"), payload.get("imageDigest")
     payload_bytes = manifest.encode("utf-8")
     if digest is not None:

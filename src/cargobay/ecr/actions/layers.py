@@ -13,6 +13,7 @@ from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
 from cargobay.oci import errors as oci
 from cargobay.oci.digest import parse_digest
+from cargobay.registry.repositories import Repository
 
 # ECR's advertised part size for direct API uploads.
 PART_SIZE = 10 * 1024 * 1024
@@ -138,6 +139,7 @@ async def complete_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[
             raise errors.EmptyUpload(
                 f"The layer upload with id '{upload_id}' does not contain any layer parts"
             )
+        existed = await _layer_exists(call, repo, digests[0])
         info = await uploads.complete(repo, upload_id, digests[0], None)
     except oci.BlobUploadUnknown:
         raise errors.UploadNotFound(
@@ -146,12 +148,27 @@ async def complete_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[
         ) from None
     except (oci.DigestInvalid, oci.Unsupported) as exc:
         raise errors.InvalidLayer(exc.message) from None
+    if existed:
+        # As ECR: the (verified) upload is consumed, and the caller learns the layer was there.
+        raise errors.LayerAlreadyExists(
+            f"The layer '{info.digest}' already exists in the repository with name "
+            f"'{repo.name}' in registry with id '{repo.registry_id}'"
+        )
     return {
         "registryId": repo.registry_id,
         "repositoryName": repo.name,
         "uploadId": upload_id,
         "layerDigest": info.digest,
     }
+
+
+async def _layer_exists(call: EcrCall, repo: Repository, digest: str) -> bool:
+    try:
+        parse_digest(digest)
+        await call.services.blobs.stat(repo, digest)
+    except (oci.BlobUnknown, oci.DigestInvalid, oci.Unsupported):
+        return False
+    return True
 
 
 @action("GetDownloadUrlForLayer")

@@ -1,0 +1,1 @@
+"""Background work that must run exactly once across all workers and nodes."""

@@ -1,0 +1,191 @@
+"""Online garbage collection: reclaim blobs no manifest references, while pushes go on.
+
+Reference tracking lives in the database (`manifest_references`, `repository_blobs`), so GC is a
+set of indexed queries, never a storage walk, and needs no read-only mode. See docs/gc.md for
+the race analysis; in short:
+
+1. A repository link (`repository_blobs`) older than the grace period that no manifest of that
+   repository references is removed. The removal re-checks the references inside its own write
+   transaction after locking the link, and a manifest PUT checks its links inside its own write
+   transaction, so one of the two always sees the other: the manifest is refused with
+   MANIFEST_BLOB_UNKNOWN, or the link survives.
+2. A blob row older than the grace period with no link and no reference left is deleted in a
+   write transaction that re-checks both; its bytes are deleted only after that commit
+   (metadata first, bytes last).
+3. Upload sessions idle longer than their expiry are cancelled and their data dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, exists, select
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.storage import BlobStore
+
+log = logging.getLogger("cargobay.gc")
+BATCH = 500
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    links_removed: int = 0
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    uploads_expired: int = 0
+    digests: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["digests"] = data["digests"][:100]
+        return data
+
+
+def _unreferenced_link(now_cutoff: float):
+    rb, mr = schema.repository_blobs, schema.manifest_references
+    referenced = exists().where(
+        mr.c.repository_id == rb.c.repository_id, mr.c.target_digest == rb.c.digest
+    )
+    return and_(rb.c.created_at < now_cutoff, ~referenced)
+
+
+def _orphan_blob(now_cutoff: float):
+    b, rb, mr = schema.blobs, schema.repository_blobs, schema.manifest_references
+    return and_(
+        b.c.created_at < now_cutoff,
+        ~exists().where(rb.c.digest == b.c.digest),
+        ~exists().where(mr.c.target_digest == b.c.digest),
+    )
+
+
+async def collect(
+    db: Database,
+    store: BlobStore,
+    *,
+    grace: float,
+    upload_expiry: float,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> GcReport:
+    now = time.time() if now is None else now
+    cutoff = now - grace
+    report = GcReport(dry_run=dry_run)
+    rb, b, u = schema.repository_blobs, schema.blobs, schema.uploads
+
+    if dry_run:
+        # Blobs whose every link would go: no live link and no reference.
+        live_link = and_(rb.c.digest == b.c.digest, ~_unreferenced_link(cutoff))
+        async with db.read() as conn:
+            report.links_removed = len(
+                (await conn.execute(select(rb.c.digest).where(_unreferenced_link(cutoff)))).all()
+            )
+            rows = (
+                await conn.execute(
+                    select(b.c.digest, b.c.size).where(
+                        b.c.created_at < cutoff, ~exists().where(live_link)
+                    )
+                )
+            ).all()
+            report.uploads_expired = len(
+                (
+                    await conn.execute(select(u.c.id).where(u.c.updated_at < now - upload_expiry))
+                ).all()
+            )
+        report.blobs_deleted = len(rows)
+        report.bytes_freed = sum(int(r.size) for r in rows)
+        report.digests = [r.digest for r in rows]
+        return report
+
+    # 1. Links nothing references any more.
+    while True:
+        async with db.read() as conn:
+            candidates = (
+                await conn.execute(
+                    select(rb.c.repository_id, rb.c.digest)
+                    .where(_unreferenced_link(cutoff))
+                    .limit(BATCH)
+                )
+            ).all()
+        if not candidates:
+            break
+        removed = 0
+        for repository_id, digest in candidates:
+            async with db.write() as conn:
+                key = and_(rb.c.repository_id == repository_id, rb.c.digest == digest)
+                lock = select(rb.c.digest).where(key)
+                if not db.is_sqlite:
+                    lock = lock.with_for_update()
+                if (await conn.execute(lock)).first() is None:
+                    continue
+                # A fresh statement (and, on PostgreSQL, a fresh snapshot after the lock).
+                result = await conn.execute(rb.delete().where(key, _unreferenced_link(cutoff)))
+                removed += result.rowcount
+        report.links_removed += removed
+        if removed == 0:
+            break
+
+    # 2. Blobs with neither links nor references: metadata first, then bytes.
+    while True:
+        async with db.read() as conn:
+            candidates = (
+                await conn.execute(
+                    select(b.c.digest, b.c.size).where(_orphan_blob(cutoff)).limit(BATCH)
+                )
+            ).all()
+        if not candidates:
+            break
+        deleted = []
+        for digest, size in candidates:
+            async with db.write() as conn:
+                lock = select(b.c.digest).where(b.c.digest == digest)
+                if not db.is_sqlite:
+                    lock = lock.with_for_update()
+                if (await conn.execute(lock)).first() is None:
+                    continue
+                result = await conn.execute(
+                    b.delete().where(b.c.digest == digest, _orphan_blob(cutoff))
+                )
+            if result.rowcount:
+                deleted.append((digest, int(size)))
+        for digest, size in deleted:
+            await store.delete(digest)
+            report.blobs_deleted += 1
+            report.bytes_freed += size
+            report.digests.append(digest)
+        if not deleted:
+            break
+
+    # 3. Abandoned upload sessions.
+    async with db.read() as conn:
+        stale = [
+            row.id
+            for row in await conn.execute(
+                select(u.c.id).where(u.c.updated_at < now - upload_expiry)
+            )
+        ]
+    for upload_id in stale:
+        async with db.write() as conn:
+            result = await conn.execute(
+                u.delete().where(u.c.id == upload_id, u.c.updated_at < now - upload_expiry)
+            )
+        if result.rowcount:
+            await store.upload_delete(upload_id)
+            report.uploads_expired += 1
+    expire = getattr(store, "expire_uploads", None)
+    if expire is not None:
+        await expire(now - upload_expiry)
+
+    log.info(
+        "gc freed %d bytes in %d blobs, removed %d unused links and %d stale uploads",
+        report.bytes_freed,
+        report.blobs_deleted,
+        report.links_removed,
+        report.uploads_expired,
+    )
+    return report

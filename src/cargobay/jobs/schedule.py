@@ -1,0 +1,35 @@
+"""The periodic jobs every deployment runs, built from one process's services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cargobay.jobs import gc
+from cargobay.jobs.leases import Job
+from cargobay.registry.services import Services
+
+
+def gc_job(services: Services, *, dry_run: bool = False) -> Job:
+    settings = services.settings
+
+    async def run() -> dict[str, Any]:
+        report = await gc.collect(
+            services.db,
+            services.store,
+            grace=settings.gc_grace_seconds,
+            upload_expiry=settings.upload_expiry_seconds,
+            dry_run=dry_run,
+        )
+        return report.as_dict()
+
+    return Job("gc", settings.gc_interval_seconds, run)
+
+
+def periodic_jobs(services: Services) -> list[Job]:
+    jobs = [gc_job(services)]
+    try:
+        from cargobay.lifecycle.job import lifecycle_job
+    except ImportError:
+        return jobs
+    jobs.append(lifecycle_job(services))
+    return jobs

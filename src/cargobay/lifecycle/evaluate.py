@@ -1,0 +1,80 @@
+"""Which images a lifecycle policy expires (pure, no I/O).
+
+ECR's evaluation rules (Amazon ECR User Guide, "Lifecycle policy evaluation rules"):
+
+- All rules are evaluated, then applied in ascending `rulePriority`.
+- An image is expired by exactly one or zero rules.
+- An image that matches the tag criteria of a higher-priority rule cannot be expired by a
+  lower-priority rule; lower rules still see (count) it as if it had not been expired.
+- Expiry is ordered by push time, oldest first.
+- `imageCountMoreThan`: the rule's selection sorted newest to oldest by push time; every image
+  past the first `countNumber` is expired.
+- `sinceImagePushed`: every selected image pushed more than `countNumber` days ago.
+- `sinceImagePulled`: every selected image whose last recorded pull (its push, when it was never
+  pulled) is more than `countNumber` days ago.
+
+So in the documented example with A ["beta-1","prod-1"] (oldest), B ["beta-2","prod-2"] and
+C ["beta-3"], rule 1 `prod` keep 1 and rule 2 `beta` keep 1: rule 1 sees A and B and expires A;
+rule 2 sees A, B and C, keeps C, and would expire A and B, but both match rule 1's tags; only A
+is expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
+
+from cargobay.lifecycle.policy import DAY, LifecyclePolicy, Rule, Selection
+
+
+class Image(Protocol):
+    """What evaluation reads of an image (`registry.images.ImageRow` has these)."""
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def tags(self) -> Sequence[str]: ...
+
+    @property
+    def pushed_at(self) -> float: ...
+
+    @property
+    def last_pulled_at(self) -> float | None: ...
+
+
+I = TypeVar("I", bound=Image)  # noqa: E741
+
+
+def _newest_first(images: Iterable[I]) -> list[I]:
+    return sorted(images, key=lambda i: (i.pushed_at, i.digest), reverse=True)
+
+
+def candidates(selection: Selection, selected: list[I], now: float) -> list[I]:
+    """The images of a rule's selection that its count criterion marks, before priorities."""
+    if selection.count_type == "imageCountMoreThan":
+        return _newest_first(selected)[selection.count_number :]
+    limit = selection.count_number * DAY
+    if selection.count_type == "sinceImagePushed":
+        return [i for i in selected if now - i.pushed_at > limit]
+    if selection.count_type == "sinceImagePulled":
+        return [
+            i
+            for i in selected
+            if now - (i.last_pulled_at if i.last_pulled_at is not None else i.pushed_at) > limit
+        ]
+    raise ValueError(f"unknown countType {selection.count_type!r}")
+
+
+def evaluate(policy: LifecyclePolicy, images: Iterable[I], now: float) -> list[tuple[I, Rule]]:
+    """The images the policy expires and the rule that expires each, oldest push first."""
+    pool = list(images)
+    protected: set[str] = set()  # digests some higher-priority rule's tag criteria matched
+    expired: dict[str, tuple[I, Rule]] = {}
+    for rule in sorted(policy.rules, key=lambda r: r.priority):
+        selected = [image for image in pool if rule.selection.matches(image.tags)]
+        for image in candidates(rule.selection, selected, now):
+            if image.digest not in protected:
+                expired[image.digest] = (image, rule)
+        protected.update(image.digest for image in selected)
+    return sorted(expired.values(), key=lambda pair: (pair[0].pushed_at, pair[0].digest))

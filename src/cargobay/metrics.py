@@ -1,0 +1,61 @@
+"""Prometheus metrics at /metrics, derived from the shared database so every worker and node
+reports the same figures (no per-process counters to add up)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cargobay.registry import usage
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def render(services) -> str:
+    data = await usage.report(services.db)
+    lines = [
+        "# HELP cargobay_repository_stored_bytes Compressed bytes of layers and configs images "
+        "in the repository reference.",
+        "# TYPE cargobay_repository_stored_bytes gauge",
+    ]
+    for entry in data["repositories"]:
+        labels = f'registry_id="{entry["registry_id"]}",repository="{_label(entry["repository"])}"'
+        lines.append(f"cargobay_repository_stored_bytes{{{labels}}} {entry['stored_bytes']}")
+    lines += [
+        "# HELP cargobay_repository_transferred_bytes_total Bytes served by blob and manifest "
+        "GETs.",
+        "# TYPE cargobay_repository_transferred_bytes_total counter",
+    ]
+    for entry in data["repositories"]:
+        labels = f'registry_id="{entry["registry_id"]}",repository="{_label(entry["repository"])}"'
+        lines.append(
+            f"cargobay_repository_transferred_bytes_total{{{labels}}} {entry['transferred_bytes']}"
+        )
+    lines += [
+        "# HELP cargobay_principal_transferred_bytes_total Bytes served per principal.",
+        "# TYPE cargobay_principal_transferred_bytes_total counter",
+    ]
+    for entry in data["principals"]:
+        lines.append(
+            f'cargobay_principal_transferred_bytes_total{{principal="{_label(entry["principal"])}"}}'
+            f" {entry['transferred_bytes']}"
+        )
+    lines += [
+        "# HELP cargobay_account_stored_bytes Stored bytes per account.",
+        "# TYPE cargobay_account_stored_bytes gauge",
+    ]
+    for account, totals in data["accounts"].items():
+        lines.append(
+            f'cargobay_account_stored_bytes{{registry_id="{account}"}} {totals["stored_bytes"]}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def handler(request: web.Request, services) -> web.Response:
+    return web.Response(
+        text=await render(services),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store"},
+    )

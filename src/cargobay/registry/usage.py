@@ -1,0 +1,155 @@
+"""Usage metering: stored bytes (derived from committed metadata, so it cannot drift) and bytes
+transferred out (counted per repository, principal and day).
+
+Transfer counts are added up in memory by each worker and flushed every few seconds with an
+additive upsert, so a pull costs no database write and concurrent workers never lose counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import add_counts
+
+log = logging.getLogger("cargobay.usage")
+GB = Decimal(1024**3)
+
+
+@dataclass
+class RepositoryUsage:
+    registry_id: str
+    repository: str
+    stored_bytes: int = 0
+    transferred_bytes: int = 0
+    pulls: int = 0
+
+
+class UsageRecorder:
+    def __init__(self, db: Database, flush_every: float = 5.0) -> None:
+        self.db = db
+        self.flush_every = flush_every
+        self._pending: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, repository_id: int, principal_arn: str, nbytes: int) -> None:
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        counts = self._pending[(repository_id, principal_arn, day)]
+        counts[0] += nbytes
+        counts[1] += 1
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self.flush_every)
+        finally:
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, defaultdict(lambda: [0, 0])
+        if not pending:
+            return
+        try:
+            async with self.db.write() as conn:
+                for (repository_id, principal, day), (nbytes, requests) in pending.items():
+                    await add_counts(
+                        conn,
+                        schema.transfer_usage,
+                        ["repository_id", "principal_arn", "day"],
+                        repository_id=repository_id,
+                        principal_arn=principal,
+                        day=day,
+                        bytes=nbytes,
+                        requests=requests,
+                    )
+        except Exception:
+            log.exception("could not record transfer usage; counts kept for the next flush")
+            for key, (nbytes, requests) in pending.items():
+                self._pending[key][0] += nbytes
+                self._pending[key][1] += requests
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+async def stored_bytes(db: Database) -> dict[int, int]:
+    """Per repository id: the compressed size of every distinct layer and config its images
+    reference (what DescribeImages' imageSizeInBytes counts), shared blobs counted once."""
+    mr, b = schema.manifest_references, schema.blobs
+    distinct = (
+        select(mr.c.repository_id, mr.c.target_digest)
+        .where(mr.c.kind == "blob")
+        .distinct()
+        .subquery()
+    )
+    query = (
+        select(distinct.c.repository_id, func.sum(b.c.size))
+        .join(b, b.c.digest == distinct.c.target_digest)
+        .group_by(distinct.c.repository_id)
+    )
+    async with db.read() as conn:
+        return {int(row[0]): int(row[1] or 0) for row in await conn.execute(query)}
+
+
+async def report(db: Database, since_day: str | None = None) -> dict[str, object]:
+    """Usage per repository and per principal, plus account totals."""
+    r, t = schema.repositories, schema.transfer_usage
+    stored = await stored_bytes(db)
+    transfer_q = select(t.c.repository_id, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
+        t.c.repository_id
+    )
+    principal_q = select(t.c.principal_arn, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
+        t.c.principal_arn
+    )
+    if since_day:
+        transfer_q = transfer_q.where(t.c.day >= since_day)
+        principal_q = principal_q.where(t.c.day >= since_day)
+    async with db.read() as conn:
+        repos = (await conn.execute(select(r.c.id, r.c.registry_id, r.c.name))).all()
+        transfers = {
+            row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in await conn.execute(transfer_q)
+        }
+        principals = [
+            {"principal": row[0], "transferred_bytes": int(row[1] or 0), "requests": int(row[2])}
+            for row in await conn.execute(principal_q.order_by(t.c.principal_arn))
+        ]
+    repositories = []
+    accounts: dict[str, dict[str, int]] = {}
+    for repo_id, registry_id, name in sorted(repos, key=lambda row: (row[1], row[2])):
+        sent, pulls = transfers.get(repo_id, (0, 0))
+        entry = {
+            "registry_id": registry_id,
+            "repository": name,
+            "stored_bytes": stored.get(repo_id, 0),
+            "transferred_bytes": sent,
+            "requests": pulls,
+        }
+        repositories.append(entry)
+        totals = accounts.setdefault(registry_id, {"stored_bytes": 0, "transferred_bytes": 0})
+        totals["stored_bytes"] += entry["stored_bytes"]
+        totals["transferred_bytes"] += sent
+    return {"repositories": repositories, "accounts": accounts, "principals": principals}
+
+
+def cost(stored: int, transferred: int, per_gb_month: str, per_gb_out: str) -> dict[str, str]:
+    storage = Decimal(stored) / GB * Decimal(per_gb_month)
+    transfer = Decimal(transferred) / GB * Decimal(per_gb_out)
+    return {
+        "storage_usd_per_month": f"{storage:.6f}",
+        "transfer_usd": f"{transfer:.6f}",
+    }

@@ -1,0 +1,252 @@
+"""Schema migrations on the selected metadata backend (SQLite, or PostgreSQL with
+CARGOBAY_TEST_DATABASE=postgres): a database made by the first revision upgrades to head with its
+data, `serve` refuses an out-of-date or too-new schema, pre-migration databases are adopted, and
+head matches schema.py exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cargobay.metadata import migrations, schema
+from cargobay.metadata.db import async_url
+from server import Server
+
+FIRST = "0001"
+HEAD = migrations.head()
+
+
+def cargobay(server: Server, *args: str, drop_env: tuple[str, ...] = ()):
+    env = {k: v for k, v in server.process_env.items() if k not in drop_env}
+    return subprocess.run(
+        [sys.executable, "-m", "cargobay", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def db_args(server: Server) -> list[str]:
+    return ["--data-dir", str(server.data_dir)]
+
+
+def sql(server: Server, *statements: str, params: dict | None = None) -> list[list]:
+    """Run statements in one transaction on the server's database; rows of the last."""
+
+    async def run() -> list[list]:
+        engine = create_async_engine(async_url(server.settings.database_url))
+        try:
+            async with engine.begin() as conn:
+                rows: list[list] = []
+                for statement in statements:
+                    result = await conn.execute(text(statement), params or {})
+                    rows = [list(r) for r in result] if result.returns_rows else []
+                return rows
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def serve_refusal(server: Server, *args: str, drop_env: tuple[str, ...] = ()) -> str:
+    """Start `cargobay serve`, expect it to exit at once; its stderr."""
+    proc = cargobay(
+        server, "serve", *db_args(server), "--port", str(server.port), *args, drop_env=drop_env
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    return proc.stderr
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = Server(tmp_path / "data", workers=1)
+    srv.data_dir.mkdir(parents=True)
+    yield srv
+    srv.discard()
+
+
+def _seed_first_revision(server: Server) -> tuple[str, bytes]:
+    """A repository with a tagged manifest, written with the first revision's tables."""
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + "0" * 64,
+                "size": 2,
+            },
+            "layers": [],
+        }
+    ).encode()
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    now = time.time()
+    sql(
+        server,
+        "INSERT INTO repositories (registry_id, name, created_at, tag_mutability, scan_on_push,"
+        " encryption_type) VALUES ('000000000000', 'migrated/app', :now, 'MUTABLE', false,"
+        " 'AES256')",
+        "INSERT INTO manifests (repository_id, digest, media_type, size, image_size, content,"
+        " pushed_at) SELECT id, :digest, 'application/vnd.oci.image.manifest.v1+json', :size, 2,"
+        " :content, :now FROM repositories WHERE name = 'migrated/app'",
+        "INSERT INTO tags (repository_id, name, digest, updated_at)"
+        " SELECT id, 'v1', :digest, :now FROM repositories WHERE name = 'migrated/app'",
+        params={"now": now, "digest": digest, "size": len(manifest), "content": manifest},
+    )
+    return digest, manifest
+
+
+def test_first_revision_upgrades_to_head_and_serve_refuses_until_then(server: Server) -> None:
+    made = cargobay(server, "db", "upgrade", *db_args(server), "--revision", FIRST)
+    assert made.returncode == 0, made.stderr
+    assert f"to {FIRST}" in made.stdout
+    assert sql(server, "SELECT version FROM schema_info") == [[1]]
+    digest, manifest = _seed_first_revision(server)
+
+    current = cargobay(server, "db", "current", *db_args(server))
+    assert current.returncode == 1
+    needs = f"{FIRST}; this cargobay needs {HEAD}: run `cargobay db upgrade`"
+    assert current.stdout.strip() == needs
+
+    # Out of date: refused, with one line that says what to do, and nothing is changed.
+    refusal = serve_refusal(server, "--no-upgrade-db")
+    assert refusal.count("\n") == 1, refusal
+    assert refusal.startswith(
+        f"cargobay: database schema is at revision {FIRST}, this cargobay needs {HEAD}: "
+        "run `cargobay db upgrade`"
+    )
+    assert sql(server, "SELECT version_num FROM alembic_version") == [[FIRST]]
+
+    upgraded = cargobay(server, "db", "upgrade", *db_args(server))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == f"database schema upgraded from revision {FIRST} to {HEAD}"
+    again = cargobay(server, "db", "upgrade", *db_args(server))
+    assert again.stdout.strip() == f"database schema is at revision {HEAD}; nothing to do"
+    current = cargobay(server, "db", "current", *db_args(server))
+    assert (current.returncode, current.stdout.strip()) == (0, f"{HEAD} (head)")
+
+    # What was written at the first revision is served at head.
+    server.extra_args = ["--no-upgrade-db"]
+    server.start()
+    s = server.session()
+    assert "migrated/app" in s.get(f"{server.url}/v2/_catalog").json()["repositories"]
+    got = s.get(
+        f"{server.url}/v2/migrated/app/manifests/v1",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert got.status_code == 200
+    assert (got.headers["Docker-Content-Digest"], got.content) == (digest, manifest)
+    assert s.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_postgresql_is_not_upgraded_unless_asked(server: Server) -> None:
+    if server.settings.database_url.startswith("sqlite"):
+        # The embedded default upgrades on start: `cargobay serve` on a fresh machine just works.
+        server.start()
+        assert cargobay(server, "db", "current", *db_args(server)).returncode == 0
+        return
+    refusal = serve_refusal(server, drop_env=("CARGOBAY_AUTO_UPGRADE",))
+    assert "database schema is at revision none (empty database)" in refusal
+    assert f"this cargobay needs {HEAD}" in refusal
+
+
+def test_serve_upgrades_when_told(server: Server) -> None:
+    assert cargobay(server, "db", "upgrade", *db_args(server), "--revision", FIRST).returncode == 0
+    server.extra_args = ["--upgrade-db"]
+    server.start()
+    assert server.session().get(f"{server.url}/readyz").status_code == 200
+    server.stop()
+    assert sql(server, "SELECT version_num FROM alembic_version") == [[HEAD]]
+
+
+def test_a_database_from_before_migrations_is_adopted(server: Server) -> None:
+    """`metadata.create_all` databases had the first revision's tables and no alembic_version."""
+    assert cargobay(server, "db", "upgrade", *db_args(server), "--revision", FIRST).returncode == 0
+    _seed_first_revision(server)
+    sql(server, "DROP TABLE alembic_version")
+    current = cargobay(server, "db", "current", *db_args(server))
+    assert current.stdout.startswith(f"{FIRST}; this cargobay needs {HEAD}")
+    upgraded = cargobay(server, "db", "upgrade", *db_args(server))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert sql(server, "SELECT version_num FROM alembic_version") == [[HEAD]]
+    server.start()
+    catalog = server.session().get(f"{server.url}/v2/_catalog").json()
+    assert "migrated/app" in catalog["repositories"]
+
+
+def test_a_schema_from_a_newer_cargobay_is_refused(server: Server) -> None:
+    assert cargobay(server, "db", "upgrade", *db_args(server)).returncode == 0
+    sql(server, "UPDATE alembic_version SET version_num = '9999'")
+    refusal = serve_refusal(server, "--upgrade-db")
+    assert "database schema is at revision 9999, which this cargobay does not know" in refusal
+    upgrade = cargobay(server, "db", "upgrade", *db_args(server))
+    assert upgrade.returncode == 1 and "does not know" in upgrade.stderr
+    assert cargobay(server, "db", "current", *db_args(server)).returncode == 1
+
+
+def test_concurrent_upgrades_run_once(server: Server) -> None:
+    """Nodes that start together upgrade one at a time; every one ends at head."""
+    env = server.process_env
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cargobay", "db", "upgrade", *db_args(server)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+    upgraded = [out for out, _ in outputs if "upgraded" in out]
+    assert len(upgraded) == 1, outputs
+    assert sql(server, "SELECT version_num FROM alembic_version") == [[HEAD]]
+
+
+def test_head_matches_schema_py(server: Server) -> None:
+    """The migrations and schema.py describe the same tables, columns, keys and indexes."""
+    assert cargobay(server, "db", "upgrade", *db_args(server)).returncode == 0
+
+    async def diff() -> list:
+        engine = create_async_engine(async_url(server.settings.database_url))
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync: compare_metadata(
+                        MigrationContext.configure(sync, opts={"compare_type": True}),
+                        schema.metadata,
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    differences = [d for d in asyncio.run(diff()) if "alembic_version" not in str(d)]
+    assert differences == [], "schema.py and the migrations differ; add a revision"
+
+
+def test_names_sort_in_byte_order_on_postgresql(server: Server) -> None:
+    if server.settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite compares in byte order by default")
+    assert cargobay(server, "db", "upgrade", *db_args(server)).returncode == 0
+    rows = sql(
+        server,
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND collation_name = 'C'"
+        " ORDER BY table_name, column_name",
+    )
+    assert ["repositories", "name"] in rows
+    assert ["tags", "name"] in rows
+    assert ["manifests", "digest"] in rows

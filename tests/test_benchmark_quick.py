@@ -1,0 +1,49 @@
+"""`python3 -m benchmarks.run --quick` runs every scenario against both registries without an
+error. Speed is never asserted here: that is what benchmarks/RESULTS.md records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {
+    "blob_download",
+    "monolithic_upload",
+    "chunked_upload",
+    "skopeo",
+    "manifest_get",
+    "manifest_put",
+    "listing",
+    "concurrency",
+    "memory",
+}
+
+
+def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) -> None:
+    for tool in ("docker-registry", "wrk", "curl", "skopeo"):
+        require_tool(tool)
+    out = tmp_path / "quick.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    scenarios = report["scenarios"]
+    assert set(scenarios) == SCENARIOS
+    for key, scenario in scenarios.items():
+        for registry, errors in scenario["errors"].items():
+            assert errors == [], f"{key} on {registry}: {errors}"
+        for metric, values in scenario["metrics"].items():
+            for registry in ("cargobay", "distribution"):
+                assert values[registry] is not None, f"{key}.{metric} missing for {registry}"
+    assert scenarios["concurrency"]["metrics"]["errors"]["cargobay"] == 0
+    assert scenarios["concurrency"]["metrics"]["errors"]["distribution"] == 0
