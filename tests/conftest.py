@@ -26,6 +26,8 @@ BACKEND_SENSITIVE = (
     "test_skopeo.py",
     "test_ecr_*.py",
     "test_migrations.py",
+    "test_gc.py",
+    "test_usage.py",
 )
 
 

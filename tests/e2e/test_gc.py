@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -42,7 +41,7 @@ def gc(
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, **env},
+        env={**server.process_env, **env},
     )
     return json.loads(out.stdout)
 

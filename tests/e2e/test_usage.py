@@ -20,6 +20,7 @@ def usage(server: Server) -> dict:
         capture_output=True,
         text=True,
         check=True,
+        env=server.process_env,
     )
     return json.loads(out.stdout)
 

@@ -139,9 +139,16 @@ class ManifestService:
                     raise ManifestUnknown(
                         "manifest references an unknown manifest", detail={"digest": missing[0]}
                     )
-            image_size = sum(d.size for d in blob_refs.values()) + sum(
-                d.size for d in child_refs.values()
-            )
+            # ECR's imageSizeInBytes: config + layers; for an index, its largest child image.
+            image_size = sum(d.size for d in blob_refs.values())
+            if child_refs:
+                image_size = (
+                    await conn.execute(
+                        select(func.max(m.c.image_size)).where(
+                            m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
+                        )
+                    )
+                ).scalar_one() or 0
             result = await insert_ignore(
                 conn,
                 m,
