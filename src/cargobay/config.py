@@ -4,6 +4,7 @@ one clear line instead of failing a request later."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -43,6 +44,8 @@ class Settings:
     # ECR-style hosts are <account>.dkr.ecr.<region>.<host_suffix>; empty: localhost:<port>.
     host_suffix: str = ""
     realm: str = "cargobay"
+    # Load balancers (comma-separated CIDRs) whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: str = ""
     log_level: str = "info"
     # Background jobs (run exactly once across workers and nodes).
     jobs_enabled: bool = True
@@ -169,6 +172,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError("admin access key id must be 16-128 upper-case letters and digits")
     if settings.admin_secret_access_key and len(settings.admin_secret_access_key) < 16:
         raise ConfigError("admin secret access key must be at least 16 characters")
+    try:
+        for part in settings.trusted_proxies.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}") from None
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
     if settings.storage.startswith("s3://"):

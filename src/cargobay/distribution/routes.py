@@ -31,6 +31,7 @@ from cargobay.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, accepts
 from cargobay.oci.names import validate_name
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
+from cargobay.requestinfo import request_context
 
 log = logging.getLogger("cargobay.distribution")
 SERVICES = web.AppKey("services", Services)
@@ -111,7 +112,7 @@ class Call:
 
 
 def _context(request: web.Request) -> authz.RequestContext:
-    return authz.RequestContext(source_ip=request.remote or "", secure_transport=request.secure)
+    return request_context(request, request.app[SERVICES].settings.trusted_proxies)
 
 
 async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:

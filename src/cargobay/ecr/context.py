@@ -16,6 +16,7 @@ from cargobay.oci.errors import NameInvalid, NameUnknown
 from cargobay.oci.names import validate_name
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
+from cargobay.requestinfo import request_context
 
 _REGISTRY_ID = re.compile(r"^[0-9]{12}$")
 
@@ -61,9 +62,7 @@ class EcrCall:
         return str(self.request.url.origin())
 
     def context(self) -> authz.RequestContext:
-        return authz.RequestContext(
-            source_ip=self.request.remote or "", secure_transport=self.request.secure
-        )
+        return request_context(self.request, self.settings.trusted_proxies)
 
     def resource_for(self, name: str | None) -> authz.Resource:
         return authz.Resource(self.registry_id, self.region, name)
