@@ -26,6 +26,7 @@ BACKEND_SENSITIVE = (
     "test_skopeo.py",
     "test_ecr_*.py",
     "test_migrations.py",
+    "test_backend_*.py",
     "test_gc.py",
     "test_usage.py",
 )

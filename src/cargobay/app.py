@@ -10,6 +10,7 @@ from cargobay.distribution.errors import error_response
 from cargobay.distribution.routes import SERVICES, USAGE, add_routes
 from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
 from cargobay.ecr.api import handle as ecr_handle
+from cargobay.iamapi import api as iam_api
 from cargobay.oci.errors import Denied, Unauthorized
 from cargobay.registry.services import Services
 
@@ -43,6 +44,10 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 async def ecr_api(request: web.Request) -> web.Response:
+    """`POST /`: the ECR API (AWS JSON 1.1, `X-Amz-Target`), or the IAM Query API when the
+    request has no `X-Amz-Target` and a form-encoded body (`aws iam --endpoint-url`)."""
+    if iam_api.wants(request):
+        return await iam_api.handle(request, request.app[SERVICES])
     return await ecr_handle(request, request.app[SERVICES])
 
 

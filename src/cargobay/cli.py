@@ -84,7 +84,7 @@ def db() -> None:
 @_database_options
 @click.option("--revision", default="head", help="Upgrade to this revision (default: head).")
 def upgrade(revision: str, **options: object) -> None:
-    """Upgrade the database schema in place (safe to repeat, and to run while serving)."""
+    """Upgrade the database schema in place (safe to repeat, and from several nodes at once)."""
     import asyncio
 
     from cargobay.metadata import migrations

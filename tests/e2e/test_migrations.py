@@ -6,14 +6,18 @@ head matches schema.py exactly."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -214,6 +218,34 @@ def test_concurrent_upgrades_run_once(server: Server) -> None:
     upgraded = [out for out, _ in outputs if "upgraded" in out]
     assert len(upgraded) == 1, outputs
     assert sql(server, "SELECT version_num FROM alembic_version") == [[HEAD]]
+
+
+def test_nodes_starting_together_on_a_fresh_database(tmp_path: Path) -> None:
+    """Three nodes on one new database: one creates the schema and the administrator, the others
+    wait for it and find them; all serve the configured key."""
+    first = Server(tmp_path / "node0", workers=1)
+    shared = {
+        "CARGOBAY_DATABASE": first.settings.database_url,
+        "CARGOBAY_AUTO_UPGRADE": "true",
+        "CARGOBAY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "CARGOBAY_ADMIN_ACCESS_KEY_ID": "AKIAMIGRATIONTEST001",
+        "CARGOBAY_ADMIN_SECRET_ACCESS_KEY": "migration-test-secret",
+    }
+    (tmp_path / "node0").mkdir()
+    nodes = [Server(tmp_path / f"node{i}", workers=1, env=shared) for i in range(3)]
+    for node in nodes:
+        node.backend_env = {}  # all on the shared database above
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda node: node.start(), nodes))
+        for node in nodes:
+            auth = ("AKIAMIGRATIONTEST001", "migration-test-secret")
+            assert requests.get(f"{node.url}/v2/", auth=auth, timeout=10).status_code == 200
+            assert requests.get(f"{node.url}/readyz", timeout=10).status_code == 200
+    finally:
+        for node in nodes:
+            node.stop()
+        first.discard()
 
 
 def test_head_matches_schema_py(server: Server) -> None:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import write_private
@@ -32,14 +33,24 @@ async def ensure_admin(
     once and written to `credentials_file` (0600) in the AWS shared-credentials format.
     Returns the administrator's access key id.
     """
+    # Nodes sharing a database may start together: whoever inserts second finds the first's row.
     user_id = await store.find_user(account_id, ADMIN_USER)
     if user_id is None:
-        user_id = await store.create_user(account_id, ADMIN_USER, is_admin=True)
+        try:
+            user_id = await store.create_user(account_id, ADMIN_USER, is_admin=True)
+        except IntegrityError:
+            user_id = await store.find_user(account_id, ADMIN_USER)
+            assert user_id is not None
     if key_id:
         record = await store.lookup(key_id)
         if record is None:
-            await store.add_access_key(user_id, key_id, secret)
-        elif record.secret != secret or record.principal.user_name != ADMIN_USER:
+            try:
+                await store.add_access_key(user_id, key_id, secret)
+            except IntegrityError:
+                record = await store.lookup(key_id)
+        if record is not None and (
+            record.secret != secret or record.principal.user_name != ADMIN_USER
+        ):
             async with store.db.write() as conn:
                 await conn.execute(
                     schema.access_keys.delete().where(schema.access_keys.c.id == key_id)

@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import SecretBox
@@ -68,11 +68,28 @@ class CredentialStore:
         return None if row is None else int(row.id)
 
     async def add_access_key(
-        self, user_id: int, key_id: str | None = None, secret: str | None = None
+        self,
+        user_id: int,
+        key_id: str | None = None,
+        secret: str | None = None,
+        *,
+        limit: int | None = None,
     ) -> tuple[str, str]:
+        """A new Active key for the user; with `limit`, LimitExceeded if the user already has
+        that many (checked in the inserting transaction, under a lock on the user's row)."""
         key_id = key_id or new_access_key_id()
         secret = secret or new_secret()
         async with self.db.write() as conn:
+            if limit is not None:
+                u, k = schema.users, schema.access_keys
+                await conn.execute(select(u.c.id).where(u.c.id == user_id).with_for_update())
+                count = (
+                    await conn.execute(
+                        select(func.count()).select_from(k).where(k.c.user_id == user_id)
+                    )
+                ).scalar_one()
+                if count >= limit:
+                    raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {limit}")
             await conn.execute(
                 schema.access_keys.insert().values(
                     id=key_id,
@@ -118,6 +135,18 @@ class CredentialStore:
         self._verified[fingerprint] = (now + CACHE_SECONDS, record.principal)
         return record.principal
 
+    def forget(self, *key_ids: str) -> None:
+        """Drop this process's remembered verifications of these keys (deleted or made
+        Inactive), so it refuses them from the next request on. Other processes keep theirs
+        for at most CACHE_SECONDS."""
+        gone = set(key_ids)
+        if gone and self._verified:
+            self._verified = {
+                fingerprint: entry
+                for fingerprint, entry in self._verified.items()
+                if entry[1].access_key_id not in gone
+            }
+
 
 class UserExists(ValueError):
     pass
@@ -125,3 +154,11 @@ class UserExists(ValueError):
 
 class UserNotFound(LookupError):
     pass
+
+
+class LimitExceeded(ValueError):
+    """An IAM quota (access keys per user, tags per user) would be exceeded."""
+
+
+class DeleteConflict(ValueError):
+    """The user still has access keys or policies (IAM deletes only an empty user)."""

@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cargobay.iam.credentials import CredentialStore, UserExists, UserNotFound
+from cargobay.iam.credentials import (
+    CredentialStore,
+    DeleteConflict,
+    LimitExceeded,
+    UserExists,
+    UserNotFound,
+)
 from cargobay.iam.policy import parse_policy
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
@@ -95,16 +101,33 @@ class UserService:
                 for r in await conn.execute(query)
             ]
 
-    async def delete(self, account_id: str, name: str) -> None:
+    async def delete(self, account_id: str, name: str, *, cascade: bool = True) -> None:
+        """Delete a user. With `cascade` (what `cargobay admin` does) its access keys and
+        policies go with it; without, DeleteConflict while it has any, as IAM answers."""
         user = await self.get(account_id, name)
+        k, p = schema.access_keys, schema.user_policies
         async with self.db.write() as conn:
+            await conn.execute(
+                select(schema.users.c.id).where(schema.users.c.id == user.id).with_for_update()
+            )
+            keys = [r.id for r in await conn.execute(select(k.c.id).where(k.c.user_id == user.id))]
+            if not cascade:
+                if keys:
+                    raise DeleteConflict("Cannot delete entity, must delete access keys first.")
+                policy = await conn.execute(select(p.c.name).where(p.c.user_id == user.id).limit(1))
+                if policy.first() is not None:
+                    raise DeleteConflict("Cannot delete entity, must delete policies first.")
             for table in (schema.access_keys, schema.user_policies):
                 await conn.execute(table.delete().where(table.c.user_id == user.id))
             await conn.execute(schema.users.delete().where(schema.users.c.id == user.id))
+        self.credentials.forget(*keys)
 
-    async def create_access_key(self, account_id: str, name: str) -> dict[str, object]:
+    async def create_access_key(
+        self, account_id: str, name: str, *, limit: int | None = None
+    ) -> dict[str, object]:
+        """A new key; with `limit` (IAM's is 2), LimitExceeded when the user has that many."""
         user = await self.get(account_id, name)
-        key_id, secret = await self.credentials.add_access_key(user.id)
+        key_id, secret = await self.credentials.add_access_key(user.id, limit=limit)
         return {
             "AccessKey": {
                 "UserName": user.name,
@@ -139,6 +162,75 @@ class UserService:
             result = await conn.execute(k.delete().where(k.c.id == key_id, k.c.user_id == user.id))
         if not result.rowcount:
             raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
+        self.credentials.forget(key_id)
+
+    async def set_access_key_status(
+        self, account_id: str, name: str, key_id: str, status: str
+    ) -> None:
+        """Make a key Active or Inactive; an Inactive key stops authenticating at once in this
+        process (and within the credential cache's lifetime in others)."""
+        user = await self.get(account_id, name)
+        k = schema.access_keys
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                k.update().where(k.c.id == key_id, k.c.user_id == user.id).values(status=status)
+            )
+        if not result.rowcount:
+            raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
+        if status != "Active":
+            self.credentials.forget(key_id)
+
+    async def tags(self, account_id: str, name: str) -> dict[str, str]:
+        """The user's tags (what `aws:PrincipalTag/*` conditions read), in insertion order."""
+        user = await self.get(account_id, name)
+        async with self.db.read() as conn:
+            text = (
+                await conn.execute(select(schema.users.c.tags).where(schema.users.c.id == user.id))
+            ).scalar_one_or_none()
+        return json.loads(text) if text else {}
+
+    async def update_tags(
+        self,
+        account_id: str,
+        name: str,
+        add: dict[str, str] | None = None,
+        remove: tuple[str, ...] | list[str] = (),
+        *,
+        limit: int = 50,
+    ) -> dict[str, str]:
+        """Add (overwriting, keys compared case-insensitively as IAM does) and remove tags in
+        one transaction; LimitExceeded if the user would end with more than `limit`."""
+        user = await self.get(account_id, name)
+        u = schema.users
+        async with self.db.write() as conn:
+            text = (
+                await conn.execute(select(u.c.tags).where(u.c.id == user.id).with_for_update())
+            ).scalar_one_or_none()
+            tags: dict[str, str] = json.loads(text) if text else {}
+            drop = {key.lower() for key in (*remove, *(add or {}))}
+            tags = {k: v for k, v in tags.items() if k.lower() not in drop}
+            tags.update(add or {})
+            if len(tags) > limit:
+                raise LimitExceeded(f"Cannot exceed quota for TagsPerUser: {limit}")
+            await conn.execute(
+                u.update().where(u.c.id == user.id).values(tags=json.dumps(tags) if tags else None)
+            )
+        return tags
+
+    async def identity(self, account_id: str, name: str) -> tuple[list[str], dict[str, str]]:
+        """The user's inline policy documents and tags: what its identity-based decisions read.
+        Nothing for a user that does not exist."""
+        u, p = schema.users, schema.user_policies
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(u.c.tags, p.c.document)
+                    .select_from(u.outerjoin(p, p.c.user_id == u.c.id))
+                    .where(u.c.account_id == account_id, u.c.name == name)
+                )
+            ).all()
+        tags = json.loads(rows[0].tags) if rows and rows[0].tags else {}
+        return [row.document for row in rows if row.document], tags
 
     async def put_policy(self, account_id: str, name: str, policy_name: str, document: str) -> None:
         """Attach an inline identity policy; the document must parse (PolicyError if not)."""

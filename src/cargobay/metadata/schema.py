@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # Every change here needs a migration in metadata/migrations/versions/ (the schema's only
-# creator); tests/unit/test_migrations.py fails while the two disagree.
+# creator); tests/e2e/test_migrations.py fails while the two disagree.
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(

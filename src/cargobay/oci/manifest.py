@@ -7,6 +7,7 @@ they are acceptable and what they point to.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,10 @@ class ParsedManifest:
         return refs
 
 
+# Media types never hold control characters (RFC 6838), and PostgreSQL text cannot hold NUL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _descriptor(value: Any, where: str) -> Descriptor:
     if not isinstance(value, dict):
         raise ManifestInvalid(f"{where} is not a descriptor object")
@@ -73,6 +78,8 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     size = value.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where}.mediaType is missing or not a string")
+    if _CONTROL.search(media_type):
+        raise ManifestInvalid(f"{where}.mediaType holds control characters")
     if not isinstance(digest, str):
         raise ManifestInvalid(f"{where}.digest is missing or not a string")
     try:
@@ -135,6 +142,8 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     artifact_type = body.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise ManifestInvalid("artifactType must be a string")
+    if artifact_type is not None and _CONTROL.search(artifact_type):
+        raise ManifestInvalid("artifactType holds control characters")
     annotations = body.get("annotations") or {}
     if not isinstance(annotations, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Select, and_, bindparam, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
@@ -47,6 +47,26 @@ class PutResult:
     created: bool
 
 
+def _manifest_queries() -> tuple[Select, Select]:
+    """Manifest by digest and by tag, repository included. Built once: constructing the
+    statement cost more than running it on every pull."""
+    r, m, t = schema.repositories, schema.manifests, schema.tags
+    columns = select(m.c.repository_id, m.c.digest, m.c.media_type, m.c.content, m.c.last_pulled_at)
+    by_digest = columns.select_from(m.join(r, r.c.id == m.c.repository_id)).where(
+        m.c.digest == bindparam("reference")
+    )
+    by_tag = columns.select_from(
+        t.join(r, r.c.id == t.c.repository_id).join(
+            m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
+        )
+    ).where(t.c.name == bindparam("reference"))
+    in_repo = (r.c.registry_id == bindparam("registry_id"), r.c.name == bindparam("name"))
+    return by_digest.where(*in_repo), by_tag.where(*in_repo)
+
+
+_MANIFEST_BY_DIGEST, _MANIFEST_BY_TAG = _manifest_queries()
+
+
 def _check_reference(reference: str) -> None:
     if is_digest(reference):
         parse_digest(reference)
@@ -62,23 +82,10 @@ class ManifestService:
     async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
         """A manifest by tag or digest in one indexed query (repository included)."""
         _check_reference(reference)
-        r, m, t = schema.repositories, schema.manifests, schema.tags
-        query = select(
-            m.c.repository_id, m.c.digest, m.c.media_type, m.c.content, m.c.last_pulled_at
-        )
-        if is_digest(reference):
-            query = query.select_from(m.join(r, r.c.id == m.c.repository_id)).where(
-                m.c.digest == reference
-            )
-        else:
-            query = query.select_from(
-                t.join(r, r.c.id == t.c.repository_id).join(
-                    m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
-                )
-            ).where(t.c.name == reference)
-        query = query.where(r.c.registry_id == repo_registry_id, r.c.name == repo_name)
+        query = _MANIFEST_BY_DIGEST if is_digest(reference) else _MANIFEST_BY_TAG
+        params = {"registry_id": repo_registry_id, "name": repo_name, "reference": reference}
         async with self.db.read_now() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(query, params)).first()
         if row is None:
             raise ManifestUnknown(detail={"reference": reference})
         now = time.time()
@@ -238,8 +245,8 @@ class ManifestService:
             query = query.where(t.c.name > last)
         if limit is not None:
             query = query.limit(limit)
-        async with self.db.read() as conn:
-            return [row.name for row in await conn.execute(query)]
+        async with self.db.read_now() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def referrers(self, repo: Repository, digest: str, artifact_type: str | None) -> bytes:
         """The OCI image index of manifests whose subject is `digest`."""

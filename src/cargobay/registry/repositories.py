@@ -125,8 +125,8 @@ class RepositoryService:
             query = query.where(r.c.name > last)
         if limit is not None:
             query = query.limit(limit)
-        async with self.db.read() as conn:
-            return [row.name for row in await conn.execute(query)]
+        async with self.db.read_now() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def list(
         self, registry_id: str, names: list[str] | None, last: str | None, limit: int | None

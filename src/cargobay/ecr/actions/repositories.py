@@ -47,6 +47,8 @@ def parse_tags(value: Any) -> dict[str, str]:
             raise errors.InvalidTagParameter(f"the value of tag {key!r} must be a string")
         if not 1 <= len(key) <= 128 or len(val) > 256:
             raise errors.InvalidTagParameter("tag keys are 1-128 and values 0-256 characters")
+        if any(ch < " " or ch == "\x7f" for ch in key + val):
+            raise errors.InvalidTagParameter("tag keys and values cannot hold control characters")
         if key.lower().startswith("aws:"):
             raise errors.InvalidTagParameter("tag keys starting with 'aws:' are reserved")
         tags[key] = val
@@ -79,6 +81,8 @@ async def create_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str,
     if encryption_type not in ENCRYPTION:
         raise errors.InvalidParameter(f"encryptionType must be one of {', '.join(ENCRYPTION)}")
     kms_key = encryption.get("kmsKey")
+    if kms_key is not None and (not isinstance(kms_key, str) or len(kms_key) > 2048):
+        raise errors.InvalidParameter("kmsKey must be a string of at most 2048 characters")
     if kms_key and encryption_type == "AES256":
         raise errors.InvalidParameter("kmsKey can only be given with encryptionType KMS")
     if encryption_type != "AES256" and not kms_key:

@@ -16,7 +16,7 @@ A new revision, after changing `schema.py`:
     python -m cargobay.metadata.migrations "add the frobnications table"
 
 writes `versions/NNNN_add_the_frobnications_table.py` from the difference between head and
-`schema.py`; read it, adjust it, and keep tests/unit/test_migrations.py green.
+`schema.py`; read it, adjust it, and keep tests/e2e/test_migrations.py green.
 """
 
 from __future__ import annotations

@@ -1,0 +1,148 @@
+"""The IAM Query API endpoint: `POST /` with a form-encoded body, SigV4 for service `iam`.
+
+`aws iam ... --endpoint-url` and boto3's `iam` client send `Action=CreateUser&Version=
+2010-05-08&UserName=alice` as `application/x-www-form-urlencoded`, signed for service `iam`
+(region `us-east-1` for the global endpoint; any region is accepted). Answers are XML in IAM's
+namespace, errors `<ErrorResponse>` with the HTTP status IAM uses. app.py sends a `POST /`
+here when it has no `X-Amz-Target` and a form Content-Type; everything else is the ECR API.
+
+This module only speaks the protocol: it verifies the signature, finds the caller, decodes the
+form, dispatches to the action (actions.py) and renders the result or the error (xml.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from cargobay.iam import sigv4
+from cargobay.iam.credentials import (
+    DeleteConflict,
+    KeyRecord,
+    LimitExceeded,
+    UserExists,
+    UserNotFound,
+)
+from cargobay.iam.principal import Principal
+from cargobay.iamapi import actions as _actions  # noqa: F401  (registers the actions)
+from cargobay.iamapi import errors, xml
+from cargobay.iamapi.context import ACTIONS, IamCall, Params
+from cargobay.registry.services import Services
+
+log = logging.getLogger("cargobay.iamapi")
+
+FORM = "application/x-www-form-urlencoded"
+VERSION = "2010-05-08"
+SERVICE = "iam"
+# A policy document is at most 128 KiB, up to three times that once percent-encoded.
+MAX_BODY = 1024 * 1024
+
+# SigV4 failures, as AWS Query services name them.
+_SIGV4_ERRORS = {
+    sigv4.MISSING_TOKEN: ("MissingAuthenticationToken", 403),
+    sigv4.INCOMPLETE_SIGNATURE: ("IncompleteSignature", 400),
+    sigv4.UNRECOGNIZED_CLIENT: ("InvalidClientTokenId", 403),
+    sigv4.INVALID_SIGNATURE: ("SignatureDoesNotMatch", 403),
+}
+
+
+def wants(request: web.Request) -> bool:
+    """Whether a `POST /` is an IAM Query call rather than an ECR (AWS JSON 1.1) one."""
+    return "X-Amz-Target" not in request.headers and request.content_type == FORM
+
+
+async def handle(request: web.Request, services: Services) -> web.Response:
+    """Serve one IAM API call."""
+    request_id = str(uuid.uuid4())
+    name = ""
+    try:
+        body = await _read_body(request)
+        principal = await _authenticate(request, services, body)
+        values = _form(request.query_string, body)
+        name = values.get("Action", "")
+        if not name:
+            raise errors.missing_action("The request must contain the parameter Action.")
+        version = values.get("Version", VERSION)
+        if name not in ACTIONS or version != VERSION:
+            raise errors.invalid_action(f"Could not find operation {name} for version {version}")
+        call = IamCall(request, services, principal, name, Params(values))
+        result = await ACTIONS[name](call)
+        return xml.response(name, result, request_id)
+    except errors.IamError as exc:
+        if exc.code == "AccessDenied":
+            log.warning("access denied: %s", exc.message)
+        return _error(exc, request_id)
+    except UserNotFound as exc:
+        return _error(errors.no_such_entity(str(exc)), request_id)
+    except UserExists as exc:
+        return _error(errors.entity_already_exists(str(exc)), request_id)
+    except LimitExceeded as exc:
+        return _error(errors.limit_exceeded(str(exc)), request_id)
+    except DeleteConflict as exc:
+        return _error(errors.delete_conflict(str(exc)), request_id)
+    except Exception:
+        log.exception("IAM %s failed", name or "call")
+        return _error(errors.service_failure("internal error"), request_id)
+
+
+def _error(exc: errors.IamError, request_id: str) -> web.Response:
+    return xml.error_response(
+        exc.code, exc.message, exc.status, request_id, sender=exc.sender_fault
+    )
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.validation("request body is too large")
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.validation("request body is too large")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _form(query_string: str, body: bytes) -> dict[str, str]:
+    """Parameters from the query string and the form body (the body wins)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.IamError("MalformedQueryString", "the body is not UTF-8", 400) from None
+    values: dict[str, str] = {}
+    for source in (query_string, text):
+        values.update(parse_qsl(source, keep_blank_values=True))
+    return values
+
+
+async def _authenticate(request: web.Request, services: Services, body: bytes) -> Principal:
+    found: dict[str, KeyRecord] = {}
+
+    async def secret_for(key_id: str) -> str | None:
+        record = await services.credentials.lookup(key_id)
+        if record is None or not record.active:
+            return None
+        found[key_id] = record
+        return record.secret
+
+    try:
+        identity = await sigv4.verify(
+            request.method,
+            request.rel_url.raw_path,
+            request.query_string,
+            request.headers,
+            body,
+            secret_for,
+            expected_service=SERVICE,
+        )
+    except sigv4.SigV4Error as exc:
+        code, status = _SIGV4_ERRORS.get(exc.code, ("SignatureDoesNotMatch", 403))
+        message = exc.message
+        if code == "MissingAuthenticationToken":
+            message = "Request is missing Authentication Token"
+        raise errors.IamError(code, message, status) from None
+    return found[identity.access_key_id].principal
