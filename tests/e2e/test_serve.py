@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import stat
 import subprocess
@@ -186,3 +187,40 @@ def test_tls(tmp_path: Path, image) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_deleted_key_stops_working_on_every_worker(fresh_registry: Server) -> None:
+    def admin(*args: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cargobay",
+                "admin",
+                "--data-dir",
+                str(fresh_registry.data_dir),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=fresh_registry.process_env,
+        ).stdout
+
+    admin("create-user", "leaver")
+    key = json.loads(admin("create-access-key", "leaver"))["AccessKey"]
+    auth = (key["AccessKeyId"], key["SecretAccessKey"])
+    # Fresh connections spread over both workers, so each one remembers the good login.
+    for _ in range(8):
+        assert requests.get(f"{fresh_registry.url}/v2/", auth=auth).status_code == 200
+    admin("delete-access-key", "leaver", key["AccessKeyId"])
+    deadline = time.monotonic() + 10
+    statuses: list[int] = []
+    while time.monotonic() < deadline:
+        statuses = [
+            requests.get(f"{fresh_registry.url}/v2/", auth=auth).status_code for _ in range(8)
+        ]
+        if set(statuses) == {401}:
+            break
+        time.sleep(0.2)
+    assert set(statuses) == {401}, statuses

@@ -21,9 +21,13 @@ from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import SecretBox
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.sql import upsert
 
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CACHE_SECONDS = 30.0
+# How often a process checks whether any key was revoked anywhere (see `revoke`).
+EPOCH_CHECK_SECONDS = 1.0
+EPOCH_KEY = "credentials-epoch"
 
 
 def new_access_key_id() -> str:
@@ -46,6 +50,8 @@ class CredentialStore:
         self.db = db
         self.box = box
         self._verified: dict[bytes, tuple[float, Principal]] = {}
+        self._epoch: str | None = None
+        self._epoch_checked_at = float("-inf")
 
     async def create_user(self, account_id: str, name: str, *, is_admin: bool = False) -> int:
         async with self.db.write() as conn:
@@ -121,6 +127,8 @@ class CredentialStore:
         """The principal for a key id and secret, or None; constant-time on the secret."""
         fingerprint = hashlib.sha256(f"{key_id}\0{secret}".encode()).digest()
         now = time.monotonic()
+        if now >= self._epoch_checked_at + EPOCH_CHECK_SECONDS:
+            await self._check_epoch(now)
         cached = self._verified.get(fingerprint)
         if cached is not None and cached[0] > now:
             return cached[1]
@@ -134,6 +142,33 @@ class CredentialStore:
             self._verified.clear()
         self._verified[fingerprint] = (now + CACHE_SECONDS, record.principal)
         return record.principal
+
+    async def _check_epoch(self, now: float) -> None:
+        """Drop every remembered verification when any process revoked a key since the last
+        look: revocations reach every worker and node within EPOCH_CHECK_SECONDS."""
+        self._epoch_checked_at = now
+        t = schema.server_keys
+        async with self.db.read() as conn:
+            epoch = (
+                await conn.execute(select(t.c.value).where(t.c.name == EPOCH_KEY))
+            ).scalar_one_or_none()
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._verified.clear()
+
+    async def revoke(self, *key_ids: str) -> None:
+        """A key was deleted or made Inactive: forget it here at once and tell every other
+        process, through the shared epoch, to drop what it remembers."""
+        self.forget(*key_ids)
+        async with self.db.write() as conn:
+            await upsert(
+                conn,
+                schema.server_keys,
+                ["name"],
+                name=EPOCH_KEY,
+                value=secrets.token_hex(8),
+                created_at=time.time(),
+            )
 
     def forget(self, *key_ids: str) -> None:
         """Drop this process's remembered verifications of these keys (deleted or made

@@ -120,7 +120,7 @@ class UserService:
             for table in (schema.access_keys, schema.user_policies):
                 await conn.execute(table.delete().where(table.c.user_id == user.id))
             await conn.execute(schema.users.delete().where(schema.users.c.id == user.id))
-        self.credentials.forget(*keys)
+        await self.credentials.revoke(*keys)
 
     async def create_access_key(
         self, account_id: str, name: str, *, limit: int | None = None
@@ -162,13 +162,13 @@ class UserService:
             result = await conn.execute(k.delete().where(k.c.id == key_id, k.c.user_id == user.id))
         if not result.rowcount:
             raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
-        self.credentials.forget(key_id)
+        await self.credentials.revoke(key_id)
 
     async def set_access_key_status(
         self, account_id: str, name: str, key_id: str, status: str
     ) -> None:
         """Make a key Active or Inactive; an Inactive key stops authenticating at once in this
-        process (and within the credential cache's lifetime in others)."""
+        process and within about a second in every other (see CredentialStore.revoke)."""
         user = await self.get(account_id, name)
         k = schema.access_keys
         async with self.db.write() as conn:
@@ -178,7 +178,7 @@ class UserService:
         if not result.rowcount:
             raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
         if status != "Active":
-            self.credentials.forget(key_id)
+            await self.credentials.revoke(key_id)
 
     async def tags(self, account_id: str, name: str) -> dict[str, str]:
         """The user's tags (what `aws:PrincipalTag/*` conditions read), in insertion order."""
