@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import ctypes
 import http.client
 import os
 import shutil
@@ -17,6 +18,17 @@ import time
 from pathlib import Path
 
 DISTRIBUTION_BINARY = "/usr/bin/docker-registry"
+_PR_SET_PDEATHSIG = 1
+try:  # resolved here, so the forked child only makes the call
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the benchmark dies, even by SIGKILL."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -72,6 +84,7 @@ class Registry:
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

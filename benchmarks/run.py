@@ -98,6 +98,7 @@ class Results:
                     "better": metric.better,
                     **values,
                     "ratio": ratio,
+                    "advantage": advantage(ratio, metric.better),
                     "samples": per,
                 }
             scenarios[scenario] = {
@@ -129,8 +130,36 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if value else "0"
 
 
+def _ratio(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.5f}x"
+
+
+def advantage(ratio: float | None, better: str) -> float | None:
+    """How many times better cargobay does: the ratio, inverted where lower is better."""
+    if not ratio:
+        return None
+    return ratio if better == "higher" else 1 / ratio
+
+
+def _advantage(ratio: float | None, better: str) -> str:
+    value = advantage(ratio, better)
+    if value is None:
+        return "-"
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x"
+
+
 def table(summary: dict[str, object], page_size: int) -> str:
-    rows = [("scenario", "metric", "cargobay", "Distribution", "cargobay/Distribution", "better")]
+    rows = [
+        (
+            "scenario",
+            "metric",
+            "cargobay",
+            "Distribution",
+            "cargobay/Distribution",
+            "better",
+            "cargobay advantage",
+        )
+    ]
     for data in summary.values():
         assert isinstance(data, dict)
         for metric in data["metrics"].values():
@@ -142,13 +171,14 @@ def table(summary: dict[str, object], page_size: int) -> str:
                     f"{label} ({metric['unit']})",
                     _fmt(metric["cargobay"]),
                     _fmt(metric["distribution"]),
-                    "-" if ratio is None else f"{ratio:.2f}x",
+                    "-" if ratio is None else _ratio(ratio),
                     metric["better"],
+                    _advantage(ratio, metric["better"]),
                 )
             )
         failed = {n: len(e) for n, e in data["errors"].items() if e}
         if failed:
-            rows.append((data["title"], f"FAILED runs: {failed}", "", "", "", ""))
+            rows.append((data["title"], f"FAILED runs: {failed}", "", "", "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
@@ -230,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI timeout, a kill) must still stop the registries: turn it into SystemExit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="cargobay-bench-"))
+    load_before = os.getloadavg()
     registries: list[Registry] = []
     started = time.monotonic()
     try:
@@ -267,13 +298,15 @@ def main(argv: list[str] | None = None) -> int:
             entries = {}
             for key, (label, values) in mem_metrics.items():
                 cb, dist = values.get("cargobay", 0) / MiB, values.get("distribution", 0) / MiB
+                ratio = cb / dist if dist else None
                 entries[key] = {
                     "label": label,
                     "unit": "MiB",
                     "better": "lower",
                     "cargobay": cb,
                     "distribution": dist,
-                    "ratio": cb / dist if dist else None,
+                    "ratio": ratio,
+                    "advantage": advantage(ratio, "lower"),
                     "samples": {},
                 }
             summary["memory"] = {
@@ -285,14 +318,21 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "quick": args.quick,
-            "machine": machine_note(),
+            "machine": {
+                **machine_note(),
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
+            },
             "knobs": knobs.as_dict(),
             "seconds": round(time.monotonic() - started, 1),
             "restarts": results.restarts,
             "scenarios": summary,
         }
         print(table(summary, knobs.page_size))
-        print(f"\n(total {report['seconds']} s; medians of {knobs.repetitions} repetitions)")
+        print(
+            f"\n(total {report['seconds']} s; medians of {knobs.repetitions} repetitions; "
+            f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)"
+        )
         if args.out:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
             print(f"wrote {args.out}")

@@ -29,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ -n "$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "running pip as the 'root' user" || true
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 ruff check src tests benchmarks
 ruff format --check -q src tests benchmarks
 status=0

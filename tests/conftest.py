@@ -29,6 +29,7 @@ BACKEND_SENSITIVE = (
     "test_backend_*.py",
     "test_gc.py",
     "test_usage.py",
+    "test_iam_api.py",
 )
 
 
