@@ -16,7 +16,8 @@ from aiohttp import web
 
 from cargobay.ecr import errors
 from cargobay.ecr.context import EcrCall
-from cargobay.iam.sigv4 import SigV4Error, verify
+from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
+from cargobay.iam.sigv4 import SigV4Error
 from cargobay.oci.errors import RegistryError
 from cargobay.registry.services import Services
 
@@ -55,10 +56,14 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         if not target.startswith(TARGET_PREFIX) or target[len(TARGET_PREFIX) :] not in ACTIONS:
             raise errors.UnknownOperation(f"Unknown operation {target!r}")
         name = target[len(TARGET_PREFIX) :]
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise errors.Validation("request body is too large")
-        body_bytes = await _read_body(request)
-        principal = await _authenticate(request, services, body_bytes)
+        try:
+            body_bytes = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
+            raise errors.Validation("request body is too large") from None
+        try:
+            principal = await signed_principal(request, services.credentials, body_bytes, "ecr")
+        except SigV4Error as exc:
+            raise errors.EcrError(exc.code, exc.message, exc.status) from None
         try:
             payload = json.loads(body_bytes or b"{}")
         except ValueError:
@@ -82,44 +87,3 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     except Exception:
         log.exception("ECR %s failed", target)
         return _render(500, errors.Server("internal error").body(), request_id)
-
-
-async def _read_body(request: web.Request) -> bytes:
-    """The whole request body. `StreamReader.read(n)` returns what is buffered, up to n bytes,
-    not n bytes: a large UploadLayerPart arrives in many reads."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(1024 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise errors.Validation("request body is too large")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def _authenticate(request: web.Request, services: Services, body: bytes):
-    credentials = services.credentials
-
-    async def secret_for(key_id: str) -> str | None:
-        record = await credentials.lookup(key_id)
-        return record.secret if record is not None and record.active else None
-
-    try:
-        identity = await verify(
-            request.method,
-            request.rel_url.raw_path,
-            request.query_string,
-            request.headers,
-            body,
-            secret_for,
-        )
-    except SigV4Error as exc:
-        raise errors.EcrError(exc.code, exc.message, exc.status) from None
-    record = await credentials.lookup(identity.access_key_id)
-    if record is None:
-        raise errors.EcrError(
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid.",
-            400,
-        )
-    return record.principal

@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from cargobay.iam import sigv4
+from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
 from cargobay.iam.credentials import (
     DeleteConflict,
-    KeyRecord,
     LimitExceeded,
     UserExists,
     UserNotFound,
@@ -59,7 +59,10 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     request_id = str(uuid.uuid4())
     name = ""
     try:
-        body = await _read_body(request)
+        try:
+            body = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
+            raise errors.validation("request body is too large") from None
         principal = await _authenticate(request, services, body)
         values = _form(request.query_string, body)
         name = values.get("Action", "")
@@ -94,19 +97,6 @@ def _error(exc: errors.IamError, request_id: str) -> web.Response:
     )
 
 
-async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.validation("request body is too large")
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise errors.validation("request body is too large")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 def _form(query_string: str, body: bytes) -> dict[str, str]:
     """Parameters from the query string and the form body (the body wins)."""
     try:
@@ -120,29 +110,11 @@ def _form(query_string: str, body: bytes) -> dict[str, str]:
 
 
 async def _authenticate(request: web.Request, services: Services, body: bytes) -> Principal:
-    found: dict[str, KeyRecord] = {}
-
-    async def secret_for(key_id: str) -> str | None:
-        record = await services.credentials.lookup(key_id)
-        if record is None or not record.active:
-            return None
-        found[key_id] = record
-        return record.secret
-
     try:
-        identity = await sigv4.verify(
-            request.method,
-            request.rel_url.raw_path,
-            request.query_string,
-            request.headers,
-            body,
-            secret_for,
-            expected_service=SERVICE,
-        )
+        return await signed_principal(request, services.credentials, body, SERVICE)
     except sigv4.SigV4Error as exc:
         code, status = _SIGV4_ERRORS.get(exc.code, ("SignatureDoesNotMatch", 403))
         message = exc.message
         if code == "MissingAuthenticationToken":
             message = "Request is missing Authentication Token"
         raise errors.IamError(code, message, status) from None
-    return found[identity.access_key_id].principal
