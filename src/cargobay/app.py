@@ -8,9 +8,6 @@ from cargobay import metrics
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.errors import error_response
 from cargobay.distribution.routes import SERVICES, USAGE, add_routes
-from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
-from cargobay.ecr.api import handle as ecr_handle
-from cargobay.iamapi import api as iam_api
 from cargobay.oci.errors import Denied, Unauthorized
 from cargobay.registry.services import Services
 
@@ -45,15 +42,22 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 async def ecr_api(request: web.Request) -> web.Response:
     """`POST /`: the ECR API (AWS JSON 1.1, `X-Amz-Target`), or the IAM Query API when the
-    request has no `X-Amz-Target` and a form-encoded body (`aws iam --endpoint-url`)."""
+    request has no `X-Amz-Target` and a form-encoded body (`aws iam --endpoint-url`).
+
+    Both doors load on their first call: they bring botocore (SigV4), which a worker serving
+    only `/v2/` never needs in memory."""
+    from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
+    from cargobay.ecr.api import handle as ecr_handle
+    from cargobay.iamapi import api as iam_api
+
     if iam_api.wants(request):
         return await iam_api.handle(request, request.app[SERVICES])
     return await ecr_handle(request, request.app[SERVICES])
 
 
 async def _meter(request: web.Request, response: web.StreamResponse) -> None:
-    """Count bytes out per repository and principal: the body length for 200/206, the whole
-    blob for a redirect to the object store."""
+    """Count bytes out per repository and principal: the body length for 200/206; for a
+    redirect to the object store, what the store will send (the requested range, or the blob)."""
     usage = request.get(USAGE)
     if usage is None or response.status not in (200, 206, 307):
         return

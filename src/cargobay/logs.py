@@ -30,6 +30,8 @@ def setup(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every migration step at info; cargobay logs the outcome itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiohttp's access log costs time per request; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(
         logging.INFO if level.lower() == "debug" else logging.WARNING

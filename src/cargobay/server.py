@@ -24,8 +24,7 @@ from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
 from cargobay.jobs.schedule import periodic_jobs
-from cargobay.metadata import migrations
-from cargobay.metadata.db import Database
+from cargobay.metadata.db import Database, SchemaOutOfDate
 from cargobay.registry.services import Services
 
 log = logging.getLogger("cargobay")
@@ -34,6 +33,8 @@ log = logging.getLogger("cargobay")
 async def prepare(settings: Settings) -> None:
     """Create the data directory, schema and administrator credential (idempotent). Raises
     SchemaOutOfDate when the schema is behind and may not be upgraded here."""
+    from cargobay.metadata import migrations  # Alembic: loaded only where schemas change
+
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
     db = Database(settings.database_url)
@@ -100,9 +101,36 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def _prepare_in_child(settings: Settings) -> None:
+    """Run `prepare` in a short-lived child process, so the supervisor and the workers it
+    forks never carry Alembic and the migration machinery in memory."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            asyncio.run(prepare(settings))
+        except SchemaOutOfDate as exc:
+            send.send(("schema", str(exc)))
+        except BaseException as exc:
+            send.send(("error", f"{type(exc).__name__}: {exc}"))
+        else:
+            send.send(("ok", ""))
+
+    proc = context.Process(target=child)
+    proc.start()
+    outcome = receive.recv() if receive.poll(timeout=600) else ("error", "start-up timed out")
+    proc.join()
+    kind, message = outcome
+    if kind == "schema":
+        raise SchemaOutOfDate(message)
+    if kind != "ok":
+        raise RuntimeError(f"start-up failed: {message}")
+
+
 def serve(settings: Settings) -> None:
     logs.setup(settings.log_level)
-    asyncio.run(prepare(settings))
+    _prepare_in_child(settings)
     if settings.port == 0:
         from dataclasses import replace
 

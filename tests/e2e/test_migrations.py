@@ -282,3 +282,9 @@ def test_names_sort_in_byte_order_on_postgresql(server: Server) -> None:
     assert ["repositories", "name"] in rows
     assert ["tags", "name"] in rows
     assert ["manifests", "digest"] in rows
+
+
+def test_the_schema_revision_constant_is_the_migrations_head() -> None:
+    from cargobay.metadata import migrations, schema
+
+    assert migrations.head() == schema.SCHEMA_REVISION

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from cargobay.metadata import schema
+
 
 class SchemaOutOfDate(RuntimeError):
     pass
@@ -148,14 +150,14 @@ class Database:
     async def check_schema(self) -> None:
         """Raise SchemaOutOfDate unless the schema is at the revision this code needs: one
         indexed read, cheap enough for /readyz (migrations themselves live in migrations/)."""
-        from cargobay.metadata.migrations import head
-
         async with self.read() as conn:
             current = (
                 await conn.execute(text("SELECT version_num FROM alembic_version"))
             ).scalar_one_or_none()
-        if current != head():
-            raise SchemaOutOfDate(f"database schema is at revision {current}, not {head()}")
+        if current != schema.SCHEMA_REVISION:
+            raise SchemaOutOfDate(
+                f"database schema is at revision {current}, not {schema.SCHEMA_REVISION}"
+            )
 
     async def dispose(self) -> None:
         if self._sync_reader is not None:
@@ -199,6 +201,7 @@ class _WriterLock:
         self._pid = 0
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._owner: asyncio.Task[Any] | None = None
 
     def _file(self) -> int:
         # Reopened after a fork: flock only excludes other open file descriptions.
@@ -212,6 +215,10 @@ class _WriterLock:
         loop = asyncio.get_running_loop()
         if self._lock is None or self._loop is not loop:
             self._lock, self._loop = asyncio.Lock(), loop
+        task = asyncio.current_task()
+        if task is not None and task is self._owner:
+            # SQLite has one writer: a write inside a write would wait for itself forever.
+            raise RuntimeError("nested write transaction")
         async with self._lock:
             fd = self._file()
             try:
@@ -223,9 +230,11 @@ class _WriterLock:
                 except asyncio.CancelledError:
                     waiting.add_done_callback(lambda _: fcntl.flock(fd, fcntl.LOCK_UN))
                     raise
+            self._owner = task
             try:
                 yield
             finally:
+                self._owner = None
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:

@@ -26,6 +26,10 @@ from sqlalchemy import (
 # Every change here needs a migration in metadata/migrations/versions/ (the schema's only
 # creator); tests/e2e/test_migrations.py fails while the two disagree.
 
+# The migration revision this schema is; serving processes compare the database against it
+# without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
+SCHEMA_REVISION = "0003"
+
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
     naming_convention={
