@@ -2,8 +2,9 @@
 # Runs the whole test suite on a fresh Debian machine: installs the real clients and servers
 # the tests drive (as root, via apt-get), installs cargobay with its test extras, then pytest
 # twice: the whole suite on SQLite + filesystem, then the backend-sensitive tests (marked
-# `backend`, see tests/conftest.py) on PostgreSQL, in a throwaway cluster the tests start
-# (tests/pgcluster.py). Extra arguments go to both runs; CARGOBAY_TEST_POSTGRES=0 skips the second.
+# `backend`, see tests/conftest.py) on PostgreSQL + S3: a throwaway PostgreSQL cluster and a
+# moto S3 server that the tests start (tests/pgcluster.py, tests/s3server.py). Extra arguments
+# go to both runs; CARGOBAY_TEST_POSTGRES=0 skips the second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,9 +37,9 @@ status=0
 echo "== tests on SQLite metadata and filesystem storage"
 python3 -m pytest "$@" || status=$?
 if [ "${CARGOBAY_TEST_POSTGRES:-1}" != 0 ]; then
-  echo "== backend-sensitive tests on PostgreSQL metadata"
+  echo "== backend-sensitive tests on PostgreSQL metadata and S3 storage"
   rc=0
-  CARGOBAY_TEST_DATABASE=postgres python3 -m pytest -m backend "$@" || rc=$?
+  CARGOBAY_TEST_DATABASE=postgres CARGOBAY_TEST_STORAGE=s3 python3 -m pytest -m backend "$@" || rc=$?
   # 5: the arguments selected no backend-sensitive test, which is fine here.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=$rc; fi
 fi

@@ -18,7 +18,7 @@ from s3server import MotoServer
 from server import Server
 
 # Tests whose outcome depends on the metadata or storage backend: CI runs them once more on
-# PostgreSQL (scripts/test.sh, `-m backend`). Patterns match test file names.
+# PostgreSQL + S3 (scripts/test.sh, `-m backend`). Patterns match test file names.
 BACKEND_SENSITIVE = (
     "test_protocol.py",
     "test_errors.py",

@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -55,6 +55,22 @@ def assert_error(response: requests.Response, status: int, code: str) -> dict:
         assert isinstance(entry.get("message"), str) and entry["message"], body
     assert code in [entry["code"] for entry in body["errors"]], body
     return body
+
+
+def follow_blob_redirect(
+    answer: requests.Response, headers: dict[str, str] | None = None, **kwargs
+) -> requests.Response:
+    """The response with a blob's bytes, for the registry's `answer` to a blob GET: the answer
+    itself, or for a 307 (object storage) its presigned Location, fetched as clients do: with
+    no registry credentials and no registry Host header, and with the same Range, if any."""
+    if answer.status_code != 307:
+        return answer
+    location = answer.headers["Location"]
+    assert urlsplit(location).scheme in ("http", "https"), location
+    answer.close()
+    wanted = {k: v for k, v in (headers or {}).items() if k.lower() == "range"}
+    kwargs.setdefault("timeout", 120)
+    return requests.get(location, headers=wanted, **kwargs)
 
 
 def stream(data: bytes, piece: int = 64 * 1024) -> Iterator[bytes]:
@@ -135,15 +151,24 @@ class Client:
         assert response.status_code == 202, (response.status_code, response.text)
         return response.headers["Location"]
 
+    def get_blob(
+        self, repo: str, digest: str, headers: dict[str, str] | None = None, **kwargs
+    ) -> tuple[requests.Response, requests.Response]:
+        """GET a blob as clients do: (the registry's answer, the response with the bytes). They
+        are one response unless the registry redirected (307, object storage) to a presigned
+        URL, which `follow_blob_redirect` then fetches."""
+        answer = self.get(
+            f"/v2/{repo}/blobs/{digest}", headers=headers, allow_redirects=False, **kwargs
+        )
+        return answer, follow_blob_redirect(answer, headers, **kwargs)
+
     def pull_blob(self, repo: str, digest: str) -> bytes:
         """GET a blob as clients do: the registry answers with the bytes, or (object storage)
         with a 307 to a presigned URL that needs no registry credentials."""
-        response = self.get(f"/v2/{repo}/blobs/{digest}", allow_redirects=False)
-        assert response.status_code in (200, 307), (response.status_code, response.text[:300])
-        assert response.headers["Docker-Content-Digest"] == digest
-        if response.status_code == 307:
-            response = requests.get(response.headers["Location"], timeout=120)
-            assert response.status_code == 200, (response.status_code, response.text[:300])
+        answer, response = self.get_blob(repo, digest)
+        assert answer.status_code in (200, 307), (answer.status_code, answer.text[:300])
+        assert answer.headers["Docker-Content-Digest"] == digest
+        assert response.status_code == 200, (response.status_code, response.text[:300])
         return response.content
 
     # -- manifests ------------------------------------------------------------------------

@@ -14,11 +14,12 @@ import requests
 
 from e2e.ocihttp import Client, sha256, unique_repo
 from server import Server
+from storagehelp import stored_blob_digests, upload_leftovers
 
 
 def blob_files(server: Server) -> set[str]:
-    root = server.data_dir / "storage" / "blobs"
-    return {f"{p.parent.parent.name}:{p.name}" for p in root.glob("*/*/*")}
+    """The digests of the blobs in the server's store (files or S3 objects)."""
+    return set(stored_blob_digests(server))
 
 
 def gc(
@@ -137,7 +138,7 @@ def test_stale_uploads_expire(tmp_path: Path) -> None:
         report = gc(server, grace=3600, upload_expiry=0)
         assert report["uploads_expired"] == 1
         assert client.get(location).status_code == 404
-        assert not list((server.data_dir / "storage" / "uploads").iterdir())
+        assert upload_leftovers(server) == []
     finally:
         server.stop()
 

@@ -21,6 +21,12 @@ from imagebuilder import (
     layout_manifest_digest,
     sha256,
 )
+from storagehelp import (
+    assert_blob_store_consistent,
+    read_stored_blob,
+    stored_blob_digests,
+    upload_leftovers,
+)
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -226,10 +232,8 @@ def test_copy_between_registries(registry, fresh_registry, image, tmp_path: Path
     back = tmp_path / "back"
     pull(fresh_registry, f"mirror/{name}:1.0", f"oci:{back}")
     assert_pulled_identical(back, image)
-    blobs = fresh_registry.data_dir / "storage" / "blobs" / "sha256"
     for digest, data in image.blobs.items():
-        hexpart = digest.split(":")[1]
-        assert (blobs / hexpart[:2] / hexpart).read_bytes() == data
+        assert read_stored_blob(fresh_registry, digest) == data
 
 
 def test_push_docker_schema2(registry, image, tmp_path: Path) -> None:
@@ -334,12 +338,9 @@ def test_same_layers_in_two_repositories_stored_once(fresh_registry, image, tmp_
     """Pushing one image to two repositories stores each blob once, yet both serve it."""
     push(fresh_registry, f"oci:{image.layout}:latest", "first/app:1.0")
     push(fresh_registry, f"oci:{image.layout}:latest", "second/app:1.0")
-    storage = fresh_registry.data_dir / "storage"
-    files = sorted(p for p in (storage / "blobs").rglob("*") if p.is_file())
-    assert sorted(p.name for p in files) == sorted(d.split(":")[1] for d in image.blobs)
-    for path in files:
-        assert sha256(path.read_bytes()) == f"sha256:{path.name}"
-    assert [p for p in (storage / "uploads").rglob("*") if p.is_file()] == []
+    assert stored_blob_digests(fresh_registry) == sorted(image.blobs)
+    assert_blob_store_consistent(fresh_registry)  # each hashes to its name
+    assert upload_leftovers(fresh_registry) == []
 
     session = fresh_registry.session()
     for repo in ("first/app", "second/app"):
@@ -400,10 +401,7 @@ def test_concurrent_pushes_of_the_same_image(fresh_registry, tmp_path: Path) -> 
     for proc in procs:
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr
-    blobs = sorted(
-        p.name for p in (fresh_registry.data_dir / "storage" / "blobs").rglob("*") if p.is_file()
-    )
-    assert blobs == sorted(d.split(":")[1] for d in image.blobs)
+    assert stored_blob_digests(fresh_registry) == sorted(image.blobs)
     for repo in ("race/r0", "race/r1"):
         back = tmp_path / repo.replace("/", "-")
         pull(fresh_registry, f"{repo}:latest", f"oci:{back}")

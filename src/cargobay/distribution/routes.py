@@ -275,7 +275,17 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
         if services.settings.redirect_blob_downloads:
             url = await services.store.download_url(digest, REDIRECT_SECONDS)
             if url is not None:
-                # The object store serves the bytes (and any Range) from a presigned URL.
+                # The object store serves the bytes (and any Range) from a presigned URL. A
+                # Range is checked here first, so a 416 is the same on every store, and the
+                # meter counts what the store will send: the range, not the whole blob.
+                try:
+                    wanted = _byte_range(call.request, info.size)
+                except ValueError:
+                    return web.Response(
+                        status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
+                    )
+                if wanted is not None:
+                    call.count_transfer(repo.id, wanted[1] - wanted[0])
                 return web.Response(
                     status=307, headers={"Location": url, "Docker-Content-Digest": digest}
                 )

@@ -16,7 +16,8 @@ Layout under the prefix:
     blobs/<algorithm>/<2 hex>/<hex>    committed blobs, complete or absent, never partial
     _uploads/<id>/state.json           the upload's state: its pieces, in order, with sizes
     _uploads/<id>/<token>-<n>          pieces: immutable objects holding the upload's bytes
-    _uploads/<id>/lock                 present while a request holds the upload (upload_lock)
+    _uploads/<id>/lock                 present while a request holds the upload (upload_lock),
+                                       naming the process that holds it
 
 Uploads. The bytes of an upload are a list of immutable piece objects. A PATCH buffers what it
 receives and writes a piece whenever `part_size` bytes are buffered, so a node holds about one
@@ -50,6 +51,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -167,6 +169,70 @@ def _code(exc: ClientError) -> str:
 def _missing(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return _code(exc) in _NOT_FOUND or status == 404
+
+
+# -- who holds an upload lock ---------------------------------------------------------------
+# A lock object names its holder: a random owner token, and the process (pid and start time) in
+# this machine's boot and pid namespace. Another process of the same machine and namespace can
+# then tell a lock whose holder has exited (SIGKILL, OOM kill, a restart) and take it at once;
+# a holder elsewhere (another node, another container) can only age out after LOCK_TTL.
+
+_LIVE_LOCKS: set[str] = set()  # owner tokens of the locks this process holds right now
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time (clock ticks since boot) of a live process, None if there is none. A
+    zombie (killed, not yet reaped by its parent) has exited: it holds nothing any more."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rpartition(")")[2].split()  # from field 3 (state) on
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None
+    return fields[19]
+
+
+def _machine() -> str | None:
+    """This boot of this machine and this pid namespace: where a pid means one process."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot}/{namespace}" if boot else None
+
+
+def _lock_holder() -> dict[str, Any]:
+    pid = os.getpid()
+    return {
+        "owner": uuid.uuid4().hex,
+        "machine": _machine(),
+        "pid": pid,
+        "start": _process_start(pid),
+    }
+
+
+def _holder_exited(holder: Any) -> bool:
+    """True only when a lock's holder is known to be gone: a process of this machine and pid
+    namespace that no longer runs (or whose pid now belongs to a newer process), or this
+    process when it no longer holds that lock. Anything else (another machine, a lock written
+    by an older version) counts as possibly alive."""
+    if not isinstance(holder, dict):
+        return False
+    machine, pid, start = holder.get("machine"), holder.get("pid"), holder.get("start")
+    if not machine or machine != _machine() or not isinstance(pid, int) or not start:
+        return False
+    if pid == os.getpid():
+        return holder.get("owner") not in _LIVE_LOCKS
+    return _process_start(pid) != start
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,15 +564,19 @@ class S3Store:
     @contextlib.asynccontextmanager
     async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
         """Hold an upload alone across processes and nodes: a `lock` object created with
-        `If-None-Match: *`, renewed while held, taken over once it is LOCK_TTL stale."""
+        `If-None-Match: *` and naming its holder, renewed while held, taken over once it is
+        LOCK_TTL stale, or at once when its holder was a process of this machine that has
+        exited (a crash or a restart: an interrupted upload can be resumed right away)."""
         if upload_id in self._held:
             raise UploadBusy(upload_id)
         key = self._upload_dir(upload_id) + "lock"
+        holder = _lock_holder()
         self._held.add(upload_id)
+        _LIVE_LOCKS.add(holder["owner"])
         try:
-            await self._acquire(key, upload_id)
+            await self._acquire(key, upload_id, holder)
             stop = asyncio.Event()
-            renewal = asyncio.ensure_future(self._renew(key, stop))
+            renewal = asyncio.ensure_future(self._renew(key, holder, stop))
             try:
                 try:
                     await self._call(
@@ -525,10 +595,11 @@ class S3Store:
                     await renewal
                 await self._delete_keys([key])
         finally:
+            _LIVE_LOCKS.discard(holder["owner"])
             self._held.discard(upload_id)
 
-    async def _acquire(self, key: str, upload_id: str) -> None:
-        body = json.dumps({"pid": uuid.uuid4().hex}).encode()
+    async def _acquire(self, key: str, upload_id: str, holder: dict[str, Any]) -> None:
+        body = json.dumps(holder).encode()
         for _ in range(2):
             try:
                 await self._put(key, body, IfNoneMatch="*")
@@ -537,28 +608,38 @@ class S3Store:
                 if _code(exc) not in _TAKEN:
                     raise
             try:
-                head = await self._call(self.client.head_object, Bucket=self.bucket, Key=key)
+                found = await self._call(self.client.get_object, Bucket=self.bucket, Key=key)
             except ClientError as exc:
                 if _missing(exc):
                     continue  # released meanwhile: try again
                 raise
-            # Age by the server's clock (its Date header), so node clocks do not matter.
-            server_now = head["ResponseMetadata"]["HTTPHeaders"].get("date")
-            now = parsedate_to_datetime(server_now).timestamp() if server_now else time.time()
-            if now - head["LastModified"].timestamp() < LOCK_TTL:
-                raise UploadBusy(upload_id)
-            log.warning("taking over the abandoned lock of upload %s", upload_id)
+            try:
+                other = json.loads(await self._call(found["Body"].read))
+            except ValueError:
+                other = None
+            finally:
+                found["Body"].close()
+            if _holder_exited(other):
+                log.warning("taking over the lock of upload %s from an exited process", upload_id)
+            else:
+                # Age by the server's clock (its Date header), so node clocks do not matter.
+                server_now = found["ResponseMetadata"]["HTTPHeaders"].get("date")
+                now = parsedate_to_datetime(server_now).timestamp() if server_now else time.time()
+                if now - found["LastModified"].timestamp() < LOCK_TTL:
+                    raise UploadBusy(upload_id)
+                log.warning("taking over the abandoned lock of upload %s", upload_id)
             await self._delete_keys([key])
         raise UploadBusy(upload_id)
 
-    async def _renew(self, key: str, stop: asyncio.Event) -> None:
+    async def _renew(self, key: str, holder: dict[str, Any], stop: asyncio.Event) -> None:
+        body = json.dumps(holder).encode()
         while True:
             try:
                 await asyncio.wait_for(stop.wait(), LOCK_RENEW)
                 return
             except TimeoutError:
                 pass
-            await self._put(key, b"{}")
+            await self._put(key, body)
 
     async def upload_commit(self, upload_id: str, digest: str, size: int | None = None) -> None:
         target = self._blob_key(digest)
