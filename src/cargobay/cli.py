@@ -362,3 +362,18 @@ def usage(as_json: bool, since: str | None, **options: object) -> None:
         )
     for entry in data["principals"]:
         click.echo(f"principal {entry['principal']}: {entry['transferred_bytes']} bytes out")
+
+
+@_admin_command
+@click.argument("value", type=click.Choice(["on", "off", "default"]))
+def set_create_on_push(settings: Settings, value: str) -> None:
+    """Whether pushes create missing repositories in this account (`default`: the
+    deployment's create_on_push setting). ECR itself never does: `off` gives NAME_UNKNOWN."""
+    from cargobay.registry.repositories import RepositoryService
+
+    choice = {"on": True, "off": False, "default": None}[value]
+
+    async def work(users):
+        await RepositoryService(users.db).set_create_on_push(settings.account_id, choice)
+
+    _run(work, settings)

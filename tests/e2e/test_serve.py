@@ -224,3 +224,56 @@ def test_a_deleted_key_stops_working_on_every_worker(fresh_registry: Server) -> 
             break
         time.sleep(0.2)
     assert set(statuses) == {401}, statuses
+
+
+def test_create_on_push_per_account(fresh_registry: Server) -> None:
+    def admin(*args: str) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cargobay",
+                "admin",
+                "--data-dir",
+                str(fresh_registry.data_dir),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=fresh_registry.process_env,
+        )
+
+    client = Client(fresh_registry)
+    admin("set-create-on-push", "off")
+    refused = client.post("/v2/percount/new/blobs/uploads/")
+    body = assert_error(refused, 404, "NAME_UNKNOWN")
+    assert "does not exist in the registry with id '000000000000'" in body["errors"][0]["message"]
+    # Another account keeps the deployment's default (on).
+    admin("--account-id", "111111111111", "create-user", "ops", "--admin")
+    other = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cargobay",
+                "admin",
+                "--data-dir",
+                str(fresh_registry.data_dir),
+                "--account-id",
+                "111111111111",
+                "create-access-key",
+                "ops",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=fresh_registry.process_env,
+        ).stdout
+    )["AccessKey"]
+    other_client = Client(fresh_registry, requests.Session())
+    other_client.session.auth = (other["AccessKeyId"], other["SecretAccessKey"])
+    assert other_client.post("/v2/percount/new/blobs/uploads/").status_code == 202
+    # Back on for account 0.
+    admin("set-create-on-push", "on")
+    assert client.post("/v2/percount/new/blobs/uploads/").status_code == 202

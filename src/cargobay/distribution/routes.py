@@ -105,8 +105,12 @@ class Call:
         repo = await repos.find(self.registry_id, validate_name(self.name))
         if repo is not None:
             return repo
-        if not self.services.settings.create_on_push:
-            raise NameUnknown(detail={"name": self.name})
+        if not await repos.create_on_push(self.registry_id, self.services.settings.create_on_push):
+            raise NameUnknown(
+                f"The repository with name '{self.name}' does not exist in the registry with "
+                f"id '{self.registry_id}'",
+                detail={"name": self.name},
+            )
         await self.require(authz.CREATE_REPOSITORY)
         return (await repos.create(self.registry_id, self.name))[0]
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -282,4 +282,13 @@ lifecycle_previews = Table(
     Column("status", String(16), nullable=False),
     Column("results", Text),  # JSON list of previewResults
     Column("created_at", Float, nullable=False),
+)
+
+# Per-account settings that override the deployment's defaults (None: use the default).
+account_settings = Table(
+    "account_settings",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("create_on_push", Boolean),
+    Column("updated_at", Float, nullable=False),
 )

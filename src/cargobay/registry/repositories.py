@@ -238,3 +238,27 @@ class RepositoryService:
                 updated_at=time.time(),
             )
             return True
+
+    # -- account settings ------------------------------------------------------------------
+
+    async def create_on_push(self, registry_id: str, default: bool) -> bool:
+        """Whether a push may create a repository in this account: its own setting, else the
+        deployment's default."""
+        a = schema.account_settings
+        async with self.db.read() as conn:
+            value = (
+                await conn.execute(select(a.c.create_on_push).where(a.c.account_id == registry_id))
+            ).scalar_one_or_none()
+        return default if value is None else bool(value)
+
+    async def set_create_on_push(self, registry_id: str, value: bool | None) -> None:
+        """Set an account's create-on-push (None: follow the deployment's default)."""
+        async with self.db.write() as conn:
+            await upsert(
+                conn,
+                schema.account_settings,
+                ["account_id"],
+                account_id=registry_id,
+                create_on_push=value,
+                updated_at=time.time(),
+            )
