@@ -19,6 +19,17 @@ from e2e.ocihttp import Client, assert_error
 from server import Server, free_port
 
 
+def admin(server: Server, *args: str) -> str:
+    """`cargobay admin ...` against the server's deployment; its standard output."""
+    return subprocess.run(
+        [sys.executable, "-m", "cargobay", "admin", "--data-dir", str(server.data_dir), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=server.process_env,
+    ).stdout
+
+
 def test_first_start_writes_admin_credentials_0600(fresh_registry: Server) -> None:
     path = fresh_registry.data_dir / "admin-credentials"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -190,30 +201,13 @@ def test_tls(tmp_path: Path, image) -> None:
 
 
 def test_a_deleted_key_stops_working_on_every_worker(fresh_registry: Server) -> None:
-    def admin(*args: str) -> str:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cargobay",
-                "admin",
-                "--data-dir",
-                str(fresh_registry.data_dir),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=fresh_registry.process_env,
-        ).stdout
-
-    admin("create-user", "leaver")
-    key = json.loads(admin("create-access-key", "leaver"))["AccessKey"]
+    admin(fresh_registry, "create-user", "leaver")
+    key = json.loads(admin(fresh_registry, "create-access-key", "leaver"))["AccessKey"]
     auth = (key["AccessKeyId"], key["SecretAccessKey"])
     # Fresh connections spread over both workers, so each one remembers the good login.
     for _ in range(8):
         assert requests.get(f"{fresh_registry.url}/v2/", auth=auth).status_code == 200
-    admin("delete-access-key", "leaver", key["AccessKeyId"])
+    admin(fresh_registry, "delete-access-key", "leaver", key["AccessKeyId"])
     deadline = time.monotonic() + 10
     statuses: list[int] = []
     while time.monotonic() < deadline:
@@ -227,53 +221,19 @@ def test_a_deleted_key_stops_working_on_every_worker(fresh_registry: Server) -> 
 
 
 def test_create_on_push_per_account(fresh_registry: Server) -> None:
-    def admin(*args: str) -> None:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cargobay",
-                "admin",
-                "--data-dir",
-                str(fresh_registry.data_dir),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=fresh_registry.process_env,
-        )
-
     client = Client(fresh_registry)
-    admin("set-create-on-push", "off")
+    admin(fresh_registry, "set-create-on-push", "off")
     refused = client.post("/v2/percount/new/blobs/uploads/")
     body = assert_error(refused, 404, "NAME_UNKNOWN")
     assert "does not exist in the registry with id '000000000000'" in body["errors"][0]["message"]
     # Another account keeps the deployment's default (on).
-    admin("--account-id", "111111111111", "create-user", "ops", "--admin")
+    admin(fresh_registry, "--account-id", "111111111111", "create-user", "ops", "--admin")
     other = json.loads(
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cargobay",
-                "admin",
-                "--data-dir",
-                str(fresh_registry.data_dir),
-                "--account-id",
-                "111111111111",
-                "create-access-key",
-                "ops",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=fresh_registry.process_env,
-        ).stdout
+        admin(fresh_registry, "--account-id", "111111111111", "create-access-key", "ops")
     )["AccessKey"]
     other_client = Client(fresh_registry, requests.Session())
     other_client.session.auth = (other["AccessKeyId"], other["SecretAccessKey"])
     assert other_client.post("/v2/percount/new/blobs/uploads/").status_code == 202
     # Back on for account 0.
-    admin("set-create-on-push", "on")
+    admin(fresh_registry, "set-create-on-push", "on")
     assert client.post("/v2/percount/new/blobs/uploads/").status_code == 202
