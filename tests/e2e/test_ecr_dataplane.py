@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from e2e.ecrhelp import client, push, unique
@@ -84,3 +85,22 @@ def test_referrers_tag_schema_fallback_is_an_ordinary_tag(registry) -> None:
     # And the referrers API answers for the same subject.
     referrers = http.get(f"/v2/{name}/referrers/{subject.digest}").json()
     assert [m["digest"] for m in referrers["manifests"]] == [artifact.digest]
+
+
+def test_download_token_cannot_be_moved_to_another_registry(registry) -> None:
+    ecr = client(registry)
+    name = unique("dp/scope")
+    ecr.create_repository(repositoryName=name)
+    image = Client(registry).push_image(name, "v1", layer_sizes=[3000])
+    digest = next(iter(image.blobs))
+    url = ecr.get_download_url_for_layer(repositoryName=name, layerDigest=digest)["downloadUrl"]
+    if "token=" not in url:
+        pytest.skip("object storage: the URL is the bucket's presigned GET, no registry token")
+    assert requests.get(url).content == image.blobs[digest]
+    # The same URL sent to another account's registry host is refused, not re-scoped.
+    path = url[url.index("/v2/") :]
+    moved = requests.get(
+        f"{registry.url}{path}",
+        headers={"Host": "111111111111.dkr.ecr.us-east-1.localhost"},
+    )
+    assert_error(moved, 401, "UNAUTHORIZED")

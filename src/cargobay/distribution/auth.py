@@ -18,6 +18,9 @@ log = logging.getLogger("cargobay.auth")
 # The user name `docker login` uses with an ECR authorization token.
 ECR_USER = "AWS"
 # The path of a GetDownloadUrlForLayer URL (the request path, already percent-decoded).
+# <account>.dkr.ecr.<region>.<suffix>, the repositoryUri host form.
+_ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\.")
+_REGISTRY_ID = re.compile(r"[0-9]{12}")
 _DOWNLOAD_PATH = re.compile(r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)", re.S)
 
 
@@ -36,6 +39,20 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return user, password
 
 
+def registry_for(request: web.Request, principal_account: str) -> str:
+    """The registry (account) a `/v2/` request addresses: the account named in an ECR-style
+    host; else, for the download URLs GetDownloadUrlForLayer hands out (which must work on any
+    host name), the `registryId` they carry; else the caller's own. Authorization still
+    decides what the caller may do there."""
+    host_match = _ECR_HOST.match(request.host or "")
+    if host_match:
+        return host_match.group(1)
+    query_registry = request.query.get("registryId", "") if "token" in request.query else ""
+    if _REGISTRY_ID.fullmatch(query_registry):
+        return query_registry
+    return principal_account
+
+
 async def authenticate(request: web.Request, services: Services) -> Principal:
     """The caller's principal; anonymous or wrong credentials are UNAUTHORIZED.
 
@@ -49,7 +66,8 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
         blob = _DOWNLOAD_PATH.fullmatch(request.path)
         if token and request.method == "GET" and blob:
             claims = await _token_claims(services, token)
-            registry_id = request.query.get("registryId") or claims.account_id
+            # The registry the request will act on, decided as the handlers decide it.
+            registry_id = registry_for(request, claims.account_id)
             # Only a download token, and only for the blob it was issued for.
             if claims.scope != blob_scope(registry_id, blob["name"], blob["digest"]):
                 log.info("refused a download token outside its scope")

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from cargobay.distribution.auth import authenticate
+from cargobay.distribution.auth import authenticate, registry_for
 from cargobay.distribution.errors import API_VERSION_HEADER, error_response
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
@@ -42,9 +42,6 @@ BLOCK_BYTES = 1024 * 1024
 REDIRECT_SECONDS = 20 * 60
 MAX_PAGE = 10_000
 
-# <account>.dkr.ecr.<region>.<suffix>, the repositoryUri host form.
-_ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr\.[a-z0-9-]+\.")
-_REGISTRY_ID = re.compile(r"[0-9]{12}")
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
@@ -69,17 +66,7 @@ class Call:
         self.principal = principal
         self.name = name
         settings = services.settings
-        # The registry is the account named in an ECR-style host, else (for the download URLs
-        # GetDownloadUrlForLayer hands out, which must work on any host name) the `registryId`
-        # those carry, else the caller's own. Authorization still decides what it may read.
-        host_match = _ECR_HOST.match(request.host or "")
-        query_registry = request.query.get("registryId", "") if "token" in request.query else ""
-        if host_match:
-            self.registry_id = host_match.group(1)
-        elif _REGISTRY_ID.fullmatch(query_registry):
-            self.registry_id = query_registry
-        else:
-            self.registry_id = principal.account_id
+        self.registry_id = registry_for(request, principal.account_id)
         self.resource = authz.Resource(self.registry_id, settings.region, name or None)
 
     async def require(self, action: str, name: str | None = None) -> None:
