@@ -37,7 +37,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         return error_response(
             request, Denied("metrics are for administrators"), services.settings.realm
         )
-    return await metrics.handler(request, services)
+    # An account's administrator sees its own account; the deployment's sees every account.
+    own = None if principal.account_id == services.settings.account_id else principal.account_id
+    return await metrics.handler(request, services, own)
 
 
 async def ecr_api(request: web.Request) -> web.Response:

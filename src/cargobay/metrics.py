@@ -12,8 +12,9 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-async def render(services) -> str:
-    data = await usage.report(services.db)
+async def render(services, registry_id: str | None = None) -> str:
+    """The metrics of one account's registry (None: every account)."""
+    data = await usage.report(services.db, registry_id=registry_id)
     lines = [
         "# HELP cargobay_repository_stored_bytes Compressed bytes of layers and configs images "
         "in the repository reference.",
@@ -52,9 +53,9 @@ async def render(services) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def handler(request: web.Request, services) -> web.Response:
+async def handler(request: web.Request, services, registry_id: str | None = None) -> web.Response:
     return web.Response(
-        text=await render(services),
+        text=await render(services, registry_id),
         content_type="text/plain",
         charset="utf-8",
         headers={"Cache-Control": "no-store"},

@@ -237,3 +237,31 @@ def test_create_on_push_per_account(fresh_registry: Server) -> None:
     # Back on for account 0.
     admin(fresh_registry, "set-create-on-push", "on")
     assert client.post("/v2/percount/new/blobs/uploads/").status_code == 202
+
+
+def test_tokens_end_with_their_access_key(fresh_registry: Server) -> None:
+    import boto3
+
+    admin(fresh_registry, "create-user", "ci", "--admin")
+    key = json.loads(admin(fresh_registry, "create-access-key", "ci"))["AccessKey"]
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=fresh_registry.url,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    headers = {"Authorization": f"Basic {token}"}
+    assert requests.get(f"{fresh_registry.url}/v2/", headers=headers).status_code == 200
+    admin(fresh_registry, "delete-access-key", "ci", key["AccessKeyId"])
+    deadline = time.monotonic() + 10
+    statuses: list[int] = []
+    while time.monotonic() < deadline:
+        statuses = [
+            requests.get(f"{fresh_registry.url}/v2/", headers=headers).status_code for _ in range(8)
+        ]
+        if set(statuses) == {401}:
+            break
+        time.sleep(0.2)
+    assert set(statuses) == {401}, statuses

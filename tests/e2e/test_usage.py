@@ -78,3 +78,37 @@ def test_usage_matches_bytes_pushed_and_pulled(tmp_path: Path, image) -> None:
         assert requests.get(f"{server.url}/metrics").status_code == 401
     finally:
         server.stop()
+
+
+def test_metrics_show_an_account_only_its_own_registry(fresh_registry: Server) -> None:
+    Client(fresh_registry).push_image("mine/app", "v1")
+    env = fresh_registry.process_env
+
+    def admin(*args: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cargobay",
+                "admin",
+                "--data-dir",
+                str(fresh_registry.data_dir),
+                "--account-id",
+                "111111111111",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout
+
+    admin("create-user", "ops", "--admin")
+    key = json.loads(admin("create-access-key", "ops"))["AccessKey"]
+    theirs = requests.get(
+        f"{fresh_registry.url}/metrics", auth=(key["AccessKeyId"], key["SecretAccessKey"])
+    )
+    assert theirs.status_code == 200
+    assert "mine/app" not in theirs.text and "000000000000" not in theirs.text
+    ours = Client(fresh_registry).get("/metrics").text
+    assert 'repository="mine/app"' in ours

@@ -72,7 +72,7 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
             if claims.scope != blob_scope(registry_id, blob["name"], blob["digest"]):
                 log.info("refused a download token outside its scope")
                 raise Unauthorized("the token is not valid for this download")
-            return claims.principal
+            return await _token_principal(services, claims)
         raise Unauthorized()
     user, secret = pair
     if user == ECR_USER:
@@ -80,10 +80,23 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
         if claims.scope:  # a download URL's token is not a login
             log.info("refused a download token used as a login")
             raise Unauthorized("authorization token is invalid or expired")
-        return claims.principal
+        return await _token_principal(services, claims)
     principal = await services.credentials.verify(user, secret)
     if principal is None:
         raise Unauthorized("invalid credentials")
+    return principal
+
+
+async def _token_principal(services: Services, claims: TokenClaims) -> Principal:
+    """Who a valid token speaks for now: the key it was issued for must still be Active, and
+    the user's current standing (not what the token recorded) decides its rights."""
+    principal = await services.credentials.active_principal(claims.access_key_id)
+    if principal is None or (principal.account_id, principal.user_name) != (
+        claims.account_id,
+        claims.user_name,
+    ):
+        log.info("refused a token whose access key was revoked")
+        raise Unauthorized("authorization token is invalid or expired")
     return principal
 
 

@@ -123,6 +123,25 @@ class CredentialStore:
         principal = Principal(row.account_id, row.name, key_id, bool(row.is_admin))
         return KeyRecord(principal, self.box.open(row.secret), row.status == "Active")
 
+    async def active_principal(self, key_id: str) -> Principal | None:
+        """The current principal of an Active access key, or None. Tokens issued for a key
+        are checked with this, so deleting or deactivating the key (or its user) ends them
+        too; remembered like verifications, and dropped with them on any revocation."""
+        now = time.monotonic()
+        if now >= self._epoch_checked_at + EPOCH_CHECK_SECONDS:
+            await self._check_epoch(now)
+        cache_key = b"key:" + key_id.encode()
+        cached = self._verified.get(cache_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self.lookup(key_id)
+        if record is None or not record.active:
+            return None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[cache_key] = (now + CACHE_SECONDS, record.principal)
+        return record.principal
+
     async def verify(self, key_id: str, secret: str) -> Principal | None:
         """The principal for a key id and secret, or None; constant-time on the secret."""
         fingerprint = hashlib.sha256(f"{key_id}\0{secret}".encode()).digest()

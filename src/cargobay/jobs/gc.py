@@ -10,8 +10,8 @@ the race analysis; in short:
    transaction, so one of the two always sees the other: the manifest is refused with
    MANIFEST_BLOB_UNKNOWN, or the link survives.
 2. A blob row older than the grace period with no link and no reference left is deleted in a
-   write transaction that re-checks both; its bytes are deleted only after that commit
-   (metadata first, bytes last).
+   write transaction that re-checks both, and its bytes are deleted before that transaction
+   commits (an orphan row is invisible, so a crash in between exposes nothing).
 3. Upload sessions idle longer than their expiry are cancelled and their data dropped.
 """
 
@@ -130,7 +130,11 @@ async def collect(
         if removed == 0:
             break
 
-    # 2. Blobs with neither links nor references: metadata first, then bytes.
+    # 2. Blobs with neither links nor references. The bytes go inside the transaction that
+    #    deletes the row: an upload of the same digest that skipped writing because the bytes
+    #    were there records its row after this commit and then finds the bytes gone, so it
+    #    fails cleanly instead of exposing a blob without bytes. A crash after the bytes went
+    #    leaves only an orphan row nothing can see, which the next run removes.
     while True:
         async with db.read() as conn:
             candidates = (
@@ -151,10 +155,10 @@ async def collect(
                 result = await conn.execute(
                     b.delete().where(b.c.digest == digest, _orphan_blob(cutoff))
                 )
-            if result.rowcount:
-                deleted.append((digest, int(size)))
+                if result.rowcount:
+                    await store.delete(digest)
+                    deleted.append((digest, int(size)))
         for digest, size in deleted:
-            await store.delete(digest)
             report.blobs_deleted += 1
             report.bytes_freed += size
             report.digests.append(digest)

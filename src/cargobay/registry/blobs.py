@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore
+from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.errors import BlobUnknown
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
@@ -55,20 +55,32 @@ class BlobService:
             )
 
     async def mount(self, source: Repository, target: Repository, digest: str) -> BlobInfo | None:
-        """Link a blob another repository holds; None when the source does not have it."""
-        try:
-            info = await self.stat(source, digest)
-        except BlobUnknown:
-            return None
+        """Link a blob another repository holds; None when the source does not have it.
+
+        The check and the link are one write transaction (the blob row locked on PostgreSQL),
+        so garbage collection cannot remove the blob in between; re-mounting refreshes the
+        link's time, restarting its grace period."""
+        b, rb = schema.blobs, schema.repository_blobs
         async with self.db.write() as conn:
-            await insert_ignore(
+            query = (
+                select(b.c.size)
+                .join(rb, rb.c.digest == b.c.digest)
+                .where(rb.c.repository_id == source.id, rb.c.digest == digest)
+            )
+            if not self.db.is_sqlite:
+                query = query.with_for_update(read=True, of=b)
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            await upsert(
                 conn,
-                schema.repository_blobs,
+                rb,
+                ["repository_id", "digest"],
                 repository_id=target.id,
                 digest=digest,
                 created_at=time.time(),
             )
-        return info
+        return BlobInfo(digest, int(row.size))
 
     async def unlink(self, repo: Repository, digest: str) -> None:
         """Remove a blob from a repository; garbage collection reclaims unused bytes later."""

@@ -106,8 +106,11 @@ async def stored_bytes(db: Database) -> dict[int, int]:
         return {int(row[0]): int(row[1] or 0) for row in await conn.execute(query)}
 
 
-async def report(db: Database, since_day: str | None = None) -> dict[str, object]:
-    """Usage per repository and per principal, plus account totals."""
+async def report(
+    db: Database, since_day: str | None = None, registry_id: str | None = None
+) -> dict[str, object]:
+    """Usage per repository and per principal, plus account totals; with `registry_id`, only
+    that account's repositories and the bytes its repositories served."""
     r, t = schema.repositories, schema.transfer_usage
     stored = await stored_bytes(db)
     transfer_q = select(t.c.repository_id, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
@@ -116,11 +119,17 @@ async def report(db: Database, since_day: str | None = None) -> dict[str, object
     principal_q = select(t.c.principal_arn, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
         t.c.principal_arn
     )
+    repos_q = select(r.c.id, r.c.registry_id, r.c.name)
     if since_day:
         transfer_q = transfer_q.where(t.c.day >= since_day)
         principal_q = principal_q.where(t.c.day >= since_day)
+    if registry_id is not None:
+        repos_q = repos_q.where(r.c.registry_id == registry_id)
+        principal_q = principal_q.join(r, r.c.id == t.c.repository_id).where(
+            r.c.registry_id == registry_id
+        )
     async with db.read() as conn:
-        repos = (await conn.execute(select(r.c.id, r.c.registry_id, r.c.name))).all()
+        repos = (await conn.execute(repos_q)).all()
         transfers = {
             row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in await conn.execute(transfer_q)
         }
