@@ -191,18 +191,24 @@ class ManifestService:
     async def _set_tag(self, conn, repo: Repository, tag: str, digest: str, now: float) -> None:
         t = schema.tags
         if repo.immutable_tags:
+            # Insert-if-absent, then compare: two racing first pushes of one tag cannot both
+            # win, on any backend.
+            inserted = await insert_ignore(
+                conn, t, repository_id=repo.id, name=tag, digest=digest, updated_at=now
+            )
+            if inserted.rowcount:
+                return
             current = (
                 await conn.execute(
                     select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
                 )
-            ).first()
-            if current is not None and current.digest != digest:
+            ).scalar_one()
+            if current != digest:
                 raise TagImmutable(
                     f"tag {tag!r} already exists in the immutable repository {repo.name!r}",
                     detail={"tag": tag},
                 )
-            if current is not None:
-                return
+            return
         await upsert(
             conn,
             t,
