@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cargobay.storage.direct import STAGING_BYTES
 from cargobay.storage.s3 import S3Config, parse_url
 from server import Server
 
@@ -187,8 +188,8 @@ def upload_bytes_stored(server: Server, upload_id: str) -> int:
 
 def buffered_before_store(server: Server) -> int:
     """How many bytes of a request body may sit in the server's memory before any of them reach
-    the store: none on the filesystem (written as they arrive); up to one part on S3, which
-    writes an upload's bytes a part at a time. Tests that wait for a stalled request's bytes to
-    reach the store send this much more."""
+    the store: up to one direct-I/O staging buffer on the filesystem; up to one part on S3,
+    which writes an upload's bytes a part at a time. Tests that wait for a stalled request's
+    bytes to reach the store send this much more."""
     bucket = _bucket(server)
-    return 0 if bucket is None else bucket.config.part_size
+    return STAGING_BYTES if bucket is None else bucket.config.part_size

@@ -51,7 +51,7 @@ def main() -> None:
 )
 def serve(**options: object) -> None:
     """Run the registry."""
-    from cargobay.metadata.db import SchemaOutOfDate
+    from cargobay.metadata.errors import SchemaOutOfDate
     from cargobay.server import serve as run
 
     try:

@@ -1,98 +1,32 @@
 """`cargobay serve`: prepare the data directory and database once, then run one worker process
 per core, each with its own event loop and database pool, all accepting on the same port
-(SO_REUSEPORT lets the kernel spread connections). A worker that dies is replaced."""
+(SO_REUSEPORT lets the kernel spread connections). A worker that dies is replaced.
+
+The supervisor imports only the standard library and the settings: each worker imports the
+application after it is forked. A supervisor that preloaded aiohttp and SQLAlchemy would carry
+their ~55 MiB for nothing, since it never serves a request.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import socket
-import ssl
 import time
 
-from aiohttp import web
-
 from cargobay import logs
-from cargobay.app import build_app
 from cargobay.config import Settings
-from cargobay.iam.bootstrap import ensure_admin
-from cargobay.iam.credentials import CredentialStore
-from cargobay.iam.secrets import load_box
-from cargobay.jobs.leases import Scheduler
-from cargobay.jobs.schedule import periodic_jobs
-from cargobay.metadata.db import Database, SchemaOutOfDate
-from cargobay.registry.services import Services
+from cargobay.metadata.errors import SchemaOutOfDate
 
 log = logging.getLogger("cargobay")
 
 
-async def prepare(settings: Settings) -> None:
-    """Create the data directory, schema and administrator credential (idempotent). Raises
-    SchemaOutOfDate when the schema is behind and may not be upgraded here."""
-    from cargobay.metadata import migrations  # Alembic: loaded only where schemas change
+def _worker(settings: Settings, reuse_port: bool) -> None:
+    from cargobay.worker import worker_main
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
-    db = Database(settings.database_url)
-    try:
-        store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
-        await ensure_admin(
-            store,
-            settings.account_id,
-            settings.credentials_file,
-            settings.admin_access_key_id,
-            settings.admin_secret_access_key,
-        )
-    finally:
-        await db.dispose()
-
-
-def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.tls_cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
-    return context
-
-
-async def _run_worker(settings: Settings, reuse_port: bool) -> None:
-    services = Services.build(settings)
-    app = build_app(services)
-    runner = web.AppRunner(
-        app, access_log=logging.getLogger("aiohttp.access"), handle_signals=False
-    )
-    await runner.setup()
-    site = web.TCPSite(
-        runner,
-        settings.host,
-        settings.port,
-        ssl_context=_ssl_context(settings),
-        reuse_port=reuse_port,
-        backlog=1024,
-    )
-    await site.start()
-    scheduler = None
-    if settings.jobs_enabled:
-        scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
-        scheduler.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    if scheduler is not None:
-        await scheduler.stop()
-    await runner.cleanup()
-
-
-def worker_main(settings: Settings, reuse_port: bool) -> None:
-    logs.setup(settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_worker(settings, reuse_port))
+    worker_main(settings, reuse_port)
 
 
 def _free_port(host: str) -> int:
@@ -109,7 +43,9 @@ def _prepare_in_child(settings: Settings) -> None:
 
     def child() -> None:
         try:
-            asyncio.run(prepare(settings))
+            from cargobay.worker import prepare_sync
+
+            prepare_sync(settings)
         except SchemaOutOfDate as exc:
             send.send(("schema", str(exc)))
         except BaseException as exc:
@@ -147,7 +83,7 @@ def serve(settings: Settings) -> None:
         settings.data_dir.resolve(),
     )
     if count == 1:
-        worker_main(settings, reuse_port=False)
+        _worker(settings, reuse_port=False)
         return
     _supervise(settings, count)
 
@@ -158,7 +94,7 @@ def _supervise(settings: Settings, count: int) -> None:
     workers: list[multiprocessing.process.BaseProcess] = []
 
     def start() -> multiprocessing.process.BaseProcess:
-        proc = context.Process(target=worker_main, args=(settings, True), daemon=True)
+        proc = context.Process(target=_worker, args=(settings, True), daemon=True)
         proc.start()
         return proc
 

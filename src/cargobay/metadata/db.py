@@ -22,10 +22,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cargobay.metadata import schema
+from cargobay.metadata.errors import SchemaOutOfDate
 
-
-class SchemaOutOfDate(RuntimeError):
-    pass
+__all__ = ["Database", "SchemaOutOfDate", "async_url"]
 
 
 def async_url(url: str) -> str:

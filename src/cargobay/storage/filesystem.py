@@ -8,15 +8,20 @@ atomic rename; a crash at any point leaves either no blob or a complete one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from cargobay.storage.base import Observer, UploadBusy
+from cargobay.storage.direct import AppendWriter
 
 READ_BLOCK = 1024 * 1024
+# Threads that hash and write uploads, per process: one busy per upload being received.
+IO_THREADS = 8
 
 
 def _fsync_dir(path: Path) -> None:
@@ -27,6 +32,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+async def _settle(job: concurrent.futures.Future[Any] | None) -> bool:
+    """Wait until a thread job has finished, even through cancellation of the calling task;
+    True if a cancellation arrived meanwhile (the caller re-raises it)."""
+    if job is None or job.done():
+        return False
+    waiter = asyncio.wrap_future(job)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(waiter)
+            return cancelled
+        except asyncio.CancelledError:
+            if waiter.done():
+                return cancelled
+            cancelled = True  # this task was cancelled; the job still runs: keep waiting
+        except BaseException:
+            return cancelled  # the job failed: it has finished, which is all that matters
+
+
 class FilesystemStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -34,6 +58,8 @@ class FilesystemStore:
         self.upload_root = self.root / "uploads"
         self.blob_root.mkdir(parents=True, exist_ok=True)
         self.upload_root.mkdir(parents=True, exist_ok=True)
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+        self._io_pid = 0
 
     # Digests and upload ids are validated by the services before they get here; the asserts
     # keep a path component from ever escaping the root if that contract is broken.
@@ -93,39 +119,58 @@ class FilesystemStore:
         observe: Observer | None = None,
     ) -> int:
         path = self._upload_path(upload_id)
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        writer: AppendWriter | None = None
+        running: concurrent.futures.Future[None] | None = None
+
+        def release() -> None:
+            if writer is not None:
+                writer.close()
+            os.close(fd)
+
         try:
             if os.fstat(fd).st_size < offset:
                 raise FileNotFoundError(f"upload {upload_id} has lost data")
             os.ftruncate(fd, offset)
-            os.lseek(fd, offset, os.SEEK_SET)
+            writer = AppendWriter(fd, offset, str(path))
             size = offset
 
             def write(block: list[bytes]) -> None:
                 if observe is not None:
                     observe(block)
-                view = block
-                while view:
-                    written = os.writev(fd, view)
-                    # Drop fully written buffers; keep the tail of a partial one.
-                    while view and written >= len(view[0]):
-                        written -= len(view[0])
-                        view = view[1:]
-                    if view and written:
-                        view = [view[0][written:], *view[1:]]
+                writer.write(block)
 
             # Hash and write one block in a thread while the loop receives the next one.
-            pending: asyncio.Future[None] | None = None
+            executor = self._executor()
             async for block in blocks:
-                if pending is not None:
-                    await pending
+                if running is not None:
+                    await asyncio.wrap_future(running)
                 size += sum(len(b) for b in block)
-                pending = asyncio.ensure_future(asyncio.to_thread(write, block))
-            if pending is not None:
-                await pending
+                running = executor.submit(write, block)
+            if running is not None:
+                await asyncio.wrap_future(running)
+            running = executor.submit(writer.finish)
+            end = await asyncio.wrap_future(running)
+            assert end == size, (end, size)
             return size
         finally:
-            os.close(fd)
+            # Interrupted (a dropped client, a cancelled task) while the thread still writes:
+            # wait for it. Once this returns, the caller releases the upload lock, and a retry
+            # may rewrite these offsets; a late write from this request must not land on top.
+            # Nor may the thread find its descriptor closed, or reused by another file.
+            cancelled = await _settle(running)
+            release()
+            if cancelled:
+                raise asyncio.CancelledError
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        # Made on first use in each process: a pool inherited across fork has no threads.
+        if self._io is None or self._io_pid != os.getpid():
+            self._io = concurrent.futures.ThreadPoolExecutor(
+                max_workers=IO_THREADS, thread_name_prefix="blob-io"
+            )
+            self._io_pid = os.getpid()
+        return self._io
 
     async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         with open(self._upload_path(upload_id), "rb") as fh:

@@ -1,0 +1,103 @@
+"""One serving process: the aiohttp application, its services, and the job scheduler. Also the
+start-up preparation (schema, administrator credential), which runs once before any worker.
+
+Only processes that serve import this module: the supervisor in `server.py` stays small."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from cargobay import logs, malloc
+from cargobay.app import build_app
+from cargobay.config import Settings
+from cargobay.iam.bootstrap import ensure_admin
+from cargobay.iam.credentials import CredentialStore
+from cargobay.iam.secrets import load_box
+from cargobay.jobs.leases import Scheduler
+from cargobay.jobs.schedule import periodic_jobs
+from cargobay.metadata.db import Database
+from cargobay.registry.services import Services
+
+
+async def prepare(settings: Settings) -> None:
+    """Create the data directory, schema and administrator credential (idempotent). Raises
+    SchemaOutOfDate when the schema is behind and may not be upgraded here."""
+    from cargobay.metadata import migrations  # Alembic: loaded only where schemas change
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
+    db = Database(settings.database_url)
+    try:
+        store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
+        await ensure_admin(
+            store,
+            settings.account_id,
+            settings.credentials_file,
+            settings.admin_access_key_id,
+            settings.admin_secret_access_key,
+        )
+    finally:
+        await db.dispose()
+
+
+def prepare_sync(settings: Settings) -> None:
+    asyncio.run(prepare(settings))
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    return context
+
+
+# How much of a request body aiohttp buffers before it stops reading the socket. Its 64 KiB
+# default pauses and resumes the socket (two epoll_ctl calls) every 128 KiB of an upload.
+READ_BUFSIZE = 1024 * 1024
+
+
+async def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    services = Services.build(settings)
+    app = build_app(services)
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("aiohttp.access"),
+        handle_signals=False,
+        read_bufsize=READ_BUFSIZE,
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=_ssl_context(settings),
+        reuse_port=reuse_port,
+        backlog=1024,
+    )
+    await site.start()
+    scheduler = None
+    if settings.jobs_enabled:
+        scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
+        scheduler.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    if scheduler is not None:
+        await scheduler.stop()
+    await runner.cleanup()
+
+
+def worker_main(settings: Settings, reuse_port: bool) -> None:
+    malloc.tune()
+    logs.setup(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_worker(settings, reuse_port))
