@@ -4,7 +4,7 @@ per core, each with its own event loop and database pool, all accepting on the s
 
 The supervisor imports only the standard library and the settings: each worker imports the
 application after it is forked. A supervisor that preloaded aiohttp and SQLAlchemy would carry
-their ~55 MiB for nothing, since it never serves a request.
+their ~40 MiB for nothing, since it never serves a request.
 """
 
 from __future__ import annotations

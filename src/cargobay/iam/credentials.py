@@ -4,6 +4,10 @@ key id and secret.
 Verification never hashes a password per request: a successful check is remembered for a short
 time under a SHA-256 of (key id, secret), so the next request with the same credentials costs a
 dictionary lookup, and a wrong secret never matches a cached entry.
+
+Nor does it open the sealed secret: each key stores a keyed verifier of its secret
+(SecretBox.verifier) that a presented secret is compared against, so serving processes never
+load `cryptography`. Only SigV4 (`lookup`) needs the plaintext.
 """
 
 from __future__ import annotations
@@ -11,17 +15,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Update, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import SecretBox
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
+
+log = logging.getLogger("cargobay")
 
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CACHE_SECONDS = 30.0
@@ -43,6 +51,17 @@ class KeyRecord:
     principal: Principal
     secret: str
     active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyRow:
+    """An access key as stored: its secret still sealed, its verifier NULL if it predates
+    revision 0005 and start-up has not filled it in yet."""
+
+    principal: Principal
+    active: bool
+    sealed: str
+    verifier: str | None
 
 
 class CredentialStore:
@@ -101,19 +120,27 @@ class CredentialStore:
                     id=key_id,
                     user_id=user_id,
                     secret=self.box.seal(secret),
+                    secret_verifier=self.box.verifier(secret),
                     status="Active",
                     created_at=time.time(),
                 )
             )
         return key_id, secret
 
-    async def lookup(self, key_id: str) -> KeyRecord | None:
-        """The principal and plaintext secret behind an access key id."""
+    async def _key_row(self, key_id: str) -> _KeyRow | None:
+        """The key and its principal, without opening the secret (no `cryptography`)."""
         k, u = schema.access_keys, schema.users
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
-                    select(k.c.secret, k.c.status, u.c.account_id, u.c.name, u.c.is_admin)
+                    select(
+                        k.c.secret,
+                        k.c.secret_verifier,
+                        k.c.status,
+                        u.c.account_id,
+                        u.c.name,
+                        u.c.is_admin,
+                    )
                     .join(u, u.c.id == k.c.user_id)
                     .where(k.c.id == key_id)
                 )
@@ -121,7 +148,14 @@ class CredentialStore:
         if row is None:
             return None
         principal = Principal(row.account_id, row.name, key_id, bool(row.is_admin))
-        return KeyRecord(principal, self.box.open(row.secret), row.status == "Active")
+        return _KeyRow(principal, row.status == "Active", row.secret, row.secret_verifier)
+
+    async def lookup(self, key_id: str) -> KeyRecord | None:
+        """The principal and plaintext secret behind an access key id (SigV4 needs it)."""
+        row = await self._key_row(key_id)
+        if row is None:
+            return None
+        return KeyRecord(row.principal, self.box.open(row.sealed), row.active)
 
     async def active_principal(self, key_id: str) -> Principal | None:
         """The current principal of an Active access key, or None. Tokens issued for a key
@@ -134,13 +168,13 @@ class CredentialStore:
         cached = self._verified.get(cache_key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await self.lookup(key_id)
-        if record is None or not record.active:
+        row = await self._key_row(key_id)
+        if row is None or not row.active:
             return None
         if len(self._verified) > 10_000:
             self._verified.clear()
-        self._verified[cache_key] = (now + CACHE_SECONDS, record.principal)
-        return record.principal
+        self._verified[cache_key] = (now + CACHE_SECONDS, row.principal)
+        return row.principal
 
     async def verify(self, key_id: str, secret: str) -> Principal | None:
         """The principal for a key id and secret, or None; constant-time on the secret."""
@@ -151,16 +185,58 @@ class CredentialStore:
         cached = self._verified.get(fingerprint)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await self.lookup(key_id)
-        if record is None or not record.active:
-            hmac.compare_digest(secret.encode(), secret.encode())  # keep timing uniform
+        presented = self.box.verifier(secret)
+        row = await self._key_row(key_id)
+        if row is None or not row.active:
+            hmac.compare_digest(presented, presented)  # keep timing uniform
             return None
-        if not hmac.compare_digest(record.secret.encode(), secret.encode()):
+        if not await self._secret_matches(key_id, row, secret, presented):
             return None
         if len(self._verified) > 10_000:
             self._verified.clear()
-        self._verified[fingerprint] = (now + CACHE_SECONDS, record.principal)
-        return record.principal
+        self._verified[fingerprint] = (now + CACHE_SECONDS, row.principal)
+        return row.principal
+
+    async def _secret_matches(self, key_id: str, row: _KeyRow, secret: str, presented: str) -> bool:
+        """Whether `secret` (whose verifier is `presented`) is the key's, in constant time."""
+        if row.verifier is not None:
+            return hmac.compare_digest(row.verifier, presented)
+        # A key from before revision 0005 that start-up has not filled in (another node ran an
+        # older version): open it this once, and store its verifier so no process must again.
+        plaintext = self.box.open(row.sealed)
+        await self._store_verifier(key_id, row.sealed, self.box.verifier(plaintext))
+        return hmac.compare_digest(plaintext.encode(), secret.encode())
+
+    async def _store_verifier(self, key_id: str, sealed: str, verifier: str) -> None:
+        """Best effort: a failure only means the next process opens the secret again."""
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(_set_verifier(key_id, sealed, verifier))
+        except SQLAlchemyError:
+            log.warning("could not store the verifier of access key %s", key_id, exc_info=True)
+
+    async def backfill_verifiers(self) -> int:
+        """Store the verifier of every key made before revision 0005; returns how many. Runs at
+        start-up, before any worker, so workers never need to open a secret for a Basic check."""
+        k = schema.access_keys
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(select(k.c.id, k.c.secret).where(k.c.secret_verifier.is_(None)))
+            ).all()
+        filled: list[tuple[str, str, str]] = []
+        for row in rows:
+            try:
+                filled.append((row.id, row.secret, self.box.verifier(self.box.open(row.secret))))
+            except ValueError:  # sealed under another deployment key: it cannot verify anyway
+                log.warning("access key %s cannot be opened with this deployment key", row.id)
+        if not filled:
+            return 0
+        count = 0
+        async with self.db.write() as conn:
+            for key_id, sealed, verifier in filled:
+                count += (await conn.execute(_set_verifier(key_id, sealed, verifier))).rowcount
+        log.info("stored verifiers for %d access keys created before this version", count)
+        return count
 
     async def _check_epoch(self, now: float) -> None:
         """Drop every remembered verification when any process revoked a key since the last
@@ -200,6 +276,17 @@ class CredentialStore:
                 for fingerprint, entry in self._verified.items()
                 if entry[1].access_key_id not in gone
             }
+
+
+def _set_verifier(key_id: str, sealed: str, verifier: str) -> Update:
+    """Fill in a key's missing verifier, only while the row still holds the sealed secret it
+    was computed from: a key deleted and re-created under the same id keeps its own."""
+    k = schema.access_keys
+    return (
+        k.update()
+        .where(k.c.id == key_id, k.c.secret == sealed, k.c.secret_verifier.is_(None))
+        .values(secret_verifier=verifier)
+    )
 
 
 class UserExists(ValueError):

@@ -4,27 +4,39 @@ Reads and writes go through separate helpers so that, on SQLite, a write transac
 write lock up front (`BEGIN IMMEDIATE`) and waits on the busy timeout instead of failing with
 "database is locked" when two worker processes write at once. On PostgreSQL both are ordinary
 transactions; races are settled by unique keys and conditional updates in the queries.
+
+On a SQLite file (the embedded default) everything runs on SQLAlchemy's synchronous engine:
+short lookups and write transactions on the event loop, longer reads in a thread. SQLAlchemy's
+asyncio layer (which brings its ORM) and aiosqlite are loaded only for PostgreSQL and
+in-memory SQLite, which keeps about 8 MiB out of every embedded worker process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fcntl
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cargobay.metadata import schema
 from cargobay.metadata.errors import SchemaOutOfDate
+from cargobay.threads import settle
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = ["Database", "SchemaOutOfDate", "async_url"]
+
+# Open `read` transactions per process on a SQLite file (each holds one connection).
+THREAD_READS = 8
 
 
 def async_url(url: str) -> str:
@@ -44,27 +56,48 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        # On a SQLite file, request-path lookups run synchronously on the event loop thread
-        # (see `read_now`); elsewhere `read_now` is `read`.
+        # On a SQLite file: synchronous engines (see `read_now`, `read` and `write`);
+        # elsewhere: asyncio engines, and `read_now` is `read`.
         self._sync_reader: Engine | None = None
         self._sync_writer: Engine | None = None
         self._writers: _WriterLock | None = None
-        if self.is_sqlite:
+        self._thread_reader: Engine | None = None
+        self._read_threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._read_threads_pid = 0
+        self._read_slots: asyncio.Semaphore | None = None
+        self._read_slots_loop: asyncio.AbstractEventLoop | None = None
+        self.reader: AsyncEngine | None = None
+        self.writer: AsyncEngine | None = None
+        parsed = make_url(self.url)
+        database = parsed.database or ""
+        if (
+            self.is_sqlite
+            and database
+            and database != ":memory:"
+            and "memory" not in str(parsed.query)
+        ):
+            sync_url = parsed.set(drivername="sqlite")
+            self._sync_reader = self._sqlite_sync_engine(sync_url, writer=False)
+            self._sync_writer = self._sqlite_sync_engine(sync_url, writer=True, pool_size=2)
+            # `read` transactions hold a connection across awaits, in threads: their own pool,
+            # so they can never starve `read_now`, which waits for one on the event loop.
+            self._thread_reader = self._sqlite_sync_engine(
+                sync_url, writer=False, pool_size=THREAD_READS, max_overflow=0
+            )
+            self._writers = _WriterLock(f"{database}-writer.lock")
+        elif self.is_sqlite:
             self.reader = self._sqlite_engine(immediate=False)
             self.writer = self._sqlite_engine(immediate=True)
-            parsed = make_url(self.url)
-            database = parsed.database or ""
-            if database and database != ":memory:" and "memory" not in str(parsed.query):
-                sync_url = parsed.set(drivername="sqlite")
-                self._sync_reader = self._sqlite_sync_engine(sync_url, writer=False)
-                self._sync_writer = self._sqlite_sync_engine(sync_url, writer=True)
-                self._writers = _WriterLock(f"{database}-writer.lock")
         else:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
             self.reader = self.writer = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         engine = create_async_engine(self.url, pool_size=2 if immediate else 5, max_overflow=8)
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
@@ -86,8 +119,10 @@ class Database:
         return engine
 
     @staticmethod
-    def _sqlite_sync_engine(url: Any, *, writer: bool) -> Engine:
-        engine = create_engine(url, pool_size=2 if writer else 4, max_overflow=4)
+    def _sqlite_sync_engine(
+        url: Any, *, writer: bool, pool_size: int = 4, max_overflow: int = 4
+    ) -> Engine:
+        engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -110,8 +145,38 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.reader.connect() as conn:
-            yield conn
+        """A read transaction (one snapshot) for queries that may scan: on a SQLite file its
+        statements run in a thread, so the event loop keeps serving meanwhile."""
+        if self._thread_reader is None:
+            assert self.reader is not None
+            async with self.reader.connect() as conn:
+                yield conn
+            return
+        # At most as many open transactions as the pool has connections, waited for here on
+        # the loop: a thread must never block on the pool, or the transactions holding the
+        # connections could find no thread to finish on.
+        async with self._slots():
+            reads = _ThreadReads(self._thread_reader, self._reader_pool())
+            await reads.begin()
+            try:
+                yield reads  # type: ignore[misc]
+            finally:
+                await reads.end()
+
+    def _slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._read_slots is None or self._read_slots_loop is not loop:
+            self._read_slots, self._read_slots_loop = asyncio.Semaphore(THREAD_READS), loop
+        return self._read_slots
+
+    def _reader_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        # Made on first use in each process: a pool inherited across fork has no threads.
+        if self._read_threads is None or self._read_threads_pid != os.getpid():
+            self._read_threads = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="db-read"
+            )
+            self._read_threads_pid = os.getpid()
+        return self._read_threads
 
     @asynccontextmanager
     async def read_now(self) -> AsyncIterator[AsyncConnection | _SyncReads]:
@@ -129,6 +194,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         if self._writers is None:
+            assert self.writer is not None
             async with self.writer.begin() as conn:
                 yield conn
             return
@@ -163,10 +229,16 @@ class Database:
             self._sync_reader.dispose()
         if self._sync_writer is not None:
             self._sync_writer.dispose()
+        if self._thread_reader is not None:
+            self._thread_reader.dispose()
         if self._writers is not None:
             self._writers.close()
-        await self.reader.dispose()
-        if self.writer is not self.reader:
+        if self._read_threads is not None and self._read_threads_pid == os.getpid():
+            self._read_threads.shutdown(wait=True)
+            self._read_threads = None
+        if self.reader is not None:
+            await self.reader.dispose()
+        if self.writer is not None and self.writer is not self.reader:
             await self.writer.dispose()
 
 
@@ -259,6 +331,67 @@ class _SyncReads:
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return self._conn.scalar(statement, parameters)
+
+
+class _ThreadReads:
+    """A read transaction on a synchronous SQLite connection whose statements run, one at a
+    time, in a thread. Results are fetched in the thread too (frozen), so the event loop never
+    waits on the database. If the task is cancelled mid-statement, the connection is only
+    rolled back and returned once that statement has finished with it."""
+
+    __slots__ = ("_conn", "_engine", "_pool", "_running")
+
+    def __init__(self, engine: Engine, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._conn: Connection | None = None
+        self._running: concurrent.futures.Future[Any] | None = None
+
+    @property
+    def dialect(self) -> Any:
+        return self._engine.dialect
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        self._running = self._pool.submit(fn)
+        return await asyncio.wrap_future(self._running)
+
+    async def begin(self) -> None:
+        def begin() -> None:
+            self._conn = self._engine.connect()
+            self._conn.exec_driver_sql("BEGIN")
+
+        await self._call(begin)
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        def run() -> Any:
+            assert self._conn is not None
+            result = self._conn.execute(statement, parameters)
+            return result.freeze()() if result.returns_rows else result
+
+        return await self._call(run)
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        def run() -> Any:
+            assert self._conn is not None
+            return self._conn.scalar(statement, parameters)
+
+        return await self._call(run)
+
+    async def end(self) -> None:
+        cancelled = await settle(self._running)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+
+            def close() -> None:
+                try:
+                    conn.rollback()
+                finally:
+                    conn.close()
+
+            job = self._pool.submit(close)
+            cancelled = await settle(job) or cancelled
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 def now() -> float:

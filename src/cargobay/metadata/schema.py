@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -205,6 +205,10 @@ access_keys = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     # The secret sealed with the deployment's key (see iam.secrets); SigV4 needs it back.
     Column("secret", Text, nullable=False),
+    # Hex HMAC-SHA256 of the secret under a key derived from the deployment's (SecretBox.verifier):
+    # HTTP Basic checks compare it instead of opening `secret`, so serving processes need not
+    # load `cryptography`. NULL for keys made before revision 0005 until start-up fills it in.
+    Column("secret_verifier", String(64)),
     Column("status", String(16), nullable=False, default="Active"),
     Column("created_at", Float, nullable=False),
 )

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT; each dialect is imported only where it is
+    used, so an embedded (SQLite) process never loads PostgreSQL's."""
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert(table)
 
 
 def insert_ignore(conn: AsyncConnection, table: Table, **values: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING: idempotent links and registrations."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+    return conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing())
 
 
 def upsert(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) -> Any:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET the other columns."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(table).values(**values)
+    stmt = _insert(conn, table).values(**values)
     update = {k: stmt.excluded[k] for k in values if k not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
 
@@ -26,7 +35,6 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) 
 def add_counts(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) -> Any:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET counter = counter + new: lossless counters
     that many workers and nodes can add to at once."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(table).values(**values)
+    stmt = _insert(conn, table).values(**values)
     update = {k: table.c[k] + stmt.excluded[k] for k in values if k not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))

@@ -14,10 +14,10 @@ import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from cargobay.storage.base import Observer, UploadBusy
 from cargobay.storage.direct import AppendWriter
+from cargobay.threads import settle
 
 READ_BLOCK = 1024 * 1024
 # Threads that hash and write uploads, per process: one busy per upload being received.
@@ -30,25 +30,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-async def _settle(job: concurrent.futures.Future[Any] | None) -> bool:
-    """Wait until a thread job has finished, even through cancellation of the calling task;
-    True if a cancellation arrived meanwhile (the caller re-raises it)."""
-    if job is None or job.done():
-        return False
-    waiter = asyncio.wrap_future(job)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(waiter)
-            return cancelled
-        except asyncio.CancelledError:
-            if waiter.done():
-                return cancelled
-            cancelled = True  # this task was cancelled; the job still runs: keep waiting
-        except BaseException:
-            return cancelled  # the job failed: it has finished, which is all that matters
 
 
 class FilesystemStore:
@@ -158,7 +139,7 @@ class FilesystemStore:
             # wait for it. Once this returns, the caller releases the upload lock, and a retry
             # may rewrite these offsets; a late write from this request must not land on top.
             # Nor may the thread find its descriptor closed, or reused by another file.
-            cancelled = await _settle(running)
+            cancelled = await settle(running)
             release()
             if cancelled:
                 raise asyncio.CancelledError
