@@ -24,8 +24,10 @@ async def settle(job: concurrent.futures.Future[Any] | None) -> bool:
             await asyncio.shield(waiter)
             return cancelled
         except asyncio.CancelledError:
+            # This task was asked to stop (whether or not the job finished in the same turn):
+            # remember it for the caller, and keep waiting while the job still runs.
+            cancelled = True
             if waiter.done():
                 return cancelled
-            cancelled = True  # this task was cancelled; the job still runs: keep waiting
         except BaseException:
             return cancelled  # the job failed: it has finished, which is all that matters

@@ -73,8 +73,9 @@ def test_a_later_append_replaces_bytes_past_its_offset(tmp_path: Path) -> None:
     assert path.read_bytes() == first + again
 
 
+@pytest.mark.parametrize("size", [2 * STAGING_BYTES + 99, STAGING_BYTES - 7, 3 * ALIGN + 5])
 def test_writes_go_buffered_when_direct_writes_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     """A filesystem that opens with O_DIRECT but refuses the writes (EINVAL) still gets every
     byte, through the page cache, and later writers do not try again."""
@@ -91,7 +92,7 @@ def test_writes_go_buffered_when_direct_writes_are_refused(
     direct_fds: set[int] = set()
     monkeypatch.setattr(direct.os, "pwrite", pwrite)
     path = tmp_path / "upload"
-    data = os.urandom(2 * STAGING_BYTES + 99)
+    data = os.urandom(size)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     writer = AppendWriter(fd, 0, str(path))
     if writer._dfd is None:
@@ -106,6 +107,25 @@ def test_writes_go_buffered_when_direct_writes_are_refused(
     assert refused, "the direct write was never attempted"
     assert path.read_bytes() == data
     assert direct._direct_works is False
+
+
+def test_no_staging_buffer_is_held_between_writes(tmp_path: Path) -> None:
+    """A request waiting on its client holds no staging buffer, only its sub-block tail."""
+    path = tmp_path / "upload"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    writer = AppendWriter(fd, 0, str(path))
+    try:
+        first, second = os.urandom(STAGING_BYTES + ALIGN + 10), os.urandom(ALIGN - 3)
+        writer.write([first])
+        assert writer._view is None and writer._staging is None
+        assert len(writer._carry) < ALIGN
+        writer.write([second])
+        assert writer._view is None
+        assert writer.finish() == len(first) + len(second)
+    finally:
+        writer.close()
+        os.close(fd)
+    assert path.read_bytes() == first + second
 
 
 def test_staging_buffers_are_reused(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ class Authorizer:
 
     async def _identity(self, principal: Principal) -> tuple[list[str], dict[str, str]]:
         u, up = schema.users, schema.user_policies
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             rows = (
                 await conn.execute(
                     select(u.c.tags, up.c.document)
@@ -128,7 +128,7 @@ class Authorizer:
 
     async def _resource_tags(self, repository_id: int) -> dict[str, str]:
         t = schema.repository_tags
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             rows = await conn.execute(
                 select(t.c.key, t.c.value).where(t.c.repository_id == repository_id)
             )

@@ -130,7 +130,7 @@ class CredentialStore:
     async def _key_row(self, key_id: str) -> _KeyRow | None:
         """The key and its principal, without opening the secret (no `cryptography`)."""
         k, u = schema.access_keys, schema.users
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             row = (
                 await conn.execute(
                     select(
@@ -243,7 +243,7 @@ class CredentialStore:
         look: revocations reach every worker and node within EPOCH_CHECK_SECONDS."""
         self._epoch_checked_at = now
         t = schema.server_keys
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             epoch = (
                 await conn.execute(select(t.c.value).where(t.c.name == EPOCH_KEY))
             ).scalar_one_or_none()

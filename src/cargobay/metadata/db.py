@@ -157,8 +157,10 @@ class Database:
         # connections could find no thread to finish on.
         async with self._slots():
             reads = _ThreadReads(self._thread_reader, self._reader_pool())
-            await reads.begin()
             try:
+                # Inside the try: if cancelled while BEGIN runs in its thread, `end` waits for
+                # it and returns the connection it checked out.
+                await reads.begin()
                 yield reads  # type: ignore[misc]
             finally:
                 await reads.end()

@@ -245,7 +245,7 @@ class RepositoryService:
         """Whether a push may create a repository in this account: its own setting, else the
         deployment's default."""
         a = schema.account_settings
-        async with self.db.read() as conn:
+        async with self.db.read_now() as conn:
             value = (
                 await conn.execute(select(a.c.create_on_push).where(a.c.account_id == registry_id))
             ).scalar_one_or_none()

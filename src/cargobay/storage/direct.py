@@ -38,7 +38,11 @@ _direct_works = hasattr(os, "O_DIRECT")
 
 class AppendWriter:
     """Writes a stream of byte blocks into a file from `offset` on; not thread-safe (one
-    writer thread at a time, as the caller's upload lock guarantees)."""
+    writer thread at a time, as the caller's upload lock guarantees).
+
+    A staging buffer is held only while `write` runs: what is left staged after it (less
+    than one block) is kept as a small `bytes`, so a request waiting on its client holds no
+    buffer, and buffers in use never outnumber the threads writing."""
 
     def __init__(self, fd: int, offset: int, path: str) -> None:
         self.fd = fd  # buffered descriptor, owned by the caller
@@ -47,20 +51,48 @@ class AppendWriter:
         self._dfd: int | None = None
         self._staging: mmap.mmap | None = None
         self._view: memoryview | None = None
-        self._fill = 0  # bytes staged, to go at self.pos
+        self._fill = 0  # bytes staged in the buffer, to go at self.pos
+        self._carry = b""  # or, between writes, held here (less than ALIGN bytes)
         if _direct_works:
             with contextlib.suppress(OSError):
                 self._dfd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
 
     def write(self, block: list[bytes]) -> None:
-        for chunk in block:
-            self._write_chunk(memoryview(chunk))
+        try:
+            for chunk in block:
+                self._write_chunk(memoryview(chunk))
+            if self._view is not None and self._fill >= ALIGN:
+                self._flush_direct(self._fill - self._fill % ALIGN)
+        finally:
+            if self._view is not None:
+                self._carry = bytes(self._view[: self._fill])
+                self._fill = 0
+            self._return_staging()
+
+    def finish(self) -> int:
+        """Write the last partial block through the page cache and queue the buffered bytes
+        for write-out; returns the file's new end."""
+        carry, self._carry = self._carry, b""
+        if carry:
+            self._buffered(memoryview(carry))
+        self._writeback.wrote(self.pos, force=True)
+        return self.pos
+
+    def close(self) -> None:
+        try:
+            self._return_staging()
+        finally:
+            if self._dfd is not None:
+                dfd, self._dfd = self._dfd, None
+                os.close(dfd)
+
+    # -- internals ------------------------------------------------------------------------
 
     def _write_chunk(self, data: memoryview) -> None:
         if self._dfd is None:
             self._buffered(data)
             return
-        if self._fill == 0 and self.pos % ALIGN:
+        if self._view is None and not self._carry and self.pos % ALIGN:
             # Up to the next block boundary through the page cache.
             head = min(len(data), ALIGN - self.pos % ALIGN)
             self._buffered(data[:head])
@@ -77,72 +109,54 @@ class AppendWriter:
                     self._buffered(data)
                     return
 
-    def finish(self) -> int:
-        """Write what is staged (whole blocks directly, the tail buffered) and queue the
-        buffered bytes for write-out; returns the file's new end."""
-        if self._fill:
-            whole = self._fill - self._fill % ALIGN
-            tail = self._fill - whole
-            if whole:
-                self._flush_direct(whole)
-            if tail:
-                assert self._view is not None
-                self._fill = 0
-                self._buffered(self._view[:tail])
-        self._writeback.wrote(self.pos, force=True)
-        return self.pos
-
-    def close(self) -> None:
-        if self._view is not None:
-            self._view.release()
-            self._view = None
-        if self._staging is not None:
-            with _pool_lock:
-                if len(_pool) < _POOL_MAX:
-                    _pool.append(self._staging)
-                else:
-                    self._staging.close()
-            self._staging = None
-        if self._dfd is not None:
-            os.close(self._dfd)
-            self._dfd = None
-
-    # -- internals ------------------------------------------------------------------------
-
     def _staging_view(self) -> memoryview:
         if self._view is None:
             # Anonymous mappings are page-aligned, which O_DIRECT needs of the buffer.
             with _pool_lock:
-                self._staging = _pool.pop() if _pool else None
-            if self._staging is None:
-                self._staging = mmap.mmap(-1, STAGING_BYTES)
+                staging = _pool.pop() if _pool else None
+            self._staging = staging if staging is not None else mmap.mmap(-1, STAGING_BYTES)
             self._view = memoryview(self._staging)
+            carry, self._carry = self._carry, b""
+            self._view[: len(carry)] = carry
+            self._fill = len(carry)
         return self._view
+
+    def _return_staging(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        if self._staging is not None:
+            staging, self._staging = self._staging, None
+            with _pool_lock:
+                if len(_pool) < _POOL_MAX:
+                    _pool.append(staging)
+                    return
+            with contextlib.suppress(BufferError):  # a failed write's traceback may pin it
+                staging.close()
 
     def _flush_direct(self, length: int) -> None:
         """Write the first `length` staged bytes (a multiple of ALIGN) at self.pos directly,
-        keeping any remainder staged."""
+        keeping any remainder staged. If the filesystem refuses, write everything staged
+        through the page cache and stop using direct I/O."""
         assert self._view is not None and self._dfd is not None
-        data = self._view[:length]
+        written = 0
         try:
-            written = 0
             while written < length:
-                written += os.pwrite(self._dfd, data[written:], self.pos + written)
+                with self._view[written:length] as piece:
+                    written += os.pwrite(self._dfd, piece, self.pos + written)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             # This filesystem takes O_DIRECT at open but not these writes: go buffered.
             global _direct_works
             _direct_works = False
-            os.close(self._dfd)
-            self._dfd = None
+            dfd, self._dfd = self._dfd, None
+            os.close(dfd)
             rest = bytes(self._view[written : self._fill])
             self._fill = 0
             self.pos += written
             self._buffered(memoryview(rest))
             return
-        finally:
-            data.release()
         self.pos += length
         remainder = self._fill - length
         if remainder:
@@ -152,6 +166,7 @@ class AppendWriter:
     def _buffered(self, data: memoryview) -> None:
         written = 0
         while written < len(data):
-            written += os.pwrite(self.fd, data[written:], self.pos + written)
+            with data[written:] as piece:
+                written += os.pwrite(self.fd, piece, self.pos + written)
         self.pos += len(data)
         self._writeback.wrote(self.pos)

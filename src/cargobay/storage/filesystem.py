@@ -14,6 +14,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from cargobay.storage.base import Observer, UploadBusy
 from cargobay.storage.direct import AppendWriter
@@ -102,7 +103,7 @@ class FilesystemStore:
         path = self._upload_path(upload_id)
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         writer: AppendWriter | None = None
-        running: concurrent.futures.Future[None] | None = None
+        running: list[concurrent.futures.Future[Any]] = []
 
         def release() -> None:
             if writer is not None:
@@ -116,30 +117,30 @@ class FilesystemStore:
             writer = AppendWriter(fd, offset, str(path))
             size = offset
 
-            def write(block: list[bytes]) -> None:
-                if observe is not None:
-                    observe(block)
-                writer.write(block)
-
-            # Hash and write one block in a thread while the loop receives the next one.
+            # While the loop receives the next block, threads hash this one and write it: in
+            # parallel, since a direct write mostly waits on the disk and hashing on the CPU.
             executor = self._executor()
             async for block in blocks:
-                if running is not None:
-                    await asyncio.wrap_future(running)
+                for job in running:
+                    await asyncio.wrap_future(job)
                 size += sum(len(b) for b in block)
-                running = executor.submit(write, block)
-            if running is not None:
-                await asyncio.wrap_future(running)
-            running = executor.submit(writer.finish)
-            end = await asyncio.wrap_future(running)
+                running = [executor.submit(writer.write, block)]
+                if observe is not None:
+                    running.append(executor.submit(observe, block))
+            for job in running:
+                await asyncio.wrap_future(job)
+            running = [executor.submit(writer.finish)]
+            end = await asyncio.wrap_future(running[0])
             assert end == size, (end, size)
             return size
         finally:
-            # Interrupted (a dropped client, a cancelled task) while the thread still writes:
-            # wait for it. Once this returns, the caller releases the upload lock, and a retry
-            # may rewrite these offsets; a late write from this request must not land on top.
-            # Nor may the thread find its descriptor closed, or reused by another file.
-            cancelled = await settle(running)
+            # Interrupted (a dropped client, a cancelled task) while the threads still work:
+            # wait for them. Once this returns, the caller releases the upload lock, and a
+            # retry may rewrite these offsets; a late write from this request must not land on
+            # top. Nor may a thread find its descriptor closed, or reused by another file.
+            cancelled = False
+            for job in running:
+                cancelled = await settle(job) or cancelled
             release()
             if cancelled:
                 raise asyncio.CancelledError
