@@ -45,11 +45,19 @@ def _requests(seed: int) -> list[list[bytes]]:
     return requests
 
 
+@pytest.fixture(autouse=True)
+def _direct_from_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exercise direct I/O with small files: no cached prefix unless a test sets one."""
+    monkeypatch.setattr(direct, "DIRECT_FROM", 0)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("use_direct", [True, False])
+@pytest.mark.parametrize("direct_from", [0, 3 * ALIGN, STAGING_BYTES + ALIGN])
 def test_appends_hold_exactly_the_bytes_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, use_direct: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, use_direct: bool, direct_from: int
 ) -> None:
+    monkeypatch.setattr(direct, "DIRECT_FROM", direct_from)
     if not use_direct:
         monkeypatch.setattr(direct, "_direct_works", False)
     path = tmp_path / "upload"
