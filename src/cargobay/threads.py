@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from typing import Any
 
 
@@ -31,3 +32,28 @@ async def settle(job: concurrent.futures.Future[Any] | None) -> bool:
                 return cancelled
         except BaseException:
             return cancelled  # the job failed: it has finished, which is all that matters
+
+
+class ProcessPool:
+    """A thread pool made on first use in each process: one inherited across a fork has no
+    threads, and its queue would never be served."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max_workers = max_workers
+        self._name = name
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pid = 0
+
+    def get(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None or self._pid != os.getpid():
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._max_workers, thread_name_prefix=self._name
+            )
+            self._pid = os.getpid()
+        return self._pool
+
+    def shutdown(self) -> None:
+        """Stop this process's threads once their jobs are done (not a parent's pool)."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.shutdown(wait=True)
+        self._pool = None

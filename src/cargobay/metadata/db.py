@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from cargobay.metadata import schema
 from cargobay.metadata.errors import SchemaOutOfDate
-from cargobay.threads import settle
+from cargobay.threads import ProcessPool, settle
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,8 +62,7 @@ class Database:
         self._sync_writer: Engine | None = None
         self._writers: _WriterLock | None = None
         self._thread_reader: Engine | None = None
-        self._read_threads: concurrent.futures.ThreadPoolExecutor | None = None
-        self._read_threads_pid = 0
+        self._read_threads = ProcessPool(4, "db-read")
         self._read_slots: asyncio.Semaphore | None = None
         self._read_slots_loop: asyncio.AbstractEventLoop | None = None
         self.reader: AsyncEngine | None = None
@@ -156,7 +155,7 @@ class Database:
         # the loop: a thread must never block on the pool, or the transactions holding the
         # connections could find no thread to finish on.
         async with self._slots():
-            reads = _ThreadReads(self._thread_reader, self._reader_pool())
+            reads = _ThreadReads(self._thread_reader, self._read_threads.get())
             try:
                 # Inside the try: if cancelled while BEGIN runs in its thread, `end` waits for
                 # it and returns the connection it checked out.
@@ -170,15 +169,6 @@ class Database:
         if self._read_slots is None or self._read_slots_loop is not loop:
             self._read_slots, self._read_slots_loop = asyncio.Semaphore(THREAD_READS), loop
         return self._read_slots
-
-    def _reader_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        # Made on first use in each process: a pool inherited across fork has no threads.
-        if self._read_threads is None or self._read_threads_pid != os.getpid():
-            self._read_threads = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="db-read"
-            )
-            self._read_threads_pid = os.getpid()
-        return self._read_threads
 
     @asynccontextmanager
     async def read_now(self) -> AsyncIterator[AsyncConnection | _SyncReads]:
@@ -235,9 +225,7 @@ class Database:
             self._thread_reader.dispose()
         if self._writers is not None:
             self._writers.close()
-        if self._read_threads is not None and self._read_threads_pid == os.getpid():
-            self._read_threads.shutdown(wait=True)
-            self._read_threads = None
+        self._read_threads.shutdown()
         if self.reader is not None:
             await self.reader.dispose()
         if self.writer is not None and self.writer is not self.reader:

@@ -18,7 +18,7 @@ from typing import Any
 
 from cargobay.storage.base import Observer, UploadBusy
 from cargobay.storage.direct import AppendWriter
-from cargobay.threads import settle
+from cargobay.threads import ProcessPool, settle
 
 READ_BLOCK = 1024 * 1024
 # Threads that hash and write uploads, per process: one busy per upload being received.
@@ -40,8 +40,7 @@ class FilesystemStore:
         self.upload_root = self.root / "uploads"
         self.blob_root.mkdir(parents=True, exist_ok=True)
         self.upload_root.mkdir(parents=True, exist_ok=True)
-        self._io: concurrent.futures.ThreadPoolExecutor | None = None
-        self._io_pid = 0
+        self._io = ProcessPool(IO_THREADS, "blob-io")
 
     # Digests and upload ids are validated by the services before they get here; the asserts
     # keep a path component from ever escaping the root if that contract is broken.
@@ -119,7 +118,7 @@ class FilesystemStore:
 
             # While the loop receives the next block, threads hash this one and write it: in
             # parallel, since a direct write mostly waits on the disk and hashing on the CPU.
-            executor = self._executor()
+            executor = self._io.get()
             async for block in blocks:
                 for job in running:
                     await asyncio.wrap_future(job)
@@ -144,15 +143,6 @@ class FilesystemStore:
             release()
             if cancelled:
                 raise asyncio.CancelledError
-
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        # Made on first use in each process: a pool inherited across fork has no threads.
-        if self._io is None or self._io_pid != os.getpid():
-            self._io = concurrent.futures.ThreadPoolExecutor(
-                max_workers=IO_THREADS, thread_name_prefix="blob-io"
-            )
-            self._io_pid = os.getpid()
-        return self._io
 
     async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         with open(self._upload_path(upload_id), "rb") as fh:
