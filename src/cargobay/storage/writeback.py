@@ -11,7 +11,6 @@ goes through libc; elsewhere (or if the call fails) it is a no-op and the fsync 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
@@ -63,8 +62,3 @@ class Writeback:
             self._call = None  # unsupported here (say, a filesystem without it): stop trying
             return
         self.queued = end
-
-
-def available() -> bool:
-    """Whether early write-out works on this platform (for tests and diagnostics)."""
-    return _load() is not None and os.name == "posix"
