@@ -8,7 +8,7 @@ from cargobay import metrics
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.errors import error_response
 from cargobay.distribution.routes import SERVICES, USAGE, add_routes
-from cargobay.oci.errors import Denied, Unauthorized
+from cargobay.errors import AccessDenied, Unauthenticated
 from cargobay.registry.services import Services
 
 
@@ -31,11 +31,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         principal = await authenticate(request, services)
-    except Unauthorized as exc:
+    except Unauthenticated as exc:
         return error_response(request, exc, services.settings.realm)
     if not principal.is_admin:
         return error_response(
-            request, Denied("metrics are for administrators"), services.settings.realm
+            request, AccessDenied("metrics are for administrators"), services.settings.realm
         )
     # An account's administrator sees its own account; the deployment's sees every account.
     own = None if principal.account_id == services.settings.account_id else principal.account_id

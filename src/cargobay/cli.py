@@ -369,11 +369,13 @@ def usage(as_json: bool, since: str | None, **options: object) -> None:
 def set_create_on_push(settings: Settings, value: str) -> None:
     """Whether pushes create missing repositories in this account (`default`: the
     deployment's create_on_push setting). ECR itself never does: `off` gives NAME_UNKNOWN."""
+    from cargobay.iam.authz import Authorizer
     from cargobay.registry.repositories import RepositoryService
 
     choice = {"on": True, "off": False, "default": None}[value]
 
     async def work(users):
-        await RepositoryService(users.db).set_create_on_push(settings.account_id, choice)
+        repositories = RepositoryService(users.db, settings, Authorizer(users.db))
+        await repositories.set_create_on_push(settings.account_id, choice)
 
     _run(work, settings)

@@ -133,7 +133,9 @@ def test_invalid_tags(client: Client, existing: tuple[str, str], tag: str) -> No
     repo, digest = existing
     manifest = client.get(f"/v2/{repo}/manifests/{digest}").content
     assert_error(client.put_manifest(repo, tag, manifest, OCI_MANIFEST), 400, "TAG_INVALID")
-    assert_error(client.get(f"/v2/{repo}/manifests/{tag}"), 400, "TAG_INVALID")
+    # A reference that is no valid tag names nothing: 404 on a read, as Distribution and Zot.
+    assert_error(client.get(f"/v2/{repo}/manifests/{tag}"), 404, "MANIFEST_UNKNOWN")
+    assert client.head(f"/v2/{repo}/manifests/{tag}").status_code == 404
     assert_error(client.delete(f"/v2/{repo}/manifests/{tag}"), 400, "TAG_INVALID")
 
 
@@ -166,7 +168,8 @@ def test_malformed_digests(client: Client, existing: tuple[str, str], digest: st
     assert_error(client.get(f"/v2/{repo}/blobs/{digest}"), 400, "DIGEST_INVALID")
     assert client.head(f"/v2/{repo}/blobs/{digest}").status_code == 400
     assert_error(client.delete(f"/v2/{repo}/blobs/{digest}"), 400, "DIGEST_INVALID")
-    assert_error(client.get(f"/v2/{repo}/manifests/{digest}"), 400, "DIGEST_INVALID")
+    assert_error(client.get(f"/v2/{repo}/manifests/{digest}"), 404, "MANIFEST_UNKNOWN")
+    assert client.head(f"/v2/{repo}/manifests/{digest}").status_code == 404
     assert_error(client.get(f"/v2/{repo}/referrers/{digest}"), 400, "DIGEST_INVALID")
     monolithic = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=b"x")
     assert_error(monolithic, 400, "DIGEST_INVALID")
@@ -186,10 +189,11 @@ def test_unknown_digest_algorithm_is_unsupported(client: Client, existing: tuple
     for method, path in [
         ("GET", f"/v2/{repo}/blobs/{MD5}"),
         ("DELETE", f"/v2/{repo}/blobs/{MD5}"),
-        ("GET", f"/v2/{repo}/manifests/{MD5}"),
         ("GET", f"/v2/{repo}/referrers/{MD5}"),
     ]:
         assert_error(client.request(method, path), 400, "UNSUPPORTED")
+    # Reading a manifest by a digest no algorithm here produces finds nothing.
+    assert_error(client.get(f"/v2/{repo}/manifests/{MD5}"), 404, "MANIFEST_UNKNOWN")
     monolithic = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": MD5}, data=b"x")
     assert_error(monolithic, 400, "UNSUPPORTED")
     location = client.start_upload(repo)

@@ -9,9 +9,9 @@ import re
 
 from aiohttp import web
 
+from cargobay.errors import Unauthenticated
 from cargobay.iam.principal import Principal
 from cargobay.iam.tokens import TokenClaims, TokenError, blob_scope
-from cargobay.oci.errors import Unauthorized
 from cargobay.registry.services import Services
 
 log = logging.getLogger("cargobay.auth")
@@ -71,19 +71,19 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
             # Only a download token, and only for the blob it was issued for.
             if claims.scope != blob_scope(registry_id, blob["name"], blob["digest"]):
                 log.info("refused a download token outside its scope")
-                raise Unauthorized("the token is not valid for this download")
+                raise Unauthenticated("the token is not valid for this download")
             return await _token_principal(services, claims)
-        raise Unauthorized()
+        raise Unauthenticated()
     user, secret = pair
     if user == ECR_USER:
         claims = await _token_claims(services, secret)
         if claims.scope:  # a download URL's token is not a login
             log.info("refused a download token used as a login")
-            raise Unauthorized("authorization token is invalid or expired")
+            raise Unauthenticated("authorization token is invalid or expired")
         return await _token_principal(services, claims)
     principal = await services.credentials.verify(user, secret)
     if principal is None:
-        raise Unauthorized("invalid credentials")
+        raise Unauthenticated("invalid credentials")
     return principal
 
 
@@ -96,7 +96,7 @@ async def _token_principal(services: Services, claims: TokenClaims) -> Principal
         claims.user_name,
     ):
         log.info("refused a token whose access key was revoked")
-        raise Unauthorized("authorization token is invalid or expired")
+        raise Unauthenticated("authorization token is invalid or expired")
     return principal
 
 
@@ -105,4 +105,4 @@ async def _token_claims(services: Services, token: str) -> TokenClaims:
         return await services.verify_token(token)
     except TokenError as exc:
         log.info("refused an authorization token: %s", exc.reason)
-        raise Unauthorized("authorization token is invalid or expired") from None
+        raise Unauthenticated("authorization token is invalid or expired") from None

@@ -1,24 +1,115 @@
-"""OCI error JSON: the one place registry errors become `/v2/` responses."""
+"""OCI error JSON: the one place domain errors become `/v2/` responses.
+
+`OCI_ERRORS` names, for every domain error, the distribution-spec code and HTTP status the
+`/v2/` door answers with. A test proves every class in `cargobay.errors` has an entry; an error
+without one is a bug and answers 500 UNKNOWN (logged), never a guess.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 
 from aiohttp import web
 
-from cargobay.oci.errors import RegistryError, Unauthorized
+from cargobay import errors as e
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+log = logging.getLogger("cargobay.distribution")
+
+OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
+    # categories services raise directly
+    e.NotFound: ("NAME_UNKNOWN", 404),
+    e.AlreadyExists: ("DENIED", 409),
+    e.Conflict: ("DENIED", 409),
+    e.InvalidParameter: ("DENIED", 400),
+    e.LimitExceeded: ("DENIED", 400),
+    e.AccessDenied: ("DENIED", 403),
+    e.Unauthenticated: ("UNAUTHORIZED", 401),
+    e.TooManyRequests: ("TOOMANYREQUESTS", 429),
+    e.Unsupported: ("UNSUPPORTED", 405),
+    # control plane (the `/v2/` door meets them only through shared services)
+    e.RepositoryNotFound: ("NAME_UNKNOWN", 404),
+    e.RepositoryAlreadyExists: ("DENIED", 409),
+    e.RepositoryNotEmpty: ("DENIED", 409),
+    e.RepositoryPolicyNotFound: ("DENIED", 404),
+    e.RegistryPolicyNotFound: ("DENIED", 404),
+    e.LifecyclePolicyNotFound: ("DENIED", 404),
+    e.LifecyclePolicyPreviewNotFound: ("DENIED", 404),
+    e.LifecyclePolicyPreviewInProgress: ("DENIED", 409),
+    e.TooManyTags: ("DENIED", 400),
+    # images
+    e.ImageNotFound: ("MANIFEST_UNKNOWN", 404),
+    e.ImageAlreadyExists: ("DENIED", 409),
+    # Distribution answers a push over an existing tag of an immutable repository (its
+    # tag-immutability middleware, as Harbor's and Zot's) with 400 TAG_INVALID.
+    e.ImageTagAlreadyExists: ("TAG_INVALID", 400),
+    e.ImageDigestDoesNotMatch: ("DIGEST_INVALID", 400),
+    # Deleting an index's child: 409 Conflict with DENIED, the code the spec lists for "the
+    # operation is not allowed on this resource" (there is no MANIFEST_REFERENCED code in
+    # the distribution-spec; 409 says "retry once the index is gone", as Zot answers).
+    e.ImageReferencedByManifestList: ("DENIED", 409),
+    e.ImageTagDoesNotMatchDigest: ("MANIFEST_INVALID", 400),
+    e.MissingDigestAndTag: ("MANIFEST_INVALID", 400),
+    e.LayersNotFound: ("MANIFEST_BLOB_UNKNOWN", 400),
+    e.ReferencedImagesNotFound: ("MANIFEST_UNKNOWN", 404),
+    e.ManifestInvalid: ("MANIFEST_INVALID", 400),
+    e.PayloadTooLarge: ("SIZE_INVALID", 413),
+    # names, tags, digests
+    e.NameInvalid: ("NAME_INVALID", 400),
+    e.TagInvalid: ("TAG_INVALID", 400),
+    e.DigestInvalid: ("DIGEST_INVALID", 400),
+    # The distribution-spec asks for 400 here (405 would say the method is not allowed).
+    e.DigestUnsupported: ("UNSUPPORTED", 400),
+    e.PaginationInvalid: ("PAGINATION_NUMBER_INVALID", 400),
+    # blobs and uploads
+    e.BlobUnknown: ("BLOB_UNKNOWN", 404),
+    e.UploadNotFound: ("BLOB_UPLOAD_UNKNOWN", 404),
+    e.UploadInvalid: ("BLOB_UPLOAD_INVALID", 400),
+    e.RangeInvalid: ("BLOB_UPLOAD_INVALID", 416),
+    e.SizeInvalid: ("SIZE_INVALID", 400),
+    e.LayerDigestMismatch: ("DIGEST_INVALID", 400),
+    e.EmptyUpload: ("BLOB_UPLOAD_INVALID", 400),
+    e.LayerAlreadyExists: ("DENIED", 409),
+    # IAM users (not reachable from `/v2/`; mapped so the table is total)
+    e.UserNotFound: ("DENIED", 404),
+    e.UserAlreadyExists: ("DENIED", 409),
+    e.DeleteConflict: ("DENIED", 409),
+}
+
+_UNMAPPED = ("UNKNOWN", 500)
 
 
-def error_response(request: web.Request, error: RegistryError, realm: str) -> web.Response:
-    entry: dict[str, object] = {"code": error.code, "message": error.message}
+def oci_error(error: e.DomainError) -> tuple[str, int]:
+    """The (code, status) of a domain error on `/v2/`; its exact class must be in the table."""
+    found = OCI_ERRORS.get(type(error))
+    if found is None:
+        log.error("no /v2/ mapping for %s: answering 500", type(error).__name__)
+        return _UNMAPPED
+    return found
+
+
+def error_response(
+    request: web.Request,
+    error: e.DomainError,
+    realm: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    code, status = oci_error(error)
+    entry: dict[str, object] = {"code": code, "message": error.message}
     if error.detail is not None:
         entry["detail"] = error.detail
-    headers = {**API_VERSION_HEADER, **error.headers}
-    if isinstance(error, Unauthorized):
-        headers["WWW-Authenticate"] = f'Basic realm="{realm}"'
+    all_headers = {**API_VERSION_HEADER, **(headers or {})}
+    if status == 401:
+        all_headers["WWW-Authenticate"] = f'Basic realm="{realm}"'
     body = json.dumps({"errors": [entry]}).encode()
-    headers["Content-Type"] = "application/json"
+    all_headers["Content-Type"] = "application/json"
     # aiohttp sends no body on HEAD but keeps the Content-Length, as HTTP wants.
-    return web.Response(status=error.status, body=body, headers=headers)
+    return web.Response(status=status, body=body, headers=all_headers)
+
+
+def internal_error(request: web.Request) -> web.Response:
+    """500 UNKNOWN, for a failure that is not a domain error (already logged by the caller)."""
+    body = json.dumps({"errors": [{"code": "UNKNOWN", "message": "internal server error"}]})
+    headers = {**API_VERSION_HEADER, "Content-Type": "application/json"}
+    return web.Response(status=500, body=body.encode(), headers=headers)

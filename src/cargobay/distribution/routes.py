@@ -1,5 +1,7 @@
-"""`/v2/` request handlers: parse the request, authorize it, call one registry service, and
-shape the response as the distribution-spec says. No business rules live here."""
+"""`/v2/` dispatch and handlers: parse the request, call one registry service, and shape the
+response as the distribution-spec says. No business rules live here, and no authorization
+either: the dispatcher checks the route's entry in `iam.permissions.V2_ROUTES` before any
+handler runs (uploads live in `distribution.uploads`)."""
 
 from __future__ import annotations
 
@@ -7,42 +9,39 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
-from cargobay.distribution.auth import authenticate, registry_for
-from cargobay.distribution.errors import API_VERSION_HEADER, error_response
-from cargobay.iam import authz
-from cargobay.iam.principal import Principal
-from cargobay.oci.digest import parse_digest
-from cargobay.oci.errors import (
+from cargobay.distribution.auth import authenticate
+from cargobay.distribution.call import BLOCK_BYTES, SERVICES, USAGE, Call, read_at_most
+from cargobay.distribution.errors import API_VERSION_HEADER, error_response, internal_error
+from cargobay.distribution.uploads import start_upload, upload, upload_headers
+from cargobay.errors import (
     BlobUnknown,
-    ManifestUnknown,
-    NameUnknown,
+    DomainError,
+    ImageNotFound,
     PaginationInvalid,
-    PayloadTooLarge,
     RangeInvalid,
-    RegistryError,
+    RepositoryNotFound,
+    SizeInvalid,
     Unsupported,
 )
-from cargobay.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, accepts
-from cargobay.oci.names import validate_name
-from cargobay.registry.repositories import Repository
-from cargobay.registry.services import Services
-from cargobay.requestinfo import request_context
+from cargobay.iam import permissions
+from cargobay.iam.authz import Resource
+from cargobay.oci.digest import is_digest, parse_digest
+from cargobay.oci.manifest import OCI_INDEX, accepts
+from cargobay.oci.names import validate_name, validate_tag
+from cargobay.registry.deletes import ImageRef
+
+__all__ = ["SERVICES", "USAGE", "add_routes", "dispatch"]
 
 log = logging.getLogger("cargobay.distribution")
-SERVICES = web.AppKey("services", Services)
-# Request key: (repository id, principal ARN, full size) of a metered GET.
-USAGE = "cargobay.usage"
-BLOCK_BYTES = 1024 * 1024
 # Lifetime of the presigned object-store URL a blob GET redirects to.
 REDIRECT_SECONDS = 20 * 60
 MAX_PAGE = 10_000
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
 _ROUTES: list[tuple[re.Pattern[str], str]] = [
@@ -53,71 +52,6 @@ _ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?P<name>.+)/tags/list", re.S), "tags"),
     (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)", re.S), "referrers"),
 ]
-
-
-class Call:
-    """One authenticated `/v2/` request and the repository it names."""
-
-    def __init__(
-        self, request: web.Request, services: Services, principal: Principal, name: str
-    ) -> None:
-        self.request = request
-        self.services = services
-        self.principal = principal
-        self.name = name
-        settings = services.settings
-        self.registry_id = registry_for(request, principal.account_id)
-        self.resource = authz.Resource(self.registry_id, settings.region, name or None)
-
-    async def require(self, action: str, name: str | None = None) -> None:
-        resource = (
-            self.resource
-            if name is None
-            else authz.Resource(self.registry_id, self.resource.region, name)
-        )
-        await self.services.authorizer.require(
-            self.principal, action, resource, _context(self.request)
-        )
-
-    def count_transfer(self, repository_id: int, size: int) -> None:
-        """Meter a GET's bytes out; the app counts what was actually sent (ranges, 307s)."""
-        if self.request.method == "GET":
-            self.request[USAGE] = (repository_id, self.principal.arn, size)
-
-    async def repo(self) -> Repository:
-        return await self.services.repositories.get(self.registry_id, self.name)
-
-    async def repo_for_push(self) -> Repository:
-        repos = self.services.repositories
-        repo = await repos.find(self.registry_id, validate_name(self.name))
-        if repo is not None:
-            return repo
-        if not await repos.create_on_push(self.registry_id, self.services.settings.create_on_push):
-            raise NameUnknown(
-                f"The repository with name '{self.name}' does not exist in the registry with "
-                f"id '{self.registry_id}'",
-                detail={"name": self.name},
-            )
-        await self.require(authz.CREATE_REPOSITORY)
-        return (await repos.create(self.registry_id, self.name))[0]
-
-
-def _context(request: web.Request) -> authz.RequestContext:
-    return request_context(request, request.app[SERVICES].settings.trusted_proxies)
-
-
-async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:
-    """The request body in blocks of about 1 MiB, never the whole body at once."""
-    block: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        block.append(chunk)
-        size += len(chunk)
-        if size >= BLOCK_BYTES:
-            yield block
-            block, size = [], 0
-    if block:
-        yield block
 
 
 def _page_args(request: web.Request) -> tuple[int | None, str | None]:
@@ -160,7 +94,6 @@ async def base(call: Call) -> web.StreamResponse:
 
 
 async def catalog(call: Call) -> web.StreamResponse:
-    await call.require(authz.DESCRIBE_REPOSITORIES)
     limit, last = _page_args(call.request)
     names = await call.services.repositories.list_names(
         call.registry_id, last, None if limit is None else limit + 1
@@ -170,7 +103,6 @@ async def catalog(call: Call) -> web.StreamResponse:
 
 
 async def tags(call: Call) -> web.StreamResponse:
-    await call.require(authz.LIST_IMAGES)
     repo = await call.repo()
     limit, last = _page_args(call.request)
     names = await call.services.manifests.list_tags(
@@ -184,17 +116,15 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
     method = call.request.method
     services = call.services
     if method in ("GET", "HEAD"):
-        await call.require(authz.PULL_MANIFEST)
-        validate_name(call.name)
         try:
             found = await services.manifests.get(call.registry_id, call.name, reference)
-        except RegistryError:
+        except DomainError:
             await call.repo()  # NAME_UNKNOWN when the repository itself is missing
             raise
         # Clients such as skopeo send one Accept header line per media type: read them all.
         accept = ", ".join(call.request.headers.getall("Accept", [])) or None
         if not accepts(accept, found.media_type):
-            raise ManifestUnknown(
+            raise ImageNotFound(
                 f"manifest is {found.media_type}, which the Accept header does not admit",
                 detail={"mediaType": found.media_type},
             )
@@ -206,20 +136,12 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
         call.count_transfer(found.repository_id, len(found.content))
         return web.Response(body=found.content, headers=headers)
     if method == "PUT":
-        await call.require(authz.PUT_IMAGE)
-        declared = call.request.content_length
-        if declared is not None and declared > MAX_MANIFEST_BYTES:
-            raise PayloadTooLarge(
-                f"manifest is {declared} bytes; the limit is {MAX_MANIFEST_BYTES}"
-            )
-        payload = await _read_limited(call.request, MAX_MANIFEST_BYTES)
-        repo = await call.repo_for_push()
-        result = await services.manifests.put(
-            repo,
-            reference,
-            call.request.content_type if "Content-Type" in call.request.headers else None,
-            payload,
-        )
+        digest, tag = _split_reference(reference)
+        # Read one byte past the limit, so the service (which owns the limit) sees the excess.
+        payload = await read_at_most(call.request, services.manifests.max_manifest_bytes + 1)
+        repo = await call.push_target()
+        content_type = call.request.content_type if "Content-Type" in call.request.headers else None
+        result = await services.manifests.put_image(repo, payload, content_type, digest, tag)
         headers = {
             "Location": f"/v2/{call.name}/manifests/{result.digest}",
             "Docker-Content-Digest": result.digest,
@@ -228,21 +150,21 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
             headers["OCI-Subject"] = result.subject
         return web.Response(status=201, headers=headers)
     if method == "DELETE":
-        await call.require(authz.DELETE_IMAGE)
-        await services.manifests.delete(await call.repo(), reference)
+        repo = await call.repo()
+        if is_digest(reference):
+            await services.deletes.delete_image(repo, ImageRef(digest=reference))
+        else:
+            await services.deletes.untag(repo, reference)
         return web.Response(status=202)
     raise Unsupported(f"{method} is not supported on manifests")
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"manifest exceeds the {limit}-byte limit")
-        parts.append(chunk)
-    return b"".join(parts)
+def _split_reference(reference: str) -> tuple[str | None, str | None]:
+    """(digest, tag) of a manifest PUT's reference, checked before anything is created."""
+    if is_digest(reference):
+        parse_digest(reference)
+        return reference, None
+    return None, validate_tag(reference)
 
 
 async def blob(call: Call, digest: str) -> web.StreamResponse:
@@ -250,7 +172,6 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
     services = call.services
     parse_digest(digest)
     if method in ("GET", "HEAD"):
-        await call.require(authz.PULL_BLOB if method == "GET" else authz.CHECK_BLOB)
         repo = await call.repo()
         info = await services.blobs.stat(repo, digest)
         call.count_transfer(repo.id, info.size)
@@ -288,7 +209,6 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
         return await _stream_blob(call, digest, info.size, headers)
     if method == "DELETE":
-        await call.require(authz.DELETE_IMAGE)
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
     raise Unsupported(f"{method} is not supported on blobs")
@@ -350,115 +270,8 @@ async def _stream_blob(
     return response
 
 
-def _upload_headers(name: str, upload_id: str, range_header: str) -> dict[str, str]:
-    return {
-        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
-        "Range": range_header,
-        "Docker-Upload-UUID": upload_id,
-    }
-
-
-def _created(name: str, digest: str) -> web.Response:
-    return web.Response(
-        status=201,
-        headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest},
-    )
-
-
-async def start_upload(call: Call) -> web.StreamResponse:
-    if call.request.method != "POST":
-        raise Unsupported(f"{call.request.method} is not supported here")
-    services = call.services
-    query = call.request.query
-    await call.require(authz.INITIATE_UPLOAD)
-    repo = await call.repo_for_push()
-    mount, source = query.get("mount"), query.get("from")
-    if mount:
-        parse_digest(mount)
-        if source and source != call.name:
-            validate_name(source)
-            source_repo = await services.repositories.find(call.registry_id, source)
-            allowed = source_repo is not None and await services.authorizer.allowed(
-                call.principal,
-                authz.PULL_BLOB,
-                authz.Resource(call.registry_id, call.resource.region, source),
-                _context(call.request),
-            )
-            if (
-                allowed
-                and source_repo is not None
-                and await services.blobs.mount(source_repo, repo, mount)
-            ):
-                return _created(call.name, mount)
-        # Not mountable: fall back to a regular upload session, as the spec allows.
-    elif digest := query.get("digest"):
-        await call.require(authz.UPLOAD_PART)
-        await call.require(authz.COMPLETE_UPLOAD)
-        info = await services.uploads.upload_whole(repo, digest, request_blocks(call.request))
-        return _created(call.name, info.digest)
-    upload = await services.uploads.start(repo)
-    return web.Response(
-        status=202, headers=_upload_headers(call.name, upload.id, upload.range_header)
-    )
-
-
-async def upload(call: Call, upload_id: str) -> web.StreamResponse:
-    method = call.request.method
-    uploads = call.services.uploads
-    if method == "GET":
-        await call.require(authz.UPLOAD_PART)
-        state = await uploads.get(await call.repo(), upload_id)
-        return web.Response(
-            status=204, headers=_upload_headers(call.name, state.id, state.range_header)
-        )
-    if method == "PATCH":
-        await call.require(authz.UPLOAD_PART)
-        repo = await call.repo()
-        start = end = None
-        if content_range := call.request.headers.get("Content-Range"):
-            match = _CONTENT_RANGE.match(content_range.strip())
-            if not match or int(match.group(2)) < int(match.group(1)):
-                state = await uploads.get(repo, upload_id)
-                raise RangeInvalid(
-                    f"invalid Content-Range {content_range!r}",
-                    headers=_upload_headers(call.name, state.id, state.range_header),
-                )
-            start, end = int(match.group(1)), int(match.group(2))
-        try:
-            state = await uploads.append(
-                repo, upload_id, request_blocks(call.request), start=start, end=end
-            )
-        except RangeInvalid as exc:
-            exc.headers.update(_upload_headers(call.name, upload_id, exc.headers["Range"]))
-            raise
-        return web.Response(
-            status=202, headers=_upload_headers(call.name, state.id, state.range_header)
-        )
-    if method == "PUT":
-        await call.require(authz.COMPLETE_UPLOAD)
-        repo = await call.repo()
-        has_body = (
-            bool(call.request.content_length)
-            or call.request.headers.get("Transfer-Encoding", "").lower() == "chunked"
-        )
-        info = await uploads.complete(
-            repo,
-            upload_id,
-            call.request.query.get("digest"),
-            request_blocks(call.request) if has_body else None,
-        )
-        return _created(call.name, info.digest)
-    if method == "DELETE":
-        await call.require(authz.INITIATE_UPLOAD)
-        await uploads.cancel(await call.repo(), upload_id)
-        return web.Response(status=204)
-    raise Unsupported(f"{method} is not supported on uploads")
-
-
 async def referrers(call: Call, digest: str) -> web.StreamResponse:
-    await call.require(authz.PULL_MANIFEST)
     parse_digest(digest)
-    validate_name(call.name)
     repo = await call.services.repositories.find(call.registry_id, call.name)
     artifact_type = call.request.query.get("artifactType") or None
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
@@ -473,20 +286,14 @@ async def referrers(call: Call, digest: str) -> web.StreamResponse:
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 _HANDLERS: dict[str, Handler] = {
+    "base": base,
+    "catalog": catalog,
     "uploads": start_upload,
     "upload": upload,
     "blob": blob,
     "manifest": manifest,
     "tags": tags,
     "referrers": referrers,
-}
-_METHODS = {
-    "uploads": {"POST"},
-    "upload": {"GET", "PATCH", "PUT", "DELETE"},
-    "blob": {"GET", "HEAD", "DELETE"},
-    "manifest": {"GET", "HEAD", "PUT", "DELETE"},
-    "tags": {"GET"},
-    "referrers": {"GET"},
 }
 
 
@@ -499,34 +306,53 @@ def _resolve(path: str) -> tuple[str, dict[str, str]]:
         match = pattern.fullmatch(path)
         if match:
             return kind, match.groupdict()
-    raise NameUnknown("no such endpoint", detail={"path": path})
+    raise RepositoryNotFound("no such endpoint", detail={"path": path})
+
+
+async def _authorize(call: Call, kind: str) -> None:
+    """The route's entry in the authorization table, checked before its handler runs; a
+    route or method without one is not dispatched."""
+    permission = permissions.V2_ROUTES.get((kind, call.request.method))
+    if permission is None:
+        raise Unsupported(f"{call.request.method} is not supported on this endpoint")
+    if permission.resource == permissions.NONE:
+        return
+    name = call.name if permission.resource == permissions.REPOSITORY else None
+    resource = Resource(call.registry_id, call.resource.region, name)
+    for action in permission.actions:
+        await call.services.authorizer.require(call.principal, action, resource, call.context())
+
+
+def _error_headers(call: Call | None, params: dict[str, str], exc: DomainError) -> dict[str, str]:
+    """Where a refused chunk leaves the upload, so the client can resume from there."""
+    if isinstance(exc, RangeInvalid | SizeInvalid) and exc.size is not None and call:
+        if "upload_id" in params:
+            return upload_headers(call.name, params["upload_id"], exc.size)
+        return {"Range": f"0-{max(exc.size - 1, 0)}"}
+    return {}
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    call: Call | None = None
+    params: dict[str, str] = {}
     try:
         principal = await authenticate(request, services)
         kind, params = _resolve(request.match_info.get("tail", ""))
         name = params.pop("name", "")
         call = Call(request, services, principal, name)
-        if kind == "base":
-            response = await base(call)
-        elif kind == "catalog":
-            response = await catalog(call)
-        else:
-            if request.method not in _METHODS[kind]:
-                raise Unsupported(f"{request.method} is not supported on this endpoint")
+        if kind not in ("base", "catalog"):
             validate_name(name)
-            response = await _HANDLERS[kind](call, **params)
-    except RegistryError as exc:
-        return error_response(request, exc, services.settings.realm)
+        await _authorize(call, kind)
+        response = await _HANDLERS[kind](call, **params)
+    except DomainError as exc:
+        headers = _error_headers(call, params, exc)
+        return error_response(request, exc, services.settings.realm, headers)
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(
-            request, RegistryError("internal server error"), services.settings.realm
-        )
+        return internal_error(request)
     response.headers.update(API_VERSION_HEADER)
     return response
 

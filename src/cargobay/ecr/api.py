@@ -1,7 +1,8 @@
 """The AWS JSON 1.1 endpoint: `POST /` with `X-Amz-Target`, SigV4 on every call.
 
 This module only speaks the protocol: it verifies the signature, finds the caller, decodes the
-JSON body, dispatches to the action and renders the result or the AWS error shape.
+JSON body, checks the operation's entry in the authorization table (`iam.permissions`),
+dispatches to the action and renders the result or the AWS error shape.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from aiohttp import web
 
 from cargobay.ecr import errors
 from cargobay.ecr.context import EcrCall
+from cargobay.errors import DomainError
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
+from cargobay.iam.permissions import ECR_OPERATIONS
 from cargobay.iam.sigv4 import SigV4Error
-from cargobay.oci.errors import RegistryError
 from cargobay.registry.services import Services
 
 log = logging.getLogger("cargobay.ecr")
@@ -51,11 +53,11 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     """Serve one ECR API call."""
     request_id = str(uuid.uuid4())
     target = request.headers.get("X-Amz-Target", "")
-    call: EcrCall | None = None
     try:
-        if not target.startswith(TARGET_PREFIX) or target[len(TARGET_PREFIX) :] not in ACTIONS:
+        operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
+        if operation not in ACTIONS or operation not in ECR_OPERATIONS:
             raise errors.UnknownOperation(f"Unknown operation {target!r}")
-        name = target[len(TARGET_PREFIX) :]
+        name = operation
         try:
             body_bytes = await read_body(request, MAX_BODY)
         except BodyTooLarge:
@@ -71,18 +73,13 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         if not isinstance(payload, dict):
             raise errors.Serialization("the request body must be a JSON object")
         call = EcrCall(request, services, principal, name)
+        await call.authorize(ECR_OPERATIONS[name], payload)
         result = await ACTIONS[name](call, payload)
         return _render(200, result, request_id)
     except errors.EcrError as exc:
         return _render(exc.status, exc.body(), request_id)
-    except RegistryError as exc:
-        mapped = errors.from_registry(
-            exc,
-            call.repository_name if call else "",
-            call.registry_id if call else "",
-        )
-        if mapped.code == "AccessDeniedException":
-            log.warning("access denied: %s", exc.message)
+    except DomainError as exc:
+        mapped = errors.from_domain(exc)
         return _render(mapped.status, mapped.body(), request_id)
     except Exception:
         log.exception("ECR %s failed", target)

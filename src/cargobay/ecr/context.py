@@ -10,15 +10,17 @@ from typing import Any
 from aiohttp import web
 
 from cargobay.ecr import errors
-from cargobay.iam import authz
+from cargobay.errors import NameInvalid
+from cargobay.iam import authz, permissions
+from cargobay.iam.permissions import Permission
 from cargobay.iam.principal import Principal
-from cargobay.oci.errors import NameInvalid, NameUnknown
 from cargobay.oci.names import validate_name
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
 
 _REGISTRY_ID = re.compile(r"^[0-9]{12}$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
 
 
 class EcrCall:
@@ -68,6 +70,7 @@ class EcrCall:
         return authz.Resource(self.registry_id, self.region, name)
 
     async def require(self, action: str, name: str | None = None) -> None:
+        """A check beyond the authorization table's (the dispatcher has done that one)."""
         resource = self.resource_for(name)
         await self.services.authorizer.require(self.principal, action, resource, self.context())
 
@@ -93,19 +96,44 @@ class EcrCall:
         self.repository_name = name
         return name
 
-    async def repository(self, payload: dict[str, Any], action: str | None = None) -> Repository:
-        """The repository named in the payload, after authorizing `action` (default: this
-        call's own IAM action) on it."""
+    async def repository(self, payload: dict[str, Any]) -> Repository:
+        """The repository named in the payload (the dispatcher has authorized the call on it
+        already; RepositoryNotFound when it does not exist)."""
         self.use_registry(payload)
-        name = self.name_param(payload)
-        await self.require(action or f"ecr:{self.action}", name)
-        try:
-            return await self.services.repositories.get(self.registry_id, name)
-        except NameUnknown:
-            raise errors.RepositoryNotFound(
-                f"The repository with name '{name}' does not exist in the registry with id "
-                f"'{self.registry_id}'"
-            ) from None
+        return await self.services.repositories.get(self.registry_id, self.name_param(payload))
+
+    def arn_repository(self, payload: dict[str, Any]) -> dict[str, str]:
+        """`resourceArn` as the `registryId` and `repositoryName` it names."""
+        arn = payload.get("resourceArn")
+        match = _ARN.match(arn) if isinstance(arn, str) else None
+        if not match:
+            raise errors.InvalidParameter(
+                "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'"
+            )
+        region, registry_id, name = match.groups()
+        if region != self.region:
+            raise errors.InvalidParameter(f"resourceArn names region {region}, not {self.region}")
+        return {"registryId": registry_id, "repositoryName": name}
+
+    async def authorize(self, permission: Permission, payload: dict[str, Any]) -> None:
+        """Check the operation's entry in the authorization table on the resource the payload
+        names, before the action runs."""
+        kind = permission.resource
+        names: list[str | None] = [None]
+        if kind == permissions.REPOSITORY_ARN:
+            payload = self.arn_repository(payload)
+            kind = permissions.REPOSITORY
+        self.use_registry(payload)
+        if kind == permissions.REPOSITORY:
+            names = [self.name_param(payload)]
+        elif kind == permissions.REPOSITORIES and payload.get("repositoryNames") is not None:
+            listed = payload["repositoryNames"]
+            if not isinstance(listed, list) or not 1 <= len(listed) <= 100:
+                raise errors.InvalidParameter("repositoryNames must list 1 to 100 names")
+            names = [self.name_param({"repositoryName": name}) for name in listed]
+        for name in names:
+            for action in permission.actions:
+                await self.require(action, name)
 
     @staticmethod
     def page_size(payload: dict[str, Any], maximum: int = 1000, default: int = 100) -> int:

@@ -1,14 +1,18 @@
 """AWS error shapes for the ECR API: `{"__type": "<Exception>", "message": "..."}`.
 
-Registry errors raised by the shared services are translated here, in one place, to the
-exception names the botocore `ecr` model declares.
+Domain errors raised by the services are translated here, in one table (ECR_ERRORS), to the
+exception names the botocore `ecr` model declares; the constructors below are for what the
+door itself finds wrong with a request.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from cargobay.oci import errors as oci
+from cargobay import errors as e
+
+log = logging.getLogger("cargobay.ecr")
 
 
 class EcrError(Exception):
@@ -62,39 +66,83 @@ Serialization = _named("SerializationException")
 Server = _named("ServerException", 500)
 
 
-def from_registry(
-    error: oci.RegistryError, repository: str = "", registry_id: str = ""
-) -> EcrError:
-    """The ECR exception for a registry error raised by a shared service."""
-    where = f"in the repository with name '{repository}' in registry with id '{registry_id}'"
-    match error:
-        case oci.NameUnknown():
-            return RepositoryNotFound(
-                f"The repository with name '{repository}' does not exist "
-                f"in the registry with id '{registry_id}'"
-            )
-        case oci.NameInvalid():
-            return InvalidParameter(
-                f"Invalid parameter at 'repositoryName' failed to satisfy "
-                f"constraint: '{error.message}'"
-            )
-        case oci.TagImmutable():
-            return ImageTagAlreadyExists(error.message)
-        case oci.ManifestBlobUnknown():
-            digest = (error.detail or {}).get("digest", "")
-            return LayersNotFound(
-                f"Layers with digests '[{digest}]' required for pushing image "
-                f"into repository with name '{repository}' in registry with id "
-                f"'{registry_id}' do not exist"
-            )
-        case oci.ManifestUnknown():
-            return ReferencedImagesNotFound(f"{error.message} {where}")
-        case oci.PayloadTooLarge():
-            return InvalidParameter(error.message)
-        case oci.Denied():
-            return AccessDenied(error.message)
-        case oci.BlobUploadUnknown():
-            return UploadNotFound(f"The upload does not exist {where}")
-        case oci.DigestInvalid() | oci.Unsupported() | oci.ManifestInvalid() | oci.TagInvalid():
-            return InvalidParameter(error.message)
-    return Server(error.message)
+# Every domain error, as the ECR API names it (botocore's `ecr` model lists these shapes).
+ECR_ERRORS: dict[type[e.DomainError], str] = {
+    e.NotFound: "InvalidParameterException",
+    e.AlreadyExists: "InvalidParameterException",
+    e.Conflict: "InvalidParameterException",
+    e.InvalidParameter: "InvalidParameterException",
+    e.LimitExceeded: "LimitExceededException",
+    e.AccessDenied: "AccessDeniedException",
+    e.Unauthenticated: "UnrecognizedClientException",
+    e.TooManyRequests: "ThrottlingException",
+    e.Unsupported: "InvalidParameterException",
+    e.RepositoryNotFound: "RepositoryNotFoundException",
+    e.RepositoryAlreadyExists: "RepositoryAlreadyExistsException",
+    e.RepositoryNotEmpty: "RepositoryNotEmptyException",
+    e.RepositoryPolicyNotFound: "RepositoryPolicyNotFoundException",
+    e.RegistryPolicyNotFound: "RegistryPolicyNotFoundException",
+    e.LifecyclePolicyNotFound: "LifecyclePolicyNotFoundException",
+    e.LifecyclePolicyPreviewNotFound: "LifecyclePolicyPreviewNotFoundException",
+    e.LifecyclePolicyPreviewInProgress: "LifecyclePolicyPreviewInProgressException",
+    e.TooManyTags: "TooManyTagsException",
+    e.ImageNotFound: "ImageNotFoundException",
+    e.ImageAlreadyExists: "ImageAlreadyExistsException",
+    e.ImageTagAlreadyExists: "ImageTagAlreadyExistsException",
+    e.ImageDigestDoesNotMatch: "ImageDigestDoesNotMatchException",
+    # BatchDeleteImage reports it per image (ImageReferencedByManifestList); as an
+    # exception the model has nothing closer than InvalidParameter.
+    e.ImageReferencedByManifestList: "InvalidParameterException",
+    e.ImageTagDoesNotMatchDigest: "InvalidParameterException",
+    e.MissingDigestAndTag: "InvalidParameterException",
+    e.LayersNotFound: "LayersNotFoundException",
+    e.ReferencedImagesNotFound: "ReferencedImagesNotFoundException",
+    e.ManifestInvalid: "InvalidParameterException",
+    e.PayloadTooLarge: "InvalidParameterException",
+    e.NameInvalid: "InvalidParameterException",
+    e.TagInvalid: "InvalidParameterException",
+    e.DigestInvalid: "InvalidParameterException",
+    e.DigestUnsupported: "InvalidParameterException",
+    e.PaginationInvalid: "InvalidParameterException",
+    e.BlobUnknown: "LayersNotFoundException",
+    e.UploadNotFound: "UploadNotFoundException",
+    e.UploadInvalid: "InvalidLayerPartException",
+    e.RangeInvalid: "InvalidLayerPartException",
+    e.SizeInvalid: "InvalidLayerPartException",
+    e.LayerDigestMismatch: "InvalidLayerException",
+    e.EmptyUpload: "EmptyUploadException",
+    e.LayerAlreadyExists: "LayerAlreadyExistsException",
+    e.UserNotFound: "InvalidParameterException",
+    e.UserAlreadyExists: "InvalidParameterException",
+    e.DeleteConflict: "InvalidParameterException",
+}
+
+
+def from_domain(error: e.DomainError) -> EcrError:
+    """The ECR exception for a domain error; its exact class must be in ECR_ERRORS."""
+    code = ECR_ERRORS.get(type(error))
+    if code is None:
+        log.error("no ECR mapping for %s: answering 500", type(error).__name__)
+        return Server("internal error")
+    return EcrError(code, error.message)
+
+
+# Per-image failures of the batch image actions, by domain error (the model's
+# ImageFailureCode enum); anything else is reported as ImageNotFound.
+IMAGE_FAILURES: dict[type[e.DomainError], tuple[str, str]] = {
+    e.MissingDigestAndTag: ("MissingDigestAndTag", "Missing image digest and tag"),
+    e.DigestInvalid: ("InvalidImageDigest", "Invalid image digest"),
+    e.DigestUnsupported: ("InvalidImageDigest", "Invalid image digest"),
+    e.TagInvalid: ("InvalidImageTag", "Invalid image tag"),
+    e.ImageNotFound: ("ImageNotFound", "Requested image not found"),
+    e.ImageTagDoesNotMatchDigest: (
+        "ImageTagDoesNotMatchDigest",
+        "Image tag does not match digest",
+    ),
+    e.ImageReferencedByManifestList: ("ImageReferencedByManifestList", ""),
+}
+
+
+def image_failure(image_id: dict[str, Any], error: e.DomainError) -> dict[str, Any]:
+    code, reason = IMAGE_FAILURES.get(type(error), ("ImageNotFound", "Requested image not found"))
+    return {"imageId": image_id, "failureCode": code, "failureReason": reason or error.message}

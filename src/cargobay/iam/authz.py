@@ -17,28 +17,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Select, bindparam, select
 
-try:  # TEMPORARY while the policy engine lands
-    from cargobay.iam.policy import AuthRequest, Policy, PolicyError, decide, parse_policy
-except ImportError:  # pragma: no cover
-    AuthRequest = Policy = PolicyError = decide = parse_policy = None  # type: ignore
+from cargobay.errors import AccessDenied
+from cargobay.iam.policy import AuthRequest, Policy, PolicyError, decide, parse_policy
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.oci.errors import Denied
 
 log = logging.getLogger("cargobay.authz")
 
-PULL_MANIFEST = "ecr:BatchGetImage"
-PULL_BLOB = "ecr:GetDownloadUrlForLayer"
-CHECK_BLOB = "ecr:BatchCheckLayerAvailability"
-INITIATE_UPLOAD = "ecr:InitiateLayerUpload"
-UPLOAD_PART = "ecr:UploadLayerPart"
-COMPLETE_UPLOAD = "ecr:CompleteLayerUpload"
-PUT_IMAGE = "ecr:PutImage"
-DELETE_IMAGE = "ecr:BatchDeleteImage"
-LIST_IMAGES = "ecr:ListImages"
-DESCRIBE_REPOSITORIES = "ecr:DescribeRepositories"
-CREATE_REPOSITORY = "ecr:CreateRepository"
 
 _POLICY_CACHE_SIZE = 1024
 
@@ -75,10 +61,51 @@ class Resource:
 
 
 @dataclass(frozen=True, slots=True)
+class UserResource:
+    """An IAM user (or, with name None, the account's users) as the IAM actions name it."""
+
+    account_id: str
+    name: str | None = None
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:user/{self.name or ''}"
+
+
+AnyResource = Resource | UserResource
+
+
+@dataclass(frozen=True, slots=True)
 class RequestContext:
+    """What a policy may condition on about the request itself; `extra` carries a call's own
+    keys (`aws:RequestTag/<k>`, `aws:TagKeys`)."""
+
     source_ip: str = ""
     secure_transport: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+Decision = str  # "Allow", "Deny" (explicit) or "ImplicitDeny"
+
+
+def condition_keys(
+    principal: Principal, context: RequestContext, principal_tags: dict[str, str]
+) -> dict[str, object]:
+    """The global condition keys of one request, built the same way for every door."""
+    keys: dict[str, object] = {
+        "aws:SourceIp": context.source_ip or None,
+        "aws:SecureTransport": "true" if context.secure_transport else "false",
+        "aws:CurrentTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "aws:EpochTime": str(int(time.time())),
+        "aws:username": principal.user_name,
+        "aws:PrincipalAccount": principal.account_id,
+        "aws:PrincipalArn": principal.arn,
+        "aws:PrincipalType": "Account" if principal.user_name == "root" else "User",
+        **context.extra,
+    }
+    for key, value in principal_tags.items():
+        keys[f"aws:PrincipalTag/{key}"] = value
+    return keys
 
 
 class Authorizer:
@@ -134,43 +161,47 @@ class Authorizer:
             )
             return {row.key: row.value for row in rows}
 
-    async def allowed(
+    async def _user_tags(self, account_id: str, name: str) -> dict[str, str]:
+        u = schema.users
+        async with self.db.read_now() as conn:
+            raw = (
+                await conn.execute(
+                    select(u.c.tags).where(u.c.account_id == account_id, u.c.name == name)
+                )
+            ).scalar_one_or_none()
+        return json.loads(raw) if raw else {}
+
+    async def decide(
         self,
         principal: Principal,
         action: str,
-        resource: Resource,
+        resource: AnyResource,
         context: RequestContext | None = None,
-    ) -> bool:
+    ) -> Decision:
+        """The one decision every door asks: identity, repository and registry policies with
+        AWS semantics, over condition keys built once here."""
         context = context or RequestContext()
-        resource_texts, repository_id = await self._resource_policies(resource)
-        if decide is None:  # TEMPORARY
-            return principal.is_admin and principal.account_id == resource.account_id
+        resource_texts: list[str] = []
+        repository_id = None
+        if isinstance(resource, Resource):
+            resource_texts, repository_id = await self._resource_policies(resource)
         if principal.is_admin and not resource_texts:
             # The common case: an administrator in its own account with no resource policy.
-            return principal.account_id == resource.account_id
+            return "Allow" if principal.account_id == resource.account_id else "ImplicitDeny"
         identity_texts: list[str] = []
         principal_tags: dict[str, str] = {}
         if not principal.is_admin:
             identity_texts, principal_tags = await self._identity(principal)
-        keys: dict[str, object] = {
-            "aws:SourceIp": context.source_ip or None,
-            "aws:SecureTransport": "true" if context.secure_transport else "false",
-            "aws:CurrentTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "aws:EpochTime": str(int(time.time())),
-            "aws:username": principal.user_name,
-            "aws:PrincipalAccount": principal.account_id,
-            "aws:PrincipalArn": principal.arn,
-            "aws:PrincipalType": "Account" if principal.user_name == "root" else "User",
-            **context.extra,
-        }
-        for key, value in principal_tags.items():
-            keys[f"aws:PrincipalTag/{key}"] = value
-        if repository_id is not None and any(
-            "resourcetag/" in t.lower() for t in (*resource_texts, *identity_texts)
-        ):
+        keys = condition_keys(principal, context, principal_tags)
+        wants_tags = any("resourcetag/" in t.lower() for t in (*resource_texts, *identity_texts))
+        if wants_tags and repository_id is not None:
             for key, value in (await self._resource_tags(repository_id)).items():
                 keys[f"ecr:ResourceTag/{key}"] = value
                 keys[f"aws:ResourceTag/{key}"] = value
+        if wants_tags and isinstance(resource, UserResource) and resource.name:
+            for key, value in (await self._user_tags(resource.account_id, resource.name)).items():
+                keys[f"aws:ResourceTag/{key}"] = value
+                keys[f"iam:ResourceTag/{key}"] = value
         request = AuthRequest(
             principal_arn=principal.arn,
             principal_account=principal.account_id,
@@ -181,19 +212,35 @@ class Authorizer:
         )
         identity = [p for t in identity_texts if (p := self.parse(t, resource_policy=False))]
         resources = [p for t in resource_texts if (p := self.parse(t, resource_policy=True))]
-        decision = decide(request, identity, resources, is_account_admin=principal.is_admin)
-        return decision == "Allow"
+        return decide(request, identity, resources, is_account_admin=principal.is_admin)
+
+    async def allowed(
+        self,
+        principal: Principal,
+        action: str,
+        resource: AnyResource,
+        context: RequestContext | None = None,
+    ) -> bool:
+        return await self.decide(principal, action, resource, context) == "Allow"
 
     async def require(
         self,
         principal: Principal,
         action: str,
-        resource: Resource,
+        resource: AnyResource,
         context: RequestContext | None = None,
     ) -> None:
-        if not await self.allowed(principal, action, resource, context):
-            log.warning("denied %s on %s to %s", action, resource.arn, principal.arn)
-            raise Denied(
-                f"User: {principal.arn} is not authorized to perform: {action} on resource: "
-                f"{resource.arn}"
+        decision = await self.decide(principal, action, resource, context)
+        if decision == "Allow":
+            return
+        log.warning("denied %s on %s to %s", action, resource.arn, principal.arn)
+        if decision == "Deny":
+            why = "with an explicit deny in " + (
+                "an identity-based policy" if isinstance(resource, UserResource) else "a policy"
             )
+        else:
+            why = f"because no identity-based policy allows the {action} action"
+        raise AccessDenied(
+            f"User: {principal.arn} is not authorized to perform: {action} on resource: "
+            f"{resource.arn} {why}"
+        )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import Update, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from cargobay.errors import LimitExceeded, UserAlreadyExists, UserNotFound
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import SecretBox
 from cargobay.metadata import schema
@@ -289,17 +290,6 @@ def _set_verifier(key_id: str, sealed: str, verifier: str) -> Update:
     )
 
 
-class UserExists(ValueError):
-    pass
-
-
-class UserNotFound(LookupError):
-    pass
-
-
-class LimitExceeded(ValueError):
-    """An IAM quota (access keys per user, tags per user) would be exceeded."""
-
-
-class DeleteConflict(ValueError):
-    """The user still has access keys or policies (IAM deletes only an empty user)."""
+# The IAM user errors are domain errors (cargobay.errors); these are the names callers import.
+UserExists = UserAlreadyExists
+__all__ = ["CredentialStore", "UserExists", "UserNotFound"]

@@ -10,13 +10,9 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cargobay.iam.credentials import (
-    CredentialStore,
-    DeleteConflict,
-    LimitExceeded,
-    UserExists,
-    UserNotFound,
-)
+from cargobay.errors import DeleteConflict, LimitExceeded, UserNotFound
+from cargobay.errors import UserAlreadyExists as UserExists
+from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.policy import parse_policy
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database

@@ -18,7 +18,6 @@ from cargobay.iamapi.context import (
     Result,
     action,
     page,
-    tag_context,
 )
 
 ACCESS_KEYS_PER_USER = 2
@@ -57,7 +56,6 @@ async def create_user(call: IamCall) -> Result:
     if params.string("PermissionsBoundary") is not None:
         raise errors.validation("PermissionsBoundary is not supported by cargobay")
     tags = params.tags()
-    await call.authorize(name, tag_context(tags) if tags else None)
     user = await call.users.create(call.account_id, name, tags=tags or None)
     return {"User": _user(user, tags)}
 
@@ -65,7 +63,6 @@ async def create_user(call: IamCall) -> Result:
 @action("GetUser")
 async def get_user(call: IamCall) -> Result:
     name = call.target_user(required=False)
-    await call.authorize(name)
     user = await call.users.get(call.account_id, name)
     return {"User": _user(user, await call.users.tags(call.account_id, name))}
 
@@ -73,7 +70,6 @@ async def get_user(call: IamCall) -> Result:
 @action("ListUsers")
 async def list_users(call: IamCall) -> Result:
     prefix = call.params.string("PathPrefix", pattern=PATH_PREFIX, max_len=512)
-    await call.authorize(None)
     users = await call.users.list(call.account_id)
     if prefix is not None and not "/".startswith(prefix):
         users = []  # every cargobay user has the path "/"
@@ -84,7 +80,6 @@ async def list_users(call: IamCall) -> Result:
 @action("DeleteUser")
 async def delete_user(call: IamCall) -> Result:
     name = call.target_user()
-    await call.authorize(name)
     await call.users.delete(call.account_id, name, cascade=False)
     return None
 
@@ -95,14 +90,12 @@ async def delete_user(call: IamCall) -> Result:
 @action("CreateAccessKey")
 async def create_access_key(call: IamCall) -> Result:
     name = call.target_user(required=False)
-    await call.authorize(name)
     return await call.users.create_access_key(call.account_id, name, limit=ACCESS_KEYS_PER_USER)
 
 
 @action("ListAccessKeys")
 async def list_access_keys(call: IamCall) -> Result:
     name = call.target_user(required=False)
-    await call.authorize(name)
     keys = await call.users.list_access_keys(call.account_id, name)
     chosen, extra = page(call.params, keys, lambda k: str(k["AccessKeyId"]))
     return {"AccessKeyMetadata": chosen, **extra}
@@ -112,7 +105,6 @@ async def list_access_keys(call: IamCall) -> Result:
 async def delete_access_key(call: IamCall) -> Result:
     name = call.target_user(required=False)
     key_id = _access_key_id(call)
-    await call.authorize(name)
     await call.users.delete_access_key(call.account_id, name, key_id)
     return None
 
@@ -127,7 +119,6 @@ async def update_access_key(call: IamCall) -> Result:
             f"1 validation error detected: Value '{status}' at 'status' failed to satisfy "
             "constraint: Member must satisfy enum value set: [Active, Inactive]"
         )
-    await call.authorize(name)
     await call.users.set_access_key_status(call.account_id, name, key_id, status)
     return None
 
@@ -140,7 +131,6 @@ async def put_user_policy(call: IamCall) -> Result:
     name = call.target_user()
     policy_name = _policy_name(call)
     document = call.params.required("PolicyDocument", pattern=POLICY_DOCUMENT, max_len=131072)
-    await call.authorize(name)
     try:
         await call.users.put_policy(call.account_id, name, policy_name, document)
     except PolicyError as exc:
@@ -152,7 +142,6 @@ async def put_user_policy(call: IamCall) -> Result:
 async def get_user_policy(call: IamCall) -> Result:
     name = call.target_user()
     policy_name = _policy_name(call)
-    await call.authorize(name)
     document = await call.users.get_policy(call.account_id, name, policy_name)
     return {
         "UserName": name,
@@ -165,7 +154,6 @@ async def get_user_policy(call: IamCall) -> Result:
 @action("ListUserPolicies")
 async def list_user_policies(call: IamCall) -> Result:
     name = call.target_user()
-    await call.authorize(name)
     names = await call.users.list_policies(call.account_id, name)
     chosen, extra = page(call.params, names, lambda n: n)
     return {"PolicyNames": chosen, **extra}
@@ -175,7 +163,6 @@ async def list_user_policies(call: IamCall) -> Result:
 async def delete_user_policy(call: IamCall) -> Result:
     name = call.target_user()
     policy_name = _policy_name(call)
-    await call.authorize(name)
     await call.users.delete_policy(call.account_id, name, policy_name)
     return None
 
@@ -187,7 +174,6 @@ async def delete_user_policy(call: IamCall) -> Result:
 async def tag_user(call: IamCall) -> Result:
     name = call.target_user()
     tags = call.params.tags(required=True)
-    await call.authorize(name, tag_context(tags))
     await call.users.update_tags(call.account_id, name, tags, limit=TAGS_PER_USER)
     return None
 
@@ -201,7 +187,6 @@ async def untag_user(call: IamCall) -> Result:
             "1 validation error detected: Value at 'tagKeys' failed to satisfy constraint: "
             "Member must have length less than or equal to 50"
         )
-    await call.authorize(name, tag_context({}, keys))
     await call.users.update_tags(call.account_id, name, remove=keys, limit=TAGS_PER_USER)
     return None
 
@@ -209,7 +194,6 @@ async def untag_user(call: IamCall) -> Result:
 @action("ListUserTags")
 async def list_user_tags(call: IamCall) -> Result:
     name = call.target_user()
-    await call.authorize(name)
     tags = await call.users.tags(call.account_id, name)
     chosen, extra = page(call.params, tags.items(), lambda kv: kv[0])
     return {"Tags": _tag_list(dict(chosen)), **extra}

@@ -18,14 +18,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from cargobay.errors import DomainError
 from cargobay.iam import sigv4
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
-from cargobay.iam.credentials import (
-    DeleteConflict,
-    LimitExceeded,
-    UserExists,
-    UserNotFound,
-)
+from cargobay.iam.permissions import IAM_OPERATIONS
 from cargobay.iam.principal import Principal
 from cargobay.iamapi import actions as _actions  # noqa: F401  (registers the actions)
 from cargobay.iamapi import errors, xml
@@ -69,23 +65,18 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         if not name:
             raise errors.missing_action("The request must contain the parameter Action.")
         version = values.get("Version", VERSION)
-        if name not in ACTIONS or version != VERSION:
+        if name not in ACTIONS or name not in IAM_OPERATIONS or version != VERSION:
             raise errors.invalid_action(f"Could not find operation {name} for version {version}")
         call = IamCall(request, services, principal, name, Params(values))
+        await call.authorize(IAM_OPERATIONS[name])
         result = await ACTIONS[name](call)
         return xml.response(name, result, request_id)
     except errors.IamError as exc:
         if exc.code == "AccessDenied":
             log.warning("access denied: %s", exc.message)
         return _error(exc, request_id)
-    except UserNotFound as exc:
-        return _error(errors.no_such_entity(str(exc)), request_id)
-    except UserExists as exc:
-        return _error(errors.entity_already_exists(str(exc)), request_id)
-    except LimitExceeded as exc:
-        return _error(errors.limit_exceeded(str(exc)), request_id)
-    except DeleteConflict as exc:
-        return _error(errors.delete_conflict(str(exc)), request_id)
+    except DomainError as exc:
+        return _error(errors.from_domain(exc), request_id)
     except Exception:
         log.exception("IAM %s failed", name or "call")
         return _error(errors.service_failure("internal error"), request_id)

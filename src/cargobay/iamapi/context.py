@@ -1,11 +1,12 @@
-"""One IAM API call: its parameters, who is asking, and the authorization every action asks.
+"""One IAM API call: its parameters, who is asking, and the authorization every action needs.
 
-Authorization: the caller's account is the account managed. An account administrator
-(`Principal.is_admin`, as `cargobay admin create-user --admin` makes) may call every action, as
-the account root may in AWS. Any other user needs an identity policy that allows `iam:<Action>`
-on the user it names, `arn:aws:iam::<account>:user/<name>` (ListUsers: `...:user/`), evaluated
-by the same policy engine as the ECR actions: explicit Deny wins, conditions such as
-`aws:SourceIp`, `aws:PrincipalTag/*`, `aws:ResourceTag/*` (the target user's tags),
+Authorization is checked by the dispatcher, from `iam.permissions.IAM_OPERATIONS`, before the
+action runs, by the same `Authorizer.decide` as every other door. The caller's account is the
+account managed. An account administrator (`Principal.is_admin`, as `cargobay admin create-user
+--admin` makes) may call every action, as the account root may in AWS. Any other user needs an
+identity policy that allows `iam:<Action>` on the user it names,
+`arn:aws:iam::<account>:user/<name>` (ListUsers: `...:user/`): explicit Deny wins, conditions
+such as `aws:SourceIp`, `aws:PrincipalTag/*`, `aws:ResourceTag/*` (the target user's tags),
 `aws:RequestTag/*` and `aws:TagKeys` work.
 """
 
@@ -14,15 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from cargobay.iam.policy import AuthRequest, decide
+from cargobay.iam import permissions
+from cargobay.iam.authz import UserResource
+from cargobay.iam.permissions import Permission
 from cargobay.iam.principal import Principal
 from cargobay.iam.users import UserService
 from cargobay.iamapi import errors
@@ -240,54 +242,26 @@ class IamCall:
         name = self.params.user_name(required=required)
         return name if name is not None else self.principal.user_name
 
-    async def authorize(self, user_name: str | None, extra: dict[str, Any] | None = None) -> None:
-        """Allow `iam:<Action>` on the user (None: on the account's users) or AccessDenied."""
-        if self.principal.is_admin:
-            return
-        iam_action = f"iam:{self.action}"
-        resource = self.user_arn(user_name)
-        texts, principal_tags = await self.users.identity(self.account_id, self.principal.user_name)
-        parse = self.services.authorizer.parse
-        policies = [p for text in texts if (p := parse(text, resource_policy=False))]
-        decision = "ImplicitDeny"
-        if policies:
-            context = request_context(self.request, self.services.settings.trusted_proxies)
-            keys: dict[str, Any] = {
-                "aws:SourceIp": context.source_ip or None,
-                "aws:SecureTransport": "true" if context.secure_transport else "false",
-                "aws:CurrentTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "aws:EpochTime": str(int(time.time())),
-                "aws:username": self.principal.user_name,
-                "aws:PrincipalAccount": self.account_id,
-                "aws:PrincipalArn": self.principal.arn,
-                "aws:PrincipalType": "User",
-                **(extra or {}),
-            }
-            for key, value in principal_tags.items():
-                keys[f"aws:PrincipalTag/{key}"] = value
-            if user_name and any("resourcetag/" in text.lower() for text in texts):
-                _, target_tags = await self.users.identity(self.account_id, user_name)
-                for key, value in target_tags.items():
-                    keys[f"aws:ResourceTag/{key}"] = value
-                    keys[f"iam:ResourceTag/{key}"] = value
-            request = AuthRequest(
-                principal_arn=self.principal.arn,
-                principal_account=self.account_id,
-                action=iam_action,
-                resource_arn=resource,
-                resource_account=self.account_id,
-                context=keys,
-            )
-            decision = decide(request, policies, [])
-        if decision != "Allow":
-            why = (
-                "with an explicit deny in an identity-based policy"
-                if decision == "Deny"
-                else f"because no identity-based policy allows the {iam_action} action"
-            )
-            raise errors.access_denied(
-                f"User: {self.principal.arn} is not authorized to perform: {iam_action} on "
-                f"resource: {resource} {why}"
+    async def authorize(self, permission: Permission) -> None:
+        """Check the operation's entry in the authorization table on the user the call names
+        (None: the account's users), with its request tags as condition keys, before the
+        action runs; AccessDenied otherwise. The one authorizer every door uses decides."""
+        user_name: str | None = None
+        if permission.resource == permissions.USER:
+            user_name = self.target_user()
+        elif permission.resource == permissions.USER_OR_SELF:
+            user_name = self.target_user(required=False)
+        context = request_context(self.request, self.services.settings.trusted_proxies)
+        extra: dict[str, Any] = {}
+        if permission.tags == "Tags" and (tags := self.params.tags()):
+            extra = tag_context(tags)
+        elif permission.tags == "TagKeys":
+            extra = tag_context({}, self.params.members("TagKeys"))
+        if extra:
+            context = replace(context, extra={**context.extra, **extra})
+        for action in permission.actions:
+            await self.services.authorizer.require(
+                self.principal, action, UserResource(self.account_id, user_name), context
             )
 
 

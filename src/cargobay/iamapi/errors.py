@@ -6,6 +6,8 @@ Rendered as `<ErrorResponse><Error><Type>Sender</Type><Code>..</Code><Message>..
 
 from __future__ import annotations
 
+from cargobay import errors as e
+
 
 class IamError(Exception):
     def __init__(self, code: str, message: str, status: int = 400) -> None:
@@ -61,3 +63,33 @@ def missing_action(message: str) -> IamError:
 
 def service_failure(message: str) -> IamError:
     return IamError("ServiceFailure", message, 500)
+
+
+# Domain errors by kind: IAM's error vocabulary is coarse, so the first class in an error's
+# MRO found here decides (a test proves every domain error resolves to an entry).
+IAM_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
+    e.NotFound: ("NoSuchEntity", 404),
+    e.AlreadyExists: ("EntityAlreadyExists", 409),
+    e.DeleteConflict: ("DeleteConflict", 409),
+    e.Conflict: ("DeleteConflict", 409),
+    e.InvalidParameter: ("InvalidInput", 400),
+    e.LimitExceeded: ("LimitExceeded", 409),
+    e.AccessDenied: ("AccessDenied", 403),
+    e.Unauthenticated: ("InvalidClientTokenId", 403),
+    e.TooManyRequests: ("Throttling", 400),
+    e.Unsupported: ("InvalidInput", 400),
+}
+
+
+def iam_entry(error_type: type[e.DomainError]) -> tuple[str, int] | None:
+    for cls in error_type.__mro__:
+        if cls in IAM_ERRORS:
+            return IAM_ERRORS[cls]
+    return None
+
+
+def from_domain(error: e.DomainError) -> IamError:
+    entry = iam_entry(type(error))
+    if entry is None:
+        return service_failure("internal error")
+    return IamError(entry[0], error.message, entry[1])

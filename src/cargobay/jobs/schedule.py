@@ -1,4 +1,6 @@
-"""The periodic jobs every deployment runs, built from one process's services."""
+"""The periodic jobs every deployment runs, built from one process's services. The job
+bodies live with their domains (`jobs.gc`, `lifecycle.job`); this module only schedules them,
+so nothing there imports it back."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from typing import Any
 
 from cargobay.jobs import gc
 from cargobay.jobs.leases import Job
+from cargobay.lifecycle import job as lifecycle
 from cargobay.registry.services import Services
 
 
@@ -25,11 +28,12 @@ def gc_job(services: Services, *, dry_run: bool = False) -> Job:
     return Job("gc", settings.gc_interval_seconds, run)
 
 
+def lifecycle_job(services: Services) -> Job:
+    async def run() -> dict[str, Any]:
+        return await lifecycle.run(services)
+
+    return Job(lifecycle.JOB_NAME, services.settings.lifecycle_interval_seconds, run)
+
+
 def periodic_jobs(services: Services) -> list[Job]:
-    jobs = [gc_job(services)]
-    try:
-        from cargobay.lifecycle.job import lifecycle_job
-    except ImportError:
-        return jobs
-    jobs.append(lifecycle_job(services))
-    return jobs
+    return [gc_job(services), lifecycle_job(services)]

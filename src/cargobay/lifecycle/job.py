@@ -1,9 +1,9 @@
 """The periodic lifecycle job: for every repository with a lifecycle policy, expire what the
-policy selects, through the same delete path as BatchDeleteImage, and record each expiry in
+policy selects, through the same delete service as BatchDeleteImage, and record each expiry in
 `lifecycle_events`.
 
-`plan()` is shared with StartLifecyclePolicyPreview, so a preview lists exactly what a run at
-the same moment would expire.
+`LifecycleService.plan()` is shared with StartLifecyclePolicyPreview, so a preview lists exactly
+what a run at the same moment would expire.
 
 Images that an image index (manifest list) in the repository references are parts of that
 multi-architecture image, not images of their own: they are neither counted nor expired
@@ -24,39 +24,18 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cargobay.errors import ImageNotFound, ImageReferencedByManifestList
 from cargobay.jobs import leases
-from cargobay.jobs.leases import Job
-from cargobay.lifecycle.evaluate import evaluate
-from cargobay.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError, Rule, parse_policy
+from cargobay.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError, parse_policy
+from cargobay.lifecycle.service import JOB_NAME
 from cargobay.metadata import schema
-from cargobay.oci.errors import ManifestUnknown
-from cargobay.registry.images import ImageRow
+from cargobay.registry.deletes import ImageRef
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 
 log = logging.getLogger("cargobay.lifecycle")
 
-JOB_NAME = "lifecycle"
 ACTION_EXPIRE = "EXPIRE"
-
-
-async def index_children(services: Services, repo: Repository) -> set[str]:
-    """Digests of manifests an image index in the repository lists."""
-    r = schema.manifest_references
-    async with services.db.read() as conn:
-        rows = await conn.execute(
-            select(r.c.target_digest).where(r.c.repository_id == repo.id, r.c.kind == "manifest")
-        )
-        return {row.target_digest for row in rows}
-
-
-async def plan(
-    services: Services, repo: Repository, policy: LifecyclePolicy, now: float
-) -> list[tuple[ImageRow, Rule]]:
-    """What the policy expires in the repository now: (image, rule) pairs, oldest first."""
-    images = await services.images.describe(repo)
-    children = await index_children(services, repo)
-    return evaluate(policy, [i for i in images if i.digest not in children], now)
 
 
 async def expire_repository(
@@ -64,13 +43,12 @@ async def expire_repository(
 ) -> int:
     """Apply the policy to one repository; the number of images expired."""
     expired = 0
-    for image, rule in await plan(services, repo, policy, now):
-        # An index pushed since the plan may list this image now; leave it to the next run.
-        if await services.images.parents(repo, image.digest):
-            continue
+    for image, rule in await services.lifecycle.plan(repo, policy, now):
         try:
-            await services.manifests.delete(repo, image.digest)
-        except ManifestUnknown:
+            await services.deletes.delete_image(repo, ImageRef(digest=image.digest))
+        except ImageReferencedByManifestList:
+            continue  # an index pushed since the plan lists it now: the next run decides
+        except ImageNotFound:
             continue  # deleted meanwhile
         async with services.db.write() as conn:
             await conn.execute(
@@ -94,13 +72,6 @@ async def expire_repository(
             ",".join(image.tags) or "-",
         )
     return expired
-
-
-async def last_evaluated(services: Services, repo: Repository) -> float | None:
-    """When the job last evaluated this repository's policy, if it has."""
-    result = await leases.last_result(services.db, JOB_NAME) or {}
-    value = (result.get("lastEvaluatedAt") or {}).get(str(repo.id))
-    return float(value) if isinstance(value, int | float) else None
 
 
 async def run(services: Services) -> dict[str, Any]:
@@ -144,10 +115,3 @@ async def run(services: Services) -> dict[str, Any]:
         "errors": errors,
         "lastEvaluatedAt": evaluated,
     }
-
-
-def lifecycle_job(services: Services) -> Job:
-    async def run_job() -> dict[str, Any]:
-        return await run(services)
-
-    return Job(JOB_NAME, services.settings.lifecycle_interval_seconds, run_job)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cargobay.oci.digest import parse_digest
-from cargobay.oci.errors import DigestInvalid, ManifestInvalid, PayloadTooLarge, Unsupported
+from cargobay.oci.errors import DigestInvalid, ManifestInvalid, Unsupported
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -25,9 +25,6 @@ OCI_EMPTY_JSON = "application/vnd.oci.empty.v1+json"
 IMAGE_MANIFEST_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 MANIFEST_TYPES = IMAGE_MANIFEST_TYPES | INDEX_TYPES
-
-# The distribution-spec asks registries to accept manifests of at least 4 MiB.
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +123,8 @@ def resolve_media_type(content_type: str | None, body: dict[str, Any]) -> str:
 
 
 def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
-    """Validate a manifest's structure and return what it references."""
-    if len(payload) > MAX_MANIFEST_BYTES:
-        raise PayloadTooLarge("manifest exceeds the 4 MiB limit")
+    """Validate a manifest's structure and return what it references (the size limit is the
+    caller's: `ManifestService.put_image` checks the configured one)."""
     try:
         body = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:

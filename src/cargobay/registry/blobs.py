@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from cargobay.errors import BlobUnknown
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
-from cargobay.oci.errors import BlobUnknown
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
 

@@ -11,18 +11,21 @@ from dataclasses import dataclass
 
 from sqlalchemy import Select, and_, bindparam, func, select
 
+from cargobay.errors import (
+    DomainError,
+    ImageAlreadyExists,
+    ImageDigestDoesNotMatch,
+    ImageNotFound,
+    ImageTagAlreadyExists,
+    LayersNotFound,
+    PayloadTooLarge,
+    ReferencedImagesNotFound,
+)
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
-from cargobay.oci.errors import (
-    DigestInvalid,
-    ManifestBlobUnknown,
-    ManifestUnknown,
-    PayloadTooLarge,
-    TagImmutable,
-)
-from cargobay.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, parse_manifest
+from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.repositories import Repository
 
@@ -45,6 +48,7 @@ class PutResult:
     digest: str
     subject: str | None
     created: bool
+    media_type: str
 
 
 def _manifest_queries() -> tuple[Select, Select]:
@@ -75,118 +79,165 @@ def _check_reference(reference: str) -> None:
 
 
 class ManifestService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_manifest_bytes: int) -> None:
         self.db = db
+        self.max_manifest_bytes = max_manifest_bytes
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
-        """A manifest by tag or digest in one indexed query (repository included)."""
-        _check_reference(reference)
+        """A manifest by tag or digest in one indexed query (repository included). A
+        reference that is neither a valid tag nor a valid digest names nothing: ImageNotFound,
+        as Distribution and Zot answer a GET for it (a PUT still refuses such a tag)."""
+        try:
+            _check_reference(reference)
+        except DomainError:
+            raise ImageNotFound(detail={"reference": reference}) from None
         query = _MANIFEST_BY_DIGEST if is_digest(reference) else _MANIFEST_BY_TAG
         params = {"registry_id": repo_registry_id, "name": repo_name, "reference": reference}
         async with self.db.read_now() as conn:
             row = (await conn.execute(query, params)).first()
         if row is None:
-            raise ManifestUnknown(detail={"reference": reference})
+            raise ImageNotFound(detail={"reference": reference})
         now = time.time()
         if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
         return Manifest(row.digest, row.media_type, row.content, row.repository_id)
 
-    async def put(
-        self, repo: Repository, reference: str, content_type: str | None, payload: bytes
+    async def put_image(
+        self,
+        repo: Repository,
+        payload: bytes,
+        media_type: str | None,
+        digest: str | None = None,
+        tag: str | None = None,
+        *,
+        refuse_existing: bool = False,
     ) -> PutResult:
-        """Store a manifest exactly as pushed, after checking everything it references."""
-        if len(payload) > MAX_MANIFEST_BYTES:
-            raise PayloadTooLarge(
-                f"manifest is {len(payload)} bytes; the limit is {MAX_MANIFEST_BYTES}"
-            )
-        _check_reference(reference)
-        tag = None if is_digest(reference) else reference
-        parsed = parse_manifest(payload, content_type)
-        if tag is None:
-            expected = parse_digest(reference)
-            digest = compute(payload, expected.algorithm)
-            if digest != reference:
-                raise DigestInvalid(
-                    "manifest digest does not match its content",
-                    detail={"digest": reference, "actual": digest},
-                )
-        else:
-            digest = compute(payload)
+        """Store a manifest exactly as pushed and point `tag` at it, in one transaction.
 
-        now = time.time()
+        The one push path of every door: the size limit is checked here and nowhere else, the
+        payload is parsed once and hashed once (with `digest`'s algorithm when one is given),
+        every reference is checked, and on an immutable repository a tag that names another
+        manifest fails the whole call, leaving nothing behind. With `refuse_existing` (ECR's
+        PutImage), the same manifest already under `tag` is ImageAlreadyExists, decided in the
+        same transaction as the write.
+        """
+        if len(payload) > self.max_manifest_bytes:
+            raise PayloadTooLarge(
+                f"manifest is {len(payload)} bytes; the limit is {self.max_manifest_bytes}",
+                detail={"size": len(payload), "limit": self.max_manifest_bytes},
+            )
+        if tag is not None:
+            validate_tag(tag)
+        algorithm = parse_digest(digest).algorithm if digest is not None else "sha256"
+        parsed = parse_manifest(payload, media_type)
+        actual = compute(payload, algorithm)
+        if digest is not None and actual != digest:
+            raise ImageDigestDoesNotMatch(
+                f"manifest digest {actual} does not match the digest given, {digest}",
+                detail={"digest": digest, "actual": actual},
+            )
+        async with self.db.write() as conn:
+            if tag is not None and refuse_existing:
+                t = schema.tags
+                current = (
+                    await conn.execute(
+                        select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
+                    )
+                ).scalar_one_or_none()
+                if current == actual:
+                    raise ImageAlreadyExists(
+                        f"Image with digest '{actual}' and tag '{tag}' already exists in the "
+                        f"repository with name '{repo.name}' in registry with id "
+                        f"'{repo.registry_id}'",
+                        detail={"digest": actual, "tag": tag},
+                    )
+            created = await self._insert(conn, repo, actual, parsed, payload)
+            if tag is not None:
+                await self._set_tag(conn, repo, tag, actual, time.time())
+        subject = parsed.subject.digest if parsed.subject else None
+        return PutResult(actual, subject, created, parsed.media_type)
+
+    async def _insert(
+        self, conn, repo: Repository, digest: str, parsed: ParsedManifest, payload: bytes
+    ) -> bool:
+        """Insert the manifest row and its references after checking they exist; False when
+        the repository already held it."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
         m, rb = schema.manifests, schema.repository_blobs
-        async with self.db.write() as conn:
-            if blob_refs:
-                # FOR SHARE on PostgreSQL: garbage collection locks a link before removing it,
-                # so it either waits for this push or this push sees the link gone.
-                links = select(rb.c.digest).where(
-                    rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
-                )
-                if not self.db.is_sqlite:
-                    links = links.with_for_update(read=True)
-                present = {row.digest for row in await conn.execute(links)}
-                missing = [d for d in blob_refs if d not in present]
-                if missing:
-                    raise ManifestBlobUnknown(detail={"digest": missing[0]})
-            if child_refs:
-                present = {
-                    row.digest
-                    for row in await conn.execute(
-                        select(m.c.digest).where(
-                            m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
-                        )
-                    )
-                }
-                missing = [d for d in child_refs if d not in present]
-                if missing:
-                    raise ManifestUnknown(
-                        "manifest references an unknown manifest", detail={"digest": missing[0]}
-                    )
-            # ECR's imageSizeInBytes: config + layers; for an index, its largest child image.
-            image_size = sum(d.size for d in blob_refs.values())
-            if child_refs:
-                image_size = (
-                    await conn.execute(
-                        select(func.max(m.c.image_size)).where(
-                            m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
-                        )
-                    )
-                ).scalar_one() or 0
-            result = await insert_ignore(
-                conn,
-                m,
-                repository_id=repo.id,
-                digest=digest,
-                media_type=parsed.media_type,
-                artifact_type=parsed.artifact_type,
-                subject_digest=parsed.subject.digest if parsed.subject else None,
-                annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
-                size=len(payload),
-                image_size=image_size,
-                content=payload,
-                pushed_at=now,
+        if blob_refs:
+            # FOR SHARE on PostgreSQL: garbage collection locks a link before removing it,
+            # so it either waits for this push or this push sees the link gone.
+            links = select(rb.c.digest).where(
+                rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
             )
-            created = bool(result.rowcount)
-            if created:
-                for target, kind in [
-                    *((d, "blob") for d in blob_refs),
-                    *((d, "manifest") for d in child_refs),
-                ]:
-                    await insert_ignore(
-                        conn,
-                        schema.manifest_references,
-                        repository_id=repo.id,
-                        manifest_digest=digest,
-                        target_digest=target,
-                        kind=kind,
+            if not self.db.is_sqlite:
+                links = links.with_for_update(read=True)
+            present = {row.digest for row in await conn.execute(links)}
+            missing = [d for d in blob_refs if d not in present]
+            if missing:
+                raise LayersNotFound(
+                    f"Layers with digests '{missing}' required for pushing image into "
+                    f"repository with name '{repo.name}' in registry with id "
+                    f"'{repo.registry_id}' do not exist",
+                    detail={"digest": missing[0]},
+                )
+        if child_refs:
+            present = {
+                row.digest
+                for row in await conn.execute(
+                    select(m.c.digest).where(
+                        m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
                     )
-            if tag is not None:
-                await self._set_tag(conn, repo, tag, digest, now)
-        return PutResult(digest, parsed.subject.digest if parsed.subject else None, created)
+                )
+            }
+            missing = [d for d in child_refs if d not in present]
+            if missing:
+                raise ReferencedImagesNotFound(
+                    f"manifest references an unknown manifest {missing[0]} in the repository "
+                    f"with name '{repo.name}' in registry with id '{repo.registry_id}'",
+                    detail={"digest": missing[0]},
+                )
+        # ECR's imageSizeInBytes: config + layers; for an index, its largest child image.
+        image_size = sum(d.size for d in blob_refs.values())
+        if child_refs:
+            image_size = (
+                await conn.execute(
+                    select(func.max(m.c.image_size)).where(
+                        m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
+                    )
+                )
+            ).scalar_one() or 0
+        result = await insert_ignore(
+            conn,
+            m,
+            repository_id=repo.id,
+            digest=digest,
+            media_type=parsed.media_type,
+            artifact_type=parsed.artifact_type,
+            subject_digest=parsed.subject.digest if parsed.subject else None,
+            annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            size=len(payload),
+            image_size=image_size,
+            content=payload,
+            pushed_at=time.time(),
+        )
+        if not result.rowcount:
+            return False
+        for target, kind in [
+            *((d, "blob") for d in blob_refs),
+            *((d, "manifest") for d in child_refs),
+        ]:
+            await insert_ignore(
+                conn,
+                schema.manifest_references,
+                repository_id=repo.id,
+                manifest_digest=digest,
+                target_digest=target,
+                kind=kind,
+            )
+        return True
 
     async def _set_tag(self, conn, repo: Repository, tag: str, digest: str, now: float) -> None:
         t = schema.tags
@@ -204,8 +255,9 @@ class ManifestService:
                 )
             ).scalar_one()
             if current != digest:
-                raise TagImmutable(
-                    f"tag {tag!r} already exists in the immutable repository {repo.name!r}",
+                raise ImageTagAlreadyExists(
+                    f"The image tag '{tag}' already exists in the '{repo.name}' repository "
+                    "and cannot be overwritten because the repository is immutable.",
                     detail={"tag": tag},
                 )
             return
@@ -218,30 +270,6 @@ class ManifestService:
             digest=digest,
             updated_at=now,
         )
-
-    async def delete(self, repo: Repository, reference: str) -> None:
-        """Delete by digest (the manifest and every tag on it) or by tag (untag only)."""
-        _check_reference(reference)
-        m, t, mr = schema.manifests, schema.tags, schema.manifest_references
-        async with self.db.write() as conn:
-            if not is_digest(reference):
-                result = await conn.execute(
-                    t.delete().where(t.c.repository_id == repo.id, t.c.name == reference)
-                )
-                if not result.rowcount:
-                    raise ManifestUnknown(detail={"tag": reference})
-                return
-            result = await conn.execute(
-                m.delete().where(m.c.repository_id == repo.id, m.c.digest == reference)
-            )
-            if not result.rowcount:
-                raise ManifestUnknown(detail={"digest": reference})
-            await conn.execute(
-                t.delete().where(t.c.repository_id == repo.id, t.c.digest == reference)
-            )
-            await conn.execute(
-                mr.delete().where(mr.c.repository_id == repo.id, mr.c.manifest_digest == reference)
-            )
 
     async def list_tags(self, repo: Repository, last: str | None, limit: int | None) -> list[str]:
         """Tag names in lexical order after `last`: an index range scan, any repo size."""

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from cargobay.config import Settings
+from cargobay.errors import RepositoryNotEmpty, RepositoryNotFound, TooManyTags
+from cargobay.iam.authz import Authorizer, RequestContext, Resource
+from cargobay.iam.permissions import CREATE_REPOSITORY
+from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
-from cargobay.oci.errors import NameUnknown
 from cargobay.oci.names import validate_name
-from cargobay.registry.errors import RepositoryNotEmpty, TooManyTags
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +46,17 @@ _COLUMNS = (
 )
 
 
+def _missing(registry_id: str, name: str) -> str:
+    return (
+        f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+    )
+
+
 class RepositoryService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settings: Settings, authorizer: Authorizer) -> None:
         self.db = db
+        self.settings = settings
+        self.authorizer = authorizer
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
         r = schema.repositories
@@ -61,7 +72,7 @@ class RepositoryService:
         validate_name(name)
         repo = await self.find(registry_id, name)
         if repo is None:
-            raise NameUnknown(detail={"name": name})
+            raise RepositoryNotFound(_missing(registry_id, name), detail={"name": name})
         return repo
 
     async def create(
@@ -108,13 +119,24 @@ class RepositoryService:
         assert repo is not None
         return repo, bool(result.rowcount)
 
-    async def get_for_push(self, registry_id: str, name: str, create_on_push: bool) -> Repository:
+    async def get_for_push(
+        self,
+        principal: Principal,
+        registry_id: str,
+        name: str,
+        context: RequestContext | None = None,
+    ) -> Repository:
+        """The repository a push goes to, created when missing if the account allows
+        create-on-push and the caller may create repositories (every door pushes through
+        here, so the rule and its authorization cannot differ between doors)."""
         validate_name(name)
         repo = await self.find(registry_id, name)
         if repo is not None:
             return repo
-        if not create_on_push:
-            raise NameUnknown(detail={"name": name})
+        if not await self.create_on_push(registry_id, self.settings.create_on_push):
+            raise RepositoryNotFound(_missing(registry_id, name), detail={"name": name})
+        resource = Resource(registry_id, self.settings.region, name)
+        await self.authorizer.require(principal, CREATE_REPOSITORY, resource, context)
         return (await self.create(registry_id, name))[0]
 
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:

@@ -12,8 +12,10 @@ from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import load_box
 from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope, load_signer
+from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
 from cargobay.registry.blobs import BlobService
+from cargobay.registry.deletes import DeleteService
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
@@ -34,9 +36,11 @@ class Services:
     blobs: BlobService
     uploads: UploadService
     manifests: ManifestService
+    deletes: DeleteService
     credentials: CredentialStore
     authorizer: Authorizer
     images: ImageService
+    lifecycle: LifecycleService
     usage: UsageRecorder
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
@@ -45,17 +49,22 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
         store = open_store(settings.storage_url)
+        authorizer = Authorizer(db)
+        repositories = RepositoryService(db, settings, authorizer)
+        images = ImageService(db)
         return cls(
             settings=settings,
             db=db,
             store=store,
-            repositories=RepositoryService(db),
+            repositories=repositories,
             blobs=BlobService(db, store),
             uploads=UploadService(db, store),
-            manifests=ManifestService(db),
+            manifests=ManifestService(db, settings.max_manifest_bytes),
+            deletes=DeleteService(db),
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
-            authorizer=Authorizer(db),
-            images=ImageService(db),
+            authorizer=authorizer,
+            images=images,
+            lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
         )
 

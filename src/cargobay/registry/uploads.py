@@ -19,17 +19,18 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from cargobay.errors import (
+    DigestInvalid,
+    LayerDigestMismatch,
+    RangeInvalid,
+    SizeInvalid,
+    UploadInvalid,
+    UploadNotFound,
+)
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import parse_digest
-from cargobay.oci.errors import (
-    BlobUploadInvalid,
-    BlobUploadUnknown,
-    DigestInvalid,
-    RangeInvalid,
-    SizeInvalid,
-)
 from cargobay.registry.blobs import BlobInfo
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
@@ -77,7 +78,7 @@ class UploadService:
 
     async def get(self, repo: Repository, upload_id: str) -> Upload:
         if not _UPLOAD_ID.fullmatch(upload_id):
-            raise BlobUploadUnknown(detail={"uuid": upload_id})
+            raise UploadNotFound(_missing(repo, upload_id), detail={"uuid": upload_id})
         u = schema.uploads
         async with self.db.read_now() as conn:
             row = (
@@ -88,7 +89,7 @@ class UploadService:
                 )
             ).first()
         if row is None:
-            raise BlobUploadUnknown(detail={"uuid": upload_id})
+            raise UploadNotFound(_missing(repo, upload_id), detail={"uuid": upload_id})
         return Upload(row.id, row.repository_id, int(row.size), row.created_at)
 
     @asynccontextmanager
@@ -97,7 +98,7 @@ class UploadService:
         racing request could write under bytes another worker has hashed, or into the file
         after it became a blob. The loser gets 416 with the current Range and may retry."""
         if not _UPLOAD_ID.fullmatch(upload_id):
-            raise BlobUploadUnknown(detail={"uuid": upload_id})
+            raise UploadNotFound(detail={"uuid": upload_id})
         try:
             async with self.store.upload_lock(upload_id):
                 yield
@@ -105,10 +106,10 @@ class UploadService:
             upload = await self.get(repo, upload_id)
             raise RangeInvalid(
                 "the upload is being written by another request",
-                headers={"Range": upload.range_header},
+                size=upload.size,
             ) from None
         except FileNotFoundError:
-            raise BlobUploadUnknown("upload data is missing", detail={"uuid": upload_id}) from None
+            raise UploadNotFound("upload data is missing", detail={"uuid": upload_id}) from None
 
     async def append(
         self,
@@ -137,7 +138,7 @@ class UploadService:
         if start is not None and start != upload.size:
             raise RangeInvalid(
                 f"chunk starts at {start} but the upload has {upload.size} bytes",
-                headers={"Range": upload.range_header},
+                size=upload.size,
             )
         hasher = await self._hasher_at(upload.id, upload.size)
         try:
@@ -145,11 +146,11 @@ class UploadService:
                 upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
             )
         except FileNotFoundError:
-            raise BlobUploadUnknown("upload data is missing", detail={"uuid": upload_id}) from None
+            raise UploadNotFound("upload data is missing", detail={"uuid": upload_id}) from None
         if end is not None and new_size != end + 1:
             raise SizeInvalid(
                 f"Content-Range ends at {end} but {new_size - upload.size} bytes were sent",
-                headers={"Range": upload.range_header},
+                size=upload.size,
             )
         u = schema.uploads
         async with self.db.write() as conn:
@@ -159,7 +160,7 @@ class UploadService:
                 .values(size=new_size, updated_at=time.time())
             )
         if not result.rowcount:
-            raise BlobUploadInvalid("the upload was changed by a concurrent request")
+            raise UploadInvalid("the upload was changed by a concurrent request")
         self._remember(upload.id, new_size, hasher)
         return Upload(upload.id, upload.repository_id, new_size, upload.created_at)
 
@@ -186,7 +187,7 @@ class UploadService:
             actual = await self._rehash(upload.id, upload.size, expected.algorithm)
         if actual != str(expected):
             await self.cancel(repo, upload_id)
-            raise DigestInvalid(
+            raise LayerDigestMismatch(
                 "provided digest did not match uploaded content",
                 detail={"digest": digest, "actual": actual},
             )
@@ -207,7 +208,7 @@ class UploadService:
             )
             actual = f"{expected.algorithm}:{hasher.hexdigest()}"
             if actual != str(expected):
-                raise DigestInvalid(
+                raise LayerDigestMismatch(
                     "provided digest did not match uploaded content",
                     detail={"digest": digest, "actual": actual},
                 )
@@ -245,7 +246,7 @@ class UploadService:
                         schema.repository_blobs.c.digest == digest,
                     )
                 )
-            raise BlobUploadInvalid("the blob was garbage-collected during the upload; retry")
+            raise UploadInvalid("the blob was garbage-collected during the upload; retry")
         return BlobInfo(digest, size)
 
     async def cancel(self, repo: Repository, upload_id: str) -> None:
@@ -279,6 +280,13 @@ class UploadService:
         async for data in self.store.upload_read(upload_id, size):
             hasher.update(data)
         return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def _missing(repo: Repository, upload_id: str) -> str:
+    return (
+        f"Upload with id '{upload_id}' does not exist in the repository with name "
+        f"'{repo.name}' in registry with id '{repo.registry_id}'"
+    )
 
 
 def _feed(hasher: hashlib._Hash, block: list[bytes]) -> None:

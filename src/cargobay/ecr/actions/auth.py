@@ -16,7 +16,6 @@ TOKEN_SECONDS = 12 * 3600
 
 @action("GetAuthorizationToken")
 async def get_authorization_token(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    await call.require("ecr:GetAuthorizationToken")
     registry_ids = payload.get("registryIds") or [call.principal.account_id]
     if not isinstance(registry_ids, list) or not 1 <= len(registry_ids) <= 10:
         raise errors.InvalidParameter("registryIds must list 1 to 10 registry ids")

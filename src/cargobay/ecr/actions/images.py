@@ -1,5 +1,5 @@
-"""Image actions: list, describe, get, delete and put, over the same manifest services as the
-`/v2/` door."""
+"""Image actions: list, describe, get, delete and put, over the same services as the `/v2/`
+door (put_image, delete_images): only the request and response shapes are ECR's here."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ from typing import Any
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
-from cargobay.oci import errors as oci
-from cargobay.oci.digest import compute, parse_digest
+from cargobay.errors import DomainError, ImageNotFound, ImageTagDoesNotMatchDigest
 from cargobay.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     OCI_MANIFEST,
-    parse_manifest,
 )
-from cargobay.oci.names import validate_tag
+from cargobay.registry.deletes import ImageRef, check_ref
 from cargobay.registry.repositories import Repository
 
 TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
@@ -43,39 +41,28 @@ def _image_ids(payload: dict[str, Any], key: str = "imageIds") -> list[dict[str,
     return ids
 
 
-def _failure(image_id: dict[str, str], code: str, reason: str) -> dict[str, Any]:
-    return {"imageId": image_id, "failureCode": code, "failureReason": reason}
-
-
-async def _resolve(
-    call: EcrCall, repo: Repository, image_id: dict[str, str]
-) -> tuple[str | None, dict[str, Any] | None]:
-    """The digest an image id names, or a per-image failure entry."""
+def _ref(image_id: dict[str, Any]) -> ImageRef:
     digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-    if not digest and not tag:
-        return None, _failure(image_id, "MissingDigestAndTag", "Missing image digest and tag")
-    if digest:
-        try:
-            parse_digest(digest)
-        except oci.RegistryError:
-            return None, _failure(image_id, "InvalidImageDigest", "Invalid image digest")
-    if tag:
-        try:
-            validate_tag(tag)
-        except oci.TagInvalid:
-            return None, _failure(image_id, "InvalidImageTag", "Invalid image tag")
-        tagged = await call.services.images.digest_for_tag(repo, tag)
+    return ImageRef(
+        digest if isinstance(digest, str) else None, tag if isinstance(tag, str) else None
+    )
+
+
+async def _resolve(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
+    """The digest an image id names, or the domain error that says why it names none."""
+    ref = _ref(image_id)
+    check_ref(ref)
+    if ref.tag:
+        tagged = await call.services.images.digest_for_tag(repo, ref.tag)
         if tagged is None:
-            return None, _failure(image_id, "ImageNotFound", "Requested image not found")
-        if digest and tagged != digest:
-            return None, _failure(
-                image_id, "ImageTagDoesNotMatchDigest", "Image tag does not match digest"
-            )
-        return tagged, None
-    found = await call.services.images.describe(repo, [digest])
-    if not found:
-        return None, _failure(image_id, "ImageNotFound", "Requested image not found")
-    return digest, None
+            raise ImageNotFound()
+        if ref.digest and tagged != ref.digest:
+            raise ImageTagDoesNotMatchDigest()
+        return tagged
+    assert ref.digest is not None
+    if not await call.services.images.describe(repo, [ref.digest]):
+        raise ImageNotFound()
+    return ref.digest
 
 
 @action("ListImages")
@@ -106,13 +93,13 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     if payload.get("imageIds") is not None:
         digests = []
         for image_id in _image_ids(payload):
-            digest, failure = await _resolve(call, repo, image_id)
-            if failure is not None:
-                raise errors.ImageNotFound(
+            try:
+                digests.append(await _resolve(call, repo, image_id))
+            except DomainError:
+                raise ImageNotFound(
                     f"The image with imageId {image_id} does not exist within the repository "
                     f"with name '{repo.name}' in the registry with id '{repo.registry_id}'"
-                )
-            digests.append(digest)
+                ) from None
         rows = await images.describe(repo, digests)
         next_token = None
     else:
@@ -159,9 +146,10 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         raise errors.InvalidParameter("acceptedMediaTypes must be a list of strings")
     images, failures = [], []
     for image_id in _image_ids(payload):
-        digest, failure = await _resolve(call, repo, image_id)
-        if failure is not None:
-            failures.append(failure)
+        try:
+            digest = await _resolve(call, repo, image_id)
+        except DomainError as exc:
+            failures.append(errors.image_failure(image_id, exc))
             continue
         # acceptedMediaTypes only steers ECR's format conversion; an image it cannot convert
         # comes back as stored (the caller decides), never as a failure: the model's
@@ -185,39 +173,17 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
 @action("BatchDeleteImage")
 async def batch_delete_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
-    services = call.services
+    image_ids = _image_ids(payload)
+    outcomes = await call.services.deletes.delete_images(repo, [_ref(i) for i in image_ids])
     deleted, failures = [], []
-    for image_id in _image_ids(payload):
-        digest, failure = await _resolve(call, repo, image_id)
-        if failure is not None:
-            failures.append(failure)
+    for image_id, outcome in zip(image_ids, outcomes, strict=True):
+        if outcome.error is not None:
+            failures.append(errors.image_failure(image_id, outcome.error))
             continue
-        assert digest is not None
-        tag = image_id.get("imageTag")
-        # Untag; removing an image's last tag deletes the image, as ECR does.
-        untag_only = tag and not image_id.get("imageDigest")
-        if untag_only and await services.images.tag_count(repo, digest) > 1:
-            await services.manifests.delete(repo, tag)
-            deleted.append({"imageDigest": digest, "imageTag": tag})
-            continue
-        parents = await services.images.parents(repo, digest)
-        if parents:
-            failures.append(
-                _failure(
-                    image_id,
-                    "ImageReferencedByManifestList",
-                    f"Requested image referenced by manifest list: {parents}",
-                )
-            )
-            continue
-        try:
-            await services.manifests.delete(repo, digest)
-        except oci.ManifestUnknown:
-            failures.append(_failure(image_id, "ImageNotFound", "Requested image not found"))
-            continue
-        entry = {"imageDigest": digest}
-        if tag:
-            entry["imageTag"] = tag
+        assert outcome.deleted is not None
+        entry = {"imageDigest": outcome.deleted.digest}
+        if outcome.deleted.tag:
+            entry["imageTag"] = outcome.deleted.tag
         deleted.append(entry)
     return {"imageIds": deleted, "failures": failures}
 
@@ -253,40 +219,11 @@ async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
             "'imageManifestMediaType is required when the manifest has no mediaType field'"
         )
     tag, digest = payload.get("imageTag"), payload.get("imageDigest")
-    payload_bytes = manifest.encode("utf-8")
-    if digest is not None:
-        try:
-            parse_digest(digest)
-        except oci.RegistryError:
-            raise errors.InvalidParameter("imageDigest is not a valid digest") from None
-    if tag is not None:
-        try:
-            validate_tag(tag)
-        except oci.TagInvalid:
-            raise errors.InvalidParameter(f"imageTag {tag!r} is not a valid tag") from None
-        existing = await call.services.images.digest_for_tag(repo, tag)
-        new_digest = compute(payload_bytes)
-        if existing == new_digest:
-            raise errors.ImageAlreadyExists(
-                f"Image with digest '{new_digest}' and tag '{tag}' already exists in the "
-                f"repository with name '{repo.name}' in registry with id '{repo.registry_id}'"
-            )
-    try:
-        if digest is not None:
-            result = await call.services.manifests.put(repo, digest, media_type, payload_bytes)
-            if tag is not None:
-                result = await call.services.manifests.put(repo, tag, media_type, payload_bytes)
-        else:
-            result = await call.services.manifests.put(
-                repo, tag or compute(payload_bytes), media_type, payload_bytes
-            )
-    except oci.DigestInvalid as exc:
-        raise errors.ImageDigestDoesNotMatch(exc.message) from None
-    except oci.TagImmutable:
-        raise errors.ImageTagAlreadyExists(
-            f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot "
-            "be overwritten because the repository is immutable."
-        ) from None
+    if not isinstance(tag, str | None) or not isinstance(digest, str | None):
+        raise errors.InvalidParameter("imageTag and imageDigest must be strings")
+    result = await call.services.manifests.put_image(
+        repo, manifest.encode("utf-8"), media_type, digest, tag, refuse_existing=True
+    )
     image_id = {"imageDigest": result.digest}
     if tag:
         image_id["imageTag"] = tag
@@ -296,6 +233,6 @@ async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
             "repositoryName": repo.name,
             "imageId": image_id,
             "imageManifest": manifest,
-            "imageManifestMediaType": media_type or parse_manifest(payload_bytes, None).media_type,
+            "imageManifestMediaType": media_type or result.media_type,
         }
     }

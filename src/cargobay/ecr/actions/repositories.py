@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
-from cargobay.registry.errors import RepositoryNotEmpty, TooManyTags
+from cargobay.errors import RepositoryAlreadyExists, RepositoryNotFound
+from cargobay.iam.permissions import TAG_RESOURCE
 from cargobay.registry.repositories import Repository
 
 MUTABILITY = ("MUTABLE", "IMMUTABLE")
 ENCRYPTION = ("AES256", "KMS", "KMS_DSSE")
-_ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
 
 
 def repository_shape(call: EcrCall, repo: Repository) -> dict[str, Any]:
@@ -69,12 +68,11 @@ def _mutability(payload: dict[str, Any], default: str | None = None) -> str:
 
 @action("CreateRepository")
 async def create_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    call.use_registry(payload)
     name = call.name_param(payload)
-    await call.require("ecr:CreateRepository", name)
     tags = parse_tags(payload.get("tags"))
     if tags:
-        await call.require("ecr:TagResource", name)
+        # Tagging at creation also needs TagResource: a check beyond the table's.
+        await call.require(TAG_RESOURCE, name)
     scanning = payload.get("imageScanningConfiguration") or {}
     encryption = payload.get("encryptionConfiguration") or {}
     encryption_type = encryption.get("encryptionType", "AES256")
@@ -97,7 +95,7 @@ async def create_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str,
         tags=tags,
     )
     if not created:
-        raise errors.RepositoryAlreadyExists(
+        raise RepositoryAlreadyExists(
             f"The repository with name '{name}' already exists in the registry with id "
             f"'{call.registry_id}'"
         )
@@ -110,20 +108,14 @@ async def describe_repositories(call: EcrCall, payload: dict[str, Any]) -> dict[
     names = payload.get("repositoryNames")
     repos = call.services.repositories
     if names is not None:
-        if not isinstance(names, list) or not 1 <= len(names) <= 100:
-            raise errors.InvalidParameter("repositoryNames must list 1 to 100 names")
-        for name in names:
-            call.name_param({"repositoryName": name})
-            await call.require("ecr:DescribeRepositories", name)
         found = await repos.list(registry_id, list(names), None, None)
         missing = sorted(set(names) - {r.name for r in found})
         if missing:
-            raise errors.RepositoryNotFound(
+            raise RepositoryNotFound(
                 f"The repository with name '{missing[0]}' does not exist in the registry with "
                 f"id '{registry_id}'"
             )
         return {"repositories": [repository_shape(call, r) for r in found]}
-    await call.require("ecr:DescribeRepositories")
     limit = call.page_size(payload)
     after = call.decode_token(payload)
     page = await repos.list(registry_id, None, after, limit + 1)
@@ -136,10 +128,7 @@ async def describe_repositories(call: EcrCall, payload: dict[str, Any]) -> dict[
 @action("DeleteRepository")
 async def delete_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
-    try:
-        await call.services.repositories.delete(repo, force=bool(payload.get("force", False)))
-    except RepositoryNotEmpty as exc:
-        raise errors.RepositoryNotEmpty(exc.message) from None
+    await call.services.repositories.delete(repo, force=bool(payload.get("force", False)))
     return {"repository": repository_shape(call, repo)}
 
 
@@ -172,33 +161,17 @@ async def put_image_scanning_configuration(
     }
 
 
-async def _repository_by_arn(call: EcrCall, payload: dict[str, Any], iam_action: str):
-    arn = payload.get("resourceArn")
-    match = _ARN.match(arn) if isinstance(arn, str) else None
-    if not match:
-        raise errors.InvalidParameter(
-            "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'"
-        )
-    region, registry_id, name = match.groups()
-    if region != call.region:
-        raise errors.InvalidParameter(f"resourceArn names region {region}, not {call.region}")
-    return await call.repository({"registryId": registry_id, "repositoryName": name}, iam_action)
-
-
 @action("TagResource")
 async def tag_resource(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    repo = await _repository_by_arn(call, payload, "ecr:TagResource")
+    repo = await call.repository(call.arn_repository(payload))
     tags = parse_tags(payload.get("tags"))
-    try:
-        await call.services.repositories.set_tags(repo, tags)
-    except TooManyTags as exc:
-        raise errors.TooManyTags(exc.message) from None
+    await call.services.repositories.set_tags(repo, tags)
     return {}
 
 
 @action("UntagResource")
 async def untag_resource(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    repo = await _repository_by_arn(call, payload, "ecr:UntagResource")
+    repo = await call.repository(call.arn_repository(payload))
     keys = payload.get("tagKeys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise errors.InvalidParameter("tagKeys must be a list of strings")
@@ -208,14 +181,13 @@ async def untag_resource(call: EcrCall, payload: dict[str, Any]) -> dict[str, An
 
 @action("ListTagsForResource")
 async def list_tags_for_resource(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    repo = await _repository_by_arn(call, payload, "ecr:ListTagsForResource")
+    repo = await call.repository(call.arn_repository(payload))
     tags = await call.services.repositories.tags(repo)
     return {"tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
 @action("DescribeRegistry")
 async def describe_registry(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    await call.require("ecr:DescribeRegistry")
     return {"registryId": call.registry_id, "replicationConfiguration": {"rules": []}}
 
 
@@ -223,7 +195,6 @@ async def describe_registry(call: EcrCall, payload: dict[str, Any]) -> dict[str,
 async def get_registry_scanning_configuration(
     call: EcrCall, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    await call.require("ecr:GetRegistryScanningConfiguration")
     return {
         "registryId": call.registry_id,
         "scanningConfiguration": {"scanType": "BASIC", "rules": []},

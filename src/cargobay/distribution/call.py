@@ -1,0 +1,86 @@
+"""One authenticated `/v2/` request: who asks, which registry and repository it names, and the
+helpers every `/v2/` handler shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from cargobay.distribution.auth import registry_for
+from cargobay.iam import authz
+from cargobay.iam.principal import Principal
+from cargobay.registry.repositories import Repository
+from cargobay.registry.services import Services
+from cargobay.requestinfo import request_context
+
+SERVICES = web.AppKey("services", Services)
+# Request key: (repository id, principal ARN, full size) of a metered GET.
+USAGE = "cargobay.usage"
+BLOCK_BYTES = 1024 * 1024
+
+
+class Call:
+    """One authenticated `/v2/` request and the repository it names."""
+
+    def __init__(
+        self, request: web.Request, services: Services, principal: Principal, name: str
+    ) -> None:
+        self.request = request
+        self.services = services
+        self.principal = principal
+        self.name = name
+        self.registry_id = registry_for(request, principal.account_id)
+        self.resource = authz.Resource(self.registry_id, services.settings.region, name or None)
+
+    def context(self) -> authz.RequestContext:
+        return request_context(self.request, self.services.settings.trusted_proxies)
+
+    async def require(self, action: str, name: str | None = None) -> None:
+        """A check beyond the authorization table's (the dispatcher has done that one)."""
+        resource = (
+            self.resource
+            if name is None
+            else authz.Resource(self.registry_id, self.resource.region, name)
+        )
+        await self.services.authorizer.require(self.principal, action, resource, self.context())
+
+    def count_transfer(self, repository_id: int, size: int) -> None:
+        """Meter a GET's bytes out; the app counts what was actually sent (ranges, 307s)."""
+        if self.request.method == "GET":
+            self.request[USAGE] = (repository_id, self.principal.arn, size)
+
+    async def repo(self) -> Repository:
+        return await self.services.repositories.get(self.registry_id, self.name)
+
+    async def push_target(self) -> Repository:
+        """`RepositoryService.get_for_push`: create-on-push and its authorization are the
+        service's, the same for every door."""
+        return await self.services.repositories.get_for_push(
+            self.principal, self.registry_id, self.name, self.context()
+        )
+
+
+async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:
+    """The request body in blocks of about 1 MiB, never the whole body at once."""
+    block: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        block.append(chunk)
+        size += len(chunk)
+        if size >= BLOCK_BYTES:
+            yield block
+            block, size = [], 0
+    if block:
+        yield block
+
+
+async def read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, but never more than `limit` bytes of it in memory: a longer body comes back
+    cut at `limit`, and the service that owns the size rule refuses it."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await request.content.readany()):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit]

@@ -1,0 +1,278 @@
+"""The registry's domain errors: what went wrong, in no protocol's words.
+
+Services raise these; they carry a message and, where a door needs it, structured facts
+(`detail`, the upload's size), never an HTTP status or a protocol error code. Each front door
+translates them in exactly one table: `distribution.errors.OCI_ERRORS` (OCI code + status),
+`ecr.errors.ECR_ERRORS` (AWS `__type` + status) and `iamapi.errors` (IAM code by category).
+A test walks every concrete class below and fails if a door has no entry for it.
+
+The categories (NotFound, AlreadyExists, ...) exist so a door that speaks coarsely (IAM) can
+map by kind; the detailed doors map each concrete class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A failure a caller can act on; `detail` is machine-readable context (a digest...)."""
+
+    default_message = "the request failed"
+
+    def __init__(self, message: str | None = None, detail: Any = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        self.detail = detail
+
+
+# -- categories ---------------------------------------------------------------------------------
+
+
+class NotFound(DomainError):
+    default_message = "not found"
+
+
+class AlreadyExists(DomainError):
+    default_message = "already exists"
+
+
+class Conflict(DomainError):
+    """The request is valid but the current state forbids it."""
+
+    default_message = "the resource is in a state that does not allow this"
+
+
+class InvalidParameter(DomainError):
+    default_message = "invalid parameter"
+
+
+class LimitExceeded(DomainError):
+    default_message = "a limit was exceeded"
+
+
+class AccessDenied(DomainError):
+    default_message = "requested access to the resource is denied"
+
+
+class Unauthenticated(DomainError):
+    default_message = "authentication required"
+
+
+class TooManyRequests(DomainError):
+    default_message = "too many requests"
+
+
+class Unsupported(DomainError):
+    default_message = "the operation is unsupported"
+
+
+# -- repositories and policies ------------------------------------------------------------------
+
+
+class RepositoryNotFound(NotFound):
+    default_message = "repository name not known to registry"
+
+
+class RepositoryAlreadyExists(AlreadyExists):
+    default_message = "repository already exists"
+
+
+class RepositoryNotEmpty(Conflict):
+    default_message = "repository contains images"
+
+
+class RepositoryPolicyNotFound(NotFound):
+    default_message = "no repository policy is set"
+
+
+class RegistryPolicyNotFound(NotFound):
+    default_message = "no registry policy is set"
+
+
+class LifecyclePolicyNotFound(NotFound):
+    default_message = "no lifecycle policy is set"
+
+
+class LifecyclePolicyPreviewNotFound(NotFound):
+    default_message = "no lifecycle policy preview exists"
+
+
+class LifecyclePolicyPreviewInProgress(Conflict):
+    default_message = "a lifecycle policy preview is already running"
+
+
+class TooManyTags(LimitExceeded):
+    """Resource tags (key/value labels on a repository), not image tags."""
+
+    default_message = "too many tags"
+
+
+# -- images (manifests and their tags) ----------------------------------------------------------
+
+
+class ImageNotFound(NotFound):
+    default_message = "manifest unknown to registry"
+
+
+class ImageAlreadyExists(AlreadyExists):
+    """The same manifest is already stored under the same tag (PutImage's rule)."""
+
+    default_message = "image already exists"
+
+
+class ImageTagAlreadyExists(AlreadyExists):
+    """A push that would move a tag in a repository whose tags are immutable."""
+
+    default_message = "tag is immutable and already points to another manifest"
+
+
+class ImageDigestDoesNotMatch(InvalidParameter):
+    """The digest the caller named is not the digest of the manifest it sent."""
+
+    default_message = "manifest digest does not match its content"
+
+
+class ImageTagDoesNotMatchDigest(InvalidParameter):
+    """An image named by both tag and digest, where the tag names another digest."""
+
+    default_message = "image tag does not match digest"
+
+
+class MissingDigestAndTag(InvalidParameter):
+    """An image reference that names neither a digest nor a tag."""
+
+    default_message = "missing image digest and tag"
+
+
+class ImageReferencedByManifestList(Conflict):
+    """Deleting a manifest that an image index in the same repository lists."""
+
+    default_message = "the manifest is referenced by an image index"
+
+
+class LayersNotFound(NotFound):
+    """A manifest names a blob (config or layer) the repository does not hold."""
+
+    default_message = "manifest references unknown blob"
+
+
+class ReferencedImagesNotFound(NotFound):
+    """An image index names a manifest the repository does not hold."""
+
+    default_message = "manifest references an unknown manifest"
+
+
+class ManifestInvalid(InvalidParameter):
+    default_message = "manifest invalid"
+
+
+class PayloadTooLarge(InvalidParameter):
+    default_message = "payload too large"
+
+
+# -- names, tags, digests ---------------------------------------------------------------------
+
+
+class NameInvalid(InvalidParameter):
+    default_message = "invalid repository name"
+
+
+class TagInvalid(InvalidParameter):
+    default_message = "invalid tag"
+
+
+class DigestInvalid(InvalidParameter):
+    """A digest that is malformed, or content that does not match the digest given."""
+
+    default_message = "provided digest did not match content"
+
+
+class DigestUnsupported(Unsupported):
+    """A well-formed digest whose algorithm the registry does not implement."""
+
+    default_message = "unsupported digest algorithm"
+
+
+class PaginationInvalid(InvalidParameter):
+    default_message = "invalid number of results"
+
+
+# -- blobs and uploads ------------------------------------------------------------------------
+
+
+class BlobUnknown(NotFound):
+    default_message = "blob unknown to registry"
+
+
+class UploadNotFound(NotFound):
+    default_message = "blob upload unknown to registry"
+
+
+class UploadInvalid(Conflict):
+    """The upload cannot proceed as asked (changed concurrently, its blob collected...)."""
+
+    default_message = "blob upload invalid"
+
+
+class _UploadPosition(InvalidParameter):
+    """A chunk that does not fit where the upload is; `size` is the upload's current size so a
+    door can tell the client where to resume."""
+
+    def __init__(
+        self, message: str | None = None, detail: Any = None, *, size: int | None = None
+    ) -> None:
+        super().__init__(message, detail)
+        self.size = size
+
+
+class RangeInvalid(_UploadPosition):
+    """A chunk that does not start where the upload ends, or the upload is busy."""
+
+    default_message = "requested range not satisfiable"
+
+
+class SizeInvalid(_UploadPosition):
+    default_message = "provided length did not match content length"
+
+
+class LayerDigestMismatch(DigestInvalid):
+    """The uploaded bytes do not hash to the digest the caller gave when completing."""
+
+    default_message = "provided digest did not match uploaded content"
+
+
+class EmptyUpload(InvalidParameter):
+    default_message = "the upload contains no data"
+
+
+class LayerAlreadyExists(AlreadyExists):
+    default_message = "the layer already exists"
+
+
+# -- IAM users --------------------------------------------------------------------------------
+
+
+class UserNotFound(NotFound):
+    default_message = "the user does not exist"
+
+
+class UserAlreadyExists(AlreadyExists):
+    default_message = "the user already exists"
+
+
+class DeleteConflict(Conflict):
+    default_message = "the entity must be emptied before it can be deleted"
+
+
+def concrete_errors() -> list[type[DomainError]]:
+    """Every domain error class a service may raise (categories included: services raise
+    InvalidParameter and LimitExceeded themselves), for the door-coverage test."""
+    found: list[type[DomainError]] = []
+    pending = list(DomainError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if not cls.__name__.startswith("_"):
+            found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(set(found), key=lambda c: c.__name__)

@@ -1,0 +1,156 @@
+"""The authorization table: for every route and operation of every door, the IAM actions it
+needs and on which resource. Each door's dispatcher checks its entry before any handler runs,
+through `Authorizer.require`, so a handler cannot forget a check; an operation without an
+entry cannot be dispatched at all (a test proves every route and operation has one, and
+docs/architecture.md's operation table is checked against this one).
+
+Resource kinds say where the dispatcher finds the resource in the request:
+- REPOSITORY: the repository the path (`/v2/<name>/...`) or `repositoryName` names;
+- REPOSITORY_ARN: the repository `resourceArn` names (ECR resource tagging);
+- REPOSITORIES: each of `repositoryNames`, or the registry when absent (DescribeRepositories);
+- REGISTRY: the registry itself (`repository/*`);
+- USER: the IAM user `UserName` names; USER_OR_SELF: the same, the caller when absent;
+- USERS: the account's users (`user/`);
+- NONE: authentication only (`GET /v2/`).
+Checks that depend on more than the route (the mount source repository, a monolithic upload,
+tags given at creation) stay explicit in the handler, on top of the table's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPOSITORY = "repository"
+REPOSITORY_ARN = "repository-arn"
+REPOSITORIES = "repositories"
+REGISTRY = "registry"
+USER = "user"
+USER_OR_SELF = "user-or-self"
+USERS = "users"
+NONE = "none"
+
+PULL_MANIFEST = "ecr:BatchGetImage"
+PULL_BLOB = "ecr:GetDownloadUrlForLayer"
+CHECK_BLOB = "ecr:BatchCheckLayerAvailability"
+INITIATE_UPLOAD = "ecr:InitiateLayerUpload"
+UPLOAD_PART = "ecr:UploadLayerPart"
+COMPLETE_UPLOAD = "ecr:CompleteLayerUpload"
+PUT_IMAGE = "ecr:PutImage"
+DELETE_IMAGE = "ecr:BatchDeleteImage"
+LIST_IMAGES = "ecr:ListImages"
+DESCRIBE_REPOSITORIES = "ecr:DescribeRepositories"
+CREATE_REPOSITORY = "ecr:CreateRepository"
+TAG_RESOURCE = "ecr:TagResource"
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """The IAM actions a call needs (all of them) on the resource `resource` locates;
+    `tags` names the parameter whose tags become `aws:RequestTag/*` and `aws:TagKeys`
+    ("Tags") or only `aws:TagKeys` ("TagKeys")."""
+
+    actions: tuple[str, ...]
+    resource: str
+    tags: str = ""
+
+
+def _p(action: str | None, resource: str, tags: str = "") -> Permission:
+    return Permission((action,) if action else (), resource, tags)
+
+
+# `/v2/`: (route kind, method) as distribution.routes resolves them.
+V2_ROUTES: dict[tuple[str, str], Permission] = {
+    ("base", "GET"): _p(None, NONE),
+    ("base", "HEAD"): _p(None, NONE),
+    ("catalog", "GET"): _p(DESCRIBE_REPOSITORIES, REGISTRY),
+    ("tags", "GET"): _p(LIST_IMAGES, REPOSITORY),
+    ("manifest", "GET"): _p(PULL_MANIFEST, REPOSITORY),
+    ("manifest", "HEAD"): _p(PULL_MANIFEST, REPOSITORY),
+    ("manifest", "PUT"): _p(PUT_IMAGE, REPOSITORY),
+    ("manifest", "DELETE"): _p(DELETE_IMAGE, REPOSITORY),
+    ("blob", "GET"): _p(PULL_BLOB, REPOSITORY),
+    ("blob", "HEAD"): _p(CHECK_BLOB, REPOSITORY),
+    ("blob", "DELETE"): _p(DELETE_IMAGE, REPOSITORY),
+    ("uploads", "POST"): _p(INITIATE_UPLOAD, REPOSITORY),
+    ("upload", "GET"): _p(UPLOAD_PART, REPOSITORY),
+    ("upload", "PATCH"): _p(UPLOAD_PART, REPOSITORY),
+    ("upload", "PUT"): _p(COMPLETE_UPLOAD, REPOSITORY),
+    ("upload", "DELETE"): _p(INITIATE_UPLOAD, REPOSITORY),
+    ("referrers", "GET"): _p(PULL_MANIFEST, REPOSITORY),
+}
+
+
+_ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
+    REGISTRY: (
+        "GetAuthorizationToken",
+        "PutRegistryPolicy",
+        "GetRegistryPolicy",
+        "DeleteRegistryPolicy",
+        "DescribeRegistry",
+        "GetRegistryScanningConfiguration",
+    ),
+    REPOSITORIES: ("DescribeRepositories",),
+    REPOSITORY_ARN: ("TagResource", "UntagResource", "ListTagsForResource"),
+    REPOSITORY: (
+        "CreateRepository",
+        "DeleteRepository",
+        "PutImageTagMutability",
+        "PutImageScanningConfiguration",
+        "ListImages",
+        "DescribeImages",
+        "BatchGetImage",
+        "BatchDeleteImage",
+        "PutImage",
+        "BatchCheckLayerAvailability",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+        "GetDownloadUrlForLayer",
+        "PutLifecyclePolicy",
+        "GetLifecyclePolicy",
+        "DeleteLifecyclePolicy",
+        "StartLifecyclePolicyPreview",
+        "GetLifecyclePolicyPreview",
+        "SetRepositoryPolicy",
+        "GetRepositoryPolicy",
+        "DeleteRepositoryPolicy",
+    ),
+}
+
+# ECR JSON API: operation name -> permission (each operation is its own IAM action).
+ECR_OPERATIONS: dict[str, Permission] = {
+    operation: _p(f"ecr:{operation}", resource)
+    for resource, operations in _ECR_BY_RESOURCE.items()
+    for operation in operations
+}
+
+_IAM_BY_RESOURCE: dict[str, tuple[str, ...]] = {
+    USER: (
+        "DeleteUser",
+        "PutUserPolicy",
+        "GetUserPolicy",
+        "ListUserPolicies",
+        "DeleteUserPolicy",
+        "ListUserTags",
+    ),
+    USER_OR_SELF: (
+        "GetUser",
+        "CreateAccessKey",
+        "ListAccessKeys",
+        "DeleteAccessKey",
+        "UpdateAccessKey",
+    ),
+    USERS: ("ListUsers",),
+}
+
+# IAM Query API: operation name -> permission.
+IAM_OPERATIONS: dict[str, Permission] = {
+    **{
+        operation: _p(f"iam:{operation}", resource)
+        for resource, operations in _IAM_BY_RESOURCE.items()
+        for operation in operations
+    },
+    "CreateUser": _p("iam:CreateUser", USER, tags="Tags"),
+    "TagUser": _p("iam:TagUser", USER, tags="Tags"),
+    "UntagUser": _p("iam:UntagUser", USER, tags="TagKeys"),
+}

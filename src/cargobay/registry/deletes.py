@@ -1,0 +1,151 @@
+"""Deleting images: the one delete path under `DELETE /v2/.../manifests/<ref>`,
+BatchDeleteImage and the lifecycle job.
+
+Rules, the same through every door:
+- an image is named by digest, tag or both; a tag that names another digest is refused;
+- deleting by digest removes the manifest and every tag on it;
+- ECR's untag rule: naming only a tag removes that tag, and the image too when it was its
+  last tag (`untag` is the `/v2/` form, which only ever removes the tag, as the spec says);
+- the parent-index rule: a manifest that an image index in the same repository lists cannot
+  be deleted (the index would dangle) until the index is gone.
+Each check and its write share one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from cargobay.errors import (
+    DomainError,
+    ImageNotFound,
+    ImageReferencedByManifestList,
+    ImageTagDoesNotMatchDigest,
+    MissingDigestAndTag,
+)
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.oci.digest import parse_digest
+from cargobay.oci.names import validate_tag
+from cargobay.registry.repositories import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image as a caller names it: by digest, by tag, or both."""
+
+    digest: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOutcome:
+    """What happened to one requested image: `deleted` names what went, else `error` says
+    why it stayed."""
+
+    requested: ImageRef
+    deleted: ImageRef | None = None
+    error: DomainError | None = None
+
+
+def check_ref(ref: ImageRef) -> None:
+    """A well-formed reference or the domain error that says what is wrong with it."""
+    if not ref.digest and not ref.tag:
+        raise MissingDigestAndTag("Missing image digest and tag")
+    if ref.digest:
+        parse_digest(ref.digest)
+    if ref.tag:
+        validate_tag(ref.tag)
+
+
+class DeleteService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def delete_image(self, repo: Repository, ref: ImageRef) -> ImageRef:
+        """Delete one image by the rules above; what was deleted, or a domain error."""
+        check_ref(ref)
+        m, t, mr = schema.manifests, schema.tags, schema.manifest_references
+        async with self.db.write() as conn:
+            digest = ref.digest
+            if ref.tag:
+                tagged = (
+                    await conn.execute(
+                        select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == ref.tag)
+                    )
+                ).scalar_one_or_none()
+                if tagged is None:
+                    raise ImageNotFound(_not_found(repo, ref), detail={"tag": ref.tag})
+                if digest and tagged != digest:
+                    raise ImageTagDoesNotMatchDigest(
+                        "Image tag does not match digest", detail={"tag": ref.tag}
+                    )
+                digest = tagged
+                if not ref.digest:
+                    tags = (
+                        await conn.execute(
+                            select(t.c.name).where(
+                                t.c.repository_id == repo.id, t.c.digest == digest
+                            )
+                        )
+                    ).all()
+                    if len(tags) > 1:
+                        await conn.execute(
+                            t.delete().where(t.c.repository_id == repo.id, t.c.name == ref.tag)
+                        )
+                        return ImageRef(digest, ref.tag)
+            parents = [
+                row.manifest_digest
+                for row in await conn.execute(
+                    select(mr.c.manifest_digest).where(
+                        mr.c.repository_id == repo.id,
+                        mr.c.target_digest == digest,
+                        mr.c.kind == "manifest",
+                    )
+                )
+            ]
+            if parents:
+                raise ImageReferencedByManifestList(
+                    f"Requested image referenced by manifest list: {parents}",
+                    detail={"digest": digest, "parents": parents},
+                )
+            result = await conn.execute(
+                m.delete().where(m.c.repository_id == repo.id, m.c.digest == digest)
+            )
+            if not result.rowcount:
+                raise ImageNotFound(_not_found(repo, ref), detail={"digest": digest})
+            await conn.execute(t.delete().where(t.c.repository_id == repo.id, t.c.digest == digest))
+            await conn.execute(
+                mr.delete().where(mr.c.repository_id == repo.id, mr.c.manifest_digest == digest)
+            )
+        return ImageRef(digest, ref.tag)
+
+    async def delete_images(self, repo: Repository, refs: list[ImageRef]) -> list[DeleteOutcome]:
+        """Delete each image on its own; one's failure does not stop the others."""
+        outcomes = []
+        for ref in refs:
+            try:
+                outcomes.append(DeleteOutcome(ref, deleted=await self.delete_image(repo, ref)))
+            except DomainError as exc:
+                outcomes.append(DeleteOutcome(ref, error=exc))
+        return outcomes
+
+    async def untag(self, repo: Repository, tag: str) -> None:
+        """Remove one tag and nothing else (the `/v2/` DELETE by tag)."""
+        validate_tag(tag)
+        t = schema.tags
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                t.delete().where(t.c.repository_id == repo.id, t.c.name == tag)
+            )
+        if not result.rowcount:
+            raise ImageNotFound(detail={"tag": tag})
+
+
+def _not_found(repo: Repository, ref: ImageRef) -> str:
+    named = ", ".join(f"{k}={v}" for k, v in (("digest", ref.digest), ("tag", ref.tag)) if v)
+    return (
+        f"The image with imageId {{{named}}} does not exist within the repository with name "
+        f"'{repo.name}' in the registry with id '{repo.registry_id}'"
+    )

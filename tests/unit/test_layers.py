@@ -1,0 +1,160 @@
+"""The shape of the code: services under thin doors.
+
+- every domain error has an answer at every door (an unmapped error is a failure here, not a
+  500 in production);
+- every route and operation of every door has an entry in the authorization table, and the
+  handlers do not hand-place the checks the table makes;
+- the import rules: doors import services, never `metadata/` or `storage/`; services never
+  import a door.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import botocore.session
+import pytest
+
+from cargobay import errors
+from cargobay.distribution import routes
+from cargobay.distribution.errors import OCI_ERRORS, oci_error
+from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
+from cargobay.ecr.api import ACTIONS as ECR_ACTIONS
+from cargobay.ecr.errors import ECR_ERRORS, from_domain
+from cargobay.iam import permissions
+from cargobay.iamapi import api as _iam_api  # noqa: F401  (registers the actions)
+from cargobay.iamapi.context import ACTIONS as IAM_ACTIONS
+from cargobay.iamapi.errors import iam_entry
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "cargobay"
+DOMAIN_ERRORS = errors.concrete_errors()
+# Errors every AWS JSON service may answer, beyond those the ECR model lists.
+AWS_COMMON = {"AccessDeniedException", "ThrottlingException", "UnrecognizedClientException"}
+
+
+def test_the_domain_errors_are_enumerated() -> None:
+    names = {cls.__name__ for cls in DOMAIN_ERRORS}
+    assert {"RepositoryNotFound", "ImageTagAlreadyExists", "LayersNotFound", "BlobUnknown"} <= names
+    for cls in DOMAIN_ERRORS:
+        error = cls()
+        assert error.message, cls
+        assert not hasattr(error, "status") and not hasattr(error, "code"), cls
+
+
+@pytest.mark.parametrize("cls", DOMAIN_ERRORS, ids=lambda c: c.__name__)
+def test_every_door_maps_every_domain_error(cls: type[errors.DomainError]) -> None:
+    assert cls in OCI_ERRORS, f"/v2/ has no entry for {cls.__name__}"
+    code, status = oci_error(cls())
+    assert status < 500 and code != "UNKNOWN"
+    assert cls in ECR_ERRORS, f"the ECR door has no entry for {cls.__name__}"
+    mapped = from_domain(cls("why"))
+    assert mapped.status < 500 and mapped.message == "why"
+    assert iam_entry(cls) is not None, f"the IAM door has no entry for {cls.__name__}"
+
+
+def test_the_ecr_table_names_exceptions_the_model_knows() -> None:
+    model = botocore.session.get_session().get_service_model("ecr")
+    known = {name for name in model.shape_names if name.endswith("Exception")} | AWS_COMMON
+    assert set(ECR_ERRORS.values()) <= known
+
+
+def test_an_unmapped_error_is_a_500_not_a_guess() -> None:
+    class Stray(errors.DomainError):
+        pass
+
+    assert oci_error(Stray()) == ("UNKNOWN", 500)
+    assert from_domain(Stray()).status == 500
+
+
+# -- the authorization table --------------------------------------------------------------------
+
+
+def test_every_v2_route_has_permissions() -> None:
+    kinds = {kind for _, kind in routes._ROUTES} | {"base", "catalog"}
+    assert kinds == set(routes._HANDLERS)
+    assert {kind for kind, _ in permissions.V2_ROUTES} == kinds
+    for (kind, method), permission in permissions.V2_ROUTES.items():
+        assert method in {"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"}
+        assert permission.actions or permission.resource == permissions.NONE, (kind, method)
+        assert all(a.startswith("ecr:") for a in permission.actions)
+
+
+def test_every_ecr_and_iam_operation_has_its_own_action() -> None:
+    assert set(permissions.ECR_OPERATIONS) == set(ECR_ACTIONS)
+    assert set(permissions.IAM_OPERATIONS) == set(IAM_ACTIONS)
+    for operation, permission in permissions.ECR_OPERATIONS.items():
+        assert permission.actions == (f"ecr:{operation}",)
+    for operation, permission in permissions.IAM_OPERATIONS.items():
+        assert permission.actions == (f"iam:{operation}",)
+    model = botocore.session.get_session().get_service_model("ecr")
+    assert set(permissions.ECR_OPERATIONS) <= set(model.operation_names)
+
+
+# The checks the table cannot make (they depend on more than the route), by file.
+SECONDARY_CHECKS = {
+    "distribution/routes.py": 1,  # the dispatcher's own check of the table entry
+    "distribution/uploads.py": 2,  # a monolithic POST is also a part and a completion
+    "ecr/actions/repositories.py": 1,  # tags given to CreateRepository need TagResource
+}
+
+
+def _calls(path: Path, names: set[str]) -> int:
+    tree = ast.parse(path.read_text())
+    return sum(
+        1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in names
+    )
+
+
+def test_handlers_leave_authorization_to_the_dispatcher() -> None:
+    handlers = [
+        *sorted((SRC / "distribution").glob("*.py")),
+        *sorted((SRC / "ecr" / "actions").glob("*.py")),
+        SRC / "iamapi" / "actions.py",
+    ]
+    for path in handlers:
+        relative = path.relative_to(SRC).as_posix()
+        if relative == "distribution/call.py":
+            continue  # defines Call.require
+        assert _calls(path, {"require", "authorize"}) == SECONDARY_CHECKS.get(relative, 0), relative
+
+
+# -- import rules -------------------------------------------------------------------------------
+
+DOORS = ("distribution", "ecr", "iamapi")
+SERVICES = ("registry", "lifecycle", "iam", "jobs")
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("cargobay")}
+
+
+def _package_files(package: str) -> list[Path]:
+    return sorted((SRC / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_doors_import_services_never_metadata_or_storage(door: str) -> None:
+    for path in _package_files(door):
+        for module in _imports(path):
+            assert not module.startswith(("cargobay.metadata", "cargobay.storage")), (
+                f"{path.relative_to(SRC)} imports {module}"
+            )
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_services_never_import_a_door(package: str) -> None:
+    doors = tuple(f"cargobay.{door}" for door in DOORS)
+    for path in _package_files(package):
+        for module in _imports(path):
+            assert not module.startswith(doors), f"{path.relative_to(SRC)} imports {module}"
