@@ -158,3 +158,10 @@ def test_services_never_import_a_door(package: str) -> None:
     for path in _package_files(package):
         for module in _imports(path):
             assert not module.startswith(doors), f"{path.relative_to(SRC)} imports {module}"
+
+
+def test_errors_and_oci_import_nothing_above_them() -> None:
+    assert _imports(SRC / "errors.py") == set()
+    for path in _package_files("oci"):
+        for module in _imports(path):
+            assert module == "cargobay.errors" or module.startswith("cargobay.oci"), path
