@@ -165,3 +165,18 @@ def test_errors_and_oci_import_nothing_above_them() -> None:
     for path in _package_files("oci"):
         for module in _imports(path):
             assert module == "cargobay.errors" or module.startswith("cargobay.oci"), path
+
+
+def test_only_the_authorizer_calls_the_policy_engine() -> None:
+    """Every door decides through `Authorizer.decide`, which builds the condition keys once;
+    nothing else may evaluate policies itself (iamapi once did, with its own keys)."""
+    callers = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "cargobay.iam.policy"
+                and any(alias.name in ("decide", "AuthRequest") for alias in node.names)
+            ):
+                callers.append(path.relative_to(SRC).as_posix())
+    assert callers == ["iam/authz.py"]
