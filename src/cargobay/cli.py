@@ -302,7 +302,7 @@ def gc(dry_run: bool, as_json: bool, **options: object) -> None:
     import json
 
     from cargobay.jobs.leases import run_once
-    from cargobay.jobs.schedule import gc_job
+    from cargobay.schedule import gc_job
 
     settings = _settings(**options)
 

@@ -180,3 +180,40 @@ def test_only_the_authorizer_calls_the_policy_engine() -> None:
             ):
                 callers.append(path.relative_to(SRC).as_posix())
     assert callers == ["iam/authz.py"]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the cargobay modules it imports at load time (not inside functions)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        targets: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        graph[module] = {t for t in targets if t.startswith("cargobay")}
+    return {m: {t for t in targets if t in graph and t != m} for m, targets in graph.items()}
+
+
+def test_no_module_imports_itself_back() -> None:
+    """No import cycle (the lifecycle job and the scheduler once needed an `except
+    ImportError` to load each other); `schedule` sits above both `jobs` and `lifecycle`."""
+    graph = _module_graph()
+    cycles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            module, trail = stack.pop()
+            for target in graph[module]:
+                if target == start:
+                    cycles.append(trail)
+                elif target not in seen and not target.startswith(start + "."):
+                    seen.add(target)
+                    stack.append((target, [*trail, target]))
+    assert cycles == []
+    assert "cargobay.lifecycle.job" in graph["cargobay.schedule"]
+    assert not any(m.startswith("cargobay.lifecycle") for m in graph["cargobay.jobs.gc"])

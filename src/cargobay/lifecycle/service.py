@@ -83,9 +83,10 @@ class LifecycleService:
             )
         return text
 
-    async def put_policy(self, repo: Repository, text: str) -> str:
-        await self.repositories.update(repo, lifecycle_policy=check_policy_text(text))
-        return text
+    async def put_policy(self, repo: Repository, text: object) -> str:
+        checked = check_policy_text(text)
+        await self.repositories.update(repo, lifecycle_policy=checked)
+        return checked
 
     async def delete_policy(self, repo: Repository) -> str:
         text = await self.policy(repo)
@@ -123,10 +124,10 @@ class LifecycleService:
 
     # -- previews -------------------------------------------------------------------------------
 
-    async def start_preview(self, repo: Repository, text: str | None) -> tuple[str, str]:
-        """Compute and store a preview of `text` (default: the stored policy); its text and
+    async def start_preview(self, repo: Repository, requested: object) -> tuple[str, str]:
+        """Compute and store a preview of `requested` (default: the stored policy); its text and
         status. One preview per repository; a running one blocks another."""
-        text = check_policy_text(text) if text is not None else await self.policy(repo)
+        text = check_policy_text(requested) if requested is not None else await self.policy(repo)
         policy = parse_policy(text)
         p = schema.lifecycle_previews
         now = time.time()

@@ -1,7 +1,7 @@
 """Images as the ECR API sees them: a manifest in a repository plus the tags that name it.
 
-Reads the same tables as the `/v2/` door; writes go through `ManifestService` so both doors
-share one push and one delete path.
+Reads the same tables as the `/v2/` door; writes go through `ManifestService.put_image` and
+`DeleteService`, so both doors share one push and one delete path.
 """
 
 from __future__ import annotations
@@ -129,29 +129,3 @@ class ImageService:
                     select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
                 )
             ).scalar_one_or_none()
-
-    async def tag_count(self, repo: Repository, digest: str) -> int:
-        t = schema.tags
-        async with self.db.read() as conn:
-            return len(
-                (
-                    await conn.execute(
-                        select(t.c.name).where(t.c.repository_id == repo.id, t.c.digest == digest)
-                    )
-                ).all()
-            )
-
-    async def parents(self, repo: Repository, digest: str) -> list[str]:
-        """Indexes in the repository that list `digest` as a child manifest."""
-        r = schema.manifest_references
-        async with self.db.read() as conn:
-            return [
-                row.manifest_digest
-                for row in await conn.execute(
-                    select(r.c.manifest_digest).where(
-                        r.c.repository_id == repo.id,
-                        r.c.target_digest == digest,
-                        r.c.kind == "manifest",
-                    )
-                )
-            ]
