@@ -20,9 +20,9 @@ from cargobay.iam.bootstrap import ensure_admin
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
-from cargobay.schedule import periodic_jobs
 from cargobay.metadata.db import Database
 from cargobay.registry.services import Services
+from cargobay.schedule import periodic_jobs
 
 
 async def prepare(settings: Settings) -> None:
