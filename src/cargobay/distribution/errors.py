@@ -45,10 +45,11 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     # tag-immutability middleware, as Harbor's and Zot's) with 400 TAG_INVALID.
     e.ImageTagAlreadyExists: ("TAG_INVALID", 400),
     e.ImageDigestDoesNotMatch: ("DIGEST_INVALID", 400),
-    # Deleting an index's child: 409 Conflict with DENIED, the code the spec lists for "the
-    # operation is not allowed on this resource" (there is no MANIFEST_REFERENCED code in
-    # the distribution-spec; 409 says "retry once the index is gone", as Zot answers).
-    e.ImageReferencedByManifestList: ("DENIED", 409),
+    # Deleting a manifest an index still lists: 409 Conflict with MANIFEST_REFERENCED, as
+    # GitLab's container registry (the Distribution fork with a metadata database, the one
+    # that enforces this rule) answers; the distribution-spec has no code for it, and 409 tells
+    # the client the delete can succeed once the index is gone. Zot refuses the same delete.
+    e.ImageReferencedByManifestList: ("MANIFEST_REFERENCED", 409),
     e.ImageTagDoesNotMatchDigest: ("MANIFEST_INVALID", 400),
     e.MissingDigestAndTag: ("MANIFEST_INVALID", 400),
     e.LayersNotFound: ("MANIFEST_BLOB_UNKNOWN", 400),
