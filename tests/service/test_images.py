@@ -60,7 +60,11 @@ def test_a_refused_immutable_push_leaves_no_untagged_manifest(tmp_path: Path) ->
             put = {"repositoryName": "frozen", "imageTag": "v1"}
             ok = await registry.ecr("PutImage", {**put, "imageManifest": first.decode()})
             assert ok.status == 200, ok
-            refused = await registry.ecr("PutImage", {**put, "imageManifest": second.decode()})
+            # With a digest and a tag: once two transactions, the first of which stayed.
+            refused = await registry.ecr(
+                "PutImage",
+                {**put, "imageManifest": second.decode(), "imageDigest": sha256(second)},
+            )
             assert refused.aws_type == "ImageTagAlreadyExistsException"
             # The same through `/v2/`: refused, and nothing half-stored.
             v2 = await registry.v2(
