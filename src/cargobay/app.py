@@ -70,7 +70,8 @@ async def _meter(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def build_app(services: Services) -> web.Application:
-    # Blob bodies are streamed by the handlers; this limit only guards buffered reads.
+    # Bodies are streamed by the handlers (a manifest's size is the manifest service's rule);
+    # this limit only guards aiohttp's own buffered reads.
     app = web.Application(client_max_size=services.settings.max_manifest_bytes + 1)
     app[SERVICES] = services
     add_routes(app)

@@ -57,7 +57,8 @@ class Settings:
     # Usage report prices (USD), as ECR bills: stored GB-month and GB transferred out.
     price_per_gb_month: str = "0.10"
     price_per_gb_transferred: str = "0.09"
-    # Largest request body accepted by the ECR JSON API and manifest PUTs (bytes).
+    # Largest manifest accepted through any door (bytes; ManifestService.put_image checks it).
+    # The distribution-spec asks registries to accept at least 4 MiB.
     max_manifest_bytes: int = 4 * 1024 * 1024
 
     @property
