@@ -6,7 +6,6 @@ and the ECR JSON API signed with SigV4 (botocore's signer, as the AWS CLI signs)
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -26,20 +25,20 @@ from cargobay.config import Settings
 from cargobay.iam.bootstrap import ensure_admin
 from cargobay.metadata import migrations
 from cargobay.registry.services import Services
+from e2e.ocihttp import sha512
+from imagebuilder import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, sha256
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 TARGET = "AmazonEC2ContainerRegistry_V20150921."
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def sha512(data: bytes) -> str:
-    return "sha512:" + hashlib.sha512(data).hexdigest()
+__all__ = [
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+    "Registry",
+    "Reply",
+    "index_of",
+    "running",
+    "sha256",
+    "sha512",
+]
 
 
 @dataclass
