@@ -22,6 +22,7 @@ from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
 from cargobay.jobs.schedule import periodic_jobs
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import node_holder
 from cargobay.registry.services import Services
 
 
@@ -69,8 +70,10 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 READ_BUFSIZE = 512 * 1024
 
 
-async def _run_worker(settings: Settings, reuse_port: bool) -> None:
-    services = Services.build(settings)
+async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
+    # The same holder id as the worker this one replaces, so it takes over that one's leases
+    # (uploads a crash interrupted) at once.
+    services = Services.build(settings, holder=node_holder(settings.data_dir, slot))
     app = build_app(services)
     runner = web.AppRunner(
         app,
@@ -102,8 +105,9 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     await runner.cleanup()
 
 
-def worker_main(settings: Settings, reuse_port: bool) -> None:
+def worker_main(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
+    """Serve until SIGTERM; `slot` is this worker's place under the supervisor (0 to n-1)."""
     malloc.tune()
     logs.setup(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_worker(settings, reuse_port))
+        asyncio.run(_run_worker(settings, reuse_port, slot))

@@ -13,6 +13,7 @@ from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import load_box
 from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope, load_signer
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import Leases, process_holder
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
@@ -30,6 +31,7 @@ class Services:
     settings: Settings
     db: Database
     store: BlobStore
+    leases: Leases
     repositories: RepositoryService
     blobs: BlobService
     uploads: UploadService
@@ -42,16 +44,20 @@ class Services:
     _signer_loaded: float = 0.0
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, holder: str | None = None) -> Services:
+        """`holder` names this process in leases (`leases.node_holder` for a serving worker);
+        by default a one-off id that no other process takes over."""
         db = Database(settings.database_url)
         store = open_store(settings.storage_url)
+        leases = Leases(db, holder or process_holder())
         return cls(
             settings=settings,
             db=db,
             store=store,
+            leases=leases,
             repositories=RepositoryService(db),
             blobs=BlobService(db, store),
-            uploads=UploadService(db, store),
+            uploads=UploadService(db, store, leases),
             manifests=ManifestService(db),
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
             authorizer=Authorizer(db),
