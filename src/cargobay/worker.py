@@ -22,20 +22,23 @@ from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
 from cargobay.jobs.schedule import periodic_jobs
 from cargobay.metadata.db import Database
-from cargobay.metadata.leases import node_holder
+from cargobay.metadata.leases import node_holder, node_id, release_node
 from cargobay.registry.services import Services
 
 
 async def prepare(settings: Settings) -> None:
-    """Create the data directory, schema and administrator credential, and fill in access-key
-    verifiers missing since before revision 0005 (idempotent). Raises
-    SchemaOutOfDate when the schema is behind and may not be upgraded here."""
+    """Create the data directory, schema and administrator credential, drop the leases this
+    node's previous run left, and fill in access-key verifiers missing since before revision
+    0005 (idempotent). Raises SchemaOutOfDate when the schema is behind and may not be
+    upgraded here."""
     from cargobay.metadata import migrations  # Alembic: loaded only where schemas change
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
     db = Database(settings.database_url)
     try:
+        # No worker of this node runs yet: leases its previous run held are orphans.
+        await release_node(db, node_id(settings.data_dir))
         store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
         await ensure_admin(
             store,

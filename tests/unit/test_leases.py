@@ -13,7 +13,14 @@ from sqlalchemy import select
 import pgcluster
 from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.leases import LeaseBusy, Leases, node_holder, process_holder
+from cargobay.metadata.leases import (
+    LeaseBusy,
+    Leases,
+    node_holder,
+    node_id,
+    process_holder,
+    release_node,
+)
 
 pytestmark = pytest.mark.backend
 
@@ -195,5 +202,26 @@ def test_leases_expired_long_ago_are_swept(tmp_path: Path) -> None:
         finally:
             for db in nodes:
                 await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_starting_node_drops_only_its_own_leases(tmp_path: Path) -> None:
+    """A restarted node's workers are all new: whatever its previous run held is orphaned,
+    whichever worker held it. Other nodes' leases stay."""
+
+    async def scenario() -> None:
+        nodes = await _nodes(tmp_path, 1)
+        db = nodes[0]
+        data, other = tmp_path / "data", tmp_path / "data_other"
+        try:
+            for slot in (0, 1):
+                await Leases(db, node_holder(data, slot)).acquire(f"upload:{slot}")
+            await Leases(db, node_holder(other, 0)).acquire("upload:other")
+            assert await release_node(db, node_id(data)) == 2
+            assert await _holders(db) == [node_holder(other, 0)]
+            await Leases(db, node_holder(data, 1)).acquire("upload:0")
+        finally:
+            await db.dispose()
 
     asyncio.run(scenario())

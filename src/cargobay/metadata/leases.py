@@ -9,13 +9,14 @@ conditional, so exactly one claimant wins on SQLite and PostgreSQL alike. A held
 renewed in the background, so work longer than the lease's lifetime keeps it; releasing it
 deletes the row.
 
-Holders. A holder id names one serving process in a way that survives its restart: the host,
-the node's data directory, and the worker's slot under the supervisor (`node_holder`). When a
-worker dies (SIGKILL, OOM, a crashed node restarted), the process that replaces it has the same
-id and takes over the dead one's leases at once, instead of waiting for them to expire: an
-upload interrupted by a crash can be resumed right after the restart. Within one process the
-leases it holds are also tracked in memory, so two requests of one worker still exclude each
-other. Processes that are no serving worker (command-line tools) get a unique id.
+Holders. A holder id names one serving process in a way that survives its restart: the node
+(host and data directory) and the worker's slot under the supervisor (`node_holder`). Nothing
+waits for the leases of a dead process to expire when its replacement is known: a node that
+starts drops every lease of its previous run (`release_node`), and a worker that the supervisor
+starts in place of a dead one has the dead one's id and takes its leases over. So an upload
+interrupted by a crash can be resumed right after the restart. Within one process the leases
+it holds are also tracked in memory, so two requests of one worker still exclude each other.
+Processes that are no serving worker (command-line tools) get a unique id.
 
 Expiry is judged by each node's clock: clocks must agree to well within `TTL`.
 """
@@ -50,11 +51,27 @@ class LeaseBusy(Exception):
     """Another holder has the lease."""
 
 
+def node_id(data_dir: Path) -> str:
+    """This node: its host and data directory, stable across restarts."""
+    directory = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}/{directory}"
+
+
 def node_holder(data_dir: Path, slot: int) -> str:
     """The holder id of a serving worker: stable across restarts of the same worker slot of
-    the same node (host and data directory), distinct for every other worker and node."""
-    node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
-    return f"{socket.gethostname()}/{node}/w{slot}"
+    the same node, distinct for every other worker and node."""
+    return f"{node_id(data_dir)}/w{slot}"
+
+
+async def release_node(db: Database, node: str) -> int:
+    """Drop every lease the workers of `node` hold: called as the node starts, before any of
+    its workers runs, since whatever held them died with the node's previous run."""
+    t = schema.resource_leases
+    async with db.write() as conn:
+        result = await conn.execute(
+            t.delete().where(t.c.holder.startswith(f"{node}/", autoescape=True))
+        )
+    return int(result.rowcount or 0)
 
 
 def process_holder() -> str:
