@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 import pgcluster
-from cargobay.metadata import migrations, schema
+from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import (
     LeaseBusy,
@@ -25,19 +25,9 @@ from cargobay.metadata.leases import (
 pytestmark = pytest.mark.backend
 
 
-async def _database(tmp_path: Path) -> str:
-    if pgcluster.backend() == "postgres":
-        cluster = pgcluster.shared_cluster()
-        url = cluster.url(cluster.database_for(tmp_path))
-    else:
-        url = f"sqlite:///{tmp_path / 'leases.db'}"
-    await migrations.upgrade(url)
-    return url
-
-
 async def _nodes(tmp_path: Path, count: int) -> list[Database]:
     """Separate pools on one database, as separate nodes have."""
-    url = await _database(tmp_path)
+    url = await pgcluster.migrated_database(tmp_path)
     return [Database(url) for _ in range(count)]
 
 

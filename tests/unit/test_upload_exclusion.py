@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import pgcluster
-from cargobay.metadata import migrations
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Leases, node_holder
 from cargobay.oci.errors import RangeInvalid
@@ -36,16 +35,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         s3.create_bucket(bucket)
         return s3.storage_url(bucket, "registry", with_credentials=True)
     return f"file://{tmp_path / 'storage'}"
-
-
-async def _database(tmp_path: Path) -> str:
-    if pgcluster.backend() == "postgres":
-        cluster = pgcluster.shared_cluster()
-        url = cluster.url(cluster.database_for(tmp_path))
-    else:
-        url = f"sqlite:///{tmp_path / 'metadata.db'}"
-    await migrations.upgrade(url)
-    return url
 
 
 class Node:
@@ -78,7 +67,7 @@ async def _gated(first: bytes, gate: asyncio.Event, started: asyncio.Event, rest
 
 def test_racing_requests_on_one_upload_get_416(tmp_path: Path, storage_url: str) -> None:
     async def scenario() -> None:
-        url = await _database(tmp_path)
+        url = await pgcluster.migrated_database(tmp_path)
         a = Node(url, storage_url, node_holder(tmp_path / "a", 0))
         b = Node(url, storage_url, node_holder(tmp_path / "b", 0))
         try:
@@ -118,7 +107,7 @@ def test_a_crashed_worker_s_replacement_continues_its_upload(
     tmp_path: Path, storage_url: str
 ) -> None:
     async def scenario() -> None:
-        url = await _database(tmp_path)
+        url = await pgcluster.migrated_database(tmp_path)
         holder = node_holder(tmp_path / "a", 0)
         dead = Node(url, storage_url, holder)
         other = Node(url, storage_url, node_holder(tmp_path / "b", 0))
