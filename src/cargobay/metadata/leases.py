@@ -159,9 +159,12 @@ class Leases:
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewal
         finally:
-            # Released even when the request was cancelled: otherwise the upload stays busy
-            # until the lease expires.
-            await asyncio.shield(self.release(name, token))
+            # Released even when the request was cancelled: otherwise the resource stays busy
+            # until the lease expires (which is also what happens if the release fails).
+            try:
+                await asyncio.shield(self.release(name, token))
+            except Exception:
+                log.exception("releasing the lease on %s failed; it will expire", name)
 
     async def _keep(self, name: str, token: str) -> None:
         while True:
