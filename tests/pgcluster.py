@@ -219,3 +219,17 @@ def stop_shared_cluster() -> None:
         if _shared is not None:
             _shared.stop()
             _shared = None
+
+
+async def migrated_database(directory: Path) -> str:
+    """A database at the current schema for one in-process test, on this run's backend: a
+    PostgreSQL database named after `directory`, or a SQLite file in it."""
+    from cargobay.metadata import migrations
+
+    if backend() == "postgres":
+        cluster = shared_cluster()
+        url = cluster.url(cluster.database_for(directory))
+    else:
+        url = f"sqlite:///{directory / 'metadata.db'}"
+    await migrations.upgrade(url)
+    return url

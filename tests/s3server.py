@@ -74,8 +74,8 @@ class MotoServer:
             try:
                 requests.get(self.endpoint, timeout=1)
                 return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or too slow to answer on a loaded machine
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("moto server did not start")

@@ -3,8 +3,8 @@
 see server.py). For tests that check the store itself, not only what the registry serves.
 
 Both layouts keep committed blobs at `blobs/<algorithm>/<2 hex>/<hex>`. Uploads differ: one file
-`uploads/<id>` on the filesystem; objects under `_uploads/<id>/` on S3 (pieces, `state.json`, a
-`lock` while a request holds the upload), and multipart uploads that a commit opened.
+`uploads/<id>` on the filesystem; objects under `_uploads/<id>/` on S3 (pieces and `state.json`),
+and multipart uploads that a commit opened.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def upload_bytes_stored(server: Server, upload_id: str) -> int:
     return sum(
         size
         for rel, size in bucket.keys(f"_uploads/{upload_id}/")
-        if rel.rsplit("/", 1)[1] not in ("state.json", "lock")
+        if rel.rsplit("/", 1)[1] != "state.json"
     )
 
 

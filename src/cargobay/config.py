@@ -181,14 +181,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"trusted_proxies: {exc}") from None
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
-    if settings.storage.startswith("s3://"):
-        from cargobay.storage.s3 import parse_url
+    if settings.storage:
+        from cargobay.storage.backends import check_url
 
         try:
-            parse_url(settings.storage)
+            check_url(settings.storage)
         except ValueError as exc:
             raise ConfigError(f"storage: {exc}") from None
-    elif settings.storage and not settings.storage.startswith("file://"):
-        raise ConfigError(f"storage {settings.storage!r}: use a file:// or s3:// URL")
     if settings.database and not settings.database.startswith(("sqlite", "postgresql")):
         raise ConfigError(f"database {settings.database!r}: use a sqlite:// or postgresql:// URL")

@@ -23,10 +23,10 @@ from cargobay.metadata.errors import SchemaOutOfDate
 log = logging.getLogger("cargobay")
 
 
-def _worker(settings: Settings, reuse_port: bool) -> None:
+def _worker(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
     from cargobay.worker import worker_main
 
-    worker_main(settings, reuse_port)
+    worker_main(settings, reuse_port, slot)
 
 
 def _free_port(host: str) -> int:
@@ -93,8 +93,9 @@ def _supervise(settings: Settings, count: int) -> None:
     stopping = False
     workers: list[multiprocessing.process.BaseProcess] = []
 
-    def start() -> multiprocessing.process.BaseProcess:
-        proc = context.Process(target=_worker, args=(settings, True), daemon=True)
+    def start(slot: int) -> multiprocessing.process.BaseProcess:
+        # A replacement keeps its slot: it takes over the leases the dead worker held.
+        proc = context.Process(target=_worker, args=(settings, True, slot), daemon=True)
         proc.start()
         return proc
 
@@ -107,13 +108,13 @@ def _supervise(settings: Settings, count: int) -> None:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    workers.extend(start() for _ in range(count))
+    workers.extend(start(slot) for slot in range(count))
     while not stopping:
         time.sleep(0.5)
         for i, proc in enumerate(workers):
             if not proc.is_alive() and not stopping:
                 log.error("worker %s exited with %s; starting a new one", proc.pid, proc.exitcode)
-                workers[i] = start()
+                workers[i] = start(i)
     deadline = time.monotonic() + 15
     for proc in workers:
         proc.join(max(0.0, deadline - time.monotonic()))

@@ -21,20 +21,24 @@ from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import node_holder, node_id, release_node
 from cargobay.registry.services import Services
 from cargobay.schedule import periodic_jobs
 
 
 async def prepare(settings: Settings) -> None:
-    """Create the data directory, schema and administrator credential, and fill in access-key
-    verifiers missing since before revision 0005 (idempotent). Raises
-    SchemaOutOfDate when the schema is behind and may not be upgraded here."""
+    """Create the data directory, schema and administrator credential, drop the leases this
+    node's previous run left, and fill in access-key verifiers missing since before revision
+    0005 (idempotent). Raises SchemaOutOfDate when the schema is behind and may not be
+    upgraded here."""
     from cargobay.metadata import migrations  # Alembic: loaded only where schemas change
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
     db = Database(settings.database_url)
     try:
+        # No worker of this node runs yet: leases its previous run held are orphans.
+        await release_node(db, node_id(settings.data_dir))
         store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
         await ensure_admin(
             store,
@@ -69,8 +73,10 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 READ_BUFSIZE = 512 * 1024
 
 
-async def _run_worker(settings: Settings, reuse_port: bool) -> None:
-    services = Services.build(settings)
+async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
+    # The same holder id as the worker this one replaces, so it takes over that one's leases
+    # (uploads a crash interrupted) at once.
+    services = Services.build(settings, holder=node_holder(settings.data_dir, slot))
     app = build_app(services)
     runner = web.AppRunner(
         app,
@@ -102,8 +108,9 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     await runner.cleanup()
 
 
-def worker_main(settings: Settings, reuse_port: bool) -> None:
+def worker_main(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
+    """Serve until SIGTERM; `slot` is this worker's place under the supervisor (0 to n-1)."""
     malloc.tune()
     logs.setup(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_worker(settings, reuse_port))
+        asyncio.run(_run_worker(settings, reuse_port, slot))

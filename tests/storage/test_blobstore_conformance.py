@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +17,6 @@ import pytest
 import requests
 
 from cargobay.storage import BlobStore, open_store
-from cargobay.storage.base import UploadBusy
 from s3server import MotoServer
 
 MIB = 1024 * 1024
@@ -319,33 +315,6 @@ def test_expire_uploads(node: StoreFactory) -> None:
     run(scenario())
 
 
-def test_upload_lock_is_exclusive_across_nodes(node: StoreFactory) -> None:
-    store, other = node(), node()
-
-    async def scenario() -> None:
-        upload_id = str(uuid.uuid4())
-        await store.upload_create(upload_id)
-        async with store.upload_lock(upload_id):
-            with pytest.raises(UploadBusy):
-                async with other.upload_lock(upload_id):
-                    pass
-            with pytest.raises(UploadBusy):
-                async with store.upload_lock(upload_id):
-                    pass
-            await append(store, upload_id, 0, b"locked write")
-        async with other.upload_lock(upload_id):
-            assert await other.upload_size(upload_id) == len(b"locked write")
-            await other.upload_commit(upload_id, digest_of(b"locked write"))
-        with pytest.raises(FileNotFoundError):
-            async with store.upload_lock(upload_id):
-                pass
-        with pytest.raises(FileNotFoundError):
-            async with store.upload_lock(str(uuid.uuid4())):
-                pass
-
-    run(scenario())
-
-
 def test_download_url(node: StoreFactory, backend: str) -> None:
     store = node()
     data = os.urandom(MIB + 17)
@@ -403,9 +372,7 @@ def test_s3_sends_sse_headers_on_every_write(
         assert len(keys) == 3  # state, one part, one tail
         for key in keys:
             assert encryption(key) == expected, key
-        async with store.upload_lock(upload_id):
-            assert encryption(f"{prefix}/_uploads/{upload_id}/lock") == expected
-            await store.upload_commit(upload_id, digest_of(large))  # multipart assembly
+        await store.upload_commit(upload_id, digest_of(large))  # multipart assembly
         await push(store, small)  # one piece: CopyObject
         await push(store, b"")  # empty: PutObject
 
@@ -445,54 +412,6 @@ def test_s3_expire_aborts_interrupted_commits(s3_server: MotoServer) -> None:
     assert not client.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{prefix}/").get("Uploads")
     left = client.list_multipart_uploads(Bucket=BUCKET, Prefix=f"other-{prefix}/")["Uploads"]
     assert [item["Key"] for item in left] == [elsewhere]
-
-
-_HOLD_LOCK = """
-import asyncio, sys
-from cargobay.storage import open_store
-
-async def main():
-    store = open_store(sys.argv[1])
-    async with store.upload_lock(sys.argv[2]):
-        print("held", flush=True)
-        await asyncio.sleep(600)
-
-asyncio.run(main())
-"""
-
-
-def test_s3_lock_of_an_exited_process_is_taken_at_once(s3_server: MotoServer) -> None:
-    """A lock held by a live process is respected, by another process and by a lock naming a
-    holder on another machine; a lock whose holder was SIGKILLed is taken at once, not only
-    after LOCK_TTL (so an upload interrupted by a crash can be resumed right after a restart)."""
-    s3_server.create_bucket(BUCKET)
-    prefix = f"lock/{uuid.uuid4().hex}"
-    url = s3_server.storage_url(BUCKET, prefix, with_credentials=True)
-    store = open_store(url)
-    upload_id = str(uuid.uuid4())
-    run(store.upload_create(upload_id))
-
-    async def try_lock() -> None:
-        async with store.upload_lock(upload_id):
-            pass
-
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, url, upload_id], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        with pytest.raises(UploadBusy):
-            run(try_lock())
-    finally:
-        holder.kill()
-        holder.wait()
-    run(try_lock())  # the holder is gone: no LOCK_TTL wait
-
-    key = f"{prefix}/_uploads/{upload_id}/lock"
-    foreign = {"owner": "x", "machine": "another-boot/1", "pid": holder.pid, "start": "1"}
-    s3_server.client().put_object(Bucket=BUCKET, Key=key, Body=json.dumps(foreign).encode())
-    with pytest.raises(UploadBusy):
-        run(try_lock())  # a holder on another machine can only age out
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -295,4 +295,16 @@ account_settings = Table(
     Column("account_id", String(12), primary_key=True),
     Column("create_on_push", Boolean),
     Column("updated_at", Float, nullable=False),
+)
+
+# Leases on named resources (an upload being written): one holder at a time across workers and
+# nodes, taken over once expired or by the holder's own replacement (metadata/leases.py).
+resource_leases = Table(
+    "resource_leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
 )

@@ -14,6 +14,7 @@ from cargobay.iam.secrets import load_box
 from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope, load_signer
 from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import Leases, process_holder
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
 from cargobay.registry.images import ImageService
@@ -32,6 +33,7 @@ class Services:
     settings: Settings
     db: Database
     store: BlobStore
+    leases: Leases
     repositories: RepositoryService
     blobs: BlobService
     uploads: UploadService
@@ -46,19 +48,23 @@ class Services:
     _signer_loaded: float = 0.0
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, holder: str | None = None) -> Services:
+        """`holder` names this process in leases (`leases.node_holder` for a serving worker);
+        by default a one-off id that no other process takes over."""
         db = Database(settings.database_url)
         store = open_store(settings.storage_url)
         authorizer = Authorizer(db)
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
+        leases = Leases(db, holder or process_holder())
         return cls(
             settings=settings,
             db=db,
             store=store,
+            leases=leases,
             repositories=repositories,
             blobs=BlobService(db, store),
-            uploads=UploadService(db, store),
+            uploads=UploadService(db, store, leases),
             manifests=ManifestService(db, settings.max_manifest_bytes),
             deletes=DeleteService(db),
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),

@@ -29,12 +29,12 @@ from cargobay.errors import (
 )
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import LeaseBusy, Leases
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import parse_digest
 from cargobay.registry.blobs import BlobInfo
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
-from cargobay.storage.base import UploadBusy
 
 # UUIDs with dashes, the form ECR's UploadId takes; both front doors share uploads.
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -57,9 +57,10 @@ class Upload:
 
 
 class UploadService:
-    def __init__(self, db: Database, store: BlobStore) -> None:
+    def __init__(self, db: Database, store: BlobStore, leases: Leases) -> None:
         self.db = db
         self.store = store
+        self.leases = leases
         # upload id -> (offset the hash covers, sha256 state); this worker's uploads only.
         self._hashers: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
 
@@ -94,15 +95,16 @@ class UploadService:
 
     @asynccontextmanager
     async def _exclusive(self, repo: Repository, upload_id: str) -> AsyncIterator[None]:
-        """Hold the upload alone, across workers, while writing or committing it. Otherwise a
-        racing request could write under bytes another worker has hashed, or into the file
-        after it became a blob. The loser gets 416 with the current Range and may retry."""
+        """Hold the upload alone, across workers and nodes (a database lease), while writing or
+        committing it. Otherwise a racing request could write under bytes another worker has
+        hashed, or into the data after it became a blob. The loser gets 416 with the current
+        Range and may retry."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise UploadNotFound(detail={"uuid": upload_id})
         try:
-            async with self.store.upload_lock(upload_id):
+            async with self.leases.hold(f"upload:{upload_id}"):
                 yield
-        except UploadBusy:
+        except LeaseBusy:
             upload = await self.get(repo, upload_id)
             raise RangeInvalid(
                 "the upload is being written by another request",

@@ -1,7 +1,8 @@
-"""Blob storage backends behind one interface (`BlobStore`)."""
+"""Blob storage backends behind one interface (`BlobStore`), opened by URL scheme."""
 
 from __future__ import annotations
 
-from cargobay.storage.base import BlobStore, open_store
+from cargobay.storage.backends import check_url, open_store, register_backend
+from cargobay.storage.base import BlobStore
 
-__all__ = ["BlobStore", "open_store"]
+__all__ = ["BlobStore", "check_url", "open_store", "register_backend"]

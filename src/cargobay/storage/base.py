@@ -1,21 +1,17 @@
 """The BlobStore interface: content-addressed blobs plus in-progress upload data.
 
 A store knows nothing about repositories or visibility: the metadata database decides what
-exists. A store only promises that a committed blob's bytes are durable and complete before
-`commit` returns, and that partial uploads never appear at a blob's address.
+exists, and who may write an upload (the registry holds a database lease on an upload around
+each append and commit, so a store never sees two writers of one upload at once). A store only
+promises that a committed blob's bytes are durable and complete before `commit` returns, and
+that partial uploads never appear at a blob's address.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
-
-
-class UploadBusy(Exception):
-    """Another request is writing or committing this upload."""
-
 
 # Called with each block of bytes as it is written, so the caller can hash while streaming.
 Observer = Callable[[list[bytes]], None]
@@ -55,10 +51,6 @@ class BlobStore(Protocol):
     def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         """Stream an upload's first `length` bytes (to re-hash after a hop or restart)."""
 
-    def upload_lock(self, upload_id: str) -> AbstractAsyncContextManager[None]:
-        """Hold an upload exclusively, across processes, while writing or committing it.
-        Raises UploadBusy if another request holds it, FileNotFoundError if it is gone."""
-
     async def upload_commit(self, upload_id: str, digest: str, size: int | None = None) -> None:
         """Make the upload's first `size` bytes (all when None) durable at the blob's address
         and drop the upload."""
@@ -71,16 +63,3 @@ class BlobStore(Protocol):
 
     async def ready(self) -> None:
         """Raise if the backend cannot be reached."""
-
-
-def open_store(url: str) -> BlobStore:
-    """Create the store a storage URL names."""
-    if url.startswith("file://"):
-        from cargobay.storage.filesystem import FilesystemStore
-
-        return FilesystemStore(Path(url.removeprefix("file://")))
-    if url.startswith("s3://"):
-        from cargobay.storage.s3 import S3Store, parse_url
-
-        return S3Store(parse_url(url))
-    raise ValueError(f"unsupported storage URL {url!r}")

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cargobay.storage.base import Observer, UploadBusy
+from cargobay.storage.base import Observer
 from cargobay.storage.direct import AppendWriter
 from cargobay.threads import ProcessPool, settle
 
@@ -134,7 +132,7 @@ class FilesystemStore:
             return size
         finally:
             # Interrupted (a dropped client, a cancelled task) while the threads still work:
-            # wait for them. Once this returns, the caller releases the upload lock, and a
+            # wait for them. Once this returns, the caller releases the upload's lease, and a
             # retry may rewrite these offsets; a late write from this request must not land on
             # top. Nor may a thread find its descriptor closed, or reused by another file.
             cancelled = False
@@ -151,22 +149,6 @@ class FilesystemStore:
             ):
                 length -= len(data)
                 yield data
-
-    @contextlib.asynccontextmanager
-    async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
-        path = self._upload_path(upload_id)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UploadBusy(upload_id) from None
-            # Committed (renamed to a blob) or deleted between the open and the lock: gone.
-            if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                raise FileNotFoundError(path)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
     async def upload_commit(self, upload_id: str, digest: str, size: int | None = None) -> None:
         source = self._upload_path(upload_id)

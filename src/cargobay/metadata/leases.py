@@ -1,0 +1,177 @@
+"""Named, expiring leases in the shared database: one holder at a time for any resource (an
+upload being written, say), across the workers of a node and across nodes.
+
+A lease is a row of `resource_leases`: the resource's name, its holder, a token naming this one
+acquisition, and when it expires. Taking it is one write transaction: insert the row if there
+is none, else take it over when it has expired (a holder that crashed on a node that never came
+back) or when it is held by an earlier life of this same holder (see below). Both statements are
+conditional, so exactly one claimant wins on SQLite and PostgreSQL alike. A held lease is
+renewed in the background, so work longer than the lease's lifetime keeps it; releasing it
+deletes the row.
+
+Holders. A holder id names one serving process in a way that survives its restart: the node
+(host and data directory) and the worker's slot under the supervisor (`node_holder`). Nothing
+waits for the leases of a dead process to expire when its replacement is known: a node that
+starts drops every lease of its previous run (`release_node`), and a worker that the supervisor
+starts in place of a dead one has the dead one's id and takes its leases over. So an upload
+interrupted by a crash can be resumed right after the restart. Within one process the leases
+it holds are also tracked in memory, so two requests of one worker still exclude each other.
+Processes that are no serving worker (command-line tools) get a unique id.
+
+Expiry is judged by each node's clock: clocks must agree to well within `TTL`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy import or_
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import insert_ignore
+
+log = logging.getLogger("cargobay.leases")
+
+TTL = 60.0  # seconds a lease lives after its last renewal
+RENEW = 15.0  # how often a held lease is renewed
+PURGE_EVERY = 600.0  # how often a process sweeps out leases that expired long ago
+
+
+class LeaseBusy(Exception):
+    """Another holder has the lease."""
+
+
+def node_id(data_dir: Path) -> str:
+    """This node: its host and data directory, stable across restarts."""
+    directory = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}/{directory}"
+
+
+def node_holder(data_dir: Path, slot: int) -> str:
+    """The holder id of a serving worker: stable across restarts of the same worker slot of
+    the same node, distinct for every other worker and node."""
+    return f"{node_id(data_dir)}/w{slot}"
+
+
+async def release_node(db: Database, node: str) -> int:
+    """Drop every lease the workers of `node` hold: called as the node starts, before any of
+    its workers runs, since whatever held them died with the node's previous run."""
+    t = schema.resource_leases
+    async with db.write() as conn:
+        result = await conn.execute(
+            t.delete().where(t.c.holder.startswith(f"{node}/", autoescape=True))
+        )
+    return int(result.rowcount or 0)
+
+
+def process_holder() -> str:
+    """A holder id for a one-off process: unique, never taken over by anyone else."""
+    return f"{socket.gethostname()}/pid{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+class Leases:
+    """One process's leases on one database, under one holder id."""
+
+    def __init__(
+        self, db: Database, holder: str, *, ttl: float = TTL, renew: float = RENEW
+    ) -> None:
+        self.db = db
+        self.holder = holder
+        self.ttl = ttl
+        self.renew_every = renew
+        self._held: set[str] = set()  # names this process holds right now
+        self._purged = 0.0
+
+    async def acquire(self, name: str, now: float | None = None) -> str:
+        """Take the lease on `name`; return this acquisition's token. LeaseBusy if another
+        request (of this process or any other) holds it."""
+        if name in self._held:
+            raise LeaseBusy(name)
+        self._held.add(name)
+        try:
+            return await self._claim(name, time.time() if now is None else now)
+        except BaseException:
+            self._held.discard(name)
+            raise
+
+    async def _claim(self, name: str, now: float) -> str:
+        t = schema.resource_leases
+        token = uuid.uuid4().hex
+        values = {"holder": self.holder, "token": token, "expires_at": now + self.ttl}
+        async with self.db.write() as conn:
+            if now - self._purged > PURGE_EVERY:
+                self._purged = now
+                await conn.execute(t.delete().where(t.c.expires_at < now - self.ttl))
+            inserted = await insert_ignore(conn, t, name=name, acquired_at=now, **values)
+            if inserted.rowcount != 1:
+                # Not in self._held, so a row naming this holder is an earlier life's: the
+                # process that held it has died and this one replaced it.
+                taken = await conn.execute(
+                    t.update()
+                    .where(t.c.name == name, or_(t.c.expires_at < now, t.c.holder == self.holder))
+                    .values(acquired_at=now, **values)
+                )
+                if taken.rowcount != 1:
+                    raise LeaseBusy(name)
+                log.info("took over the lease on %s", name)
+        return token
+
+    async def renew(self, name: str, token: str, now: float | None = None) -> bool:
+        """Extend a held lease; False if it was lost (expired and taken over)."""
+        t = schema.resource_leases
+        now = time.time() if now is None else now
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                t.update()
+                .where(t.c.name == name, t.c.token == token)
+                .values(expires_at=now + self.ttl)
+            )
+        return result.rowcount == 1
+
+    async def release(self, name: str, token: str) -> None:
+        t = schema.resource_leases
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(t.delete().where(t.c.name == name, t.c.token == token))
+        finally:
+            self._held.discard(name)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        """Hold the lease on `name` for the block, renewed while it runs; LeaseBusy if taken."""
+        token = await self.acquire(name)
+        try:
+            renewal = asyncio.ensure_future(self._keep(name, token))
+            try:
+                yield
+            finally:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
+        finally:
+            # Released even when the request was cancelled: otherwise the resource stays busy
+            # until the lease expires (which is also what happens if the release fails).
+            try:
+                await asyncio.shield(self.release(name, token))
+            except Exception:
+                log.exception("releasing the lease on %s failed; it will expire", name)
+
+    async def _keep(self, name: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every)
+            try:
+                if not await self.renew(name, token):
+                    log.error("lost the lease on %s (not renewed within %.0f s)", name, self.ttl)
+                    return
+            except Exception:
+                log.exception("renewing the lease on %s failed; retrying", name)

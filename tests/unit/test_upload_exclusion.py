@@ -1,0 +1,129 @@
+"""The upload service holds a database lease on an upload around every append and commit:
+requests racing on one upload, from one worker or from two nodes, are refused with 416 and the
+upload's Range; a crashed worker's replacement continues its upload at once. In-process, on
+the test run's metadata and storage backends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import pgcluster
+from cargobay.metadata.db import Database
+from cargobay.metadata.leases import Leases, node_holder
+from cargobay.oci.errors import RangeInvalid
+from cargobay.registry.repositories import RepositoryService
+from cargobay.registry.uploads import UploadService
+from cargobay.storage import BlobStore, open_store
+from server import storage_backend
+
+pytestmark = pytest.mark.backend
+
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if storage_backend() == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        bucket = f"exclusion-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(bucket)
+        return s3.storage_url(bucket, "registry", with_credentials=True)
+    return f"file://{tmp_path / 'storage'}"
+
+
+class Node:
+    """One worker's services on the shared database and store."""
+
+    def __init__(self, url: str, storage_url: str, holder: str) -> None:
+        self.db = Database(url)
+        self.store: BlobStore = open_store(storage_url)
+        self.leases = Leases(self.db, holder)
+        self.uploads = UploadService(self.db, self.store, self.leases)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[list[bytes]]:
+    for part in parts:
+        yield [part]
+
+
+async def _gated(first: bytes, gate: asyncio.Event, started: asyncio.Event, rest: bytes):
+    yield [first]
+    started.set()
+    await gate.wait()
+    yield [rest]
+
+
+def test_racing_requests_on_one_upload_get_416(tmp_path: Path, storage_url: str) -> None:
+    async def scenario() -> None:
+        url = await pgcluster.migrated_database(tmp_path)
+        a = Node(url, storage_url, node_holder(tmp_path / "a", 0))
+        b = Node(url, storage_url, node_holder(tmp_path / "b", 0))
+        try:
+            repo, _ = await RepositoryService(a.db).create(ACCOUNT, "exclusion/race")
+            upload = await a.uploads.start(repo)
+            await a.uploads.append(repo, upload.id, _chunks(b"first"))
+            gate, started = asyncio.Event(), asyncio.Event()
+            slow = asyncio.ensure_future(
+                a.uploads.append(repo, upload.id, _gated(b"-second", gate, started, b"-third"))
+            )
+            await started.wait()
+            racers = [
+                b.uploads.append(repo, upload.id, _chunks(b"other node")),
+                a.uploads.append(repo, upload.id, _chunks(b"same worker")),
+                b.uploads.complete(repo, upload.id, "sha256:" + "0" * 64, None),
+            ]
+            for racer in racers:
+                with pytest.raises(RangeInvalid) as refused:
+                    await racer
+                assert refused.value.headers == {"Range": "0-4"}  # "first" only
+            gate.set()
+            assert (await slow).size == len(b"first-second-third")
+            # Free again: the other node finishes the upload.
+            data = b"first-second-third-last"
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            info = await b.uploads.complete(repo, upload.id, digest, _chunks(b"-last"))
+            assert (info.digest, info.size) == (digest, len(data))
+            assert b"".join([c async for c in b.store.read(digest)]) == data
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_crashed_worker_s_replacement_continues_its_upload(
+    tmp_path: Path, storage_url: str
+) -> None:
+    async def scenario() -> None:
+        url = await pgcluster.migrated_database(tmp_path)
+        holder = node_holder(tmp_path / "a", 0)
+        dead = Node(url, storage_url, holder)
+        other = Node(url, storage_url, node_holder(tmp_path / "b", 0))
+        replacement = Node(url, storage_url, holder)
+        try:
+            repo, _ = await RepositoryService(dead.db).create(ACCOUNT, "exclusion/crash")
+            upload = await dead.uploads.start(repo)
+            await dead.uploads.append(repo, upload.id, _chunks(b"before the crash"))
+            # The worker dies while it holds the upload: its lease stays behind, unexpired.
+            await dead.leases.acquire(f"upload:{upload.id}")
+            with pytest.raises(RangeInvalid):
+                await other.uploads.append(repo, upload.id, _chunks(b"too soon"))
+            state = await replacement.uploads.append(repo, upload.id, _chunks(b", after"))
+            assert state.size == len(b"before the crash, after")
+        finally:
+            for node in (dead, other, replacement):
+                await node.close()
+
+    asyncio.run(scenario())
