@@ -540,7 +540,7 @@ def test_put_image_and_skopeo_share_one_path(registry, ecr, images, tmp_path: Pa
 
 
 def test_put_image_immutable_tag(registry, ecr, images) -> None:
-    a, b, _ = images
+    a, b, c = images
     name = unique("boto/immutable")
     ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")
     push(registry, a, f"{name}:src-a")
@@ -561,6 +561,40 @@ def test_put_image_immutable_tag(registry, ecr, images) -> None:
         )
     failed = push(registry, b, f"{name}:v1", check=False)
     assert failed.returncode != 0
+    # Named by digest and tag, the refused push leaves nothing behind (it once stored the
+    # manifest untagged, in a first transaction, before the tag check failed). The image's
+    # blobs are in the repository; the image itself is not.
+    push(registry, c, f"{name}:src-c")
+    ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageTag": "src-c"}])
+    with raises("ImageTagAlreadyExistsException"):
+        ecr.put_image(
+            repositoryName=name,
+            imageManifest=c.manifest.decode(),
+            imageDigest=c.manifest_digest,
+            imageTag="v1",
+        )
+    untagged = ecr.list_images(repositoryName=name, filter={"tagStatus": "UNTAGGED"})
+    assert untagged["imageIds"] == []
+
+
+def test_put_image_with_a_sha512_digest(registry, ecr, images) -> None:
+    """One image, under the digest given, not a second one under its sha256."""
+    a, _, _ = images
+    name = unique("boto/sha512")
+    ecr.create_repository(repositoryName=name)
+    push(registry, a, f"{name}:src")
+    ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageTag": "src"}])
+    digest = "sha512:" + hashlib.sha512(a.manifest).hexdigest()
+    out = ecr.put_image(
+        repositoryName=name, imageManifest=a.manifest.decode(), imageDigest=digest, imageTag="t"
+    )["image"]
+    assert out["imageId"] == {"imageDigest": digest, "imageTag": "t"}
+    assert ecr.list_images(repositoryName=name)["imageIds"] == [
+        {"imageDigest": digest, "imageTag": "t"}
+    ]
+    response = registry.session().get(f"{registry.url}/v2/{name}/manifests/t")
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert response.content == a.manifest
 
 
 # -- layers -----------------------------------------------------------------------------------

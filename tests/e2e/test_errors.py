@@ -11,6 +11,7 @@ import uuid
 import pytest
 import requests
 
+from e2e import ecrhelp
 from e2e.ocihttp import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -21,6 +22,7 @@ from e2e.ocihttp import (
     sha256,
     unique_repo,
 )
+from server import Server
 
 MD5 = "md5:" + "0" * 32
 GOOD_DIGEST = sha256(b"never pushed")
@@ -387,3 +389,28 @@ def test_unsupported_methods(client: Client, existing: tuple[str, str]) -> None:
         ("DELETE", f"/v2/{repo}/referrers/{digest}"),
     ]:
         assert_error(client.request(method, path), 405, "UNSUPPORTED")
+
+
+# -- the manifest size limit ------------------------------------------------------------------
+
+
+def test_max_manifest_bytes_is_the_limit_on_both_doors(tmp_path) -> None:
+    """The `max_manifest_bytes` setting is the limit, checked once by the manifest service:
+    lowered, it refuses a larger manifest through `/v2/` (413 SIZE_INVALID) and PutImage
+    (InvalidParameterException) alike, and stores nothing."""
+    server = Server(tmp_path / "data", workers=1, env={"CARGOBAY_MAX_MANIFEST_BYTES": "2048"})
+    server.start(timeout=90)
+    try:
+        client, repo = Client(server), unique_repo("limit")
+        body = json.loads(client.push_image(repo, "small").manifest)
+        body["annotations"] = {"pad": "p" * 2500}
+        too_big = json.dumps(body).encode()
+        assert_error(client.put_manifest(repo, "big", too_big, OCI_MANIFEST), 413, "SIZE_INVALID")
+        ecr = ecrhelp.client(server)
+        with ecrhelp.raises("InvalidParameterException"):
+            ecr.put_image(repositoryName=repo, imageManifest=too_big.decode(), imageTag="big")
+        assert [i.get("imageTag") for i in ecr.list_images(repositoryName=repo)["imageIds"]] == [
+            "small"
+        ]
+    finally:
+        server.discard()

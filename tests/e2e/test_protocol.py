@@ -441,6 +441,20 @@ def test_oci_manifest_and_index(client: Client, repo: str) -> None:
         assert got.content == child.manifest
 
 
+def test_an_index_child_is_not_deleted_under_its_index(client: Client, repo: str) -> None:
+    """The same parent-index rule as BatchDeleteImage: 409 MANIFEST_REFERENCED (GitLab's
+    registry's answer), the index still whole; once the index is gone, the child can go."""
+    child = client.push_image(repo, None)
+    index = client.push_index(repo, "multi", [child])
+    refused = client.delete(f"/v2/{repo}/manifests/{child.digest}")
+    assert_error(refused, 409, "MANIFEST_REFERENCED")
+    assert client.get(f"/v2/{repo}/manifests/{child.digest}").status_code == 200
+    index_digest = index.digest
+    assert client.delete(f"/v2/{repo}/manifests/{index_digest}").status_code == 202
+    assert client.delete(f"/v2/{repo}/manifests/{child.digest}").status_code == 202
+    assert_error(client.get(f"/v2/{repo}/manifests/{child.digest}"), 404, "MANIFEST_UNKNOWN")
+
+
 def test_manifest_media_type_from_body_or_header(client: Client, repo: str) -> None:
     image = client.push_image(repo, None)
     # No Content-Type: the manifest's own mediaType decides.
