@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from cargobay.iam.principal import Principal
+from cargobay.wildcards import GlobSet, Token, arn_tokens
 
 __all__ = [
     "VERSIONS",
@@ -252,16 +253,13 @@ def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tup
 
 
 class _Pattern:
-    """A policy string compiled once into a full-match regular expression.
+    """A policy string compiled once into a linear-time wildcard matcher (:mod:`wildcards`).
 
-    ``arn=True`` applies IAM's ARN rule to patterns that start with ``arn:``: in the partition,
-    service, region and account segments ``?`` and a ``*`` inside a segment stay within that
-    segment, while a ``*`` that ends a segment may expand across ``:``; in the resource
-    segment (after the fifth ``:``) wildcards match anything, ``/`` and ``:`` included. Text
-    substituted for a policy variable is always literal.
+    ``arn=True`` applies IAM's ARN rule to patterns that start with ``arn:`` (see
+    :func:`wildcards.arn_tokens`). Text substituted for a policy variable is always literal.
     """
 
-    __slots__ = ("_arn", "_flags", "_parts", "_static", "text")
+    __slots__ = ("_arn", "_ignore_case", "_parts", "_static", "text")
 
     def __init__(
         self,
@@ -276,39 +274,33 @@ class _Pattern:
         self.text = text
         self._parts = _tokenize(text, wildcards=wildcards, variables=variables, where=where)
         self._arn = arn and text.startswith("arn:")
-        self._flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+        self._ignore_case = ignore_case
         self._static = (
-            None if any(isinstance(p, _Var) for p in self._parts) else self._compile(self._parts)
+            None if any(isinstance(p, _Var) for p in self._parts) else self._tokens(self._parts)
         )
 
-    def _compile(self, parts: Sequence[_Part]) -> re.Pattern[str]:
-        out: list[str] = []
-        colons = 0
-        for index, part in enumerate(parts):
+    def _tokens(self, parts: Sequence[_Part]) -> list[Token]:
+        pairs: list[tuple[str, str]] = []
+        for part in parts:
             if isinstance(part, _Var):  # pragma: no cover - resolved before compiling
                 raise AssertionError("unresolved policy variable")
-            kind = part[0]
-            if kind == "lit":
-                out.append(re.escape(part[1]))
-                colons += part[1].count(":")
-            elif kind == "val":
-                out.append(re.escape(part[1]))
-            elif not self._arn or colons >= 5:
-                out.append(".*" if kind == "star" else ".")
-            elif kind == "one":
-                out.append("[^:]")
+            pairs.append((part[0], part[1] if len(part) > 1 else ""))  # type: ignore[misc]
+        if self._arn:
+            return arn_tokens(pairs)
+        out: list[Token] = []
+        for kind, text in pairs:
+            if kind in ("lit", "val"):
+                out.extend(Token("lit", ch) for ch in text)
             else:
-                following = parts[index + 1] if index + 1 < len(parts) else None
-                ends_segment = following is None or (
-                    isinstance(following, tuple)
-                    and following[0] == "lit"
-                    and following[1].startswith(":")
-                )
-                out.append(".*" if ends_segment else "[^:]*")
-        return re.compile("".join(out), self._flags)
+                out.append(Token(kind))
+        return out
 
-    def regex(self, ctx: _Context | None) -> re.Pattern[str] | None:
-        """The compiled pattern, or None when a policy variable has no value and no default."""
+    @property
+    def static(self) -> bool:
+        return self._static is not None
+
+    def tokens(self, ctx: _Context | None) -> list[Token] | None:
+        """The pattern's tokens, or None when a policy variable has no value and no default."""
         if self._static is not None:
             return self._static
         resolved: list[_Part] = []
@@ -322,14 +314,48 @@ class _Pattern:
                 resolved.append(("val", value))
             else:
                 resolved.append(part)
-        return self._compile(resolved)
+        return self._tokens(resolved)
 
     def matches(self, value: str, ctx: _Context | None) -> bool:
-        rx = self.regex(ctx)
-        return rx is not None and rx.fullmatch(value) is not None
+        return _AnyOf((self,)).matches(value, ctx)
 
     def __repr__(self) -> str:
         return f"_Pattern({self.text!r})"
+
+
+class _AnyOf:
+    """Whether a value matches any of several patterns: the static ones are compiled into one
+    :class:`GlobSet` up front (one linear pass for all of them); patterns with policy variables
+    are resolved and compiled per request."""
+
+    __slots__ = ("_dynamic", "_ignore_case", "_static")
+
+    def __init__(self, patterns: Sequence[_Pattern]) -> None:
+        self._ignore_case = any(p._ignore_case for p in patterns)
+        static = [p.tokens(None) for p in patterns if p.static]
+        self._static = (
+            GlobSet([t for t in static if t is not None], ignore_case=self._ignore_case)
+            if static
+            else None
+        )
+        self._dynamic = tuple(p for p in patterns if not p.static)
+
+    def run(self, value: str, ctx: _Context | None) -> tuple[bool, int]:
+        """The answer and the matcher's step count (for tests of the linear bound)."""
+        steps = 0
+        if self._static is not None:
+            hit, steps = self._static.run(value)
+            if hit:
+                return True, steps
+        if self._dynamic:
+            resolved = [t for t in (p.tokens(ctx) for p in self._dynamic) if t is not None]
+            if resolved:
+                hit, more = GlobSet(resolved, ignore_case=self._ignore_case).run(value)
+                return hit, steps + more
+        return False, steps
+
+    def matches(self, value: str, ctx: _Context | None) -> bool:
+        return self.run(value, ctx)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +478,8 @@ _OPERATORS_LOWER = {name.lower(): name for name in _OPERATORS}
 _Qualifier = Literal["ForAnyValue", "ForAllValues"]
 _QUALIFIERS: dict[str, _Qualifier] = {"foranyvalue": "ForAnyValue", "forallvalues": "ForAllValues"}
 
+_STRING_KINDS = frozenset({"str_eq", "str_eq_ic", "str_like", "arn"})
+
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "lt": lambda a, b: a < b,
@@ -509,6 +537,11 @@ class Condition:
     qualifier: _Qualifier | None = None
     if_exists: bool = False
     _prepared: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    _strings: _AnyOf | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if _OPERATORS[self.base][0] in _STRING_KINDS and self._strings is None:
+            object.__setattr__(self, "_strings", _AnyOf(self._prepared))
 
     @property
     def negated(self) -> bool:
@@ -532,8 +565,13 @@ class Condition:
             return moment is not None and _COMPARE[kind[5:]](moment, expected)
         raise AssertionError(kind)  # pragma: no cover
 
+    def _hit(self, actual: str, ctx: _Context) -> bool:
+        if self._strings is not None:  # all values in one linear pass
+            return self._strings.matches(actual, ctx)
+        return any(self._match_one(actual, expected, ctx) for expected in self._prepared)
+
     def _holds_for(self, actual: str, ctx: _Context) -> bool:
-        hit = any(self._match_one(actual, expected, ctx) for expected in self._prepared)
+        hit = self._hit(actual, ctx)
         return not hit if self.negated else hit
 
     def _evaluate(self, ctx: _Context) -> bool:
@@ -553,7 +591,7 @@ class Condition:
         if self.qualifier == "ForAnyValue":
             return any(self._holds_for(v, ctx) for v in actual)
         # No set operator: a multivalued key matches when any of its values does.
-        hit = any(self._match_one(v, expected, ctx) for v in actual for expected in self._prepared)
+        hit = any(self._hit(v, ctx) for v in actual)
         return not hit if self.negated else hit
 
 
@@ -669,6 +707,12 @@ class Statement:
     conditions: tuple[Condition, ...] = ()
     _action_patterns: tuple[_Pattern, ...] = field(default=(), repr=False, compare=False)
     _resource_patterns: tuple[_Pattern, ...] = field(default=(), repr=False, compare=False)
+    _action_matcher: _AnyOf | None = field(default=None, repr=False, compare=False)
+    _resource_matcher: _AnyOf | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_action_matcher", _AnyOf(self._action_patterns))
+        object.__setattr__(self, "_resource_matcher", _AnyOf(self._resource_patterns))
 
     def _applies(
         self, request: AuthRequest, ctx: _Context, as_resource_policy: bool
@@ -688,11 +732,12 @@ class Statement:
             else:
                 kind = matched
         action = request.action
-        hit = any(p.matches(action, None) for p in self._action_patterns)
+        hit = self._action_matcher is not None and self._action_matcher.matches(action, None)
         if hit == self.not_action:
             return None
         if self.resources is not None:
-            hit = any(p.matches(request.resource_arn, ctx) for p in self._resource_patterns)
+            matcher = self._resource_matcher
+            hit = matcher is not None and matcher.matches(request.resource_arn, ctx)
             if hit == self.not_resource:
                 return None
         if not all(c._evaluate(ctx) for c in self.conditions):

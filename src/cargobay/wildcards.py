@@ -1,0 +1,198 @@
+"""Linear-time wildcard matching (``*`` and ``?``) for policies and lifecycle tag patterns.
+
+A backtracking regular expression turns ``*a*a*a*b`` into polynomial (in practice exponential)
+work per request, which lets one tenant's policy pin every worker. This matcher simulates the
+pattern's NFA with bit sets instead (shift-and): one step per character of the subject, each
+step a few big-integer operations, whatever the pattern. Several patterns can be compiled into
+one :class:`GlobSet`, which still takes one step per character for all of them together.
+
+Semantics are IAM's: ``*`` matches any run of characters (none included), ``?`` exactly one;
+everything else, including text substituted for a policy variable, matches itself. A wildcard
+may be *confined* (not match ``:``), which is how IAM treats wildcards in the first five ARN
+segments (see :func:`arn_tokens`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Glob", "GlobSet", "Token", "arn_tokens", "tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One pattern element: a literal character, ``?`` (``one``) or ``*`` (``star``).
+
+    ``confined`` wildcards do not match ``:``.
+    """
+
+    kind: str  # "lit", "one" or "star"
+    char: str = ""
+    confined: bool = False
+
+
+def tokens(pattern: str, *, wildcards: bool = True) -> list[Token]:
+    """``pattern`` as tokens; with ``wildcards=False`` every character is literal."""
+    out: list[Token] = []
+    for ch in pattern:
+        if wildcards and ch == "*":
+            out.append(Token("star"))
+        elif wildcards and ch == "?":
+            out.append(Token("one"))
+        else:
+            out.append(Token("lit", ch))
+    return out
+
+
+def arn_tokens(parts: Iterable[tuple[str, str]]) -> list[Token]:
+    """Tokens for an ARN pattern given as ``(kind, text)`` parts, applying IAM's ARN rule.
+
+    ``kind`` is ``"lit"`` (policy text, whose colons count segments), ``"val"`` (substituted
+    text: literal, its colons do not count), ``"star"`` or ``"one"``. Before the fifth colon a
+    ``?`` and a ``*`` inside a segment stay within the segment; a ``*`` that ends a segment (the
+    next part starts with ``:`` or the pattern ends) may cross colons. In the resource segment
+    wildcards match anything.
+    """
+    items = list(parts)
+    out: list[Token] = []
+    colons = 0
+    for index, (kind, text) in enumerate(items):
+        if kind in ("lit", "val"):
+            out.extend(Token("lit", ch) for ch in text)
+            if kind == "lit":
+                colons += text.count(":")
+            continue
+        if colons >= 5:
+            out.append(Token(kind))
+        elif kind == "one":
+            out.append(Token("one", confined=True))
+        else:
+            following = items[index + 1] if index + 1 < len(items) else None
+            ends_segment = following is None or (
+                following[0] == "lit" and following[1].startswith(":")
+            )
+            out.append(Token("star", confined=not ends_segment))
+    return out
+
+
+class GlobSet:
+    """Several wildcard patterns matched together in one linear pass.
+
+    Bit ``i`` of the state set means "the first ``i`` tokens of some pattern matched the text
+    read so far". Reading a character moves every state one token on where the token accepts
+    the character, keeps states that sit on a ``*``, then takes the free move into a following
+    ``*``. Start states are never the target of a move, so patterns laid end to end in one
+    integer do not leak into each other.
+    """
+
+    __slots__ = (
+        "_accept",
+        "_any",
+        "_colon_any",
+        "_colon_loop",
+        "_ignore_case",
+        "_initial",
+        "_loop",
+        "_star",
+        "_table",
+        "size",
+    )
+
+    def __init__(self, patterns: Sequence[Sequence[Token]], *, ignore_case: bool = False) -> None:
+        self._ignore_case = ignore_case
+        table: dict[str, int] = {}
+        any_char = any_but_colon = loop_any = loop_but_colon = 0
+        star = start = accept = 0
+        bit = 0
+        for pattern in patterns:
+            start |= 1 << bit
+            previous_star = False
+            for token in pattern:
+                if token.kind == "star" and previous_star:
+                    if not token.confined:  # `**`: the wider of the two wins
+                        mask = 1 << bit
+                        loop_any |= mask
+                        loop_but_colon &= ~mask
+                    continue
+                bit += 1
+                mask = 1 << bit
+                previous_star = token.kind == "star"
+                if token.kind == "lit":
+                    char = token.char.lower() if ignore_case else token.char
+                    table[char] = table.get(char, 0) | mask
+                elif token.kind == "one":
+                    if token.confined:
+                        any_but_colon |= mask
+                    else:
+                        any_char |= mask
+                else:
+                    star |= mask
+                    if token.confined:
+                        loop_but_colon |= mask
+                    else:
+                        loop_any |= mask
+            accept |= 1 << bit
+            bit += 1
+        self.size = bit
+        self._any = any_char | any_but_colon
+        self._colon_any = any_char
+        self._loop = loop_any | loop_but_colon
+        self._colon_loop = loop_any
+        self._star = star
+        self._accept = accept
+        self._table = {
+            char: mask | (any_char if char == ":" else self._any) for char, mask in table.items()
+        }
+        self._table.setdefault(":", any_char)
+        self._initial = start | ((start << 1) & star)
+
+    def run(self, text: str) -> tuple[bool, int]:
+        """Whether any pattern matches the whole of ``text``, and the steps it took (one per
+        character read; the loop stops early once no pattern can match)."""
+        if self._ignore_case:
+            text = text.lower()
+        table, default, star = self._table, self._any, self._star
+        loop, colon_loop = self._loop, self._colon_loop
+        state = self._initial
+        steps = 0
+        for char in text:
+            steps += 1
+            keep = state & (colon_loop if char == ":" else loop)
+            state = ((state << 1) & table.get(char, default)) | keep
+            state |= (state << 1) & star
+            if not state:
+                return False, steps
+        return bool(state & self._accept), steps
+
+    def matches(self, text: str) -> bool:
+        return self.run(text)[0]
+
+
+class Glob:
+    """One wildcard pattern; literal and ``*``-only shapes skip the state machine."""
+
+    __slots__ = ("_exact", "_ignore_case", "_set", "_star")
+
+    def __init__(self, pattern: Sequence[Token], *, ignore_case: bool = False) -> None:
+        self._ignore_case = ignore_case
+        self._exact: str | None = None
+        self._star = False
+        self._set: GlobSet | None = None
+        if all(t.kind == "lit" for t in pattern):
+            text = "".join(t.char for t in pattern)
+            self._exact = text.lower() if ignore_case else text
+        elif all(t.kind == "star" and not t.confined for t in pattern):
+            self._star = True
+        else:
+            self._set = GlobSet([pattern], ignore_case=ignore_case)
+
+    def run(self, text: str) -> tuple[bool, int]:
+        if self._set is not None:
+            return self._set.run(text)
+        if self._star:
+            return True, 0
+        return (text.lower() if self._ignore_case else text) == self._exact, 1
+
+    def matches(self, text: str) -> bool:
+        return self.run(text)[0]
