@@ -158,9 +158,9 @@ def validate(settings: Settings) -> None:
     for path in (settings.tls_cert, settings.tls_key):
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file {path} does not exist")
-    if not re.fullmatch(r"\d{12}", settings.account_id):
+    if not re.fullmatch(r"[0-9]{12}", settings.account_id):
         raise ConfigError(f"account_id must be 12 digits, not {settings.account_id!r}")
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", settings.region):
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", settings.region):
         raise ConfigError(f"region {settings.region!r} is not a region name like us-east-1")
     if bool(settings.admin_access_key_id) != bool(settings.admin_secret_access_key):
         raise ConfigError(

@@ -41,8 +41,9 @@ BLOCK_BYTES = 1024 * 1024
 # Lifetime of the presigned object-store URL a blob GET redirects to.
 REDIRECT_SECONDS = 20 * 60
 MAX_PAGE = 10_000
+MAX_PAGE_DIGITS = 18  # `n` longer than an int64 is refused as invalid
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
 _ROUTES: list[tuple[re.Pattern[str], str]] = [
@@ -124,7 +125,9 @@ def _page_args(request: web.Request) -> tuple[int | None, str | None]:
     raw = request.query.get("n")
     limit = None
     if raw is not None and raw != "":
-        if not raw.isdigit():
+        # ASCII digits only (`"²".isdigit()` is true) and short enough for int() (Python
+        # refuses more than 4300 digits); larger values mean "as many as allowed" anyway.
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_PAGE_DIGITS):
             raise PaginationInvalid(detail={"n": raw})
         limit = min(int(raw), MAX_PAGE)
     return limit, request.query.get("last") or None
@@ -416,7 +419,7 @@ async def upload(call: Call, upload_id: str) -> web.StreamResponse:
         repo = await call.repo()
         start = end = None
         if content_range := call.request.headers.get("Content-Range"):
-            match = _CONTENT_RANGE.match(content_range.strip())
+            match = _CONTENT_RANGE.fullmatch(content_range.strip())
             if not match or int(match.group(2)) < int(match.group(1)):
                 state = await uploads.get(repo, upload_id)
                 raise RangeInvalid(

@@ -61,7 +61,9 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         except BodyTooLarge:
             raise errors.Validation("request body is too large") from None
         try:
-            principal = await signed_principal(request, services.credentials, body_bytes, "ecr")
+            principal = await signed_principal(
+                request, services.credentials, body_bytes, "ecr", (services.settings.region,)
+            )
         except SigV4Error as exc:
             raise errors.EcrError(exc.code, exc.message, exc.status) from None
         try:

@@ -39,7 +39,7 @@ class EcrCall:
     def use_registry(self, payload: dict[str, Any]) -> str:
         registry_id = payload.get("registryId")
         if registry_id is not None:
-            if not isinstance(registry_id, str) or not _REGISTRY_ID.match(registry_id):
+            if not isinstance(registry_id, str) or not _REGISTRY_ID.fullmatch(registry_id):
                 raise errors.InvalidParameter(
                     "Invalid parameter at 'registryId' failed to satisfy constraint: "
                     "'must satisfy regular expression pattern: [0-9]{12}'"

@@ -66,16 +66,16 @@ _STATEMENT_KEYS = frozenset(
 )
 _POLICY_KEYS = frozenset({"Version", "Id", "Statement"})
 
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_ARN_ROOT_RE = re.compile(r"^arn:[a-z0-9-]+:iam::(\d{12}):root$")
-_PRINCIPAL_ARN_RE = re.compile(r"^arn:[a-z0-9-]+:(?:iam|sts)::(\d{12}):[^*?\s]+$")
-_ACTION_RE = re.compile(r"^[A-Za-z0-9*?-]+:[A-Za-z0-9*?_-]+$")
-_CONDITION_KEY_RE = re.compile(r"^[A-Za-z0-9*?_.-]+:\S.*$")
-_EPOCH_RE = re.compile(r"^-?\d+(?:\.\d+)?$")
-_USER_ARN_RE = re.compile(r"^arn:[a-z0-9-]+:iam::\d{12}:user/(?:.*/)?([^/]+)$")
-_ASSUMED_ROLE_RE = re.compile(r"^arn:([a-z0-9-]+):sts::(\d{12}):assumed-role/([^/]+)/.+$")
-_ROLE_ARN_RE = re.compile(r"^arn:([a-z0-9-]+):iam::(\d{12}):role/(?:.*/)?([^/]+)$")
-_VARIABLE_BODY_RE = re.compile(r"^\s*([^,'\s][^,']*?)\s*(?:,\s*'((?:[^']|'')*)'\s*)?$")
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
+_ARN_ROOT_RE = re.compile(r"arn:[a-z0-9-]+:iam::([0-9]{12}):root")
+_PRINCIPAL_ARN_RE = re.compile(r"arn:[a-z0-9-]+:(?:iam|sts)::([0-9]{12}):[^*?\s]+")
+_ACTION_RE = re.compile(r"[A-Za-z0-9*?-]+:[A-Za-z0-9*?_-]+")
+_CONDITION_KEY_RE = re.compile(r"[A-Za-z0-9*?_.-]+:\S.*")
+_EPOCH_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_USER_ARN_RE = re.compile(r"arn:[a-z0-9-]+:iam::[0-9]{12}:user/(?:.*/)?([^/]+)")
+_ASSUMED_ROLE_RE = re.compile(r"arn:([a-z0-9-]+):sts::([0-9]{12}):assumed-role/([^/]+)/.+")
+_ROLE_ARN_RE = re.compile(r"arn:([a-z0-9-]+):iam::([0-9]{12}):role/(?:.*/)?([^/]+)")
+_VARIABLE_BODY_RE = re.compile(r"\s*([^,'\s][^,']*?)\s*(?:,\s*'((?:[^']|'')*)'\s*)?")
 
 
 class PolicyError(ValueError):
@@ -166,13 +166,13 @@ class _Context:
             values.setdefault("aws:principalaccount", request.principal_account)
         if request.resource_account:
             values.setdefault("aws:resourceaccount", request.resource_account)
-        user = _USER_ARN_RE.match(arn)
+        user = _USER_ARN_RE.fullmatch(arn)
         if user:
             values.setdefault("aws:username", user.group(1))
             values.setdefault("aws:principaltype", "User")
-        elif _ARN_ROOT_RE.match(arn):
+        elif _ARN_ROOT_RE.fullmatch(arn):
             values.setdefault("aws:principaltype", "Account")
-        elif _ASSUMED_ROLE_RE.match(arn):
+        elif _ASSUMED_ROLE_RE.fullmatch(arn):
             values.setdefault("aws:principaltype", "AssumedRole")
         if "aws:currenttime" not in values or "aws:epochtime" not in values:
             now = datetime.now(UTC).replace(microsecond=0)
@@ -232,7 +232,7 @@ def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tup
             if body in ("*", "?", "$"):
                 literal.append(body)
                 continue
-            m = _VARIABLE_BODY_RE.match(body)
+            m = _VARIABLE_BODY_RE.fullmatch(body)
             if not m:
                 raise PolicyError(f"{where} has an invalid policy variable ${{{body}}}")
             default = m.group(2).replace("''", "'") if m.group(2) is not None else None
@@ -388,14 +388,14 @@ class PrincipalSpec:
             return "direct"
         if arn.lower() in self.services:
             return "direct"
-        session = _ASSUMED_ROLE_RE.match(arn)
+        session = _ASSUMED_ROLE_RE.fullmatch(arn)
         if session:
             for listed in self.arns:
-                role = _ROLE_ARN_RE.match(listed)
+                role = _ROLE_ARN_RE.fullmatch(listed)
                 if role and role.groups() == session.groups():
                     return "direct"
         if request.principal_account in self.accounts and not _is_service(arn):
-            root = _ARN_ROOT_RE.match(arn)
+            root = _ARN_ROOT_RE.fullmatch(arn)
             if root and root.group(1) == request.principal_account:
                 return "direct"
             return "account"
@@ -427,11 +427,11 @@ def _parse_principal(value: Any, where: str) -> PrincipalSpec:
                 continue
             if item == "*":
                 everyone = True
-            elif _ACCOUNT_RE.match(item):
+            elif _ACCOUNT_RE.fullmatch(item):
                 accounts.add(item)
-            elif root := _ARN_ROOT_RE.match(item):
+            elif root := _ARN_ROOT_RE.fullmatch(item):
                 accounts.add(root.group(1))
-            elif _PRINCIPAL_ARN_RE.match(item):
+            elif _PRINCIPAL_ARN_RE.fullmatch(item):
                 arns.add(item)
             else:
                 raise PolicyError(
@@ -499,7 +499,7 @@ def _parse_number(text: str) -> Decimal | None:
 
 def _parse_date(text: str) -> datetime | None:
     text = text.strip()
-    if _EPOCH_RE.match(text):
+    if _EPOCH_RE.fullmatch(text):
         try:
             return datetime.fromtimestamp(float(text), UTC)
         except (OverflowError, OSError, ValueError):
@@ -658,7 +658,7 @@ def _parse_conditions(block: Any, variables: bool, where: str) -> tuple[Conditio
             raise PolicyError(f"{op_where} must be a non-empty object of key: value")
         for key, raw in tests.items():
             key_where = f"{op_where}.{key}"
-            if not isinstance(key, str) or not _CONDITION_KEY_RE.match(key):
+            if not isinstance(key, str) or not _CONDITION_KEY_RE.fullmatch(key):
                 raise PolicyError(
                     f"{op_where} key {key!r} must be 'prefix:name', e.g. aws:SourceIp"
                 )
@@ -797,7 +797,7 @@ def _parse_statement(raw: Any, where: str, *, resource_policy: bool, variables: 
     action_key = "Action" if "Action" in raw else "NotAction"
     actions = _string_list(raw[action_key], f"{where}.{action_key}")
     for action in actions:
-        if action != "*" and not _ACTION_RE.match(action):
+        if action != "*" and not _ACTION_RE.fullmatch(action):
             raise PolicyError(f"{where}.{action_key} {action!r} must be '*' or 'service:Action'")
     action_patterns = tuple(
         _Pattern(a, wildcards=True, variables=False, ignore_case=True) for a in actions

@@ -38,6 +38,9 @@ PREFIX = (
 
 MAX_RULES = 50
 MAX_WILDCARDS = 4
+# ECR's document model holds rulePriority and countNumber as 32-bit integers; larger values
+# used to be stored and then fail every lifecycle run (countNumber * 86400 s overflows dates).
+MAX_INT = 2**31 - 1
 DAY = 86400.0
 
 TAG_STATUSES = ("any", "tagged", "untagged")
@@ -127,6 +130,11 @@ def _positive_int(value: Any) -> int:
     if value < 1:
         raise LifecyclePolicyError(
             f"numeric instance is lower than the required minimum (minimum: 1, found: {value})"
+        )
+    if value > MAX_INT:
+        raise LifecyclePolicyError(
+            "numeric instance is greater than the required maximum "
+            f"(maximum: {MAX_INT}, found: {value})"
         )
     return value
 

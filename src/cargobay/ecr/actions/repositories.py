@@ -174,7 +174,7 @@ async def put_image_scanning_configuration(
 
 async def _repository_by_arn(call: EcrCall, payload: dict[str, Any], iam_action: str):
     arn = payload.get("resourceArn")
-    match = _ARN.match(arn) if isinstance(arn, str) else None
+    match = _ARN.fullmatch(arn) if isinstance(arn, str) else None
     if not match:
         raise errors.InvalidParameter(
             "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'"
