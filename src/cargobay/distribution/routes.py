@@ -25,6 +25,7 @@ from cargobay.oci.errors import (
     PayloadTooLarge,
     RangeInvalid,
     RegistryError,
+    TransferCodingUnsupported,
     Unsupported,
 )
 from cargobay.oci.manifest import MAX_MANIFEST_BYTES, OCI_INDEX, accepts
@@ -43,6 +44,8 @@ REDIRECT_SECONDS = 20 * 60
 MAX_PAGE = 10_000
 MAX_PAGE_DIGITS = 18  # `n` longer than an int64 is refused as invalid
 
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+_MAX_RANGE_DIGITS = 19
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
@@ -266,30 +269,34 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)
+        try:
+            wanted = _byte_range(call.request, info.size)
+        except ValueError:
+            return web.Response(
+                status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
+            )
         if services.settings.redirect_blob_downloads:
             url = await services.store.download_url(digest, REDIRECT_SECONDS)
             if url is not None:
                 # The object store serves the bytes (and any Range) from a presigned URL. A
                 # Range is checked here first, so a 416 is the same on every store, and the
                 # meter counts what the store will send: the range, not the whole blob.
-                try:
-                    wanted = _byte_range(call.request, info.size)
-                except ValueError:
-                    return web.Response(
-                        status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
-                    )
                 if wanted is not None:
                     call.count_transfer(repo.id, wanted[1] - wanted[0])
                 return web.Response(
                     status=307, headers={"Location": url, "Docker-Content-Digest": digest}
                 )
         path = services.blobs.local_path(digest)
-        if path is not None:
+        # FileResponse applies aiohttp's own Range rules (416 for other units, several ranges
+        # or positions too long for int()); such a Range is streamed by us instead.
+        raw_range = call.request.headers.get("Range")
+        own_range = raw_range is not None and (wanted is None or len(raw_range) > 48)
+        if path is not None and not own_range:
             if not path.exists():
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        return await _stream_blob(call, digest, info.size, headers)
+        return await _stream_blob(call, digest, info.size, headers, wanted)
     if method == "DELETE":
         await call.require(authz.DELETE_IMAGE)
         await services.blobs.unlink(await call.repo(), digest)
@@ -298,32 +305,43 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
 
 
 def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """The [start, end) a single-range `Range` header asks for, None for the whole blob;
-    ValueError when it cannot be satisfied (the same rules as aiohttp's FileResponse)."""
-    if "Range" not in request.headers:
+    """The [start, end) a `Range` header asks for, or None for the whole blob; ValueError
+    when it cannot be satisfied (416).
+
+    RFC 9110 section 14: a range unit other than `bytes`, several ranges, or a malformed or
+    inverted range-spec may be ignored, and are (a full 200); `bytes=-0` and a first byte past
+    the end cannot be satisfied.
+    """
+    raw = request.headers.get("Range")
+    match = _RANGE.fullmatch(raw.strip()) if raw is not None else None
+    if match is None:
         return None
-    wanted = request.http_range
-    start, end = wanted.start, wanted.stop
-    if start is None:
+    first, last = match.groups()
+    end = _position(last) if last else None
+    if not first:
+        if end is None:
+            return None
+        if end == 0 or size == 0:
+            raise ValueError("an empty suffix range cannot be satisfied")
+        return max(size - end, 0), size
+    start = _position(first)
+    if end is not None and end < start:
         return None
-    if start < 0 and end is None:
-        start, end = max(size + start, 0), size
-    else:
-        end = size if end is None else min(end, size)
     if start >= size:
         raise ValueError("range starts past the end")
-    return start, end
+    return start, size if end is None else min(end + 1, size)
+
+
+def _position(digits: str) -> int:
+    """A byte position; past int64 it is only "beyond any blob", so no unbounded int()."""
+    return int(digits) if len(digits) <= _MAX_RANGE_DIGITS else 2**63
 
 
 async def _stream_blob(
-    call: Call, digest: str, size: int, headers: dict[str, str]
+    call: Call, digest: str, size: int, headers: dict[str, str], wanted: tuple[int, int] | None
 ) -> web.StreamResponse:
-    """Stream a blob from a store without local files, honouring a Range as FileResponse does."""
+    """Stream a blob from the store (no local file, or a Range FileResponse must not see)."""
     request = call.request
-    try:
-        wanted = _byte_range(request, size)
-    except ValueError:
-        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = wanted or (0, size)
     chunks = call.services.store.read(digest, start, end)
     try:
@@ -508,6 +526,7 @@ def _resolve(path: str) -> tuple[str, dict[str, str]]:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     try:
+        _check_transfer_coding(request)
         principal = await authenticate(request, services)
         kind, params = _resolve(request.match_info.get("tail", ""))
         name = params.pop("name", "")
@@ -532,6 +551,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         )
     response.headers.update(API_VERSION_HEADER)
     return response
+
+
+def _check_transfer_coding(request: web.Request) -> None:
+    """Only `chunked` is decoded (by aiohttp); any other coding would be stored encoded."""
+    codings = request.headers.get("Transfer-Encoding")
+    if codings and any(c.strip().lower() != "chunked" for c in codings.split(",")):
+        raise TransferCodingUnsupported(
+            f"Transfer-Encoding {codings!r} is not implemented; send the body chunked or whole"
+        )
 
 
 def add_routes(app: web.Application) -> None:

@@ -111,3 +111,10 @@ class PaginationInvalid(RegistryError):
 
 class TooManyRequests(RegistryError):
     code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class TransferCodingUnsupported(Unsupported):
+    """A request body in a transfer coding other than chunked (`gzip, chunked`): RFC 9112
+    asks for 501, and storing the still-encoded bytes would corrupt the blob."""
+
+    status, default_message = 501, "transfer coding not implemented"
