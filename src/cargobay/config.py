@@ -59,6 +59,12 @@ class Settings:
     price_per_gb_transferred: str = "0.09"
     # Largest request body accepted by the ECR JSON API and manifest PUTs (bytes).
     max_manifest_bytes: int = 4 * 1024 * 1024
+    # Slow clients: time to send a request head (from connect or the previous response; also
+    # the idle keep-alive time), longest pause inside a request body, and connections one
+    # address may hold per worker process (0: no limit; trusted proxies are exempt).
+    header_timeout_seconds: int = 60
+    body_idle_timeout_seconds: int = 60
+    max_connections_per_ip: int = 0
 
     @property
     def database_url(self) -> str:
@@ -178,6 +184,11 @@ def validate(settings: Settings) -> None:
                 ipaddress.ip_network(part.strip(), strict=False)
     except ValueError as exc:
         raise ConfigError(f"trusted_proxies: {exc}") from None
+    for name in ("header_timeout_seconds", "body_idle_timeout_seconds"):
+        if not 1 <= getattr(settings, name) <= 86400:
+            raise ConfigError(f"{name} must be between 1 and 86400, not {getattr(settings, name)}")
+    if settings.max_connections_per_ip < 0:
+        raise ConfigError("max_connections_per_ip must be 0 (no limit) or more")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
     if settings.storage.startswith("s3://"):

@@ -16,6 +16,7 @@ from aiohttp import web
 from cargobay import logs, malloc
 from cargobay.app import build_app
 from cargobay.config import Settings
+from cargobay.connections import ConnectionGuard, GuardedSite
 from cargobay.iam.bootstrap import ensure_admin
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
@@ -72,22 +73,33 @@ READ_BUFSIZE = 512 * 1024
 async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     services = Services.build(settings)
     app = build_app(services)
+    guard = ConnectionGuard(
+        max_per_ip=settings.max_connections_per_ip,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    app.middlewares.append(guard.middleware)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access"),
         handle_signals=False,
         read_bufsize=READ_BUFSIZE,
+        # aiohttp's keep-alive timer runs from connect and after each response until a whole
+        # request head arrives: it is the header timeout (see connections.py).
+        keepalive_timeout=settings.header_timeout_seconds,
     )
     await runner.setup()
-    site = web.TCPSite(
+    site = GuardedSite(
         runner,
-        settings.host,
-        settings.port,
+        guard,
+        host=settings.host,
+        port=settings.port,
         ssl_context=_ssl_context(settings),
         reuse_port=reuse_port,
         backlog=1024,
     )
     await site.start()
+    guard.start()
     scheduler = None
     if settings.jobs_enabled:
         scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
@@ -99,6 +111,7 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     await stop.wait()
     if scheduler is not None:
         await scheduler.stop()
+    await guard.stop()
     await runner.cleanup()
 
 

@@ -86,6 +86,8 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         if mapped.code == "AccessDeniedException":
             log.warning("access denied: %s", exc.message)
         return _render(mapped.status, mapped.body(), request_id)
+    except ConnectionResetError:  # the client went away: connections.py logs one line
+        raise
     except Exception:
         log.exception("ECR %s failed", target)
         return _render(500, errors.Server("internal error").body(), request_id)

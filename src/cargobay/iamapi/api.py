@@ -86,6 +86,8 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         return _error(errors.limit_exceeded(str(exc)), request_id)
     except DeleteConflict as exc:
         return _error(errors.delete_conflict(str(exc)), request_id)
+    except ConnectionResetError:  # the client went away: connections.py logs one line
+        raise
     except Exception:
         log.exception("IAM %s failed", name or "call")
         return _error(errors.service_failure("internal error"), request_id)
