@@ -59,11 +59,13 @@ class Settings:
     price_per_gb_transferred: str = "0.09"
     # Largest request body accepted by the ECR JSON API and manifest PUTs (bytes).
     max_manifest_bytes: int = 4 * 1024 * 1024
-    # Slow clients: time to send a request head (from connect or the previous response; also
-    # the idle keep-alive time), longest pause inside a request body, and connections one
-    # address may hold per worker process (0: no limit; trusted proxies are exempt).
+    # Slow clients: time to send a request head (from connect, or from its first byte after a
+    # previous request), longest pause inside a request body, how long an idle keep-alive
+    # connection is kept (above a load balancer's idle timeout: ALB's is 60 s), and the
+    # connections one address may hold per worker process (0: no limit; trusted proxies exempt).
     header_timeout_seconds: int = 60
     body_idle_timeout_seconds: int = 60
+    keepalive_timeout_seconds: int = 75
     max_connections_per_ip: int = 0
 
     @property
@@ -184,7 +186,11 @@ def validate(settings: Settings) -> None:
                 ipaddress.ip_network(part.strip(), strict=False)
     except ValueError as exc:
         raise ConfigError(f"trusted_proxies: {exc}") from None
-    for name in ("header_timeout_seconds", "body_idle_timeout_seconds"):
+    for name in (
+        "header_timeout_seconds",
+        "body_idle_timeout_seconds",
+        "keepalive_timeout_seconds",
+    ):
         if not 1 <= getattr(settings, name) <= 86400:
             raise ConfigError(f"{name} must be between 1 and 86400, not {getattr(settings, name)}")
     if settings.max_connections_per_ip < 0:

@@ -1,17 +1,16 @@
-"""Connection hygiene for one worker: per-IP connection limits, an idle-body timeout for
-uploads, and a quiet log line for clients that go away mid-request.
+"""Connection hygiene for one worker: a header timeout, an idle-body timeout for uploads,
+per-IP connection limits, and a quiet log line for clients that go away mid-request.
 
-The header timeout needs nothing here: aiohttp's keep-alive timer runs from the moment a
-connection opens (and again after each response) and closes the connection when no complete
-request head has arrived by then, so `keepalive_timeout=header_timeout_seconds` on the runner
-is the header timeout. What aiohttp lacks is a bound on a request body that stops arriving,
-and a cap on how many connections one address may hold; :class:`ConnectionGuard` adds both.
+aiohttp bounds only idle keep-alive; a client that sends half a request head, or stops in the
+middle of a body, holds its connection (and its upload) for as long as it likes. Each
+connection's protocol (aiohttp's request handler) is wrapped in a thin proxy that counts
+connections per peer address, notes when bytes last arrived and when the current request head
+began (at connect, or at the first byte after a request was handled). A reaper task closes:
 
-Each connection's protocol (aiohttp's request handler) is wrapped in a thin proxy that counts
-connections per peer address and notes when bytes last arrived. A reaper task closes a
-connection whose request body is incomplete when nothing has arrived for the idle-body
-timeout while the socket was being read (when the server paused reading because its own
-buffer is full, the stall is ours, not the client's).
+- a connection whose request head is not complete `header_timeout` after it began;
+- a connection whose request body is incomplete and from which nothing has arrived for
+  `body_idle_timeout` while the socket was being read (when the server paused reading because
+  its own buffer is full, the stall is ours, not the client's).
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ class _Guarded(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: str | None = None
         self.last_data = time.monotonic()
+        self.head_since: float | None = self.last_data  # a request head is awaited since
         self.request: web.BaseRequest | None = None
         self.refused = False
 
@@ -69,6 +69,8 @@ class _Guarded(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_data = time.monotonic()
+        if self.request is None and self.head_since is None:
+            self.head_since = self.last_data  # the first byte of the next request head
         if not self.refused:
             self.inner.data_received(data)
 
@@ -91,10 +93,12 @@ class ConnectionGuard:
         self,
         *,
         max_per_ip: int = 0,
+        header_timeout: float = 60.0,
         body_idle_timeout: float = 60.0,
         trusted_proxies: str = "",
     ) -> None:
         self.max_per_ip = max_per_ip
+        self.header_timeout = header_timeout
         self.body_idle_timeout = body_idle_timeout
         self._exempt = [
             ipaddress.ip_network(p.strip(), strict=False)
@@ -160,6 +164,7 @@ class ConnectionGuard:
         conn = self._by_transport.get(request.transport) if request.transport else None
         if conn is not None:
             conn.request = request
+            conn.head_since = None
         try:
             return await handler(request)
         except ConnectionResetError as exc:
@@ -176,12 +181,24 @@ class ConnectionGuard:
                 conn.request = None
 
     def reap(self, now: float | None = None) -> int:
-        """Close connections whose request body stalled; how many were closed."""
+        """Close connections whose request head or body stalled; how many were closed."""
         now = time.monotonic() if now is None else now
         closed = 0
         for conn in list(self._open):
             request, transport = conn.request, conn.transport
-            if request is None or transport is None or not request.can_read_body:
+            if transport is None:
+                continue
+            if request is None:
+                if conn.head_since is not None and now - conn.head_since > self.header_timeout:
+                    log.info(
+                        "closed a connection from %s that sent no complete request head in %.0f s",
+                        conn.peer,
+                        now - conn.head_since,
+                    )
+                    transport.abort()
+                    closed += 1
+                continue
+            if not request.can_read_body:
                 continue
             if request.content.is_eof():
                 continue
@@ -201,7 +218,7 @@ class ConnectionGuard:
         return closed
 
     async def _reap_forever(self) -> None:
-        interval = min(max(self.body_idle_timeout / 4, 0.25), 5.0)
+        interval = min(max(min(self.header_timeout, self.body_idle_timeout) / 4, 0.25), 5.0)
         while True:
             await asyncio.sleep(interval)
             self.reap()

@@ -75,6 +75,7 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     app = build_app(services)
     guard = ConnectionGuard(
         max_per_ip=settings.max_connections_per_ip,
+        header_timeout=settings.header_timeout_seconds,
         body_idle_timeout=settings.body_idle_timeout_seconds,
         trusted_proxies=settings.trusted_proxies,
     )
@@ -84,9 +85,7 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
         access_log=logging.getLogger("aiohttp.access"),
         handle_signals=False,
         read_bufsize=READ_BUFSIZE,
-        # aiohttp's keep-alive timer runs from connect and after each response until a whole
-        # request head arrives: it is the header timeout (see connections.py).
-        keepalive_timeout=settings.header_timeout_seconds,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
     )
     await runner.setup()
     site = GuardedSite(

@@ -1,7 +1,8 @@
 """Slow and greedy clients against a real server (issue 11): 300 connections that stall in the
-request line, the headers or the body are closed after the (here 2 s) timeouts while a normal
-client is still served; a per-address connection cap; and a client that aborts mid-body costs
-one info line in the log, not an error traceback."""
+request line, the headers or the body (and some that never send a byte) are closed after the
+(here 2 s) timeouts while a normal client is still served, and an idle keep-alive connection
+is not; a per-address connection cap; and a client that aborts mid-body costs one info line
+in the log, not an error traceback."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def test_slowloris(server: Server) -> None:
         for _ in range(STALLED)
     ]
     socks += [_connect(server, _stalled_body(server, path)) for path in paths]
+    socks += [_connect(server, b"") for _ in range(20)]  # connected, never sent a byte
     try:
         # A normal client is served while 300 connections stall.
         assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200
@@ -104,6 +106,25 @@ def test_slowloris(server: Server) -> None:
     log = server.log_path.read_text() if server.log_path else ""
     assert "whose body stalled" in log
     assert "Traceback" not in log and '"level": "error"' not in log, log[-3000:]
+
+
+def _exchange(sock: socket.socket, server: Server) -> bytes:
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+    answer = b""
+    while not answer.endswith(b"}"):
+        chunk = sock.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    return answer
+
+
+def test_idle_keep_alive_outlives_the_header_timeout(server: Server) -> None:
+    """Between requests a connection is idle, not slow: keepalive_timeout_seconds (75 s)
+    governs it, not the 2 s header timeout."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        assert _exchange(sock, server).startswith(b"HTTP/1.1 200")
+        time.sleep(5)
+        assert _exchange(sock, server).startswith(b"HTTP/1.1 200")
 
 
 def test_aborted_half_body_is_one_info_line(server: Server) -> None:

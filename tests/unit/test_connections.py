@@ -70,6 +70,22 @@ def test_trusted_proxies_and_no_limit() -> None:
     assert all(_conn(unlimited, "10.0.0.9")[1] for _ in range(50))
 
 
+def test_reaper_closes_stalled_heads() -> None:
+    guard = ConnectionGuard(header_timeout=2)
+    silent, _ = _conn(guard, "10.0.0.1")  # connected, sent nothing yet
+    partial, _ = _conn(guard, "10.0.0.1")
+    partial.data_received(b"GET /v2/ HT")
+    kept_alive, _ = _conn(guard, "10.0.0.1")
+    kept_alive.head_since = None  # answered a request, now idle
+    recent, _ = _conn(guard, "10.0.0.1")
+    for conn in (silent, partial, kept_alive):
+        if conn.head_since is not None:
+            conn.head_since -= 10
+    assert guard.reap() == 2
+    closed = {c: c.transport.aborted for c in (silent, partial, kept_alive, recent)}  # type: ignore[union-attr]
+    assert closed == {silent: True, partial: True, kept_alive: False, recent: False}
+
+
 def test_reaper_closes_only_stalled_bodies() -> None:
     guard = ConnectionGuard(body_idle_timeout=2)
     stalled, _ = _conn(guard, "10.0.0.1")
@@ -78,11 +94,14 @@ def test_reaper_closes_only_stalled_bodies() -> None:
     finished.request = FakeRequest(content=FakeContent(eof=True))  # type: ignore[assignment]
     paused, _ = _conn(guard, "10.0.0.1", reading=False)  # the server stopped reading
     paused.request = FakeRequest()  # type: ignore[assignment]
-    idle, _ = _conn(guard, "10.0.0.1")  # between requests: the header timeout's business
+    idle, _ = _conn(guard, "10.0.0.1")  # between requests: keep-alive's business
+    idle.head_since = None
     fresh, _ = _conn(guard, "10.0.0.1")
     fresh.request = FakeRequest()  # type: ignore[assignment]
     for conn in (stalled, finished, paused, idle):
         conn.last_data -= 10
+    for conn in (stalled, finished, paused, fresh):
+        conn.head_since = None  # their heads arrived
     assert guard.reap() == 1
     aborted = {c: c.transport.aborted for c in (stalled, finished, paused, idle, fresh)}  # type: ignore[union-attr]
     assert aborted == {stalled: True, finished: False, paused: False, idle: False, fresh: False}
