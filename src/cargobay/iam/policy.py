@@ -75,7 +75,6 @@ _EPOCH_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _USER_ARN_RE = re.compile(r"arn:[a-z0-9-]+:iam::[0-9]{12}:user/(?:.*/)?([^/]+)")
 _ASSUMED_ROLE_RE = re.compile(r"arn:([a-z0-9-]+):sts::([0-9]{12}):assumed-role/([^/]+)/.+")
 _ROLE_ARN_RE = re.compile(r"arn:([a-z0-9-]+):iam::([0-9]{12}):role/(?:.*/)?([^/]+)")
-_VARIABLE_BODY_RE = re.compile(r"\s*([^,'\s][^,']*?)\s*(?:,\s*'((?:[^']|'')*)'\s*)?")
 
 
 class PolicyError(ValueError):
@@ -208,6 +207,25 @@ class _Var:
 _Part = tuple[str, str] | tuple[str] | _Var
 
 
+def _parse_variable(body: str) -> _Var | None:
+    """`key` or `key, 'default'` (`''` is a quote inside the default), spaces allowed around
+    each part; None when malformed. Parsed by hand: the regular expression this replaces
+    backtracked quadratically on long bodies of spaces."""
+    key, comma, rest = body.partition(",")
+    key = key.strip()
+    if not key or "'" in key:
+        return None
+    if not comma:
+        return _Var(key.lower(), None)
+    rest = rest.strip()
+    if len(rest) < 2 or rest[0] != "'" or rest[-1] != "'":
+        return None
+    inner = rest[1:-1]
+    if "'" in inner.replace("''", ""):
+        return None
+    return _Var(key.lower(), inner.replace("''", "'"))
+
+
 def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tuple[_Part, ...]:
     parts: list[_Part] = []
     literal: list[str] = []
@@ -232,12 +250,11 @@ def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tup
             if body in ("*", "?", "$"):
                 literal.append(body)
                 continue
-            m = _VARIABLE_BODY_RE.fullmatch(body)
-            if not m:
+            variable = _parse_variable(body)
+            if variable is None:
                 raise PolicyError(f"{where} has an invalid policy variable ${{{body}}}")
-            default = m.group(2).replace("''", "'") if m.group(2) is not None else None
             flush()
-            parts.append(_Var(m.group(1).lower(), default))
+            parts.append(variable)
             continue
         if wildcards and ch == "*":
             flush()
