@@ -9,6 +9,8 @@ import json
 import random
 import re
 
+import pytest
+
 from cargobay.iam.policy import AuthRequest, _AnyOf, _Pattern, parse_policy, statement_effect
 from cargobay.lifecycle.policy import parse_policy as parse_lifecycle
 from cargobay.wildcards import Glob, GlobSet, arn_tokens, tokens
@@ -157,9 +159,5 @@ def test_policy_variable_bodies_parse_without_a_regex() -> None:
     assert _parse_variable("a" + " " * 50_000 + "'") is None
     resource = "arn:aws:ecr:us-east-1:000000000000:repository/${a" + " " * 50_000 + "'}"
     statement = {"Effect": "Allow", "Action": "ecr:*", "Resource": resource}
-    try:
+    with pytest.raises(PolicyError, match="invalid policy variable"):
         parse_policy(json.dumps({"Version": "2012-10-17", "Statement": statement}))
-    except PolicyError as exc:
-        assert "invalid policy variable" in str(exc)
-    else:
-        raise AssertionError("a malformed policy variable was accepted")
