@@ -79,94 +79,119 @@ def arn_tokens(parts: Iterable[tuple[str, str]]) -> list[Token]:
 class GlobSet:
     """Several wildcard patterns matched together in one linear pass.
 
-    Bit ``i`` of the state set means "the first ``i`` tokens of some pattern matched the text
-    read so far". Reading a character moves every state one token on where the token accepts
-    the character, keeps states that sit on a ``*``, then takes the free move into a following
-    ``*``. Start states are never the target of a move, so patterns laid end to end in one
-    integer do not leak into each other.
+    Each pattern's literal and ``?`` tokens are its states, one bit each after a start bit:
+    bit ``i`` set means "the pattern's first ``i`` such tokens matched the text read so far".
+    A ``*`` is a self-loop on the state before it (it stays put on any character, or any but
+    ``:`` when confined). Reading a character moves every state one bit on where the next token
+    accepts the character and keeps the states that loop, so a step is a few big-integer
+    operations whatever the pattern. Start bits are never the target of a move, so patterns
+    laid end to end in one integer do not leak into each other.
+
+    The literal text every pattern starts (ends) with is compared with ``startswith``
+    (``endswith``) instead, which keeps the common ``arn:aws:ecr:<region>:<account>:repository/``
+    of a policy's resources out of the state machine.
     """
 
     __slots__ = (
         "_accept",
         "_any",
-        "_colon_any",
         "_colon_loop",
+        "_done",
         "_ignore_case",
         "_initial",
         "_loop",
-        "_star",
+        "_prefix",
+        "_suffix",
         "_table",
         "size",
     )
 
     def __init__(self, patterns: Sequence[Sequence[Token]], *, ignore_case: bool = False) -> None:
         self._ignore_case = ignore_case
+        fold = str.lower if ignore_case else str
+        self._prefix = fold(_common_literal([list(p) for p in patterns]))
+        cut = len(self._prefix)
+        self._suffix = fold(_common_literal([list(p[cut:])[::-1] for p in patterns])[::-1])
+        end = len(self._suffix)
+        patterns = [p[cut : len(p) - end] for p in patterns]
         table: dict[str, int] = {}
         any_char = any_but_colon = loop_any = loop_but_colon = 0
-        star = start = accept = 0
+        start = accept = 0
         bit = 0
         for pattern in patterns:
             start |= 1 << bit
-            previous_star = False
             for token in pattern:
-                if token.kind == "star" and previous_star:
-                    if not token.confined:  # `**`: the wider of the two wins
-                        mask = 1 << bit
-                        loop_any |= mask
-                        loop_but_colon &= ~mask
+                if token.kind == "star":
+                    if token.confined:
+                        loop_but_colon |= 1 << bit
+                    else:
+                        loop_any |= 1 << bit
                     continue
                 bit += 1
                 mask = 1 << bit
-                previous_star = token.kind == "star"
                 if token.kind == "lit":
                     char = token.char.lower() if ignore_case else token.char
                     table[char] = table.get(char, 0) | mask
-                elif token.kind == "one":
-                    if token.confined:
-                        any_but_colon |= mask
-                    else:
-                        any_char |= mask
+                elif token.confined:
+                    any_but_colon |= mask
                 else:
-                    star |= mask
-                    if token.confined:
-                        loop_but_colon |= mask
-                    else:
-                        loop_any |= mask
+                    any_char |= mask
             accept |= 1 << bit
             bit += 1
         self.size = bit
         self._any = any_char | any_but_colon
-        self._colon_any = any_char
         self._loop = loop_any | loop_but_colon
         self._colon_loop = loop_any
-        self._star = star
-        self._accept = accept
         self._table = {
             char: mask | (any_char if char == ":" else self._any) for char, mask in table.items()
         }
         self._table.setdefault(":", any_char)
-        self._initial = start | ((start << 1) & star)
+        self._initial = start
+        self._accept = accept
+        self._done = accept & loop_any  # a pattern ending in `*` that got there has matched
 
     def run(self, text: str) -> tuple[bool, int]:
         """Whether any pattern matches the whole of ``text``, and the steps it took (one per
-        character read; the loop stops early once no pattern can match)."""
+        character read; the loop stops early once the answer is known)."""
         if self._ignore_case:
             text = text.lower()
-        table, default, star = self._table, self._any, self._star
-        loop, colon_loop = self._loop, self._colon_loop
+        prefix, suffix = self._prefix, self._suffix
+        if prefix or suffix:
+            if len(text) < len(prefix) + len(suffix):
+                return False, 0
+            if not (text.startswith(prefix) and text.endswith(suffix)):
+                return False, 0
+            text = text[len(prefix) : len(text) - len(suffix)]
+        table, default = self._table, self._any
+        loop, colon_loop, done = self._loop, self._colon_loop, self._done
         state = self._initial
         steps = 0
         for char in text:
+            if state & done:
+                return True, steps
             steps += 1
-            keep = state & (colon_loop if char == ":" else loop)
-            state = ((state << 1) & table.get(char, default)) | keep
-            state |= (state << 1) & star
+            state = ((state << 1) & table.get(char, default)) | (
+                state & (colon_loop if char == ":" else loop)
+            )
             if not state:
                 return False, steps
         return bool(state & self._accept), steps
 
     def matches(self, text: str) -> bool:
         return self.run(text)[0]
+
+
+def _common_literal(patterns: list[list[Token]]) -> str:
+    """The literal characters all `patterns` begin with (none if there are no patterns)."""
+    if not patterns:
+        return ""
+    common: list[str] = []
+    for tokens_at in zip(*patterns, strict=False):
+        first = tokens_at[0]
+        if first.kind != "lit" or any(t.kind != "lit" or t.char != first.char for t in tokens_at):
+            break
+        common.append(first.char)
+    return "".join(common)
 
 
 class Glob:
