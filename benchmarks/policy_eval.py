@@ -4,6 +4,7 @@ Run: `PYTHONPATH=src python3 -m benchmarks.policy_eval`. It builds, at the AWS s
 
 - a repository policy (10,240 characters) whose Deny statement lists as many
   ``repository/*a*a*a*a*a*a*?N`` resources as fit, asked about a 256-character repository;
+- the same with ``arn:*:*:*:*:*:*a*a*a*a*a*a*?N`` resources, which share no literal prefix;
 - a repository policy of the same size made of ``StringLike`` condition values;
 - a user's inline policies at IAM's 2,048 non-whitespace character quota,
 
@@ -24,6 +25,8 @@ ACCOUNT = "000000000000"
 PREFIX = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/"
 REPO = PREFIX + "a" * 256
 EVIL = PREFIX + "*a*a*a*a*a*a*?"
+# No literal prefix to compare as a string: every character of the pattern is a state.
+BARE = "arn:*:*:*:*:*:*a*a*a*a*a*a*?"
 REPOSITORY_CAP = 10_240
 USER_CAP = 2_048
 TARGET_MS = 1.0
@@ -80,6 +83,15 @@ def main(rounds: int = 200) -> dict[str, tuple[float, float]]:
             [
                 parse_policy(
                     _fill(_resources, lambda i: f"{EVIL}{i}", REPOSITORY_CAP), resource_policy=True
+                )
+            ],
+        ),
+        "repository policy, resources without prefix": (
+            [],
+            [
+                parse_policy(
+                    _fill(_resources, lambda i: f"{BARE}{i}", REPOSITORY_CAP),
+                    resource_policy=True,
                 )
             ],
         ),

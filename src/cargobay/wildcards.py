@@ -87,9 +87,10 @@ class GlobSet:
     operations whatever the pattern. Start bits are never the target of a move, so patterns
     laid end to end in one integer do not leak into each other.
 
-    The literal text every pattern starts (ends) with is compared with ``startswith``
-    (``endswith``) instead, which keeps the common ``arn:aws:ecr:<region>:<account>:repository/``
-    of a policy's resources out of the state machine.
+    A pattern's leading literal text (``arn:aws:ecr:<region>:<account>:repository/`` for most
+    resources) is compared with ``startswith`` instead: its start bit joins the state only at
+    that offset, and only if the text starts with it. The literal text all patterns end with is
+    compared with ``endswith``. Neither ever costs a state.
     """
 
     __slots__ = (
@@ -98,9 +99,8 @@ class GlobSet:
         "_colon_loop",
         "_done",
         "_ignore_case",
-        "_initial",
         "_loop",
-        "_prefix",
+        "_starts",
         "_suffix",
         "_table",
         "size",
@@ -109,18 +109,20 @@ class GlobSet:
     def __init__(self, patterns: Sequence[Sequence[Token]], *, ignore_case: bool = False) -> None:
         self._ignore_case = ignore_case
         fold = str.lower if ignore_case else str
-        self._prefix = fold(_common_literal([list(p) for p in patterns]))
-        cut = len(self._prefix)
-        self._suffix = fold(_common_literal([list(p[cut:])[::-1] for p in patterns])[::-1])
+        heads = [_leading_literal(p) for p in patterns]
+        self._suffix = fold(
+            _common_literal([list(p[h:])[::-1] for p, h in zip(patterns, heads, strict=True)])[::-1]
+        )
         end = len(self._suffix)
-        patterns = [p[cut : len(p) - end] for p in patterns]
         table: dict[str, int] = {}
+        starts: dict[str, int] = {}
         any_char = any_but_colon = loop_any = loop_but_colon = 0
-        start = accept = 0
+        accept = 0
         bit = 0
-        for pattern in patterns:
-            start |= 1 << bit
-            for token in pattern:
+        for pattern, head in zip(patterns, heads, strict=True):
+            prefix = fold("".join(t.char for t in pattern[:head]))
+            starts[prefix] = starts.get(prefix, 0) | 1 << bit
+            for token in pattern[head : len(pattern) - end]:
                 if token.kind == "star":
                     if token.confined:
                         loop_but_colon |= 1 << bit
@@ -139,6 +141,7 @@ class GlobSet:
             accept |= 1 << bit
             bit += 1
         self.size = bit
+        self._starts = sorted(starts.items(), key=lambda item: len(item[0]))
         self._any = any_char | any_but_colon
         self._loop = loop_any | loop_but_colon
         self._colon_loop = loop_any
@@ -146,7 +149,6 @@ class GlobSet:
             char: mask | (any_char if char == ":" else self._any) for char, mask in table.items()
         }
         self._table.setdefault(":", any_char)
-        self._initial = start
         self._accept = accept
         self._done = accept & loop_any  # a pattern ending in `*` that got there has matched
 
@@ -155,30 +157,51 @@ class GlobSet:
         character read; the loop stops early once the answer is known)."""
         if self._ignore_case:
             text = text.lower()
-        prefix, suffix = self._prefix, self._suffix
-        if prefix or suffix:
-            if len(text) < len(prefix) + len(suffix):
+        if self._suffix:
+            if not text.endswith(self._suffix):
                 return False, 0
-            if not (text.startswith(prefix) and text.endswith(suffix)):
-                return False, 0
-            text = text[len(prefix) : len(text) - len(suffix)]
+            text = text[: len(text) - len(self._suffix)]
+        starts = [(len(p), mask) for p, mask in self._starts if text.startswith(p)]
+        if not starts:
+            return False, 0
         table, default = self._table, self._any
         loop, colon_loop, done = self._loop, self._colon_loop, self._done
-        state = self._initial
+        pending = len(starts)
+        k = 0
+        state = 0
+        position = next_start = starts[0][0]
         steps = 0
-        for char in text:
+        for char in text[position:]:
+            if position == next_start:
+                while k < pending and starts[k][0] == position:
+                    state |= starts[k][1]
+                    k += 1
+                next_start = starts[k][0] if k < pending else -1
             if state & done:
                 return True, steps
+            if not state and next_start < 0:
+                return False, steps
             steps += 1
+            position += 1
             state = ((state << 1) & table.get(char, default)) | (
                 state & (colon_loop if char == ":" else loop)
             )
-            if not state:
-                return False, steps
+        for _, mask in starts[k:]:  # prefixes as long as the text itself
+            state |= mask
         return bool(state & self._accept), steps
 
     def matches(self, text: str) -> bool:
         return self.run(text)[0]
+
+
+def _leading_literal(pattern: Sequence[Token]) -> int:
+    """How many literal tokens `pattern` starts with."""
+    count = 0
+    for token in pattern:
+        if token.kind != "lit":
+            break
+        count += 1
+    return count
 
 
 def _common_literal(patterns: list[list[Token]]) -> str:
