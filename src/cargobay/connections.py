@@ -168,6 +168,9 @@ class ConnectionGuard:
         try:
             return await handler(request)
         except ConnectionResetError as exc:
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                raise  # not this client: a connection of ours (the object store, say) failed
             log.info(
                 "%s %s: client %s went away mid-request (%s)",
                 request.method,
