@@ -103,3 +103,19 @@ def test_gzip_transfer_coding_is_501_and_nothing_is_stored(registry: Server) -> 
     for digest in (sha256(payload), sha256(encoded)):
         response = oci.get(f"/v2/{repo}/blobs/{digest}")
         assert_error(response, 404, "BLOB_UNKNOWN")
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    [pytest.param("0-" + "9" * 5000, id="5000-digit-end"), "0-\u0663", "5-2", "0-1 junk"],
+)
+def test_upload_content_range_invalid_is_416(registry: Server, content_range: str) -> None:
+    oci = Client(registry)
+    repo = unique_repo("edges-cr")
+    location = oci.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    response = oci.patch(
+        location,
+        data=b"xy",
+        headers={"Content-Range": content_range, "Content-Type": "application/octet-stream"},
+    )
+    assert_error(response, 416, "BLOB_UPLOAD_INVALID")

@@ -46,7 +46,8 @@ MAX_PAGE_DIGITS = 18  # `n` longer than an int64 is refused as invalid
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
 _MAX_RANGE_DIGITS = 19
-_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
+# At most 19 digits (int64), so int() never meets Python's 4,300-digit limit.
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?")
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
 _ROUTES: list[tuple[re.Pattern[str], str]] = [
