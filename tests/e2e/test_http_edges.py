@@ -107,7 +107,7 @@ def test_gzip_transfer_coding_is_501_and_nothing_is_stored(registry: Server) -> 
 
 @pytest.mark.parametrize(
     "content_range",
-    [pytest.param("0-" + "9" * 5000, id="5000-digit-end"), "0-\u0663", "5-2", "0-1 junk"],
+    [pytest.param("0-" + "9" * 5000, id="5000-digit-end"), "0-1e3", "5-2", "0-1 junk"],
 )
 def test_upload_content_range_invalid_is_416(registry: Server, content_range: str) -> None:
     oci = Client(registry)
