@@ -96,7 +96,6 @@ class GlobSet:
     __slots__ = (
         "_accept",
         "_any",
-        "_colon_loop",
         "_done",
         "_ignore_case",
         "_loop",
@@ -144,11 +143,12 @@ class GlobSet:
         self._starts = sorted(starts.items(), key=lambda item: len(item[0]))
         self._any = any_char | any_but_colon
         self._loop = loop_any | loop_but_colon
-        self._colon_loop = loop_any
+        # Per character: the states it can move into, and the states whose loop it keeps.
         self._table = {
-            char: mask | (any_char if char == ":" else self._any) for char, mask in table.items()
+            char: (mask | any_char, loop_any) if char == ":" else (mask | self._any, self._loop)
+            for char, mask in table.items()
         }
-        self._table.setdefault(":", any_char)
+        self._table.setdefault(":", (any_char, loop_any))
         self._accept = accept
         self._done = accept & loop_any  # a pattern ending in `*` that got there has matched
 
@@ -164,8 +164,7 @@ class GlobSet:
         starts = [(len(p), mask) for p, mask in self._starts if text.startswith(p)]
         if not starts:
             return False, 0
-        table, default = self._table, self._any
-        loop, colon_loop, done = self._loop, self._colon_loop, self._done
+        table, default, done = self._table, (self._any, self._loop), self._done
         pending = len(starts)
         k = 0
         state = 0
@@ -183,9 +182,8 @@ class GlobSet:
                 return False, steps
             steps += 1
             position += 1
-            state = ((state << 1) & table.get(char, default)) | (
-                state & (colon_loop if char == ":" else loop)
-            )
+            moves, loops = table.get(char, default)
+            state = ((state << 1) & moves) | (state & loops)
         for _, mask in starts[k:]:  # prefixes as long as the text itself
             state |= mask
         return bool(state & self._accept), steps
