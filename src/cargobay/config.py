@@ -60,6 +60,14 @@ class Settings:
     # Largest manifest accepted through any door (bytes; ManifestService.put_image checks it).
     # The distribution-spec asks registries to accept at least 4 MiB.
     max_manifest_bytes: int = 4 * 1024 * 1024
+    # Slow clients: time to send a request head (from connect, or from its first byte after a
+    # previous request), longest pause inside a request body, how long an idle keep-alive
+    # connection is kept (above a load balancer's idle timeout: ALB's is 60 s), and the
+    # connections one address may hold per worker process (0: no limit; trusted proxies exempt).
+    header_timeout_seconds: int = 60
+    body_idle_timeout_seconds: int = 60
+    keepalive_timeout_seconds: int = 75
+    max_connections_per_ip: int = 0
 
     @property
     def database_url(self) -> str:
@@ -159,9 +167,9 @@ def validate(settings: Settings) -> None:
     for path in (settings.tls_cert, settings.tls_key):
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file {path} does not exist")
-    if not re.fullmatch(r"\d{12}", settings.account_id):
+    if not re.fullmatch(r"[0-9]{12}", settings.account_id):
         raise ConfigError(f"account_id must be 12 digits, not {settings.account_id!r}")
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", settings.region):
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", settings.region):
         raise ConfigError(f"region {settings.region!r} is not a region name like us-east-1")
     if bool(settings.admin_access_key_id) != bool(settings.admin_secret_access_key):
         raise ConfigError(
@@ -179,6 +187,15 @@ def validate(settings: Settings) -> None:
                 ipaddress.ip_network(part.strip(), strict=False)
     except ValueError as exc:
         raise ConfigError(f"trusted_proxies: {exc}") from None
+    for name in (
+        "header_timeout_seconds",
+        "body_idle_timeout_seconds",
+        "keepalive_timeout_seconds",
+    ):
+        if not 1 <= getattr(settings, name) <= 86400:
+            raise ConfigError(f"{name} must be between 1 and 86400, not {getattr(settings, name)}")
+    if settings.max_connections_per_ip < 0:
+        raise ConfigError("max_connections_per_ip must be 0 (no limit) or more")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
     if settings.storage:

@@ -194,6 +194,13 @@ class DigestUnsupported(Unsupported):
     default_message = "unsupported digest algorithm"
 
 
+class TransferCodingUnsupported(Unsupported):
+    """A request body in a transfer coding other than chunked (`gzip, chunked`): RFC 9112
+    asks for 501, and storing the still-encoded bytes would corrupt the blob."""
+
+    default_message = "transfer coding not implemented"
+
+
 class PaginationInvalid(InvalidParameter):
     default_message = "invalid number of results"
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from cargobay import logs, malloc
 from cargobay.app import build_app
 from cargobay.config import Settings
+from cargobay.connections import ConnectionGuard, GuardedSite
 from cargobay.iam.bootstrap import ensure_admin
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
@@ -78,22 +79,32 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     # (uploads a crash interrupted) at once.
     services = Services.build(settings, holder=node_holder(settings.data_dir, slot))
     app = build_app(services)
+    guard = ConnectionGuard(
+        max_per_ip=settings.max_connections_per_ip,
+        header_timeout=settings.header_timeout_seconds,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    app.middlewares.append(guard.middleware)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access"),
         handle_signals=False,
         read_bufsize=READ_BUFSIZE,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
     )
     await runner.setup()
-    site = web.TCPSite(
+    site = GuardedSite(
         runner,
-        settings.host,
-        settings.port,
+        guard,
+        host=settings.host,
+        port=settings.port,
         ssl_context=_ssl_context(settings),
         reuse_port=reuse_port,
         backlog=1024,
     )
     await site.start()
+    guard.start()
     scheduler = None
     if settings.jobs_enabled:
         scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
@@ -105,6 +116,7 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     await stop.wait()
     if scheduler is not None:
         await scheduler.stop()
+    await guard.stop()
     await runner.cleanup()
 
 

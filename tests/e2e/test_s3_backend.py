@@ -163,10 +163,15 @@ def test_streamed_blob_get_honours_range(nodes) -> None:
         assert part.headers["Content-Range"] == f"bytes {start}-{end - 1}/{len(data)}", header
         assert part.content == data[start:end], header
 
-    for header in (f"bytes={len(data)}-", "bytes=oops"):
+    for header in (f"bytes={len(data)}-", "bytes=-0"):
         refused = session.get(url, headers={"Range": header}, timeout=60)
         assert refused.status_code == 416, header
         assert refused.headers["Content-Range"] == f"bytes */{len(data)}"
+    # RFC 9110: a Range that is malformed, of another unit or of several ranges may be ignored.
+    for header in ("bytes=oops", "items=0-1", "bytes=0-1,5-6"):
+        ignored = session.get(url, headers={"Range": header}, timeout=60)
+        assert ignored.status_code == 200, header
+        assert ignored.content == data, header
 
 
 def test_chunked_upload_hops_between_nodes(nodes) -> None:

@@ -16,7 +16,7 @@ from cargobay.lifecycle.policy import (
     PREFIX,
     LifecyclePolicyError,
     parse_policy,
-    pattern_regex,
+    pattern_glob,
 )
 
 NOW = 1_700_000_000.0
@@ -245,11 +245,12 @@ def test_tag_pattern_list_needs_every_pattern() -> None:
     assert expired(text, images) == {"both": 1, "one-tag-both": 1}
 
 
-def test_pattern_regex() -> None:
-    assert pattern_regex("*test*1*2*3").fullmatch("my-test-x1y2z3")
-    assert not pattern_regex("a*b").fullmatch("ab-c")
-    assert pattern_regex("a*b").fullmatch("ab")
-    assert pattern_regex("(x)+").fullmatch("(x)+")
+def test_pattern_glob() -> None:
+    assert pattern_glob("*test*1*2*3").matches("my-test-x1y2z3")
+    assert not pattern_glob("a*b").matches("ab-c")
+    assert pattern_glob("a*b").matches("ab")
+    assert pattern_glob("(x)+").matches("(x)+")
+    assert pattern_glob("v?").matches("v?") and not pattern_glob("v?").matches("v1")
 
 
 def test_untagged_and_tagged_selection() -> None:

@@ -63,6 +63,7 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     # The distribution-spec asks for 400 here (405 would say the method is not allowed).
     e.DigestUnsupported: ("UNSUPPORTED", 400),
     e.PaginationInvalid: ("PAGINATION_NUMBER_INVALID", 400),
+    e.TransferCodingUnsupported: ("UNSUPPORTED", 501),
     # blobs and uploads
     e.BlobUnknown: ("BLOB_UNKNOWN", 404),
     e.UploadNotFound: ("BLOB_UPLOAD_UNKNOWN", 404),

@@ -26,6 +26,7 @@ from cargobay.errors import (
     RangeInvalid,
     RepositoryNotFound,
     SizeInvalid,
+    TransferCodingUnsupported,
     Unsupported,
 )
 from cargobay.iam import permissions
@@ -41,7 +42,10 @@ log = logging.getLogger("cargobay.distribution")
 # Lifetime of the presigned object-store URL a blob GET redirects to.
 REDIRECT_SECONDS = 20 * 60
 MAX_PAGE = 10_000
+MAX_PAGE_DIGITS = 18  # `n` longer than an int64 is refused as invalid
 
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+_MAX_RANGE_DIGITS = 19
 # Matched whole and with DOTALL, so a decoded control character (`%0A`) in a name, tag or digest
 # reaches the validators and comes back as NAME_INVALID / TAG_INVALID / DIGEST_INVALID.
 _ROUTES: list[tuple[re.Pattern[str], str]] = [
@@ -58,7 +62,9 @@ def _page_args(request: web.Request) -> tuple[int | None, str | None]:
     raw = request.query.get("n")
     limit = None
     if raw is not None and raw != "":
-        if not raw.isdigit():
+        # ASCII digits only (`"²".isdigit()` is true) and short enough for int() (Python
+        # refuses more than 4300 digits); larger values mean "as many as allowed" anyway.
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_PAGE_DIGITS):
             raise PaginationInvalid(detail={"n": raw})
         limit = min(int(raw), MAX_PAGE)
     return limit, request.query.get("last") or None
@@ -184,30 +190,34 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)
+        try:
+            wanted = _byte_range(call.request, info.size)
+        except ValueError:
+            return web.Response(
+                status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
+            )
         if services.settings.redirect_blob_downloads:
             url = await services.store.download_url(digest, REDIRECT_SECONDS)
             if url is not None:
                 # The object store serves the bytes (and any Range) from a presigned URL. A
                 # Range is checked here first, so a 416 is the same on every store, and the
                 # meter counts what the store will send: the range, not the whole blob.
-                try:
-                    wanted = _byte_range(call.request, info.size)
-                except ValueError:
-                    return web.Response(
-                        status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
-                    )
                 if wanted is not None:
                     call.count_transfer(repo.id, wanted[1] - wanted[0])
                 return web.Response(
                     status=307, headers={"Location": url, "Docker-Content-Digest": digest}
                 )
         path = services.blobs.local_path(digest)
-        if path is not None:
+        # FileResponse applies aiohttp's own Range rules (416 for other units, several ranges
+        # or positions too long for int()); such a Range is streamed by us instead.
+        raw_range = call.request.headers.get("Range")
+        own_range = raw_range is not None and (wanted is None or len(raw_range) > 48)
+        if path is not None and not own_range:
             if not path.exists():
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        return await _stream_blob(call, digest, info.size, headers)
+        return await _stream_blob(call, digest, info.size, headers, wanted)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
@@ -215,32 +225,43 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
 
 
 def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """The [start, end) a single-range `Range` header asks for, None for the whole blob;
-    ValueError when it cannot be satisfied (the same rules as aiohttp's FileResponse)."""
-    if "Range" not in request.headers:
+    """The [start, end) a `Range` header asks for, or None for the whole blob; ValueError
+    when it cannot be satisfied (416).
+
+    RFC 9110 section 14: a range unit other than `bytes`, several ranges, or a malformed or
+    inverted range-spec may be ignored, and are (a full 200); `bytes=-0` and a first byte past
+    the end cannot be satisfied.
+    """
+    raw = request.headers.get("Range")
+    match = _RANGE.fullmatch(raw.strip()) if raw is not None else None
+    if match is None:
         return None
-    wanted = request.http_range
-    start, end = wanted.start, wanted.stop
-    if start is None:
+    first, last = match.groups()
+    end = _position(last) if last else None
+    if not first:
+        if end is None:
+            return None
+        if end == 0 or size == 0:
+            raise ValueError("an empty suffix range cannot be satisfied")
+        return max(size - end, 0), size
+    start = _position(first)
+    if end is not None and end < start:
         return None
-    if start < 0 and end is None:
-        start, end = max(size + start, 0), size
-    else:
-        end = size if end is None else min(end, size)
     if start >= size:
         raise ValueError("range starts past the end")
-    return start, end
+    return start, size if end is None else min(end + 1, size)
+
+
+def _position(digits: str) -> int:
+    """A byte position; past int64 it is only "beyond any blob", so no unbounded int()."""
+    return int(digits) if len(digits) <= _MAX_RANGE_DIGITS else 2**63
 
 
 async def _stream_blob(
-    call: Call, digest: str, size: int, headers: dict[str, str]
+    call: Call, digest: str, size: int, headers: dict[str, str], wanted: tuple[int, int] | None
 ) -> web.StreamResponse:
-    """Stream a blob from a store without local files, honouring a Range as FileResponse does."""
+    """Stream a blob from the store (no local file, or a Range FileResponse must not see)."""
     request = call.request
-    try:
-        wanted = _byte_range(request, size)
-    except ValueError:
-        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = wanted or (0, size)
     chunks = call.services.store.read(digest, start, end)
     try:
@@ -337,6 +358,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     call: Call | None = None
     params: dict[str, str] = {}
     try:
+        _check_transfer_coding(request)
         principal = await authenticate(request, services)
         kind, params = _resolve(request.match_info.get("tail", ""))
         name = params.pop("name", "")
@@ -355,6 +377,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return internal_error(request)
     response.headers.update(API_VERSION_HEADER)
     return response
+
+
+def _check_transfer_coding(request: web.Request) -> None:
+    """Only `chunked` is decoded (by aiohttp); any other coding would be stored encoded."""
+    codings = request.headers.get("Transfer-Encoding")
+    if codings and any(c.strip().lower() != "chunked" for c in codings.split(",")):
+        raise TransferCodingUnsupported(
+            f"Transfer-Encoding {codings!r} is not implemented; send the body chunked or whole"
+        )
 
 
 def add_routes(app: web.Application) -> None:

@@ -13,7 +13,8 @@ from cargobay.iam.authz import Resource
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.names import validate_name
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# At most 19 digits (int64), so int() never meets Python's 4,300-digit limit.
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?")
 
 
 def upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -77,7 +78,7 @@ async def upload(call: Call, upload_id: str) -> web.StreamResponse:
     if method == "PATCH":
         start = end = None
         if content_range := call.request.headers.get("Content-Range"):
-            match = _CONTENT_RANGE.match(content_range.strip())
+            match = _CONTENT_RANGE.fullmatch(content_range.strip())
             if not match or int(match.group(2)) < int(match.group(1)):
                 state = await uploads.get(repo, upload_id)
                 raise RangeInvalid(f"invalid Content-Range {content_range!r}", size=state.size)

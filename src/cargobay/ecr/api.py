@@ -63,7 +63,9 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         except BodyTooLarge:
             raise errors.Validation("request body is too large") from None
         try:
-            principal = await signed_principal(request, services.credentials, body_bytes, "ecr")
+            principal = await signed_principal(
+                request, services.credentials, body_bytes, "ecr", (services.settings.region,)
+            )
         except SigV4Error as exc:
             raise errors.EcrError(exc.code, exc.message, exc.status) from None
         try:
@@ -81,6 +83,8 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     except DomainError as exc:
         mapped = errors.from_domain(exc)
         return _render(mapped.status, mapped.body(), request_id)
+    except ConnectionResetError:  # the client went away: connections.py logs one line
+        raise
     except Exception:
         log.exception("ECR %s failed", target)
         return _render(500, errors.Server("internal error").body(), request_id)

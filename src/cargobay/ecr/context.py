@@ -41,7 +41,7 @@ class EcrCall:
     def use_registry(self, payload: dict[str, Any]) -> str:
         registry_id = payload.get("registryId")
         if registry_id is not None:
-            if not isinstance(registry_id, str) or not _REGISTRY_ID.match(registry_id):
+            if not isinstance(registry_id, str) or not _REGISTRY_ID.fullmatch(registry_id):
                 raise errors.InvalidParameter(
                     "Invalid parameter at 'registryId' failed to satisfy constraint: "
                     "'must satisfy regular expression pattern: [0-9]{12}'"
@@ -105,7 +105,7 @@ class EcrCall:
     def arn_repository(self, payload: dict[str, Any]) -> dict[str, str]:
         """`resourceArn` as the `registryId` and `repositoryName` it names."""
         arn = payload.get("resourceArn")
-        match = _ARN.match(arn) if isinstance(arn, str) else None
+        match = _ARN.fullmatch(arn) if isinstance(arn, str) else None
         if not match:
             raise errors.InvalidParameter(
                 "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'"

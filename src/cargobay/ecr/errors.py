@@ -85,6 +85,7 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.DigestInvalid: "InvalidParameterException",
     e.DigestUnsupported: "InvalidParameterException",
     e.PaginationInvalid: "InvalidParameterException",
+    e.TransferCodingUnsupported: "InvalidParameterException",
     e.BlobUnknown: "LayersNotFoundException",
     e.UploadNotFound: "UploadNotFoundException",
     e.UploadInvalid: "InvalidLayerPartException",

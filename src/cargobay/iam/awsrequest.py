@@ -31,10 +31,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def signed_principal(
-    request: web.Request, credentials: CredentialStore, body: bytes, service: str
+    request: web.Request,
+    credentials: CredentialStore,
+    body: bytes,
+    service: str,
+    regions: tuple[str, ...] | None = None,
 ) -> Principal:
-    """The principal of an active access key whose SigV4 signature covers this request;
-    `sigv4.SigV4Error` (with AWS's code, message and status) otherwise."""
+    """The principal of an active access key whose SigV4 signature covers this request and is
+    scoped to `service` (and one of `regions`, when given); `sigv4.SigV4Error` (with AWS's
+    code, message and status) otherwise."""
     found: dict[str, KeyRecord] = {}
 
     async def secret_for(key_id: str) -> str | None:
@@ -52,5 +57,6 @@ async def signed_principal(
         body,
         secret_for,
         expected_service=service,
+        expected_regions=regions,
     )
     return found[identity.access_key_id].principal

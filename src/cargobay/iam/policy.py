@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from cargobay.iam.principal import Principal
+from cargobay.wildcards import GlobSet, Token, arn_tokens
 
 __all__ = [
     "VERSIONS",
@@ -65,16 +66,15 @@ _STATEMENT_KEYS = frozenset(
 )
 _POLICY_KEYS = frozenset({"Version", "Id", "Statement"})
 
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_ARN_ROOT_RE = re.compile(r"^arn:[a-z0-9-]+:iam::(\d{12}):root$")
-_PRINCIPAL_ARN_RE = re.compile(r"^arn:[a-z0-9-]+:(?:iam|sts)::(\d{12}):[^*?\s]+$")
-_ACTION_RE = re.compile(r"^[A-Za-z0-9*?-]+:[A-Za-z0-9*?_-]+$")
-_CONDITION_KEY_RE = re.compile(r"^[A-Za-z0-9*?_.-]+:\S.*$")
-_EPOCH_RE = re.compile(r"^-?\d+(?:\.\d+)?$")
-_USER_ARN_RE = re.compile(r"^arn:[a-z0-9-]+:iam::\d{12}:user/(?:.*/)?([^/]+)$")
-_ASSUMED_ROLE_RE = re.compile(r"^arn:([a-z0-9-]+):sts::(\d{12}):assumed-role/([^/]+)/.+$")
-_ROLE_ARN_RE = re.compile(r"^arn:([a-z0-9-]+):iam::(\d{12}):role/(?:.*/)?([^/]+)$")
-_VARIABLE_BODY_RE = re.compile(r"^\s*([^,'\s][^,']*?)\s*(?:,\s*'((?:[^']|'')*)'\s*)?$")
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
+_ARN_ROOT_RE = re.compile(r"arn:[a-z0-9-]+:iam::([0-9]{12}):root")
+_PRINCIPAL_ARN_RE = re.compile(r"arn:[a-z0-9-]+:(?:iam|sts)::([0-9]{12}):[^*?\s]+")
+_ACTION_RE = re.compile(r"[A-Za-z0-9*?-]+:[A-Za-z0-9*?_-]+")
+_CONDITION_KEY_RE = re.compile(r"[A-Za-z0-9*?_.-]+:\S.*")
+_EPOCH_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_USER_ARN_RE = re.compile(r"arn:[a-z0-9-]+:iam::[0-9]{12}:user/(?:.*/)?([^/]+)")
+_ASSUMED_ROLE_RE = re.compile(r"arn:([a-z0-9-]+):sts::([0-9]{12}):assumed-role/([^/]+)/.+")
+_ROLE_ARN_RE = re.compile(r"arn:([a-z0-9-]+):iam::([0-9]{12}):role/(?:.*/)?([^/]+)")
 
 
 class PolicyError(ValueError):
@@ -165,13 +165,13 @@ class _Context:
             values.setdefault("aws:principalaccount", request.principal_account)
         if request.resource_account:
             values.setdefault("aws:resourceaccount", request.resource_account)
-        user = _USER_ARN_RE.match(arn)
+        user = _USER_ARN_RE.fullmatch(arn)
         if user:
             values.setdefault("aws:username", user.group(1))
             values.setdefault("aws:principaltype", "User")
-        elif _ARN_ROOT_RE.match(arn):
+        elif _ARN_ROOT_RE.fullmatch(arn):
             values.setdefault("aws:principaltype", "Account")
-        elif _ASSUMED_ROLE_RE.match(arn):
+        elif _ASSUMED_ROLE_RE.fullmatch(arn):
             values.setdefault("aws:principaltype", "AssumedRole")
         if "aws:currenttime" not in values or "aws:epochtime" not in values:
             now = datetime.now(UTC).replace(microsecond=0)
@@ -207,6 +207,25 @@ class _Var:
 _Part = tuple[str, str] | tuple[str] | _Var
 
 
+def _parse_variable(body: str) -> _Var | None:
+    """`key` or `key, 'default'` (`''` is a quote inside the default), spaces allowed around
+    each part; None when malformed. Parsed by hand: the regular expression this replaces
+    backtracked quadratically on long bodies of spaces."""
+    key, comma, rest = body.partition(",")
+    key = key.strip()
+    if not key or "'" in key:
+        return None
+    if not comma:
+        return _Var(key.lower(), None)
+    rest = rest.strip()
+    if len(rest) < 2 or rest[0] != "'" or rest[-1] != "'":
+        return None
+    inner = rest[1:-1]
+    if "'" in inner.replace("''", ""):
+        return None
+    return _Var(key.lower(), inner.replace("''", "'"))
+
+
 def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tuple[_Part, ...]:
     parts: list[_Part] = []
     literal: list[str] = []
@@ -231,12 +250,11 @@ def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tup
             if body in ("*", "?", "$"):
                 literal.append(body)
                 continue
-            m = _VARIABLE_BODY_RE.match(body)
-            if not m:
+            variable = _parse_variable(body)
+            if variable is None:
                 raise PolicyError(f"{where} has an invalid policy variable ${{{body}}}")
-            default = m.group(2).replace("''", "'") if m.group(2) is not None else None
             flush()
-            parts.append(_Var(m.group(1).lower(), default))
+            parts.append(variable)
             continue
         if wildcards and ch == "*":
             flush()
@@ -252,16 +270,13 @@ def _tokenize(text: str, *, wildcards: bool, variables: bool, where: str) -> tup
 
 
 class _Pattern:
-    """A policy string compiled once into a full-match regular expression.
+    """A policy string compiled once into a linear-time wildcard matcher (:mod:`wildcards`).
 
-    ``arn=True`` applies IAM's ARN rule to patterns that start with ``arn:``: in the partition,
-    service, region and account segments ``?`` and a ``*`` inside a segment stay within that
-    segment, while a ``*`` that ends a segment may expand across ``:``; in the resource
-    segment (after the fifth ``:``) wildcards match anything, ``/`` and ``:`` included. Text
-    substituted for a policy variable is always literal.
+    ``arn=True`` applies IAM's ARN rule to patterns that start with ``arn:`` (see
+    :func:`wildcards.arn_tokens`). Text substituted for a policy variable is always literal.
     """
 
-    __slots__ = ("_arn", "_flags", "_parts", "_static", "text")
+    __slots__ = ("_arn", "_ignore_case", "_parts", "_static", "text")
 
     def __init__(
         self,
@@ -276,39 +291,33 @@ class _Pattern:
         self.text = text
         self._parts = _tokenize(text, wildcards=wildcards, variables=variables, where=where)
         self._arn = arn and text.startswith("arn:")
-        self._flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+        self._ignore_case = ignore_case
         self._static = (
-            None if any(isinstance(p, _Var) for p in self._parts) else self._compile(self._parts)
+            None if any(isinstance(p, _Var) for p in self._parts) else self._tokens(self._parts)
         )
 
-    def _compile(self, parts: Sequence[_Part]) -> re.Pattern[str]:
-        out: list[str] = []
-        colons = 0
-        for index, part in enumerate(parts):
+    def _tokens(self, parts: Sequence[_Part]) -> list[Token]:
+        pairs: list[tuple[str, str]] = []
+        for part in parts:
             if isinstance(part, _Var):  # pragma: no cover - resolved before compiling
                 raise AssertionError("unresolved policy variable")
-            kind = part[0]
-            if kind == "lit":
-                out.append(re.escape(part[1]))
-                colons += part[1].count(":")
-            elif kind == "val":
-                out.append(re.escape(part[1]))
-            elif not self._arn or colons >= 5:
-                out.append(".*" if kind == "star" else ".")
-            elif kind == "one":
-                out.append("[^:]")
+            pairs.append((part[0], part[1] if len(part) > 1 else ""))  # type: ignore[misc]
+        if self._arn:
+            return arn_tokens(pairs)
+        out: list[Token] = []
+        for kind, text in pairs:
+            if kind in ("lit", "val"):
+                out.extend(Token("lit", ch) for ch in text)
             else:
-                following = parts[index + 1] if index + 1 < len(parts) else None
-                ends_segment = following is None or (
-                    isinstance(following, tuple)
-                    and following[0] == "lit"
-                    and following[1].startswith(":")
-                )
-                out.append(".*" if ends_segment else "[^:]*")
-        return re.compile("".join(out), self._flags)
+                out.append(Token(kind))
+        return out
 
-    def regex(self, ctx: _Context | None) -> re.Pattern[str] | None:
-        """The compiled pattern, or None when a policy variable has no value and no default."""
+    @property
+    def static(self) -> bool:
+        return self._static is not None
+
+    def tokens(self, ctx: _Context | None) -> list[Token] | None:
+        """The pattern's tokens, or None when a policy variable has no value and no default."""
         if self._static is not None:
             return self._static
         resolved: list[_Part] = []
@@ -322,14 +331,48 @@ class _Pattern:
                 resolved.append(("val", value))
             else:
                 resolved.append(part)
-        return self._compile(resolved)
+        return self._tokens(resolved)
 
     def matches(self, value: str, ctx: _Context | None) -> bool:
-        rx = self.regex(ctx)
-        return rx is not None and rx.fullmatch(value) is not None
+        return _AnyOf((self,)).matches(value, ctx)
 
     def __repr__(self) -> str:
         return f"_Pattern({self.text!r})"
+
+
+class _AnyOf:
+    """Whether a value matches any of several patterns: the static ones are compiled into one
+    :class:`GlobSet` up front (one linear pass for all of them); patterns with policy variables
+    are resolved and compiled per request."""
+
+    __slots__ = ("_dynamic", "_ignore_case", "_static")
+
+    def __init__(self, patterns: Sequence[_Pattern]) -> None:
+        self._ignore_case = any(p._ignore_case for p in patterns)
+        static = [p.tokens(None) for p in patterns if p.static]
+        self._static = (
+            GlobSet([t for t in static if t is not None], ignore_case=self._ignore_case)
+            if static
+            else None
+        )
+        self._dynamic = tuple(p for p in patterns if not p.static)
+
+    def run(self, value: str, ctx: _Context | None) -> tuple[bool, int]:
+        """The answer and the matcher's step count (for tests of the linear bound)."""
+        steps = 0
+        if self._static is not None:
+            hit, steps = self._static.run(value)
+            if hit:
+                return True, steps
+        if self._dynamic:
+            resolved = [t for t in (p.tokens(ctx) for p in self._dynamic) if t is not None]
+            if resolved:
+                hit, more = GlobSet(resolved, ignore_case=self._ignore_case).run(value)
+                return hit, steps + more
+        return False, steps
+
+    def matches(self, value: str, ctx: _Context | None) -> bool:
+        return self.run(value, ctx)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,14 +405,14 @@ class PrincipalSpec:
             return "direct"
         if arn.lower() in self.services:
             return "direct"
-        session = _ASSUMED_ROLE_RE.match(arn)
+        session = _ASSUMED_ROLE_RE.fullmatch(arn)
         if session:
             for listed in self.arns:
-                role = _ROLE_ARN_RE.match(listed)
+                role = _ROLE_ARN_RE.fullmatch(listed)
                 if role and role.groups() == session.groups():
                     return "direct"
         if request.principal_account in self.accounts and not _is_service(arn):
-            root = _ARN_ROOT_RE.match(arn)
+            root = _ARN_ROOT_RE.fullmatch(arn)
             if root and root.group(1) == request.principal_account:
                 return "direct"
             return "account"
@@ -401,11 +444,11 @@ def _parse_principal(value: Any, where: str) -> PrincipalSpec:
                 continue
             if item == "*":
                 everyone = True
-            elif _ACCOUNT_RE.match(item):
+            elif _ACCOUNT_RE.fullmatch(item):
                 accounts.add(item)
-            elif root := _ARN_ROOT_RE.match(item):
+            elif root := _ARN_ROOT_RE.fullmatch(item):
                 accounts.add(root.group(1))
-            elif _PRINCIPAL_ARN_RE.match(item):
+            elif _PRINCIPAL_ARN_RE.fullmatch(item):
                 arns.add(item)
             else:
                 raise PolicyError(
@@ -452,6 +495,8 @@ _OPERATORS_LOWER = {name.lower(): name for name in _OPERATORS}
 _Qualifier = Literal["ForAnyValue", "ForAllValues"]
 _QUALIFIERS: dict[str, _Qualifier] = {"foranyvalue": "ForAnyValue", "forallvalues": "ForAllValues"}
 
+_STRING_KINDS = frozenset({"str_eq", "str_eq_ic", "str_like", "arn"})
+
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "lt": lambda a, b: a < b,
@@ -471,7 +516,7 @@ def _parse_number(text: str) -> Decimal | None:
 
 def _parse_date(text: str) -> datetime | None:
     text = text.strip()
-    if _EPOCH_RE.match(text):
+    if _EPOCH_RE.fullmatch(text):
         try:
             return datetime.fromtimestamp(float(text), UTC)
         except (OverflowError, OSError, ValueError):
@@ -509,6 +554,11 @@ class Condition:
     qualifier: _Qualifier | None = None
     if_exists: bool = False
     _prepared: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    _strings: _AnyOf | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if _OPERATORS[self.base][0] in _STRING_KINDS and self._strings is None:
+            object.__setattr__(self, "_strings", _AnyOf(self._prepared))
 
     @property
     def negated(self) -> bool:
@@ -532,8 +582,13 @@ class Condition:
             return moment is not None and _COMPARE[kind[5:]](moment, expected)
         raise AssertionError(kind)  # pragma: no cover
 
+    def _hit(self, actual: str, ctx: _Context) -> bool:
+        if self._strings is not None:  # all values in one linear pass
+            return self._strings.matches(actual, ctx)
+        return any(self._match_one(actual, expected, ctx) for expected in self._prepared)
+
     def _holds_for(self, actual: str, ctx: _Context) -> bool:
-        hit = any(self._match_one(actual, expected, ctx) for expected in self._prepared)
+        hit = self._hit(actual, ctx)
         return not hit if self.negated else hit
 
     def _evaluate(self, ctx: _Context) -> bool:
@@ -553,7 +608,7 @@ class Condition:
         if self.qualifier == "ForAnyValue":
             return any(self._holds_for(v, ctx) for v in actual)
         # No set operator: a multivalued key matches when any of its values does.
-        hit = any(self._match_one(v, expected, ctx) for v in actual for expected in self._prepared)
+        hit = any(self._hit(v, ctx) for v in actual)
         return not hit if self.negated else hit
 
 
@@ -620,7 +675,7 @@ def _parse_conditions(block: Any, variables: bool, where: str) -> tuple[Conditio
             raise PolicyError(f"{op_where} must be a non-empty object of key: value")
         for key, raw in tests.items():
             key_where = f"{op_where}.{key}"
-            if not isinstance(key, str) or not _CONDITION_KEY_RE.match(key):
+            if not isinstance(key, str) or not _CONDITION_KEY_RE.fullmatch(key):
                 raise PolicyError(
                     f"{op_where} key {key!r} must be 'prefix:name', e.g. aws:SourceIp"
                 )
@@ -669,6 +724,12 @@ class Statement:
     conditions: tuple[Condition, ...] = ()
     _action_patterns: tuple[_Pattern, ...] = field(default=(), repr=False, compare=False)
     _resource_patterns: tuple[_Pattern, ...] = field(default=(), repr=False, compare=False)
+    _action_matcher: _AnyOf | None = field(default=None, repr=False, compare=False)
+    _resource_matcher: _AnyOf | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_action_matcher", _AnyOf(self._action_patterns))
+        object.__setattr__(self, "_resource_matcher", _AnyOf(self._resource_patterns))
 
     def _applies(
         self, request: AuthRequest, ctx: _Context, as_resource_policy: bool
@@ -688,11 +749,12 @@ class Statement:
             else:
                 kind = matched
         action = request.action
-        hit = any(p.matches(action, None) for p in self._action_patterns)
+        hit = self._action_matcher is not None and self._action_matcher.matches(action, None)
         if hit == self.not_action:
             return None
         if self.resources is not None:
-            hit = any(p.matches(request.resource_arn, ctx) for p in self._resource_patterns)
+            matcher = self._resource_matcher
+            hit = matcher is not None and matcher.matches(request.resource_arn, ctx)
             if hit == self.not_resource:
                 return None
         if not all(c._evaluate(ctx) for c in self.conditions):
@@ -752,7 +814,7 @@ def _parse_statement(raw: Any, where: str, *, resource_policy: bool, variables: 
     action_key = "Action" if "Action" in raw else "NotAction"
     actions = _string_list(raw[action_key], f"{where}.{action_key}")
     for action in actions:
-        if action != "*" and not _ACTION_RE.match(action):
+        if action != "*" and not _ACTION_RE.fullmatch(action):
             raise PolicyError(f"{where}.{action_key} {action!r} must be '*' or 'service:Action'")
     action_patterns = tuple(
         _Pattern(a, wildcards=True, variables=False, ignore_case=True) for a in actions
@@ -821,6 +883,8 @@ def parse_policy(text: str, *, resource_policy: bool = False) -> Policy:
         )
     except json.JSONDecodeError as exc:
         raise PolicyError(f"policy is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise PolicyError("policy is nested too deeply") from None
     if not isinstance(doc, dict):
         raise PolicyError("policy must be a JSON object")
     unknown = sorted(set(doc) - _POLICY_KEYS)

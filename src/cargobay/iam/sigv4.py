@@ -55,6 +55,7 @@ MSG_SIGNATURE_MISMATCH = (
 )
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_EXPIRES = re.compile(r"[0-9]{1,9}")
 
 
 class SigV4Error(Exception):
@@ -227,7 +228,9 @@ def _parse_presigned(query: dict[str, str]) -> _Auth:
             INCOMPLETE_SIGNATURE, f"Unsupported AWS 'algorithm': '{query['X-Amz-Algorithm']}'."
         )
     raw_expires = query.get("X-Amz-Expires", "")
-    if not raw_expires.isdigit() or not 0 < int(raw_expires) <= MAX_PRESIGN_EXPIRES:
+    # ASCII digits only (`'²'.isdigit()` is true) and short, so int() can neither fail nor hit
+    # Python's digit limit.
+    if not _EXPIRES.fullmatch(raw_expires) or not 0 < int(raw_expires) <= MAX_PRESIGN_EXPIRES:
         raise _fail(
             INCOMPLETE_SIGNATURE,
             f"X-Amz-Expires must be a whole number of seconds from 1 to {MAX_PRESIGN_EXPIRES}, "
@@ -269,11 +272,11 @@ def _request_time(auth: _Auth, headers: dict[str, list[str]]) -> tuple[str, date
     value = headers["date"][0]
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):  # year 9999 at -2359 overflows
         raise _fail(
             INCOMPLETE_SIGNATURE, f"Date header is not a valid HTTP date: '{value}'"
         ) from None
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return when.strftime(SIGV4_TIMESTAMP), when
 
 
@@ -290,7 +293,7 @@ def _check_time(auth: _Auth, ts: str, when: datetime, now: datetime, max_skew: t
             f"({_fmt(now)} + {minutes})",
         )
     if auth.expires is not None:  # presigned: valid from X-Amz-Date for X-Amz-Expires seconds
-        if when + timedelta(seconds=auth.expires) < now:
+        if when < now - timedelta(seconds=auth.expires):
             lifetime = timedelta(seconds=auth.expires)
             raise _fail(
                 INVALID_SIGNATURE,
@@ -316,10 +319,13 @@ async def verify(
     now: datetime | None = None,
     max_skew: timedelta = timedelta(minutes=15),
     expected_service: str = "ecr",
+    expected_regions: tuple[str, ...] | None = None,
 ) -> SignedIdentity:
     """Check a request's SigV4 signature; the signer's identity, or SigV4Error.
 
-    `secret_for(access_key_id)` returns the plaintext secret of an active key, or None.
+    `secret_for(access_key_id)` returns the plaintext secret of an active key, or None. The
+    credential scope must name `expected_service` and, when given, one of `expected_regions`
+    (the deployment's region), as AWS refuses a signature scoped to another service or region.
     """
     lowered = _lower_headers(headers)
     query = parse_qsl(query_string, keep_blank_values=True)
@@ -347,6 +353,8 @@ async def verify(
             INVALID_SIGNATURE,
             f"Credential should be scoped to correct service: '{expected_service}'. ",
         )
+    if expected_regions is not None and auth.region not in expected_regions:
+        raise _fail(INVALID_SIGNATURE, "Credential should be scoped to a valid region. ")
     ts, when = _request_time(auth, lowered)
     if auth.scope_date != ts[:8]:
         raise _fail(

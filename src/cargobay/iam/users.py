@@ -18,6 +18,14 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
 
+#: IAM's quota on the aggregate size of a user's inline policies; whitespace does not count.
+MAX_USER_POLICY_SIZE = 2048
+
+
+def policy_size(document: str) -> int:
+    """A policy's size as IAM counts it against its quotas: characters other than whitespace."""
+    return sum(1 for ch in document if not ch.isspace())
+
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -233,6 +241,15 @@ class UserService:
         parse_policy(document, resource_policy=False)
         user = await self.get(account_id, name)
         async with self.db.write() as conn:
+            p = schema.user_policies
+            others = await conn.execute(
+                select(p.c.document).where(p.c.user_id == user.id, p.c.name != policy_name)
+            )
+            size = policy_size(document) + sum(policy_size(r.document) for r in others)
+            if size > MAX_USER_POLICY_SIZE:
+                raise LimitExceeded(
+                    f"Maximum policy size of {MAX_USER_POLICY_SIZE} bytes exceeded for user {name}"
+                )
             await upsert(
                 conn,
                 schema.user_policies,

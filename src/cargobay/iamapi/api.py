@@ -77,6 +77,8 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         return _error(exc, request_id)
     except DomainError as exc:
         return _error(errors.from_domain(exc), request_id)
+    except ConnectionResetError:  # the client went away: connections.py logs one line
+        raise
     except Exception:
         log.exception("IAM %s failed", name or "call")
         return _error(errors.service_failure("internal error"), request_id)

@@ -191,10 +191,15 @@ def _encode_marker(key: str) -> str:
 
 
 def _decode_marker(marker: str) -> str:
+    """A marker we issued, or InvalidInput: the lenient decoder drops characters outside the
+    alphabet, so `!!!` used to decode to "" and silently restart the listing."""
     try:
-        return base64.urlsafe_b64decode(marker.encode()).decode()
+        key = base64.b64decode(marker.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise errors.validation("Invalid Marker.") from None
+        key = ""
+    if not key or _encode_marker(key) != marker:
+        raise errors.invalid_input("Invalid Marker.")
+    return key
 
 
 def page(

@@ -25,10 +25,11 @@ is not implemented by cargobay and is refused as outside the enums.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from cargobay.wildcards import Glob, Token
 
 PREFIX = (
     "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: "
@@ -37,6 +38,9 @@ PREFIX = (
 
 MAX_RULES = 50
 MAX_WILDCARDS = 4
+# ECR's document model holds rulePriority and countNumber as 32-bit integers; larger values
+# used to be stored and then fail every lifecycle run (countNumber * 86400 s overflows dates).
+MAX_INT = 2**31 - 1
 DAY = 86400.0
 
 TAG_STATUSES = ("any", "tagged", "untagged")
@@ -127,6 +131,11 @@ def _positive_int(value: Any) -> int:
         raise LifecyclePolicyError(
             f"numeric instance is lower than the required minimum (minimum: 1, found: {value})"
         )
+    if value > MAX_INT:
+        raise LifecyclePolicyError(
+            "numeric instance is greater than the required maximum "
+            f"(maximum: {MAX_INT}, found: {value})"
+        )
     return value
 
 
@@ -143,10 +152,10 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A `tagPatternList` entry as a regular expression matching whole tags: `*` matches any
-    run of characters (including none); everything else matches itself."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+def pattern_glob(pattern: str) -> Glob:
+    """A `tagPatternList` entry as a linear-time matcher of whole tags: `*` matches any run of
+    characters (including none); everything else, `?` included, matches itself."""
+    return Glob([Token("star") if ch == "*" else Token("lit", ch) for ch in pattern])
 
 
 @dataclass(frozen=True)
@@ -157,11 +166,11 @@ class Selection:
     count_unit: str | None = None
     tag_prefixes: tuple[str, ...] = ()
     tag_patterns: tuple[str, ...] = ()
-    _regexes: tuple[re.Pattern[str], ...] = field(default=(), compare=False, repr=False)
+    _globs: tuple[Glob, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.tag_patterns and not self._regexes:
-            object.__setattr__(self, "_regexes", tuple(map(pattern_regex, self.tag_patterns)))
+        if self.tag_patterns and not self._globs:
+            object.__setattr__(self, "_globs", tuple(map(pattern_glob, self.tag_patterns)))
 
     def matches(self, tags: Sequence[str]) -> bool:
         """Whether an image with these tags meets the rule's tag criteria: `tagged` with a
@@ -174,7 +183,7 @@ class Selection:
             return False
         if self.tag_prefixes:
             return all(any(tag.startswith(p) for tag in tags) for p in self.tag_prefixes)
-        return all(any(r.fullmatch(tag) for tag in tags) for r in self._regexes)
+        return all(any(g.matches(tag) for tag in tags) for g in self._globs)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from cargobay.errors import (
     RangeInvalid,
     SizeInvalid,
     TagInvalid,
+    TransferCodingUnsupported,
     Unsupported,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "RegistryError",
     "SizeInvalid",
     "TagInvalid",
+    "TransferCodingUnsupported",
     "Unsupported",
 ]

@@ -26,6 +26,9 @@ IMAGE_MANIFEST_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 MANIFEST_TYPES = IMAGE_MANIFEST_TYPES | INDEX_TYPES
 
+# Descriptor sizes are int64 (image-spec: "size ... int64"); anything larger cannot be stored.
+MAX_SIZE = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
@@ -83,8 +86,8 @@ def _descriptor(value: Any, where: str) -> Descriptor:
         parse_digest(digest)
     except (DigestInvalid, Unsupported) as exc:
         raise ManifestInvalid(f"{where}.digest is invalid: {exc.message}") from None
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ManifestInvalid(f"{where}.size is missing or not a non-negative integer")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise ManifestInvalid(f"{where}.size is missing or not a non-negative int64")
     urls = value.get("urls") or ()
     if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
         raise ManifestInvalid(f"{where}.urls must be a list of strings")
@@ -122,16 +125,35 @@ def resolve_media_type(content_type: str | None, body: dict[str, Any]) -> str:
     return media_type
 
 
+def _reject_constant(name: str) -> Any:
+    raise ManifestInvalid(f"manifest is not valid JSON: {name} is not a JSON value")
+
+
+def _load_json(payload: bytes) -> Any:
+    """Strict JSON (RFC 8259): no NaN/Infinity, no lone surrogates; bounded nesting."""
+    try:
+        body = json.loads(payload, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ManifestInvalid("manifest is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    try:  # "\ud800" escapes decode to lone surrogates, which are not Unicode text
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestInvalid("manifest holds an unpaired UTF-16 surrogate escape") from None
+    except RecursionError:  # pragma: no cover - loads already bounds the depth
+        raise ManifestInvalid("manifest is nested too deeply") from None
+    return body
+
+
 def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a manifest's structure and return what it references (the size limit is the
     caller's: `ManifestService.put_image` checks the configured one)."""
-    try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    body = _load_json(payload)
     if not isinstance(body, dict):
         raise ManifestInvalid("manifest must be a JSON object")
-    if body.get("schemaVersion") != 2:
+    version = body.get("schemaVersion")
+    if type(version) is not int or version != 2:  # 2.0 and true are not the integer 2
         raise ManifestInvalid("schemaVersion must be 2")
     media_type = resolve_media_type(content_type, body)
 
