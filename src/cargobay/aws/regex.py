@@ -49,8 +49,7 @@ class CharSet:
             ch in self.chars
             or any(lo <= ord(ch) <= hi for lo, hi in self.ranges)
             or (
-                bool(self.categories)
-                and unicodedata.category(ch).startswith(self.categories)  # type: ignore[arg-type]
+                bool(self.categories) and unicodedata.category(ch).startswith(self.categories)  # type: ignore[arg-type]
             )
             or any(ch in sub for sub in self.subsets)
         )
@@ -174,9 +173,9 @@ class _Parser:
         elif self.text.startswith("?!", self.pos) or self.text.startswith("?=", self.pos):
             look = self.text[self.pos + 1] == "!"
             self.pos += 2
-        elif self.text.startswith("?<", self.pos) and self.text[self.pos + 2 : self.pos + 3] not in (
-            "=",
-            "!",
+        elif (
+            self.text.startswith("?<", self.pos)
+            and self.text[self.pos + 2 : self.pos + 3] not in "=!"
         ):
             end = self.text.find(">", self.pos)
             if end < 0:
@@ -191,7 +190,7 @@ class _Parser:
 
     def escape_atom(self) -> tuple:
         ch = self.peek()
-        if ch in "bBAzZG" or ch.isdigit() and ch != "0":
+        if ch in "bBAzZG" or (ch.isdigit() and ch != "0"):
             raise self.fail(f"unsupported escape \\{ch}")
         return ("char", self.escape_set())
 
@@ -393,7 +392,7 @@ def _closure(prog: tuple, starts, text: str, pos: int) -> frozenset[int]:
             continue
         seen.add(pc)
         op, a, b = prog[pc]
-        if op == CHAR or op == MATCH:
+        if op in (CHAR, MATCH):
             out.add(pc)
         elif op == JMP:
             stack.append(a)

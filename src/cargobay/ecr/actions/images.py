@@ -8,7 +8,7 @@ from typing import Any
 
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
-from cargobay.ecr.context import EcrCall
+from cargobay.ecr.context import EcrCall, token_text, token_texts
 from cargobay.oci import errors as oci
 from cargobay.oci.digest import compute, parse_digest
 from cargobay.oci.manifest import (
@@ -82,7 +82,7 @@ async def _resolve(
 async def list_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
     limit = call.page_size(payload)
-    after = call.decode_token(payload)
+    after = call.decode_token(payload, lambda v: token_texts(v, 2))
     rows = await call.services.images.list_ids(
         repo, _tag_status(payload), tuple(after) if after else None, limit + 1
     )
@@ -117,7 +117,7 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         next_token = None
     else:
         limit = call.page_size(payload)
-        after = call.decode_token(payload)
+        after = call.decode_token(payload, token_text)
         rows = await images.describe(
             repo, tag_status=_tag_status(payload), after=after, limit=limit + 1
         )
