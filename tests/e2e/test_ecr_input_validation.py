@@ -210,6 +210,7 @@ def test_missing_required_member(registry) -> None:
         ("DescribeRepositories", base64.urlsafe_b64encode(b"[" * 5000).decode()),
         ("DescribeRepositories", "!!not-base64!!"),
     ],
+    ids=["object", "mixed-list", "string", "list", "null", "number", "surrogate", "deep", "junk"],
 )
 def test_tokens_of_the_wrong_shape(registry, ecr, repo, operation: str, token: str) -> None:
     payload = {"nextToken": token}
