@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import pytest
@@ -271,3 +272,43 @@ def test_iam_constraints_from_the_model(registry) -> None:
         "&Tags.member.1.Key=bad%21&Tags.member.1.Value=v",
     )
     assert response.status_code == 400 and "tags.1.member.key" in response.text
+
+
+# -- documents carried inside string members (policies, manifests) ---------------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def test_deeply_nested_documents_in_string_members(registry, ecr, repo) -> None:
+    response = signed_post(
+        registry, "SetRepositoryPolicy", {"repositoryName": repo, "policyText": DEEP}
+    )
+    _error(response, "InvalidParameterException")
+    response = signed_post(
+        registry, "PutImage", {"repositoryName": repo, "imageTag": "deep", "imageManifest": DEEP}
+    )
+    _error(response, "InvalidParameterException")
+    user = unique("deep")
+    assert _iam(registry, f"Action=CreateUser&Version=2010-05-08&UserName={user}").ok
+    response = _iam(
+        registry,
+        f"Action=PutUserPolicy&Version=2010-05-08&UserName={user}&PolicyName=p"
+        f"&PolicyDocument={'%5B' * 5000}{'%5D' * 5000}",
+    )
+    assert response.status_code == 400, response.text
+    assert "<Code>MalformedPolicyDocument</Code>" in response.text
+    _healthy(registry, ecr)
+
+
+def test_iam_markers_are_checked(registry) -> None:
+    for user in (unique("marker-a"), unique("marker-b")):
+        assert _iam(registry, f"Action=CreateUser&Version=2010-05-08&UserName={user}").ok
+    first = _iam(registry, "Action=ListUsers&Version=2010-05-08&MaxItems=1")
+    marker = re.search(r"<Marker>([^<]+)</Marker>", first.text)
+    assert first.ok and marker, first.text
+    second = _iam(registry, f"Action=ListUsers&Version=2010-05-08&MaxItems=1&Marker={marker[1]}")
+    assert second.ok and second.text != first.text
+    for bad in ("%21%21%21", "YQ", "YWJj%2B"):
+        response = _iam(registry, f"Action=ListUsers&Version=2010-05-08&Marker={bad}")
+        assert response.status_code == 400, (bad, response.text)
+        assert "<Code>InvalidInput</Code>" in response.text, (bad, response.text)

@@ -821,6 +821,8 @@ def parse_policy(text: str, *, resource_policy: bool = False) -> Policy:
         )
     except json.JSONDecodeError as exc:
         raise PolicyError(f"policy is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise PolicyError("policy is nested too deeply") from None
     if not isinstance(doc, dict):
         raise PolicyError("policy must be a JSON object")
     unknown = sorted(set(doc) - _POLICY_KEYS)

@@ -190,10 +190,15 @@ def _encode_marker(key: str) -> str:
 
 
 def _decode_marker(marker: str) -> str:
+    """The key a Marker encodes; anything but a marker this server issued is InvalidInput
+    (a lenient decoder would turn `!!!` into an empty key and restart the listing)."""
     try:
-        return base64.urlsafe_b64decode(marker.encode()).decode()
+        key = base64.b64decode(marker.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise errors.validation("Invalid Marker.") from None
+        raise errors.invalid_input("Invalid Marker.") from None
+    if not key or _encode_marker(key) != marker:
+        raise errors.invalid_input("Invalid Marker.")
+    return key
 
 
 def page(

@@ -131,7 +131,7 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
         raise PayloadTooLarge("manifest exceeds the 4 MiB limit")
     try:
         body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ManifestInvalid("manifest must be a JSON object")

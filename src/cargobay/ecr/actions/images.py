@@ -227,7 +227,7 @@ def _declares_media_type(manifest: str) -> bool:
     manifest validation to refuse)."""
     try:
         body = json.loads(manifest)
-    except ValueError:
+    except (ValueError, RecursionError):
         return True
     return not isinstance(body, dict) or isinstance(body.get("mediaType"), str)
 
