@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cargobay.aws.regex import CharSet, _Parser, compile_pattern
+from cargobay.aws.regex import CharSet, compile_pattern, parse
 from cargobay.aws.shapes import ServiceModel
 
 # Characters tried, in order, to stand for a character class; and to break a pattern.
@@ -67,7 +67,7 @@ def sample_string(shape: dict[str, Any]) -> str:
     pattern = shape.get("pattern")
     if not pattern:
         return "a" * max(low, 1) if high >= 1 else ""
-    tree = _Parser(pattern).parse()
+    tree = parse(pattern)
     matcher = compile_pattern(pattern)
     for stretch in range(65):
         for choice in range(4):
