@@ -79,3 +79,48 @@ def test_the_walk_covers_every_kind_of_constraint() -> None:
             seen.setdefault(service, set()).add(case.what)
     assert {"type", "required", "enum", "min", "max", "pattern"} <= seen["ecr"]
     assert {"type", "required", "enum", "min", "max", "pattern"} <= seen["iam"]
+
+
+ECR = shapes.load("ecr")
+
+
+def _message(model: shapes.ServiceModel, operation: str, params) -> shapes.ShapeError:
+    error = _error(model, operation, params)
+    assert error is not None, params
+    return error
+
+
+def test_errors_are_counted_and_at_most_ten_listed() -> None:
+    ids = [{"imageTag": ""} for _ in range(15)]
+    error = _message(ECR, "BatchGetImage", {"repositoryName": "ab", "imageIds": ids})
+    assert error.code == "InvalidParameterException"
+    assert error.message.startswith("15 validation errors detected: Value '' at ")
+    assert error.message.count("; ") == shapes.MAX_LISTED - 1
+
+
+def test_an_overlong_list_is_not_walked() -> None:
+    ids = [7] * 101  # over BatchGetImage's 100, each item of the wrong type too
+    error = _message(ECR, "BatchGetImage", {"repositoryName": "ab", "imageIds": ids})
+    assert error.code == "InvalidParameterException"
+    assert "Member must have length less than or equal to 100" in error.message
+
+
+def test_sensitive_values_are_not_echoed() -> None:
+    secret = "s3cr3t-" * 20000
+    error = _message(
+        shapes.load("secretsmanager"), "PutSecretValue", {"SecretId": "x", "SecretString": secret}
+    )
+    assert "s3cr3t" not in error.message
+    assert "Value at 'secretString' failed to satisfy constraint" in error.message
+
+
+def test_deep_values_cost_no_recursion() -> None:
+    deep: dict = {}
+    for _ in range(100_000):
+        deep = {"tagStatus": "ANY", "x": deep}
+    ECR.validate("DescribeImages", {"repositoryName": "ab", "filter": deep})
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+    error = _message(ECR, "DescribeImages", {"repositoryName": "ab", "imageIds": nested})
+    assert error.code == "SerializationException"

@@ -161,13 +161,15 @@ class _Walk:
         if kind == "list":
             if not isinstance(value, list):
                 raise self.wrong_type(here, value, "an array")
-            self.size(shape, value, here, "length")
+            if not self.size(shape, value, here, "length"):
+                return []  # too many items: their own checks would only cost time
             item = _ref(shape["member"])
             return [(item, v, f"{here}.{i}.member") for i, v in enumerate(value, 1)]
         if kind == "map":
             if not isinstance(value, dict):
                 raise self.wrong_type(here, value, "an object")
-            self.size(shape, value, here, "length")
+            if not self.size(shape, value, here, "length"):
+                return []
             key, item = _ref(shape["key"]), _ref(shape["value"])
             children = []
             for k, v in value.items():
