@@ -9,13 +9,18 @@ Public API (every AWS-style door uses it the same way):
 Error codes, per service (`FAULTS`; a door may pass its own):
 - A value of the wrong JSON type (a string where a structure belongs, a number for a string,
   invalid base64, a lone surrogate) fails where AWS's JSON deserializer fails, before any
-  constraint is looked at: `SerializationException`, one error, as the AWS JSON 1.1
-  protocol answers it (ECR lists it among its common errors).
+  constraint is looked at: `SerializationException`, one error. No ECR page documents it (it
+  is not an ECR model exception): it is the AWS JSON 1.1 protocol's own fault for a body that
+  does not deserialize into the input type, which SDKs parse like any `__type`.
 - A well-typed value that breaks a constraint (required, enum, length, range, pattern, list
-  size) is `InvalidParameterException` for ECR, which its model declares for "an invalid
-  parameter ... specified" and which real ECR answers for its pattern and length checks; IAM
-  (Query protocol) answers `ValidationError` for both kinds; KMS, Secrets Manager, CloudTrail
-  and Signer default to the generic `ValidationException` until their doors decide.
+  size) is `InvalidParameterException` for ECR: its model and API reference declare it on
+  every operation ("The specified parameter is invalid"), and real ECR answers it for its
+  pattern and length checks (`Invalid parameter at 'repositoryName' failed to satisfy
+  constraint ...`, widely reported). ECR's model also has `ValidationException`, but only on
+  newer operations and for request-level checks, so it is not used here. IAM (Query
+  protocol) answers `ValidationError` for both kinds, as its existing checks did. KMS, Secrets
+  Manager, CloudTrail and Signer default to the generic `ValidationException` until their
+  doors decide.
 Constraint errors are collected as AWS does: `2 validation errors detected: Value 'x' at
 'filter.tagStatus' failed to satisfy constraint: Member must satisfy enum value set: [...];
 Value ...` (at most MAX_LISTED listed). Paths use lowerCamel member names, list items are
