@@ -124,3 +124,8 @@ def test_deep_values_cost_no_recursion() -> None:
         nested = [nested]
     error = _message(ECR, "DescribeImages", {"repositoryName": "ab", "imageIds": nested})
     assert error.code == "SerializationException"
+
+
+def test_an_operation_outside_the_model_is_a_door_bug() -> None:
+    with pytest.raises(KeyError):
+        ECR.validate("NoSuchOperation", {})

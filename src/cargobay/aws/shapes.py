@@ -299,8 +299,9 @@ class ServiceModel:
         return compiled is None or compiled.fullmatch(value)
 
     def validate(self, operation: str, params: Any, faults: Faults | None = None) -> None:
-        """Raise ShapeError unless `params` (the decoded request) fits the operation's input."""
-        root = self.operations.get(operation)
+        """Raise ShapeError unless `params` (the decoded request) fits the operation's input.
+        An operation the model does not have is a KeyError: a door bug, not a client error."""
+        root = self.operations[operation]
         if root is None:
             return
         walk = _Walk(self, faults or self.faults)
