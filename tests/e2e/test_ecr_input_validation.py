@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from e2e.ecrhelp import REGION, client, raises, signed_post, unique
+from e2e.ecrhelp import client, raises, signed_post, unique
+from e2e.test_iam_api import signed_form
 from imagebuilder import build_image
 
 pytestmark = pytest.mark.backend
@@ -41,24 +39,6 @@ def repo(ecr) -> str:
     name = unique("validation/repo")
     ecr.create_repository(repositoryName=name)
     return name
-
-
-def _raw_body(registry, operation: str, body: bytes) -> requests.Response:
-    """A signed ECR call whose JSON body is given as bytes (for bodies json.dumps cannot make)."""
-    key, secret = registry.credentials
-    request = AWSRequest(
-        method="POST",
-        url=registry.url + "/",
-        data=body,
-        headers={
-            "X-Amz-Target": f"AmazonEC2ContainerRegistry_V20150921.{operation}",
-            "Content-Type": "application/x-amz-json-1.1",
-        },
-    )
-    SigV4Auth(Credentials(key, secret), "ecr", REGION).add_auth(request)
-    return requests.post(
-        request.url, data=request.body, headers=dict(request.headers.items()), timeout=30
-    )
 
 
 def _error(response: requests.Response, code: str, status: int = 400) -> str:
@@ -116,7 +96,7 @@ def test_lone_surrogates_in_a_manifest(registry, ecr, repo, tmp_path) -> None:
         repo.encode()
     )
     assert "imageManifest" in _error(
-        _raw_body(registry, "PutImage", outer), "SerializationException"
+        signed_post(registry, "PutImage", outer), "SerializationException"
     )
     inner = manifest.replace('"schemaVersion"', '"\ud800", "schemaVersion"', 1)
     response = signed_post(
@@ -136,14 +116,14 @@ def test_lone_surrogates_in_a_manifest(registry, ecr, repo, tmp_path) -> None:
     ids=["array", "member", "object"],
 )
 def test_deeply_nested_bodies(registry, ecr, body: bytes) -> None:
-    _error(_raw_body(registry, "DescribeImages", body), "SerializationException")
+    _error(signed_post(registry, "DescribeImages", body), "SerializationException")
     _healthy(registry, ecr)
 
 
 def test_nesting_in_unknown_members_is_ignored(registry, repo) -> None:
     """AWS ignores members its model does not know; so does the validator (no walk into them)."""
     body = json.dumps({"repositoryName": repo, "zzz": json.loads("[" * 500 + "]" * 500)})
-    response = _raw_body(registry, "DescribeImages", body.encode())
+    response = signed_post(registry, "DescribeImages", body.encode())
     assert response.status_code == 200, response.text
 
 
@@ -226,17 +206,7 @@ def test_tokens_of_the_wrong_shape(registry, ecr, repo, operation: str, token: s
 
 
 def _iam(registry, body: str) -> requests.Response:
-    key, secret = registry.credentials
-    request = AWSRequest(
-        method="POST",
-        url=registry.url + "/",
-        data=body.encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
-    )
-    SigV4Auth(Credentials(key, secret), "iam", REGION).add_auth(request)
-    return requests.post(
-        request.url, data=request.body, headers=dict(request.headers.items()), timeout=30
-    )
+    return signed_form(registry, body)
 
 
 @pytest.mark.parametrize(
