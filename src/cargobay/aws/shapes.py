@@ -36,12 +36,13 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from importlib import resources
+from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 from cargobay.aws.regex import Pattern, PatternUnsupported, compile_pattern
 
+MODELS = Path(__file__).with_name("models")  # package data (pyproject.toml)
 MAX_LISTED = 10
 MAX_DEPTH = 40
 MAX_SHOWN = 256
@@ -75,8 +76,13 @@ FAULTS = {
 DEFAULT_FAULTS = Faults("ValidationException", "SerializationException")
 
 
+@lru_cache(maxsize=4096)
 def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
+
+
+def _join(path: str, member: str) -> str:
+    return f"{path}.{_camel(member)}" if path else _camel(member)
 
 
 def _show(value: Any) -> str:
@@ -156,12 +162,11 @@ class _Walk:
                 raise self.wrong_type(here, value, "an object")
             children = []
             for member, ref in shape.get("members", {}).items():
-                child = f"{path}.{_camel(member)}" if path else _camel(member)
-                if member in value and value[member] is not None:
-                    target = ref if isinstance(ref, str) else ref["shape"]
-                    children.append((target, value[member], child))
+                item = value.get(member)
+                if item is not None:
+                    children.append((_ref(ref), item, _join(path, member)))
                 elif member in shape.get("required", ()):
-                    self.violation(child, None, "not be null")
+                    self.violation(_join(path, member), None, "not be null")
             return children
         if kind == "list":
             if not isinstance(value, list):
@@ -317,7 +322,7 @@ class ServiceModel:
 @cache
 def load(service: str) -> ServiceModel:
     """The service's table, read once per process from the package data."""
-    text = resources.files("cargobay.aws").joinpath("models", f"{service}.json").read_text()
+    text = (MODELS / f"{service}.json").read_text(encoding="utf-8")
     return ServiceModel(json.loads(text))
 
 
