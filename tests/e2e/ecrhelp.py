@@ -192,16 +192,17 @@ def client(server, key: str | None = None, secret: str | None = None, **kwargs):
 def signed_post(
     server,
     operation: str,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | bytes,
     creds: tuple[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> requests.Response:
-    """POST one ECR API call signed with SigV4 by botocore, outside boto3's client."""
+    """POST one ECR API call signed with SigV4 by botocore, outside boto3's client (a bytes
+    payload is sent as it is, for bodies json.dumps cannot make)."""
     key, secret = creds or server.credentials
     request = AWSRequest(
         method="POST",
         url=server.url + "/",
-        data=json.dumps(payload).encode(),
+        data=payload if isinstance(payload, bytes) else json.dumps(payload).encode(),
         headers={
             "X-Amz-Target": f"AmazonEC2ContainerRegistry_V20150921.{operation}",
             "Content-Type": "application/x-amz-json-1.1",

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay.aws import shapes
 from cargobay.ecr import errors
 from cargobay.ecr.context import EcrCall
 from cargobay.errors import DomainError
@@ -70,10 +71,16 @@ async def handle(request: web.Request, services: Services) -> web.Response:
             raise errors.EcrError(exc.code, exc.message, exc.status) from None
         try:
             payload = json.loads(body_bytes or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise errors.Serialization("the request body is not valid JSON") from None
         if not isinstance(payload, dict):
             raise errors.Serialization("the request body must be a JSON object")
+        # -- input shape (botocore's model), before any action runs ------------------------
+        try:
+            shapes.validate("ecr", name, payload)
+        except shapes.ShapeError as exc:
+            raise errors.EcrError(exc.code, exc.message, 400) from None
+        # ----------------------------------------------------------------------------------
         call = EcrCall(request, services, principal, name)
         await call.authorize(ECR_OPERATIONS[name], payload)
         result = await ACTIONS[name](call, payload)

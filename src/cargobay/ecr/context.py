@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,19 @@ from cargobay.requestinfo import request_context
 
 _REGISTRY_ID = re.compile(r"^[0-9]{12}$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
+
+
+def token_text(value: Any) -> bool:
+    """A token that is one key: a short string of valid Unicode."""
+    return isinstance(value, str) and len(value) <= 1024 and not _SURROGATE.search(value)
+
+
+def token_texts(value: Any, count: int) -> bool:
+    """A token that is a list of `count` keys."""
+    return isinstance(value, list) and len(value) == count and all(map(token_text, value))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class EcrCall:
@@ -148,14 +162,19 @@ class EcrCall:
         return value
 
     @staticmethod
-    def decode_token(payload: dict[str, Any]) -> Any:
+    def decode_token(payload: dict[str, Any], accept: Callable[[Any], bool] = bool) -> Any:
+        """The value a `nextToken` encodes, if `accept` takes it (tokens come back from
+        clients: any other shape is InvalidParameterException, never a 500 later)."""
         token = payload.get("nextToken")
         if token is None:
             return None
         try:
-            return json.loads(base64.urlsafe_b64decode(token.encode()))
-        except (ValueError, AttributeError):
+            value = json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, AttributeError, RecursionError):
             raise errors.InvalidParameter("Invalid parameter at 'nextToken'") from None
+        if not accept(value):
+            raise errors.InvalidParameter("Invalid parameter at 'nextToken'")
+        return value
 
     @staticmethod
     def encode_token(value: Any) -> str:

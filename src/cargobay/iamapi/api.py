@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from cargobay.aws import query, shapes
 from cargobay.errors import DomainError
 from cargobay.iam import sigv4
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
@@ -67,6 +68,13 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         version = values.get("Version", VERSION)
         if name not in ACTIONS or name not in IAM_OPERATIONS or version != VERSION:
             raise errors.invalid_action(f"Could not find operation {name} for version {version}")
+        # -- input shape (botocore's model), before any action runs ------------------------
+        try:
+            model = shapes.load(SERVICE)
+            model.validate(name, query.decode(model, name, values))
+        except shapes.ShapeError as exc:
+            raise errors.IamError(exc.code, exc.message, 400) from None
+        # ----------------------------------------------------------------------------------
         call = IamCall(request, services, principal, name, Params(values))
         await call.authorize(IAM_OPERATIONS[name])
         result = await ACTIONS[name](call)

@@ -131,7 +131,8 @@ class Params:
         for key in self.values:
             if key.startswith(prefix):
                 index, _, rest = key[len(prefix) :].partition(".")
-                if not index.isdigit() or int(index) < 1:
+                # ASCII digits only (`str.isdigit` takes `²`) and short (int() limits digits).
+                if not (index.isascii() and index.isdigit() and len(index) <= 5) or int(index) < 1:
                     raise errors.validation(f"Invalid list member '{key}'")
                 found.setdefault(int(index), rest)
         return found

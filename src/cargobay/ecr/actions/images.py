@@ -8,7 +8,7 @@ from typing import Any
 
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
-from cargobay.ecr.context import EcrCall
+from cargobay.ecr.context import EcrCall, token_text, token_texts
 from cargobay.errors import DomainError, ImageNotFound, ImageTagDoesNotMatchDigest
 from cargobay.oci.manifest import (
     DOCKER_MANIFEST,
@@ -69,7 +69,7 @@ async def _resolve(call: EcrCall, repo: Repository, image_id: dict[str, str]) ->
 async def list_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
     limit = call.page_size(payload)
-    after = call.decode_token(payload)
+    after = call.decode_token(payload, lambda v: token_texts(v, 2))
     rows = await call.services.images.list_ids(
         repo, _tag_status(payload), tuple(after) if after else None, limit + 1
     )
@@ -104,7 +104,7 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         next_token = None
     else:
         limit = call.page_size(payload)
-        after = call.decode_token(payload)
+        after = call.decode_token(payload, token_text)
         rows = await images.describe(
             repo, tag_status=_tag_status(payload), after=after, limit=limit + 1
         )
@@ -193,7 +193,7 @@ def _declares_media_type(manifest: str) -> bool:
     manifest validation to refuse)."""
     try:
         body = json.loads(manifest)
-    except ValueError:
+    except (ValueError, RecursionError):
         return True
     return not isinstance(body, dict) or isinstance(body.get("mediaType"), str)
 

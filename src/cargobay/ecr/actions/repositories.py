@@ -6,7 +6,7 @@ from typing import Any
 
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
-from cargobay.ecr.context import EcrCall
+from cargobay.ecr.context import EcrCall, token_text
 from cargobay.errors import RepositoryAlreadyExists, RepositoryNotFound
 from cargobay.iam.permissions import TAG_RESOURCE
 from cargobay.registry.repositories import Repository
@@ -117,7 +117,7 @@ async def describe_repositories(call: EcrCall, payload: dict[str, Any]) -> dict[
             )
         return {"repositories": [repository_shape(call, r) for r in found]}
     limit = call.page_size(payload)
-    after = call.decode_token(payload)
+    after = call.decode_token(payload, token_text)
     page = await repos.list(registry_id, None, after, limit + 1)
     result: dict[str, Any] = {"repositories": [repository_shape(call, r) for r in page[:limit]]}
     if len(page) > limit:
