@@ -16,6 +16,7 @@ from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
+from cargobay.registry.hooks import Hooks
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
@@ -42,6 +43,7 @@ class Services:
     images: ImageService
     lifecycle: LifecycleService
     usage: UsageRecorder
+    hooks: Hooks
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -52,6 +54,7 @@ class Services:
         authorizer = Authorizer(db)
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
+        hooks = Hooks()
         return cls(
             settings=settings,
             db=db,
@@ -59,13 +62,14 @@ class Services:
             repositories=repositories,
             blobs=BlobService(db, store),
             uploads=UploadService(db, store),
-            manifests=ManifestService(db, settings.max_manifest_bytes),
-            deletes=DeleteService(db),
+            manifests=ManifestService(db, settings.max_manifest_bytes, hooks),
+            deletes=DeleteService(db, hooks),
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
             authorizer=authorizer,
             images=images,
             lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
+            hooks=hooks,
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:
