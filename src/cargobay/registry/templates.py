@@ -243,3 +243,35 @@ class TemplateService:
         self, registry_id: str, repository_name: str, applied_for: str
     ) -> Template | None:
         return best_match(await self.list(registry_id), repository_name, applied_for)
+
+
+async def apply_template(
+    services: Any, templates: TemplateService, registry_id: str, name: str, applied_for: str
+) -> Any:
+    """Create a repository the way `applied_for` creates it: with the settings of the
+    matching template (mutability, encryption, resource tags, repository and lifecycle
+    policies), or ECR's defaults when none matches. Returns the repository."""
+    template = await templates.for_new_repository(registry_id, name, applied_for)
+    if template is None:
+        return (await services.repositories.create(registry_id, name))[0]
+    repo, created = await services.repositories.create(
+        registry_id,
+        name,
+        tag_mutability=template.image_tag_mutability,
+        encryption_type=template.encryption_type,
+        kms_key=template.kms_key or None,
+        tags=dict(template.resource_tags) or None,
+    )
+    if created and (template.repository_policy or template.lifecycle_policy):
+        repo = await services.repositories.update(
+            repo,
+            **{
+                k: v
+                for k, v in (
+                    ("policy_text", template.repository_policy),
+                    ("lifecycle_policy", template.lifecycle_policy),
+                )
+                if v
+            },
+        )
+    return repo
