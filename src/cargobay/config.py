@@ -62,6 +62,8 @@ class Settings:
     # Background jobs (run exactly once across workers and nodes).
     jobs_enabled: bool = True
     jobs_tick_seconds: int = 30
+    # How often each worker looks for queued after-commit work (replication, scans).
+    tasks_tick_seconds: int = 1
     gc_interval_seconds: int = 3600
     gc_grace_seconds: int = 86400
     upload_expiry_seconds: int = 86400

@@ -22,7 +22,7 @@ from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
 from cargobay.metadata.db import Database
 from cargobay.registry.services import Services
-from cargobay.schedule import periodic_jobs
+from cargobay.schedule import periodic_jobs, task_runner
 
 
 async def prepare(settings: Settings) -> None:
@@ -88,10 +88,12 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
         backlog=1024,
     )
     await site.start()
-    scheduler = None
+    scheduler = tasks = None
     if settings.jobs_enabled:
         scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
         scheduler.start()
+        tasks = task_runner(services)
+        tasks.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,6 +101,8 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
     await stop.wait()
     if scheduler is not None:
         await scheduler.stop()
+    if tasks is not None:
+        await tasks.stop()
     await runner.cleanup()
 
 

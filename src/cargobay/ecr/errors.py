@@ -96,6 +96,8 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",
+    e.TemplateAlreadyExists: "TemplateAlreadyExistsException",
+    e.TemplateNotFound: "TemplateNotFoundException",
 }
 
 

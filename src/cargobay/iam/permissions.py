@@ -88,6 +88,11 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "DeleteRegistryPolicy",
         "DescribeRegistry",
         "GetRegistryScanningConfiguration",
+        "PutReplicationConfiguration",
+        "CreateRepositoryCreationTemplate",
+        "DescribeRepositoryCreationTemplates",
+        "UpdateRepositoryCreationTemplate",
+        "DeleteRepositoryCreationTemplate",
     ),
     REPOSITORIES: ("DescribeRepositories",),
     REPOSITORY_ARN: ("TagResource", "UntagResource", "ListTagsForResource"),
@@ -114,6 +119,7 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "SetRepositoryPolicy",
         "GetRepositoryPolicy",
         "DeleteRepositoryPolicy",
+        "DescribeImageReplicationStatus",
     ),
 }
 

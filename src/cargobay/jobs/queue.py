@@ -211,6 +211,8 @@ class TaskRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[str]] = set()
+        # Called once the runner has stopped (closing HTTP sessions and the like).
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -228,6 +230,8 @@ class TaskRunner:
         for running in list(self._running):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
+        for close in self.on_stop:
+            await close()
 
     async def drain(self) -> int:
         """Claim and start what is due now; the number of tasks started."""

@@ -16,6 +16,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.names import validate_name
+from cargobay.registry.templates import TemplateService, apply_template
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class RepositoryService:
         self.db = db
         self.settings = settings
         self.authorizer = authorizer
+        # Creation templates (CREATE_ON_PUSH); set by Services.build.
+        self.templates: TemplateService | None = None
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
         r = schema.repositories
@@ -137,6 +140,8 @@ class RepositoryService:
             raise RepositoryNotFound(_missing(registry_id, name), detail={"name": name})
         resource = Resource(registry_id, self.settings.region, name)
         await self.authorizer.require(principal, CREATE_REPOSITORY, resource, context)
+        if self.templates is not None:
+            return await apply_template(self, self.templates, registry_id, name, "CREATE_ON_PUSH")
         return (await self.create(registry_id, name))[0]
 
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:

@@ -20,8 +20,10 @@ from cargobay.registry.hooks import Hooks
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
+from cargobay.registry.templates import TemplateService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
+from cargobay.replication.service import ReplicationService
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
@@ -44,6 +46,8 @@ class Services:
     lifecycle: LifecycleService
     usage: UsageRecorder
     hooks: Hooks
+    templates: TemplateService
+    replication: ReplicationService
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -54,6 +58,7 @@ class Services:
         authorizer = Authorizer(db)
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
+        repositories.templates = TemplateService(db)
         hooks = Hooks()
         return cls(
             settings=settings,
@@ -70,6 +75,10 @@ class Services:
             lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
             hooks=hooks,
+            templates=repositories.templates,
+            replication=ReplicationService(
+                db, settings.region, frozenset(r.name for r in settings.regions), hooks
+            ),
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cargobay.errors import LimitExceeded, TemplateAlreadyExists, TemplateNotFound
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore
@@ -23,18 +24,6 @@ ROOT = "ROOT"
 APPLIED_FOR = ("REPLICATION", "PULL_THROUGH_CACHE", "CREATE_ON_PUSH")
 # ECR's quota of templates per registry.
 MAX_TEMPLATES = 50
-
-
-class TemplateAlreadyExists(Exception):
-    aws_code = "TemplateAlreadyExistsException"
-
-
-class TemplateNotFound(Exception):
-    aws_code = "TemplateNotFoundException"
-
-
-class TemplateLimitExceeded(Exception):
-    aws_code = "LimitExceededException"
 
 
 @dataclass(frozen=True)
@@ -166,7 +155,7 @@ class TemplateService:
                 (await conn.execute(select(t.c.prefix).where(t.c.registry_id == registry_id))).all()
             )
             if count >= MAX_TEMPLATES:
-                raise TemplateLimitExceeded(
+                raise LimitExceeded(
                     f"The maximum number of repository creation templates ({MAX_TEMPLATES}) "
                     f"has been reached for the registry '{registry_id}'"
                 )
@@ -246,15 +235,15 @@ class TemplateService:
 
 
 async def apply_template(
-    services: Any, templates: TemplateService, registry_id: str, name: str, applied_for: str
+    repositories: Any, templates: TemplateService, registry_id: str, name: str, applied_for: str
 ) -> Any:
     """Create a repository the way `applied_for` creates it: with the settings of the
     matching template (mutability, encryption, resource tags, repository and lifecycle
     policies), or ECR's defaults when none matches. Returns the repository."""
     template = await templates.for_new_repository(registry_id, name, applied_for)
     if template is None:
-        return (await services.repositories.create(registry_id, name))[0]
-    repo, created = await services.repositories.create(
+        return (await repositories.create(registry_id, name))[0]
+    repo, created = await repositories.create(
         registry_id,
         name,
         tag_mutability=template.image_tag_mutability,
@@ -263,7 +252,7 @@ async def apply_template(
         tags=dict(template.resource_tags) or None,
     )
     if created and (template.repository_policy or template.lifecycle_policy):
-        repo = await services.repositories.update(
+        repo = await repositories.update(
             repo,
             **{
                 k: v

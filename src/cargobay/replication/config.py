@@ -12,16 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cargobay.errors import InvalidParameter
+
 MAX_RULES = 10
 MAX_UNIQUE_DESTINATIONS = 25
 MAX_FILTERS = 100
 _REGION = re.compile(r"[0-9a-z-]{2,25}")
 _REGISTRY_ID = re.compile(r"[0-9]{12}")
 _FILTER = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]*)*/)*[a-z0-9]*(?:[._-][a-z0-9]*)*")
-
-
-class ReplicationConfigInvalid(ValueError):
-    """A configuration ECR would refuse; the message is the one the caller sees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +67,9 @@ class ReplicationConfiguration:
         return list(seen)
 
 
-def _fail(message: str) -> ReplicationConfigInvalid:
-    return ReplicationConfigInvalid(message)
+def _fail(message: str) -> InvalidParameter:
+    """A configuration ECR would refuse; the message is the one the caller sees."""
+    return InvalidParameter(message)
 
 
 def _destination(value: Any, where: str) -> Destination:

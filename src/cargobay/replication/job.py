@@ -118,7 +118,7 @@ class Replicator:
                     f"{CREATE_REPOSITORY} to {repo.registry_id}",
                 )
             target = await apply_template(
-                services, self.templates, destination.registry_id, name, "REPLICATION"
+                services.repositories, self.templates, destination.registry_id, name, "REPLICATION"
             )
         await self._copy_manifest(repo, target, digest, tag)
         return 0

@@ -19,6 +19,7 @@ from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
+from cargobay.registry.hooks import CLIENT, Hooks, Pushed
 from cargobay.replication.config import (
     Destination,
     ReplicationConfiguration,
@@ -45,10 +46,21 @@ class ReplicationStatus:
 
 
 class ReplicationService:
-    def __init__(self, db: Database, region: str, remote_regions: frozenset[str]) -> None:
+    def __init__(
+        self, db: Database, region: str, remote_regions: frozenset[str], hooks: Hooks
+    ) -> None:
         self.db = db
         self.region = region
         self.known_regions = frozenset({region, *remote_regions})
+        hooks.on_push(self._pushed)
+
+    async def _pushed(self, conn: Any, event: Pushed) -> None:
+        """Replicate what clients push; copies made by replication or the pull-through cache
+        stay where they are (ECR replicates one hop, and never cached images)."""
+        if event.origin != CLIENT:
+            return
+        repo = event.repo
+        await self.on_push(conn, repo.id, repo.registry_id, repo.name, event.digest, event.tag)
 
     async def configuration(self, registry_id: str, conn: Any = None) -> ReplicationConfiguration:
         r = schema.replication_configurations
@@ -61,7 +73,7 @@ class ReplicationService:
         return from_stored(json.loads(text)) if text else ReplicationConfiguration()
 
     async def put_configuration(self, registry_id: str, data: Any) -> ReplicationConfiguration:
-        """Validate and store (ReplicationConfigInvalid when ECR would refuse it)."""
+        """Validate and store (InvalidParameter when ECR would refuse it)."""
         config = parse_configuration(
             data,
             source_region=self.region,
