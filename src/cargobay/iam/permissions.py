@@ -41,6 +41,7 @@ LIST_IMAGES = "ecr:ListImages"
 DESCRIBE_REPOSITORIES = "ecr:DescribeRepositories"
 CREATE_REPOSITORY = "ecr:CreateRepository"
 TAG_RESOURCE = "ecr:TagResource"
+REPLICATE_IMAGE = "ecr:ReplicateImage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,21 @@ V2_ROUTES: dict[tuple[str, str], Permission] = {
     ("upload", "PUT"): _p(COMPLETE_UPLOAD, REPOSITORY),
     ("upload", "DELETE"): _p(INITIATE_UPLOAD, REPOSITORY),
     ("referrers", "GET"): _p(PULL_MANIFEST, REPOSITORY),
+}
+
+# `/v2/` writes that another deployment's replication makes: what ECR asks of a replica is
+# `ecr:ReplicateImage` on the destination (granted cross-account by its registry policy).
+V2_REPLICATION_ROUTES: dict[tuple[str, str], Permission] = {
+    route: _p(REPLICATE_IMAGE, REPOSITORY)
+    for route in (
+        ("manifest", "PUT"),
+        ("blob", "HEAD"),
+        ("uploads", "POST"),
+        ("upload", "GET"),
+        ("upload", "PATCH"),
+        ("upload", "PUT"),
+        ("upload", "DELETE"),
+    )
 }
 
 

@@ -86,6 +86,9 @@ class RemoteRegistry:
             "Authorization": "Basic " + base64.b64encode(pair).decode(),
             # The data plane picks the account from an ECR-style host name.
             "Host": f"{registry_id}.dkr.ecr.{region}.replication.invalid",
+            # The destination authorizes a replica as ecr:ReplicateImage and never replicates
+            # it further (distribution/call.py).
+            "X-Cargobay-Replication": "1",
         }
 
     async def _request(
