@@ -43,6 +43,7 @@ def periodic_jobs(services: Services) -> list[Job]:
 def task_runner(services: Services) -> TaskRunner:
     """This process's drainer of the task queue, with a handler per task kind (replication;
     scans and the other after-commit work add theirs here)."""
+    from cargobay.replication.backfill import TASK_KIND as BACKFILL
     from cargobay.replication.job import Replicator
     from cargobay.replication.remote import Endpoint
     from cargobay.replication.service import TASK_KIND as REPLICATE
@@ -53,7 +54,9 @@ def task_runner(services: Services) -> TaskRunner:
     }
     replicator = Replicator(services, services.replication, endpoints)
     runner = TaskRunner(
-        services.db, {REPLICATE: replicator.handle}, tick=settings.tasks_tick_seconds
+        services.db,
+        {REPLICATE: replicator.handle, BACKFILL: replicator.prepare_backfill},
+        tick=settings.tasks_tick_seconds,
     )
     runner.on_stop.append(replicator.close)
     return runner

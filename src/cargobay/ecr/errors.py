@@ -98,6 +98,9 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.DeleteConflict: "InvalidParameterException",
     e.TemplateAlreadyExists: "TemplateAlreadyExistsException",
     e.TemplateNotFound: "TemplateNotFoundException",
+    e.ReplicationBackfillNotFound: "ReplicationBackfillNotFoundException",
+    e.ReplicationBackfillInProgress: "ReplicationBackfillInProgressException",
+    e.ReplicationBackfillInvalidStatus: "ReplicationBackfillInvalidStatusException",
 }
 
 

@@ -42,7 +42,12 @@ class Retry(Exception):
 
 
 class Fail(Exception):
-    """The task can never succeed as it is; record the reason and stop retrying."""
+    """The task can never succeed as it is; record the reason and stop retrying. `code` is
+    a machine-readable failure code for the handler's own bookkeeping."""
+
+    def __init__(self, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

@@ -370,3 +370,32 @@ repository_creation_templates = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Copies of images pushed before a replication rule existed (StartReplicationBackfill).
+replication_backfills = Table(
+    "replication_backfills",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("registry_id", String(12), nullable=False),
+    Column("region", String(25), nullable=False),
+    Column("destination_registry_id", String(12), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_code", String(64)),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+)
+Index("ix_replication_backfills_registry", replication_backfills.c.registry_id)
+
+# One row per image a backfill copies; its status follows the image's replication task.
+replication_backfill_results = Table(
+    "replication_backfill_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("backfill_id", String(36), nullable=False),
+    Column("repository_name", String(256), nullable=False),
+    Column("digest", String(200), nullable=False),
+    Column("tag", String(300)),
+    Column("status", String(16), nullable=False),
+    Column("failure_code", String(64)),
+)
+Index("ix_replication_backfill_results", replication_backfill_results.c.backfill_id)

@@ -61,8 +61,31 @@ class Replicator:
             )
         return self._session
 
+    async def prepare_backfill(self, task: Task) -> None:
+        await self.replication.backfills.prepare(task.payload["backfill_id"])
+
     async def handle(self, task: Task) -> None:
         p = task.payload
+        backfill = p.get("backfill_id")
+        if backfill and not await self.replication.backfills.active(backfill):
+            return  # the backfill was stopped
+        try:
+            await self._replicate(p)
+        except Fail as exc:
+            if backfill:
+                await self.replication.backfills.finish(
+                    backfill,
+                    p["backfill_result_id"],
+                    FAILED,
+                    exc.args[1] if len(exc.args) > 1 else None,
+                )
+            raise
+        if backfill:
+            await self.replication.backfills.finish(
+                backfill, p["backfill_result_id"], COMPLETE, None
+            )
+
+    async def _replicate(self, p: dict[str, Any]) -> None:
         destination = Destination(p["region"], p["destination_registry_id"])
         repo = await self.services.repositories.find(p["registry_id"], p["name"])
         if repo is None or repo.id != p["repository_id"]:
@@ -81,7 +104,7 @@ class Replicator:
             await self.replication.record(
                 repo.id, p["digest"], destination, FAILED, exc.code, exc.reason
             )
-            raise Fail(exc.reason) from None
+            raise Fail(exc.reason, exc.code) from None
         await self.replication.record(repo.id, p["digest"], destination, COMPLETE, bytes_sent=sent)
         log.info(
             "replicated %s/%s@%s to %s/%s (%d bytes sent)",

@@ -20,6 +20,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed
+from cargobay.replication.backfill import BackfillService
 from cargobay.replication.config import (
     Destination,
     ReplicationConfiguration,
@@ -53,6 +54,7 @@ class ReplicationService:
         self.region = region
         self.known_regions = frozenset({region, *remote_regions})
         hooks.on_push(self._pushed)
+        self.backfills = BackfillService(db, self)
 
     async def _pushed(self, conn: Any, event: Pushed) -> None:
         """Replicate what clients push; copies made by replication or the pull-through cache
@@ -105,23 +107,35 @@ class ReplicationService:
         config = await self.configuration(registry_id, conn)
         destinations = config.destinations_for(name)
         for destination in destinations:
-            await self._set_status(
-                conn, repository_id, digest, destination, IN_PROGRESS, None, None
-            )
-            await queue.enqueue(
-                conn,
-                TASK_KIND,
-                {
-                    "repository_id": repository_id,
-                    "registry_id": registry_id,
-                    "name": name,
-                    "digest": digest,
-                    "tag": tag,
-                    "region": destination.region,
-                    "destination_registry_id": destination.registry_id,
-                },
-            )
+            await self.enqueue(conn, repository_id, registry_id, name, digest, tag, destination)
         return destinations
+
+    async def enqueue(
+        self,
+        conn: Any,
+        repository_id: int,
+        registry_id: str,
+        name: str,
+        digest: str,
+        tag: str | None,
+        destination: Destination,
+        *,
+        backfill: tuple[str, int] | None = None,
+    ) -> None:
+        """One `replicate` task and an IN_PROGRESS status, in the caller's transaction."""
+        await self._set_status(conn, repository_id, digest, destination, IN_PROGRESS, None, None)
+        payload: dict[str, Any] = {
+            "repository_id": repository_id,
+            "registry_id": registry_id,
+            "name": name,
+            "digest": digest,
+            "tag": tag,
+            "region": destination.region,
+            "destination_registry_id": destination.registry_id,
+        }
+        if backfill is not None:
+            payload["backfill_id"], payload["backfill_result_id"] = backfill
+        await queue.enqueue(conn, TASK_KIND, payload)
 
     async def _set_status(
         self,

@@ -11,6 +11,7 @@ from cargobay.ecr.actions.repositories import parse_tags
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
 from cargobay.registry.templates import APPLIED_FOR, Template
+from cargobay.replication.config import Destination
 
 MUTABILITY = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 ENCRYPTION = ("AES256", "KMS", "KMS_DSSE")
@@ -145,4 +146,89 @@ async def describe_templates(call: EcrCall, payload: dict[str, Any]) -> dict[str
     }
     if len(templates) > limit:
         result["nextToken"] = call.encode_token(page[-1].prefix)
+    return result
+
+
+def _destination(payload: dict[str, Any]) -> Destination:
+    value = payload.get("destination")
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(k), str) for k in ("region", "registryId")
+    ):
+        raise errors.InvalidParameter("destination must name a region and a registryId")
+    return Destination(value["region"], value["registryId"])
+
+
+def _backfill_answer(call: EcrCall, backfill: Any) -> dict[str, Any]:
+    body = backfill.summary()
+    return {
+        "replicationBackfillId": body["replicationBackfillId"],
+        "registryId": call.registry_id,
+        "destination": body["destination"],
+        "status": body["status"],
+        "startedAt": body["startedAt"],
+    }
+
+
+@action("StartReplicationBackfill")
+async def start_replication_backfill(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    registry_id = call.use_registry(payload)
+    backfills = call.services.replication.backfills
+    return _backfill_answer(call, await backfills.start(registry_id, _destination(payload)))
+
+
+@action("StopReplicationBackfill")
+async def stop_replication_backfill(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    registry_id = call.use_registry(payload)
+    backfills = call.services.replication.backfills
+    backfill = await backfills.stop(registry_id, str(payload.get("replicationBackfillId")))
+    return _backfill_answer(call, backfill)
+
+
+@action("DescribeReplicationBackfillResults")
+async def describe_replication_backfill_results(
+    call: EcrCall, payload: dict[str, Any]
+) -> dict[str, Any]:
+    registry_id = call.use_registry(payload)
+    backfills = call.services.replication.backfills
+    backfill = await backfills.get(registry_id, str(payload.get("replicationBackfillId")))
+    limit = call.page_size(payload)
+    after = call.decode_token(payload) or 0
+    if not isinstance(after, int):
+        raise errors.InvalidParameter("Invalid parameter at 'nextToken'")
+    rows = await backfills.results(backfill.id, payload.get("resultStatusFilter"), after, limit + 1)
+    result: dict[str, Any] = {
+        **backfill.summary(),
+        "registryId": registry_id,
+        "progress": await backfills.progress(backfill.id),
+        "results": [{k: v for k, v in row.items() if k != "_id"} for row in rows[:limit]],
+    }
+    if len(rows) > limit:
+        result["nextToken"] = call.encode_token(rows[limit - 1]["_id"])
+    return result
+
+
+@action("ListReplicationBackfills")
+async def list_replication_backfills(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    registry_id = call.use_registry(payload)
+    backfills = call.services.replication.backfills
+    limit = call.page_size(payload, maximum=50, default=50)
+    after = call.decode_token(payload)
+    listed = await backfills.list(registry_id)
+    if after is not None:
+        ids = [b.id for b in listed]
+        if after not in ids:
+            raise errors.InvalidParameter("Invalid parameter at 'nextToken'")
+        listed = listed[ids.index(after) + 1 :]
+    page = listed[:limit]
+    summaries = []
+    for backfill in page:
+        summary = backfill.summary()
+        summary["progress"] = await backfills.progress(backfill.id)
+        summaries.append(summary)
+    result: dict[str, Any] = {
+        "registryId": registry_id,
+        "backfills": summaries,
+    }
+    if len(listed) > limit:
+        result["nextToken"] = call.encode_token(page[-1].id)
     return result

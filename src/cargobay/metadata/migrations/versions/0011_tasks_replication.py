@@ -1,5 +1,5 @@
 """Background tasks (an outbox claimed row by row), replication configurations and statuses,
-and repository creation templates.
+and repository creation templates, and replication backfills.
 
 Revision ID: 0011
 Revises: 0005
@@ -91,9 +91,38 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("registry_id", "prefix", name="pk_repository_creation_templates"),
     )
+    op.create_table(
+        "replication_backfills",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("registry_id", sa.String(12), nullable=False),
+        sa.Column("region", sa.String(25), nullable=False),
+        sa.Column("destination_registry_id", sa.String(12), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("failure_code", sa.String(64)),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("ended_at", sa.Float()),
+        sa.PrimaryKeyConstraint("id", name="pk_replication_backfills"),
+    )
+    op.create_index("ix_replication_backfills_registry", "replication_backfills", ["registry_id"])
+    op.create_table(
+        "replication_backfill_results",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("backfill_id", sa.String(36), nullable=False),
+        sa.Column("repository_name", sa.String(256), nullable=False),
+        sa.Column("digest", sa.String(200), nullable=False),
+        sa.Column("tag", sa.String(300)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("failure_code", sa.String(64)),
+        sa.PrimaryKeyConstraint("id", name="pk_replication_backfill_results"),
+    )
+    op.create_index(
+        "ix_replication_backfill_results", "replication_backfill_results", ["backfill_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("replication_backfill_results")
+    op.drop_table("replication_backfills")
     op.drop_table("repository_creation_templates")
     op.drop_table("replication_statuses")
     op.drop_table("replication_configurations")
