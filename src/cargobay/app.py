@@ -42,6 +42,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return await metrics.handler(request, services, own)
 
 
+ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+
+
 async def ecr_api(request: web.Request) -> web.Response:
     """`POST /`: the ECR API (AWS JSON 1.1, `X-Amz-Target`), or the IAM Query API when the
     request has no `X-Amz-Target` and a form-encoded body (`aws iam --endpoint-url`).
@@ -54,6 +57,13 @@ async def ecr_api(request: web.Request) -> web.Response:
 
     if iam_api.wants(request):
         return await iam_api.handle(request, request.app[SERVICES])
+    target = request.headers.get("X-Amz-Target", "")
+    if not target.startswith(ECR_TARGET_PREFIX):
+        from cargobay import awsjson
+
+        service = awsjson.find(target)
+        if service is not None:
+            return await awsjson.serve(service, request, request.app[SERVICES])
     return await ecr_handle(request, request.app[SERVICES])
 
 

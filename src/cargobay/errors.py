@@ -272,6 +272,29 @@ class DeleteConflict(Conflict):
     default_message = "the entity must be emptied before it can be deleted"
 
 
+# -- replication and repository creation templates --------------------------------------------
+
+
+class TemplateAlreadyExists(AlreadyExists):
+    default_message = "a repository creation template with this prefix already exists"
+
+
+class TemplateNotFound(NotFound):
+    default_message = "no repository creation template has this prefix"
+
+
+class ReplicationBackfillNotFound(NotFound):
+    default_message = "no replication backfill has this id"
+
+
+class ReplicationBackfillInProgress(Conflict):
+    default_message = "a replication backfill to this destination is already in progress"
+
+
+class ReplicationBackfillInvalidStatus(Conflict):
+    default_message = "the replication backfill is not in a status that allows this"
+
+
 def concrete_errors() -> list[type[DomainError]]:
     """Every domain error class a service may raise (categories included: services raise
     InvalidParameter and LimitExceeded themselves), for the door-coverage test."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from cargobay.jobs import gc
 from cargobay.jobs.leases import Job
+from cargobay.jobs.queue import TaskRunner
 from cargobay.lifecycle import job as lifecycle
 from cargobay.registry.services import Services
 
@@ -37,3 +38,25 @@ def lifecycle_job(services: Services) -> Job:
 
 def periodic_jobs(services: Services) -> list[Job]:
     return [gc_job(services), lifecycle_job(services)]
+
+
+def task_runner(services: Services) -> TaskRunner:
+    """This process's drainer of the task queue, with a handler per task kind (replication;
+    scans and the other after-commit work add theirs here)."""
+    from cargobay.replication.backfill import TASK_KIND as BACKFILL
+    from cargobay.replication.job import Replicator
+    from cargobay.replication.remote import Endpoint
+    from cargobay.replication.service import TASK_KIND as REPLICATE
+
+    settings = services.settings
+    endpoints = {
+        r.name: Endpoint(r.endpoint, r.access_key_id, r.secret_access_key) for r in settings.regions
+    }
+    replicator = Replicator(services, services.replication, endpoints)
+    runner = TaskRunner(
+        services.db,
+        {REPLICATE: replicator.handle, BACKFILL: replicator.prepare_backfill},
+        tick=settings.tasks_tick_seconds,
+    )
+    runner.on_stop.append(replicator.close)
+    return runner

@@ -24,7 +24,7 @@ from cargobay.jobs.leases import Scheduler
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import node_holder, node_id, release_node
 from cargobay.registry.services import Services
-from cargobay.schedule import periodic_jobs
+from cargobay.schedule import periodic_jobs, task_runner
 
 
 async def prepare(settings: Settings) -> None:
@@ -105,10 +105,12 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     )
     await site.start()
     guard.start()
-    scheduler = None
+    scheduler = tasks = None
     if settings.jobs_enabled:
         scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
         scheduler.start()
+        tasks = task_runner(services)
+        tasks.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -116,6 +118,8 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     await stop.wait()
     if scheduler is not None:
         await scheduler.stop()
+    if tasks is not None:
+        await tasks.stop()
     await guard.stop()
     await runner.cleanup()
 

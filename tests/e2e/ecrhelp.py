@@ -233,6 +233,7 @@ def aws(
     input: str | None = None,
     check: bool = True,
     output_json: bool = True,
+    region: str = REGION,
 ) -> subprocess.CompletedProcess[str]:
     """Run `aws <args> --endpoint-url <server>`; stdout is parsed JSON in `.json` when asked."""
     key, secret = creds or server.credentials
@@ -244,7 +245,7 @@ def aws(
     env.update(
         AWS_ACCESS_KEY_ID=key,
         AWS_SECRET_ACCESS_KEY=secret,
-        AWS_DEFAULT_REGION=REGION,
+        AWS_DEFAULT_REGION=region,
         AWS_MAX_ATTEMPTS="1",
         AWS_CONFIG_FILE="/dev/null",
         AWS_SHARED_CREDENTIALS_FILE="/dev/null",

@@ -86,18 +86,19 @@ class Registry:
         return Reply(response.status, dict(response.headers), await response.read())
 
     async def ecr(self, operation: str, payload: dict[str, Any]) -> Reply:
+        return await self.aws_json(TARGET + operation, "ecr", payload)
+
+    async def aws_json(self, target: str, service: str, payload: dict[str, Any]) -> Reply:
+        """An AWS JSON 1.1 call signed with SigV4 for `service`, as the AWS CLI sends it."""
         body = json.dumps(payload).encode()
         url = str(self.client.make_url("/"))
         request = AWSRequest(
             method="POST",
             url=url,
             data=body,
-            headers={
-                "X-Amz-Target": TARGET + operation,
-                "Content-Type": "application/x-amz-json-1.1",
-            },
+            headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
         )
-        SigV4Auth(Credentials(self.key, self.secret), "ecr", "us-east-1").add_auth(request)
+        SigV4Auth(Credentials(self.key, self.secret), service, "us-east-1").add_auth(request)
         response = await self.client.post(
             "/", data=body, headers={k: v for k, v in request.headers.items()}
         )

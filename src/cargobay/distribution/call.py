@@ -10,11 +10,15 @@ from aiohttp import web
 from cargobay.distribution.auth import registry_for
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
+from cargobay.registry import hooks
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
 
 SERVICES = web.AppKey("services", Services)
+# Sent by another deployment's replication (replication/remote.py): this push is a replica,
+# authorized as `ecr:ReplicateImage`, created from REPLICATION templates, never re-replicated.
+REPLICATION_HEADER = "X-Cargobay-Replication"
 # Request key: (repository id, principal ARN, full size) of a metered GET.
 USAGE = "cargobay.usage"
 BLOCK_BYTES = 1024 * 1024
@@ -32,6 +36,7 @@ class Call:
         self.name = name
         self.registry_id = registry_for(request, principal.account_id)
         self.resource = authz.Resource(self.registry_id, services.settings.region, name or None)
+        self.replication = REPLICATION_HEADER in request.headers
 
     def context(self) -> authz.RequestContext:
         return request_context(self.request, self.services.settings.trusted_proxies)
@@ -57,8 +62,17 @@ class Call:
         """`RepositoryService.get_for_push`: create-on-push and its authorization are the
         service's, the same for every door."""
         return await self.services.repositories.get_for_push(
-            self.principal, self.registry_id, self.name, self.context()
+            self.principal,
+            self.registry_id,
+            self.name,
+            self.context(),
+            applied_for="REPLICATION" if self.replication else "CREATE_ON_PUSH",
         )
+
+    @property
+    def origin(self) -> str:
+        """Who is pushing, for the commit hooks."""
+        return hooks.REPLICATION if self.replication else hooks.CLIENT
 
 
 async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:

@@ -77,6 +77,11 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.UserNotFound: ("DENIED", 404),
     e.UserAlreadyExists: ("DENIED", 409),
     e.DeleteConflict: ("DENIED", 409),
+    e.TemplateAlreadyExists: ("DENIED", 409),
+    e.TemplateNotFound: ("NAME_UNKNOWN", 404),
+    e.ReplicationBackfillNotFound: ("NAME_UNKNOWN", 404),
+    e.ReplicationBackfillInProgress: ("DENIED", 409),
+    e.ReplicationBackfillInvalidStatus: ("DENIED", 409),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

@@ -147,7 +147,9 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
         payload = await read_at_most(call.request, services.manifests.max_manifest_bytes + 1)
         repo = await call.push_target()
         content_type = call.request.content_type if "Content-Type" in call.request.headers else None
-        result = await services.manifests.put_image(repo, payload, content_type, digest, tag)
+        result = await services.manifests.put_image(
+            repo, payload, content_type, digest, tag, origin=call.origin
+        )
         headers = {
             "Location": f"/v2/{call.name}/manifests/{result.digest}",
             "Docker-Content-Digest": result.digest,
@@ -336,6 +338,8 @@ async def _authorize(call: Call, kind: str) -> None:
     permission = permissions.V2_ROUTES.get((kind, call.request.method))
     if permission is None:
         raise Unsupported(f"{call.request.method} is not supported on this endpoint")
+    if call.replication:
+        permission = permissions.V2_REPLICATION_ROUTES.get((kind, call.request.method), permission)
     if permission.resource == permissions.NONE:
         return
     name = call.name if permission.resource == permissions.REPOSITORY else None

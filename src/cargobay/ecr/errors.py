@@ -97,6 +97,11 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",
+    e.TemplateAlreadyExists: "TemplateAlreadyExistsException",
+    e.TemplateNotFound: "TemplateNotFoundException",
+    e.ReplicationBackfillNotFound: "ReplicationBackfillNotFoundException",
+    e.ReplicationBackfillInProgress: "ReplicationBackfillInProgressException",
+    e.ReplicationBackfillInvalidStatus: "ReplicationBackfillInvalidStatusException",
 }
 
 

@@ -41,6 +41,7 @@ LIST_IMAGES = "ecr:ListImages"
 DESCRIBE_REPOSITORIES = "ecr:DescribeRepositories"
 CREATE_REPOSITORY = "ecr:CreateRepository"
 TAG_RESOURCE = "ecr:TagResource"
+REPLICATE_IMAGE = "ecr:ReplicateImage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,21 @@ V2_ROUTES: dict[tuple[str, str], Permission] = {
     ("referrers", "GET"): _p(PULL_MANIFEST, REPOSITORY),
 }
 
+# `/v2/` writes that another deployment's replication makes: what ECR asks of a replica is
+# `ecr:ReplicateImage` on the destination (granted cross-account by its registry policy).
+V2_REPLICATION_ROUTES: dict[tuple[str, str], Permission] = {
+    route: _p(REPLICATE_IMAGE, REPOSITORY)
+    for route in (
+        ("manifest", "PUT"),
+        ("blob", "HEAD"),
+        ("uploads", "POST"),
+        ("upload", "GET"),
+        ("upload", "PATCH"),
+        ("upload", "PUT"),
+        ("upload", "DELETE"),
+    )
+}
+
 
 _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
     REGISTRY: (
@@ -88,6 +104,15 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "DeleteRegistryPolicy",
         "DescribeRegistry",
         "GetRegistryScanningConfiguration",
+        "PutReplicationConfiguration",
+        "CreateRepositoryCreationTemplate",
+        "DescribeRepositoryCreationTemplates",
+        "UpdateRepositoryCreationTemplate",
+        "DeleteRepositoryCreationTemplate",
+        "StartReplicationBackfill",
+        "StopReplicationBackfill",
+        "DescribeReplicationBackfillResults",
+        "ListReplicationBackfills",
     ),
     REPOSITORIES: ("DescribeRepositories",),
     REPOSITORY_ARN: ("TagResource", "UntagResource", "ListTagsForResource"),
@@ -114,6 +139,7 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "SetRepositoryPolicy",
         "GetRepositoryPolicy",
         "DeleteRepositoryPolicy",
+        "DescribeImageReplicationStatus",
     ),
 }
 

@@ -45,7 +45,9 @@ async def expire_repository(
     expired = 0
     for image, rule in await services.lifecycle.plan(repo, policy, now):
         try:
-            await services.deletes.delete_image(repo, ImageRef(digest=image.digest))
+            await services.deletes.delete_image(
+                repo, ImageRef(digest=image.digest), origin="lifecycle"
+            )
         except ImageReferencedByManifestList:
             continue  # an index pushed since the plan lists it now: the next run decides
         except ImageNotFound:

@@ -28,6 +28,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.names import validate_tag
+from cargobay.registry.hooks import CLIENT, Deleted, Hooks
 from cargobay.registry.repositories import Repository
 
 
@@ -60,10 +61,13 @@ def check_ref(ref: ImageRef) -> None:
 
 
 class DeleteService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, hooks: Hooks | None = None) -> None:
         self.db = db
+        self.hooks = hooks or Hooks()
 
-    async def delete_image(self, repo: Repository, ref: ImageRef) -> ImageRef:
+    async def delete_image(
+        self, repo: Repository, ref: ImageRef, *, origin: str = CLIENT
+    ) -> ImageRef:
         """Delete one image by the rules above; what was deleted, or a domain error."""
         check_ref(ref)
         m, t, mr = schema.manifests, schema.tags, schema.manifest_references
@@ -94,6 +98,9 @@ class DeleteService:
                         await conn.execute(
                             t.delete().where(t.c.repository_id == repo.id, t.c.name == ref.tag)
                         )
+                        await self.hooks.deleted(
+                            conn, Deleted(repo, digest, ref.tag, untagged_only=True, origin=origin)
+                        )
                         return ImageRef(digest, ref.tag)
             parents = [
                 row.manifest_digest
@@ -119,14 +126,19 @@ class DeleteService:
             await conn.execute(
                 mr.delete().where(mr.c.repository_id == repo.id, mr.c.manifest_digest == digest)
             )
+            await self.hooks.deleted(conn, Deleted(repo, digest, ref.tag, origin=origin))
         return ImageRef(digest, ref.tag)
 
-    async def delete_images(self, repo: Repository, refs: list[ImageRef]) -> list[DeleteOutcome]:
+    async def delete_images(
+        self, repo: Repository, refs: list[ImageRef], *, origin: str = CLIENT
+    ) -> list[DeleteOutcome]:
         """Delete each image on its own; one's failure does not stop the others."""
         outcomes = []
         for ref in refs:
             try:
-                outcomes.append(DeleteOutcome(ref, deleted=await self.delete_image(repo, ref)))
+                outcomes.append(
+                    DeleteOutcome(ref, deleted=await self.delete_image(repo, ref, origin=origin))
+                )
             except DomainError as exc:
                 outcomes.append(DeleteOutcome(ref, error=exc))
         return outcomes
@@ -136,11 +148,15 @@ class DeleteService:
         validate_tag(tag)
         t = schema.tags
         async with self.db.write() as conn:
-            result = await conn.execute(
-                t.delete().where(t.c.repository_id == repo.id, t.c.name == tag)
-            )
-        if not result.rowcount:
-            raise ImageNotFound(detail={"tag": tag})
+            digest = (
+                await conn.execute(
+                    select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
+                )
+            ).scalar_one_or_none()
+            if digest is None:
+                raise ImageNotFound(detail={"tag": tag})
+            await conn.execute(t.delete().where(t.c.repository_id == repo.id, t.c.name == tag))
+            await self.hooks.deleted(conn, Deleted(repo, digest, tag, untagged_only=True))
 
 
 def _not_found(repo: Repository, ref: ImageRef) -> str:

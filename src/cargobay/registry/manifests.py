@@ -27,6 +27,7 @@ from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
+from cargobay.registry.hooks import CLIENT, Hooks, Pushed
 from cargobay.registry.repositories import Repository
 
 log = logging.getLogger("cargobay.manifests")
@@ -79,9 +80,10 @@ def _check_reference(reference: str) -> None:
 
 
 class ManifestService:
-    def __init__(self, db: Database, max_manifest_bytes: int) -> None:
+    def __init__(self, db: Database, max_manifest_bytes: int, hooks: Hooks | None = None) -> None:
         self.db = db
         self.max_manifest_bytes = max_manifest_bytes
+        self.hooks = hooks or Hooks()
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
@@ -112,6 +114,7 @@ class ManifestService:
         tag: str | None = None,
         *,
         refuse_existing: bool = False,
+        origin: str = CLIENT,
     ) -> PutResult:
         """Store a manifest exactly as pushed and point `tag` at it, in one transaction.
 
@@ -120,7 +123,8 @@ class ManifestService:
         every reference is checked, and on an immutable repository a tag that names another
         manifest fails the whole call, leaving nothing behind. With `refuse_existing` (ECR's
         PutImage), the same manifest already under `tag` is ImageAlreadyExists, decided in the
-        same transaction as the write.
+        same transaction as the write. The push hooks (events, replication, scans) run inside
+        that transaction too; `origin` tells them who pushed (replication does not chain).
         """
         if len(payload) > self.max_manifest_bytes:
             raise PayloadTooLarge(
@@ -155,7 +159,20 @@ class ManifestService:
             created = await self._insert(conn, repo, actual, parsed, payload)
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual, time.time())
-        subject = parsed.subject.digest if parsed.subject else None
+            subject = parsed.subject.digest if parsed.subject else None
+            await self.hooks.pushed(
+                conn,
+                Pushed(
+                    repo,
+                    actual,
+                    tag,
+                    parsed.media_type,
+                    parsed.artifact_type,
+                    subject,
+                    created,
+                    origin,
+                ),
+            )
         return PutResult(actual, subject, created, parsed.media_type)
 
     async def _insert(

@@ -16,6 +16,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.names import validate_name
+from cargobay.registry.templates import TemplateService, apply_template
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class RepositoryService:
         self.db = db
         self.settings = settings
         self.authorizer = authorizer
+        # Creation templates (CREATE_ON_PUSH); set by Services.build.
+        self.templates: TemplateService | None = None
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
         r = schema.repositories
@@ -125,6 +128,8 @@ class RepositoryService:
         registry_id: str,
         name: str,
         context: RequestContext | None = None,
+        *,
+        applied_for: str = "CREATE_ON_PUSH",
     ) -> Repository:
         """The repository a push goes to, created when missing if the account allows
         create-on-push and the caller may create repositories (every door pushes through
@@ -133,10 +138,13 @@ class RepositoryService:
         repo = await self.find(registry_id, name)
         if repo is not None:
             return repo
-        if not await self.create_on_push(registry_id, self.settings.create_on_push):
+        replica = applied_for == "REPLICATION"  # ECR creates replicas whatever the setting
+        if not replica and not await self.create_on_push(registry_id, self.settings.create_on_push):
             raise RepositoryNotFound(_missing(registry_id, name), detail={"name": name})
         resource = Resource(registry_id, self.settings.region, name)
         await self.authorizer.require(principal, CREATE_REPOSITORY, resource, context)
+        if self.templates is not None:
+            return await apply_template(self, self.templates, registry_id, name, applied_for)
         return (await self.create(registry_id, name))[0]
 
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:

@@ -17,11 +17,14 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Leases, process_holder
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
+from cargobay.registry.hooks import Hooks
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
+from cargobay.registry.templates import TemplateService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
+from cargobay.replication.service import ReplicationService
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
@@ -44,6 +47,9 @@ class Services:
     images: ImageService
     lifecycle: LifecycleService
     usage: UsageRecorder
+    hooks: Hooks
+    templates: TemplateService
+    replication: ReplicationService
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -57,6 +63,8 @@ class Services:
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
         leases = Leases(db, holder or process_holder())
+        repositories.templates = TemplateService(db)
+        hooks = Hooks()
         return cls(
             settings=settings,
             db=db,
@@ -65,13 +73,18 @@ class Services:
             repositories=repositories,
             blobs=BlobService(db, store),
             uploads=UploadService(db, store, leases),
-            manifests=ManifestService(db, settings.max_manifest_bytes),
-            deletes=DeleteService(db),
+            manifests=ManifestService(db, settings.max_manifest_bytes, hooks),
+            deletes=DeleteService(db, hooks),
             credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
             authorizer=authorizer,
             images=images,
             lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
+            hooks=hooks,
+            templates=repositories.templates,
+            replication=ReplicationService(
+                db, settings.region, frozenset(r.name for r in settings.regions), hooks
+            ),
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:

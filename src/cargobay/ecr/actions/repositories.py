@@ -186,11 +186,6 @@ async def list_tags_for_resource(call: EcrCall, payload: dict[str, Any]) -> dict
     return {"tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
-@action("DescribeRegistry")
-async def describe_registry(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"registryId": call.registry_id, "replicationConfiguration": {"rules": []}}
-
-
 @action("GetRegistryScanningConfiguration")
 async def get_registry_scanning_configuration(
     call: EcrCall, payload: dict[str, Any]
