@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -85,6 +86,8 @@ def test_ecr_request_is_sigv4_signed() -> None:
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIA/")
     assert "/eu-west-1/ecr/aws4_request" in headers["Authorization"]
     assert headers["X-Amz-Target"].endswith(".GetAuthorizationToken")
+    _, _, other = signed_request("http://h", "eu-west-1", AwsKeys("A", "s"), "210987654321")
+    assert json.loads(other) == {"registryIds": ["210987654321"]}
 
 
 def test_retry_after() -> None:

@@ -194,3 +194,44 @@ def test_a_stopped_upstream_is_unavailable(tmp_path) -> None:
         assert asyncio.run(scenario())[1] is UpstreamUnavailable
     finally:
         registry.discard()
+
+
+def test_concurrent_first_requests_share_one_token_request(upstreams: dict[str, Upstream]) -> None:
+    """20 blob fetches started at once on a fresh client: one token request between them."""
+    upstream = upstreams["token"]
+    server = upstream.registry.tokens
+    digests = list(upstream.image.blobs) * 7
+
+    async def scenario() -> tuple[int, int, bool]:
+        before = server.count()
+        async with client_for(upstream) as client:
+            blobs = await asyncio.gather(
+                *(read_blob(client, "app/single", d) for d in digests[:20])
+            )
+            identical = all(
+                b == upstream.image.blobs[d] for b, d in zip(blobs, digests, strict=False)
+            )
+            return server.count() - before, client.token_requests, identical
+
+    hits, requests, identical = asyncio.run(scenario())
+    assert (hits, requests, identical) == (1, 1, True)
+
+
+def test_a_refused_cached_token_is_replaced(upstreams: dict[str, Upstream]) -> None:
+    """A token the registry no longer accepts (revoked, signed by a rotated key) is dropped
+    and a fresh one fetched, once."""
+    upstream = upstreams["token"]
+    server = upstream.registry.tokens
+    cache = TokenCache()
+    cache.put(upstream.registry.host, "repository:app/single:pull", "not.a.valid-token", 300)
+
+    async def scenario() -> tuple[Manifest, int]:
+        before = server.count()
+        async with client_for(upstream, token_cache=cache) as client:
+            manifest = await client.get_manifest("app/single", "v1")
+        return manifest, server.count() - before
+
+    manifest, hits = asyncio.run(scenario())
+    assert manifest.digest == upstream.image.manifest_digest
+    assert hits == 1
+    assert cache.get(upstream.registry.host, "repository:app/single:pull") != "not.a.valid-token"

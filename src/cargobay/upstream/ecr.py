@@ -39,7 +39,7 @@ class AwsKeys:
 
 
 def signed_request(
-    endpoint_url: str, region: str, keys: AwsKeys
+    endpoint_url: str, region: str, keys: AwsKeys, registry_id: str | None = None
 ) -> tuple[str, dict[str, str], bytes]:
     """(url, headers, body) of a SigV4-signed GetAuthorizationToken call."""
     from botocore.auth import SigV4Auth
@@ -47,7 +47,7 @@ def signed_request(
     from botocore.credentials import Credentials as BotoCredentials
 
     url = endpoint_url.rstrip("/") + "/"
-    body = b"{}"
+    body = json.dumps({"registryIds": [registry_id]} if registry_id else {}).encode()
     request = AWSRequest(
         method="POST",
         url=url,
@@ -81,10 +81,14 @@ class EcrTokenProvider:
         region: str,
         keys: AwsKeys,
         *,
+        registry_id: str | None = None,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`endpoint_url` is the ECR API (`https://api.ecr.<region>.amazonaws.com`, or a
+        cargobay's URL); `registry_id` asks for another account's registry."""
         self.endpoint_url = endpoint_url
+        self.registry_id = registry_id
         self.region = region
         self._keys = keys
         self._session = session
@@ -101,7 +105,9 @@ class EcrTokenProvider:
             return self._cached[0]
 
     async def _fetch(self) -> tuple[Credentials, float]:
-        url, headers, body = signed_request(self.endpoint_url, self.region, self._keys)
+        url, headers, body = signed_request(
+            self.endpoint_url, self.region, self._keys, self.registry_id
+        )
         self.requests += 1
         owned = self._session is None
         session = self._session or aiohttp.ClientSession()

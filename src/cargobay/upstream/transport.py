@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import time
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -39,6 +40,7 @@ USER_AGENT = "cargobay-pull-through/1"
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15, sock_read=60)
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _REDIRECTS = (301, 302, 303, 307, 308)
+MAX_TOKEN_ANSWER = 1024 * 1024  # tokens are a few kB; a larger answer is refused, not buffered
 
 
 class Transport:
@@ -172,7 +174,7 @@ class Transport:
                 )
             await self.expect(response, 200, "token")
             try:
-                return token_from_answer(await response.json(content_type=None))
+                return token_from_answer(json.loads(await _read_capped(response, MAX_TOKEN_ANSWER)))
             except ValueError as exc:
                 raise BadResponse(f"bad token answer: {exc}", upstream=self.host) from None
             except NETWORK_ERRORS as exc:
@@ -257,6 +259,17 @@ def retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise ValueError("token answer too large")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, str]:
