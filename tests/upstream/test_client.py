@@ -13,6 +13,7 @@ import pytest
 from cargobay.upstream.auth import Credentials, TokenCache
 from cargobay.upstream.client import Manifest, UpstreamClient
 from cargobay.upstream.errors import NotFound, Unauthorized, UpstreamUnavailable
+from cargobay.upstream.urls import DOCKER_HUB, UpstreamRegistry
 from imagebuilder import sha256 as _sha256
 from upstream.conftest import Upstream
 from upstream.distribution import PASSWORD, USER, Distribution
@@ -235,3 +236,18 @@ def test_a_refused_cached_token_is_replaced(upstreams: dict[str, Upstream]) -> N
     assert manifest.digest == upstream.image.manifest_digest
     assert hits == 1
     assert cache.get(upstream.registry.host, "repository:app/single:pull") != "not.a.valid-token"
+
+
+def test_docker_hub_single_component_names_get_the_library_prefix(
+    upstreams: dict[str, Upstream],
+) -> None:
+    """Against an upstream taken for Docker Hub, `alpine` is fetched as `library/alpine`."""
+    upstream = upstreams["anonymous"]
+    upstream.registry.push(f"oci:{upstream.image.layout}:v1", "library/alpine:3.20")
+    hub_like = UpstreamRegistry(upstream.registry.url, DOCKER_HUB, "docker-hub")
+
+    async def scenario() -> Manifest:
+        async with UpstreamClient(hub_like) as client:
+            return await client.get_manifest("alpine", "3.20")
+
+    assert asyncio.run(scenario()).content == upstream.image.manifest
