@@ -60,6 +60,9 @@ class Settings:
     # Largest manifest accepted through any door (bytes; ManifestService.put_image checks it).
     # The distribution-spec asks registries to accept at least 4 MiB.
     max_manifest_bytes: int = 4 * 1024 * 1024
+    # Pull-through cache: a cached tag is checked against its upstream (one HEAD) at most this
+    # often; in between, and whenever the upstream fails, the cached copy is served.
+    pull_through_recheck_seconds: int = 86400
 
     @property
     def database_url(self) -> str:
@@ -179,6 +182,8 @@ def validate(settings: Settings) -> None:
                 ipaddress.ip_network(part.strip(), strict=False)
     except ValueError as exc:
         raise ConfigError(f"trusted_proxies: {exc}") from None
+    if settings.pull_through_recheck_seconds < 0:
+        raise ConfigError("pull_through_recheck_seconds must not be negative")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
     if settings.storage.startswith("s3://"):

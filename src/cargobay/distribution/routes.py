@@ -27,12 +27,14 @@ from cargobay.errors import (
     RepositoryNotFound,
     SizeInvalid,
     Unsupported,
+    UpstreamFailed,
 )
 from cargobay.iam import permissions
 from cargobay.iam.authz import Resource
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, accepts
 from cargobay.oci.names import validate_name, validate_tag
+from cargobay.pullthrough.cache import BlobFill
 from cargobay.registry.deletes import ImageRef
 
 __all__ = ["SERVICES", "USAGE", "add_routes", "dispatch"]
@@ -117,8 +119,12 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
     services = call.services
     if method in ("GET", "HEAD"):
         try:
-            found = await services.manifests.get(call.registry_id, call.name, reference)
-        except DomainError:
+            # Through the pull-through cache: a repository under a rule is filled from its
+            # upstream; any other is read from the store.
+            found = await services.pullthrough.get_manifest(
+                call.principal, call.registry_id, call.name, reference, call.context()
+            )
+        except ImageNotFound:
             await call.repo()  # NAME_UNKNOWN when the repository itself is missing
             raise
         # Clients such as skopeo send one Accept header line per media type: read them all.
@@ -173,14 +179,28 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
     parse_digest(digest)
     if method in ("GET", "HEAD"):
         repo = await call.repo()
-        info = await services.blobs.stat(repo, digest)
-        call.count_transfer(repo.id, info.size)
         headers = {
             "Docker-Content-Digest": digest,
             "Content-Type": "application/octet-stream",
             "ETag": f'"{digest}"',
             "Accept-Ranges": "bytes",
         }
+        try:
+            info = await services.blobs.stat(repo, digest)
+        except BlobUnknown:
+            # Not stored yet: the pull-through cache fetches it (BlobUnknown again when the
+            # repository is no cache, or none of its images references the blob).
+            if method == "HEAD":
+                size = await services.pullthrough.blob_size(repo, digest)
+                return web.Response(headers={**headers, "Content-Length": str(size)})
+            fill = await services.pullthrough.open_blob(
+                call.principal, repo, digest, call.context()
+            )
+            if fill is not None:
+                call.count_transfer(repo.id, fill.size)
+                return await _stream_fill(call, fill, headers)
+            info = await services.blobs.stat(repo, digest)
+        call.count_transfer(repo.id, info.size)
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)
@@ -266,6 +286,42 @@ async def _stream_blob(
         raise ConnectionResetError("storage failed mid-stream") from None
     finally:
         await chunks.aclose()
+    await response.write_eof()
+    return response
+
+
+async def _stream_fill(call: Call, fill: BlobFill, headers: dict[str, str]) -> web.StreamResponse:
+    """Stream a blob as it arrives from the upstream (and is stored, by the fill). A Range is
+    not honoured on this first pull: the whole blob is sent, as a 200."""
+    chunks = fill.tee.stream()
+    try:
+        # The first chunk before answering, so an upstream that fails at once is an OCI error.
+        first = await anext(chunks, b"")
+    except DomainError:
+        await chunks.aclose()
+        raise
+    except Exception as exc:
+        await chunks.aclose()
+        raise UpstreamFailed(
+            f"fetching {headers['Docker-Content-Digest']} from the upstream failed: {exc}",
+            detail={"digest": headers["Docker-Content-Digest"]},
+        ) from None
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_length = fill.size
+    try:
+        await response.prepare(call.request)
+        if first:
+            await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        # Too late for an error body: cut the connection so the client sees a short read.
+        log.warning("upstream fetch failed mid-stream: %r", exc)
+        raise ConnectionResetError("upstream fetch failed mid-stream") from None
+    finally:
+        await chunks.aclose()  # detaches the client; the fill goes on and stores the blob
     await response.write_eof()
     return response
 

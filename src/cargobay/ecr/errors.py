@@ -96,6 +96,14 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",
+    e.PullThroughCacheRuleNotFound: "PullThroughCacheRuleNotFoundException",
+    e.PullThroughCacheRuleAlreadyExists: "PullThroughCacheRuleAlreadyExistsException",
+    e.UnsupportedUpstreamRegistry: "UnsupportedUpstreamRegistryException",
+    e.SecretNotFound: "SecretNotFoundException",
+    e.UnableToAccessSecret: "UnableToAccessSecretException",
+    e.UnableToDecryptSecretValue: "UnableToDecryptSecretValueException",
+    e.UpstreamFailed: "ImageNotFoundException",
+    e.CacheRepositoryPush: "InvalidParameterException",
 }
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0012"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -345,4 +345,43 @@ secret_tags = Table(
     Column("secret_id", Integer, ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", String(256), nullable=False),
+)
+
+# Pull-through cache (migration 0012): the rules per registry; when each cached tag was last
+# checked against its upstream; and one lease row per (registry, digest) being fetched from an
+# upstream, so concurrent first pulls on any worker or node cause one upstream fetch.
+pull_through_cache_rules = Table(
+    "pull_through_cache_rules",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("prefix", Name(30), primary_key=True),
+    Column("upstream_url", String(512), nullable=False),
+    Column("upstream_registry", String(64), nullable=False),
+    Column("upstream_prefix", String(30)),
+    Column("credential_arn", String(612)),
+    Column("custom_role_arn", String(2048)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+pull_through_tags = Table(
+    "pull_through_tags",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", Name(300), primary_key=True),
+    Column("checked_at", Float, nullable=False),
+)
+
+pull_through_fills = Table(
+    "pull_through_fills",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("digest", Name(200), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("lease_expires_at", Float, nullable=False),
 )

@@ -14,6 +14,8 @@ from cargobay.iam.secrets import load_box
 from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope, load_signer
 from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
+from cargobay.pullthrough.cache import PullThroughCache
+from cargobay.pullthrough.rules import RuleService
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
 from cargobay.registry.images import ImageService
@@ -21,6 +23,7 @@ from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
+from cargobay.secrets.service import SecretsService
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
@@ -42,6 +45,9 @@ class Services:
     images: ImageService
     lifecycle: LifecycleService
     usage: UsageRecorder
+    secrets: SecretsService
+    pull_through_rules: RuleService
+    pullthrough: PullThroughCache
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -52,20 +58,30 @@ class Services:
         authorizer = Authorizer(db)
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
+        box = load_box(settings.secret_key, settings.data_dir)
+        secrets = SecretsService(db, box, region=settings.region)
+        rules = RuleService(db, secrets)
+        blobs = BlobService(db, store)
+        manifests = ManifestService(db, settings.max_manifest_bytes)
         return cls(
             settings=settings,
             db=db,
             store=store,
             repositories=repositories,
-            blobs=BlobService(db, store),
+            blobs=blobs,
             uploads=UploadService(db, store),
-            manifests=ManifestService(db, settings.max_manifest_bytes),
+            manifests=manifests,
             deletes=DeleteService(db),
-            credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
+            credentials=CredentialStore(db, box),
             authorizer=authorizer,
             images=images,
             lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
+            secrets=secrets,
+            pull_through_rules=rules,
+            pullthrough=PullThroughCache(
+                db, settings, store, authorizer, repositories, manifests, blobs, rules
+            ),
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:
@@ -108,5 +124,6 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.pullthrough.close()
         await self.usage.close()
         await self.db.dispose()

@@ -201,6 +201,7 @@ def _declares_media_type(manifest: str) -> bool:
 @action("PutImage")
 async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
+    await call.services.repositories.check_push(repo.registry_id, repo.name)
     manifest = payload.get("imageManifest")
     if not isinstance(manifest, str) or not manifest:
         raise errors.InvalidParameter("imageManifest is required")
