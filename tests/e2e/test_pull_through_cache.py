@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 
 from e2e.ecrhelp import (
@@ -251,16 +252,26 @@ def test_a_push_into_a_cache_repository_is_refused(setup: Setup, tmp_path: Path)
 
 def test_pulling_through_needs_import_and_create(setup: Setup, tmp_path: Path) -> None:
     server = setup.server
-    pull_only = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
-            "ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-        ]}],
-    }  # fmt: skip
-    key, secret = make_user(server, unique("puller"), pull_only, tmp=tmp_path)
-    refused = pull(server, "anon/app/denied:v1", tmp_path / "x", f"{key}:{secret}", check=False)
-    assert refused.returncode != 0 and "denied" in refused.stderr.lower()
-    assert "ecr:BatchImportUpstreamImage" in refused.stderr or "403" in refused.stderr
+    pulls = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    steps = [[], ["ecr:BatchImportUpstreamImage"], ["ecr:CreateRepository"]]
+    users, granted = [], list(pulls)
+    for extra in steps:
+        granted = [*granted, *extra]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": granted, "Resource": "*"}],
+        }
+        users.append(make_user(server, unique("puller"), policy, tmp=tmp_path))
+    url = f"{server.url}/v2/anon/app/single/manifests/v1"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    answers = [requests.get(url, auth=user, headers=accept, timeout=30) for user in users]
+    assert [a.status_code for a in answers] == [403, 403, 200]
+    assert "ecr:BatchImportUpstreamImage" in answers[0].json()["errors"][0]["message"]
+    assert "ecr:CreateRepository" in answers[1].json()["errors"][0]["message"]
+    assert answers[2].content == setup.image.manifest
+    # Once cached, pulling needs only the pull actions (a due re-check is skipped for them).
+    again = requests.get(url, auth=users[0], headers=accept, timeout=30)
+    assert again.status_code == 200 and again.content == setup.image.manifest
 
 
 def test_validate_and_a_stopped_upstream(setup: Setup, tmp_path: Path) -> None:

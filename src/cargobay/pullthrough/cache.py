@@ -108,6 +108,20 @@ class PullThroughCache:
         for action in PULL_THROUGH[kind].actions:
             await self.authorizer.require(principal, action, resource, context)
 
+    async def _may(
+        self,
+        principal: Principal,
+        kind: str,
+        registry_id: str,
+        name: str,
+        context: RequestContext | None,
+    ) -> bool:
+        resource = Resource(registry_id, self.settings.region, name)
+        for action in PULL_THROUGH[kind].actions:
+            if not await self.authorizer.allowed(principal, action, resource, context):
+                return False
+        return True
+
     async def _repository(
         self, principal: Principal, registry_id: str, name: str, context: RequestContext | None
     ) -> Repository:
@@ -146,7 +160,12 @@ class PullThroughCache:
         repo = await self.repositories.find(registry_id, name)
         if local is not None and (is_digest(reference) or await self._fresh(repo, reference)):
             return local
-        await self._require(principal, "import", registry_id, name, context)
+        if local is not None:
+            # A re-check is due; a caller who may not import is served the cached copy.
+            if not await self._may(principal, "import", registry_id, name, context):
+                return local
+        else:
+            await self._require(principal, "import", registry_id, name, context)
         upstream_name = rule.upstream_name(name)
         try:
             client = await self.clients.get(rule)
