@@ -76,7 +76,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         for upstream in (anonymous, basic):
             upstream.push(f"oci:{image.layout}:v1", "app/single:v1")
         anonymous.push(f"oci:{index.layout}:v1", "app/multi:v1", "--all")
-        server.start()
+        server.start(timeout=120)  # a loaded machine (PostgreSQL + S3 runs) starts slowly
         secret = aws(
             server, "secretsmanager", "create-secret", "--name", "ecr-pullthroughcache/basic",
             "--secret-string", json.dumps({"username": USER, "accessToken": PASSWORD}),
