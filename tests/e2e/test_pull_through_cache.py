@@ -153,6 +153,21 @@ def test_rules_through_the_cli(setup: Setup) -> None:
         server, "ecr", "validate-pull-through-cache-rule", "--ecr-repository-prefix", "basic"
     )
     assert valid.json["isValid"] is True
+    updated = aws(
+        server, "ecr", "update-pull-through-cache-rule", "--ecr-repository-prefix", "basic",
+        "--credential-arn", setup.secret_arn,
+    ).json  # fmt: skip
+    assert updated["credentialArn"] == setup.secret_arn and updated["updatedAt"]
+    create_rule(server, "temporary", setup.anonymous.url)
+    deleted = aws(
+        server, "ecr", "delete-pull-through-cache-rule", "--ecr-repository-prefix", "temporary"
+    ).json  # fmt: skip
+    assert deleted["upstreamRegistryUrl"] == setup.anonymous.url
+    listed = aws(
+        server, "ecr", "describe-pull-through-cache-rules", "--ecr-repository-prefixes",
+        "temporary", check=False,
+    )  # fmt: skip
+    assert cli_error(listed) == "PullThroughCacheRuleNotFoundException"
 
 
 def test_pull_an_image_through_an_htpasswd_upstream(setup: Setup, tmp_path: Path) -> None:
@@ -170,6 +185,7 @@ def test_pull_an_image_through_an_htpasswd_upstream(setup: Setup, tmp_path: Path
     ).json["imageDetails"]  # fmt: skip
     assert [d["imageDigest"] for d in described] == [image.manifest_digest]
     assert described[0]["imageTags"] == ["v1"]
+    assert described[0]["lastRecordedPullTime"]
     for blob_digest in image.blobs:
         assert blob_fetches(setup.basic, "app/single", blob_digest) == 1
 
