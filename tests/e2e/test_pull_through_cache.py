@@ -22,7 +22,6 @@ from e2e.ecrhelp import (
     REGION,
     aws,
     cli_error,
-    make_user,
     pull,
     pulled_blob,
     pulled_manifest,
@@ -42,6 +41,7 @@ class Setup:
     server: Server
     anonymous: Distribution
     basic: Distribution
+    token: Distribution  # Docker token flow (a test token server Distribution trusts)
     image: Image  # app/single:v1 on both upstreams
     index: Index  # app/multi:v1 on the anonymous upstream
     secret_arn: str
@@ -58,6 +58,26 @@ def create_rule(server: Server, prefix: str, url: str, credential_arn: str | Non
     )
 
 
+def iam_user(server: Server, actions: list[str]) -> tuple[str, str]:
+    """A user allowed `actions` on everything, made through the IAM API with boto3 (quicker
+    than the admin CLI); its access key."""
+    key, secret = server.credentials
+    iam = boto3.client(
+        "iam", endpoint_url=server.url, region_name=REGION,
+        aws_access_key_id=key, aws_secret_access_key=secret,
+    )  # fmt: skip
+    name = unique("puller")
+    iam.create_user(UserName=name)
+    if actions:
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    created = iam.create_access_key(UserName=name)["AccessKey"]
+    return created["AccessKeyId"], created["SecretAccessKey"]
+
+
 def blob_fetches(upstream: Distribution, repository: str, digest: str) -> int:
     """Successful blob GETs of `digest` in the upstream's access log."""
     pattern = re.compile(rf'"GET /v2/{re.escape(repository)}/blobs/{re.escape(digest)} [^"]*" 200 ')
@@ -71,6 +91,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     index = build_index(root / "multi", ["amd64", "arm64"], [2048, 100_000], tag="v1")
     anonymous = Distribution(root / "anonymous", "anonymous").start()
     basic = Distribution(root / "basic", "basic").start()
+    token = Distribution(root / "token", "token").start()
     server = Server(root / "data", env={"CARGOBAY_PULL_THROUGH_RECHECK_SECONDS": str(RECHECK)})
     try:
         for upstream in (anonymous, basic):
@@ -83,11 +104,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         ).json  # fmt: skip
         create_rule(server, "anon", anonymous.url)
         create_rule(server, "basic", basic.url, secret["ARN"])
-        yield Setup(server, anonymous, basic, image, index, secret["ARN"])
+        create_rule(server, "token", token.url, secret["ARN"])
+        yield Setup(server, anonymous, basic, token, image, index, secret["ARN"])
     finally:
         server.discard()
-        anonymous.discard()
-        basic.discard()
+        for upstream in (anonymous, basic, token):
+            upstream.discard()
 
 
 def test_secrets_manager_door_with_boto3_and_the_cli(setup: Setup) -> None:
@@ -110,7 +132,7 @@ def test_secrets_manager_door_with_boto3_and_the_cli(setup: Setup) -> None:
     listed = aws(server, "secretsmanager", "list-secrets").json["SecretList"]
     assert setup.secret_arn in [s["ARN"] for s in listed]
     # A user without secretsmanager:GetSecretValue is refused by the authorizer.
-    creds = make_user(server, unique("nosecrets"))
+    creds = iam_user(server, [])
     denied = aws(
         server, "secretsmanager", "get-secret-value", "--secret-id", setup.secret_arn,
         creds=creds, check=False,
@@ -188,6 +210,17 @@ def test_pull_an_image_through_an_htpasswd_upstream(setup: Setup, tmp_path: Path
     assert described[0]["lastRecordedPullTime"]
     for blob_digest in image.blobs:
         assert blob_fetches(setup.basic, "app/single", blob_digest) == 1
+
+
+def test_pull_through_a_token_auth_upstream(setup: Setup, tmp_path: Path) -> None:
+    # An image of its own: blobs another upstream already gave the store are not fetched again.
+    image = build_image(tmp_path / "image", [2048, 200_000], tag="v1")
+    setup.token.push(f"oci:{image.layout}:v1", "app/tokened:v1")
+    pull(setup.server, "token/app/tokened:v1", tmp_path / "pulled")
+    assert pulled_manifest(tmp_path / "pulled")[1] == image.manifest
+    for blob_digest, data in image.blobs.items():
+        assert pulled_blob(tmp_path / "pulled", blob_digest) == data
+        assert blob_fetches(setup.token, "app/tokened", blob_digest) == 1
 
 
 def test_pull_a_multi_arch_index_with_all(setup: Setup, tmp_path: Path) -> None:
@@ -273,11 +306,7 @@ def test_pulling_through_needs_import_and_create(setup: Setup, tmp_path: Path) -
     users, granted = [], list(pulls)
     for extra in steps:
         granted = [*granted, *extra]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": granted, "Resource": "*"}],
-        }
-        users.append(make_user(server, unique("puller"), policy, tmp=tmp_path))
+        users.append(iam_user(server, granted))
     url = f"{server.url}/v2/anon/app/single/manifests/v1"
     accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
     answers = [requests.get(url, auth=user, headers=accept, timeout=30) for user in users]
