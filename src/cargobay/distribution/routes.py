@@ -17,6 +17,7 @@ from aiohttp import web
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.call import BLOCK_BYTES, SERVICES, USAGE, Call, read_at_most
 from cargobay.distribution.errors import API_VERSION_HEADER, error_response, internal_error
+from cargobay.distribution.streams import byte_range, stream_blob, stream_fill
 from cargobay.distribution.uploads import start_upload, upload, upload_headers
 from cargobay.errors import (
     BlobUnknown,
@@ -27,14 +28,12 @@ from cargobay.errors import (
     RepositoryNotFound,
     SizeInvalid,
     Unsupported,
-    UpstreamFailed,
 )
 from cargobay.iam import permissions
 from cargobay.iam.authz import Resource
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, accepts
 from cargobay.oci.names import validate_name, validate_tag
-from cargobay.pullthrough.cache import BlobFill
 from cargobay.registry.deletes import ImageRef
 
 __all__ = ["SERVICES", "USAGE", "add_routes", "dispatch"]
@@ -198,7 +197,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
             )
             if fill is not None:
                 call.count_transfer(repo.id, fill.size)
-                return await _stream_fill(call, fill, headers)
+                return await stream_fill(call, fill, headers)
             info = await services.blobs.stat(repo, digest)
         call.count_transfer(repo.id, info.size)
         if method == "HEAD":
@@ -211,7 +210,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 # Range is checked here first, so a 416 is the same on every store, and the
                 # meter counts what the store will send: the range, not the whole blob.
                 try:
-                    wanted = _byte_range(call.request, info.size)
+                    wanted = byte_range(call.request, info.size)
                 except ValueError:
                     return web.Response(
                         status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
@@ -227,103 +226,11 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        return await _stream_blob(call, digest, info.size, headers)
+        return await stream_blob(call, digest, info.size, headers)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
     raise Unsupported(f"{method} is not supported on blobs")
-
-
-def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """The [start, end) a single-range `Range` header asks for, None for the whole blob;
-    ValueError when it cannot be satisfied (the same rules as aiohttp's FileResponse)."""
-    if "Range" not in request.headers:
-        return None
-    wanted = request.http_range
-    start, end = wanted.start, wanted.stop
-    if start is None:
-        return None
-    if start < 0 and end is None:
-        start, end = max(size + start, 0), size
-    else:
-        end = size if end is None else min(end, size)
-    if start >= size:
-        raise ValueError("range starts past the end")
-    return start, end
-
-
-async def _stream_blob(
-    call: Call, digest: str, size: int, headers: dict[str, str]
-) -> web.StreamResponse:
-    """Stream a blob from a store without local files, honouring a Range as FileResponse does."""
-    request = call.request
-    try:
-        wanted = _byte_range(request, size)
-    except ValueError:
-        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-    start, end = wanted or (0, size)
-    chunks = call.services.store.read(digest, start, end)
-    try:
-        # Fetch the first block before answering, so missing bytes are still an OCI error.
-        first = await anext(chunks, b"")
-    except FileNotFoundError:
-        raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    if wanted:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response.content_length = end - start
-    await response.prepare(request)
-    try:
-        if first:
-            await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
-    except Exception:
-        # Too late for an error body: cut the connection so the client sees a short read.
-        log.exception("storage failed while streaming %s", digest)
-        raise ConnectionResetError("storage failed mid-stream") from None
-    finally:
-        await chunks.aclose()
-    await response.write_eof()
-    return response
-
-
-async def _stream_fill(call: Call, fill: BlobFill, headers: dict[str, str]) -> web.StreamResponse:
-    """Stream a blob as it arrives from the upstream (and is stored, by the fill). A Range is
-    not honoured on this first pull: the whole blob is sent, as a 200."""
-    chunks = fill.tee.stream()
-    try:
-        # The first chunk before answering, so an upstream that fails at once is an OCI error.
-        first = await anext(chunks, b"")
-    except DomainError:
-        await chunks.aclose()
-        raise
-    except Exception as exc:
-        await chunks.aclose()
-        raise UpstreamFailed(
-            f"fetching {headers['Docker-Content-Digest']} from the upstream failed: {exc}",
-            detail={"digest": headers["Docker-Content-Digest"]},
-        ) from None
-    response = web.StreamResponse(status=200, headers=headers)
-    response.content_length = fill.size
-    try:
-        await response.prepare(call.request)
-        if first:
-            await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        # Too late for an error body: cut the connection so the client sees a short read.
-        log.warning("upstream fetch failed mid-stream: %r", exc)
-        raise ConnectionResetError("upstream fetch failed mid-stream") from None
-    finally:
-        await chunks.aclose()  # detaches the client; the fill goes on and stores the blob
-    await response.write_eof()
-    return response
 
 
 async def referrers(call: Call, digest: str) -> web.StreamResponse:
