@@ -58,6 +58,8 @@ log = logging.getLogger("cargobay.pullthrough")
 # How long a puller waits for another worker's fetch of the same blob before giving up.
 FILL_WAIT_SECONDS = 600.0
 FILL_POLL_SECONDS = 0.1
+# After a failed tag re-check, how long the cached copy is served before asking again.
+RETRY_SECONDS = 60.0
 
 
 @dataclass
@@ -176,6 +178,8 @@ class PullThroughCache:
                     return local
             fetched = await client.get_manifest(upstream_name, reference)
         except (upstream_errors.UpstreamError, DomainError) as exc:
+            if local is not None and not is_digest(reference):
+                await self._back_off(repo, reference, exc)
             return self._stale_or_fail(rule, name, reference, local, exc)
         repo = repo or await self._repository(principal, registry_id, name, context)
         tag = None if is_digest(reference) else reference
@@ -249,7 +253,15 @@ class PullThroughCache:
         interval = self.settings.pull_through_recheck_seconds
         return checked is not None and time.time() - checked < interval
 
-    async def _checked(self, repo: Repository | None, tag: str) -> None:
+    async def _back_off(self, repo: Repository | None, tag: str, exc: Exception) -> None:
+        """After a failed re-check, the cached copy is served without asking the upstream
+        again for a while (its Retry-After, else at most a minute): an upstream that times
+        out must not slow every pull down."""
+        interval = self.settings.pull_through_recheck_seconds
+        wait = getattr(exc, "retry_after", None) or RETRY_SECONDS
+        await self._checked(repo, tag, time.time() - interval + min(wait, interval))
+
+    async def _checked(self, repo: Repository | None, tag: str, when: float | None = None) -> None:
         if repo is None:
             return
         async with self.db.write() as conn:
@@ -259,7 +271,7 @@ class PullThroughCache:
                 ["repository_id", "tag"],
                 repository_id=repo.id,
                 tag=tag,
-                checked_at=time.time(),
+                checked_at=time.time() if when is None else when,
             )
 
     # -- blobs ----------------------------------------------------------------------------------
