@@ -22,6 +22,7 @@ from e2e.ecrhelp import (
     REGION,
     aws,
     cli_error,
+    client,
     pull,
     pulled_blob,
     pulled_manifest,
@@ -237,6 +238,20 @@ def test_pull_a_multi_arch_index_with_all(setup: Setup, tmp_path: Path) -> None:
         stored = tmp_path / "all" / digest.split(":")[1]
         as_manifest = tmp_path / "all" / f"{digest.split(':')[1]}.manifest.json"
         assert (stored if stored.exists() else as_manifest).read_bytes() == data
+
+
+def test_batch_get_image_imports_through_the_cache(setup: Setup, tmp_path: Path) -> None:
+    """The ECR API pulls through too: BatchGetImage imports a missing image (boto3, every
+    answer checked against the model), and reports what the upstream lacks per image."""
+    image = build_image(tmp_path / "api", [1024], tag="v1")
+    setup.anonymous.push(f"oci:{image.layout}:v1", "app/viaapi:v1")
+    ecr = client(setup.server)
+    answer = ecr.batch_get_image(
+        repositoryName="anon/app/viaapi", imageIds=[{"imageTag": "v1"}, {"imageTag": "absent"}]
+    )
+    assert [i["imageManifest"].encode() for i in answer["images"]] == [image.manifest]
+    assert [f["failureCode"] for f in answer["failures"]] == ["ImageNotFound"]
+    assert answer["images"][0]["imageId"]["imageDigest"] == image.manifest_digest
 
 
 def test_concurrent_first_pulls_fetch_each_blob_once(setup: Setup, tmp_path: Path) -> None:

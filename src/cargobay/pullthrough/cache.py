@@ -142,6 +142,10 @@ class PullThroughCache:
 
     # -- manifests ------------------------------------------------------------------------------
 
+    async def covers(self, registry_id: str, name: str) -> bool:
+        """Whether the repository is (or would be) a pull-through cache repository."""
+        return await find_rule(self.db, registry_id, name) is not None
+
     async def get_manifest(
         self,
         principal: Principal,
@@ -206,7 +210,11 @@ class PullThroughCache:
         raise UpstreamFailed(
             f"{name}:{reference} is not cached, and the upstream {rule.upstream_url} could not "
             f"provide it ({type(exc).__name__}: {why})",
-            detail={"upstream": rule.upstream_url, "reference": reference},
+            detail={
+                "upstream": rule.upstream_url,
+                "reference": reference,
+                "failure": type(exc).__name__,
+            },
         ) from None
 
     async def _store(
