@@ -30,6 +30,7 @@ from e2e.ecrhelp import (
     skopeo,
     unique,
 )
+from e2e.test_podman import Podman, podman, short_tmp  # noqa: F401  (fixtures)
 from imagebuilder import Image, Index, build_image, build_index
 from server import Server
 from upstream.distribution import PASSWORD, USER, Distribution
@@ -238,6 +239,16 @@ def test_pull_a_multi_arch_index_with_all(setup: Setup, tmp_path: Path) -> None:
         stored = tmp_path / "all" / digest.split(":")[1]
         as_manifest = tmp_path / "all" / f"{digest.split(':')[1]}.manifest.json"
         assert (stored if stored.exists() else as_manifest).read_bytes() == data
+
+
+def test_podman_pulls_an_index_through_the_cache(setup: Setup, podman: Podman) -> None:  # noqa: F811
+    server, index = setup.server, setup.index
+    ref = f"{server.host}/anon/app/multi:v1"
+    podman.authfile.write_text("{}")
+    podman("pull", "--tls-verify=false", "--creds", server.creds_arg, "--arch", "arm64", ref)
+    inspected = podman.inspect(ref)
+    assert inspected["Architecture"] == "arm64"
+    assert f"{server.host}/anon/app/multi@{index.digest}" in inspected["RepoDigests"]
 
 
 def test_batch_get_image_imports_through_the_cache(setup: Setup, tmp_path: Path) -> None:
