@@ -35,6 +35,7 @@ BACKEND_SENSITIVE = (
     "test_gc.py",
     "test_usage.py",
     "test_iam_api.py",
+    "test_pull_through_*.py",
 )
 
 

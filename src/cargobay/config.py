@@ -85,6 +85,9 @@ class Settings:
     # Other regions' deployments, for replication (`[regions.<name>]` tables in the file, or
     # CARGOBAY_REGIONS as a JSON object of the same tables).
     regions: tuple[RegionEndpoint, ...] = ()
+    # Pull-through cache: a cached tag is checked against its upstream (one HEAD) at most this
+    # often; in between, and whenever the upstream fails, the cached copy is served.
+    pull_through_recheck_seconds: int = 86400
 
     @property
     def database_url(self) -> str:
@@ -246,6 +249,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{name} must be between 1 and 86400, not {getattr(settings, name)}")
     if settings.max_connections_per_ip < 0:
         raise ConfigError("max_connections_per_ip must be 0 (no limit) or more")
+    if settings.pull_through_recheck_seconds < 0:
+        raise ConfigError("pull_through_recheck_seconds must not be negative")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level {settings.log_level!r} is not debug/info/warning/error")
     if settings.storage:

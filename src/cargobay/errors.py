@@ -306,3 +306,47 @@ def concrete_errors() -> list[type[DomainError]]:
             found.append(cls)
         pending.extend(cls.__subclasses__())
     return sorted(set(found), key=lambda c: c.__name__)
+
+
+# -- pull-through cache -------------------------------------------------------------------------
+
+
+class PullThroughCacheRuleNotFound(NotFound):
+    default_message = "pull through cache rule not found"
+
+
+class PullThroughCacheRuleAlreadyExists(AlreadyExists):
+    default_message = "a pull through cache rule with this prefix already exists"
+
+
+class UnsupportedUpstreamRegistry(InvalidParameter):
+    default_message = "the upstream registry is not supported"
+
+
+class SecretNotFound(NotFound):
+    """The rule's credential secret does not exist (or is scheduled for deletion)."""
+
+    default_message = "the credential secret was not found"
+
+
+class UnableToAccessSecret(AccessDenied):
+    """The credential secret exists but is not a usable upstream credential."""
+
+    default_message = "the credential secret cannot be used"
+
+
+class UnableToDecryptSecretValue(Conflict):
+    default_message = "the credential secret's value cannot be decrypted"
+
+
+class UpstreamFailed(NotFound):
+    """An image is not cached and its upstream could not provide it (down, rate-limited,
+    refused our credentials, or does not have it); the message names the upstream failure."""
+
+    default_message = "the upstream registry could not provide the image"
+
+
+class CacheRepositoryPush(Unsupported):
+    """A push into a pull-through cache repository: its images come only from the upstream."""
+
+    default_message = "pushing into a pull through cache repository is not supported"

@@ -93,6 +93,31 @@ def test_every_ecr_and_iam_operation_has_its_own_action() -> None:
     assert set(permissions.ECR_OPERATIONS) <= set(model.operation_names)
 
 
+def test_every_secrets_manager_operation_has_its_own_action_and_errors_their_type() -> None:
+    from cargobay.secrets import errors as secret_errors
+    from cargobay.secrets.operations import OPERATIONS
+    from cargobay.secretsapi.errors import SECRETS_ERRORS
+
+    assert set(permissions.SECRETS_OPERATIONS) == set(OPERATIONS)
+    for operation, permission in permissions.SECRETS_OPERATIONS.items():
+        assert permission.actions == (f"secretsmanager:{operation}",)
+    model = botocore.session.get_session().get_service_model("secretsmanager")
+    assert set(OPERATIONS) <= set(model.operation_names)
+    pending = [secret_errors.SecretsError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls is not secret_errors.SecretsError:
+            assert cls in SECRETS_ERRORS, cls.__name__
+    known = {name for name in model.shape_names} | AWS_COMMON
+    assert {code for code, _ in SECRETS_ERRORS.values()} <= known
+
+
+def test_pulling_through_a_cache_rule_needs_import_and_create() -> None:
+    assert permissions.PULL_THROUGH["import"].actions == ("ecr:BatchImportUpstreamImage",)
+    assert permissions.PULL_THROUGH["create"].actions == ("ecr:CreateRepository",)
+
+
 # The checks the table cannot make (they depend on more than the route), by file.
 SECONDARY_CHECKS = {
     "distribution/routes.py": 1,  # the dispatcher's own check of the table entry
@@ -127,8 +152,8 @@ def test_handlers_leave_authorization_to_the_dispatcher() -> None:
 
 # -- import rules -------------------------------------------------------------------------------
 
-DOORS = ("distribution", "ecr", "iamapi")
-SERVICES = ("registry", "lifecycle", "iam", "jobs")
+DOORS = ("distribution", "ecr", "iamapi", "secretsapi")
+SERVICES = ("registry", "lifecycle", "iam", "jobs", "pullthrough", "secrets", "upstream")
 
 
 def _imports(path: Path) -> set[str]:

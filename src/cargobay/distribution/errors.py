@@ -82,6 +82,17 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.ReplicationBackfillNotFound: ("NAME_UNKNOWN", 404),
     e.ReplicationBackfillInProgress: ("DENIED", 409),
     e.ReplicationBackfillInvalidStatus: ("DENIED", 409),
+    # pull-through cache: an image neither cached nor obtainable from the upstream is unknown
+    # (the message names the upstream failure); a push into a cache repository is refused as
+    # Distribution's proxy mode refuses it.
+    e.UpstreamFailed: ("MANIFEST_UNKNOWN", 404),
+    e.CacheRepositoryPush: ("UNSUPPORTED", 405),
+    e.PullThroughCacheRuleNotFound: ("DENIED", 404),
+    e.PullThroughCacheRuleAlreadyExists: ("DENIED", 409),
+    e.UnsupportedUpstreamRegistry: ("DENIED", 400),
+    e.SecretNotFound: ("DENIED", 403),
+    e.UnableToAccessSecret: ("DENIED", 403),
+    e.UnableToDecryptSecretValue: ("DENIED", 403),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

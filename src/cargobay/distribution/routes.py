@@ -17,6 +17,7 @@ from aiohttp import web
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.call import BLOCK_BYTES, SERVICES, USAGE, Call, read_at_most
 from cargobay.distribution.errors import API_VERSION_HEADER, error_response, internal_error
+from cargobay.distribution.streams import stream_fill
 from cargobay.distribution.uploads import start_upload, upload, upload_headers
 from cargobay.errors import (
     BlobUnknown,
@@ -123,8 +124,12 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
     services = call.services
     if method in ("GET", "HEAD"):
         try:
-            found = await services.manifests.get(call.registry_id, call.name, reference)
-        except DomainError:
+            # Through the pull-through cache: a repository under a rule is filled from its
+            # upstream; any other is read from the store.
+            found = await services.pullthrough.get_manifest(
+                call.principal, call.registry_id, call.name, reference, call.context()
+            )
+        except ImageNotFound:
             await call.repo()  # NAME_UNKNOWN when the repository itself is missing
             raise
         # Clients such as skopeo send one Accept header line per media type: read them all.
@@ -181,14 +186,28 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
     parse_digest(digest)
     if method in ("GET", "HEAD"):
         repo = await call.repo()
-        info = await services.blobs.stat(repo, digest)
-        call.count_transfer(repo.id, info.size)
         headers = {
             "Docker-Content-Digest": digest,
             "Content-Type": "application/octet-stream",
             "ETag": f'"{digest}"',
             "Accept-Ranges": "bytes",
         }
+        try:
+            info = await services.blobs.stat(repo, digest)
+        except BlobUnknown:
+            # Not stored yet: the pull-through cache fetches it (BlobUnknown again when the
+            # repository is no cache, or none of its images references the blob).
+            if method == "HEAD":
+                size = await services.pullthrough.blob_size(repo, digest)
+                return web.Response(headers={**headers, "Content-Length": str(size)})
+            fill = await services.pullthrough.open_blob(
+                call.principal, repo, digest, call.context()
+            )
+            if fill is not None:
+                call.count_transfer(repo.id, fill.size)
+                return await stream_fill(call, fill, headers)
+            info = await services.blobs.stat(repo, digest)
+        call.count_transfer(repo.id, info.size)
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)

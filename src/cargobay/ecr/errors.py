@@ -102,6 +102,14 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.ReplicationBackfillNotFound: "ReplicationBackfillNotFoundException",
     e.ReplicationBackfillInProgress: "ReplicationBackfillInProgressException",
     e.ReplicationBackfillInvalidStatus: "ReplicationBackfillInvalidStatusException",
+    e.PullThroughCacheRuleNotFound: "PullThroughCacheRuleNotFoundException",
+    e.PullThroughCacheRuleAlreadyExists: "PullThroughCacheRuleAlreadyExistsException",
+    e.UnsupportedUpstreamRegistry: "UnsupportedUpstreamRegistryException",
+    e.SecretNotFound: "SecretNotFoundException",
+    e.UnableToAccessSecret: "UnableToAccessSecretException",
+    e.UnableToDecryptSecretValue: "UnableToDecryptSecretValueException",
+    e.UpstreamFailed: "ImageNotFoundException",
+    e.CacheRepositoryPush: "InvalidParameterException",
 }
 
 
@@ -127,9 +135,18 @@ IMAGE_FAILURES: dict[type[e.DomainError], tuple[str, str]] = {
         "Image tag does not match digest",
     ),
     e.ImageReferencedByManifestList: ("ImageReferencedByManifestList", ""),
+    e.UpstreamFailed: ("UpstreamUnavailable", ""),
+}
+# A pull-through import's failure by the upstream error behind it (`UpstreamFailed.detail`).
+UPSTREAM_FAILURES = {
+    "Unauthorized": "UpstreamAccessDenied",
+    "RateLimited": "UpstreamTooManyRequests",
+    "NotFound": "ImageNotFound",
 }
 
 
 def image_failure(image_id: dict[str, Any], error: e.DomainError) -> dict[str, Any]:
     code, reason = IMAGE_FAILURES.get(type(error), ("ImageNotFound", "Requested image not found"))
+    if isinstance(error, e.UpstreamFailed) and isinstance(error.detail, dict):
+        code = UPSTREAM_FAILURES.get(error.detail.get("failure", ""), code)
     return {"imageId": image_id, "failureCode": code, "failureReason": reason or error.message}

@@ -72,7 +72,15 @@ class UserResource:
         return f"arn:aws:iam::{self.account_id}:user/{self.name or ''}"
 
 
-AnyResource = Resource | UserResource
+@dataclass(frozen=True, slots=True)
+class SecretResource:
+    """A Secrets Manager secret by its ARN (or, with arn None, every secret: `*`)."""
+
+    account_id: str
+    arn: str = "*"
+
+
+AnyResource = Resource | UserResource | SecretResource
 
 
 @dataclass(frozen=True, slots=True)

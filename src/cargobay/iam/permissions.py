@@ -11,6 +11,7 @@ Resource kinds say where the dispatcher finds the resource in the request:
 - REGISTRY: the registry itself (`repository/*`);
 - USER: the IAM user `UserName` names; USER_OR_SELF: the same, the caller when absent;
 - USERS: the account's users (`user/`);
+- SECRET: the Secrets Manager secret `SecretId` (or `Name`) names; SECRETS: all of them (`*`);
 - NONE: authentication only (`GET /v2/`).
 Checks that depend on more than the route (the mount source repository, a monolithic upload,
 tags given at creation) stay explicit in the handler, on top of the table's.
@@ -27,6 +28,8 @@ REGISTRY = "registry"
 USER = "user"
 USER_OR_SELF = "user-or-self"
 USERS = "users"
+SECRET = "secret"
+SECRETS = "secrets"
 NONE = "none"
 
 PULL_MANIFEST = "ecr:BatchGetImage"
@@ -42,6 +45,7 @@ DESCRIBE_REPOSITORIES = "ecr:DescribeRepositories"
 CREATE_REPOSITORY = "ecr:CreateRepository"
 TAG_RESOURCE = "ecr:TagResource"
 REPLICATE_IMAGE = "ecr:ReplicateImage"
+IMPORT_UPSTREAM_IMAGE = "ecr:BatchImportUpstreamImage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,11 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "StopReplicationBackfill",
         "DescribeReplicationBackfillResults",
         "ListReplicationBackfills",
+        "CreatePullThroughCacheRule",
+        "DescribePullThroughCacheRules",
+        "UpdatePullThroughCacheRule",
+        "DeletePullThroughCacheRule",
+        "ValidatePullThroughCacheRule",
     ),
     REPOSITORIES: ("DescribeRepositories",),
     REPOSITORY_ARN: ("TagResource", "UntagResource", "ListTagsForResource"),
@@ -179,4 +188,35 @@ IAM_OPERATIONS: dict[str, Permission] = {
     "CreateUser": _p("iam:CreateUser", USER, tags="Tags"),
     "TagUser": _p("iam:TagUser", USER, tags="Tags"),
     "UntagUser": _p("iam:UntagUser", USER, tags="TagKeys"),
+}
+
+# A pull through a pull-through cache rule needs, besides the route's pull action, these on the
+# cache repository: importing from the upstream (whenever the upstream is asked), and creating
+# the repository (on its first pull). The cache service checks them when it acts.
+PULL_THROUGH: dict[str, Permission] = {
+    "import": _p(IMPORT_UPSTREAM_IMAGE, REPOSITORY),
+    "create": _p(CREATE_REPOSITORY, REPOSITORY),
+}
+
+# Secrets Manager (AWS JSON 1.1): operation name -> permission.
+SECRETS_OPERATIONS: dict[str, Permission] = {
+    **{
+        operation: _p(f"secretsmanager:{operation}", SECRET)
+        for operation in (
+            "CreateSecret",
+            "GetSecretValue",
+            "PutSecretValue",
+            "UpdateSecret",
+            "DescribeSecret",
+            "DeleteSecret",
+            "RestoreSecret",
+            "TagResource",
+            "UntagResource",
+            "GetResourcePolicy",
+            "PutResourcePolicy",
+            "DeleteResourcePolicy",
+        )
+    },
+    "TagResource": _p("secretsmanager:TagResource", SECRET),
+    "ListSecrets": _p("secretsmanager:ListSecrets", SECRETS),
 }

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -411,3 +411,93 @@ replication_backfill_results = Table(
     Column("failure_code", String(64)),
 )
 Index("ix_replication_backfill_results", replication_backfill_results.c.backfill_id)
+
+
+# Secrets Manager (migration 0010): secrets per account and region, their versions (values
+# sealed with the deployment key), the staging labels naming versions (one version per label
+# per secret: the primary key says so), and tags. A secret scheduled for deletion keeps its row
+# with `deletion_date` set until that date passes.
+secrets_table = Table(
+    "secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("arn", String(700), nullable=False, unique=True),
+    Column("description", Text),
+    Column("kms_key_id", String(2048)),
+    Column("resource_policy", Text),
+    Column("created_at", Float, nullable=False),
+    Column("last_changed_at", Float, nullable=False),
+    Column("last_accessed_at", Float),
+    Column("deleted_at", Float),
+    Column("deletion_date", Float),
+    UniqueConstraint("account_id", "region", "name", name="uq_secrets_account_region_name"),
+)
+
+secret_versions = Table(
+    "secret_versions",
+    metadata,
+    Column("secret_id", Integer, ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True),
+    Column("version_id", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # "string" or "binary" (sealed as base64)
+    Column("sealed_value", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_accessed_at", Float),
+)
+
+secret_version_stages = Table(
+    "secret_version_stages",
+    metadata,
+    Column("secret_id", Integer, ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True),
+    Column("stage", String(256), primary_key=True),
+    Column("version_id", String(64), nullable=False),
+)
+
+secret_tags = Table(
+    "secret_tags",
+    metadata,
+    Column("secret_id", Integer, ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+# Pull-through cache (migration 0012): the rules per registry; when each cached tag was last
+# checked against its upstream; and one lease row per (registry, digest) being fetched from an
+# upstream, so concurrent first pulls on any worker or node cause one upstream fetch.
+pull_through_cache_rules = Table(
+    "pull_through_cache_rules",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("prefix", Name(30), primary_key=True),
+    Column("upstream_url", String(512), nullable=False),
+    Column("upstream_registry", String(64), nullable=False),
+    Column("upstream_prefix", String(30)),
+    Column("credential_arn", String(612)),
+    Column("custom_role_arn", String(2048)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+pull_through_tags = Table(
+    "pull_through_tags",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", Name(300), primary_key=True),
+    Column("checked_at", Float, nullable=False),
+)
+
+pull_through_fills = Table(
+    "pull_through_fills",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("digest", Name(200), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("lease_expires_at", Float, nullable=False),
+)

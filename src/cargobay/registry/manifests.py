@@ -115,6 +115,7 @@ class ManifestService:
         *,
         refuse_existing: bool = False,
         origin: str = CLIENT,
+        lazy_blobs: bool = False,
     ) -> PutResult:
         """Store a manifest exactly as pushed and point `tag` at it, in one transaction.
 
@@ -125,6 +126,9 @@ class ManifestService:
         PutImage), the same manifest already under `tag` is ImageAlreadyExists, decided in the
         same transaction as the write. The push hooks (events, replication, scans) run inside
         that transaction too; `origin` tells them who pushed (replication does not chain).
+        With `lazy_blobs` (the pull-through cache), the blobs
+        need not be linked yet: the cache fetches each from the upstream when it is first
+        pulled; child manifests must still be stored first.
         """
         if len(payload) > self.max_manifest_bytes:
             raise PayloadTooLarge(
@@ -156,7 +160,7 @@ class ManifestService:
                         f"'{repo.registry_id}'",
                         detail={"digest": actual, "tag": tag},
                     )
-            created = await self._insert(conn, repo, actual, parsed, payload)
+            created = await self._insert(conn, repo, actual, parsed, payload, lazy_blobs)
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual, time.time())
             subject = parsed.subject.digest if parsed.subject else None
@@ -176,14 +180,20 @@ class ManifestService:
         return PutResult(actual, subject, created, parsed.media_type)
 
     async def _insert(
-        self, conn, repo: Repository, digest: str, parsed: ParsedManifest, payload: bytes
+        self,
+        conn,
+        repo: Repository,
+        digest: str,
+        parsed: ParsedManifest,
+        payload: bytes,
+        lazy_blobs: bool = False,
     ) -> bool:
         """Insert the manifest row and its references after checking they exist; False when
         the repository already held it."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
         m, rb = schema.manifests, schema.repository_blobs
-        if blob_refs:
+        if blob_refs and not lazy_blobs:
             # FOR SHARE on PostgreSQL: garbage collection locks a link before removing it,
             # so it either waits for this push or this push sees the link gone.
             links = select(rb.c.digest).where(

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from cargobay.config import Settings
-from cargobay.errors import RepositoryNotEmpty, RepositoryNotFound, TooManyTags
+from cargobay.errors import (
+    CacheRepositoryPush,
+    RepositoryNotEmpty,
+    RepositoryNotFound,
+    TooManyTags,
+)
 from cargobay.iam.authz import Authorizer, RequestContext, Resource
 from cargobay.iam.permissions import CREATE_REPOSITORY
 from cargobay.iam.principal import Principal
@@ -16,6 +21,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.names import validate_name
+from cargobay.pullthrough.rules import find_rule
 from cargobay.registry.templates import TemplateService, apply_template
 
 
@@ -135,6 +141,7 @@ class RepositoryService:
         create-on-push and the caller may create repositories (every door pushes through
         here, so the rule and its authorization cannot differ between doors)."""
         validate_name(name)
+        await self.check_push(registry_id, name)
         repo = await self.find(registry_id, name)
         if repo is not None:
             return repo
@@ -146,6 +153,18 @@ class RepositoryService:
         if self.templates is not None:
             return await apply_template(self, self.templates, registry_id, name, applied_for)
         return (await self.create(registry_id, name))[0]
+
+    async def check_push(self, registry_id: str, name: str) -> None:
+        """Pushes into a pull-through cache repository are refused, as ECR refuses them: its
+        images come from the upstream only."""
+        rule = await find_rule(self.db, registry_id, name)
+        if rule is not None:
+            raise CacheRepositoryPush(
+                f"The repository '{name}' is a pull through cache of {rule.upstream_url} "
+                f"(rule prefix '{rule.prefix}'): its images come from the upstream, and "
+                "pushing into it is not supported",
+                detail={"name": name, "ecrRepositoryPrefix": rule.prefix},
+            )
 
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:
         """Names in lexical order after `last`; one indexed range scan."""

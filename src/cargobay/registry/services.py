@@ -15,6 +15,8 @@ from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope
 from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Leases, process_holder
+from cargobay.pullthrough.cache import PullThroughCache
+from cargobay.pullthrough.rules import RuleService
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
 from cargobay.registry.hooks import Hooks
@@ -25,6 +27,7 @@ from cargobay.registry.templates import TemplateService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
 from cargobay.replication.service import ReplicationService
+from cargobay.secrets.service import SecretsService
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
@@ -50,6 +53,9 @@ class Services:
     hooks: Hooks
     templates: TemplateService
     replication: ReplicationService
+    secrets: SecretsService
+    pull_through_rules: RuleService
+    pullthrough: PullThroughCache
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -65,17 +71,22 @@ class Services:
         leases = Leases(db, holder or process_holder())
         repositories.templates = TemplateService(db)
         hooks = Hooks()
+        box = load_box(settings.secret_key, settings.data_dir)
+        secrets = SecretsService(db, box, region=settings.region)
+        rules = RuleService(db, secrets)
+        blobs = BlobService(db, store)
+        manifests = ManifestService(db, settings.max_manifest_bytes, hooks)
         return cls(
             settings=settings,
             db=db,
             store=store,
             leases=leases,
             repositories=repositories,
-            blobs=BlobService(db, store),
+            blobs=blobs,
             uploads=UploadService(db, store, leases),
-            manifests=ManifestService(db, settings.max_manifest_bytes, hooks),
+            manifests=manifests,
             deletes=DeleteService(db, hooks),
-            credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
+            credentials=CredentialStore(db, box),
             authorizer=authorizer,
             images=images,
             lifecycle=LifecycleService(db, repositories, images),
@@ -84,6 +95,11 @@ class Services:
             templates=repositories.templates,
             replication=ReplicationService(
                 db, settings.region, frozenset(r.name for r in settings.regions), hooks
+            ),
+            secrets=secrets,
+            pull_through_rules=rules,
+            pullthrough=PullThroughCache(
+                db, settings, store, authorizer, repositories, manifests, blobs, rules
             ),
         )
 
@@ -127,5 +143,6 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.pullthrough.close()
         await self.usage.close()
         await self.db.dispose()

@@ -6,8 +6,18 @@ from cargobay.ecr.actions import (
     layers,
     lifecycle,
     policies,
+    pullthrough,
     replication,
     repositories,
 )
 
-__all__ = ["auth", "images", "layers", "lifecycle", "policies", "replication", "repositories"]
+__all__ = [
+    "auth",
+    "images",
+    "layers",
+    "lifecycle",
+    "policies",
+    "pullthrough",
+    "replication",
+    "repositories",
+]

@@ -9,7 +9,13 @@ from typing import Any
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall, token_text, token_texts
-from cargobay.errors import DomainError, ImageNotFound, ImageTagDoesNotMatchDigest
+from cargobay.errors import (
+    DomainError,
+    ImageNotFound,
+    ImageTagDoesNotMatchDigest,
+    RepositoryNotFound,
+    UpstreamFailed,
+)
 from cargobay.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -136,8 +142,32 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     return result
 
 
+async def _import_through_cache(call: EcrCall, payload: dict[str, Any]) -> dict[int, DomainError]:
+    """In a pull-through cache repository, BatchGetImage imports what is missing, as ECR does
+    (the cache checks `ecr:BatchImportUpstreamImage`, and `ecr:CreateRepository` for a new
+    repository). Returns, by image id position, the upstream failures that left one missing."""
+    registry_id, name = call.use_registry(payload), call.name_param(payload)
+    cache = call.services.pullthrough
+    if not await cache.covers(registry_id, name):
+        return {}
+    failed: dict[int, DomainError] = {}
+    for i, image_id in enumerate(_image_ids(payload)):
+        ref = _ref(image_id)
+        reference = ref.tag or ref.digest
+        if not reference:
+            continue
+        try:
+            await cache.get_manifest(call.principal, registry_id, name, reference, call.context())
+        except UpstreamFailed as exc:
+            failed[i] = exc
+        except (ImageNotFound, RepositoryNotFound):
+            pass  # reported by the lookup below, as for any repository
+    return failed
+
+
 @action("BatchGetImage")
 async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    imported = await _import_through_cache(call, payload)
     repo = await call.repository(payload)
     accepted = payload.get("acceptedMediaTypes")
     if accepted is not None and (
@@ -145,7 +175,10 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     ):
         raise errors.InvalidParameter("acceptedMediaTypes must be a list of strings")
     images, failures = [], []
-    for image_id in _image_ids(payload):
+    for i, image_id in enumerate(_image_ids(payload)):
+        if i in imported:
+            failures.append(errors.image_failure(image_id, imported[i]))
+            continue
         try:
             digest = await _resolve(call, repo, image_id)
         except DomainError as exc:
@@ -201,6 +234,7 @@ def _declares_media_type(manifest: str) -> bool:
 @action("PutImage")
 async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
+    await call.services.repositories.check_push(repo.registry_id, repo.name)
     manifest = payload.get("imageManifest")
     if not isinstance(manifest, str) or not manifest:
         raise errors.InvalidParameter("imageManifest is required")

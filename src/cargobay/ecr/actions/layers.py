@@ -81,6 +81,7 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
 @action("InitiateLayerUpload")
 async def initiate_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
+    await call.services.repositories.check_push(repo.registry_id, repo.name)
     upload = await call.services.uploads.start(repo)
     return {"uploadId": upload.id, "partSize": PART_SIZE}
 

@@ -1,0 +1,66 @@
+"""The store side of a pull-through fill: `StoreSink` under a real `Tee`, on a migrated
+database and the filesystem store. A verified blob is stored and linked to the cache
+repository; bad bytes leave neither a blob row nor upload data behind."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cargobay.config import Settings
+from cargobay.errors import BlobUnknown
+from cargobay.iam.authz import Authorizer
+from cargobay.metadata.db import Database
+from cargobay.pullthrough.fills import StoreSink
+from cargobay.registry.blobs import BlobService
+from cargobay.registry.repositories import RepositoryService
+from cargobay.storage import open_store
+from cargobay.upstream.errors import DigestMismatch
+from cargobay.upstream.tee import Tee
+from secretsmanager.conftest import database_url
+
+
+async def chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        await asyncio.sleep(0)
+        yield data[start : start + size]
+
+
+def test_a_fill_stores_and_links_only_verified_bytes(tmp_path: Path) -> None:
+    data = os.urandom(1_000_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    wrong = "sha256:" + "0" * 64
+
+    async def scenario() -> None:
+        db = Database(await database_url(tmp_path))
+        store = open_store(f"file://{tmp_path / 'storage'}")
+        blobs = BlobService(db, store)
+        repositories = RepositoryService(db, Settings(data_dir=tmp_path), Authorizer(db))
+        repo, _ = await repositories.create("000000000000", "hub/library/app")
+        try:
+            tee = Tee(chunks(data), digest, StoreSink(store, blobs, repo, digest))
+            served = b"".join([chunk async for chunk in tee.stream()])
+            await tee.wait()
+            assert served == data
+            assert (await blobs.stat(repo, digest)).size == len(data)
+            assert b"".join([c async for c in store.read(digest)]) == data
+
+            bad = Tee(chunks(data), wrong, StoreSink(store, blobs, repo, wrong))
+            with pytest.raises(DigestMismatch):
+                async for _ in bad.stream():
+                    pass
+            with pytest.raises(DigestMismatch):
+                await bad.wait()
+            with pytest.raises(BlobUnknown):
+                await blobs.stat(repo, wrong)
+            assert await store.stat(wrong) is None
+            assert await store.expire_uploads(float("inf")) == 0  # no upload data left behind
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
