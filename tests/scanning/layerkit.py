@@ -65,11 +65,11 @@ def layer(files: dict[str, bytes | Entry], compression: str = "gzip", pax: bool 
 
 
 @dataclass
-class TestImage:
+class LayeredImage:
     layers: list[tuple[bytes, str]] = field(default_factory=list)  # (blob, compression)
     architecture: str = "amd64"
 
-    def add(self, files: dict[str, bytes | Entry], compression: str = "gzip") -> TestImage:
+    def add(self, files: dict[str, bytes | Entry], compression: str = "gzip") -> LayeredImage:
         self.layers.append((layer(files, compression), compression))
         return self
 
