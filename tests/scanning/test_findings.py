@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from dbhelp import database_url
 from layerkit import Entry, LayeredImage
 from osvfixtures import CRITICAL_V3, HIGH_V3, LOW_V3, MEDIUM_V2, MEDIUM_V3, record
 from pkgfixtures import (
@@ -19,7 +20,6 @@ from pkgfixtures import (
     pom_properties,
 )
 
-from cargobay.metadata import migrations
 from cargobay.metadata.db import Database
 from cargobay.scanning.findings import MatchResult, match
 from cargobay.scanning.walk import build_inventory
@@ -32,9 +32,7 @@ def until(fixed: str) -> list[dict[str, str]]:
 
 def scan(tmp_path: Path, image: LayeredImage, advisories: list[dict]) -> MatchResult:
     async def run() -> MatchResult:
-        url = f"sqlite:///{tmp_path / 'meta.db'}"
-        await migrations.upgrade(url)
-        db = Database(url)
+        db = Database(await database_url(tmp_path))
         try:
             vulndb = VulnDB(db)
             await vulndb.import_records([("fixture", r) for r in advisories], ["fixture"])
@@ -44,6 +42,9 @@ def scan(tmp_path: Path, image: LayeredImage, advisories: list[dict]) -> MatchRe
             await db.dispose()
 
     return asyncio.run(run())
+
+
+pytestmark = pytest.mark.backend
 
 
 def summary(result: MatchResult) -> list[tuple[str, str, str, str]]:
@@ -186,9 +187,7 @@ def test_without_a_database_there_are_no_findings_and_a_note(tmp_path: Path) -> 
     image = LayeredImage().add({"srv/node_modules/a/package.json": b'{"name":"a","version":"1"}'})
 
     async def run() -> MatchResult:
-        url = f"sqlite:///{tmp_path / 'meta.db'}"
-        await migrations.upgrade(url)
-        db = Database(url)
+        db = Database(await database_url(tmp_path))
         try:
             inventory = await build_inventory(image.reader(), image.manifest, image.config)
             return await match(VulnDB(db), inventory)

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from dbhelp import database_url
 from layerkit import LayeredImage
 from osvfixtures import CRITICAL_V3, record
 
-from cargobay.metadata import migrations
 from cargobay.metadata.db import Database
 from cargobay.scanning.errors import UnsupportedImage
 from cargobay.scanning.scan import ScanResult, platforms, scan_image
@@ -24,9 +24,7 @@ HERE = Path(__file__).parent
 
 def _scan(tmp_path: Path, image: LayeredImage, advisories: list[dict]) -> ScanResult:
     async def run() -> ScanResult:
-        url = f"sqlite:///{tmp_path / 'meta.db'}"
-        await migrations.upgrade(url)
-        db = Database(url)
+        db = Database(await database_url(tmp_path))
         try:
             vulndb = VulnDB(db)
             await vulndb.import_records([("t", r) for r in advisories], ["t"])
@@ -38,6 +36,7 @@ def _scan(tmp_path: Path, image: LayeredImage, advisories: list[dict]) -> ScanRe
     return asyncio.run(run())
 
 
+@pytest.mark.backend
 def test_scan_image_gives_ecr_findings_and_sboms(tmp_path: Path) -> None:
     image = LayeredImage().add(
         {

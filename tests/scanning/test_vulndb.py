@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dbhelp import database_url
 from osvfixtures import (
     CRITICAL_V3,
     HIGH_V3,
@@ -22,7 +23,7 @@ from osvfixtures import (
 )
 from sqlalchemy import func, select
 
-from cargobay.metadata import migrations, schema
+from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.vulndb.cvss import v2_base_score, v3_base_score
 from cargobay.vulndb.matching import is_affected
@@ -121,9 +122,8 @@ def test_limit_and_explicit_versions() -> None:
     assert not is_affected("3.0-1", [[{"introduced": "0"}, {"fixed": "2.0-1"}]], [], dpkg_compare)
 
 
-def _db(path: Path) -> Database:
-    asyncio.run(migrations.upgrade(f"sqlite:///{path}"))
-    return Database(f"sqlite:///{path}")
+def _db(tmp_path: Path) -> Database:
+    return Database(asyncio.run(database_url(tmp_path)))
 
 
 def test_files_directories_lists_and_zips_are_read(tmp_path: Path) -> None:
@@ -158,8 +158,10 @@ def _versions(db: Database) -> list[int]:
     return asyncio.run(run())
 
 
+@pytest.mark.backend
 def test_imports_are_versioned_and_switched_atomically(tmp_path: Path) -> None:
-    importer, server = _db(tmp_path / "m.db"), Database(f"sqlite:///{tmp_path / 'm.db'}")
+    importer = _db(tmp_path)
+    server = Database(importer.url)  # another process's handle on the same database
     first = [record("PYSEC-1", "PyPI", "Requests_Lib", [{"introduced": "0"}, {"fixed": "2"}])]
     second = [record("PYSEC-2", "PyPI", "requests-lib", versions=["1.0"]), first[0]]
 

@@ -15,6 +15,7 @@ from cargobay.scanning.tar import Member, TarReader
 # Jars are zip files (their directory is at the end), so a jar is held in memory while it is
 # read: only jars up to this size; larger ones are noted in the inventory, not read.
 MAX_JAR = 32 * 1024 * 1024
+MAX_NESTED_JAR = 8 * 1024 * 1024  # a jar inside a jar, held beside its parent
 MAX_NESTED = 3  # jar-in-jar depth (Spring Boot's BOOT-INF/lib, WEB-INF/lib)
 METADATA_HEAD = 256 * 1024  # Python metadata headers come first; the long description after
 MAX_PACKAGE_JSON = 1024 * 1024
@@ -94,7 +95,11 @@ def _jar_packages(archive: zipfile.ZipFile, where: str, depth: int) -> list[Pack
             )
             if group and artifact and version:
                 found.append(Package(MAVEN, f"{group}:{artifact}", version, path=where))
-        elif name.endswith(JAR_SUFFIXES) and depth < MAX_NESTED and 0 < info.file_size <= MAX_JAR:
+        elif (
+            name.endswith(JAR_SUFFIXES)
+            and depth < MAX_NESTED
+            and 0 < info.file_size <= MAX_NESTED_JAR
+        ):
             try:
                 inner = zipfile.ZipFile(io.BytesIO(archive.read(info)))
             except (zipfile.BadZipFile, OSError, NotImplementedError):
