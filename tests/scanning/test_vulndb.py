@@ -122,10 +122,6 @@ def test_limit_and_explicit_versions() -> None:
     assert not is_affected("3.0-1", [[{"introduced": "0"}, {"fixed": "2.0-1"}]], [], dpkg_compare)
 
 
-def _db(tmp_path: Path) -> Database:
-    return Database(asyncio.run(database_url(tmp_path)))
-
-
 def test_files_directories_lists_and_zips_are_read(tmp_path: Path) -> None:
     a = record("A-1", "PyPI", "a", versions=["1"])
     b = record("B-1", "PyPI", "b", versions=["1"])
@@ -139,60 +135,66 @@ def test_files_directories_lists_and_zips_are_read(tmp_path: Path) -> None:
     assert records[2][0].endswith("all.zip!/C-1.json")
 
 
-def _count(db: Database, table) -> int:
-    async def run() -> int:
-        async with db.read() as conn:
-            return int((await conn.execute(select(func.count()).select_from(table))).scalar())
-
-    return asyncio.run(run())
+async def _count(db: Database, table) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar())
 
 
-def _versions(db: Database) -> list[int]:
-    async def run() -> list[int]:
-        async with db.read() as conn:
-            rows = await conn.execute(
-                select(schema.vulndb_advisories.c.version).distinct().order_by("version")
-            )
-            return [row.version for row in rows]
-
-    return asyncio.run(run())
+async def _versions(db: Database) -> list[int]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(schema.vulndb_advisories.c.version).distinct().order_by("version")
+        )
+        return [row.version for row in rows]
 
 
 @pytest.mark.backend
 def test_imports_are_versioned_and_switched_atomically(tmp_path: Path) -> None:
-    importer = _db(tmp_path)
-    server = Database(importer.url)  # another process's handle on the same database
     first = [record("PYSEC-1", "PyPI", "Requests_Lib", [{"introduced": "0"}, {"fixed": "2"}])]
     second = [record("PYSEC-2", "PyPI", "requests-lib", versions=["1.0"]), first[0]]
 
-    def imported(records: list[dict]):
-        return asyncio.run(VulnDB(importer).import_records([("t", r) for r in records], ["t"]))
+    async def scenario() -> None:
+        importer = Database(await database_url(tmp_path))
+        server = Database(importer.url)  # another process's handle on the same database
 
-    def seen_by_server() -> tuple[int | None, list[str]]:
-        current, found = asyncio.run(VulnDB(server).candidates({"PyPI": {"requests-lib"}}))
-        return (current.version if current else None), [c.advisory_id for c in found]
+        async def imported(records: list[dict]):
+            return await VulnDB(importer).import_records([("t", r) for r in records], ["t"])
 
-    assert seen_by_server() == (None, [])
-    report = imported(first)
-    assert (report.advisories, report.affected, report.replaced) == (1, 1, None)
-    assert seen_by_server() == (report.version, ["PYSEC-1"])  # names are PEP 503-normalized
+        async def seen_by_server() -> tuple[int | None, list[str]]:
+            current, found = await VulnDB(server).candidates({"PyPI": {"requests-lib"}})
+            return (current.version if current else None), [c.advisory_id for c in found]
 
-    report2 = imported(second)
-    assert report2.replaced == report.version
-    assert seen_by_server() == (report2.version, ["PYSEC-1", "PYSEC-2"])
-    assert _versions(importer) == [report.version, report2.version]  # the replaced one kept...
+        try:
+            assert await seen_by_server() == (None, [])
+            report = await imported(first)
+            assert (report.advisories, report.affected, report.replaced) == (1, 1, None)
+            # Package names are stored PEP 503-normalized.
+            assert await seen_by_server() == (report.version, ["PYSEC-1"])
 
-    report3 = imported(first)
-    assert _versions(importer) == [report2.version, report3.version]  # ...until the next
-    assert _count(importer, schema.vulndb_advisories) == 3
-    assert seen_by_server() == (report3.version, ["PYSEC-1"])
+            report2 = await imported(second)
+            assert report2.replaced == report.version
+            assert await seen_by_server() == (report2.version, ["PYSEC-1", "PYSEC-2"])
+            # The replaced version is kept (scans that started on it finish)...
+            assert await _versions(importer) == [report.version, report2.version]
 
-    bad = [("t", first[0]), ("t", {"not": "osv"})]
-    with pytest.raises(OSVError):
-        asyncio.run(VulnDB(importer).import_records(bad, ["t"]))
-    assert seen_by_server() == (report3.version, ["PYSEC-1"])
-    assert _count(importer, schema.vulndb_advisories) == 3  # the failed import left nothing
-    assert _versions(importer) == [report2.version, report3.version]
+            report3 = await imported(first)
+            # ...until the next import.
+            assert await _versions(importer) == [report2.version, report3.version]
+            assert await _count(importer, schema.vulndb_advisories) == 3
+            assert await seen_by_server() == (report3.version, ["PYSEC-1"])
+
+            bad = [("t", first[0]), ("t", {"not": "osv"})]
+            with pytest.raises(OSVError):
+                await VulnDB(importer).import_records(bad, ["t"])
+            assert await seen_by_server() == (report3.version, ["PYSEC-1"])
+            # The failed import left nothing behind.
+            assert await _count(importer, schema.vulndb_advisories) == 3
+            assert await _versions(importer) == [report2.version, report3.version]
+        finally:
+            await importer.dispose()
+            await server.dispose()
+
+    asyncio.run(scenario())
 
 
 def test_cli_imports_zips_and_reports(tmp_path: Path) -> None:
