@@ -1,10 +1,11 @@
 """Scan speed against `gzip -dc` of the same layers (the floor: a scan must inflate them all).
 
-    python3 -m benchmarks.scan [--size-mib 1024] [--layers 20] [--runs 3] [--workdir DIR]
+    python3 -m benchmarks.scan [--size-mib 1024] [--layers 20] [--runs 3] [--random-percent 50]
 
 Generates (once, cached in --workdir) a synthetic image of --layers gzip layers holding
---size-mib MiB of files in total: a mix of small and large files, half random and half text
-(about 2:1 compression, like real layers), with executables and package databases among them.
+--size-mib MiB of files in total: a mix of small and large files, --random-percent random and
+the rest text (50%: about 2:1 compression, like real layers), with executables and this
+machine's dpkg database among them.
 Then, interleaving the two, times `gzip -dc LAYER > /dev/null` over every layer and
 `scan_image` over the same files read in 1 MiB chunks (as the filesystem blob store reads),
 and prints the medians and the ratio, in wall time and in CPU time (CPU time is the steadier
@@ -36,11 +37,12 @@ TEXT = b"".join(
 )
 
 
-def _content(rng: random.Random, size: int) -> bytes:
-    half = size // 2
-    start = rng.randrange(0, len(TEXT) - half) if len(TEXT) > half else 0
-    text = (TEXT[start:] + TEXT)[: size - half]
-    return rng.randbytes(half) + text
+def _content(rng: random.Random, size: int, random_percent: int) -> bytes:
+    noise = size * random_percent // 100
+    text_size = size - noise
+    start = rng.randrange(0, len(TEXT) - text_size) if len(TEXT) > text_size else 0
+    text = (TEXT[start:] + TEXT * (1 + text_size // len(TEXT)))[:text_size]
+    return rng.randbytes(noise) + text
 
 
 def _member(name: str, size: int, mode: int = 0o644) -> bytes:
@@ -49,7 +51,7 @@ def _member(name: str, size: int, mode: int = 0o644) -> bytes:
     return info.tobuf(tarfile.GNU_FORMAT)
 
 
-def write_layer(path: Path, number: int, size: int, level: int) -> None:
+def write_layer(path: Path, number: int, size: int, level: int, random_percent: int) -> None:
     """One gzip layer of about `size` uncompressed bytes."""
     rng = random.Random(number)
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -67,7 +69,7 @@ def write_layer(path: Path, number: int, size: int, level: int) -> None:
             # Mostly small files, some large ones; every 20th is an executable.
             file_size = rng.choice([2048, 8192, 65536, 262144, 1 * MiB, 4 * MiB])
             mode = 0o755 if index % 20 == 0 else 0o644
-            data = _content(rng, file_size)
+            data = _content(rng, file_size, random_percent)
             if mode == 0o755:
                 data = b"\x7fELF\x02\x01\x01" + data[7:]
             name = f"usr/share/layer{number}/dir{index % 50}/file{index}"
@@ -78,16 +80,19 @@ def write_layer(path: Path, number: int, size: int, level: int) -> None:
         out.write(compressor.flush())
 
 
-def prepare(workdir: Path, layers: int, size_mib: int, level: int) -> list[Path]:
+def prepare(
+    workdir: Path, layers: int, size_mib: int, level: int, random_percent: int = 50
+) -> list[Path]:
     per_layer = size_mib * MiB // layers
-    stamp = workdir / f"layers-{layers}-{size_mib}-{level}.json"
-    paths = [workdir / f"layer{i}-{size_mib}-{level}.tar.gz" for i in range(layers)]
+    tag = f"{size_mib}-{level}" + (f"-r{random_percent}" if random_percent != 50 else "")
+    stamp = workdir / f"layers-{layers}-{tag}.json"
+    paths = [workdir / f"layer{i}-{tag}.tar.gz" for i in range(layers)]
     if stamp.exists() and all(p.exists() for p in paths):
         return paths
     workdir.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(paths):
         print(f"generating layer {i + 1}/{layers} ({per_layer // MiB} MiB)", flush=True)
-        write_layer(path, i, per_layer, level)
+        write_layer(path, i, per_layer, level, random_percent)
     stamp.write_text(json.dumps([p.name for p in paths]))
     return paths
 
@@ -140,10 +145,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--level", type=int, default=6, help="gzip level of the layers")
+    parser.add_argument(
+        "--random-percent", type=int, default=50, help="incompressible share of file content"
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cb-scan")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
-    paths = prepare(args.workdir, args.layers, args.size_mib, args.level)
+    paths = prepare(args.workdir, args.layers, args.size_mib, args.level, args.random_percent)
     compressed = sum(p.stat().st_size for p in paths)
     gzip_runs, scan_runs, packages = [], [], 0
     for run in range(args.runs):
@@ -163,6 +171,7 @@ def main() -> None:
         "layers": args.layers,
         "uncompressed_mib": args.size_mib,
         "compressed_mib": round(compressed / MiB, 1),
+        "random_percent": args.random_percent,
         "packages_found": packages,
         "gzip_dc_wall_s": round(gzip_wall, 2),
         "scan_wall_s": round(scan_wall, 2),

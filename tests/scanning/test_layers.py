@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import tarfile
 
 import pytest
@@ -129,3 +130,30 @@ def test_a_later_layer_can_restore_a_whited_out_path() -> None:
 def test_uncompressed_bytes_after_the_archive_end_are_ignored() -> None:
     blob = tar_bytes({"a": b"1"}) + b"\0" * 10240
     assert merged(compress(blob, "none")) == {"a": ["1"]}
+
+
+def test_a_cancelled_scan_releases_its_thread_and_a_failing_read_propagates() -> None:
+    blob = layer({"a": os.urandom(200_000)}, "gzip")  # incompressible: many chunks
+
+    async def stalled(data: bytes):
+        yield data[:1000]
+        await asyncio.Event().wait()  # the store never sends the rest
+
+    async def failing(data: bytes):
+        yield data[:1000]
+        raise OSError("the blob store failed")
+
+    async def scenario() -> dict[str, list[str]]:
+        for _ in range(3):  # more than the scan thread pool has threads
+            task = asyncio.create_task(apply_layer(MergedTree(), stalled(blob), record_contents))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+        with pytest.raises(OSError, match="blob store failed"):
+            await asyncio.wait_for(apply_layer(MergedTree(), failing(blob), record_contents), 10)
+        tree = MergedTree()
+        await asyncio.wait_for(apply_layer(tree, _chunks(blob, 4096), record_contents), 10)
+        return {path: result.notes for path, result in tree.files.items()}
+
+    assert asyncio.run(scenario()) == {"a": ["200000 bytes"]}

@@ -11,7 +11,7 @@ from cargobay.scanning.layers import MergedTree
 from cargobay.scanning.model import FileResult, Inventory, OSInfo, Package
 from cargobay.scanning.tar import REGULAR, Member, TarReader
 
-MAX_METADATA = 64 * 1024 * 1024  # a dpkg status or apk database larger than this is refused
+MAX_METADATA = 16 * 1024 * 1024  # a dpkg status or apk database larger than this is refused
 MAX_OS_RELEASE = 64 * 1024
 MIN_BINARY = 1024  # smaller executables are scripts or stubs, never Go programs
 

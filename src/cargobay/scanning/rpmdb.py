@@ -52,33 +52,38 @@ def packages_from_sqlite(path: str, where: str) -> list[Package]:
     uri = f"file:{path}?mode=ro&immutable=1"
     conn = sqlite3.connect(uri, uri=True)
     try:
-        rows = conn.execute("SELECT blob FROM Packages").fetchall()
+        return [
+            p
+            for (blob,) in conn.execute("SELECT blob FROM Packages")
+            for p in _package(blob, where)
+        ]
     finally:
         conn.close()
-    packages = []
-    for (blob,) in rows:
-        try:
-            tags = parse_header(bytes(blob))
-        except (ValueError, struct.error):
-            continue
-        name, version, release = tags.get(NAME), tags.get(VERSION), tags.get(RELEASE)
-        if not isinstance(name, str) or not isinstance(version, str) or name == "gpg-pubkey":
-            continue
-        epoch = tags.get(EPOCH)
-        evr = f"{epoch}:" if isinstance(epoch, int) else ""
-        evr += version + (f"-{release}" if isinstance(release, str) else "")
-        source = tags.get(SOURCERPM)
-        packages.append(
-            Package(
-                RPM,
-                name,
-                evr,
-                source_name=_source_name(source) if isinstance(source, str) else None,
-                arch=str(tags.get(ARCH) or "") or None,
-                path=where,
-            )
+
+
+def _package(blob: bytes, where: str) -> list[Package]:
+    """The package a header describes (none for public keys and malformed headers)."""
+    try:
+        tags = parse_header(bytes(blob))
+    except (ValueError, struct.error):
+        return []
+    name, version, release = tags.get(NAME), tags.get(VERSION), tags.get(RELEASE)
+    if not isinstance(name, str) or not isinstance(version, str) or name == "gpg-pubkey":
+        return []
+    epoch = tags.get(EPOCH)
+    evr = f"{epoch}:" if isinstance(epoch, int) else ""
+    evr += version + (f"-{release}" if isinstance(release, str) else "")
+    source = tags.get(SOURCERPM)
+    return [
+        Package(
+            RPM,
+            name,
+            evr,
+            source_name=_source_name(source) if isinstance(source, str) else None,
+            arch=str(tags.get(ARCH) or "") or None,
+            path=where,
         )
-    return packages
+    ]
 
 
 def inspect_rpmdb(member: Member, reader: TarReader) -> FileResult:
