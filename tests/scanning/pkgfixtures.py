@@ -122,15 +122,18 @@ def _uvarint(n: int) -> bytes:
             return out + bytes([byte])
 
 
-def fake_go_elf(go_version: str, modinfo: str, data_offset: int = 2 * 1024 * 1024) -> bytes:
+def fake_go_elf(
+    go_version: str, modinfo: str, data_offset: int = 2 * 1024 * 1024, lead: int = 0
+) -> bytes:
     """A 64-bit little-endian ELF file laid out as Go 1.18+ lays out its build info: a text
-    segment, then a writable data segment starting with the buildinfo header."""
+    segment, then a writable data segment starting with the buildinfo header (after `lead`
+    bytes of other data, as external linkers may place it)."""
     header = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
     header += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0x401000, 64, 0, 0, 64, 56, 2, 64, 0, 0)
     text = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 4096, 4096, 4096)
     data = struct.pack("<IIQQQQQQ", 1, 6, data_offset, 0x800000, 0x800000, 4096, 4096, 4096)
     body = header + text + data
-    body += b"\x90" * (data_offset - len(body))
+    body += b"\x90" * (data_offset - len(body)) + b"\0" * lead
     info = _INFO_START + modinfo.encode() + _INFO_END
     blob = b"\xff Go buildinf:" + bytes([8, 2]) + b"\0" * 16
     blob += _uvarint(len(go_version)) + go_version.encode() + _uvarint(len(info)) + info

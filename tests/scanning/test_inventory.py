@@ -197,13 +197,19 @@ def test_go_build_info_streamed_from_an_elf_binary(chunk: int) -> None:
             "usr/local/bin/app": Entry(fake_go_elf("go1.21.4", GO_MODINFO), mode=0o755),
             "usr/local/bin/plain": Entry(b"\x7fELF" + b"\0" * 4096, mode=0o755),
             "data/notexec": Entry(fake_go_elf("go1.1", GO_MODINFO), mode=0o644),
+            "usr/local/bin/linked": Entry(
+                fake_go_elf("go1.22.0", "mod\texample.com/linked\tv1.0.0\t\n", lead=200_000),
+                mode=0o755,
+            ),
         }
     )
     inv = asyncio.run(build_inventory(image.reader(chunk), image.manifest, image.config))
     assert [(p.name, p.version, p.path) for p in inv.packages] == [
+        ("example.com/linked", "v1.0.0", "usr/local/bin/linked"),
         ("github.com/fork/yaml", "v2.2.8+incompatible", "usr/local/bin/app"),
         ("golang.org/x/text", "v0.3.7", "usr/local/bin/app"),
         ("stdlib", "1.21.4", "usr/local/bin/app"),
+        ("stdlib", "1.22.0", "usr/local/bin/linked"),
     ]
 
 

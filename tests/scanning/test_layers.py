@@ -157,3 +157,12 @@ def test_a_cancelled_scan_releases_its_thread_and_a_failing_read_propagates() ->
         return {path: result.notes for path, result in tree.files.items()}
 
     assert asyncio.run(scenario()) == {"a": ["200000 bytes"]}
+
+
+def test_zstd_layers_of_several_frames() -> None:
+    import zstandard
+
+    raw = tar_bytes({"a": b"1", "b": os.urandom(70_000)})
+    compressor = zstandard.ZstdCompressor(level=1)
+    blob = compressor.compress(raw[:5000]) + compressor.compress(raw[5000:])
+    assert merged(blob) == {"a": ["1"], "b": ["70000 bytes"]}

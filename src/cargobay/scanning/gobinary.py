@@ -3,7 +3,7 @@
 Go 1.18+ writes a `\\xff Go buildinf:` header, 16-byte aligned, at the start of the first
 writable (non-executable) PT_LOAD segment, followed inline by the Go version and the module
 info (`path`, `mod`, `dep` lines). The program headers are within the first few KiB, so only
-the ELF header area and a bounded window of the data segment are ever kept. Older binaries
+the ELF header area and a bounded window (2 MiB) of the data segment are ever kept. Older binaries
 (pointers instead of inline strings) are reported by their notes only.
 """
 
@@ -17,7 +17,9 @@ from cargobay.scanning.tar import Member, TarReader
 
 MAGIC = b"\xff Go buildinf:"
 HEAD = 64 * 1024  # ELF header and program headers must lie within this
-SEARCH = 64 * 1024  # Go's own reader searches this much of the data segment
+# Go's own reader searches the data segment's first 64 KiB when a binary has no section table;
+# externally linked binaries can put other sections first, so this looks further.
+SEARCH = 1024 * 1024
 WINDOW = SEARCH + 1024 * 1024  # plus the inline module info after the header
 PT_LOAD, PF_X, PF_W = 1, 1, 2
 
