@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0008"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -295,4 +295,59 @@ account_settings = Table(
     Column("account_id", String(12), primary_key=True),
     Column("create_on_push", Boolean),
     Column("updated_at", Float, nullable=False),
+)
+
+# -- the offline vulnerability database (cargobay vulndb import; migration 0008) ---------------
+# Each import fills a new version; one committed row (`vulndb_current`) says which version scans
+# read, so an import becomes visible all at once and a running server needs no restart.
+vulndb_versions = Table(
+    "vulndb_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),  # importing | ready
+    Column("sources", Text, nullable=False),
+    Column("advisories", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("completed_at", Float),
+)
+
+vulndb_current = Table(
+    "vulndb_current",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+vulndb_advisories = Table(
+    "vulndb_advisories",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("cvss_version", String(4)),
+    Column("cvss_vector", String(256)),
+    Column("cvss_score", Float),
+    Column("modified", String(40), nullable=False),
+)
+
+vulndb_affected = Table(
+    "vulndb_affected",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", Integer, nullable=False),
+    Column("advisory_id", String(128), nullable=False),
+    Column("ecosystem", Name(128), nullable=False),
+    Column("package", Name(512), nullable=False),
+    Column("ranges", Text, nullable=False),  # JSON: lists of OSV events
+    Column("versions", Text, nullable=False),  # JSON: explicitly affected versions
+)
+Index(
+    "ix_vulndb_affected_lookup",
+    vulndb_affected.c.version,
+    vulndb_affected.c.ecosystem,
+    vulndb_affected.c.package,
 )
