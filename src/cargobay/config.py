@@ -5,6 +5,7 @@ one clear line instead of failing a request later."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -15,6 +16,17 @@ from typing import Any
 
 class ConfigError(ValueError):
     """A setting that cannot be used; its message is shown to the operator as is."""
+
+
+@dataclass(frozen=True)
+class RegionEndpoint:
+    """Another deployment serving `name` (a `[regions.<name>]` table): where replication
+    sends images, and the access key it presents there."""
+
+    name: str
+    endpoint: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,9 @@ class Settings:
     # Largest manifest accepted through any door (bytes; ManifestService.put_image checks it).
     # The distribution-spec asks registries to accept at least 4 MiB.
     max_manifest_bytes: int = 4 * 1024 * 1024
+    # Other regions' deployments, for replication (`[regions.<name>]` tables in the file, or
+    # CARGOBAY_REGIONS as a JSON object of the same tables).
+    regions: tuple[RegionEndpoint, ...] = ()
 
     @property
     def database_url(self) -> str:
@@ -113,6 +128,32 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {value!r}") from None
 
 
+def _regions(data: Any, where: str) -> tuple[RegionEndpoint, ...]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: regions must be tables like [regions.eu-west-1]")
+    regions = []
+    for name, table in data.items():
+        if not isinstance(table, dict) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", name):
+            raise ConfigError(f"{where}: [regions.{name}] is not a region table")
+        missing = [
+            k for k in ("endpoint", "access_key_id", "secret_access_key") if not table.get(k)
+        ]
+        if missing:
+            raise ConfigError(f"{where}: [regions.{name}] needs {', '.join(missing)}")
+        endpoint = str(table["endpoint"])
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: [regions.{name}] endpoint must be an http(s) URL")
+        unknown = set(table) - {"endpoint", "access_key_id", "secret_access_key"}
+        if unknown:
+            raise ConfigError(f"{where}: [regions.{name}] has unknown keys {sorted(unknown)}")
+        regions.append(
+            RegionEndpoint(
+                name, endpoint, str(table["access_key_id"]), str(table["secret_access_key"])
+            )
+        )
+    return tuple(regions)
+
+
 def load_settings(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -132,6 +173,8 @@ def load_settings(
             raise ConfigError(f"config file {config_file}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from None
+        if "regions" in data:
+            values["regions"] = _regions(data.pop("regions"), f"config file {config_file}")
         for key, value in data.items():
             name = key.replace("-", "_")
             if name not in kinds:
@@ -139,7 +182,12 @@ def load_settings(
             values[name] = _coerce(name, kinds[name], value)
     for name, kind in kinds.items():
         env_value = environ.get(f"CARGOBAY_{name.upper()}")
-        if env_value is not None:
+        if env_value is not None and name == "regions":
+            try:
+                values[name] = _regions(json.loads(env_value), "CARGOBAY_REGIONS")
+            except ValueError as exc:
+                raise ConfigError(f"CARGOBAY_REGIONS is not a JSON object: {exc}") from None
+        elif env_value is not None:
             values[name] = _coerce(name, kind, env_value)
     for name, value in (overrides or {}).items():
         if value is not None:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0011"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -350,4 +350,78 @@ Index(
     vulndb_affected.c.version,
     vulndb_affected.c.ecosystem,
     vulndb_affected.c.package,
+)
+
+# -- background tasks, replication, repository creation templates (migration 0011) ----------
+
+# Work that must happen after a commit (jobs/queue.py): written in the same transaction as the
+# change, claimed row by row with a lease by exactly one worker on one node.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    # With a key, a kind holds one task per key (idempotent enqueue).
+    Column("dedupe_key", String(512)),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_after", Float, nullable=False),
+    Column("give_up_at", Float, nullable=False),
+    Column("holder", String(128)),
+    Column("lease_expires_at", Float, nullable=False, default=0.0),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("kind", "dedupe_key", name="uq_tasks_kind_key"),
+)
+Index("ix_tasks_due", tasks.c.status, tasks.c.run_after)
+
+# A registry's replication configuration (PutReplicationConfiguration), as JSON.
+replication_configurations = Table(
+    "replication_configurations",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("configuration", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Where each pushed image stands at each destination (DescribeImageReplicationStatus).
+replication_statuses = Table(
+    "replication_statuses",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("digest", String(200), primary_key=True),
+    Column("region", String(25), primary_key=True),
+    Column("destination_registry_id", String(12), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("failure_code", String(64)),
+    Column("failure_reason", Text),
+    Column("bytes_sent", BigInteger, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Settings applied to repositories that replication, the pull-through cache or a push create.
+repository_creation_templates = Table(
+    "repository_creation_templates",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("prefix", Name(256), primary_key=True),
+    Column("description", Text),
+    Column("encryption_type", String(16), nullable=False, default="AES256"),
+    Column("kms_key", String(2048)),
+    Column("resource_tags", Text),  # JSON list of {Key, Value}
+    Column("image_tag_mutability", String(32), nullable=False, default="MUTABLE"),
+    Column("mutability_exclusions", Text),  # JSON list of {filterType, filter}
+    Column("repository_policy", Text),
+    Column("lifecycle_policy", Text),
+    Column("applied_for", Text, nullable=False),  # JSON list
+    Column("custom_role_arn", String(2048)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

@@ -1,0 +1,262 @@
+"""A durable task queue in the metadata database: work that must happen after a commit.
+
+A task is a row written in the same transaction as the change that calls for it (an outbox),
+so a crash never loses one and a rolled-back change never leaves one. Any worker on any node
+claims due tasks with one conditional UPDATE per row (the database lets exactly one claimant
+win, on SQLite and PostgreSQL alike), runs the handler registered for the task's kind, and
+records the outcome. A claimant that dies leaves a lease that expires; the task then runs
+again elsewhere, so handlers are idempotent. Failures retry with exponential backoff until the
+task's deadline, then stay `failed` for an operator to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from cargobay.jobs.leases import holder_id
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import insert_ignore
+
+log = logging.getLogger("cargobay.queue")
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+class Retry(Exception):
+    """The task could not finish now; run it again after `delay` seconds (backoff if None)."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class Fail(Exception):
+    """The task can never succeed as it is; record the reason and stop retrying."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+
+
+Handler = Callable[[Task], Awaitable[None]]
+
+
+async def enqueue(
+    conn: Any,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    key: str | None = None,
+    delay: float = 0.0,
+    deadline: float = 7 * 86400.0,
+) -> None:
+    """Write a task in the caller's open transaction. A `key` makes it idempotent: a second
+    task with the same kind and key is not added while the first exists."""
+    now = time.time()
+    await insert_ignore(
+        conn,
+        schema.tasks,
+        kind=kind,
+        dedupe_key=key,
+        payload=json.dumps(payload, separators=(",", ":")),
+        status=PENDING,
+        attempts=0,
+        run_after=now + delay,
+        give_up_at=now + deadline,
+        lease_expires_at=0.0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
+    """Seconds before attempt `attempts + 1`: 2, 4, 8, ... up to five minutes."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def _due(now: float):
+    t = schema.tasks
+    return or_(
+        and_(t.c.status == PENDING, t.c.run_after <= now),
+        and_(t.c.status == RUNNING, t.c.lease_expires_at < now),
+    )
+
+
+async def claim(
+    db: Database, kinds: list[str], holder: str, *, limit: int = 8, lease: float = 600.0
+) -> list[Task]:
+    """Take up to `limit` due tasks of these kinds; each is won by exactly one claimant."""
+    t = schema.tasks
+    now = time.time()
+    async with db.read_now() as conn:
+        rows = (
+            await conn.execute(
+                select(t.c.id)
+                .where(t.c.kind.in_(kinds), _due(now))
+                .order_by(t.c.run_after, t.c.id)
+                .limit(limit)
+            )
+        ).all()
+    won: list[Task] = []
+    for (task_id,) in rows:
+        async with db.write() as conn:
+            result = await conn.execute(
+                t.update()
+                .where(t.c.id == task_id, _due(now))
+                .values(
+                    status=RUNNING,
+                    holder=holder,
+                    lease_expires_at=now + lease,
+                    attempts=t.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                continue
+            row = (
+                await conn.execute(
+                    select(t.c.id, t.c.kind, t.c.payload, t.c.attempts, t.c.created_at).where(
+                        t.c.id == task_id
+                    )
+                )
+            ).one()
+        won.append(Task(row.id, row.kind, json.loads(row.payload), row.attempts, row.created_at))
+    return won
+
+
+async def _settle(db: Database, task: Task, holder: str, **values: Any) -> None:
+    t = schema.tasks
+    async with db.write() as conn:
+        await conn.execute(
+            t.update()
+            .where(t.c.id == task.id, t.c.holder == holder)
+            .values(holder=None, lease_expires_at=0.0, updated_at=time.time(), **values)
+        )
+
+
+async def complete(db: Database, task: Task, holder: str) -> None:
+    await _settle(db, task, holder, status=DONE, last_error=None)
+
+
+async def retry(db: Database, task: Task, holder: str, reason: str, delay: float) -> bool:
+    """Schedule another attempt; False (and the task failed) once past its deadline."""
+    t = schema.tasks
+    async with db.read_now() as conn:
+        give_up_at = (
+            await conn.execute(select(t.c.give_up_at).where(t.c.id == task.id))
+        ).scalar_one()
+    if time.time() + delay > give_up_at:
+        await _settle(db, task, holder, status=FAILED, last_error=reason[:1000])
+        return False
+    await _settle(
+        db, task, holder, status=PENDING, run_after=time.time() + delay, last_error=reason[:1000]
+    )
+    return True
+
+
+async def fail(db: Database, task: Task, holder: str, reason: str) -> None:
+    await _settle(db, task, holder, status=FAILED, last_error=reason[:1000])
+
+
+async def run_task(db: Database, task: Task, holder: str, handler: Handler) -> str:
+    """Run one claimed task and record its outcome; returns the new status."""
+    try:
+        await handler(task)
+    except Retry as exc:
+        delay = backoff(task.attempts) if exc.delay is None else exc.delay
+        return PENDING if await retry(db, task, holder, exc.reason, delay) else FAILED
+    except Fail as exc:
+        await fail(db, task, holder, str(exc))
+        return FAILED
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug in a handler: keep retrying, loudly
+        log.exception("task %s %d failed", task.kind, task.id)
+        delay = backoff(task.attempts)
+        reason = f"{type(exc).__name__}: {exc}"
+        return PENDING if await retry(db, task, holder, reason, delay) else FAILED
+    await complete(db, task, holder)
+    return DONE
+
+
+class TaskRunner:
+    """Drains the queue in one process: polls every `tick` seconds, or at once when this
+    process enqueued something (`wake`), and runs at most `concurrency` tasks at a time."""
+
+    def __init__(
+        self, db: Database, handlers: dict[str, Handler], *, tick: float = 2.0, concurrency: int = 4
+    ) -> None:
+        self.db = db
+        self.handlers = handlers
+        self.tick = tick
+        self.holder = holder_id()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[str]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for running in list(self._running):
+            running.cancel()
+        for running in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running
+
+    async def drain(self) -> int:
+        """Claim and start what is due now; the number of tasks started."""
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        tasks = await claim(self.db, list(self.handlers), self.holder, limit=free)
+        for task in tasks:
+            await self._slots.acquire()
+            job = asyncio.ensure_future(
+                run_task(self.db, task, self.holder, self.handlers[task.kind])
+            )
+            self._running.add(job)
+            job.add_done_callback(self._finished)
+        return len(tasks)
+
+    def _finished(self, job: asyncio.Task[str]) -> None:
+        self._running.discard(job)
+        self._slots.release()
+        self._wake.set()  # a slot is free: look for more at once
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming tasks failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            self._wake.clear()

@@ -1,0 +1,182 @@
+"""Replication as the rest of the registry sees it: the configuration per registry, the
+tasks a push leaves behind, and where each image stands at each destination.
+
+A push writes one `replicate` task per destination in its own transaction (`on_push`), so a
+crash after the commit never loses a replication and a failed push never starts one. The
+statuses are rows beside the tasks, updated as the tasks run (replication/job.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from cargobay.jobs import queue
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import upsert
+from cargobay.replication.config import (
+    Destination,
+    ReplicationConfiguration,
+    from_stored,
+    parse_configuration,
+)
+
+TASK_KIND = "replicate"
+IN_PROGRESS, COMPLETE, FAILED = "IN_PROGRESS", "COMPLETE", "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationStatus:
+    region: str
+    registry_id: str
+    status: str
+    failure_code: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        body = {"region": self.region, "registryId": self.registry_id, "status": self.status}
+        if self.failure_code:
+            body["failureCode"] = self.failure_code
+        return body
+
+
+class ReplicationService:
+    def __init__(self, db: Database, region: str, remote_regions: frozenset[str]) -> None:
+        self.db = db
+        self.region = region
+        self.known_regions = frozenset({region, *remote_regions})
+
+    async def configuration(self, registry_id: str, conn: Any = None) -> ReplicationConfiguration:
+        r = schema.replication_configurations
+        query = select(r.c.configuration).where(r.c.registry_id == registry_id)
+        if conn is not None:
+            text = (await conn.execute(query)).scalar_one_or_none()
+        else:
+            async with self.db.read_now() as reader:
+                text = (await reader.execute(query)).scalar_one_or_none()
+        return from_stored(json.loads(text)) if text else ReplicationConfiguration()
+
+    async def put_configuration(self, registry_id: str, data: Any) -> ReplicationConfiguration:
+        """Validate and store (ReplicationConfigInvalid when ECR would refuse it)."""
+        config = parse_configuration(
+            data,
+            source_region=self.region,
+            source_account=registry_id,
+            known_regions=self.known_regions,
+        )
+        async with self.db.write() as conn:
+            await upsert(
+                conn,
+                schema.replication_configurations,
+                ["registry_id"],
+                registry_id=registry_id,
+                configuration=json.dumps(config.to_json()),
+                updated_at=time.time(),
+            )
+        return config
+
+    async def on_push(
+        self,
+        conn: Any,
+        repository_id: int,
+        registry_id: str,
+        name: str,
+        digest: str,
+        tag: str | None,
+    ) -> list[Destination]:
+        """Inside the push's transaction: one task and one IN_PROGRESS status per
+        destination whose rules match the repository."""
+        config = await self.configuration(registry_id, conn)
+        destinations = config.destinations_for(name)
+        for destination in destinations:
+            await self._set_status(
+                conn, repository_id, digest, destination, IN_PROGRESS, None, None
+            )
+            await queue.enqueue(
+                conn,
+                TASK_KIND,
+                {
+                    "repository_id": repository_id,
+                    "registry_id": registry_id,
+                    "name": name,
+                    "digest": digest,
+                    "tag": tag,
+                    "region": destination.region,
+                    "destination_registry_id": destination.registry_id,
+                },
+            )
+        return destinations
+
+    async def _set_status(
+        self,
+        conn: Any,
+        repository_id: int,
+        digest: str,
+        destination: Destination,
+        status: str,
+        failure_code: str | None,
+        failure_reason: str | None,
+        bytes_sent: int = 0,
+    ) -> None:
+        await upsert(
+            conn,
+            schema.replication_statuses,
+            ["repository_id", "digest", "region", "destination_registry_id"],
+            repository_id=repository_id,
+            digest=digest,
+            region=destination.region,
+            destination_registry_id=destination.registry_id,
+            status=status,
+            failure_code=failure_code,
+            failure_reason=failure_reason,
+            bytes_sent=bytes_sent,
+            updated_at=time.time(),
+        )
+
+    async def record(
+        self,
+        repository_id: int,
+        digest: str,
+        destination: Destination,
+        status: str,
+        failure_code: str | None = None,
+        failure_reason: str | None = None,
+        bytes_sent: int = 0,
+    ) -> None:
+        async with self.db.write() as conn:
+            await self._set_status(
+                conn,
+                repository_id,
+                digest,
+                destination,
+                status,
+                failure_code,
+                failure_reason,
+                bytes_sent,
+            )
+
+    async def statuses(self, repository_id: int, digest: str) -> list[ReplicationStatus]:
+        s = schema.replication_statuses
+        async with self.db.read_now() as conn:
+            rows = (
+                await conn.execute(
+                    select(s.c.region, s.c.destination_registry_id, s.c.status, s.c.failure_code)
+                    .where(s.c.repository_id == repository_id, s.c.digest == digest)
+                    .order_by(s.c.region, s.c.destination_registry_id)
+                )
+            ).all()
+        return [ReplicationStatus(*row) for row in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Statuses by value, for /metrics."""
+        s = schema.replication_statuses
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(s.c.status))).all()
+        counts = {IN_PROGRESS: 0, COMPLETE: 0, FAILED: 0}
+        for (status,) in rows:
+            counts[status] = counts.get(status, 0) + 1
+        return counts

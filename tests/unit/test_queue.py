@@ -1,0 +1,170 @@
+"""The durable task queue: enqueued in a transaction, claimed exactly once across nodes,
+retried with backoff, failed past its deadline, taken over when a claimant dies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+import pgcluster
+from cargobay.jobs import queue
+from cargobay.metadata import migrations, schema
+from cargobay.metadata.db import Database
+
+pytestmark = pytest.mark.backend
+
+
+async def _database(tmp_path: Path) -> str:
+    if pgcluster.backend() == "postgres":
+        cluster = pgcluster.shared_cluster()
+        url = cluster.url(cluster.database_for(tmp_path))
+    else:
+        url = f"sqlite:///{tmp_path / 'queue.db'}"
+    await migrations.upgrade(url)
+    return url
+
+
+async def _statuses(db: Database) -> list[tuple[str, int, str | None]]:
+    t = schema.tasks
+    async with db.read() as conn:
+        rows = await conn.execute(
+            t.select().with_only_columns(t.c.status, t.c.attempts, t.c.last_error).order_by(t.c.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_a_rolled_back_transaction_leaves_no_task(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            with pytest.raises(RuntimeError):
+                async with db.write() as conn:
+                    await queue.enqueue(conn, "demo", {"n": 1})
+                    raise RuntimeError("the change failed")
+            async with db.write() as conn:
+                await queue.enqueue(conn, "demo", {"n": 2})
+            assert [s for s, _, _ in await _statuses(db)] == ["pending"]
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_key_makes_enqueue_idempotent(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            for _ in range(3):
+                async with db.write() as conn:
+                    await queue.enqueue(conn, "demo", {"n": 1}, key="image-1")
+            async with db.write() as conn:
+                await queue.enqueue(conn, "other", {"n": 1}, key="image-1")
+            assert len(await _statuses(db)) == 2
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_four_nodes_claim_each_task_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        url = await _database(tmp_path)
+        nodes = [Database(url) for _ in range(4)]
+        try:
+            async with nodes[0].write() as conn:
+                for n in range(20):
+                    await queue.enqueue(conn, "demo", {"n": n})
+            claimed = await asyncio.gather(
+                *(queue.claim(db, ["demo"], f"node{i}", limit=20) for i, db in enumerate(nodes))
+            )
+            numbers = [task.payload["n"] for tasks in claimed for task in tasks]
+            assert sorted(numbers) == list(range(20))
+            # Nothing is due while the leases live.
+            assert await queue.claim(nodes[1], ["demo"], "late", limit=20) == []
+        finally:
+            for db in nodes:
+                await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_retry_backs_off_then_fails_past_the_deadline(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            async with db.write() as conn:
+                await queue.enqueue(conn, "flaky", {}, deadline=30.0)
+
+            async def down(task: queue.Task) -> None:
+                raise queue.Retry("destination down")
+
+            [task] = await queue.claim(db, ["flaky"], "me")
+            assert await queue.run_task(db, task, "me", down) == "pending"
+            assert await _statuses(db) == [("pending", 1, "destination down")]
+            # Not due again before its backoff.
+            assert await queue.claim(db, ["flaky"], "me") == []
+
+            async def far(task: queue.Task) -> None:
+                raise queue.Retry("still down", delay=60.0)
+
+            t = schema.tasks
+            async with db.write() as conn:
+                await conn.execute(t.update().values(run_after=0.0))
+            [task] = await queue.claim(db, ["flaky"], "me")
+            assert await queue.run_task(db, task, "me", far) == "failed"
+            assert await _statuses(db) == [("failed", 2, "still down")]
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_claimants_task_is_taken_over_after_its_lease(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            async with db.write() as conn:
+                await queue.enqueue(conn, "demo", {"n": 1})
+            [task] = await queue.claim(db, ["demo"], "dead", lease=0.2)
+            assert await queue.claim(db, ["demo"], "alive") == []
+            await asyncio.sleep(0.3)
+            [again] = await queue.claim(db, ["demo"], "alive")
+            assert again.id == task.id and again.attempts == 2
+            # The dead claimant's late outcome no longer counts.
+            await queue.complete(db, task, "dead")
+            assert (await _statuses(db))[0][0] == "running"
+            await queue.complete(db, again, "alive")
+            assert (await _statuses(db))[0][0] == "done"
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_the_runner_drains_what_is_due(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        seen: list[int] = []
+
+        async def handle(task: queue.Task) -> None:
+            seen.append(task.payload["n"])
+
+        runner = queue.TaskRunner(db, {"demo": handle}, tick=0.05, concurrency=2)
+        try:
+            runner.start()
+            async with db.write() as conn:
+                for n in range(5):
+                    await queue.enqueue(conn, "demo", {"n": n})
+            runner.wake()
+            deadline = time.monotonic() + 20
+            while len(seen) < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert sorted(seen) == list(range(5))
+        finally:
+            await runner.stop()
+            await db.dispose()
+
+    asyncio.run(scenario())
