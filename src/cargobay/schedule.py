@@ -1,6 +1,7 @@
-"""The periodic jobs every deployment runs, built from one process's services. The job
-bodies live with their domains (`jobs.gc`, `lifecycle.job`); this module only schedules them,
-so nothing there imports it back."""
+"""The periodic jobs every deployment runs and the handlers of the task queue's kinds, built
+from one process's services. The job and task bodies live with their domains (`jobs.gc`,
+`lifecycle.job`, `scans.job`); this module only wires them, so nothing there imports it back.
+A feature with a task kind adds its handlers to `task_handlers`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 from cargobay.jobs import gc
 from cargobay.jobs.leases import Job
+from cargobay.jobs.queue import Handler
 from cargobay.lifecycle import job as lifecycle
 from cargobay.registry.services import Services
+from cargobay.scans.job import Scanner
 
 
 def gc_job(services: Services, *, dry_run: bool = False) -> Job:
@@ -37,3 +40,9 @@ def lifecycle_job(services: Services) -> Job:
 
 def periodic_jobs(services: Services) -> list[Job]:
     return [gc_job(services), lifecycle_job(services)]
+
+
+def task_handlers(services: Services) -> dict[str, Handler]:
+    """Task kind -> handler, for this process's TaskRunner."""
+    scanner = Scanner(services, services.scans, services.settings.scan_concurrency)
+    return {**scanner.handlers()}

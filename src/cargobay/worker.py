@@ -20,9 +20,10 @@ from cargobay.iam.bootstrap import ensure_admin
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
+from cargobay.jobs.queue import TaskRunner
 from cargobay.metadata.db import Database
 from cargobay.registry.services import Services
-from cargobay.schedule import periodic_jobs
+from cargobay.schedule import periodic_jobs, task_handlers
 
 
 async def prepare(settings: Settings) -> None:
@@ -88,15 +89,21 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
         backlog=1024,
     )
     await site.start()
-    scheduler = None
+    scheduler = tasks = None
     if settings.jobs_enabled:
         scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
         scheduler.start()
+        # The task queue (scans, ...): polled every 2 s, woken at once by this process's pushes.
+        tasks = TaskRunner(services.db, task_handlers(services))
+        services.scans.wake = tasks.wake
+        tasks.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if tasks is not None:
+        await tasks.stop()
     if scheduler is not None:
         await scheduler.stop()
     await runner.cleanup()

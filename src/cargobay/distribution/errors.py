@@ -76,6 +76,11 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.UserNotFound: ("DENIED", 404),
     e.UserAlreadyExists: ("DENIED", 409),
     e.DeleteConflict: ("DENIED", 409),
+    # image scans (not reachable from `/v2/`; mapped so the table is total)
+    e.ScanNotFound: ("DENIED", 404),
+    e.UnsupportedImageType: ("UNSUPPORTED", 400),
+    e.ScanQuotaExceeded: ("TOOMANYREQUESTS", 429),
+    e.ScanningConfigurationInvalid: ("DENIED", 400),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

@@ -96,6 +96,10 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",
+    e.ScanNotFound: "ScanNotFoundException",
+    e.UnsupportedImageType: "UnsupportedImageTypeException",
+    e.ScanQuotaExceeded: "LimitExceededException",
+    e.ScanningConfigurationInvalid: "ValidationException",
 }
 
 

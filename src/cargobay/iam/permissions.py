@@ -88,8 +88,11 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "DeleteRegistryPolicy",
         "DescribeRegistry",
         "GetRegistryScanningConfiguration",
+        "PutRegistryScanningConfiguration",
+        "GetAccountSetting",
+        "PutAccountSetting",
     ),
-    REPOSITORIES: ("DescribeRepositories",),
+    REPOSITORIES: ("DescribeRepositories", "BatchGetRepositoryScanningConfiguration"),
     REPOSITORY_ARN: ("TagResource", "UntagResource", "ListTagsForResource"),
     REPOSITORY: (
         "CreateRepository",
@@ -114,6 +117,8 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "SetRepositoryPolicy",
         "GetRepositoryPolicy",
         "DeleteRepositoryPolicy",
+        "StartImageScan",
+        "DescribeImageScanFindings",
     ),
 }
 

@@ -22,6 +22,7 @@ from cargobay.registry.manifests import ManifestService
 from cargobay.registry.repositories import Repository, RepositoryService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
+from cargobay.scans.service import ScanService
 from cargobay.storage import BlobStore, open_store
 
 SIGNER_REFRESH = 300.0
@@ -44,6 +45,7 @@ class Services:
     lifecycle: LifecycleService
     usage: UsageRecorder
     hooks: Hooks
+    scans: ScanService
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -55,6 +57,9 @@ class Services:
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
         hooks = Hooks()
+        scans = ScanService(db)
+        hooks.on_push(scans.on_push)
+        hooks.on_delete(scans.on_delete)
         return cls(
             settings=settings,
             db=db,
@@ -70,6 +75,7 @@ class Services:
             lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
             hooks=hooks,
+            scans=scans,
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:

@@ -53,10 +53,18 @@ async def _import(settings: Settings, paths: list[Path], progress: Progress) -> 
     if not settings.database:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
+    from cargobay.scans.service import ScanService
+
     db = Database(settings.database_url)
     try:
         sources = [str(p) for p in paths]
-        return await VulnDB(db).import_records(read_records(paths), sources, progress)
+        report = await VulnDB(db).import_records(read_records(paths), sources, progress)
+        # CONTINUOUS_SCAN repositories: every image is rescanned against the new version (the
+        # running servers' task queues pick the scans up).
+        queued = await ScanService(db).rescan_continuous()
+        if queued:
+            click.echo(f"vulndb import: {queued} images queued for rescanning", err=True)
+        return report
     finally:
         await db.dispose()
 

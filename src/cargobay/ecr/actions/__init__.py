@@ -1,5 +1,5 @@
 """One module per group of ECR actions; importing them registers them with `ecr.api`."""
 
-from cargobay.ecr.actions import auth, images, layers, lifecycle, policies, repositories
+from cargobay.ecr.actions import auth, images, layers, lifecycle, policies, repositories, scanning
 
-__all__ = ["auth", "images", "layers", "lifecycle", "policies", "repositories"]
+__all__ = ["auth", "images", "layers", "lifecycle", "policies", "repositories", "scanning"]

@@ -18,8 +18,29 @@ from cargobay.oci.manifest import (
 )
 from cargobay.registry.deletes import ImageRef, check_ref
 from cargobay.registry.repositories import Repository
+from cargobay.scans.service import COMPLETE, ScanRecord
 
 TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
+
+
+def scan_status(record: ScanRecord) -> dict[str, str]:
+    """ECR's ImageScanStatus."""
+    status = {"status": record.status}
+    if record.description:
+        status["description"] = record.description
+    return status
+
+
+def findings_summary(record: ScanRecord) -> dict[str, Any] | None:
+    """ECR's ImageScanFindingsSummary of a completed scan (None otherwise)."""
+    if record.status != COMPLETE:
+        return None
+    summary: dict[str, Any] = {"findingSeverityCounts": record.severity_counts}
+    if record.completed_at is not None:
+        summary["imageScanCompletedAt"] = record.completed_at
+    if record.source_updated_at is not None:
+        summary["vulnerabilitySourceUpdatedAt"] = record.source_updated_at
+    return summary
 
 
 def _tag_status(payload: dict[str, Any]) -> str:
@@ -110,6 +131,7 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         )
         next_token = call.encode_token(rows[limit - 1].digest) if len(rows) > limit else None
         rows = rows[:limit]
+    scans = await call.services.scans.summaries(repo, [row.digest for row in rows])
     details = []
     for row in rows:
         detail: dict[str, Any] = {
@@ -129,6 +151,12 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
             detail["lastRecordedPullTime"] = row.last_pulled_at
         if row.subject_digest:
             detail["subjectManifestDigest"] = row.subject_digest
+        scan = scans.get(row.digest)
+        if scan is not None:
+            detail["imageScanStatus"] = scan_status(scan)
+            summary = findings_summary(scan)
+            if summary is not None:
+                detail["imageScanFindingsSummary"] = summary
         details.append(detail)
     result: dict[str, Any] = {"imageDetails": details}
     if next_token:

@@ -189,13 +189,3 @@ async def list_tags_for_resource(call: EcrCall, payload: dict[str, Any]) -> dict
 @action("DescribeRegistry")
 async def describe_registry(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     return {"registryId": call.registry_id, "replicationConfiguration": {"rules": []}}
-
-
-@action("GetRegistryScanningConfiguration")
-async def get_registry_scanning_configuration(
-    call: EcrCall, payload: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "registryId": call.registry_id,
-        "scanningConfiguration": {"scanType": "BASIC", "rules": []},
-    }
