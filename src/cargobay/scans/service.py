@@ -172,7 +172,7 @@ class ScanService:
         scanOnPush, or a registry SCAN_ON_PUSH/CONTINUOUS_SCAN rule matching its name)."""
         if event.origin == REGISTRY or not event.created:
             return
-        if event.artifact_type or event.subject:
+        if event.subject or (event.artifact_type and event.artifact_type not in IMAGE_CONFIGS):
             return  # an artifact, or something attached to an image: nothing to scan
         configuration = await self._configuration(conn, event.repo.registry_id)
         frequency, _ = configuration.frequency(event.repo.name, event.repo.scan_on_push)
@@ -232,7 +232,6 @@ class ScanService:
                     images = await conn.execute(
                         select(m.c.digest, m.c.content).where(
                             m.c.repository_id == repo.id,
-                            m.c.artifact_type.is_(None),
                             m.c.subject_digest.is_(None),
                         )
                     )
