@@ -126,7 +126,7 @@ def test_handlers_leave_authorization_to_the_dispatcher() -> None:
 # -- import rules -------------------------------------------------------------------------------
 
 DOORS = ("distribution", "ecr", "iamapi")
-SERVICES = ("registry", "lifecycle", "iam", "jobs")
+SERVICES = ("registry", "lifecycle", "iam", "jobs", "scans")
 
 
 def _imports(path: Path) -> set[str]:
