@@ -1,5 +1,6 @@
-"""Image scans as the ECR API sees them: status and findings per image, the quota, the
-registry scanning configuration and account settings, and the push hook that queues scans.
+"""Image scans as the ECR API sees them: status and findings per image, the quota, and the
+push and delete hooks (the registry scanning configuration and account settings are
+`settings`, scans/settings.py).
 
 The scan itself runs later as a `scan` task (scans/job.py); this service only writes rows,
 always in the caller's transaction or its own, so a scan is queued exactly when its push
@@ -27,6 +28,7 @@ from cargobay.oci.manifest import INDEX_TYPES
 from cargobay.registry.hooks import REGISTRY, Deleted, Pushed
 from cargobay.registry.repositories import Repository
 from cargobay.scans import config as cfg
+from cargobay.scans.settings import ScanSettings, read_configuration
 
 log = logging.getLogger("cargobay.scans")
 
@@ -87,6 +89,7 @@ def _record(row: Any) -> ScanRecord:
 class ScanService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.settings = ScanSettings(db)
         # Set by the process that runs the task queue: look for work at once after a push.
         self.wake: Callable[[], None] | None = None
 
@@ -174,7 +177,7 @@ class ScanService:
             return
         if event.subject or (event.artifact_type and event.artifact_type not in IMAGE_CONFIGS):
             return  # an artifact, or something attached to an image: nothing to scan
-        configuration = await self._configuration(conn, event.repo.registry_id)
+        configuration = await read_configuration(conn, event.repo.registry_id)
         frequency, _ = configuration.frequency(event.repo.name, event.repo.scan_on_push)
         if frequency == cfg.MANUAL:
             return
@@ -355,58 +358,3 @@ class ScanService:
             total = (await conn.execute(select(func.coalesce(func.sum(s.c.scans), 0)))).scalar_one()
             rows = await conn.execute(select(s.c.status, func.count()).group_by(s.c.status))
             return int(total), {row[0]: int(row[1]) for row in rows}
-
-    # -- configuration -----------------------------------------------------------------------
-
-    async def _configuration(self, conn: Any, registry_id: str) -> cfg.ScanningConfiguration:
-        c = schema.registry_scanning_configurations
-        row = (
-            await conn.execute(
-                select(c.c.scan_type, c.c.rules).where(c.c.registry_id == registry_id)
-            )
-        ).first()
-        if row is None:
-            return cfg.ScanningConfiguration()
-        return cfg.load(row.scan_type, json.loads(row.rules))
-
-    async def configuration(self, registry_id: str) -> cfg.ScanningConfiguration:
-        async with self.db.read_now() as conn:
-            return await self._configuration(conn, registry_id)
-
-    async def put_configuration(
-        self, registry_id: str, configuration: cfg.ScanningConfiguration
-    ) -> None:
-        async with self.db.write() as conn:
-            await upsert(
-                conn,
-                schema.registry_scanning_configurations,
-                ["registry_id"],
-                registry_id=registry_id,
-                scan_type=configuration.scan_type,
-                rules=json.dumps(configuration.shape()["rules"]),
-                updated_at=time.time(),
-            )
-
-    async def account_setting(self, registry_id: str, name: str) -> str:
-        cfg.check_setting(name)
-        a = schema.registry_account_settings
-        async with self.db.read_now() as conn:
-            value = (
-                await conn.execute(
-                    select(a.c.value).where(a.c.registry_id == registry_id, a.c.name == name)
-                )
-            ).scalar_one_or_none()
-        return value if value is not None else cfg.ACCOUNT_SETTINGS[name][1]
-
-    async def put_account_setting(self, registry_id: str, name: str, value: str) -> None:
-        cfg.check_setting(name, value, putting=True)
-        async with self.db.write() as conn:
-            await upsert(
-                conn,
-                schema.registry_account_settings,
-                ["registry_id", "name"],
-                registry_id=registry_id,
-                name=name,
-                value=value,
-                updated_at=time.time(),
-            )

@@ -71,7 +71,7 @@ async def put_registry_scanning_configuration(
     call: EcrCall, payload: dict[str, Any]
 ) -> dict[str, Any]:
     configuration = scan_config.parse(payload)
-    await call.services.scans.put_configuration(call.registry_id, configuration)
+    await call.services.scans.settings.put_configuration(call.registry_id, configuration)
     return {"registryScanningConfiguration": configuration.shape()}
 
 
@@ -79,7 +79,7 @@ async def put_registry_scanning_configuration(
 async def get_registry_scanning_configuration(
     call: EcrCall, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    configuration = await call.services.scans.configuration(call.registry_id)
+    configuration = await call.services.scans.settings.configuration(call.registry_id)
     return {"registryId": call.registry_id, "scanningConfiguration": configuration.shape()}
 
 
@@ -90,7 +90,7 @@ async def batch_get_repository_scanning_configuration(
     names = payload.get("repositoryNames")
     if not isinstance(names, list) or not 1 <= len(names) <= 25:
         raise errors.InvalidParameter("repositoryNames must list 1 to 25 names")
-    configuration = await call.services.scans.configuration(call.registry_id)
+    configuration = await call.services.scans.settings.configuration(call.registry_id)
     found, failures = [], []
     for name in names:
         repo = await call.services.repositories.find(call.registry_id, name)
@@ -128,7 +128,7 @@ def _setting_name(payload: dict[str, Any]) -> str:
 @action("GetAccountSetting")
 async def get_account_setting(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     name = _setting_name(payload)
-    value = await call.services.scans.account_setting(call.registry_id, name)
+    value = await call.services.scans.settings.account_setting(call.registry_id, name)
     return {"name": name, "value": value}
 
 
@@ -138,5 +138,5 @@ async def put_account_setting(call: EcrCall, payload: dict[str, Any]) -> dict[st
     value = payload.get("value")
     if not isinstance(value, str):
         raise errors.InvalidParameter("value is required")
-    await call.services.scans.put_account_setting(call.registry_id, name, value)
+    await call.services.scans.settings.put_account_setting(call.registry_id, name, value)
     return {"name": name, "value": value}
