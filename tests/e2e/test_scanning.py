@@ -29,7 +29,10 @@ from server import Server
 CYCLONEDX = "application/vnd.cyclonedx+json"
 DEBIAN = "Debian:12"
 
-pytestmark = pytest.mark.skipif(not DPKG_STATUS.exists(), reason="no dpkg status here")
+pytestmark = [
+    pytest.mark.backend,  # the queue, scans and SBOM pushes on PostgreSQL + S3 too
+    pytest.mark.skipif(not DPKG_STATUS.exists(), reason="no dpkg status here"),
+]
 
 
 def until(fixed: str) -> list[dict[str, str]]:
