@@ -122,6 +122,20 @@ def test_which_pushes_queue_a_scan_the_quota_and_the_delete_hook(tmp_path: Path)
             assert reply.status == 200
             assert sha256(manual) not in await _scan_rows(registry)
 
+            # Deleted and pushed again: scanned again.
+            reply = await registry.ecr(
+                "BatchDeleteImage",
+                {"repositoryName": "web-app", "imageIds": [{"imageDigest": sha256(scanned)}]},
+            )
+            assert reply.status == 200 and not reply.json()["failures"]
+            assert await _scan_rows(registry) == {}
+            again = await _image(registry, "web-app", "amd64", _status(("dbus", "dbus", "1.0-1")))
+            assert again == scanned
+            assert await _scan_rows(registry) == {sha256(scanned): IN_PROGRESS}
+            async with registry.services.db.read_now() as conn:
+                queued = (await conn.execute(select(schema.tasks.c.dedupe_key))).scalars().all()
+            assert len(queued) == 3  # push, StartImageScan, the push after the delete
+
     asyncio.run(scenario())
 
 

@@ -182,9 +182,9 @@ class ScanService:
         if frequency == cfg.MANUAL:
             return
         now = time.time()
-        await self._queue(
-            conn, event.repo, event.digest, f"push:{event.repo.id}:{event.digest}", now
-        )
+        # Finished tasks keep their keys: the time tells a push after a delete apart.
+        key = f"push:{event.repo.id}:{event.digest}:{now}"
+        await self._queue(conn, event.repo, event.digest, key, now)
         s = schema.image_scans
         await conn.execute(
             s.update()
