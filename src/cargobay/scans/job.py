@@ -51,6 +51,8 @@ CREATED = "org.opencontainers.image.created"
 EMPTY_CONFIG = b"{}"
 MAX_CONFIG = 4 * 1024 * 1024
 MAX_ATTEMPTS = 3
+# A platform scan in progress for longer is presumed lost (an index scans it itself).
+STALE_SECONDS = 3600.0
 COMPLETE_TEXT = "The scan was completed successfully."
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
@@ -189,9 +191,10 @@ class Scanner:
             child = descriptor["digest"]
             known = await self.scans.summaries(repo, [child])
             record = known.get(child)
-            if record is not None and record.status == IN_PROGRESS:
+            running = record is not None and record.status == IN_PROGRESS
+            if running and time.time() - record.updated_at < STALE_SECONDS:
                 raise Retry(f"waiting for the scan of platform {child}", delay=2.0)
-            if record is None or record.status != COMPLETE:
+            if record is None or record.status != COMPLETE:  # never scanned, failed or lost
                 manifest = await self.services.manifests.get(repo.registry_id, repo.name, child)
                 if scan_kind(manifest.content) != IMAGE:
                     continue
