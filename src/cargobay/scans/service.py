@@ -27,6 +27,7 @@ from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.manifest import INDEX_TYPES
 from cargobay.registry.hooks import REGISTRY, Deleted, Pushed
 from cargobay.registry.repositories import Repository
+from cargobay.scanning.walk import IMAGE_CONFIGS
 from cargobay.scans import config as cfg
 from cargobay.scans.settings import ScanSettings, read_configuration
 
@@ -36,9 +37,6 @@ TASK_KIND = "scan"
 QUOTA_SECONDS = 24 * 3600.0
 IN_PROGRESS, COMPLETE, FAILED = "IN_PROGRESS", "COMPLETE", "FAILED"
 UNSUPPORTED_IMAGE = "UNSUPPORTED_IMAGE"
-IMAGE_CONFIGS = frozenset(
-    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-)
 IMAGE, INDEX = "image", "index"
 
 

@@ -69,7 +69,7 @@ def _ref(image_id: dict[str, Any]) -> ImageRef:
     )
 
 
-async def _resolve(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
+async def resolve_image(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
     """The digest an image id names, or the domain error that says why it names none."""
     ref = _ref(image_id)
     check_ref(ref)
@@ -115,7 +115,7 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         digests = []
         for image_id in _image_ids(payload):
             try:
-                digests.append(await _resolve(call, repo, image_id))
+                digests.append(await resolve_image(call, repo, image_id))
             except DomainError:
                 raise ImageNotFound(
                     f"The image with imageId {image_id} does not exist within the repository "
@@ -175,7 +175,7 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     images, failures = [], []
     for image_id in _image_ids(payload):
         try:
-            digest = await _resolve(call, repo, image_id)
+            digest = await resolve_image(call, repo, image_id)
         except DomainError as exc:
             failures.append(errors.image_failure(image_id, exc))
             continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cargobay.ecr import errors
-from cargobay.ecr.actions.images import _resolve, findings_summary, scan_status
+from cargobay.ecr.actions.images import findings_summary, resolve_image, scan_status
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
 from cargobay.registry.repositories import Repository
@@ -25,7 +25,7 @@ async def _image(call: EcrCall, payload: dict[str, Any]) -> tuple[Repository, st
     """The repository, the image's digest, and the imageId to answer with."""
     repo = await call.repository(payload)
     image_id = _image_id(payload)
-    digest = await _resolve(call, repo, image_id)
+    digest = await resolve_image(call, repo, image_id)
     answer = {"imageDigest": digest}
     if isinstance(image_id.get("imageTag"), str):
         answer["imageTag"] = image_id["imageTag"]
