@@ -68,6 +68,8 @@ class Settings:
     gc_grace_seconds: int = 86400
     upload_expiry_seconds: int = 86400
     lifecycle_interval_seconds: int = 3600
+    # Image scans running at once in one worker process (each streams layers in a thread).
+    scan_concurrency: int = 1
     # Usage report prices (USD), as ECR bills: stored GB-month and GB transferred out.
     price_per_gb_month: str = "0.10"
     price_per_gb_transferred: str = "0.09"

@@ -295,6 +295,33 @@ class ReplicationBackfillInvalidStatus(Conflict):
     default_message = "the replication backfill is not in a status that allows this"
 
 
+# -- image scans ------------------------------------------------------------------------------
+
+
+class ScanNotFound(NotFound):
+    """The image exists but has never been scanned."""
+
+    default_message = "no scan exists for the image"
+
+
+class UnsupportedImageType(Unsupported):
+    """An artifact (SBOM, signature...) or another manifest that is not a container image."""
+
+    default_message = "the image type is not supported for scanning"
+
+
+class ScanQuotaExceeded(LimitExceeded):
+    """A second scan of one image within 24 hours (ECR's basic-scan quota)."""
+
+    default_message = "an image can be scanned once per 24 hours"
+
+
+class ScanningConfigurationInvalid(InvalidParameter):
+    """A registry scanning configuration or account setting the registry does not accept."""
+
+    default_message = "invalid scanning configuration"
+
+
 def concrete_errors() -> list[type[DomainError]]:
     """Every domain error class a service may raise (categories included: services raise
     InvalidParameter and LimitExceeded themselves), for the door-coverage test."""

@@ -50,7 +50,26 @@ async def render(services, registry_id: str | None = None) -> str:
         lines.append(
             f'cargobay_account_stored_bytes{{registry_id="{account}"}} {totals["stored_bytes"]}'
         )
+    lines += await _scan_lines(services, registry_id)
     return "\n".join(lines) + "\n"
+
+
+async def _scan_lines(services, registry_id: str | None) -> list[str]:
+    """Image scans: completed in total, and images by the status of their latest scan (the
+    whole deployment's: scans run on a shared queue)."""
+    if registry_id is not None:
+        return []
+    total, by_status = await services.scans.counts()
+    lines = [
+        "# HELP cargobay_image_scans_completed_total Image scans that ran to an outcome.",
+        "# TYPE cargobay_image_scans_completed_total counter",
+        f"cargobay_image_scans_completed_total {total}",
+        "# HELP cargobay_image_scans Images by the status of their latest scan.",
+        "# TYPE cargobay_image_scans gauge",
+    ]
+    for status, count in sorted(by_status.items()):
+        lines.append(f'cargobay_image_scans{{status="{_label(status)}"}} {count}')
+    return lines
 
 
 async def handler(request: web.Request, services, registry_id: str | None = None) -> web.Response:

@@ -1,6 +1,7 @@
-"""The periodic jobs every deployment runs, built from one process's services. The job
-bodies live with their domains (`jobs.gc`, `lifecycle.job`); this module only schedules them,
-so nothing there imports it back."""
+"""The periodic jobs every deployment runs and the handlers of the task queue's kinds, built
+from one process's services. The job and task bodies live with their domains (`jobs.gc`,
+`lifecycle.job`, `scans.job`); this module only wires them, so nothing there imports it back.
+A feature with a task kind adds its handlers to `task_handlers`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 from cargobay.jobs import gc
 from cargobay.jobs.leases import Job
-from cargobay.jobs.queue import TaskRunner
+from cargobay.jobs.queue import Handler, TaskRunner
 from cargobay.lifecycle import job as lifecycle
 from cargobay.registry.services import Services
+from cargobay.scans.job import Scanner
 
 
 def gc_job(services: Services, *, dry_run: bool = False) -> Job:
@@ -41,8 +43,9 @@ def periodic_jobs(services: Services) -> list[Job]:
 
 
 def task_runner(services: Services) -> TaskRunner:
-    """This process's drainer of the task queue, with a handler per task kind (replication;
-    scans and the other after-commit work add theirs here)."""
+    """This process's drainer of the task queue: a handler per task kind (scans, replication
+    and its backfills); pushes in this process wake it at once, others are seen within
+    `tasks_tick_seconds`."""
     from cargobay.replication.backfill import TASK_KIND as BACKFILL
     from cargobay.replication.job import Replicator
     from cargobay.replication.remote import Endpoint
@@ -53,10 +56,13 @@ def task_runner(services: Services) -> TaskRunner:
         r.name: Endpoint(r.endpoint, r.access_key_id, r.secret_access_key) for r in settings.regions
     }
     replicator = Replicator(services, services.replication, endpoints)
-    runner = TaskRunner(
-        services.db,
-        {REPLICATE: replicator.handle, BACKFILL: replicator.prepare_backfill},
-        tick=settings.tasks_tick_seconds,
-    )
+    scanner = Scanner(services, services.scans, settings.scan_concurrency)
+    handlers: dict[str, Handler] = {
+        **scanner.handlers(),
+        REPLICATE: replicator.handle,
+        BACKFILL: replicator.prepare_backfill,
+    }
+    runner = TaskRunner(services.db, handlers, tick=settings.tasks_tick_seconds)
     runner.on_stop.append(replicator.close)
+    services.scans.wake = runner.wake
     return runner

@@ -116,6 +116,8 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if tasks is not None:
+        await tasks.stop()
     if scheduler is not None:
         await scheduler.stop()
     if tasks is not None:

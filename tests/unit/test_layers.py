@@ -153,7 +153,17 @@ def test_handlers_leave_authorization_to_the_dispatcher() -> None:
 # -- import rules -------------------------------------------------------------------------------
 
 DOORS = ("distribution", "ecr", "iamapi", "secretsapi")
-SERVICES = ("registry", "lifecycle", "iam", "jobs", "pullthrough", "secrets", "upstream")
+SERVICES = (
+    "registry",
+    "lifecycle",
+    "iam",
+    "jobs",
+    "pullthrough",
+    "secrets",
+    "upstream",
+    "scans",
+    "replication",
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -93,6 +93,11 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.SecretNotFound: ("DENIED", 403),
     e.UnableToAccessSecret: ("DENIED", 403),
     e.UnableToDecryptSecretValue: ("DENIED", 403),
+    # image scans (not reachable from `/v2/`; mapped so the table is total)
+    e.ScanNotFound: ("DENIED", 404),
+    e.UnsupportedImageType: ("UNSUPPORTED", 400),
+    e.ScanQuotaExceeded: ("TOOMANYREQUESTS", 429),
+    e.ScanningConfigurationInvalid: ("DENIED", 400),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

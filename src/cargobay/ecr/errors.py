@@ -110,6 +110,10 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UnableToDecryptSecretValue: "UnableToDecryptSecretValueException",
     e.UpstreamFailed: "ImageNotFoundException",
     e.CacheRepositoryPush: "InvalidParameterException",
+    e.ScanNotFound: "ScanNotFoundException",
+    e.UnsupportedImageType: "UnsupportedImageTypeException",
+    e.ScanQuotaExceeded: "LimitExceededException",
+    e.ScanningConfigurationInvalid: "ValidationException",
 }
 
 

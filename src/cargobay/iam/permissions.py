@@ -122,8 +122,11 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "UpdatePullThroughCacheRule",
         "DeletePullThroughCacheRule",
         "ValidatePullThroughCacheRule",
+        "PutRegistryScanningConfiguration",
+        "GetAccountSetting",
+        "PutAccountSetting",
     ),
-    REPOSITORIES: ("DescribeRepositories",),
+    REPOSITORIES: ("DescribeRepositories", "BatchGetRepositoryScanningConfiguration"),
     REPOSITORY_ARN: ("TagResource", "UntagResource", "ListTagsForResource"),
     REPOSITORY: (
         "CreateRepository",
@@ -149,6 +152,8 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "GetRepositoryPolicy",
         "DeleteRepositoryPolicy",
         "DescribeImageReplicationStatus",
+        "StartImageScan",
+        "DescribeImageScanFindings",
     ),
 }
 

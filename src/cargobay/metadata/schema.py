@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -500,4 +500,117 @@ pull_through_fills = Table(
     Column("digest", Name(200), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("lease_expires_at", Float, nullable=False),
+)
+
+# -- the offline vulnerability database (cargobay vulndb import; migration 0008) ---------------
+# Each import fills a new version; one committed row (`vulndb_current`) says which version scans
+# read, so an import becomes visible all at once and a running server needs no restart.
+vulndb_versions = Table(
+    "vulndb_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),  # importing | ready
+    Column("sources", Text, nullable=False),
+    Column("advisories", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("completed_at", Float),
+)
+
+vulndb_current = Table(
+    "vulndb_current",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+vulndb_advisories = Table(
+    "vulndb_advisories",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("cvss_version", String(4)),
+    Column("cvss_vector", String(256)),
+    Column("cvss_score", Float),
+    Column("modified", String(40), nullable=False),
+)
+
+vulndb_affected = Table(
+    "vulndb_affected",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", Integer, nullable=False),
+    Column("advisory_id", String(128), nullable=False),
+    Column("ecosystem", Name(128), nullable=False),
+    Column("package", Name(512), nullable=False),
+    Column("ranges", Text, nullable=False),  # JSON: lists of OSV events
+    Column("versions", Text, nullable=False),  # JSON: explicitly affected versions
+)
+Index(
+    "ix_vulndb_affected_lookup",
+    vulndb_affected.c.version,
+    vulndb_affected.c.ecosystem,
+    vulndb_affected.c.package,
+)
+
+# -- image scans, registry scanning configuration, ECR account settings (migration 0013) -------
+
+# The latest scan of each image (StartImageScan, scan on push, continuous rescans).
+image_scans = Table(
+    "image_scans",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("digest", String(200), primary_key=True),
+    Column("status", String(32), nullable=False),  # ECR's ScanStatus
+    Column("description", Text),
+    Column("severity_counts", Text),  # JSON {severity: count}
+    Column("finding_count", Integer, nullable=False, default=0),
+    Column("completed_at", Float),
+    Column("source_updated_at", Float),  # the vulnerability database's import time
+    Column("database_version", Integer),
+    # When the last scan counted against ECR's quota (on push or StartImageScan) started.
+    Column("quota_started_at", Float),
+    Column("scans", Integer, nullable=False, default=0),  # completed scans, for /metrics
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_image_scans_status", image_scans.c.status)
+
+# The findings of an image's latest completed scan, in ECR's order (`position`), one ECR
+# ImageScanFinding (JSON) per row so DescribeImageScanFindings pages with an index range.
+image_scan_findings = Table(
+    "image_scan_findings",
+    metadata,
+    Column("repository_id", Integer, primary_key=True),
+    Column("digest", String(200), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("finding", Text, nullable=False),
+)
+
+# PutRegistryScanningConfiguration: scan type and rules (JSON, as the API shapes them).
+registry_scanning_configurations = Table(
+    "registry_scanning_configurations",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("scan_type", String(16), nullable=False),
+    Column("rules", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# PutAccountSetting (BASIC_SCAN_TYPE_VERSION, REGISTRY_POLICY_SCOPE, BLOB_MOUNTING).
+registry_account_settings = Table(
+    "registry_account_settings",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

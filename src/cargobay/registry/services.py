@@ -27,6 +27,7 @@ from cargobay.registry.templates import TemplateService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
 from cargobay.replication.service import ReplicationService
+from cargobay.scans.service import ScanService
 from cargobay.secrets.service import SecretsService
 from cargobay.storage import BlobStore, open_store
 
@@ -56,6 +57,7 @@ class Services:
     secrets: SecretsService
     pull_through_rules: RuleService
     pullthrough: PullThroughCache
+    scans: ScanService
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -71,6 +73,9 @@ class Services:
         leases = Leases(db, holder or process_holder())
         repositories.templates = TemplateService(db)
         hooks = Hooks()
+        scans = ScanService(db)
+        hooks.on_push(scans.on_push)
+        hooks.on_delete(scans.on_delete)
         box = load_box(settings.secret_key, settings.data_dir)
         secrets = SecretsService(db, box, region=settings.region)
         rules = RuleService(db, secrets)
@@ -101,6 +106,7 @@ class Services:
             pullthrough=PullThroughCache(
                 db, settings, store, authorizer, repositories, manifests, blobs, rules
             ),
+            scans=scans,
         )
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:

@@ -9,6 +9,7 @@ from cargobay.ecr.actions import (
     pullthrough,
     replication,
     repositories,
+    scanning,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "pullthrough",
     "replication",
     "repositories",
+    "scanning",
 ]

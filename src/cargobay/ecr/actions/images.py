@@ -24,8 +24,29 @@ from cargobay.oci.manifest import (
 )
 from cargobay.registry.deletes import ImageRef, check_ref
 from cargobay.registry.repositories import Repository
+from cargobay.scans.service import COMPLETE, ScanRecord
 
 TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
+
+
+def scan_status(record: ScanRecord) -> dict[str, str]:
+    """ECR's ImageScanStatus."""
+    status = {"status": record.status}
+    if record.description:
+        status["description"] = record.description
+    return status
+
+
+def findings_summary(record: ScanRecord) -> dict[str, Any] | None:
+    """ECR's ImageScanFindingsSummary of a completed scan (None otherwise)."""
+    if record.status != COMPLETE:
+        return None
+    summary: dict[str, Any] = {"findingSeverityCounts": record.severity_counts}
+    if record.completed_at is not None:
+        summary["imageScanCompletedAt"] = record.completed_at
+    if record.source_updated_at is not None:
+        summary["vulnerabilitySourceUpdatedAt"] = record.source_updated_at
+    return summary
 
 
 def _tag_status(payload: dict[str, Any]) -> str:
@@ -54,7 +75,7 @@ def _ref(image_id: dict[str, Any]) -> ImageRef:
     )
 
 
-async def _resolve(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
+async def resolve_image(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
     """The digest an image id names, or the domain error that says why it names none."""
     ref = _ref(image_id)
     check_ref(ref)
@@ -100,7 +121,7 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         digests = []
         for image_id in _image_ids(payload):
             try:
-                digests.append(await _resolve(call, repo, image_id))
+                digests.append(await resolve_image(call, repo, image_id))
             except DomainError:
                 raise ImageNotFound(
                     f"The image with imageId {image_id} does not exist within the repository "
@@ -116,6 +137,7 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         )
         next_token = call.encode_token(rows[limit - 1].digest) if len(rows) > limit else None
         rows = rows[:limit]
+    scans = await call.services.scans.summaries(repo, [row.digest for row in rows])
     details = []
     for row in rows:
         detail: dict[str, Any] = {
@@ -135,6 +157,12 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
             detail["lastRecordedPullTime"] = row.last_pulled_at
         if row.subject_digest:
             detail["subjectManifestDigest"] = row.subject_digest
+        scan = scans.get(row.digest)
+        if scan is not None:
+            detail["imageScanStatus"] = scan_status(scan)
+            summary = findings_summary(scan)
+            if summary is not None:
+                detail["imageScanFindingsSummary"] = summary
         details.append(detail)
     result: dict[str, Any] = {"imageDetails": details}
     if next_token:
@@ -180,7 +208,7 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
             failures.append(errors.image_failure(image_id, imported[i]))
             continue
         try:
-            digest = await _resolve(call, repo, image_id)
+            digest = await resolve_image(call, repo, image_id)
         except DomainError as exc:
             failures.append(errors.image_failure(image_id, exc))
             continue

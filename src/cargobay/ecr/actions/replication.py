@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cargobay.ecr import errors
-from cargobay.ecr.actions.images import _resolve
+from cargobay.ecr.actions.images import resolve_image
 from cargobay.ecr.actions.repositories import parse_tags
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
@@ -40,7 +40,7 @@ async def describe_image_replication_status(
     image_id = payload.get("imageId")
     if not isinstance(image_id, dict):
         raise errors.InvalidParameter("imageId is required")
-    digest = await _resolve(call, repo, image_id)
+    digest = await resolve_image(call, repo, image_id)
     statuses = await call.services.replication.statuses(repo.id, digest)
     resolved = {"imageDigest": digest}
     if image_id.get("imageTag"):

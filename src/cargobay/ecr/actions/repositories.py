@@ -184,13 +184,3 @@ async def list_tags_for_resource(call: EcrCall, payload: dict[str, Any]) -> dict
     repo = await call.repository(call.arn_repository(payload))
     tags = await call.services.repositories.tags(repo)
     return {"tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-
-
-@action("GetRegistryScanningConfiguration")
-async def get_registry_scanning_configuration(
-    call: EcrCall, payload: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "registryId": call.registry_id,
-        "scanningConfiguration": {"scanType": "BASIC", "rules": []},
-    }

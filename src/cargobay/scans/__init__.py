@@ -1,0 +1,1 @@
+"""Image scans on the service layer: status, findings, configuration, the scan task."""

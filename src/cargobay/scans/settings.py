@@ -1,0 +1,74 @@
+"""Registry scanning configuration and ECR account settings, stored per registry."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.sql import upsert
+from cargobay.scans import config as cfg
+
+
+async def read_configuration(conn: Any, registry_id: str) -> cfg.ScanningConfiguration:
+    """A registry's scanning configuration, in the caller's transaction (the push hook's)."""
+    c = schema.registry_scanning_configurations
+    row = (
+        await conn.execute(select(c.c.scan_type, c.c.rules).where(c.c.registry_id == registry_id))
+    ).first()
+    if row is None:
+        return cfg.ScanningConfiguration()
+    return cfg.load(row.scan_type, json.loads(row.rules))
+
+
+class ScanSettings:
+    """PutRegistryScanningConfiguration and the account settings, per registry."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def configuration(self, registry_id: str) -> cfg.ScanningConfiguration:
+        async with self.db.read_now() as conn:
+            return await read_configuration(conn, registry_id)
+
+    async def put_configuration(
+        self, registry_id: str, configuration: cfg.ScanningConfiguration
+    ) -> None:
+        async with self.db.write() as conn:
+            await upsert(
+                conn,
+                schema.registry_scanning_configurations,
+                ["registry_id"],
+                registry_id=registry_id,
+                scan_type=configuration.scan_type,
+                rules=json.dumps(configuration.shape()["rules"]),
+                updated_at=time.time(),
+            )
+
+    async def account_setting(self, registry_id: str, name: str) -> str:
+        cfg.check_setting(name)
+        a = schema.registry_account_settings
+        async with self.db.read_now() as conn:
+            value = (
+                await conn.execute(
+                    select(a.c.value).where(a.c.registry_id == registry_id, a.c.name == name)
+                )
+            ).scalar_one_or_none()
+        return value if value is not None else cfg.ACCOUNT_SETTINGS[name][1]
+
+    async def put_account_setting(self, registry_id: str, name: str, value: str) -> None:
+        cfg.check_setting(name, value, putting=True)
+        async with self.db.write() as conn:
+            await upsert(
+                conn,
+                schema.registry_account_settings,
+                ["registry_id", "name"],
+                registry_id=registry_id,
+                name=name,
+                value=value,
+                updated_at=time.time(),
+            )
