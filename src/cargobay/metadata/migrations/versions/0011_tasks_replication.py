@@ -1,5 +1,5 @@
-"""Background tasks (an outbox claimed row by row), replication configurations and statuses,
-and repository creation templates, and replication backfills.
+"""Background tasks (an outbox claimed row by row), replication configurations, statuses and
+backfills, and repository creation templates.
 
 Revision ID: 0011
 Revises: 0010
