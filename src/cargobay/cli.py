@@ -377,3 +377,13 @@ def set_create_on_push(settings: Settings, value: str) -> None:
         await RepositoryService(users.db).set_create_on_push(settings.account_id, choice)
 
     _run(work, settings)
+
+
+# Commands of their own modules (kept there so this file stays a table of contents).
+def _add_subcommands() -> None:
+    from cargobay.events.cli import webhooks
+
+    admin.add_command(webhooks)
+
+
+_add_subcommands()

@@ -26,7 +26,9 @@ def gc_job(services: Services, *, dry_run: bool = False) -> Job:
 
 
 def periodic_jobs(services: Services) -> list[Job]:
-    jobs = [gc_job(services)]
+    from cargobay.events.jobs import purge_job as events_purge
+
+    jobs = [gc_job(services), events_purge(services.settings, services.db)]
     try:
         from cargobay.lifecycle.job import lifecycle_job
     except ImportError:
