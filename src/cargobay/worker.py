@@ -15,6 +15,7 @@ from aiohttp import web
 
 from cargobay import logs, malloc
 from cargobay.app import build_app
+from cargobay.audit import record as audit_record
 from cargobay.config import Settings
 from cargobay.events import jobs as event_jobs
 from cargobay.iam.bootstrap import ensure_admin
@@ -105,6 +106,7 @@ async def _run_worker(settings: Settings, reuse_port: bool) -> None:
         await scheduler.stop()
     if deliverer is not None:
         await deliverer.stop()
+    await audit_record.close_all()  # write the buffered audit records
     await runner.cleanup()
 
 

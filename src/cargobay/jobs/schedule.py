@@ -26,9 +26,14 @@ def gc_job(services: Services, *, dry_run: bool = False) -> Job:
 
 
 def periodic_jobs(services: Services) -> list[Job]:
+    from cargobay.audit.jobs import purge_job as audit_purge
     from cargobay.events.jobs import purge_job as events_purge
 
-    jobs = [gc_job(services), events_purge(services.settings, services.db)]
+    jobs = [
+        gc_job(services),
+        events_purge(services.settings, services.db),
+        audit_purge(services.settings, services.db),
+    ]
     try:
         from cargobay.lifecycle.job import lifecycle_job
     except ImportError:
