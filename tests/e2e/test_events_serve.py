@@ -121,6 +121,12 @@ def test_events_committed_while_down_are_delivered_after_restart(tmp_path: Path)
             (push["id"], "delivered", 1)
         ]
 
+        metrics = server.session().get(f"{server.url}/metrics", timeout=10).text
+        assert 'cargobay_events_emitted_total{registry_id="000000000000"} 2' in metrics
+        assert (
+            'cargobay_webhook_deliveries_total{registry_id="000000000000",outcome="delivered"} 1'
+        ) in metrics
+
         # Removed from the settings: gone at the next start.
         server.stop()
         server.env["CARGOBAY_WEBHOOKS"] = "[]"

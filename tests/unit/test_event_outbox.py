@@ -327,3 +327,36 @@ def test_purge_keeps_pending_deliveries_and_counts_what_it_removed(tmp_path: Pat
                 await receiver.stop()
 
     asyncio.run(scenario())
+
+
+def test_metrics_count_emitted_delivered_failed_and_latency(tmp_path: Path) -> None:
+    from cargobay.events import metrics
+
+    async def scenario() -> list[str]:
+        async with _setup(tmp_path) as (db, box):
+            receiver = await Receiver().start()
+            deliverer = Deliverer(db, box, retry_seconds=0.01)
+            try:
+                await webhooks.add(db, box, receiver.url, account_id=ACCOUNT, secret=SECRET)
+                await webhooks.add(db, box, "http://127.0.0.1:9/", account_id=OTHER, secret=SECRET)
+                await _emit(db, _push(), _push("v2"), _push(account=OTHER))
+                await _drain(deliverer)
+                # Purged events still count as emitted.
+                await outbox.purge(db, retention_seconds=-3600)
+                return await metrics.lines(db)
+            finally:
+                await deliverer.stop()
+                await receiver.stop()
+
+    text = "\n".join(asyncio.run(scenario()))
+    assert f'cargobay_events_emitted_total{{registry_id="{ACCOUNT}"}} 2' in text
+    assert f'cargobay_events_emitted_total{{registry_id="{OTHER}"}} 1' in text
+    assert (
+        f'cargobay_webhook_deliveries_total{{registry_id="{ACCOUNT}",outcome="delivered"}} 2'
+    ) in text
+    assert f'cargobay_webhook_deliveries_total{{registry_id="{OTHER}",outcome="failed"}} 1' in text
+    latency = "cargobay_webhook_delivery_latency_seconds"
+    assert f'{latency}_bucket{{registry_id="{ACCOUNT}",le="+Inf"}} 2' in text
+    assert f'{latency}_bucket{{registry_id="{ACCOUNT}",le="86400"}} 2' in text
+    assert f'{latency}_count{{registry_id="{ACCOUNT}"}} 2' in text
+    assert f'{latency}_count{{registry_id="{OTHER}"}} 0' in text
