@@ -5,7 +5,9 @@ between a commit and its delivery), and `cargobay admin webhooks` shows the deli
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import pgcluster
 from cargobay.events import model, outbox
 from cargobay.events.delivery import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from cargobay.metadata.db import Database
@@ -134,4 +137,44 @@ def test_events_committed_while_down_are_delivered_after_restart(tmp_path: Path)
         assert admin(server, "webhooks", "list")["Webhooks"] == []
     finally:
         server.discard()
+        receiver.close()
+
+
+def test_two_nodes_on_postgresql_deliver_each_event_once(tmp_path: Path) -> None:
+    """Two `cargobay serve` nodes (two workers each) on one PostgreSQL database: four delivery
+    loops compete for the same deliveries, and the receiver still gets every event once."""
+    receiver = Receiver()
+    pg = pgcluster.shared_cluster()
+    database = pg.url(pg.database_for(tmp_path / "shared"))
+    shared_env = {
+        "CARGOBAY_DATABASE": database,
+        "CARGOBAY_AUTO_UPGRADE": "true",
+        "CARGOBAY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "CARGOBAY_WEBHOOKS": json.dumps([{"url": receiver.url, "secret": SECRET}]),
+        "CARGOBAY_WEBHOOK_POLL_SECONDS": "1",
+    }
+    nodes = []
+    try:
+        for i in range(2):
+            node = Server(tmp_path / f"node{i}", workers=2, env=dict(shared_env))
+            node.backend_env = {}  # the shared database above
+            nodes.append(node.start())
+        common = {"account": "000000000000", "region": "us-east-1", "repository": "team/app"}
+        events = [
+            model.image_action(**common, digest="sha256:" + f"{i:064x}", action="PUSH", tag=f"t{i}")
+            for i in range(40)
+        ]
+        _commit(nodes[0], *events)
+        deadline = time.monotonic() + 60
+        while len(receiver.events) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)  # another poll round on every worker: nothing more may arrive
+        ids = [e["id"] for e in receiver.events]
+        assert sorted(ids) == sorted(e["id"] for e in events)
+        assert len(ids) == len(set(ids))
+        assert receiver.bad == 0
+    finally:
+        for node in nodes:
+            node.stop()
+        pg.drop_database(pg.database_for(tmp_path / "shared"))
         receiver.close()
