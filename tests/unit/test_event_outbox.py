@@ -62,6 +62,7 @@ class Receiver:
         self.received: list[dict] = []
         self.bad_signatures = 0
         self.delay = 0.0
+        self.status = 204  # what it answers to a well-signed delivery
         self._runner: web.AppRunner | None = None
 
     @property
@@ -77,8 +78,10 @@ class Receiver:
         assert request.headers[EVENT_ID_HEADER] == event["id"]
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.status >= 300:
+            return web.Response(status=self.status)
         self.received.append(event)
-        return web.Response(status=204)
+        return web.Response(status=self.status)
 
     async def start(self) -> Receiver:
         app = web.Application()
@@ -236,19 +239,32 @@ def test_receiver_down_then_up_gets_the_event_once_after_retries(tmp_path: Path)
 def test_a_delivery_past_the_retry_period_is_marked_failed(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with _setup(tmp_path) as (db, box):
-            receiver = Receiver()  # never up
-            deliverer = Deliverer(db, box, backoff_seconds=0.05, retry_seconds=0.2)
+            receiver = await Receiver().start()
+            receiver.status = 503
+            clock = [1000.0]
+            deliverer = Deliverer(
+                db, box, backoff_seconds=1, retry_seconds=10, clock=lambda: clock[0]
+            )
             try:
                 added = await webhooks.add(db, box, receiver.url, account_id=ACCOUNT, secret=SECRET)
-                await _emit(db, _push())
-                for _ in range(200):
-                    await deliverer.run_once()
+                async with db.write() as conn:
+                    await outbox.emit(conn, _push(), now=clock[0])
+                waits = []
+                for _ in range(10):
+                    assert await deliverer.run_once() == 1
                     history = await webhooks.deliveries(db, ACCOUNT, added["id"])
                     if history[0]["status"] != "pending":
                         break
-                    await asyncio.sleep(0.02)
+                    waits.append(history[0]["next_attempt_at"] - clock[0])
+                    # Not due before its time, whoever asks.
+                    assert await deliverer.run_once() == 0
+                    clock[0] = history[0]["next_attempt_at"]
+                # Retried after 1, 2 and 4 s; the next wait (8 s) would end past 10 s: failed.
+                assert waits == [1, 2, 4]
                 assert history[0]["status"] == "failed"
-                assert history[0]["attempts"] >= 2
+                assert history[0]["attempts"] == 4
+                assert history[0]["last_status"] == 503
+                assert history[0]["last_error"] == "HTTP 503"
                 listed = await webhooks.list_webhooks(db, ACCOUNT)
                 assert listed[0]["deliveries"] == {"pending": 0, "delivered": 0, "failed": 1}
                 async with db.read() as conn:
@@ -264,6 +280,7 @@ def test_a_delivery_past_the_retry_period_is_marked_failed(tmp_path: Path) -> No
                 assert counters == {"failed": 1.0}
             finally:
                 await deliverer.stop()
+                await receiver.stop()
 
     asyncio.run(scenario())
 

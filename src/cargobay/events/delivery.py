@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,10 @@ class Deliverer:
         batch: int = 16,
         timeout: float = 10.0,
         holder: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
+        self.clock = clock  # tests pass a fake one to step through retries
         self.box = box
         self.retry_seconds = retry_seconds
         self.backoff_seconds = backoff_seconds
@@ -125,7 +128,7 @@ class Deliverer:
 
     async def run_once(self, now: float | None = None) -> int:
         """Claim up to `batch` due deliveries and send them; returns how many were attempted."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         if not await self._any_due(now):
             return 0
         claimed = await self._claim(now)
@@ -247,7 +250,7 @@ class Deliverer:
             raise
         except Exception as exc:  # connection refused, timeout, DNS, a secret we cannot open
             error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
-        await self._finish(item, status, error, time.time())
+        await self._finish(item, status, error, self.clock())
 
     def backoff(self, attempts: int) -> float:
         return min(self.backoff_seconds * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
