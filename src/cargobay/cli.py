@@ -379,3 +379,15 @@ def set_create_on_push(settings: Settings, value: str) -> None:
         await repositories.set_create_on_push(settings.account_id, choice)
 
     _run(work, settings)
+
+
+# Commands of their own modules (kept there so this file stays a table of contents).
+def _add_subcommands() -> None:
+    from cargobay.audit.cli import audit
+    from cargobay.events.cli import webhooks
+
+    admin.add_command(webhooks)
+    main.add_command(audit)
+
+
+_add_subcommands()
