@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from cargobay.config import Settings
+from cargobay.events import hooks as event_hooks
 from cargobay.iam.authz import Authorizer
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.principal import Principal
@@ -55,6 +56,7 @@ class Services:
         repositories = RepositoryService(db, settings, authorizer)
         images = ImageService(db)
         hooks = Hooks()
+        event_hooks.register(hooks, settings.region)
         return cls(
             settings=settings,
             db=db,
