@@ -256,6 +256,13 @@ async def record(db: Database, event: AuditEvent, *, flush_ms: int = 200) -> Non
     await recorder_for(db, flush_ms).record(event)
 
 
+async def close_for(db: Database) -> None:
+    """Flush and forget the recorder of one database (its `Services` is closing)."""
+    recorder = _recorders.pop(db, None)
+    if recorder is not None:
+        await recorder.close()
+
+
 async def close_all() -> None:
     """Flush every recorder of this process (the worker calls this when it stops)."""
     for recorder in list(_recorders.values()):

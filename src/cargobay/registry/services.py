@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
+from cargobay.audit import record as audit_record
 from cargobay.config import Settings
 from cargobay.events import hooks as event_hooks
 from cargobay.iam.authz import Authorizer
@@ -115,4 +116,5 @@ class Services:
 
     async def close(self) -> None:
         await self.usage.close()
+        await audit_record.close_for(self.db)  # the buffered audit records
         await self.db.dispose()
