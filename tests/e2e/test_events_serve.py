@@ -10,57 +10,26 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import pgcluster
 from cargobay.events import model, outbox
-from cargobay.events.delivery import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from cargobay.metadata.db import Database
+from e2e.webhookhelp import Receiver
 from server import Server
 
 pytestmark = pytest.mark.backend
 
 SECRET = "a-long-enough-webhook-secret"
+PATH = "/hooks/registry"
 PUSHES = {
     "source": ["aws.ecr"],
     "detail-type": ["ECR Image Action"],
     "detail": {"action-type": ["PUSH"]},
 }
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-        self.bad = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if verify_signature(SECRET, body, self.headers.get(SIGNATURE_HEADER, "")):
-                    event = json.loads(body)
-                    assert self.headers[EVENT_ID_HEADER] == event["id"]
-                    receiver.events.append(event)
-                    self.send_response(200)
-                else:
-                    receiver.bad += 1
-                    self.send_response(401)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/registry"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
 
 
 def admin(server: Server, *args: str) -> dict:
@@ -89,11 +58,11 @@ def _commit(server: Server, *events: dict) -> None:
 
 
 def test_events_committed_while_down_are_delivered_after_restart(tmp_path: Path) -> None:
-    receiver = Receiver()
+    receiver = Receiver({PATH: SECRET})
     server = Server(tmp_path / "data")
     server.env = {
         "CARGOBAY_WEBHOOKS": json.dumps(
-            [{"url": receiver.url, "secret": SECRET, "event_pattern": json.dumps(PUSHES)}]
+            [{"url": receiver.url(PATH), "secret": SECRET, "event_pattern": json.dumps(PUSHES)}]
         ),
         "CARGOBAY_WEBHOOK_POLL_SECONDS": "1",
     }
@@ -101,7 +70,7 @@ def test_events_committed_while_down_are_delivered_after_restart(tmp_path: Path)
         server.start()
         listed = admin(server, "webhooks", "list")["Webhooks"]
         assert [(w["url"], w["origin"], w["account_id"]) for w in listed] == [
-            (receiver.url, "config", None)
+            (receiver.url(PATH), "config", None)
         ]
         webhook_id = listed[0]["id"]
         server.kill()
@@ -113,11 +82,11 @@ def test_events_committed_while_down_are_delivered_after_restart(tmp_path: Path)
 
         server.start()
         deadline = time.monotonic() + 60
-        while not receiver.events and time.monotonic() < deadline:
+        while not receiver.events[PATH] and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.5)  # a second poll round on every worker: nothing more may arrive
-        assert [e["id"] for e in receiver.events] == [push["id"]]
-        assert receiver.events[0] == push
+        assert [e["id"] for e in receiver.events[PATH]] == [push["id"]]
+        assert receiver.events[PATH][0] == push
         assert receiver.bad == 0
         history = admin(server, "webhooks", "deliveries", str(webhook_id))["Deliveries"]
         assert [(d["event_id"], d["status"], d["attempts"]) for d in history] == [
@@ -143,14 +112,14 @@ def test_events_committed_while_down_are_delivered_after_restart(tmp_path: Path)
 def test_two_nodes_on_postgresql_deliver_each_event_once(tmp_path: Path) -> None:
     """Two `cargobay serve` nodes (two workers each) on one PostgreSQL database: four delivery
     loops compete for the same deliveries, and the receiver still gets every event once."""
-    receiver = Receiver()
+    receiver = Receiver({PATH: SECRET})
     pg = pgcluster.shared_cluster()
     database = pg.url(pg.database_for(tmp_path / "shared"))
     shared_env = {
         "CARGOBAY_DATABASE": database,
         "CARGOBAY_AUTO_UPGRADE": "true",
         "CARGOBAY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "CARGOBAY_WEBHOOKS": json.dumps([{"url": receiver.url, "secret": SECRET}]),
+        "CARGOBAY_WEBHOOKS": json.dumps([{"url": receiver.url(PATH), "secret": SECRET}]),
         "CARGOBAY_WEBHOOK_POLL_SECONDS": "1",
     }
     nodes = []
@@ -166,10 +135,10 @@ def test_two_nodes_on_postgresql_deliver_each_event_once(tmp_path: Path) -> None
         ]
         _commit(nodes[0], *events)
         deadline = time.monotonic() + 60
-        while len(receiver.events) < len(events) and time.monotonic() < deadline:
+        while len(receiver.events[PATH]) < len(events) and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.5)  # another poll round on every worker: nothing more may arrive
-        ids = [e["id"] for e in receiver.events]
+        ids = [e["id"] for e in receiver.events[PATH]]
         assert sorted(ids) == sorted(e["id"] for e in events)
         assert len(ids) == len(set(ids))
         assert receiver.bad == 0
