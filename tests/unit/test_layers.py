@@ -125,7 +125,7 @@ def test_handlers_leave_authorization_to_the_dispatcher() -> None:
 
 # -- import rules -------------------------------------------------------------------------------
 
-DOORS = ("distribution", "ecr", "iamapi")
+DOORS = ("distribution", "ecr", "iamapi", "awsjson")
 SERVICES = ("registry", "lifecycle", "iam", "jobs")
 
 

@@ -48,7 +48,7 @@ def map_error(exc: Exception) -> tuple[str, int] | None:
 SERVICE = JsonService(
     target_prefix=TARGET_PREFIX,
     signing_name="cloudtrail",
-    operations={"LookupEvents": Operation(lookup, LOOKUP_EVENTS)},
+    operations={"LookupEvents": Operation(lookup, LOOKUP_EVENTS, "`*` (the caller's account)")},
     authorize=authorize,
     map_error=map_error,
 )

@@ -92,6 +92,8 @@ class Operation:
     handler: Handler
     # The IAM action the call needs (`kms:Encrypt`); `authorize` decides on which resource.
     action: str
+    # What `authorize` checks it on, as docs/architecture.md's operation table says it.
+    resource: str = "*"
 
 
 @dataclass(frozen=True)
