@@ -130,3 +130,19 @@ def test_pulls_are_audited_only_when_asked(tmp_path: Path) -> None:
             assert (await _names(registry.services))[-2:] == ["PutManifest", "GetManifest"]
 
     asyncio.run(scenario())
+
+
+def test_an_oversized_name_is_still_recorded(tmp_path: Path) -> None:
+    """A refused call naming a 2000-character repository is recorded (its resource name cut to
+    the column), and does not take the other records of its batch down with it."""
+
+    async def scenario() -> None:
+        async with running(tmp_path, audit_flush_ms=50) as registry:
+            reply = await registry.ecr("DescribeImages", {"repositoryName": "a" * 2000})
+            assert reply.status == 400
+            reply = await registry.ecr("DescribeRepositories", {})
+            assert reply.status == 200
+            await asyncio.sleep(0.3)
+            assert await _names(registry.services) == ["DescribeImages", "DescribeRepositories"]
+
+    asyncio.run(scenario())

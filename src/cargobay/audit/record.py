@@ -133,12 +133,14 @@ def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "event_source": event.event_source,
         "event_name": event.event_name,
         "read_only": event.read_only,
-        "user_name": principal.user_name if principal else None,
-        "access_key_id": principal.access_key_id if principal else None,
+        "user_name": principal.user_name[:128] if principal else None,
+        "access_key_id": principal.access_key_id[:128] if principal else None,
         "record": json.dumps(cloudtrail_record(event), separators=(",", ":")),
     }
+    # Names come from requests (also refused ones): cut to the columns' sizes, so one odd
+    # request cannot make its whole batch fail to insert.
     resources = [
-        {"event_id": event.event_id, "resource_type": r.type, "resource_name": r.name}
+        {"event_id": event.event_id, "resource_type": r.type[:64], "resource_name": r.name[:1024]}
         for r in event.resources
     ]
     return row, resources

@@ -60,6 +60,7 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     principal: Principal | None = None
     payload: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    error: errors.EcrError | None = None
     try:
         operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
         if operation not in ACTIONS or operation not in ECR_OPERATIONS:
@@ -82,7 +83,6 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         call = EcrCall(request, services, principal, name)
         await call.authorize(ECR_OPERATIONS[name], payload)
         result = await ACTIONS[name](call, payload)
-        error = None
     except errors.EcrError as exc:
         error = exc
     except DomainError as exc:
