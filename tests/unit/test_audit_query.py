@@ -278,3 +278,31 @@ def test_cli_exports_json_lines_for_one_principal(tmp_path: Path) -> None:
     assert [r["eventTime"] for r in records] == sorted(
         (r["eventTime"] for r in records), reverse=True
     )
+
+
+def test_a_record_the_database_refuses_does_not_block_its_batch(tmp_path: Path) -> None:
+    """One record that cannot be written (here: parameters that are not JSON) is dropped after
+    the batch fails; the others are written, not retried forever; NUL in a name is replaced."""
+
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            recorder = AuditRecorder(db, flush_ms=10_000)
+            await recorder.record(_call(1, "PutImage", "alice"))
+            bad = _call(2, "PutImage", "bob")
+            bad.request_parameters = {"x": {1, 2}}
+            await recorder.record(bad)
+            odd = _call(3, "DescribeImages", "carol")
+            odd.resources = [Resource("AWS::ECR::Repository", "a\x00b" + "c" * 2000)]
+            await recorder.record(odd)
+            await recorder.flush()
+            assert recorder.dropped == 1 and recorder._buffer == []
+            records, _ = await query.lookup(db, ACCOUNT)
+            assert sorted(r.user_name for r in records) == ["alice", "carol"]
+            (carol,) = [r for r in records if r.user_name == "carol"]
+            ((_, name),) = carol.resources
+            assert name.startswith("a\ufffdbc") and len(name) == 1024
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())

@@ -137,10 +137,14 @@ def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "access_key_id": principal.access_key_id[:128] if principal else None,
         "record": json.dumps(cloudtrail_record(event), separators=(",", ":")),
     }
-    # Names come from requests (also refused ones): cut to the columns' sizes, so one odd
-    # request cannot make its whole batch fail to insert.
+    # Names come from requests (also refused ones): cut to the columns' sizes and without NUL
+    # (which PostgreSQL's text refuses), so one odd request cannot make its batch fail.
     resources = [
-        {"event_id": event.event_id, "resource_type": r.type[:64], "resource_name": r.name[:1024]}
+        {
+            "event_id": event.event_id,
+            "resource_type": r.type[:64],
+            "resource_name": r.name[:1024].replace("\x00", "\ufffd"),
+        }
         for r in event.resources
     ]
     return row, resources
@@ -218,14 +222,33 @@ class AuditRecorder:
         try:
             await write(self.db, batch)
         except Exception:
-            log.exception(
-                "writing %d audit records failed; keeping them for the next flush", len(batch)
-            )
-            self._buffer[:0] = batch
-            self._schedule(max(self.flush_ms / 1000, 1.0))
-            return
+            kept = await self._one_by_one(batch) if len(batch) > 1 else batch
+            if kept:
+                log.exception(
+                    "writing %d audit records failed; keeping them for the next flush", len(kept)
+                )
+                self._buffer[:0] = kept
+                self._schedule(max(self.flush_ms / 1000, 1.0))
+                return
         if self._buffer:
             self._schedule(0.0 if len(self._buffer) >= MAX_BATCH else self.flush_ms / 1000)
+
+    async def _one_by_one(self, batch: list[AuditEvent]) -> list[AuditEvent]:
+        """After a failed batch: write each record alone. When some succeed, the database is up
+        and the others are refused for what they hold: drop those (loudly) rather than retry
+        them forever. When none does, the database is down: keep them all."""
+        failed: list[AuditEvent] = []
+        for event in batch:
+            try:
+                await write(self.db, [event])
+            except Exception:
+                failed.append(event)
+        if len(failed) == len(batch):
+            return batch
+        for event in failed:
+            log.error("dropped an audit record the database refuses: %s", event.event_name)
+        self.dropped += len(failed)
+        return []
 
     async def close(self) -> None:
         """Write what is buffered (graceful stop)."""
