@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,10 @@ class _Claimed:
     body: str
     url: str
     secret: str
+
+
+# A sent delivery: the claimed row, the HTTP status (None: no answer) and the error (None: 2xx).
+_Outcome = tuple[_Claimed, int | None, str | None]
 
 
 class Deliverer:
@@ -133,7 +137,8 @@ class Deliverer:
             return 0
         claimed = await self._claim(now)
         if claimed:
-            await asyncio.gather(*(self._deliver(item) for item in claimed))
+            outcomes = await asyncio.gather(*(self._deliver(item) for item in claimed))
+            await self._finish(outcomes, self.clock())
         return len(claimed)
 
     async def _any_due(self, now: float) -> bool:
@@ -222,7 +227,8 @@ class Deliverer:
             self._secrets[sealed] = self.box.open(sealed)
         return self._secrets[sealed]
 
-    async def _deliver(self, item: _Claimed) -> None:
+    async def _deliver(self, item: _Claimed) -> _Outcome:
+        """POST one delivery; what happened (written with the round's others by `_finish`)."""
         body = item.body.encode()
         status: int | None = None
         error: str | None = None
@@ -250,41 +256,52 @@ class Deliverer:
             raise
         except Exception as exc:  # connection refused, timeout, DNS, a secret we cannot open
             error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
-        await self._finish(item, status, error, self.clock())
+        return item, status, error
 
     def backoff(self, attempts: int) -> float:
         return min(self.backoff_seconds * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
 
-    async def _finish(
-        self, item: _Claimed, status: int | None, error: str | None, now: float
-    ) -> None:
+    async def _finish(self, outcomes: Sequence[_Outcome], now: float) -> None:
+        """Record a round's outcomes in one write transaction (one turn of SQLite's write lock
+        per round, not per delivery, so deliveries do not slow pushes down)."""
         d = schema.webhook_deliveries
-        attempts = item.attempts + 1
-        values: dict[str, Any] = {
-            "attempts": attempts,
-            "last_status": status,
-            "last_error": error,
-            "lease_holder": None,
-            "lease_expires_at": 0.0,
-        }
-        counters: dict[str, float]
-        if error is None:
-            values.update(status="delivered", finished_at=now)
-            counters = {"delivered": 1.0, **latency_counts(max(now - item.event_created_at, 0.0))}
-        else:
-            next_at = now + self.backoff(attempts)
-            if next_at - item.created_at > self.retry_seconds:
-                values.update(status="failed", finished_at=now)
-                counters = {"failed": 1.0}
-                log.warning("webhook delivery %s to %s failed: %s", item.id, item.url, error)
-            else:
-                values.update(next_attempt_at=next_at)
-                counters = {}
+        counters: dict[str, dict[str, float]] = {}
         async with self.db.write() as conn:
-            result = await conn.execute(
-                d.update()
-                .where(d.c.id == item.id, d.c.lease_holder == self.holder, d.c.status == "pending")
-                .values(**values)
-            )
-            if result.rowcount == 1:  # still ours: count it once
-                await add_counters(conn, item.account_id, counters)
+            for item, status, error in outcomes:
+                attempts = item.attempts + 1
+                values: dict[str, Any] = {
+                    "attempts": attempts,
+                    "last_status": status,
+                    "last_error": error,
+                    "lease_holder": None,
+                    "lease_expires_at": 0.0,
+                }
+                counted: dict[str, float]
+                if error is None:
+                    values.update(status="delivered", finished_at=now)
+                    latency = max(now - item.event_created_at, 0.0)
+                    counted = {"delivered": 1.0, **latency_counts(latency)}
+                else:
+                    next_at = now + self.backoff(attempts)
+                    if next_at - item.created_at > self.retry_seconds:
+                        values.update(status="failed", finished_at=now)
+                        counted = {"failed": 1.0}
+                        log.warning(
+                            "webhook delivery %s to %s failed: %s", item.id, item.url, error
+                        )
+                    else:
+                        values.update(next_attempt_at=next_at)
+                        counted = {}
+                result = await conn.execute(
+                    d.update()
+                    .where(
+                        d.c.id == item.id, d.c.lease_holder == self.holder, d.c.status == "pending"
+                    )
+                    .values(**values)
+                )
+                if result.rowcount == 1:  # still ours: count it once
+                    total = counters.setdefault(item.account_id, {})
+                    for name, amount in counted.items():
+                        total[name] = total.get(name, 0.0) + amount
+            for account, amounts in sorted(counters.items()):
+                await add_counters(conn, account, amounts)
