@@ -28,6 +28,8 @@ from e2e.webhookhelp import Receiver
 from imagebuilder import Image, build_image
 from server import Server
 
+pytestmark = pytest.mark.backend
+
 PUSH_SECRET = "push-webhook-secret-" + uuid.uuid4().hex
 OTHER_SECRET = "other-webhook-secret-" + uuid.uuid4().hex
 PUSHES = {
