@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from cargobay.audit.door import TARGET_PREFIX
 from cargobay.metadata import schema
-from service.harness import OCI_MANIFEST, running, sha256
+from service.harness import OCI_MANIFEST, Registry, running, sha256
 
 pytestmark = pytest.mark.backend
 
@@ -144,5 +144,44 @@ def test_an_oversized_name_is_still_recorded(tmp_path: Path) -> None:
             assert reply.status == 200
             await asyncio.sleep(0.3)
             assert await _names(registry.services) == ["DescribeImages", "DescribeRepositories"]
+
+    asyncio.run(scenario())
+
+
+def test_a_call_on_another_accounts_registry_is_in_both_trails(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, audit_flush_ms=0) as registry:
+            services = registry.services
+            user = await services.credentials.create_user("222222222222", "ops", is_admin=True)
+            key, secret = await services.credentials.add_access_key(user)
+            ops = Registry(registry.client, services, key, secret)
+            owner = services.settings.account_id
+            reply = await ops.ecr(
+                "DescribeRepositories", {"registryId": owner, "repositoryNames": ["team/app"]}
+            )
+            assert reply.aws_type == "AccessDeniedException", reply.body
+            t = schema.audit_records
+            async with services.db.read() as conn:
+                rows = (
+                    await conn.execute(
+                        select(t.c.account_id, t.c.event_id, t.c.user_name).where(
+                            t.c.event_name == "DescribeRepositories"
+                        )
+                    )
+                ).all()
+            assert sorted((r.account_id, r.user_name) for r in rows) == [
+                (owner, "ops"),
+                ("222222222222", "ops"),
+            ]
+            assert len({r.event_id for r in rows}) == 2
+            # The owner's administrator reads it in its own trail.
+            found = await _lookup(
+                registry,
+                LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "ops"}],
+            )
+            record = json.loads(found["Events"][0]["CloudTrailEvent"])
+            assert record["recipientAccountId"] == owner
+            assert record["userIdentity"]["accountId"] == "222222222222"
+            assert record["errorCode"] == "AccessDenied"
 
     asyncio.run(scenario())

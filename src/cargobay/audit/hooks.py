@@ -19,6 +19,7 @@ redaction and JSON encoding happen when the buffer is written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -79,8 +80,11 @@ async def audit_call(
     request_id: str | None = None,
     resources: list[Resource] | None = None,
     pull: bool = False,
+    owner_account_id: str | None = None,
 ) -> None:
-    """Record one call; the client's address is taken through trusted proxies only."""
+    """Record one call; the client's address is taken through trusted proxies only. A call
+    on another account's registry (`owner_account_id`) is recorded in both accounts, as
+    CloudTrail delivers it to the caller's and to the resource owner's."""
     settings = services.settings
     if not wants(settings, event_name, pull=pull):
         return
@@ -104,7 +108,12 @@ async def audit_call(
         request_id=request_id,
         resources=list(resources or []),
     )
+    events = [event]
+    if owner_account_id and owner_account_id != account_id and principal is not None:
+        # A copy made now, before recording gives the first its id and time.
+        events.append(dataclasses.replace(event, account_id=owner_account_id))
     try:
-        await record(services.db, event, flush_ms=settings.audit_flush_ms)
+        for each in events:
+            await record(services.db, each, flush_ms=settings.audit_flush_ms)
     except Exception:  # only with audit_flush_ms = 0: the call itself has happened
         log.exception("could not write the audit record of %s", event_name)

@@ -51,4 +51,5 @@ async def audit_v2(
         error_message=message,
         resources=[Resource("AWS::ECR::Repository", call.name, arn)],
         pull=pull,
+        owner_account_id=call.registry_id,
     )

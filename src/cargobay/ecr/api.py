@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +30,7 @@ from cargobay.registry.services import Services
 log = logging.getLogger("cargobay.ecr")
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+_ACCOUNT = re.compile(r"[0-9]{12}")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 # UploadLayerPart carries up to 20 MiB as base64 inside JSON.
 MAX_BODY = 32 * 1024 * 1024
@@ -111,15 +113,17 @@ async def _audit(
     account = principal.account_id if principal else services.settings.account_id
     params = payload if isinstance(payload, dict) else None
     resources = []
+    owner = None
     if params is not None:
+        registry_id = params.get("registryId")
+        if isinstance(registry_id, str) and _ACCOUNT.fullmatch(registry_id):
+            owner = registry_id  # another account's registry: its owner sees the call too
         if "layerPartBlob" in params:  # up to 20 MiB of layer bytes: not a parameter to keep
             params = {k: v for k, v in params.items() if k != "layerPartBlob"}
         repository = params.get("repositoryName")
         if isinstance(repository, str):
-            registry = (
-                params.get("registryId") if isinstance(params.get("registryId"), str) else account
-            )
-            arn = f"arn:aws:ecr:{services.settings.region}:{registry}:repository/{repository}"
+            region = services.settings.region
+            arn = f"arn:aws:ecr:{region}:{owner or account}:repository/{repository}"
             resources.append(Resource("AWS::ECR::Repository", repository, arn))
     await audit_call(
         request,
@@ -134,4 +138,5 @@ async def _audit(
         error_message=error.message if error else None,
         request_id=request_id,
         resources=resources,
+        owner_account_id=owner,
     )
