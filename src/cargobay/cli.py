@@ -440,3 +440,15 @@ def vulndb_status(**options: object) -> None:
         click.echo("no vulnerability database imported; run `cargobay vulndb import`")
         sys.exit(1)
     click.echo(f"version {current.version}: {current.advisories} advisories")
+
+
+# Commands of their own modules (kept there so this file stays a table of contents).
+def _add_subcommands() -> None:
+    from cargobay.audit.cli import audit
+    from cargobay.events.cli import webhooks
+
+    admin.add_command(webhooks)
+    main.add_command(audit)
+
+
+_add_subcommands()

@@ -30,6 +30,47 @@ class RegionEndpoint:
 
 
 @dataclass(frozen=True)
+class WebhookSetting:
+    """One `[[webhooks]]` table of the config file (synced into the database at start-up)."""
+
+    url: str
+    secret: str = field(default="", repr=False)
+    event_pattern: str | None = None
+    account_id: str | None = None  # None: every account's events
+
+
+def _webhooks(value: Any) -> tuple[WebhookSetting, ...]:
+    """`[[webhooks]]` tables, or the same as a JSON list in CARGOBAY_WEBHOOKS."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"webhooks: not a JSON list: {exc}") from None
+    if not isinstance(value, list):
+        raise ConfigError("webhooks: use [[webhooks]] tables with url, secret, event_pattern")
+    known = {"url", "secret", "event_pattern", "account_id"}
+    entries = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise ConfigError("webhooks: every [[webhooks]] entry needs a url")
+        unknown = set(entry) - known
+        if unknown:
+            raise ConfigError(f"webhooks: unknown key(s) {sorted(unknown)}")
+        pattern = entry.get("event_pattern")
+        if isinstance(pattern, dict):
+            pattern = json.dumps(pattern)
+        entries.append(
+            WebhookSetting(
+                url=entry["url"],
+                secret=str(entry.get("secret", "")),
+                event_pattern=pattern,
+                account_id=entry.get("account_id"),
+            )
+        )
+    return tuple(entries)
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 5000
@@ -90,6 +131,17 @@ class Settings:
     # Pull-through cache: a cached tag is checked against its upstream (one HEAD) at most this
     # often; in between, and whenever the upstream fails, the cached copy is served.
     pull_through_recheck_seconds: int = 86400
+    # Events and webhooks (events/): delivered by background loops, never on the request path.
+    webhooks: tuple[WebhookSetting, ...] = ()
+    webhook_retry_seconds: int = 86400  # retry a delivery this long, then mark it failed
+    webhook_backoff_seconds: int = 2  # first retry delay, doubled per attempt (up to an hour)
+    webhook_poll_seconds: int = 1  # how often each worker looks for due deliveries
+    event_retention_days: int = 7  # finished deliveries and their events are kept this long
+    # Audit trail (audit/): one record per API call, queryable with LookupEvents.
+    audit_enabled: bool = True
+    audit_pulls: bool = False  # also record manifest and blob GETs
+    audit_retention_days: int = 90
+    audit_flush_ms: int = 200  # records are buffered this long per process (0: write at once)
 
     @property
     def database_url(self) -> str:
@@ -124,6 +176,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     kind_str = str(kind)
     if value is None:
         return None
+    if name == "webhooks":
+        return _webhooks(value)
     try:
         if "bool" in kind_str:
             if isinstance(value, bool):
@@ -262,5 +316,32 @@ def validate(settings: Settings) -> None:
             check_url(settings.storage)
         except ValueError as exc:
             raise ConfigError(f"storage: {exc}") from None
+    elif settings.storage and not settings.storage.startswith("file://"):
+        raise ConfigError(f"storage {settings.storage!r}: use a file:// or s3:// URL")
+    _validate_events(settings)
     if settings.database and not settings.database.startswith(("sqlite", "postgresql")):
         raise ConfigError(f"database {settings.database!r}: use a sqlite:// or postgresql:// URL")
+
+
+def _validate_events(settings: Settings) -> None:
+    from cargobay.events.pattern import PatternError, compile_pattern
+
+    for hook in settings.webhooks:
+        if not re.match(r"https?://[^/\s]+", hook.url):
+            raise ConfigError(f"webhooks: {hook.url!r} is not an http(s) URL")
+        if len(hook.secret) < 16:
+            raise ConfigError(f"webhooks: the secret for {hook.url} needs at least 16 characters")
+        if hook.account_id is not None and not re.fullmatch(r"\d{12}", str(hook.account_id)):
+            raise ConfigError(f"webhooks: account_id for {hook.url} must be 12 digits")
+        if hook.event_pattern:
+            try:
+                compile_pattern(hook.event_pattern)
+            except PatternError as exc:
+                raise ConfigError(f"webhooks: {hook.url}: {exc}") from None
+    for name in ("webhook_retry_seconds", "webhook_backoff_seconds", "webhook_poll_seconds"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.audit_retention_days < 1 or settings.event_retention_days < 1:
+        raise ConfigError("audit_retention_days and event_retention_days must be at least 1")
+    if settings.audit_flush_ms < 0:
+        raise ConfigError("audit_flush_ms cannot be negative")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cargobay.events import metrics as event_metrics
 from cargobay.registry import usage
 
 
@@ -51,6 +52,7 @@ async def render(services, registry_id: str | None = None) -> str:
             f'cargobay_account_stored_bytes{{registry_id="{account}"}} {totals["stored_bytes"]}'
         )
     lines += await _scan_lines(services, registry_id)
+    lines += await event_metrics.lines(services.db, registry_id)
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,15 @@ def lifecycle_job(services: Services) -> Job:
 
 
 def periodic_jobs(services: Services) -> list[Job]:
-    return [gc_job(services), lifecycle_job(services)]
+    from cargobay.audit.jobs import purge_job as audit_purge
+    from cargobay.events.jobs import purge_job as events_purge
+
+    return [
+        gc_job(services),
+        lifecycle_job(services),
+        events_purge(services.settings, services.db),
+        audit_purge(services.settings, services.db),
+    ]
 
 
 def task_runner(services: Services) -> TaskRunner:

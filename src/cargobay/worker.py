@@ -15,8 +15,10 @@ from aiohttp import web
 
 from cargobay import logs, malloc
 from cargobay.app import build_app
+from cargobay.audit import record as audit_record
 from cargobay.config import Settings
 from cargobay.connections import ConnectionGuard, GuardedSite
+from cargobay.events import jobs as event_jobs
 from cargobay.iam.bootstrap import ensure_admin
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.secrets import load_box
@@ -51,6 +53,7 @@ async def prepare(settings: Settings) -> None:
         # Here, not in workers: opening old keys' secrets loads `cryptography`, which workers
         # checking Basic credentials by verifier then never need.
         await store.backfill_verifiers()
+        await event_jobs.sync_webhooks(settings, db)
     finally:
         await db.dispose()
 
@@ -105,12 +108,14 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     )
     await site.start()
     guard.start()
-    scheduler = tasks = None
+    scheduler = tasks = deliverer = None
     if settings.jobs_enabled:
         scheduler = Scheduler(services.db, periodic_jobs(services), settings.jobs_tick_seconds)
         scheduler.start()
         tasks = task_runner(services)
         tasks.start()
+        deliverer = event_jobs.deliverer(settings, services.db)
+        deliverer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -122,6 +127,9 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
         await scheduler.stop()
     if tasks is not None:
         await tasks.stop()
+    if deliverer is not None:
+        await deliverer.stop()
+    await audit_record.close_all()  # write the buffered audit records
     await guard.stop()
     await runner.cleanup()
 

@@ -3,8 +3,10 @@ fails when they differ, and prints the table to paste between the markers."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
+from cargobay.awsjson import door
 from cargobay.iam import permissions
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
@@ -39,6 +41,12 @@ def render() -> str:
         lines.append(_row("Secrets Manager", operation, permission))
     for kind, permission in permissions.PULL_THROUGH.items():
         lines.append(_row("`/v2/`", f"pull through a cache rule ({kind})", permission))
+    # The services of the generic AWS JSON door: each checks its own table in `authorize`.
+    services = [importlib.import_module(module).SERVICE for module in door.SERVICES.values()]
+    for service in sorted(services, key=lambda s: s.signing_name):
+        for name, operation in sorted(service.operations.items()):
+            door_name = f"AWS JSON (`{service.signing_name}`)"
+            lines.append(f"| {door_name} | {name} | `{operation.action}` | {operation.resource} |")
     return "\n".join(lines)
 
 

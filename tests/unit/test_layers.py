@@ -152,7 +152,7 @@ def test_handlers_leave_authorization_to_the_dispatcher() -> None:
 
 # -- import rules -------------------------------------------------------------------------------
 
-DOORS = ("distribution", "ecr", "iamapi", "secretsapi")
+DOORS = ("distribution", "ecr", "iamapi", "secretsapi", "awsjson")
 SERVICES = (
     "registry",
     "lifecycle",

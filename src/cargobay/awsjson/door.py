@@ -6,7 +6,9 @@ an operation table, one `authorize` function the dispatcher calls before any han
 a handler cannot forget the check: KMS reads the key policy there, Secrets Manager the secret's
 ARN), and one error table. The dispatcher reads the body within a limit, verifies the
 signature, decodes the JSON, checks the operation exists, authorizes, calls the handler and
-renders its result or the error as AWS does (`{"__type": ..., "message": ...}`).
+renders its result or the error as AWS does (`{"__type": ..., "message": ...}`). Every call of
+a known operation is audited (`<signing name>.amazonaws.com`), denied and failed ones too, so a
+service added here is in the audit trail without a line of its own.
 
 Services are loaded on their first call (`SERVICES` names the module of each), so a worker
 that never serves KMS never imports it.
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from cargobay.audit.hooks import audit_call
 from cargobay.errors import DomainError
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
 from cargobay.iam.sigv4 import SigV4Error
@@ -39,7 +42,9 @@ log = logging.getLogger("cargobay.awsjson")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 # Target prefix -> the module whose `SERVICE` attribute is that service's JsonService.
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.": "cargobay.audit.door",
+}
 
 
 class AwsError(Exception):
@@ -87,6 +92,8 @@ class Operation:
     handler: Handler
     # The IAM action the call needs (`kms:Encrypt`); `authorize` decides on which resource.
     action: str
+    # What `authorize` checks it on, as docs/architecture.md's operation table says it.
+    resource: str = "*"
 
 
 @dataclass(frozen=True)
@@ -121,10 +128,14 @@ def _error(code: str, message: str, status: int, request_id: str) -> web.Respons
 
 
 async def serve(service: JsonService, request: web.Request, services: Services) -> web.Response:
-    """Serve one call of `service`."""
+    """Serve one call of `service`, and audit it (also when it fails or is denied)."""
     request_id = str(uuid.uuid4())
     target = request.headers.get("X-Amz-Target", "")
     name = target[len(service.target_prefix) :]
+    principal: Principal | None = None
+    payload: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: tuple[str, str, int] | None = None
     try:
         operation = service.operations.get(name)
         if operation is None:
@@ -140,28 +151,46 @@ async def serve(service: JsonService, request: web.Request, services: Services) 
         except SigV4Error as exc:
             raise AwsError(exc.code, exc.message, exc.status) from None
         try:
-            payload = json.loads(body or b"{}")
+            decoded = json.loads(body or b"{}")
         except (ValueError, RecursionError):
             raise AwsError("SerializationException", "the body is not valid JSON") from None
-        if not isinstance(payload, dict):
+        if not isinstance(decoded, dict):
             raise AwsError("SerializationException", "the body must be a JSON object")
+        payload = decoded
         if service.validate is not None:
             service.validate(name, payload)
         call = JsonCall(request, services, principal, name, request_id)
         await service.authorize(call, payload)
         result = await operation.handler(call, payload)
-        return _render(200, result, request_id)
     except AwsError as exc:
-        return _error(exc.code, exc.message, exc.status, request_id)
+        error = (exc.code, exc.message, exc.status)
     except DomainError as exc:
         mapped = service.map_error(exc) or _domain_default(exc)
-        return _error(mapped[0], exc.message, mapped[1], request_id)
+        error = (mapped[0], exc.message, mapped[1])
     except Exception as exc:
         mapped = service.map_error(exc)
         if mapped is not None:
-            return _error(mapped[0], str(exc), mapped[1], request_id)
-        log.exception("%s failed", target)
-        return _error("InternalFailure", "internal error", 500, request_id)
+            error = (mapped[0], str(exc), mapped[1])
+        else:
+            log.exception("%s failed", target)
+            error = ("InternalFailure", "internal error", 500)
+    if name in service.operations:
+        await audit_call(
+            request,
+            services,
+            event_source=f"{service.signing_name}.amazonaws.com",
+            event_name=name,
+            account_id=principal.account_id if principal else services.settings.account_id,
+            principal=principal,
+            request_parameters=payload,
+            response_elements=result,
+            error_code=error[0] if error else None,
+            error_message=error[1] if error else None,
+            request_id=request_id,
+        )
+    if error is not None:
+        return _error(error[0], error[1], error[2], request_id)
+    return _render(200, result or {}, request_id)
 
 
 def _domain_default(exc: DomainError) -> tuple[str, int]:

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from cargobay.audit.hooks import v2_event
+from cargobay.distribution.audit import audit_v2
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.call import BLOCK_BYTES, SERVICES, USAGE, Call, read_at_most
 from cargobay.distribution.errors import API_VERSION_HEADER, error_response, internal_error
@@ -380,6 +382,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call: Call | None = None
     params: dict[str, str] = {}
+    kind = ""
+    error: str | None = None
+    message: str | None = None
     try:
         _check_transfer_coding(request)
         principal = await authenticate(request, services)
@@ -392,13 +397,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         response = await _HANDLERS[kind](call, **params)
     except DomainError as exc:
         headers = _error_headers(call, params, exc)
-        return error_response(request, exc, services.settings.realm, headers)
+        response = error_response(request, exc, services.settings.realm, headers)
+        error, message = type(exc).__name__, exc.message
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return internal_error(request)
-    response.headers.update(API_VERSION_HEADER)
+        response = internal_error(request)
+        error, message = "InternalError", "internal error"
+    if call is not None:
+        audited = v2_event(kind, request.method, request.query)
+        if audited is not None:
+            await audit_v2(call, audited, params, response, error, message)
+    if error is None:
+        response.headers.update(API_VERSION_HEADER)
     return response
 
 

@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from cargobay.audit.hooks import audit_call
+from cargobay.audit.record import Resource
 from cargobay.aws import shapes
 from cargobay.ecr import errors
 from cargobay.ecr.context import EcrCall
 from cargobay.errors import DomainError
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
 from cargobay.iam.permissions import ECR_OPERATIONS
+from cargobay.iam.principal import Principal
 from cargobay.iam.sigv4 import SigV4Error
 from cargobay.registry.services import Services
 
 log = logging.getLogger("cargobay.ecr")
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+_ACCOUNT = re.compile(r"[0-9]{12}")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 # UploadLayerPart carries up to 20 MiB as base64 inside JSON.
 MAX_BODY = 32 * 1024 * 1024
@@ -51,9 +56,14 @@ def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
 
 
 async def handle(request: web.Request, services: Services) -> web.Response:
-    """Serve one ECR API call."""
+    """Serve one ECR API call, and audit it (also when it fails or is denied)."""
     request_id = str(uuid.uuid4())
     target = request.headers.get("X-Amz-Target", "")
+    name = ""
+    principal: Principal | None = None
+    payload: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: errors.EcrError | None = None
     try:
         operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
         if operation not in ACTIONS or operation not in ECR_OPERATIONS:
@@ -84,14 +94,60 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         call = EcrCall(request, services, principal, name)
         await call.authorize(ECR_OPERATIONS[name], payload)
         result = await ACTIONS[name](call, payload)
-        return _render(200, result, request_id)
     except errors.EcrError as exc:
-        return _render(exc.status, exc.body(), request_id)
+        error = exc
     except DomainError as exc:
-        mapped = errors.from_domain(exc)
-        return _render(mapped.status, mapped.body(), request_id)
+        error = errors.from_domain(exc)
     except ConnectionResetError:  # the client went away: connections.py logs one line
         raise
     except Exception:
         log.exception("ECR %s failed", target)
-        return _render(500, errors.Server("internal error").body(), request_id)
+        error = errors.Server("internal error")
+    if name:
+        await _audit(request, services, name, principal, payload, result, error, request_id)
+    if error is not None:
+        return _render(error.status, error.body(), request_id)
+    return _render(200, result or {}, request_id)
+
+
+async def _audit(
+    request: web.Request,
+    services: Services,
+    operation: str,
+    principal: Principal | None,
+    payload: dict[str, Any] | None,
+    result: dict[str, Any] | None,
+    error: errors.EcrError | None,
+    request_id: str,
+) -> None:
+    """One audit record per call of a known operation, with the repository it names."""
+    account = principal.account_id if principal else services.settings.account_id
+    params = payload if isinstance(payload, dict) else None
+    resources = []
+    owner = None
+    if params is not None:
+        registry_id = params.get("registryId")
+        if isinstance(registry_id, str) and _ACCOUNT.fullmatch(registry_id):
+            owner = registry_id  # another account's registry: its owner sees the call too
+        if "layerPartBlob" in params:  # up to 20 MiB of layer bytes: not a parameter to keep
+            params = {k: v for k, v in params.items() if k != "layerPartBlob"}
+        repository = params.get("repositoryName")
+        if isinstance(repository, str):
+            region = services.settings.region
+            arn = f"arn:aws:ecr:{region}:{owner or account}:repository/{repository}"
+            resources.append(Resource("AWS::ECR::Repository", repository, arn))
+    await audit_call(
+        request,
+        services,
+        event_source="ecr.amazonaws.com",
+        event_name=operation,
+        account_id=account,
+        principal=principal,
+        request_parameters=params,
+        response_elements=result,
+        error_code=error.code if error else None,
+        error_message=error.message if error else None,
+        request_id=request_id,
+        resources=resources,
+        owner_account_id=owner,
+    )

@@ -12,12 +12,16 @@ form, dispatches to the action (actions.py) and renders the result or the error 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from cargobay.audit.hooks import audit_call
+from cargobay.audit.record import Resource
 from cargobay.aws import query, shapes
 from cargobay.errors import DomainError
 from cargobay.iam import sigv4
@@ -46,15 +50,23 @@ _SIGV4_ERRORS = {
 }
 
 
+_SIGNATURE_CODES = {code for code, _ in _SIGV4_ERRORS.values()}
+
+
 def wants(request: web.Request) -> bool:
     """Whether a `POST /` is an IAM Query call rather than an ECR (AWS JSON 1.1) one."""
     return "X-Amz-Target" not in request.headers and request.content_type == FORM
 
 
 async def handle(request: web.Request, services: Services) -> web.Response:
-    """Serve one IAM API call."""
+    """Serve one IAM API call, and audit it (also when it fails or is denied)."""
     request_id = str(uuid.uuid4())
     name = ""
+    principal: Principal | None = None
+    values: dict[str, str] = {}
+    result: dict[str, Any] | None = None
+    error: errors.IamError | None = None
+    body = b""
     try:
         try:
             body = await read_body(request, MAX_BODY)
@@ -67,7 +79,9 @@ async def handle(request: web.Request, services: Services) -> web.Response:
             raise errors.missing_action("The request must contain the parameter Action.")
         version = values.get("Version", VERSION)
         if name not in ACTIONS or name not in IAM_OPERATIONS or version != VERSION:
-            raise errors.invalid_action(f"Could not find operation {name} for version {version}")
+            message = f"Could not find operation {name} for version {version}"
+            name = ""  # not an operation: nothing to audit
+            raise errors.invalid_action(message)
         # -- input shape (botocore's model), before any action runs ------------------------
         try:
             model = shapes.load(SERVICE)
@@ -78,18 +92,63 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         call = IamCall(request, services, principal, name, Params(values))
         await call.authorize(IAM_OPERATIONS[name])
         result = await ACTIONS[name](call)
-        return xml.response(name, result, request_id)
     except errors.IamError as exc:
         if exc.code == "AccessDenied":
             log.warning("access denied: %s", exc.message)
-        return _error(exc, request_id)
+        error = exc
     except DomainError as exc:
-        return _error(errors.from_domain(exc), request_id)
+        error = errors.from_domain(exc)
     except ConnectionResetError:  # the client went away: connections.py logs one line
         raise
     except Exception:
         log.exception("IAM %s failed", name or "call")
-        return _error(errors.service_failure("internal error"), request_id)
+        error = errors.service_failure("internal error")
+    if principal is None and error is not None and error.code in _SIGNATURE_CODES:
+        # An unauthenticated call of a real operation is audited too (who tried what).
+        with contextlib.suppress(errors.IamError):
+            values = _form(request.query_string, body)
+        name = values.get("Action", "") if values.get("Action") in IAM_OPERATIONS else ""
+    if name:
+        await _audit(request, services, name, principal, values, result, error, request_id)
+    if error is not None:
+        return _error(error, request_id)
+    return xml.response(name, result, request_id)
+
+
+async def _audit(
+    request: web.Request,
+    services: Services,
+    operation: str,
+    principal: Principal | None,
+    values: dict[str, str],
+    result: dict[str, Any] | None,
+    error: errors.IamError | None,
+    request_id: str,
+) -> None:
+    """One audit record per call, parameters named as CloudTrail names IAM's (`userName`)."""
+    account = principal.account_id if principal else services.settings.account_id
+    params = {k[:1].lower() + k[1:]: v for k, v in values.items() if k not in ("Action", "Version")}
+    if principal is None:
+        params = None  # an unauthenticated caller's parameters are not worth keeping
+    resources = []
+    user = values.get("UserName")
+    if user:
+        arn = f"arn:aws:iam::{account}:user/{user}"
+        resources.append(Resource("AWS::IAM::User", user, arn))
+    await audit_call(
+        request,
+        services,
+        event_source="iam.amazonaws.com",
+        event_name=operation,
+        account_id=account,
+        principal=principal,
+        request_parameters=params,
+        response_elements=result,
+        error_code=error.code if error else None,
+        error_message=error.message if error else None,
+        request_id=request_id,
+        resources=resources,
+    )
 
 
 def _error(exc: errors.IamError, request_id: str) -> web.Response:

@@ -46,7 +46,7 @@ async def expire_repository(
     for image, rule in await services.lifecycle.plan(repo, policy, now):
         try:
             await services.deletes.delete_image(
-                repo, ImageRef(digest=image.digest), origin="lifecycle"
+                repo, ImageRef(digest=image.digest), origin="lifecycle", rule_priority=rule.priority
             )
         except ImageReferencedByManifestList:
             continue  # an index pushed since the plan lists it now: the next run decides

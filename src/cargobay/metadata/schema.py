@@ -614,3 +614,119 @@ registry_account_settings = Table(
     Column("value", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+
+# -- events and audit (revision 0009) --------------------------------------------------------
+
+# The outbox: each event is written in the transaction of the change that causes it; `body` is
+# the JSON a webhook receives, byte for byte (its signature covers exactly these bytes).
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("detail_type", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_events_created_at", events.c.created_at)
+
+# Webhook endpoints; `account_id` NULL receives every account's events (the operator's own,
+# from the config file). The secret is sealed like access-key secrets (iam.secrets).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12)),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("pattern", Text),  # an EventBridge event pattern (JSON); NULL: every event
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("origin", String(8), nullable=False),  # "config" (synced at start-up) or "admin"
+    Column("created_at", Float, nullable=False),
+)
+
+# One row per (matching webhook, event): claimed by one deliverer at a time with a lease.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_holder", String(128)),
+    Column("lease_expires_at", Float, nullable=False, default=0.0),
+    Column("last_error", Text),
+    Column("last_status", Integer),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+Index(
+    "ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at
+)
+Index("ix_webhook_deliveries_webhook", webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)
+Index("ix_webhook_deliveries_event", webhook_deliveries.c.event_id)
+
+# Monotonic counters for /metrics that outlive the rows they count (purged events, deliveries,
+# delivery-latency histogram buckets), per account.
+event_counters = Table(
+    "event_counters",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", Float, nullable=False, default=0.0),
+)
+
+# The audit trail: one CloudTrail-shaped record per API call; `record` is the full JSON, the other
+# columns are what LookupEvents filters on.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("account_id", String(12), nullable=False),
+    Column("event_time", Float, nullable=False),
+    Column("event_source", String(64), nullable=False),
+    Column("event_name", String(128), nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("user_name", String(128)),
+    Column("access_key_id", String(128)),
+    Column("record", Text, nullable=False),
+)
+Index("ix_audit_records_time", audit_records.c.account_id, audit_records.c.event_time)
+Index(
+    "ix_audit_records_name",
+    audit_records.c.account_id,
+    audit_records.c.event_name,
+    audit_records.c.event_time,
+)
+Index(
+    "ix_audit_records_user",
+    audit_records.c.account_id,
+    audit_records.c.user_name,
+    audit_records.c.event_time,
+)
+Index(
+    "ix_audit_records_key",
+    audit_records.c.account_id,
+    audit_records.c.access_key_id,
+    audit_records.c.event_time,
+)
+
+# The resources each audit record names (LookupEvents' ResourceName and ResourceType).
+audit_resources = Table(
+    "audit_resources",
+    metadata,
+    Column(
+        "record_id",
+        Integer,
+        ForeignKey("audit_records.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("resource_type", String(64), primary_key=True),
+    Column("resource_name", String(1024), primary_key=True),
+)
+Index("ix_audit_resources_name", audit_resources.c.resource_name)
+Index("ix_audit_resources_type", audit_resources.c.resource_type)

@@ -66,9 +66,15 @@ class DeleteService:
         self.hooks = hooks or Hooks()
 
     async def delete_image(
-        self, repo: Repository, ref: ImageRef, *, origin: str = CLIENT
+        self,
+        repo: Repository,
+        ref: ImageRef,
+        *,
+        origin: str = CLIENT,
+        rule_priority: int | None = None,
     ) -> ImageRef:
-        """Delete one image by the rules above; what was deleted, or a domain error."""
+        """Delete one image by the rules above; what was deleted, or a domain error.
+        `rule_priority` names the lifecycle rule behind an expiry (for the delete hooks)."""
         check_ref(ref)
         m, t, mr = schema.manifests, schema.tags, schema.manifest_references
         async with self.db.write() as conn:
@@ -122,11 +128,21 @@ class DeleteService:
             )
             if not result.rowcount:
                 raise ImageNotFound(_not_found(repo, ref), detail={"digest": digest})
-            await conn.execute(t.delete().where(t.c.repository_id == repo.id, t.c.digest == digest))
+            removed = await conn.execute(
+                t.delete()
+                .where(t.c.repository_id == repo.id, t.c.digest == digest)
+                .returning(t.c.name)
+            )
+            tags = tuple(sorted(row.name for row in removed))
             await conn.execute(
                 mr.delete().where(mr.c.repository_id == repo.id, mr.c.manifest_digest == digest)
             )
-            await self.hooks.deleted(conn, Deleted(repo, digest, ref.tag, origin=origin))
+            await self.hooks.deleted(
+                conn,
+                Deleted(
+                    repo, digest, ref.tag, origin=origin, tags=tags, rule_priority=rule_priority
+                ),
+            )
         return ImageRef(digest, ref.tag)
 
     async def delete_images(

@@ -48,6 +48,10 @@ class Deleted:
     untagged_only: bool = False
     # "client" for a delete through a door, "lifecycle" for a lifecycle expiry.
     origin: str = CLIENT
+    # The tags the delete removed with the image (empty for `untagged_only`: that is `tag`).
+    tags: tuple[str, ...] = ()
+    # The lifecycle rule that expired the image (origin "lifecycle" only).
+    rule_priority: int | None = None
 
 
 PushHook = Callable[[Any, Pushed], Awaitable[None]]

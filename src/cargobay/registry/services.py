@@ -6,7 +6,9 @@ import time
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
+from cargobay.audit import record as audit_record
 from cargobay.config import Settings
+from cargobay.events import hooks as event_hooks
 from cargobay.iam.authz import Authorizer
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.principal import Principal
@@ -81,6 +83,7 @@ class Services:
         rules = RuleService(db, secrets)
         blobs = BlobService(db, store)
         manifests = ManifestService(db, settings.max_manifest_bytes, hooks)
+        event_hooks.register(hooks, settings.region)
         return cls(
             settings=settings,
             db=db,
@@ -151,4 +154,5 @@ class Services:
     async def close(self) -> None:
         await self.pullthrough.close()
         await self.usage.close()
+        await audit_record.close_for(self.db)  # the buffered audit records
         await self.db.dispose()

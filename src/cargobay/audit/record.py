@@ -1,0 +1,294 @@
+"""Building and storing audit records.
+
+Hook for the doors (after the call, whether it succeeded, failed or was denied):
+
+    await audit.record.record(services.db, AuditEvent(...), flush_ms=settings.audit_flush_ms)
+
+Records are buffered per process and written in one transaction every `flush_ms` (default
+200 ms) or every `MAX_BATCH` records: a request never waits for the audit insert, and on SQLite
+one write-lock turn per batch instead of per call keeps pushes fast. The trade-off, chosen
+knowingly: a process killed with SIGKILL loses the records of its last `flush_ms` (graceful
+stops flush; `audit_flush_ms = 0` writes each record before the call returns, at the cost of a
+write transaction per call). The buffer only delays writes of records this process made; nothing
+is decided in it, so a second node needs nothing from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert
+
+from cargobay.audit.redact import redact, service_of
+from cargobay.events.model import iso_time
+from cargobay.iam.principal import Principal
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+
+log = logging.getLogger("cargobay.audit")
+
+MAX_BATCH = 500
+MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
+
+
+@dataclass
+class Resource:
+    type: str  # e.g. AWS::ECR::Repository
+    name: str  # e.g. team/app
+    arn: str | None = None
+
+
+@dataclass
+class AuditEvent:
+    """One API call, as the door saw it."""
+
+    account_id: str
+    event_source: str  # ecr.amazonaws.com, iam.amazonaws.com, registry.cargobay (/v2/)
+    event_name: str  # PutImage, CreateUser, ...
+    read_only: bool
+    region: str
+    principal: Principal | None = None
+    source_ip: str | None = None  # after trusted proxies (requestinfo.request_context)
+    user_agent: str | None = None
+    request_parameters: dict[str, Any] | None = None
+    response_elements: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+    resources: list[Resource] = field(default_factory=list)
+    event_time: float | None = None
+    event_id: str | None = None
+
+
+def user_identity(principal: Principal | None, account_id: str) -> dict[str, Any]:
+    if principal is None:
+        return {"type": "Unknown", "accountId": account_id}
+    root = principal.is_admin and principal.user_name == "root"
+    identity = {
+        "type": "Root" if root else "IAMUser",
+        "arn": principal.arn,
+        "accountId": principal.account_id,
+        "accessKeyId": principal.access_key_id,
+    }
+    if not root:
+        identity["userName"] = principal.user_name
+    return identity
+
+
+def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
+    """The CloudTrail event JSON (what LookupEvents returns as CloudTrailEvent), redacted."""
+    service = service_of(event.event_source)
+    record: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "userIdentity": user_identity(event.principal, event.account_id),
+        "eventTime": iso_time(event.event_time or time.time()),
+        "eventSource": event.event_source,
+        "eventName": event.event_name,
+        "awsRegion": event.region,
+        "sourceIPAddress": event.source_ip,
+        "userAgent": event.user_agent,
+        "requestParameters": redact(service, event.request_parameters),
+        "responseElements": redact(service, event.response_elements),
+    }
+    if event.error_code:
+        record["errorCode"] = event.error_code
+        record["errorMessage"] = event.error_message or ""
+    record.update(
+        {
+            "requestID": event.request_id,
+            "eventID": event.event_id,
+            "readOnly": event.read_only,
+            "resources": [
+                {
+                    k: v
+                    for k, v in (("ARN", r.arn), ("accountId", event.account_id), ("type", r.type))
+                    if v
+                }
+                for r in event.resources
+            ],
+            "eventType": "AwsApiCall",
+            "managementEvent": True,
+            "recipientAccountId": event.account_id,
+            "eventCategory": "Management",
+        }
+    )
+    return record
+
+
+def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    event.event_time = event.event_time or time.time()
+    event.event_id = event.event_id or str(uuid.uuid4())
+    principal = event.principal
+    row = {
+        "event_id": event.event_id,
+        "account_id": event.account_id,
+        "event_time": event.event_time,
+        "event_source": event.event_source,
+        "event_name": event.event_name,
+        "read_only": event.read_only,
+        "user_name": principal.user_name[:128] if principal else None,
+        "access_key_id": principal.access_key_id[:128] if principal else None,
+        "record": json.dumps(cloudtrail_record(event), separators=(",", ":")),
+    }
+    # Names come from requests (also refused ones): cut to the columns' sizes and without NUL
+    # (which PostgreSQL's text refuses), so one odd request cannot make its batch fail.
+    resources = [
+        {
+            "event_id": event.event_id,
+            "resource_type": r.type[:64],
+            "resource_name": r.name[:1024].replace("\x00", "\ufffd"),
+        }
+        for r in event.resources
+    ]
+    return row, resources
+
+
+async def write(db: Database, events: list[AuditEvent]) -> None:
+    """Insert records (and the resources they name) in one transaction."""
+    built = [_rows(e) for e in events]
+    if not built:
+        return
+    t, r = schema.audit_records, schema.audit_resources
+    async with db.write() as conn:
+        result = await conn.execute(
+            insert(t).returning(t.c.id, t.c.event_id, sort_by_parameter_order=True),
+            [row for row, _ in built],
+        )
+        ids = {row.event_id: row.id for row in result.all()}
+        resources = {
+            (ids[res["event_id"]], res["resource_type"], res["resource_name"])
+            for _, rows in built
+            for res in rows
+        }
+        if resources:
+            await conn.execute(
+                insert(r),
+                [
+                    {"record_id": i, "resource_type": kind, "resource_name": name}
+                    for i, kind, name in sorted(resources)
+                ],
+            )
+
+
+class AuditRecorder:
+    """One process's buffer of records, flushed every `flush_ms` (see the module's note)."""
+
+    def __init__(self, db: Database, flush_ms: int = 200) -> None:
+        self.db = db
+        self.flush_ms = flush_ms
+        self._buffer: list[AuditEvent] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    async def record(self, event: AuditEvent) -> None:
+        if self.flush_ms <= 0:
+            await write(self.db, [event])
+            return
+        self._buffer.append(event)
+        if len(self._buffer) > MAX_BUFFER:
+            excess = len(self._buffer) - MAX_BUFFER
+            del self._buffer[:excess]
+            self.dropped += excess
+            log.error("audit buffer full: dropped %d records", excess)
+        if len(self._buffer) >= MAX_BATCH:
+            self._schedule(0.0)
+        elif self._timer is None:
+            self._schedule(self.flush_ms / 1000)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def flush(self) -> None:
+        batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+        if not batch:
+            return
+        try:
+            await write(self.db, batch)
+        except Exception:
+            kept = await self._one_by_one(batch) if len(batch) > 1 else batch
+            if kept:
+                log.exception(
+                    "writing %d audit records failed; keeping them for the next flush", len(kept)
+                )
+                self._buffer[:0] = kept
+                self._schedule(max(self.flush_ms / 1000, 1.0))
+                return
+        if self._buffer:
+            self._schedule(0.0 if len(self._buffer) >= MAX_BATCH else self.flush_ms / 1000)
+
+    async def _one_by_one(self, batch: list[AuditEvent]) -> list[AuditEvent]:
+        """After a failed batch: write each record alone. When some succeed, the database is up
+        and the others are refused for what they hold: drop those (loudly) rather than retry
+        them forever. When none does, the database is down: keep them all."""
+        failed: list[AuditEvent] = []
+        for event in batch:
+            try:
+                await write(self.db, [event])
+            except Exception:
+                failed.append(event)
+        if len(failed) == len(batch):
+            return batch
+        for event in failed:
+            log.error("dropped an audit record the database refuses: %s", event.event_name)
+        self.dropped += len(failed)
+        return []
+
+    async def close(self) -> None:
+        """Write what is buffered (graceful stop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
+        while self._buffer:
+            before = len(self._buffer)
+            await self.flush()
+            if len(self._buffer) >= before:  # the database refuses: give up, loudly
+                log.error("lost %d audit records at shutdown", len(self._buffer))
+                self._buffer.clear()
+
+
+_recorders: weakref.WeakKeyDictionary[Database, AuditRecorder] = weakref.WeakKeyDictionary()
+
+
+def recorder_for(db: Database, flush_ms: int = 200) -> AuditRecorder:
+    """The process's recorder for a database (one per `Services`, built on first use)."""
+    recorder = _recorders.get(db)
+    if recorder is None:
+        recorder = _recorders[db] = AuditRecorder(db, flush_ms)
+    return recorder
+
+
+async def record(db: Database, event: AuditEvent, *, flush_ms: int = 200) -> None:
+    """Record one call: cheap (an append) unless `flush_ms` is 0."""
+    await recorder_for(db, flush_ms).record(event)
+
+
+async def close_for(db: Database) -> None:
+    """Flush and forget the recorder of one database (its `Services` is closing)."""
+    recorder = _recorders.pop(db, None)
+    if recorder is not None:
+        await recorder.close()
+
+
+async def close_all() -> None:
+    """Flush every recorder of this process (the worker calls this when it stops)."""
+    for recorder in list(_recorders.values()):
+        await recorder.close()

@@ -1,0 +1,75 @@
+"""What an audit record must never hold: secrets are replaced by CloudTrail's marker, and policy
+bodies (and manifests) by their SHA-256, which still shows whether two calls set the same
+document. Keys match case-insensitively, at any depth, in requests and responses alike."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+
+# Every service: secrets and documents whatever the API calls them.
+_COMMON_HIDE = {
+    "password",
+    "oldpassword",
+    "newpassword",
+    "secretaccesskey",
+    "sessiontoken",
+    "authorizationtoken",
+    "plaintext",
+    "secretstring",
+    "secretbinary",
+    "randompassword",
+    "privatekey",
+    "privatekeyplaintext",
+    "clientsecret",
+}
+_COMMON_HASH = {"policytext", "policydocument", "lifecyclepolicytext"}
+
+# Per service (the first label of eventSource): what else is sensitive there.
+SENSITIVE: dict[str, dict[str, set[str]]] = {
+    "ecr": {"hide": set(), "hash": {"imagemanifest", "registrypolicytext"}},
+    "iam": {"hide": {"secretaccesskey"}, "hash": {"assumerolepolicydocument"}},
+    "kms": {"hide": {"plaintext", "publickey"}, "hash": {"policy", "ciphertextblob"}},
+    "secretsmanager": {"hide": {"secretstring", "secretbinary"}, "hash": {"resourcepolicy"}},
+    "sts": {"hide": {"secretaccesskey", "sessiontoken"}, "hash": {"policy"}},
+}
+
+
+def digest(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def service_of(event_source: str) -> str:
+    """`ecr.amazonaws.com` -> `ecr`."""
+    return event_source.split(".", 1)[0].lower()
+
+
+def redact(service: str, value: Any) -> Any:
+    """A copy of `value` with the service's sensitive keys hidden or hashed."""
+    extra = SENSITIVE.get(service, {})
+    hide = _COMMON_HIDE | extra.get("hide", set())
+    hashed = _COMMON_HASH | extra.get("hash", set())
+    return _walk(value, hide, hashed)
+
+
+def _walk(value: Any, hide: set[str], hashed: set[str]) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = str(key).lower()
+            if name in hide and item is not None:
+                out[key] = HIDDEN
+            elif name in hashed and item is not None:
+                out[key] = digest(item)
+            else:
+                out[key] = _walk(item, hide, hashed)
+        return out
+    if isinstance(value, list | tuple):
+        return [_walk(item, hide, hashed) for item in value]
+    if isinstance(value, bytes):
+        return digest(value.decode("latin-1"))
+    return value

@@ -1,0 +1,102 @@
+"""`cargobay admin webhooks ...`: manage the account's webhooks and read their deliveries."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cargobay.config import Settings
+from cargobay.events import webhooks as store
+
+
+def _emit(value: object) -> None:
+    click.echo(json.dumps(value, indent=4))
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"cargobay: {exc}", err=True)
+    sys.exit(1)
+
+
+def _with_db(settings: Settings, work):
+    """Run `work(db, box)` against the deployment's database (schema checked or upgraded)."""
+    import asyncio
+
+    from cargobay.iam.secrets import load_box
+    from cargobay.metadata import migrations
+    from cargobay.metadata.db import Database, SchemaOutOfDate
+
+    async def main():
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
+        db = Database(settings.database_url)
+        try:
+            return await work(db, load_box(settings.secret_key, settings.data_dir))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except SchemaOutOfDate as exc:
+        _fail(exc)
+
+
+@click.group("webhooks")
+def webhooks() -> None:
+    """Webhooks that receive the account's events (EventBridge envelopes, signed)."""
+
+
+@webhooks.command("list")
+@click.pass_obj
+def webhooks_list(settings: Settings) -> None:
+    """List the account's webhooks (and the deployment's, from the config file)."""
+    found = _with_db(settings, lambda db, _: store.list_webhooks(db, settings.account_id))
+    _emit({"Webhooks": found})
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--pattern", default=None, help="An EventBridge event pattern (JSON).")
+@click.option("--secret", default=None, help="HMAC secret (default: generated, shown once).")
+@click.pass_obj
+def webhooks_add(settings: Settings, url: str, pattern: str | None, secret: str | None) -> None:
+    """Send the account's events (those matching --pattern) to URL."""
+    try:
+        added = _with_db(
+            settings,
+            lambda db, box: store.add(
+                db, box, url, account_id=settings.account_id, pattern=pattern, secret=secret
+            ),
+        )
+    except store.WebhookError as exc:
+        _fail(exc)
+    _emit({"Webhook": added})
+
+
+@webhooks.command("remove")
+@click.argument("webhook_id", type=int)
+@click.pass_obj
+def webhooks_remove(settings: Settings, webhook_id: int) -> None:
+    """Delete a webhook and its delivery history."""
+    try:
+        _with_db(settings, lambda db, _: store.remove(db, settings.account_id, webhook_id))
+    except store.WebhookError as exc:
+        _fail(exc)
+
+
+@webhooks.command("deliveries")
+@click.argument("webhook_id", type=int)
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.pass_obj
+def webhooks_deliveries(settings: Settings, webhook_id: int, limit: int) -> None:
+    """The newest deliveries of a webhook: status, attempts, last HTTP status and error."""
+    try:
+        found = _with_db(
+            settings,
+            lambda db, _: store.deliveries(db, settings.account_id, webhook_id, limit),
+        )
+    except store.WebhookError as exc:
+        _fail(exc)
+    _emit({"Deliveries": found})

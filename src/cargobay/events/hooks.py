@@ -1,0 +1,135 @@
+"""The events the registry services emit, as commit hooks (`registry.hooks`).
+
+`register(hooks, region)` (called when the services are built) adds a push hook and a delete
+hook. The manifest service calls the push hook inside the write transaction of every push
+(`PUT /v2/<name>/manifests/<ref>`, ECR PutImage, and the registry's own pushes: replication,
+the pull-through cache, attached artifacts), and the delete service calls the delete hook inside
+the transaction of every deletion (`/v2/` DELETE, BatchDeleteImage, the lifecycle job), so the
+event row commits or rolls back with the change:
+
+- a push: `ECR Image Action` PUSH (with the tag, or without one for a push by digest), with
+  `manifest-media-type` and `artifact-media-type` (the config's media type unless the
+  manifest names an `artifactType`), as ECR fills them; whatever the push's origin, as ECR
+  emits PUSH for a replicated image in the destination registry;
+- a delete through a door: `ECR Image Action` DELETE (an image, or one tag of it);
+- a lifecycle expiry: `ECR Lifecycle Policy Action` EXPIRE (ECR sends no DELETE for those).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cargobay.events import model, outbox
+from cargobay.registry.hooks import Deleted, Hooks, Pushed
+
+LIFECYCLE = "lifecycle"
+
+
+def register(hooks: Hooks, region: str) -> None:
+    """Emit the events of every push and delete the services commit (see the module's note)."""
+
+    async def pushed(conn: Any, event: Pushed) -> None:
+        await image_pushed(
+            conn,
+            account=event.repo.registry_id,
+            region=region,
+            repository=event.repo.name,
+            digest=event.digest,
+            tag=event.tag,
+            media_type=event.media_type,
+            artifact_type=event.artifact_type,
+        )
+
+    async def deleted(conn: Any, event: Deleted) -> None:
+        common = {
+            "account": event.repo.registry_id,
+            "region": region,
+            "repository": event.repo.name,
+            "digest": event.digest,
+        }
+        if event.origin == LIFECYCLE:
+            tags = list(event.tags) or ([event.tag] if event.tag else [])
+            await image_expired(conn, **common, tags=tags, rule_priority=event.rule_priority or 0)
+        else:
+            await image_deleted(conn, **common, tag=event.tag)
+
+    hooks.on_push(pushed)
+    hooks.on_delete(deleted)
+
+
+async def image_pushed(
+    conn: Any,
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tag: str | None,
+    media_type: str | None,
+    artifact_type: str | None = None,
+) -> int:
+    """`ECR Image Action` PUSH; returns how many webhooks will receive it."""
+    return await outbox.emit(
+        conn,
+        model.image_action(
+            account=account,
+            region=region,
+            repository=repository,
+            digest=digest,
+            action="PUSH",
+            tag=tag,
+            manifest_media_type=media_type,
+            artifact_media_type=artifact_type,
+        ),
+    )
+
+
+async def image_deleted(
+    conn: Any,
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tag: str | None = None,
+    media_type: str | None = None,
+    artifact_type: str | None = None,
+) -> int:
+    """`ECR Image Action` DELETE (an image, or one tag of it)."""
+    return await outbox.emit(
+        conn,
+        model.image_action(
+            account=account,
+            region=region,
+            repository=repository,
+            digest=digest,
+            action="DELETE",
+            tag=tag,
+            manifest_media_type=media_type,
+            artifact_media_type=artifact_type,
+        ),
+    )
+
+
+async def image_expired(
+    conn: Any,
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tags: list[str],
+    rule_priority: int,
+) -> int:
+    """`ECR Lifecycle Policy Action` EXPIRE, in the lifecycle job's delete transaction."""
+    return await outbox.emit(
+        conn,
+        model.lifecycle_policy_action(
+            account=account,
+            region=region,
+            repository=repository,
+            digest=digest,
+            tags=tags,
+            rule_priority=rule_priority,
+        ),
+    )

@@ -1,0 +1,239 @@
+"""EventBridge envelopes for the events ECR sends (`source: aws.ecr`), with ECR's detail field
+names. A builder returns a plain dict: it is what a pattern is matched against and, serialised
+once, the body a webhook receives (and signs).
+
+Field names follow "Amazon ECR events and EventBridge" (ECR User Guide). ECR documents no
+lifecycle event on EventBridge (it records expiries in CloudTrail as `PolicyExecutionEvent`);
+`ECR Lifecycle Policy Action` uses the same kebab-case naming for the facts a lifecycle expiry has.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+SOURCE = "aws.ecr"
+
+IMAGE_ACTION = "ECR Image Action"
+IMAGE_SCAN = "ECR Image Scan"
+REPLICATION_ACTION = "ECR Replication Action"
+PULL_THROUGH_CACHE_ACTION = "ECR Pull Through Cache Action"
+LIFECYCLE_POLICY_ACTION = "ECR Lifecycle Policy Action"
+
+DETAIL_TYPES = (
+    IMAGE_ACTION,
+    IMAGE_SCAN,
+    REPLICATION_ACTION,
+    PULL_THROUGH_CACHE_ACTION,
+    LIFECYCLE_POLICY_ACTION,
+)
+
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+
+
+def iso_time(epoch: float) -> str:
+    """EventBridge's `time`: ISO-8601 in UTC, whole seconds, with a Z."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def repository_arn(region: str, account: str, repository: str) -> str:
+    return f"arn:aws:ecr:{region}:{account}:repository/{repository}"
+
+
+def envelope(
+    detail_type: str,
+    *,
+    account: str,
+    region: str,
+    detail: dict[str, Any],
+    resources: list[str] | None = None,
+    at: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The EventBridge envelope around a detail, with a fresh id (receivers de-duplicate on it)."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": SOURCE,
+        "account": account,
+        "time": iso_time(time.time() if at is None else at),
+        "region": region,
+        "resources": list(resources or []),
+        "detail": detail,
+    }
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def image_action(
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    action: str,
+    tag: str | None = None,
+    manifest_media_type: str | None = None,
+    artifact_media_type: str | None = None,
+    result: str = "SUCCESS",
+    at: float | None = None,
+) -> dict[str, Any]:
+    """`ECR Image Action`: one completed push (PUSH) or deletion (DELETE) of an image.
+    As in ECR, `resources` is empty; a push by digest has no `image-tag`."""
+    if action not in ("PUSH", "DELETE"):
+        raise ValueError(f"action-type must be PUSH or DELETE, not {action!r}")
+    detail = _without_none(
+        {
+            "result": result,
+            "repository-name": repository,
+            "image-digest": digest,
+            "action-type": action,
+            "image-tag": tag,
+            "manifest-media-type": manifest_media_type,
+            "artifact-media-type": artifact_media_type,
+        }
+    )
+    return envelope(IMAGE_ACTION, account=account, region=region, detail=detail, at=at)
+
+
+def image_scan(
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tags: list[str],
+    severity_counts: dict[str, int],
+    status: str = "COMPLETE",
+    at: float | None = None,
+) -> dict[str, Any]:
+    """`ECR Image Scan` (basic scanning): only severities with findings are counted."""
+    unknown = set(severity_counts) - set(SEVERITIES)
+    if unknown:
+        raise ValueError(f"unknown severities: {sorted(unknown)}")
+    detail = {
+        "scan-status": status,
+        "repository-name": repository,
+        "finding-severity-counts": {k: v for k, v in severity_counts.items() if v},
+        "image-digest": digest,
+        "image-tags": list(tags),
+    }
+    return envelope(
+        IMAGE_SCAN,
+        account=account,
+        region=region,
+        detail=detail,
+        resources=[repository_arn(region, account, repository)],
+        at=at,
+    )
+
+
+def replication_action(
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    source_account: str,
+    source_region: str,
+    tag: str | None = None,
+    action: str = "REPLICATE",
+    result: str = "SUCCESS",
+    at: float | None = None,
+) -> dict[str, Any]:
+    """`ECR Replication Action`, sent in the destination account and region."""
+    detail = _without_none(
+        {
+            "result": result,
+            "repository-name": repository,
+            "image-digest": digest,
+            "source-account": source_account,
+            "action-type": action,
+            "source-region": source_region,
+            "image-tag": tag,
+        }
+    )
+    return envelope(
+        REPLICATION_ACTION,
+        account=account,
+        region=region,
+        detail=detail,
+        resources=[repository_arn(region, account, repository)],
+        at=at,
+    )
+
+
+def pull_through_cache_action(
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    repository_prefix: str,
+    upstream_registry_url: str,
+    sync_status: str,
+    rule_version: str = "1",
+    tag: str | None = None,
+    digest: str | None = None,
+    failure_code: str | None = None,
+    failure_reason: str | None = None,
+    at: float | None = None,
+) -> dict[str, Any]:
+    """`ECR Pull Through Cache Action`: one attempt to fill the cache from upstream
+    (`sync-status` SUCCESS or FAILED, with `failure-code`/`failure-reason` on failure)."""
+    detail = _without_none(
+        {
+            "rule-version": rule_version,
+            "sync-status": sync_status,
+            "ecr-repository-prefix": repository_prefix,
+            "repository-name": repository,
+            "upstream-registry-url": upstream_registry_url,
+            "image-tag": tag,
+            "image-digest": digest,
+            "failure-code": failure_code,
+            "failure-reason": failure_reason,
+        }
+    )
+    return envelope(
+        PULL_THROUGH_CACHE_ACTION,
+        account=account,
+        region=region,
+        detail=detail,
+        resources=[repository_arn(region, account, repository)],
+        at=at,
+    )
+
+
+def lifecycle_policy_action(
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tags: list[str],
+    rule_priority: int,
+    action: str = "EXPIRE",
+    result: str = "SUCCESS",
+    at: float | None = None,
+) -> dict[str, Any]:
+    """`ECR Lifecycle Policy Action`: one image a lifecycle rule expired."""
+    detail = {
+        "result": result,
+        "repository-name": repository,
+        "image-digest": digest,
+        "action-type": action,
+        "image-tags": list(tags),
+        "rule-priority": rule_priority,
+    }
+    return envelope(
+        LIFECYCLE_POLICY_ACTION,
+        account=account,
+        region=region,
+        detail=detail,
+        resources=[repository_arn(region, account, repository)],
+        at=at,
+    )

@@ -1,0 +1,125 @@
+"""The transactional outbox: events are written in the transaction of the change that causes
+them, with one delivery row per matching webhook, so a crash never loses an event of a committed
+change nor sends one of a change that rolled back. Delivery happens later (events.delivery).
+
+Hook for the registry services (call inside the open write transaction, after the change):
+
+    async with db.write() as conn:
+        ...  # the push or delete
+        await outbox.emit(conn, model.image_action(account=..., region=..., ...))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select
+
+from cargobay.events.pattern import Pattern, compile_pattern
+from cargobay.metadata import schema
+
+# Delivery latency histogram bounds (seconds), from "at once" to "after a day of retries".
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
+
+
+@lru_cache(maxsize=256)
+def _compiled(text: str) -> Pattern:
+    """Patterns by their text: a stored pattern was validated when stored, and compiling it is
+    a pure function of the text, so every worker may cache it."""
+    return compile_pattern(text)
+
+
+def serialise(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+async def emit(conn: Any, event: dict[str, Any], *, now: float | None = None) -> int:
+    """Write the event and its deliveries in the caller's write transaction (`db.write()`);
+    returns how many webhooks will receive it. Never commits, never does network I/O."""
+    now = time.time() if now is None else now
+    account = event["account"]
+    await conn.execute(
+        insert(schema.events).values(
+            id=event["id"],
+            account_id=account,
+            detail_type=event["detail-type"],
+            body=serialise(event),
+            created_at=now,
+        )
+    )
+    w = schema.webhooks
+    rows = (
+        await conn.execute(
+            select(w.c.id, w.c.pattern).where(
+                w.c.enabled.is_(True), or_(w.c.account_id.is_(None), w.c.account_id == account)
+            )
+        )
+    ).all()
+    targets = [r.id for r in rows if r.pattern is None or _compiled(r.pattern).matches(event)]
+    if targets:
+        await conn.execute(
+            insert(schema.webhook_deliveries),
+            [
+                {
+                    "event_id": event["id"],
+                    "webhook_id": webhook_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "lease_holder": None,
+                    "lease_expires_at": 0.0,
+                    "created_at": now,
+                }
+                for webhook_id in targets
+            ],
+        )
+    return len(targets)
+
+
+async def add_counters(conn: Any, account: str, amounts: dict[str, float]) -> None:
+    """Add to monotonic counters (one statement; many workers may add at once)."""
+    if not amounts:
+        return
+    table = schema.event_counters
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    stmt = dialect_insert(table).values(
+        [{"account_id": account, "name": name, "value": value} for name, value in amounts.items()]
+    )
+    add = {"value": table.c.value + stmt.excluded.value}
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["account_id", "name"], set_=add))
+
+
+def latency_counts(latency: float) -> dict[str, float]:
+    """The histogram counters one delivery of this latency adds to."""
+    counts = {f"latency_le_{bound:g}": 1.0 for bound in LATENCY_BUCKETS if latency <= bound}
+    counts["latency_count"] = 1.0
+    counts["latency_sum"] = latency
+    return counts
+
+
+async def purge(db: Any, *, retention_seconds: float, now: float | None = None) -> dict[str, int]:
+    """Delete events older than the retention whose deliveries have all finished (their rows go
+    with them); the counters keep counting what was purged."""
+    now = time.time() if now is None else now
+    e, d = schema.events, schema.webhook_deliveries
+    cutoff = now - retention_seconds
+    pending = select(d.c.id).where(d.c.event_id == e.c.id, d.c.status == "pending").exists()
+    expired = (e.c.created_at < cutoff) & ~pending
+    async with db.write() as conn:
+        per_account = (
+            await conn.execute(
+                select(e.c.account_id, func.count()).where(expired).group_by(e.c.account_id)
+            )
+        ).all()
+        for account, count in per_account:
+            await add_counters(conn, account, {"events_purged": float(count)})
+        # Deliveries first: SQLite cascades only where foreign keys are on.
+        await conn.execute(d.delete().where(d.c.event_id.in_(select(e.c.id).where(expired))))
+        await conn.execute(e.delete().where(expired))
+    return {"events_purged": sum(count for _, count in per_account)}
