@@ -295,51 +295,73 @@ class StreamDecryptor:
 
     def decrypt(self, plan: RangePlan, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Plaintext of the planned range from the ciphertext chunks that cover it."""
-        sealed_size = self.segment_size + TAG_SIZE
-        buffer = bytearray()
-        index = plan.first
-        skip, remaining = plan.skip, plan.length
-        expected = plan.cipher_end - plan.cipher_start
-        received = 0
-
-        def emit(plain: bytes) -> bytes:
-            nonlocal skip, remaining
-            piece = plain[skip : skip + remaining] if skip or remaining < len(plain) else plain
-            skip = 0
-            remaining -= len(piece)
-            return piece
-
+        reader = RangeReader(self, plan)
         for chunk in chunks:
-            received += len(chunk)
-            if received > expected:
-                raise StreamError("more ciphertext than the range needs")
-            if buffer:
-                buffer += chunk
-                view = memoryview(buffer)
-            else:
-                view = memoryview(chunk)
-            offset = 0
-            while len(view) - offset >= sealed_size and index < plan.last:
-                piece = emit(self.open_segment(index, view[offset : offset + sealed_size]))
-                index += 1
-                offset += sealed_size
-                if piece:
-                    yield piece
-            rest = bytes(view[offset:])
-            view.release()
-            buffer = bytearray(rest)
-        if received != expected:
+            yield from reader.update(chunk)
+        yield from reader.finish()
+
+
+class RangeReader:
+    """Push-style decryption of one planned range, for callers that receive ciphertext
+    asynchronously: `update(chunk)` returns the plaintext pieces the chunk completes, and
+    `finish()` the rest once the ciphertext has ended (StreamError if it ended early or ran
+    long). Holds at most one sealed segment plus one chunk."""
+
+    def __init__(self, decryptor: StreamDecryptor, plan: RangePlan) -> None:
+        self._dec = decryptor
+        self._plan = plan
+        self._sealed_size = decryptor.segment_size + TAG_SIZE
+        self._buffer = bytearray()
+        self._index = plan.first
+        self._skip = plan.skip
+        self._remaining = plan.length
+        self._expected = plan.cipher_end - plan.cipher_start
+        self._received = 0
+
+    def _emit(self, plain: bytes, out: list[bytes]) -> None:
+        skip, remaining = self._skip, self._remaining
+        piece = plain[skip : skip + remaining] if skip or remaining < len(plain) else plain
+        self._skip = 0
+        self._remaining -= len(piece)
+        if piece:
+            out.append(piece)
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
+        self._received += len(chunk)
+        if self._received > self._expected:
+            raise StreamError("more ciphertext than the range needs")
+        out: list[bytes] = []
+        sealed_size, last = self._sealed_size, self._plan.last
+        if self._buffer:
+            self._buffer += chunk
+            view = memoryview(self._buffer)
+        else:
+            view = memoryview(chunk)
+        offset = 0
+        # The range's last segment waits for `finish`: it may be the blob's short final one.
+        while len(view) - offset >= sealed_size and self._index < last:
+            sealed = view[offset : offset + sealed_size]
+            self._emit(self._dec.open_segment(self._index, sealed), out)
+            self._index += 1
+            offset += sealed_size
+        rest = bytes(view[offset:])
+        view.release()
+        self._buffer = bytearray(rest)
+        return out
+
+    def finish(self) -> list[bytes]:
+        if self._received != self._expected:
             raise StreamError("ciphertext ended early")
-        # What is left is the range's last segment (or a whole run, if chunks were small).
-        while index <= plan.last:
-            take = sealed_size if index < plan.last else len(buffer)
-            piece = emit(self.open_segment(index, bytes(buffer[:take])))
+        out: list[bytes] = []
+        buffer = self._buffer
+        while self._index <= self._plan.last:
+            take = self._sealed_size if self._index < self._plan.last else len(buffer)
+            self._emit(self._dec.open_segment(self._index, bytes(buffer[:take])), out)
             del buffer[:take]
-            index += 1
-            if piece:
-                yield piece
-        if remaining:
+            self._index += 1
+        if self._remaining:
             raise StreamError("ciphertext ended early")
+        return out
 
 
 def decrypt_all(key: bytes, data: bytes) -> bytes:
