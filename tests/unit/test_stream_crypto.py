@@ -192,3 +192,14 @@ def test_large_default_segments_round_trip() -> None:
     assert decrypt_all(KEY, ct) == data
     start = stream.DEFAULT_SEGMENT_SIZE - 7
     assert _read(ct, start, start + 70_000, chunk=1 << 20) == data[start : start + 70_000]
+
+
+def test_without_the_into_methods_of_older_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "_HAS_INTO", False)
+    data = os.urandom(SEG * 5 + 3)
+    ct = _encrypt(data, [7, SEG * 2])
+    assert _read(ct, 5, SEG * 4 + 1) == data[5 : SEG * 4 + 1]
+    flipped = bytearray(ct)
+    flipped[-1] ^= 1
+    with pytest.raises(StreamError):
+        decrypt_all(KEY, bytes(flipped))

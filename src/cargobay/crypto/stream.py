@@ -39,6 +39,8 @@ PREFIX_SIZE = 7
 KEY_SIZE = 32
 MAX_SEGMENTS = 2**32
 _FIXED = struct.Struct(">4sBI7sH")  # magic, version, segment size, nonce prefix, ref length
+# encrypt_into/decrypt_into (cryptography 46+) seal straight into the output buffer.
+_HAS_INTO = hasattr(AESGCM, "decrypt_into")
 
 
 class StreamError(Exception):
@@ -207,30 +209,45 @@ class StreamEncryptor:
         self._index += 1
         return sealed
 
-    def update(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Sealed segments that `data` completes (possibly none)."""
+    def update(self, data: bytes | bytearray | memoryview) -> list[bytearray]:
+        """Sealed segments that `data` completes (possibly none), as one buffer: sealing
+        straight into it saves an allocation and a copy per segment."""
         if self._done:
             raise RuntimeError("encryptor already finalized")
         self.plaintext_bytes += len(data)
-        size = self._size
-        out: list[bytes] = []
+        size, sealed_size = self._size, self._size + TAG_SIZE
+        total = len(self._buffer) + len(data)
+        if total <= size:
+            self._buffer += data
+            return []
+        # Seal all but the last 1..size bytes, which may turn out to be the final segment.
+        count = (total - 1) // size
+        out = bytearray(count * sealed_size)
+        target = memoryview(out)
         view = memoryview(data)
+        position = 0
         if self._buffer:
             need = size - len(self._buffer)
-            if len(view) <= need:
-                self._buffer += view
-                return out
             self._buffer += view[:need]
             view = view[need:]
-            out.append(self._seal(bytes(self._buffer), final=False))
+            self._seal_into(bytes(self._buffer), target[:sealed_size])
             self._buffer.clear()
-        # Seal whole segments straight from the input while more bytes follow them.
-        offset = 0
-        while len(view) - offset > size:
-            out.append(self._seal(view[offset : offset + size], final=False))
-            offset += size
-        self._buffer += view[offset:]
-        return out
+            position, count = sealed_size, count - 1
+        for i in range(count):
+            self._seal_into(
+                view[i * size : (i + 1) * size], target[position : position + sealed_size]
+            )
+            position += sealed_size
+        self._buffer += view[count * size :]
+        return [out]
+
+    def _seal_into(self, data: bytes | memoryview, target: memoryview) -> None:
+        nonce = _nonce(self._prefix, self._index, False)
+        if _HAS_INTO:
+            self._aead.encrypt_into(nonce, data, self.header, target)
+        else:  # cryptography < 46
+            target[:] = self._aead.encrypt(nonce, data, self.header)
+        self._index += 1
 
     def finalize(self) -> bytes:
         """The last segment, sealed as final."""
@@ -283,13 +300,24 @@ class StreamDecryptor:
             start, size if end is None else end, size, self.segment_size, self.header.size
         )
 
+    def _nonce_for(self, index: int) -> bytes:
+        return _nonce(self.header.nonce_prefix, index, index == self._last)
+
     def open_segment(self, index: int, sealed: bytes | memoryview) -> bytes:
         """One segment's plaintext; StreamError unless it is exactly segment `index`."""
-        final = index == self._last
         try:
-            return self._aead.decrypt(
-                _nonce(self.header.nonce_prefix, index, final), sealed, self._header_bytes
-            )
+            return self._aead.decrypt(self._nonce_for(index), sealed, self._header_bytes)
+        except InvalidTag:
+            raise StreamError(f"segment {index} failed authentication") from None
+
+    def open_segment_into(self, index: int, sealed: bytes | memoryview, target: memoryview) -> None:
+        """`open_segment` into a buffer of exactly the plaintext's length. On failure the
+        buffer holds unauthenticated bytes: the caller must discard it."""
+        if not _HAS_INTO:
+            target[:] = self.open_segment(index, sealed)
+            return
+        try:
+            self._aead.decrypt_into(self._nonce_for(index), sealed, self._header_bytes, target)
         except InvalidTag:
             raise StreamError(f"segment {index} failed authentication") from None
 
@@ -303,65 +331,75 @@ class StreamDecryptor:
 
 class RangeReader:
     """Push-style decryption of one planned range, for callers that receive ciphertext
-    asynchronously: `update(chunk)` returns the plaintext pieces the chunk completes, and
-    `finish()` the rest once the ciphertext has ended (StreamError if it ended early or ran
-    long). Holds at most one sealed segment plus one chunk."""
+    asynchronously: `update(chunk)` returns the plaintext the chunk completes, and `finish()`
+    raises StreamError if the ciphertext ended early. Ciphertext past the range raises too.
+    Holds at most one partial sealed segment between calls."""
 
     def __init__(self, decryptor: StreamDecryptor, plan: RangePlan) -> None:
         self._dec = decryptor
         self._plan = plan
         self._sealed_size = decryptor.segment_size + TAG_SIZE
-        self._buffer = bytearray()
+        last_offset = plan.cipher_start + (plan.last - plan.first) * self._sealed_size
+        self._last_size = plan.cipher_end - last_offset
+        self._pending = bytearray()
         self._index = plan.first
         self._skip = plan.skip
         self._remaining = plan.length
         self._expected = plan.cipher_end - plan.cipher_start
         self._received = 0
 
-    def _emit(self, plain: bytes, out: list[bytes]) -> None:
-        skip, remaining = self._skip, self._remaining
-        piece = plain[skip : skip + remaining] if skip or remaining < len(plain) else plain
-        self._skip = 0
-        self._remaining -= len(piece)
-        if piece:
-            out.append(piece)
+    def _size(self, index: int) -> int:
+        return self._sealed_size if index < self._plan.last else self._last_size
 
-    def update(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
+    def update(self, chunk: bytes | bytearray | memoryview) -> list[bytes | bytearray]:
         self._received += len(chunk)
         if self._received > self._expected:
             raise StreamError("more ciphertext than the range needs")
-        out: list[bytes] = []
-        sealed_size, last = self._sealed_size, self._plan.last
-        if self._buffer:
-            self._buffer += chunk
-            view = memoryview(self._buffer)
-        else:
-            view = memoryview(chunk)
-        offset = 0
-        # The range's last segment waits for `finish`: it may be the blob's short final one.
-        while len(view) - offset >= sealed_size and self._index < last:
-            sealed = view[offset : offset + sealed_size]
-            self._emit(self._dec.open_segment(self._index, sealed), out)
-            self._index += 1
-            offset += sealed_size
-        rest = bytes(view[offset:])
-        view.release()
-        self._buffer = bytearray(rest)
-        return out
+        view = memoryview(chunk)
+        segments: list[memoryview | bytes] = []
+        first = self._index
+        if self._pending:
+            need = self._size(self._index) - len(self._pending)
+            self._pending += view[:need]
+            view = view[need:]
+            if len(self._pending) < self._size(self._index):
+                return []
+            segments.append(bytes(self._pending))
+            self._pending.clear()
+        index = first + len(segments)
+        while index <= self._plan.last and len(view) >= (size := self._size(index)):
+            segments.append(view[:size])
+            view = view[size:]
+            index += 1
+        self._pending += view
+        if not segments:
+            return []
+        out = bytearray(sum(len(s) for s in segments) - TAG_SIZE * len(segments))
+        target = memoryview(out)
+        position = 0
+        for offset, sealed in enumerate(segments):
+            length = len(sealed) - TAG_SIZE
+            self._dec.open_segment_into(
+                first + offset, sealed, target[position : position + length]
+            )
+            position += length
+        self._index = index
+        return self._trim(out)
 
-    def finish(self) -> list[bytes]:
-        if self._received != self._expected:
+    def _trim(self, out: bytearray) -> list[bytes | bytearray]:
+        skip, remaining = self._skip, self._remaining
+        self._skip = 0
+        if skip or remaining < len(out):
+            piece: bytes | bytearray = bytes(memoryview(out)[skip : skip + remaining])
+        else:
+            piece = out
+        self._remaining -= len(piece)
+        return [piece] if piece else []
+
+    def finish(self) -> list[bytes | bytearray]:
+        if self._received != self._expected or self._pending or self._remaining:
             raise StreamError("ciphertext ended early")
-        out: list[bytes] = []
-        buffer = self._buffer
-        while self._index <= self._plan.last:
-            take = self._sealed_size if self._index < self._plan.last else len(buffer)
-            self._emit(self._dec.open_segment(self._index, bytes(buffer[:take])), out)
-            del buffer[:take]
-            self._index += 1
-        if self._remaining:
-            raise StreamError("ciphertext ended early")
-        return out
+        return []
 
 
 def decrypt_all(key: bytes, data: bytes) -> bytes:
