@@ -433,3 +433,53 @@ def test_material_is_sealed_under_the_deployment_key(tmp_path: Path) -> None:
             await stranger.decrypt(ACCOUNT, out["CiphertextBlob"])
 
     run(tmp_path, scenario)
+
+
+def test_periodic_jobs_destroy_and_rotate_once_due(tmp_path: Path) -> None:
+    from cargobay.jobs import leases
+    from cargobay.kms.jobs import kms_jobs
+
+    async def scenario(kms: KmsService, clock: Clock) -> None:
+        doomed, rotating = await _key(kms), await _key(kms)
+        await kms.schedule_key_deletion(ACCOUNT, doomed, pending_window_days=7)
+        await kms.enable_key_rotation(ACCOUNT, rotating, rotation_period_days=90)
+        clock.now += 100 * DAY
+        destroy, rotate = kms_jobs(kms)
+        assert (await leases.run_once(kms.db, destroy, holder="t"))["destroyed"] == [
+            f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{doomed}"
+        ]
+        assert (await leases.run_once(kms.db, rotate, holder="t"))["rotated"] == [rotating]
+        with pytest.raises(errors.NotFoundException):
+            await kms.describe_key(ACCOUNT, doomed)
+
+    run(tmp_path, scenario)
+
+
+def test_racing_creators_agree(tmp_path: Path) -> None:
+    """Two processes creating the ECR managed key, or one alias, at once: one wins, and the
+    loser sees the winner's key (or AlreadyExists), never an internal error."""
+    from cargobay.metadata.db import Database
+
+    async def scenario(kms: KmsService, clock: Clock) -> None:
+        others = [
+            KmsService(Database(kms.db.url), kms.box, kms.region, clock=clock) for _ in range(3)
+        ]
+        try:
+            services = [kms, *others]
+            keys = await asyncio.gather(*(s.aws_managed_key(ACCOUNT, "ecr") for s in services))
+            assert len({k.id for k in keys}) == 1
+            listed = await kms.list_keys(ACCOUNT)
+            assert [k["KeyId"] for k in listed["Keys"]] == [keys[0].id]
+            target = await _key(kms)
+            outcomes = await asyncio.gather(
+                *(s.create_alias(ACCOUNT, "alias/race", target) for s in services),
+                return_exceptions=True,
+            )
+            assert sum(o == {} for o in outcomes) == 1
+            losers = [o for o in outcomes if o != {}]
+            assert all(isinstance(o, errors.AlreadyExistsException) for o in losers), losers
+        finally:
+            for other in others:
+                await other.db.dispose()
+
+    run(tmp_path, scenario)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, update
 
 from cargobay.iam.secrets import SecretBox
 from cargobay.kms import material, store
@@ -34,6 +34,7 @@ from cargobay.kms.model import (
 )
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.sql import insert_ignore
 
 K, M, A = schema.kms_keys, schema.kms_key_materials, schema.kms_aliases
 DAY = 86400.0
@@ -89,38 +90,33 @@ class KmsCore:
         now = self.clock()
         key_id = str(uuid.uuid4())
         async with self.db.write() as conn:
-            existing = (
-                await conn.execute(
-                    select(A.c.key_id).where(
-                        A.c.account_id == account_id, A.c.region == self.region, A.c.name == alias
-                    )
-                )
-            ).first()
-            if existing is None:
-                await self._insert_key(
-                    conn,
-                    key_id,
-                    account_id,
-                    description=f"Default key that protects my {service.upper()} data when no "
-                    "other key is defined",
-                    key_spec=SYMMETRIC,
-                    key_usage=ENCRYPT_DECRYPT,
-                    manager=AWS,
-                    policy=managed_key_policy(account_id, self.region, service),
-                    tags={},
-                    now=now,
-                    rotation_days=365,
-                )
-                await conn.execute(
-                    A.insert().values(
-                        account_id=account_id,
-                        region=self.region,
-                        name=alias,
-                        key_id=key_id,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+            await self._insert_key(
+                conn,
+                key_id,
+                account_id,
+                description=f"Default key that protects my {service.upper()} data when no "
+                "other key is defined",
+                key_spec=SYMMETRIC,
+                key_usage=ENCRYPT_DECRYPT,
+                manager=AWS,
+                policy=managed_key_policy(account_id, self.region, service),
+                tags={},
+                now=now,
+                rotation_days=365,
+            )
+            claimed = await insert_ignore(
+                conn,
+                A,
+                account_id=account_id,
+                region=self.region,
+                name=alias,
+                key_id=key_id,
+                created_at=now,
+                updated_at=now,
+            )
+            if claimed.rowcount == 0:  # another process created it first: keep theirs
+                await conn.execute(delete(M).where(M.c.key_id == key_id))
+                await conn.execute(delete(K).where(K.c.id == key_id))
         async with self.db.read_now() as conn:
             return await store.find_key(conn, ref)
 

@@ -72,11 +72,6 @@ async def current_material_id(conn: Any, key: KeyRecord) -> str | None:
     return None if row is None else row.material_id
 
 
-async def alias_names(conn: Any, key_id: str) -> list[str]:
-    rows = await conn.execute(select(A.c.name).where(A.c.key_id == key_id).order_by(A.c.name))
-    return [row.name for row in rows]
-
-
 class MaterialCache:
     """Opened material per (key id, version), bounded; see the module docstring."""
 

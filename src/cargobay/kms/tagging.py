@@ -19,6 +19,7 @@ from cargobay.kms.errors import (
 )
 from cargobay.kms.model import alias_arn, alias_entry, check_alias_name
 from cargobay.metadata import schema
+from cargobay.metadata.sql import insert_ignore
 
 K, A = schema.kms_keys, schema.kms_aliases
 MAX_TAGS = 50
@@ -34,25 +35,21 @@ class AliasAndTagOperations(KmsCore):
         key = await self.key(account_id, target_key_id, allow_alias=False)
         self._alias_target(key, account_id)
         now = self.clock()
+        # Insert-if-absent, so that two racing CreateAlias calls cannot both succeed.
         async with self.db.write() as conn:
-            taken = (
-                await conn.execute(
-                    select(A.c.key_id).where(*self._alias_is(account_id, alias_name))
-                )
-            ).first()
-            if taken is not None:
-                arn = alias_arn(self.region, account_id, alias_name)
-                raise AlreadyExistsException(f"An alias with the name {arn} already exists")
-            await conn.execute(
-                A.insert().values(
-                    account_id=account_id,
-                    region=self.region,
-                    name=alias_name,
-                    key_id=key.id,
-                    created_at=now,
-                    updated_at=now,
-                )
+            result = await insert_ignore(
+                conn,
+                A,
+                account_id=account_id,
+                region=self.region,
+                name=alias_name,
+                key_id=key.id,
+                created_at=now,
+                updated_at=now,
             )
+        if result.rowcount == 0:
+            arn = alias_arn(self.region, account_id, alias_name)
+            raise AlreadyExistsException(f"An alias with the name {arn} already exists")
         return {}
 
     async def update_alias(
