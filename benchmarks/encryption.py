@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cargobay import malloc
 from cargobay.crypto import stream
 from cargobay.iam.secrets import SecretBox, new_key
 from cargobay.kms.service import KmsService
@@ -214,6 +215,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-store", action="store_true")
     args = parser.parse_args()
+    malloc.tune()  # as every serving worker does (cargobay.worker)
     total, chunk = args.size_mib * MIB, args.chunk_kib * 1024
     with tempfile.TemporaryDirectory(prefix="cargobay-enc-bench-", dir="/var/tmp") as tmp:
         workdir = Path(tmp)
