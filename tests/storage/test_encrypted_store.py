@@ -193,6 +193,10 @@ def test_tampered_truncated_or_swapped_bytes_fail(tmp_path: Path, backend: Backe
         backend.put(address, original[: len(original) - SEGMENT - 16])  # a whole segment cut
         with pytest.raises(BlobCorrupt):
             await read(blobs, digest, key_id)
+        # Knowing the size, even a range far from the cut refuses the copy.
+        with pytest.raises(BlobCorrupt, match="holds"):
+            async for _ in blobs.read(digest, key_id, 0, 10, expected_size=len(data)):
+                pass
 
         # The other blob's header (its wrapped data key) on this blob's segments.
         other_stored = backend.get(stored_address(other_digest, key_id))

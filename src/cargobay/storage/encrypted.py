@@ -196,8 +196,12 @@ class EncryptedBlobs:
             raise BlobCorrupt(f"the data key of {digest} does not belong to it") from None
         return out["Plaintext"]
 
-    async def open(self, digest: str, key_id: str) -> stream.StreamDecryptor | None:
-        """The decryptor of a stored copy (its key checked), or None if there is no copy."""
+    async def open(
+        self, digest: str, key_id: str, expected_size: int | None = None
+    ) -> stream.StreamDecryptor | None:
+        """The decryptor of a stored copy (its key checked), or None if there is no copy.
+        With `expected_size` (the blob's size as the metadata records it), a copy cut at a
+        segment boundary is refused even by reads that never touch its end."""
         address = stored_address(digest, key_id)
         stored = await self.store.stat(address)
         if stored is None:
@@ -206,9 +210,15 @@ class EncryptedBlobs:
             header_bytes = await self._header(address, stored)
             header = stream.parse_header(header_bytes)
             data_key = await self._data_key(digest, key_id, header.key_ref)
-            return stream.StreamDecryptor(data_key, header_bytes, stored)
+            decryptor = stream.StreamDecryptor(data_key, header_bytes, stored)
         except stream.StreamError as exc:
             raise BlobCorrupt(f"the stored copy of {digest}: {exc}") from None
+        if expected_size is not None and decryptor.plaintext_size != expected_size:
+            raise BlobCorrupt(
+                f"the stored copy of {digest} holds {decryptor.plaintext_size} bytes, "
+                f"not {expected_size}"
+            )
+        return decryptor
 
     async def stat(self, digest: str, key_id: str) -> int | None:
         """The plaintext size of the copy under `key_id` (its header read, its key checked)."""
@@ -216,11 +226,17 @@ class EncryptedBlobs:
         return None if decryptor is None else decryptor.plaintext_size
 
     async def read(
-        self, digest: str, key_id: str, start: int = 0, end: int | None = None
+        self,
+        digest: str,
+        key_id: str,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        expected_size: int | None = None,
     ) -> AsyncIterator[bytes]:
         """Plaintext bytes [start, end) of the copy under `key_id`, reading only the segments
         the range touches. FileNotFoundError if there is no such copy."""
-        decryptor = await self.open(digest, key_id)
+        decryptor = await self.open(digest, key_id, expected_size)
         if decryptor is None:
             raise FileNotFoundError(stored_address(digest, key_id))
         plan = decryptor.plan(start, end)
