@@ -265,6 +265,22 @@ class DeleteConflict(Conflict):
     default_message = "the entity must be emptied before it can be deleted"
 
 
+# -- encryption at rest (KMS keys of repositories) ----------------------------------------------
+
+
+class KmsKeyUnavailable(AccessDenied):
+    """The KMS key a repository's data is encrypted under cannot be used: its state (Disabled,
+    PendingDeletion, Deleted) is in `detail`, so the refusal names it."""
+
+    default_message = "the KMS key of the repository cannot be used"
+
+
+class KmsKeyInvalid(InvalidParameter):
+    """A repository's `kmsKey` names no usable key (unknown, another usage or spec)."""
+
+    default_message = "the KMS key is not valid for encrypting a repository"
+
+
 def concrete_errors() -> list[type[DomainError]]:
     """Every domain error class a service may raise (categories included: services raise
     InvalidParameter and LimitExceeded themselves), for the door-coverage test."""

@@ -1,6 +1,6 @@
 """The periodic jobs every deployment runs, built from one process's services. The job
-bodies live with their domains (`jobs.gc`, `lifecycle.job`); this module only schedules them,
-so nothing there imports it back."""
+bodies live with their domains (`jobs.gc`, `lifecycle.job`, `kms.jobs`); this module only
+schedules them, so nothing there imports it back."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from cargobay.jobs import gc
 from cargobay.jobs.leases import Job
+from cargobay.kms.jobs import kms_jobs
 from cargobay.lifecycle import job as lifecycle
 from cargobay.registry.services import Services
 
@@ -36,4 +37,8 @@ def lifecycle_job(services: Services) -> Job:
 
 
 def periodic_jobs(services: Services) -> list[Job]:
-    return [gc_job(services), lifecycle_job(services)]
+    return [
+        gc_job(services),
+        lifecycle_job(services),
+        *kms_jobs(lambda: services.kms, db=services.db),
+    ]

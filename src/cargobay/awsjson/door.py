@@ -39,7 +39,9 @@ log = logging.getLogger("cargobay.awsjson")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 # Target prefix -> the module whose `SERVICE` attribute is that service's JsonService.
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "TrentService.": "cargobay.kms.door",
+}
 
 
 class AwsError(Exception):

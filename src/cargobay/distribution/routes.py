@@ -34,6 +34,7 @@ from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, accepts
 from cargobay.oci.names import validate_name, validate_tag
 from cargobay.registry.deletes import ImageRef
+from cargobay.registry.repositories import Repository
 
 __all__ = ["SERVICES", "USAGE", "add_routes", "dispatch"]
 
@@ -184,7 +185,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)
             return web.Response(headers=headers)
-        if services.settings.redirect_blob_downloads:
+        if services.settings.redirect_blob_downloads and services.blobs.serves_plaintext(repo):
             url = await services.store.download_url(digest, REDIRECT_SECONDS)
             if url is not None:
                 # The object store serves the bytes (and any Range) from a presigned URL. A
@@ -201,13 +202,13 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 return web.Response(
                     status=307, headers={"Location": url, "Docker-Content-Digest": digest}
                 )
-        path = services.blobs.local_path(digest)
+        path = services.blobs.local_path(repo, digest)
         if path is not None:
             if not path.exists():
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        return await _stream_blob(call, digest, info.size, headers)
+        return await _stream_blob(call, repo, digest, info.size, headers)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
@@ -233,16 +234,17 @@ def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
 
 
 async def _stream_blob(
-    call: Call, digest: str, size: int, headers: dict[str, str]
+    call: Call, repo: Repository, digest: str, size: int, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """Stream a blob from a store without local files, honouring a Range as FileResponse does."""
+    """Stream a blob from a store without local files (or decrypted, in a repository under a
+    KMS key), honouring a Range as FileResponse does."""
     request = call.request
     try:
         wanted = _byte_range(request, size)
     except ValueError:
         return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = wanted or (0, size)
-    chunks = call.services.store.read(digest, start, end)
+    chunks = call.services.blobs.read(repo, digest, start, end, size)
     try:
         # Fetch the first block before answering, so missing bytes are still an OCI error.
         first = await anext(chunks, b"")

@@ -93,6 +93,8 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.LayerDigestMismatch: "InvalidLayerException",
     e.EmptyUpload: "EmptyUploadException",
     e.LayerAlreadyExists: "LayerAlreadyExistsException",
+    e.KmsKeyUnavailable: "KmsException",
+    e.KmsKeyInvalid: "KmsException",
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",

@@ -159,3 +159,40 @@ class KmsAuthorizer:
                 f"User: {principal.arn} is not authorized to perform: {action} on resource: "
                 f"{key.arn} because no resource-based policy allows the {action} action"
             )
+
+    async def require_identity(
+        self,
+        principal: Principal,
+        action: str,
+        region: str,
+        *,
+        context: RequestContext | None = None,
+    ) -> None:
+        """Operations that name no key (CreateKey, ListKeys, ListAliases): identity policies
+        alone decide, on resource `*` of the caller's account; an administrator may."""
+        if principal.is_admin:
+            return
+        context = context or RequestContext()
+        identity_texts, _ = await self._identity(principal)
+        request = AuthRequest(
+            principal_arn=principal.arn,
+            principal_account=principal.account_id,
+            action=action,
+            resource_arn="*",
+            resource_account=principal.account_id,
+            context={
+                "aws:SourceIp": context.source_ip or None,
+                "aws:username": principal.user_name,
+                "aws:PrincipalAccount": principal.account_id,
+                "aws:PrincipalArn": principal.arn,
+                "aws:RequestedRegion": region,
+                **context.extra,
+            },
+        )
+        parse = self.authorizer.parse
+        identity = [p for t in identity_texts if (p := parse(t, resource_policy=False))]
+        if decide(request, identity, []) != "Allow":
+            raise AccessDeniedException(
+                f"User: {principal.arn} is not authorized to perform: {action} because no "
+                "identity-based policy allows the action"
+            )

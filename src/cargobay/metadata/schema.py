@@ -347,3 +347,15 @@ kms_aliases = Table(
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_kms_aliases_key", kms_aliases.c.key_id)
+
+# Encrypted copies of blobs (issue 13): the copy of `digest` under KMS key `key_id` exists in
+# the blob store (at `storage.encrypted.stored_address`). GC deletes a copy once no repository
+# under that key links the blob, or its key is destroyed (migration 0013).
+blob_copies = Table(
+    "blob_copies",
+    metadata,
+    Column("digest", Name(200), primary_key=True),
+    Column("key_id", String(36), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_blob_copies_key", blob_copies.c.key_id)

@@ -27,6 +27,7 @@ from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
+from cargobay.registry.encryption import Encryption, key_id_of
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed
 from cargobay.registry.repositories import Repository
 
@@ -56,7 +57,15 @@ def _manifest_queries() -> tuple[Select, Select]:
     """Manifest by digest and by tag, repository included. Built once: constructing the
     statement cost more than running it on every pull."""
     r, m, t = schema.repositories, schema.manifests, schema.tags
-    columns = select(m.c.repository_id, m.c.digest, m.c.media_type, m.c.content, m.c.last_pulled_at)
+    columns = select(
+        m.c.repository_id,
+        m.c.digest,
+        m.c.media_type,
+        m.c.content,
+        m.c.last_pulled_at,
+        r.c.encryption_type,
+        r.c.kms_key,
+    )
     by_digest = columns.select_from(m.join(r, r.c.id == m.c.repository_id)).where(
         m.c.digest == bindparam("reference")
     )
@@ -80,10 +89,17 @@ def _check_reference(reference: str) -> None:
 
 
 class ManifestService:
-    def __init__(self, db: Database, max_manifest_bytes: int, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_manifest_bytes: int,
+        hooks: Hooks | None = None,
+        encryption: Encryption | None = None,
+    ) -> None:
         self.db = db
         self.max_manifest_bytes = max_manifest_bytes
         self.hooks = hooks or Hooks()
+        self.encryption = encryption
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
@@ -103,7 +119,12 @@ class ManifestService:
         now = time.time()
         if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
-        return Manifest(row.digest, row.media_type, row.content, row.repository_id)
+        content = row.content
+        key_id = key_id_of(row.encryption_type, row.kms_key)
+        if key_id is not None:
+            assert self.encryption is not None, "a KMS repository needs the KMS service"
+            content = await self.encryption.sealer.open(repo_registry_id, row.digest, content)
+        return Manifest(row.digest, row.media_type, content, row.repository_id)
 
     async def put_image(
         self,
@@ -141,6 +162,12 @@ class ManifestService:
                 f"manifest digest {actual} does not match the digest given, {digest}",
                 detail={"digest": digest, "actual": actual},
             )
+        stored = payload
+        if repo.kms_key_id is not None:
+            assert self.encryption is not None, "a KMS repository needs the KMS service"
+            stored = await self.encryption.sealer.seal(
+                repo.registry_id, repo.kms_key_id, actual, payload
+            )
         async with self.db.write() as conn:
             if tag is not None and refuse_existing:
                 t = schema.tags
@@ -156,7 +183,7 @@ class ManifestService:
                         f"'{repo.registry_id}'",
                         detail={"digest": actual, "tag": tag},
                     )
-            created = await self._insert(conn, repo, actual, parsed, payload)
+            created = await self._insert(conn, repo, actual, parsed, payload, stored)
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual, time.time())
             subject = parsed.subject.digest if parsed.subject else None
@@ -176,10 +203,17 @@ class ManifestService:
         return PutResult(actual, subject, created, parsed.media_type)
 
     async def _insert(
-        self, conn, repo: Repository, digest: str, parsed: ParsedManifest, payload: bytes
+        self,
+        conn,
+        repo: Repository,
+        digest: str,
+        parsed: ParsedManifest,
+        payload: bytes,
+        stored: bytes,
     ) -> bool:
-        """Insert the manifest row and its references after checking they exist; False when
-        the repository already held it."""
+        """Insert the manifest row (`stored`: the payload, sealed under the repository's KMS
+        key if it has one) and its references after checking they exist; False when the
+        repository already held it."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
         m, rb = schema.manifests, schema.repository_blobs
@@ -237,7 +271,7 @@ class ManifestService:
             annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
             size=len(payload),
             image_size=image_size,
-            content=payload,
+            content=stored,
             pushed_at=time.time(),
         )
         if not result.rowcount:

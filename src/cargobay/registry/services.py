@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from cargobay.config import Settings
@@ -16,6 +17,7 @@ from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
+from cargobay.registry.encryption import Encryption
 from cargobay.registry.hooks import Hooks
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
@@ -23,6 +25,10 @@ from cargobay.registry.repositories import Repository, RepositoryService
 from cargobay.registry.uploads import UploadService
 from cargobay.registry.usage import UsageRecorder
 from cargobay.storage import BlobStore, open_store
+
+if TYPE_CHECKING:
+    from cargobay.kms.authz import KmsAuthorizer
+    from cargobay.kms.service import KmsService
 
 SIGNER_REFRESH = 300.0
 SIGNER_RETRY = 10.0
@@ -44,6 +50,7 @@ class Services:
     lifecycle: LifecycleService
     usage: UsageRecorder
     hooks: Hooks
+    encryption: Encryption
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -52,7 +59,9 @@ class Services:
         db = Database(settings.database_url)
         store = open_store(settings.storage_url)
         authorizer = Authorizer(db)
-        repositories = RepositoryService(db, settings, authorizer)
+        box = load_box(settings.secret_key, settings.data_dir)
+        encryption = Encryption(db, store, box, settings.region)
+        repositories = RepositoryService(db, settings, authorizer, encryption)
         images = ImageService(db)
         hooks = Hooks()
         return cls(
@@ -60,17 +69,29 @@ class Services:
             db=db,
             store=store,
             repositories=repositories,
-            blobs=BlobService(db, store),
-            uploads=UploadService(db, store),
-            manifests=ManifestService(db, settings.max_manifest_bytes, hooks),
+            blobs=BlobService(db, store, encryption),
+            uploads=UploadService(db, store, encryption),
+            manifests=ManifestService(db, settings.max_manifest_bytes, hooks, encryption),
             deletes=DeleteService(db, hooks),
-            credentials=CredentialStore(db, load_box(settings.secret_key, settings.data_dir)),
+            credentials=CredentialStore(db, box),
             authorizer=authorizer,
             images=images,
             lifecycle=LifecycleService(db, repositories, images),
             usage=UsageRecorder(db),
             hooks=hooks,
+            encryption=encryption,
         )
+
+    @property
+    def kms(self) -> KmsService:
+        """The KMS service (built, and `cryptography` loaded, on first use)."""
+        return self.encryption.kms
+
+    @property
+    def kms_authorizer(self) -> KmsAuthorizer:
+        from cargobay.kms.authz import KmsAuthorizer
+
+        return KmsAuthorizer(self.authorizer)
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:
         """This process's token signer; keys live in the database, shared by every node."""
@@ -97,10 +118,12 @@ class Services:
         self, principal: Principal, repo: Repository, digest: str, expires_at: float, base: str
     ) -> str:
         """A URL that fetches one blob without other credentials until `expires_at`: the
-        object store's presigned URL when it has one, else this registry's with a token."""
-        presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
-        if presigned is not None:
-            return presigned
+        object store's presigned URL when it has one (never for a KMS-encrypted repository,
+        whose stored bytes are ciphertext), else this registry's with a token."""
+        if self.blobs.serves_plaintext(repo):
+            presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
+            if presigned is not None:
+                return presigned
         claims = replace(
             TokenClaims.for_principal(principal, lifetime=expires_at - time.time()),
             scope=blob_scope(repo.registry_id, repo.name, digest),

@@ -1,0 +1,333 @@
+"""The KMS API (`X-Amz-Target: TrentService.<Operation>`, SigV4 service `kms`) as one
+`JsonService` of the AWS JSON 1.1 dispatcher.
+
+This module only translates: it decodes the request members botocore's `kms` model names
+(binary members arrive base64-encoded), calls the one `KmsService` method of the operation and
+base64-encodes the binary members of its result. Authorization happens before any handler, in
+`authorize`: the key the request names is loaded and `KmsAuthorizer` decides with its key policy
+and the caller's identity policies (`kms:<Operation>`); operations without a key (CreateKey,
+ListKeys, ListAliases) are decided on identity policies alone. Errors are `kms.errors`
+exceptions, rendered by their `aws_name`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cargobay.awsjson.door import JsonCall, JsonService, Operation
+from cargobay.kms.errors import KmsError, ValidationException
+from cargobay.kms.model import KeyRecord
+from cargobay.kms.service import KmsService
+
+# Members of the `kms` model whose shape is a blob (base64 in JSON).
+BLOB_MEMBERS = ("Plaintext", "CiphertextBlob", "Message", "Signature")
+# Operations that name no key: identity policies only, resource "*".
+KEYLESS = ("CreateKey", "ListKeys", "ListAliases")
+# Operations whose key comes from another member than KeyId.
+KEY_MEMBER = {"CreateAlias": "TargetKeyId", "UpdateAlias": "TargetKeyId"}
+
+
+def _kms(call: JsonCall) -> KmsService:
+    return call.services.kms
+
+
+def _text(payload: dict[str, Any], name: str, *, required: bool = True) -> Any:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise ValidationException(f"1 validation error detected: Value null at '{name}'")
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationException(f"{name} must be a non-empty string")
+    return value
+
+
+def _int(payload: dict[str, Any], name: str) -> int | None:
+    value = payload.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValidationException(f"{name} must be an integer")
+    return value
+
+
+def _bytes(payload: dict[str, Any], name: str) -> bytes:
+    value = _text(payload, name)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationException(f"{name} is not valid base64") from None
+
+
+def _context(payload: dict[str, Any], name: str = "EncryptionContext") -> dict[str, str] | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValidationException(f"{name} must be a map of strings")
+    return value
+
+
+def _encode(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in result.items()
+    }
+
+
+# -- authorization ----------------------------------------------------------------------------
+
+
+async def _key_of(call: JsonCall, payload: dict[str, Any]) -> KeyRecord:
+    kms = _kms(call)
+    if call.operation == "Decrypt" and payload.get("KeyId") is None:
+        return await kms.key_for_ciphertext(_bytes(payload, "CiphertextBlob"))
+    if call.operation == "ReEncrypt":
+        return await kms.key_for_ciphertext(_bytes(payload, "CiphertextBlob"))
+    if call.operation == "DeleteAlias":
+        return await kms.key(call.account_id, _text(payload, "AliasName"))
+    return await kms.key(call.account_id, _text(payload, KEY_MEMBER.get(call.operation, "KeyId")))
+
+
+async def authorize(call: JsonCall, payload: dict[str, Any]) -> None:
+    """`kms:<Operation>` on the named key (its key policy is the resource policy)."""
+    action = f"kms:{call.operation}"
+    authorizer = call.services.kms_authorizer
+    if call.operation in KEYLESS:
+        await authorizer.require_identity(
+            call.principal, action, call.region, context=call.context()
+        )
+        return
+    key = await _key_of(call, payload)
+    context = _context(payload) if "EncryptionContext" in payload else None
+    if call.operation == "ReEncrypt":
+        await authorizer.require(
+            call.principal,
+            "kms:ReEncryptFrom",
+            key,
+            context=call.context(),
+            encryption_context=_context(payload, "SourceEncryptionContext"),
+        )
+        destination = await _kms(call).key(call.account_id, _text(payload, "DestinationKeyId"))
+        await authorizer.require(
+            call.principal,
+            "kms:ReEncryptTo",
+            destination,
+            context=call.context(),
+            encryption_context=_context(payload, "DestinationEncryptionContext"),
+        )
+        return
+    await authorizer.require(
+        call.principal, action, key, context=call.context(), encryption_context=context
+    )
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+Handler = Callable[[JsonCall, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def create_key(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).create_key(
+        call.account_id,
+        description=p.get("Description") or "",
+        key_usage=p.get("KeyUsage"),
+        key_spec=p.get("KeySpec"),
+        customer_master_key_spec=p.get("CustomerMasterKeySpec"),
+        policy=p.get("Policy"),
+        tags=p.get("Tags"),
+        origin=p.get("Origin") or "AWS_KMS",
+        multi_region=bool(p.get("MultiRegion", False)),
+        bypass_policy_lockout_safety_check=bool(p.get("BypassPolicyLockoutSafetyCheck", False)),
+        caller_arn=call.principal.arn,
+    )
+
+
+def _by_key(method: str, *extra: tuple[str, str, Callable[..., Any]]) -> Handler:
+    """A handler calling `KmsService.<method>(account, KeyId, **members)`."""
+
+    async def handler(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {arg: read(p, member) for member, arg, read in extra if p.get(member) is not None}
+        result = await getattr(_kms(call), method)(call.account_id, _text(p, "KeyId"), **kwargs)
+        return _encode(result)
+
+    return handler
+
+
+async def list_keys(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).list_keys(
+        call.account_id, limit=_int(p, "Limit"), marker=_text(p, "Marker", required=False)
+    )
+
+
+async def create_alias(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).create_alias(
+        call.account_id, _text(p, "AliasName"), _text(p, "TargetKeyId")
+    )
+
+
+async def update_alias(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).update_alias(
+        call.account_id, _text(p, "AliasName"), _text(p, "TargetKeyId")
+    )
+
+
+async def delete_alias(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).delete_alias(call.account_id, _text(p, "AliasName"))
+
+
+async def list_aliases(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).list_aliases(
+        call.account_id,
+        key_id=_text(p, "KeyId", required=False),
+        limit=_int(p, "Limit"),
+        marker=_text(p, "Marker", required=False),
+    )
+
+
+async def encrypt(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    result = await _kms(call).encrypt(
+        call.account_id,
+        _text(p, "KeyId"),
+        _bytes(p, "Plaintext"),
+        encryption_context=_context(p),
+        encryption_algorithm=p.get("EncryptionAlgorithm"),
+    )
+    return _encode(result)
+
+
+async def decrypt(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    result = await _kms(call).decrypt(
+        call.account_id,
+        _bytes(p, "CiphertextBlob"),
+        encryption_context=_context(p),
+        key_id=_text(p, "KeyId", required=False),
+        encryption_algorithm=p.get("EncryptionAlgorithm"),
+    )
+    return _encode(result)
+
+
+async def re_encrypt(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    result = await _kms(call).re_encrypt(
+        call.account_id,
+        _bytes(p, "CiphertextBlob"),
+        _text(p, "DestinationKeyId"),
+        source_encryption_context=_context(p, "SourceEncryptionContext"),
+        destination_encryption_context=_context(p, "DestinationEncryptionContext"),
+        source_key_id=_text(p, "SourceKeyId", required=False),
+        source_encryption_algorithm=p.get("SourceEncryptionAlgorithm"),
+        destination_encryption_algorithm=p.get("DestinationEncryptionAlgorithm"),
+    )
+    return _encode(result)
+
+
+async def sign(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    result = await _kms(call).sign(
+        call.account_id,
+        _text(p, "KeyId"),
+        _bytes(p, "Message"),
+        _text(p, "SigningAlgorithm"),
+        message_type=p.get("MessageType") or "RAW",
+    )
+    return _encode(result)
+
+
+async def verify(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    result = await _kms(call).verify(
+        call.account_id,
+        _text(p, "KeyId"),
+        _bytes(p, "Message"),
+        _bytes(p, "Signature"),
+        _text(p, "SigningAlgorithm"),
+        message_type=p.get("MessageType") or "RAW",
+    )
+    return _encode(result)
+
+
+async def put_key_policy(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _kms(call).put_key_policy(
+        call.account_id,
+        _text(p, "KeyId"),
+        _text(p, "Policy"),
+        policy_name=_text(p, "PolicyName", required=False),
+        bypass_policy_lockout_safety_check=bool(p.get("BypassPolicyLockoutSafetyCheck", False)),
+        caller_arn=call.principal.arn,
+    )
+
+
+async def tag_resource(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    tags = p.get("Tags")
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise ValidationException("Tags must be a list of TagKey/TagValue pairs")
+    return await _kms(call).tag_resource(call.account_id, _text(p, "KeyId"), tags)
+
+
+async def untag_resource(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
+    keys = p.get("TagKeys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ValidationException("TagKeys must be a list of strings")
+    return await _kms(call).untag_resource(call.account_id, _text(p, "KeyId"), keys)
+
+
+def _data_key(method: str) -> Handler:
+    return _by_key(
+        method,
+        ("KeySpec", "key_spec", _text),
+        ("NumberOfBytes", "number_of_bytes", _int),
+        ("EncryptionContext", "encryption_context", _context),
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateKey": create_key,
+    "DescribeKey": _by_key("describe_key"),
+    "ListKeys": list_keys,
+    "EnableKey": _by_key("enable_key"),
+    "DisableKey": _by_key("disable_key"),
+    "EnableKeyRotation": _by_key(
+        "enable_key_rotation", ("RotationPeriodInDays", "rotation_period_days", _int)
+    ),
+    "DisableKeyRotation": _by_key("disable_key_rotation"),
+    "GetKeyRotationStatus": _by_key("get_key_rotation_status"),
+    "RotateKeyOnDemand": _by_key("rotate_key_on_demand"),
+    "ScheduleKeyDeletion": _by_key(
+        "schedule_key_deletion", ("PendingWindowInDays", "pending_window_days", _int)
+    ),
+    "CancelKeyDeletion": _by_key("cancel_key_deletion"),
+    "CreateAlias": create_alias,
+    "UpdateAlias": update_alias,
+    "DeleteAlias": delete_alias,
+    "ListAliases": list_aliases,
+    "Encrypt": encrypt,
+    "Decrypt": decrypt,
+    "ReEncrypt": re_encrypt,
+    "GenerateDataKey": _data_key("generate_data_key"),
+    "GenerateDataKeyWithoutPlaintext": _data_key("generate_data_key_without_plaintext"),
+    "GetKeyPolicy": _by_key("get_key_policy", ("PolicyName", "policy_name", _text)),
+    "PutKeyPolicy": put_key_policy,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListResourceTags": _by_key(
+        "list_resource_tags", ("Limit", "limit", _int), ("Marker", "marker", _text)
+    ),
+    "Sign": sign,
+    "Verify": verify,
+    "GetPublicKey": _by_key("get_public_key"),
+}
+
+
+def map_error(exc: Exception) -> tuple[str, int] | None:
+    if isinstance(exc, KmsError):
+        return exc.aws_name, 400 if exc.client_fault else 500
+    return None
+
+
+SERVICE = JsonService(
+    target_prefix="TrentService.",
+    signing_name="kms",
+    operations={name: Operation(h, f"kms:{name}") for name, h in HANDLERS.items()},
+    authorize=authorize,
+    map_error=map_error,
+)
