@@ -35,6 +35,8 @@ def render() -> str:
         lines.append(_row("ECR", operation, permission))
     for operation, permission in sorted(permissions.IAM_OPERATIONS.items()):
         lines.append(_row("IAM", operation, permission))
+    for operation, permission in sorted(permissions.KMS_OPERATIONS.items()):
+        lines.append(_row("KMS", operation, permission))
     return "\n".join(lines)
 
 

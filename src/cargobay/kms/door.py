@@ -4,10 +4,11 @@
 This module only translates: it decodes the request members botocore's `kms` model names
 (binary members arrive base64-encoded), calls the one `KmsService` method of the operation and
 base64-encodes the binary members of its result. Authorization happens before any handler, in
-`authorize`: the key the request names is loaded and `KmsAuthorizer` decides with its key policy
-and the caller's identity policies (`kms:<Operation>`); operations without a key (CreateKey,
-ListKeys, ListAliases) are decided on identity policies alone. Errors are `kms.errors`
-exceptions, rendered by their `aws_name`.
+`authorize`, from the operation's entry in the authorization table
+(`iam.permissions.KMS_OPERATIONS`): the key the entry names is loaded and `KmsAuthorizer`
+decides with its key policy and the caller's identity policies (`kms:<Operation>`); operations
+without a key (CreateKey, ListKeys, ListAliases) are decided on identity policies alone.
+Errors are `kms.errors` exceptions, rendered by their `aws_name`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cargobay.awsjson.door import JsonCall, JsonService, Operation
+from cargobay.iam import permissions
 from cargobay.kms.errors import KmsError, ValidationException
 from cargobay.kms.model import KeyRecord
 from cargobay.kms.service import KmsService
 
 # Members of the `kms` model whose shape is a blob (base64 in JSON).
 BLOB_MEMBERS = ("Plaintext", "CiphertextBlob", "Message", "Signature")
-# Operations that name no key: identity policies only, resource "*".
-KEYLESS = ("CreateKey", "ListKeys", "ListAliases")
-# Operations whose key comes from another member than KeyId.
-KEY_MEMBER = {"CreateAlias": "TargetKeyId", "UpdateAlias": "TargetKeyId"}
 
 
 def _kms(call: JsonCall) -> KmsService:
@@ -80,48 +78,51 @@ def _encode(result: dict[str, Any]) -> dict[str, Any]:
 # -- authorization ----------------------------------------------------------------------------
 
 
-async def _key_of(call: JsonCall, payload: dict[str, Any]) -> KeyRecord:
+async def _key(call: JsonCall, payload: dict[str, Any], resource: str) -> KeyRecord:
+    """The key an operation's table entry names."""
     kms = _kms(call)
-    if call.operation == "Decrypt" and payload.get("KeyId") is None:
+    if resource == permissions.KMS_CIPHERTEXT_KEY and payload.get("KeyId") is None:
         return await kms.key_for_ciphertext(_bytes(payload, "CiphertextBlob"))
-    if call.operation == "ReEncrypt":
-        return await kms.key_for_ciphertext(_bytes(payload, "CiphertextBlob"))
-    if call.operation == "DeleteAlias":
-        return await kms.key(call.account_id, _text(payload, "AliasName"))
-    return await kms.key(call.account_id, _text(payload, KEY_MEMBER.get(call.operation, "KeyId")))
+    member = {
+        permissions.KMS_TARGET_KEY: "TargetKeyId",
+        permissions.KMS_ALIAS_KEY: "AliasName",
+    }.get(resource, "KeyId")
+    return await kms.key(call.account_id, _text(payload, member))
 
 
 async def authorize(call: JsonCall, payload: dict[str, Any]) -> None:
-    """`kms:<Operation>` on the named key (its key policy is the resource policy)."""
-    action = f"kms:{call.operation}"
+    """The operation's entry in `iam.permissions.KMS_OPERATIONS`, decided by KmsAuthorizer
+    with the named key's policy as the resource policy."""
+    permission = permissions.KMS_OPERATIONS[call.operation]
     authorizer = call.services.kms_authorizer
-    if call.operation in KEYLESS:
-        await authorizer.require_identity(
-            call.principal, action, call.region, context=call.context()
-        )
+    context = call.context()
+    if permission.resource == permissions.KMS_ACCOUNT:
+        for action in permission.actions:
+            await authorizer.require_identity(call.principal, action, call.region, context=context)
         return
-    key = await _key_of(call, payload)
-    context = _context(payload) if "EncryptionContext" in payload else None
-    if call.operation == "ReEncrypt":
+    if permission.resource == permissions.KMS_REENCRYPT_KEYS:
+        source = await _kms(call).key_for_ciphertext(_bytes(payload, "CiphertextBlob"))
+        destination = await _kms(call).key(call.account_id, _text(payload, "DestinationKeyId"))
         await authorizer.require(
             call.principal,
             "kms:ReEncryptFrom",
-            key,
-            context=call.context(),
+            source,
+            context=context,
             encryption_context=_context(payload, "SourceEncryptionContext"),
         )
-        destination = await _kms(call).key(call.account_id, _text(payload, "DestinationKeyId"))
         await authorizer.require(
             call.principal,
             "kms:ReEncryptTo",
             destination,
-            context=call.context(),
+            context=context,
             encryption_context=_context(payload, "DestinationEncryptionContext"),
         )
         return
-    await authorizer.require(
-        call.principal, action, key, context=call.context(), encryption_context=context
-    )
+    key = await _key(call, payload, permission.resource)
+    for action in permission.actions:
+        await authorizer.require(
+            call.principal, action, key, context=context, encryption_context=_context(payload)
+        )
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -327,7 +328,10 @@ def map_error(exc: Exception) -> tuple[str, int] | None:
 SERVICE = JsonService(
     target_prefix="TrentService.",
     signing_name="kms",
-    operations={name: Operation(h, f"kms:{name}") for name, h in HANDLERS.items()},
+    operations={
+        name: Operation(handler, permissions.KMS_OPERATIONS[name].actions[0])
+        for name, handler in HANDLERS.items()
+    },
     authorize=authorize,
     map_error=map_error,
 )

@@ -18,6 +18,7 @@ repositories are all AES256 never imports `cryptography` in its workers.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import struct
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 AES256 = "AES256"
 KMS_TYPES = ("KMS", "KMS_DSSE")
 MAGIC = b"CBM1"
+SEALED_TEXT = "sealed:"
+ANNOTATIONS = "#annotations"
 # What ECR accepts as `kmsKey`: a key id, an alias name, or the ARN of either.
 _KEY_REF = re.compile(
     r"(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key/[A-Za-z0-9-]+|alias/[A-Za-z0-9/_-]+)"
@@ -165,6 +168,18 @@ class ManifestSealer:
             return AESGCM(out["Plaintext"]).decrypt(nonce, body, digest.encode())
         except InvalidTag:
             raise ValueError(f"manifest {digest} failed its integrity check") from None
+
+    # Manifest annotations (kept in their own column for the referrers API) are sealed the
+    # same way, bound to the manifest's digest with a suffix of their own.
+    async def seal_text(self, account_id: str, key_id: str, digest: str, text: str) -> str:
+        sealed = await self.seal(account_id, key_id, digest + ANNOTATIONS, text.encode())
+        return SEALED_TEXT + base64.b64encode(sealed).decode()
+
+    async def open_text(self, account_id: str, digest: str, stored: str) -> str:
+        if not stored.startswith(SEALED_TEXT):
+            raise ValueError(f"the annotations of {digest} are not sealed")
+        raw = base64.b64decode(stored.removeprefix(SEALED_TEXT))
+        return (await self.open(account_id, digest + ANNOTATIONS, raw)).decode()
 
 
 class Encryption:

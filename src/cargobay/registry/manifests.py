@@ -163,11 +163,15 @@ class ManifestService:
                 detail={"digest": digest, "actual": actual},
             )
         stored = payload
+        annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         if repo.kms_key_id is not None:
             assert self.encryption is not None, "a KMS repository needs the KMS service"
-            stored = await self.encryption.sealer.seal(
-                repo.registry_id, repo.kms_key_id, actual, payload
-            )
+            sealer = self.encryption.sealer
+            stored = await sealer.seal(repo.registry_id, repo.kms_key_id, actual, payload)
+            if annotations is not None:
+                annotations = await sealer.seal_text(
+                    repo.registry_id, repo.kms_key_id, actual, annotations
+                )
         async with self.db.write() as conn:
             if tag is not None and refuse_existing:
                 t = schema.tags
@@ -183,7 +187,7 @@ class ManifestService:
                         f"'{repo.registry_id}'",
                         detail={"digest": actual, "tag": tag},
                     )
-            created = await self._insert(conn, repo, actual, parsed, payload, stored)
+            created = await self._insert(conn, repo, actual, parsed, payload, stored, annotations)
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual, time.time())
             subject = parsed.subject.digest if parsed.subject else None
@@ -210,9 +214,10 @@ class ManifestService:
         parsed: ParsedManifest,
         payload: bytes,
         stored: bytes,
+        annotations: str | None,
     ) -> bool:
-        """Insert the manifest row (`stored`: the payload, sealed under the repository's KMS
-        key if it has one) and its references after checking they exist; False when the
+        """Insert the manifest row (`stored` and `annotations`: sealed under the repository's
+        KMS key if it has one) and its references after checking they exist; False when the
         repository already held it."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
@@ -268,7 +273,7 @@ class ManifestService:
             media_type=parsed.media_type,
             artifact_type=parsed.artifact_type,
             subject_digest=parsed.subject.digest if parsed.subject else None,
-            annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            annotations=annotations,
             size=len(payload),
             image_size=image_size,
             content=stored,
@@ -357,7 +362,12 @@ class ManifestService:
             if row.artifact_type:
                 entry["artifactType"] = row.artifact_type
             if row.annotations:
-                entry["annotations"] = json.loads(row.annotations)
+                text = row.annotations
+                if repo.kms_key_id is not None and self.encryption is not None:
+                    text = await self.encryption.sealer.open_text(
+                        repo.registry_id, row.digest, text
+                    )
+                entry["annotations"] = json.loads(text)
             descriptors.append(entry)
         return json.dumps(
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
