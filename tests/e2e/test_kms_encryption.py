@@ -167,9 +167,11 @@ def test_kms_api_with_the_aws_cli(server: Server, tmp_path: Path) -> None:
     assert out["KeyId"] == arn
 
     # Disable / enable: a disabled key refuses to decrypt.
+    sdk = kms_client(server)
     aws(server, "kms", "disable-key", "--key-id", key_id)
-    refused = aws(server, "kms", "decrypt", "--ciphertext-blob", f"fileb://{cipher}", check=False)
-    assert cli_error(refused) == "DisabledException"
+    with pytest.raises(ClientError) as info:
+        sdk.decrypt(CiphertextBlob=cipher.read_bytes())
+    assert info.value.response["Error"]["Code"] == "DisabledException"
     aws(server, "kms", "enable-key", "--key-id", key_id)
 
     # Scheduled deletion, cancelled: the key comes back Disabled, as in AWS.
@@ -178,17 +180,15 @@ def test_kms_api_with_the_aws_cli(server: Server, tmp_path: Path) -> None:
     ).json
     assert (scheduled["KeyState"], scheduled["PendingWindowInDays"]) == ("PendingDeletion", 7)
     aws(server, "kms", "cancel-key-deletion", "--key-id", key_id)
-    state = aws(server, "kms", "describe-key", "--key-id", key_id).json["KeyMetadata"]
-    assert state["KeyState"] == "Disabled"
-    aws(server, "kms", "enable-key", "--key-id", key_id)
+    assert sdk.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
+    sdk.enable_key(KeyId=key_id)
 
     # Rotation: automatic and on demand; old ciphertext still opens.
     aws(server, "kms", "enable-key-rotation", "--key-id", key_id)
     aws(server, "kms", "rotate-key-on-demand", "--key-id", key_id)
-    status = aws(server, "kms", "get-key-rotation-status", "--key-id", key_id).json
+    status = sdk.get_key_rotation_status(KeyId=key_id)
     assert status["KeyRotationEnabled"] is True and "OnDemandRotationStartDate" in status
-    again = aws(server, "kms", "decrypt", "--ciphertext-blob", f"fileb://{cipher}").json
-    assert base64.b64decode(again["Plaintext"]) == plain.read_bytes()
+    assert sdk.decrypt(CiphertextBlob=cipher.read_bytes())["Plaintext"] == plain.read_bytes()
 
     # Key policy and tags.
     policy = json.loads(aws(server, "kms", "get-key-policy", "--key-id", key_id).json["Policy"])
@@ -202,7 +202,7 @@ def test_kms_api_with_the_aws_cli(server: Server, tmp_path: Path) -> None:
         }
     )
     aws(server, "kms", "put-key-policy", "--key-id", key_id, "--policy", json.dumps(policy))
-    stored = json.loads(aws(server, "kms", "get-key-policy", "--key-id", key_id).json["Policy"])
+    stored = json.loads(sdk.get_key_policy(KeyId=key_id)["Policy"])
     assert [s.get("Sid") for s in stored["Statement"]][-1] == "Extra"
     aws(server, "kms", "tag-resource", "--key-id", key_id, "--tags", "TagKey=env,TagValue=prod")
     tags = aws(server, "kms", "list-resource-tags", "--key-id", key_id).json["Tags"]
@@ -342,6 +342,36 @@ def test_repository_encryption_configuration(server: Server) -> None:
 # -- the user journey ---------------------------------------------------------------------------
 
 
+def put_uncompressed(server: Server, repo: str, image: Image, tag: str) -> None:
+    """The image exactly as built: its layer through InitiateLayerUpload / UploadLayerPart /
+    CompleteLayerUpload, its config through `/v2/` (POST ?digest=), its manifest by PutImage."""
+    ecr = client(server)
+    layer = image.layers[0]
+    upload = ecr.initiate_layer_upload(repositoryName=repo)
+    part = upload["partSize"]
+    for first in range(0, len(layer), part):
+        chunk = layer[first : first + part]
+        ecr.upload_layer_part(
+            repositoryName=repo,
+            uploadId=upload["uploadId"],
+            partFirstByte=first,
+            partLastByte=first + len(chunk) - 1,
+            layerPartBlob=chunk,
+        )
+    done = ecr.complete_layer_upload(
+        repositoryName=repo, uploadId=upload["uploadId"], layerDigests=[sha256(layer)]
+    )
+    assert done["layerDigest"] == sha256(layer)
+    posted = requests.post(
+        f"{server.url}/v2/{repo}/blobs/uploads/?digest={sha256(image.config)}",
+        data=image.config,
+        auth=server.credentials,
+        timeout=30,
+    )
+    assert posted.status_code == 201, posted.text
+    ecr.put_image(repositoryName=repo, imageManifest=image.manifest.decode(), imageTag=tag)
+
+
 def test_encrypted_repository_journey(server: Server, tmp_path: Path) -> None:
     key = create_key(server)
     key_id = key["KeyId"]
@@ -358,15 +388,20 @@ def test_encrypted_repository_journey(server: Server, tmp_path: Path) -> None:
         f"encryptionType=KMS,kmsKey={alias}",
     )
     image = marker_image(tmp_path / "img")
-    push(server, image, f"{repo}:1.0")
     layer = image.layers[0]
+    # skopeo pushes (and, to a registry, gzips the uncompressed layer on the way).
+    push(server, image, f"{repo}:1.0")
+    # The uncompressed layer itself, through ECR's layer-upload API, and the config through a
+    # monolithic `/v2/` POST: the marker then reaches the registry as plain bytes.
+    put_uncompressed(server, repo, image, "raw")
 
-    # Nothing of the plaintext is stored: not the layer, not the config, not the manifest.
+    # Nothing of the plaintext is stored: not the layer, the config, the manifest or its
+    # annotations, neither in the blob store nor in the SQLite database.
     assert grep_data_dir(server, MARKER) == ""
     assert grep_data_dir(server, b"no marker here") == ""
 
     pulled = tmp_path / "pulled"
-    pull(server, f"{repo}:1.0", pulled)
+    pull(server, f"{repo}:raw", pulled)
     assert pulled_manifest(pulled) == (image.manifest_digest, image.manifest)
     assert pulled_blob(pulled, sha256(layer)) == layer
     assert pulled_blob(pulled, sha256(image.config)) == image.config
@@ -392,7 +427,7 @@ def test_encrypted_repository_journey(server: Server, tmp_path: Path) -> None:
 
     # Rotation on demand keeps old images readable.
     aws(server, "kms", "rotate-key-on-demand", "--key-id", key_id)
-    pull(server, f"{repo}:1.0", tmp_path / "after-rotation")
+    pull(server, f"{repo}:raw", tmp_path / "after-rotation")
     assert pulled_blob(tmp_path / "after-rotation", digest) == layer
 
     # Disabled: the pull is refused with an error naming the key's state.
@@ -418,17 +453,17 @@ def test_encrypted_repository_journey(server: Server, tmp_path: Path) -> None:
 
     # Enabled again: pulls work.
     aws(server, "kms", "enable-key", "--key-id", key_id)
-    pull(server, f"{repo}:1.0", tmp_path / "again")
+    pull(server, f"{repo}:raw", tmp_path / "again")
     assert pulled_blob(tmp_path / "again", digest) == layer
 
     # Pending deletion refuses the same way; cancelling leaves the key Disabled until enabled.
     aws(server, "kms", "schedule-key-deletion", "--key-id", key_id, "--pending-window-in-days", "7")
-    pending = v2_get(server, f"{repo}/manifests/1.0")
+    pending = v2_get(server, f"{repo}/manifests/raw")
     assert pending.status_code == 403
     assert pending.json()["errors"][0]["detail"]["keyState"] == "PendingDeletion"
     aws(server, "kms", "cancel-key-deletion", "--key-id", key_id)
     aws(server, "kms", "enable-key", "--key-id", key_id)
-    pull(server, f"{repo}:1.0", tmp_path / "restored")
+    pull(server, f"{repo}:raw", tmp_path / "restored")
     assert pulled_blob(tmp_path / "restored", digest) == layer
     assert grep_data_dir(server, MARKER) == ""
 
