@@ -59,17 +59,21 @@ class BlobService:
         """Whether the store's own bytes (and presigned URLs to them) are the blob."""
         return repo.kms_key_id is None
 
-    async def read(
+    def read(
         self, repo: Repository, digest: str, start: int, end: int, size: int
     ) -> AsyncIterator[bytes]:
-        """Plaintext bytes [start, end) of a linked blob of `size` bytes. Under a KMS key the
-        key is checked before the first byte (KmsKeyUnavailable names its state) and only the
-        touched segments are read and decrypted; FileNotFoundError when the bytes are gone."""
+        """Plaintext bytes [start, end) of a linked blob of `size` bytes: the store's own
+        stream for a plain repository (nothing added to that path). Under a KMS key the key is
+        checked before the first byte (KmsKeyUnavailable names its state) and only the touched
+        segments are read and decrypted; FileNotFoundError when the bytes are gone."""
         key_id = repo.kms_key_id
         if key_id is None:
-            async for chunk in self.store.read(digest, start, end):
-                yield chunk
-            return
+            return self.store.read(digest, start, end)
+        return self._decrypted(digest, key_id, start, end, size)
+
+    async def _decrypted(
+        self, digest: str, key_id: str, start: int, end: int, size: int
+    ) -> AsyncIterator[bytes]:
         async with kms_failures():
             chunks = self.encryption.blobs.read(digest, key_id, start, end, expected_size=size)
             try:
