@@ -62,6 +62,9 @@ def test_kms_calls_errors_and_key_policies(tmp_path: Path) -> None:
             assert bad.aws_type == "ValidationException"
             unnamed = await kms(registry, "DescribeKey", {})
             assert unnamed.aws_type == "ValidationException"
+            for shapeless in ({"Description": 5}, {"Tags": "x"}, {"MultiRegion": "yes"}):
+                reply = await kms(registry, "CreateKey", shapeless)
+                assert (reply.status, reply.aws_type) == (400, "ValidationException"), shapeless
 
             # A key policy that does not delegate to the account refuses even the admin.
             lockout = (

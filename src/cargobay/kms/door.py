@@ -24,23 +24,34 @@ from cargobay.kms.errors import KmsError, ValidationException
 from cargobay.kms.model import KeyRecord
 from cargobay.kms.service import KmsService
 
-# Members of the `kms` model whose shape is a blob (base64 in JSON).
-BLOB_MEMBERS = ("Plaintext", "CiphertextBlob", "Message", "Signature")
-
 
 def _kms(call: JsonCall) -> KmsService:
     return call.services.kms
 
 
-def _text(payload: dict[str, Any], name: str, *, required: bool = True) -> Any:
+def _text(payload: dict[str, Any], name: str, *, required: bool = True, empty: bool = False) -> Any:
     value = payload.get(name)
     if value is None:
         if required:
             raise ValidationException(f"1 validation error detected: Value null at '{name}'")
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not (value or empty):
         raise ValidationException(f"{name} must be a non-empty string")
     return value
+
+
+def _flag(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name, False)
+    if not isinstance(value, bool):
+        raise ValidationException(f"{name} must be a boolean")
+    return value
+
+
+def _tags(payload: dict[str, Any]) -> list[dict[str, str]]:
+    tags = payload.get("Tags")
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise ValidationException("Tags must be a list of TagKey/TagValue pairs")
+    return tags
 
 
 def _int(payload: dict[str, Any], name: str) -> int | None:
@@ -133,15 +144,15 @@ Handler = Callable[[JsonCall, dict[str, Any]], Awaitable[dict[str, Any]]]
 async def create_key(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
     return await _kms(call).create_key(
         call.account_id,
-        description=p.get("Description") or "",
-        key_usage=p.get("KeyUsage"),
-        key_spec=p.get("KeySpec"),
-        customer_master_key_spec=p.get("CustomerMasterKeySpec"),
-        policy=p.get("Policy"),
-        tags=p.get("Tags"),
-        origin=p.get("Origin") or "AWS_KMS",
-        multi_region=bool(p.get("MultiRegion", False)),
-        bypass_policy_lockout_safety_check=bool(p.get("BypassPolicyLockoutSafetyCheck", False)),
+        description=_text(p, "Description", required=False, empty=True) or "",
+        key_usage=_text(p, "KeyUsage", required=False),
+        key_spec=_text(p, "KeySpec", required=False),
+        customer_master_key_spec=_text(p, "CustomerMasterKeySpec", required=False),
+        policy=_text(p, "Policy", required=False),
+        tags=_tags(p) if "Tags" in p else None,
+        origin=_text(p, "Origin", required=False) or "AWS_KMS",
+        multi_region=_flag(p, "MultiRegion"),
+        bypass_policy_lockout_safety_check=_flag(p, "BypassPolicyLockoutSafetyCheck"),
         caller_arn=call.principal.arn,
     )
 
@@ -194,7 +205,7 @@ async def encrypt(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
         _text(p, "KeyId"),
         _bytes(p, "Plaintext"),
         encryption_context=_context(p),
-        encryption_algorithm=p.get("EncryptionAlgorithm"),
+        encryption_algorithm=_text(p, "EncryptionAlgorithm", required=False),
     )
     return _encode(result)
 
@@ -205,7 +216,7 @@ async def decrypt(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
         _bytes(p, "CiphertextBlob"),
         encryption_context=_context(p),
         key_id=_text(p, "KeyId", required=False),
-        encryption_algorithm=p.get("EncryptionAlgorithm"),
+        encryption_algorithm=_text(p, "EncryptionAlgorithm", required=False),
     )
     return _encode(result)
 
@@ -218,8 +229,8 @@ async def re_encrypt(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
         source_encryption_context=_context(p, "SourceEncryptionContext"),
         destination_encryption_context=_context(p, "DestinationEncryptionContext"),
         source_key_id=_text(p, "SourceKeyId", required=False),
-        source_encryption_algorithm=p.get("SourceEncryptionAlgorithm"),
-        destination_encryption_algorithm=p.get("DestinationEncryptionAlgorithm"),
+        source_encryption_algorithm=_text(p, "SourceEncryptionAlgorithm", required=False),
+        destination_encryption_algorithm=_text(p, "DestinationEncryptionAlgorithm", required=False),
     )
     return _encode(result)
 
@@ -230,7 +241,7 @@ async def sign(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
         _text(p, "KeyId"),
         _bytes(p, "Message"),
         _text(p, "SigningAlgorithm"),
-        message_type=p.get("MessageType") or "RAW",
+        message_type=_text(p, "MessageType", required=False) or "RAW",
     )
     return _encode(result)
 
@@ -242,7 +253,7 @@ async def verify(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
         _bytes(p, "Message"),
         _bytes(p, "Signature"),
         _text(p, "SigningAlgorithm"),
-        message_type=p.get("MessageType") or "RAW",
+        message_type=_text(p, "MessageType", required=False) or "RAW",
     )
     return _encode(result)
 
@@ -253,16 +264,13 @@ async def put_key_policy(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
         _text(p, "KeyId"),
         _text(p, "Policy"),
         policy_name=_text(p, "PolicyName", required=False),
-        bypass_policy_lockout_safety_check=bool(p.get("BypassPolicyLockoutSafetyCheck", False)),
+        bypass_policy_lockout_safety_check=_flag(p, "BypassPolicyLockoutSafetyCheck"),
         caller_arn=call.principal.arn,
     )
 
 
 async def tag_resource(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
-    tags = p.get("Tags")
-    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
-        raise ValidationException("Tags must be a list of TagKey/TagValue pairs")
-    return await _kms(call).tag_resource(call.account_id, _text(p, "KeyId"), tags)
+    return await _kms(call).tag_resource(call.account_id, _text(p, "KeyId"), _tags(p))
 
 
 async def untag_resource(call: JsonCall, p: dict[str, Any]) -> dict[str, Any]:
