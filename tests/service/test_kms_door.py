@@ -141,6 +141,20 @@ def test_a_kms_repository_stores_ciphertext_and_refuses_a_disabled_key(tmp_path:
             assert batch.aws_type == "KmsException"
             await kms(registry, "EnableKey", {"KeyId": key["KeyId"]})
 
+            # A flipped stored byte fails the read; wrong bytes are never served.
+            path = store.local_path(stored_address(digest, key["KeyId"]))
+            if path is not None:  # the filesystem store
+                data = bytearray(path.read_bytes())
+                data[len(data) // 2] ^= 0x01
+                path.write_bytes(bytes(data))
+                tampered = await registry.v2(
+                    "GET", f"sec/app/blobs/{digest}", headers={"Range": "bytes=0-99"}
+                )
+                assert (tampered.status, tampered.body[:100]) == (206, layer[:100])
+                whole = await registry.v2("GET", f"sec/app/blobs/{digest}")
+                assert whole.status == 500 or whole.body != layer
+                assert layer not in whole.body and len(whole.body) < len(layer)
+
             # Unreferenced: GC removes the encrypted copies with the blob rows.
             await registry.ecr("DeleteRepository", {"repositoryName": "sec/app", "force": True})
             report = await gc.collect(
