@@ -139,6 +139,7 @@ def test_a_kms_repository_stores_ciphertext_and_refuses_a_disabled_key(tmp_path:
                 "BatchGetImage", {"repositoryName": "sec/app", "imageIds": [{"imageTag": "v1"}]}
             )
             assert batch.aws_type == "KmsException"
+            assert batch.json()["kmsError"] == "DisabledException"
             await kms(registry, "EnableKey", {"KeyId": key["KeyId"]})
 
             # A flipped stored byte fails the read; wrong bytes are never served.

@@ -62,7 +62,11 @@ def unavailable(key_arn: str, state: str) -> KmsKeyUnavailable:
     return KmsKeyUnavailable(
         f"KMS key {key_arn} is {state}: the repository's content cannot be read or written "
         f"until the key is enabled",
-        detail={"kmsKey": key_arn, "keyState": state},
+        detail={
+            "kmsKey": key_arn,
+            "keyState": state,
+            "kmsError": "DisabledException" if state == "Disabled" else "KMSInvalidStateException",
+        },
     )
 
 
