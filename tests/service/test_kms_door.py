@@ -56,6 +56,10 @@ def test_kms_calls_errors_and_key_policies(tmp_path: Path) -> None:
             opened = await kms(registry, "Decrypt", {"CiphertextBlob": blob})
             assert base64.b64decode(opened.json()["Plaintext"]) == b"payload"
 
+            dry = await kms(
+                registry, "Encrypt", {"KeyId": key_id, "Plaintext": plain, "DryRun": True}
+            )
+            assert dry.aws_type == "DryRunOperationException"
             missing = await kms(registry, "DescribeKey", {"KeyId": "alias/none"})
             assert (missing.status, missing.aws_type) == (400, "NotFoundException")
             bad = await kms(registry, "Decrypt", {"CiphertextBlob": "***"})
@@ -110,6 +114,21 @@ def test_a_kms_repository_stores_ciphertext_and_refuses_a_disabled_key(tmp_path:
                 "GET", f"sec/app/blobs/{digest}", headers={"Range": "bytes=65530-65545"}
             )
             assert ranged.status == 206 and ranged.body == layer[65530:65546]
+
+            # Mounts: plaintext into the KMS repository is encrypted on the way; the other
+            # direction falls back to an upload session (the client sends the bytes).
+            await registry.ecr("CreateRepository", {"repositoryName": "pub/app"})
+            public = b"public layer " * 7_000
+            public_digest = await registry.push_blob("pub/app", public)
+            params = {"mount": public_digest, "from": "pub/app"}
+            mounted = await registry.v2("POST", "sec/app/blobs/uploads/", params=params)
+            assert mounted.status == 201, mounted
+            assert await store.stat(stored_address(public_digest, key["KeyId"])) is not None
+            again = await registry.v2("GET", f"sec/app/blobs/{public_digest}")
+            assert again.body == public
+            params = {"mount": digest, "from": "sec/app"}
+            back = await registry.v2("POST", "pub/app/blobs/uploads/", params=params)
+            assert back.status == 202, back
 
             manifest = await registry.image("sec/app")
             put = await registry.v2(

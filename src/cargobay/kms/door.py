@@ -101,9 +101,21 @@ async def _key(call: JsonCall, payload: dict[str, Any], resource: str) -> KeyRec
     return await kms.key(call.account_id, _text(payload, member))
 
 
+class DryRunOperationException(KmsError):
+    """A `DryRun` call that would have succeeded (authorized; the key found)."""
+
+    aws_name = "DryRunOperationException"
+
+
 async def authorize(call: JsonCall, payload: dict[str, Any]) -> None:
     """The operation's entry in `iam.permissions.KMS_OPERATIONS`, decided by KmsAuthorizer
-    with the named key's policy as the resource policy."""
+    with the named key's policy as the resource policy. A `DryRun` call stops here."""
+    await _authorize(call, payload)
+    if _flag(payload, "DryRun"):
+        raise DryRunOperationException("The request would have succeeded, but DryRun was set.")
+
+
+async def _authorize(call: JsonCall, payload: dict[str, Any]) -> None:
     permission = permissions.KMS_OPERATIONS[call.operation]
     authorizer = call.services.kms_authorizer
     context = call.context()
