@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cargobay.iam.secrets import SecretBox
     from cargobay.kms.service import KmsService
     from cargobay.metadata.db import Database
+    from cargobay.registry.repositories import Repository
     from cargobay.storage.base import BlobStore
     from cargobay.storage.encrypted import EncryptedBlobs
 
@@ -184,6 +185,47 @@ class ManifestSealer:
             raise ValueError(f"the annotations of {digest} are not sealed")
         raw = base64.b64decode(stored.removeprefix(SEALED_TEXT))
         return (await self.open(account_id, digest + ANNOTATIONS, raw)).decode()
+
+
+# -- manifest rows, as ManifestService stores and reads them ---------------------------------
+
+
+def _sealer(encryption: Encryption | None) -> ManifestSealer:
+    assert encryption is not None, "a KMS repository needs the KMS service"
+    return encryption.sealer
+
+
+async def sealed_row(
+    encryption: Encryption | None,
+    repo: Repository,
+    digest: str,
+    payload: bytes,
+    annotations: str | None,
+) -> tuple[bytes, str | None]:
+    """The `content` and `annotations` a manifest row stores: as given, or sealed under the
+    repository's KMS key."""
+    key_id = repo.kms_key_id
+    if key_id is None:
+        return payload, annotations
+    sealer = _sealer(encryption)
+    content = await sealer.seal(repo.registry_id, key_id, digest, payload)
+    if annotations is not None:
+        annotations = await sealer.seal_text(repo.registry_id, key_id, digest, annotations)
+    return content, annotations
+
+
+async def opened(
+    encryption: Encryption | None, account_id: str, digest: str, stored: bytes
+) -> bytes:
+    return await _sealer(encryption).open(account_id, digest, stored)
+
+
+async def opened_text(
+    encryption: Encryption | None, repo: Repository, digest: str, stored: str
+) -> str:
+    if repo.kms_key_id is None:
+        return stored
+    return await _sealer(encryption).open_text(repo.registry_id, digest, stored)
 
 
 class Encryption:

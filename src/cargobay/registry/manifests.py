@@ -27,7 +27,7 @@ from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
-from cargobay.registry.encryption import Encryption, key_id_of
+from cargobay.registry.encryption import Encryption, key_id_of, opened, opened_text, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed
 from cargobay.registry.repositories import Repository
 
@@ -120,10 +120,8 @@ class ManifestService:
         if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
         content = row.content
-        key_id = key_id_of(row.encryption_type, row.kms_key)
-        if key_id is not None:
-            assert self.encryption is not None, "a KMS repository needs the KMS service"
-            content = await self.encryption.sealer.open(repo_registry_id, row.digest, content)
+        if key_id_of(row.encryption_type, row.kms_key) is not None:
+            content = await opened(self.encryption, repo_registry_id, row.digest, content)
         return Manifest(row.digest, row.media_type, content, row.repository_id)
 
     async def put_image(
@@ -162,16 +160,8 @@ class ManifestService:
                 f"manifest digest {actual} does not match the digest given, {digest}",
                 detail={"digest": digest, "actual": actual},
             )
-        stored = payload
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
-        if repo.kms_key_id is not None:
-            assert self.encryption is not None, "a KMS repository needs the KMS service"
-            sealer = self.encryption.sealer
-            stored = await sealer.seal(repo.registry_id, repo.kms_key_id, actual, payload)
-            if annotations is not None:
-                annotations = await sealer.seal_text(
-                    repo.registry_id, repo.kms_key_id, actual, annotations
-                )
+        stored, annotations = await sealed_row(self.encryption, repo, actual, payload, annotations)
         async with self.db.write() as conn:
             if tag is not None and refuse_existing:
                 t = schema.tags
@@ -362,11 +352,7 @@ class ManifestService:
             if row.artifact_type:
                 entry["artifactType"] = row.artifact_type
             if row.annotations:
-                text = row.annotations
-                if repo.kms_key_id is not None and self.encryption is not None:
-                    text = await self.encryption.sealer.open_text(
-                        repo.registry_id, row.digest, text
-                    )
+                text = await opened_text(self.encryption, repo, row.digest, row.annotations)
                 entry["annotations"] = json.loads(text)
             descriptors.append(entry)
         return json.dumps(
