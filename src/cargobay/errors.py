@@ -275,6 +275,13 @@ class KmsKeyUnavailable(AccessDenied):
     default_message = "the KMS key of the repository cannot be used"
 
 
+class KmsAccessDenied(AccessDenied):
+    """The caller may not use the KMS key a repository would be encrypted under (ECR asks
+    for `kms:DescribeKey` and `kms:CreateGrant` on it when the repository is created)."""
+
+    default_message = "the caller is not allowed to use the KMS key"
+
+
 class KmsKeyInvalid(InvalidParameter):
     """A repository's `kmsKey` names no usable key (unknown, another usage or spec)."""
 

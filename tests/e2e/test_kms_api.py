@@ -16,6 +16,7 @@ from e2e.ecrhelp import (
     REGION,
     aws,
     cli_error,
+    client,
     make_user,
     unique,
 )
@@ -172,3 +173,20 @@ def test_kms_with_boto3_and_a_user_without_kms_permissions(
         assert info.value.response["Error"]["Code"] == "AccessDeniedException"
     refused = aws(registry, "kms", "describe-key", "--key-id", key_id, creds=ecr_only, check=False)
     assert cli_error(refused) == "AccessDeniedException"
+
+    # ECR asks for kms:DescribeKey and kms:CreateGrant on the key when it creates an encrypted
+    # repository: ecr:* alone is not enough for a customer managed key, but is for the AWS
+    # managed alias/aws/ecr (whose policy lets the account use it through ECR).
+    ecr = client(registry, *ecr_only)
+    with pytest.raises(ClientError) as info:
+        ecr.create_repository(
+            repositoryName=unique("nokms/repo"),
+            encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key_id},
+        )
+    error = info.value.response
+    assert error["Error"]["Code"] == "KmsException"
+    assert error["kmsError"] == "AccessDeniedException"
+    created = ecr.create_repository(
+        repositoryName=unique("nokms/managed"), encryptionConfiguration={"encryptionType": "KMS"}
+    )
+    assert created["repository"]["encryptionConfiguration"]["encryptionType"] == "KMS"

@@ -76,6 +76,7 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     # the key's state (the DENIED-class error); a bad kmsKey comes from the ECR API.
     e.KmsKeyUnavailable: ("DENIED", 403),
     e.KmsKeyInvalid: ("DENIED", 400),
+    e.KmsAccessDenied: ("DENIED", 403),
     # IAM users (not reachable from `/v2/`; mapped so the table is total)
     e.UserNotFound: ("DENIED", 404),
     e.UserAlreadyExists: ("DENIED", 409),

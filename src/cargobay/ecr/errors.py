@@ -95,6 +95,7 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.LayerAlreadyExists: "LayerAlreadyExistsException",
     e.KmsKeyUnavailable: "KmsException",
     e.KmsKeyInvalid: "KmsException",
+    e.KmsAccessDenied: "KmsException",
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",

@@ -27,11 +27,13 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from cargobay.errors import InvalidParameter, KmsKeyInvalid, KmsKeyUnavailable
+from cargobay.errors import InvalidParameter, KmsAccessDenied, KmsKeyInvalid, KmsKeyUnavailable
 from cargobay.kms import errors as kms_errors
 from cargobay.kms.model import ENABLED, ENCRYPT_DECRYPT, SYMMETRIC, KeyRecord
 
 if TYPE_CHECKING:
+    from cargobay.iam.authz import Authorizer, RequestContext
+    from cargobay.iam.principal import Principal
     from cargobay.iam.secrets import SecretBox
     from cargobay.kms.service import KmsService
     from cargobay.metadata.db import Database
@@ -89,11 +91,20 @@ async def kms_failures() -> AsyncIterator[None]:
 
 
 async def resolve_key(
-    kms: KmsService, account_id: str, encryption_type: str, kms_key: str | None
+    kms: KmsService,
+    account_id: str,
+    encryption_type: str,
+    kms_key: str | None,
+    *,
+    principal: Principal | None = None,
+    authorizer: Authorizer | None = None,
+    context: RequestContext | None = None,
 ) -> str | None:
     """The ARN a new repository stores for its `kmsKey` (id, ARN or alias; `alias/aws/ecr`,
     created on first use, when KMS is asked for without a key). The key must be an enabled
-    symmetric encryption key of this deployment."""
+    symmetric encryption key of this deployment, and the creating `principal` must be allowed
+    `kms:DescribeKey` and, on a customer managed key, `kms:CreateGrant` through ECR (what AWS
+    asks, so that ECR may then use the key for the repository's pushes and pulls)."""
     if encryption_type == AES256:
         return None
     if kms_key is not None and not _KEY_REF.fullmatch(kms_key):
@@ -114,7 +125,27 @@ async def resolve_key(
             detail={"kmsKey": kms_key, "kmsError": "NotFoundException"},
         ) from None
     _check_usable(key)
+    if principal is not None and authorizer is not None:
+        await _require_key_use(key, principal, authorizer, context)
     return key.arn
+
+
+async def _require_key_use(
+    key: KeyRecord, principal: Principal, authorizer: Authorizer, context: RequestContext | None
+) -> None:
+    from cargobay.kms.authz import KmsAuthorizer
+
+    actions = ["kms:DescribeKey"] + (["kms:CreateGrant"] if key.key_manager == "CUSTOMER" else [])
+    via = f"ecr.{key.region}.amazonaws.com"
+    for action in actions:
+        if not await KmsAuthorizer(authorizer).allowed(
+            principal, action, key, context=context, via_service=via
+        ):
+            raise KmsAccessDenied(
+                f"User: {principal.arn} is not authorized to perform: {action} on resource: "
+                f"{key.arn}: the repository cannot be encrypted with it",
+                detail={"kmsKey": key.arn, "kmsError": "AccessDeniedException"},
+            )
 
 
 def _check_usable(key: KeyRecord) -> None:

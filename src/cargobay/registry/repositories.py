@@ -102,14 +102,25 @@ class RepositoryService:
         encryption_type: str = "AES256",
         kms_key: str | None = None,
         tags: dict[str, str] | None = None,
+        principal: Principal | None = None,
+        context: RequestContext | None = None,
     ) -> tuple[Repository, bool]:
         """Create a repository; returns it and whether this call created it. A KMS
         `kms_key` (id, ARN or alias; None for `alias/aws/ecr`) is resolved and stored as the
-        key's ARN: the encryption configuration never changes afterwards."""
+        key's ARN (the `principal` creating it must be allowed to use the key): the encryption
+        configuration never changes afterwards."""
         validate_name(name)
         if encryption_type != "AES256":
             assert self.encryption is not None, "KMS encryption needs the KMS service"
-            kms_key = await resolve_key(self.encryption.kms, registry_id, encryption_type, kms_key)
+            kms_key = await resolve_key(
+                self.encryption.kms,
+                registry_id,
+                encryption_type,
+                kms_key,
+                principal=principal,
+                authorizer=self.authorizer,
+                context=context,
+            )
         async with self.db.write() as conn:
             result = await insert_ignore(
                 conn,

@@ -98,6 +98,8 @@ async def create_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str,
         encryption_type=encryption_type,
         kms_key=kms_key,
         tags=tags,
+        principal=call.principal,
+        context=call.context(),
     )
     if not created:
         raise RepositoryAlreadyExists(
