@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -182,5 +183,41 @@ def test_a_kms_repository_stores_ciphertext_and_refuses_a_disabled_key(tmp_path:
             )
             assert report.copies_deleted >= 3  # the layer, the image's config and layer
             assert await store.stat(stored_address(digest, key["KeyId"])) is None
+
+    asyncio.run(scenario())
+
+
+def test_a_destroyed_key_leaves_its_content_unreadable(tmp_path: Path) -> None:
+    """Crypto-shredding: once the deletion job destroys a key's material, the repository's
+    blobs and manifests are refused as Deleted, never served."""
+
+    async def scenario() -> None:
+        async with running(tmp_path) as registry:
+            key = (await kms(registry, "CreateKey", {})).json()["KeyMetadata"]
+            await registry.ecr(
+                "CreateRepository",
+                {
+                    "repositoryName": "gone/app",
+                    "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": key["Arn"]},
+                },
+            )
+            manifest = await registry.image("gone/app")
+            headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+            put = await registry.v2("PUT", "gone/app/manifests/v1", manifest, headers=headers)
+            assert put.status == 201, put
+            await kms(
+                registry, "ScheduleKeyDeletion", {"KeyId": key["KeyId"], "PendingWindowInDays": 7}
+            )
+            destroyed = await registry.services.kms.destroy_due_keys(now=10**10)
+            assert destroyed == [key["Arn"]]
+            pulled = await registry.v2("GET", "gone/app/manifests/v1")
+            assert (pulled.status, pulled.oci_code) == (403, "DENIED")
+            assert pulled.json()["errors"][0]["detail"]["keyState"] == "Deleted"
+            layer = json.loads(manifest)["layers"][0]["digest"]
+            blob = await registry.v2("GET", f"gone/app/blobs/{layer}")
+            assert (blob.status, blob.json()["errors"][0]["detail"]["keyState"]) == (
+                403,
+                "Deleted",
+            )
 
     asyncio.run(scenario())

@@ -191,7 +191,11 @@ class ManifestSealer:
         nonce = stored[6 + length : 6 + length + _NONCE]
         body = stored[6 + length + _NONCE :]
         async with kms_failures():
-            key = await self.kms.key_for_ciphertext(wrapped)
+            try:
+                key = await self.kms.key_for_ciphertext(wrapped)
+            except kms_errors.NotFoundException:
+                # Its material was destroyed after the deletion window: crypto-shredded.
+                raise unavailable("of the manifest", "Deleted") from None
             if key.state != ENABLED:
                 raise unavailable(key.arn, key.state)
             out = await self.kms.decrypt(
