@@ -14,9 +14,11 @@ the race analysis; in short:
    commits (an orphan row is invisible, so a crash in between exposes nothing).
 3. Upload sessions idle longer than their expiry are cancelled and their data dropped.
 4. Encrypted copies (`blob_copies`, one per digest and KMS key) older than the grace period
-   that no repository under that key links any more, or whose blob row is gone, are deleted
-   the same way as blobs: the row re-checked and the bytes deleted inside one transaction.
-   A copy under a destroyed key is unreadable by design and goes the same way.
+   that no repository under that key links any more (so also every copy whose blob row step 2
+   removed) are deleted the same way as blobs: the row re-checked and the bytes deleted inside
+   one transaction. An upload that reuses an existing copy refreshes its time first and checks
+   the copy is still there after linking, as uploads of plain blobs do. A copy under a
+   destroyed key is unreadable by design and goes the same way once unlinked.
 """
 
 from __future__ import annotations
