@@ -322,6 +322,29 @@ class ScanningConfigurationInvalid(InvalidParameter):
     default_message = "invalid scanning configuration"
 
 
+# -- encryption at rest (KMS keys of repositories) ----------------------------------------------
+
+
+class KmsKeyUnavailable(AccessDenied):
+    """The KMS key a repository's data is encrypted under cannot be used: its state (Disabled,
+    PendingDeletion, Deleted) is in `detail`, so the refusal names it."""
+
+    default_message = "the KMS key of the repository cannot be used"
+
+
+class KmsAccessDenied(AccessDenied):
+    """The caller may not use the KMS key a repository would be encrypted under (ECR asks
+    for `kms:DescribeKey` and `kms:CreateGrant` on it when the repository is created)."""
+
+    default_message = "the caller is not allowed to use the KMS key"
+
+
+class KmsKeyInvalid(InvalidParameter):
+    """A repository's `kmsKey` names no usable key (unknown, another usage or spec)."""
+
+    default_message = "the KMS key is not valid for encrypting a repository"
+
+
 def concrete_errors() -> list[type[DomainError]]:
     """Every domain error class a service may raise (categories included: services raise
     InvalidParameter and LimitExceeded themselves), for the door-coverage test."""

@@ -10,6 +10,7 @@ from typing import Any
 from cargobay.jobs import gc
 from cargobay.jobs.leases import Job
 from cargobay.jobs.queue import Handler, TaskRunner
+from cargobay.kms.jobs import kms_jobs
 from cargobay.lifecycle import job as lifecycle
 from cargobay.registry.services import Services
 from cargobay.scans.job import Scanner
@@ -47,6 +48,7 @@ def periodic_jobs(services: Services) -> list[Job]:
         lifecycle_job(services),
         events_purge(services.settings, services.db),
         audit_purge(services.settings, services.db),
+        *kms_jobs(lambda: services.kms, db=services.db),
     ]
 
 

@@ -22,7 +22,7 @@ def _readers(layout: Path):
         content = layout_blob(layout, digest)
         return content, json.loads(content)["mediaType"]
 
-    async def read_blob(digest: str):
+    async def read_blob(digest: str, size: int):
         data = layout_blob(layout, digest)
         for start in range(0, len(data), 64 * 1024):
             yield data[start : start + 64 * 1024]

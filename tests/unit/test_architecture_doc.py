@@ -47,6 +47,8 @@ def render() -> str:
         for name, operation in sorted(service.operations.items()):
             door_name = f"AWS JSON (`{service.signing_name}`)"
             lines.append(f"| {door_name} | {name} | `{operation.action}` | {operation.resource} |")
+    for operation, permission in sorted(permissions.KMS_OPERATIONS.items()):
+        lines.append(_row("KMS", operation, permission))
     return "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 # Target prefix -> the module whose `SERVICE` attribute is that service's JsonService.
 SERVICES: dict[str, str] = {
     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.": "cargobay.audit.door",
+    "TrentService.": "cargobay.kms.door",
 }
 
 

@@ -73,6 +73,11 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.LayerDigestMismatch: ("DIGEST_INVALID", 400),
     e.EmptyUpload: ("BLOB_UPLOAD_INVALID", 400),
     e.LayerAlreadyExists: ("DENIED", 409),
+    # Encryption at rest: a pull under a disabled or pending-deletion key is refused, naming
+    # the key's state (the DENIED-class error); a bad kmsKey comes from the ECR API.
+    e.KmsKeyUnavailable: ("DENIED", 403),
+    e.KmsKeyInvalid: ("DENIED", 400),
+    e.KmsAccessDenied: ("DENIED", 403),
     # IAM users (not reachable from `/v2/`; mapped so the table is total)
     e.UserNotFound: ("DENIED", 404),
     e.UserAlreadyExists: ("DENIED", 409),

@@ -38,6 +38,7 @@ from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, accepts
 from cargobay.oci.names import validate_name, validate_tag
 from cargobay.registry.deletes import ImageRef
+from cargobay.registry.repositories import Repository
 
 __all__ = ["SERVICES", "USAGE", "add_routes", "dispatch"]
 
@@ -219,7 +220,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
             return web.Response(
                 status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"}
             )
-        if services.settings.redirect_blob_downloads:
+        if services.settings.redirect_blob_downloads and services.blobs.serves_plaintext(repo):
             url = await services.store.download_url(digest, REDIRECT_SECONDS)
             if url is not None:
                 # The object store serves the bytes (and any Range) from a presigned URL. A
@@ -230,7 +231,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 return web.Response(
                     status=307, headers={"Location": url, "Docker-Content-Digest": digest}
                 )
-        path = services.blobs.local_path(digest)
+        path = services.blobs.local_path(repo, digest)
         # FileResponse applies aiohttp's own Range rules (416 for other units, several ranges
         # or positions too long for int()); such a Range is streamed by us instead.
         raw_range = call.request.headers.get("Range")
@@ -240,7 +241,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        return await _stream_blob(call, digest, info.size, headers, wanted)
+        return await _stream_blob(call, repo, digest, info.size, headers, wanted)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
@@ -281,12 +282,18 @@ def _position(digits: str) -> int:
 
 
 async def _stream_blob(
-    call: Call, digest: str, size: int, headers: dict[str, str], wanted: tuple[int, int] | None
+    call: Call,
+    repo: Repository,
+    digest: str,
+    size: int,
+    headers: dict[str, str],
+    wanted: tuple[int, int] | None,
 ) -> web.StreamResponse:
-    """Stream a blob from the store (no local file, or a Range FileResponse must not see)."""
+    """Stream a blob from the store: no local file, decrypted (a repository under a KMS key),
+    or a Range that FileResponse must not see."""
     request = call.request
     start, end = wanted or (0, size)
-    chunks = call.services.store.read(digest, start, end)
+    chunks = call.services.blobs.read(repo, digest, start, end, size)
     try:
         # Fetch the first block before answering, so missing bytes are still an OCI error.
         first = await anext(chunks, b"")

@@ -94,6 +94,9 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.LayerDigestMismatch: "InvalidLayerException",
     e.EmptyUpload: "EmptyUploadException",
     e.LayerAlreadyExists: "LayerAlreadyExistsException",
+    e.KmsKeyUnavailable: "KmsException",
+    e.KmsKeyInvalid: "KmsException",
+    e.KmsAccessDenied: "KmsException",
     e.UserNotFound: "InvalidParameterException",
     e.UserAlreadyExists: "InvalidParameterException",
     e.DeleteConflict: "InvalidParameterException",
@@ -123,7 +126,10 @@ def from_domain(error: e.DomainError) -> EcrError:
     if code is None:
         log.error("no ECR mapping for %s: answering 500", type(error).__name__)
         return Server("internal error")
-    return EcrError(code, error.message)
+    fields: dict[str, Any] = {}
+    if code == "KmsException" and isinstance(error.detail, dict) and "kmsError" in error.detail:
+        fields["kmsError"] = error.detail["kmsError"]  # the model's KmsException.kmsError
+    return EcrError(code, error.message, **fields)
 
 
 # Per-image failures of the batch image actions, by domain error (the model's

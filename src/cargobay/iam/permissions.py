@@ -225,3 +225,51 @@ SECRETS_OPERATIONS: dict[str, Permission] = {
     "TagResource": _p("secretsmanager:TagResource", SECRET),
     "ListSecrets": _p("secretsmanager:ListSecrets", SECRETS),
 }
+
+# KMS (AWS JSON 1.1, `TrentService.*`): operation name -> permission. The key policy of the
+# key the resource names is the resource policy (`kms.authz.KmsAuthorizer`); `account`
+# operations name no key and are decided on identity policies alone.
+KMS_ACCOUNT = "account"
+KMS_KEY = "key"  # the key KeyId names (id, ARN or alias)
+KMS_CIPHERTEXT_KEY = "ciphertext-key"  # KeyId, else the key the CiphertextBlob names
+KMS_TARGET_KEY = "target-key"  # the key TargetKeyId names
+KMS_ALIAS_KEY = "alias-key"  # the key AliasName points to
+KMS_REENCRYPT_KEYS = "source-and-destination-keys"  # From: the ciphertext's, To: DestinationKeyId
+
+_KMS_BY_RESOURCE: dict[str, tuple[str, ...]] = {
+    KMS_ACCOUNT: ("CreateKey", "ListKeys", "ListAliases"),
+    KMS_KEY: (
+        "DescribeKey",
+        "EnableKey",
+        "DisableKey",
+        "EnableKeyRotation",
+        "DisableKeyRotation",
+        "GetKeyRotationStatus",
+        "RotateKeyOnDemand",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GetKeyPolicy",
+        "PutKeyPolicy",
+        "TagResource",
+        "UntagResource",
+        "ListResourceTags",
+        "Sign",
+        "Verify",
+        "GetPublicKey",
+    ),
+    KMS_CIPHERTEXT_KEY: ("Decrypt",),
+    KMS_TARGET_KEY: ("CreateAlias", "UpdateAlias"),
+    KMS_ALIAS_KEY: ("DeleteAlias",),
+}
+
+KMS_OPERATIONS: dict[str, Permission] = {
+    **{
+        operation: _p(f"kms:{operation}", resource)
+        for resource, operations in _KMS_BY_RESOURCE.items()
+        for operation in operations
+    },
+    "ReEncrypt": Permission(("kms:ReEncryptFrom", "kms:ReEncryptTo"), KMS_REENCRYPT_KEYS),
+}

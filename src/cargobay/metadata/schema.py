@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0014"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -730,3 +730,66 @@ audit_resources = Table(
 )
 Index("ix_audit_resources_name", audit_resources.c.resource_name)
 Index("ix_audit_resources_type", audit_resources.c.resource_type)
+
+# KMS (issue 13): keys per account and region, their material versions (sealed under the
+# deployment key; rows deleted when a key's deletion date passes), and aliases.
+kms_keys = Table(
+    "kms_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("key_usage", String(32), nullable=False),
+    Column("key_spec", String(32), nullable=False),
+    Column("key_manager", String(8), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("deletion_date", Float),
+    Column("pending_window_days", Integer),
+    Column("rotation_enabled", Boolean, nullable=False, default=False),
+    Column("rotation_period_days", Integer),
+    Column("next_rotation_at", Float),
+    Column("on_demand_rotations", Integer, nullable=False, default=0),
+    Column("on_demand_rotation_at", Float),
+    Column("policy_text", Text, nullable=False),
+    Column("tags", Text, nullable=False, default="{}"),  # JSON object
+    Column("current_version", Integer, nullable=False, default=1),
+)
+Index("ix_kms_keys_account", kms_keys.c.account_id, kms_keys.c.region, kms_keys.c.id)
+
+kms_key_materials = Table(
+    "kms_key_materials",
+    metadata,
+    Column("key_id", String(36), ForeignKey("kms_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("material_id", String(64), nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("public_key", LargeBinary),  # DER SubjectPublicKeyInfo of asymmetric keys
+    Column("rotation_type", String(16)),  # None for the original material
+    Column("created_at", Float, nullable=False),
+)
+
+kms_aliases = Table(
+    "kms_aliases",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("name", Name(256), primary_key=True),
+    Column("key_id", String(36), ForeignKey("kms_keys.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_kms_aliases_key", kms_aliases.c.key_id)
+
+# Encrypted copies of blobs (issue 13): the copy of `digest` under KMS key `key_id` exists in
+# the blob store (at `storage.encrypted.stored_address`). GC deletes a copy once no repository
+# under that key links the blob, or its key is destroyed (migration 0013).
+blob_copies = Table(
+    "blob_copies",
+    metadata,
+    Column("digest", Name(200), primary_key=True),
+    Column("key_id", String(36), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_blob_copies_key", blob_copies.c.key_id)

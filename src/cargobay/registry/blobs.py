@@ -1,8 +1,13 @@
-"""Blobs as repositories see them: a blob is visible in a repository once linked to it."""
+"""Blobs as repositories see them: a blob is visible in a repository once linked to it.
+
+In a repository encrypted under a KMS key the bytes are the blob's copy under that key
+(`storage.encrypted.EncryptedBlobs`, recorded in `blob_copies`); reads decrypt, and a mount
+from a repository under another key (or none) re-encrypts first."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +17,7 @@ from cargobay.errors import BlobUnknown
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
+from cargobay.registry.encryption import Encryption, kms_failures
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
 
@@ -23,9 +29,10 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, db: Database, store: BlobStore) -> None:
+    def __init__(self, db: Database, store: BlobStore, encryption: Encryption) -> None:
         self.db = db
         self.store = store
+        self.encryption = encryption
 
     async def stat(self, repo: Repository, digest: str) -> BlobInfo:
         """Size of a blob linked to the repository, or BLOB_UNKNOWN."""
@@ -42,8 +49,56 @@ class BlobService:
             raise BlobUnknown(detail={"digest": digest})
         return BlobInfo(digest, int(row.size))
 
-    def local_path(self, digest: str) -> Path | None:
+    def local_path(self, repo: Repository, digest: str) -> Path | None:
+        """A file to send as is (sendfile); never for a repository under a KMS key."""
+        if repo.kms_key_id is not None:
+            return None
         return self.store.local_path(digest)
+
+    def serves_plaintext(self, repo: Repository) -> bool:
+        """Whether the store's own bytes (and presigned URLs to them) are the blob."""
+        return repo.kms_key_id is None
+
+    def read(
+        self, repo: Repository, digest: str, start: int, end: int, size: int
+    ) -> AsyncIterator[bytes]:
+        """Plaintext bytes [start, end) of a linked blob of `size` bytes: the store's own
+        stream for a plain repository (nothing added to that path). Under a KMS key the key is
+        checked before the first byte (KmsKeyUnavailable names its state) and only the touched
+        segments are read and decrypted; FileNotFoundError when the bytes are gone."""
+        key_id = repo.kms_key_id
+        if key_id is None:
+            return self.store.read(digest, start, end)
+        return self._decrypted(digest, key_id, start, end, size)
+
+    async def _decrypted(
+        self, digest: str, key_id: str, start: int, end: int, size: int
+    ) -> AsyncIterator[bytes]:
+        async with kms_failures():
+            chunks = self.encryption.blobs.read(digest, key_id, start, end, expected_size=size)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()
+
+    async def _copy_for(self, source: Repository, target: Repository, digest: str) -> bool:
+        """Make `target`'s copy of a blob `source` holds, re-encrypting between keys; False
+        when the target stores plaintext and the source does not (the client uploads)."""
+        to_key = target.kms_key_id
+        from_key = source.kms_key_id
+        if to_key == from_key:
+            return True
+        if to_key is None:
+            return False
+        async with kms_failures():
+            if from_key is None:
+                chunks = self.store.read(digest, 0, None)
+                await self.encryption.blobs.write(target.registry_id, to_key, digest, chunks)
+            else:
+                await self.encryption.blobs.copy(target.registry_id, digest, from_key, to_key)
+        await record_copy(self.db, digest, to_key)
+        return True
 
     async def link(self, repo: Repository, digest: str, size: int) -> None:
         """Record committed bytes and make them visible in the repository (idempotent)."""
@@ -61,6 +116,14 @@ class BlobService:
         so garbage collection cannot remove the blob in between; re-mounting refreshes the
         link's time, restarting its grace period."""
         b, rb = schema.blobs, schema.repository_blobs
+        if source.kms_key_id != target.kms_key_id:
+            try:
+                if (await self.stat(source, digest)) is None:
+                    return None
+                if not await self._copy_for(source, target, digest):
+                    return None
+            except BlobUnknown:
+                return None
         async with self.db.write() as conn:
             query = (
                 select(b.c.size)
@@ -91,3 +154,17 @@ class BlobService:
             )
         if not result.rowcount:
             raise BlobUnknown(detail={"digest": digest})
+
+
+async def record_copy(db: Database, digest: str, key_id: str) -> None:
+    """Note that the copy of `digest` under `key_id` exists, refreshing its time so GC's grace
+    period covers the link about to be made to it (idempotent)."""
+    async with db.write() as conn:
+        await upsert(
+            conn,
+            schema.blob_copies,
+            ["digest", "key_id"],
+            digest=digest,
+            key_id=key_id,
+            created_at=time.time(),
+        )

@@ -27,6 +27,7 @@ from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
+from cargobay.registry.encryption import Encryption, key_id_of, opened, opened_text, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed
 from cargobay.registry.repositories import Repository
 
@@ -56,7 +57,15 @@ def _manifest_queries() -> tuple[Select, Select]:
     """Manifest by digest and by tag, repository included. Built once: constructing the
     statement cost more than running it on every pull."""
     r, m, t = schema.repositories, schema.manifests, schema.tags
-    columns = select(m.c.repository_id, m.c.digest, m.c.media_type, m.c.content, m.c.last_pulled_at)
+    columns = select(
+        m.c.repository_id,
+        m.c.digest,
+        m.c.media_type,
+        m.c.content,
+        m.c.last_pulled_at,
+        r.c.encryption_type,
+        r.c.kms_key,
+    )
     by_digest = columns.select_from(m.join(r, r.c.id == m.c.repository_id)).where(
         m.c.digest == bindparam("reference")
     )
@@ -80,10 +89,17 @@ def _check_reference(reference: str) -> None:
 
 
 class ManifestService:
-    def __init__(self, db: Database, max_manifest_bytes: int, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_manifest_bytes: int,
+        hooks: Hooks | None = None,
+        encryption: Encryption | None = None,
+    ) -> None:
         self.db = db
         self.max_manifest_bytes = max_manifest_bytes
         self.hooks = hooks or Hooks()
+        self.encryption = encryption
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
@@ -103,7 +119,10 @@ class ManifestService:
         now = time.time()
         if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
-        return Manifest(row.digest, row.media_type, row.content, row.repository_id)
+        content = row.content
+        if key_id_of(row.encryption_type, row.kms_key) is not None:
+            content = await opened(self.encryption, repo_registry_id, row.digest, content)
+        return Manifest(row.digest, row.media_type, content, row.repository_id)
 
     async def put_image(
         self,
@@ -145,6 +164,8 @@ class ManifestService:
                 f"manifest digest {actual} does not match the digest given, {digest}",
                 detail={"digest": digest, "actual": actual},
             )
+        annotations = json.dumps(parsed.annotations) if parsed.annotations else None
+        stored, annotations = await sealed_row(self.encryption, repo, actual, payload, annotations)
         async with self.db.write() as conn:
             if tag is not None and refuse_existing:
                 t = schema.tags
@@ -160,7 +181,9 @@ class ManifestService:
                         f"'{repo.registry_id}'",
                         detail={"digest": actual, "tag": tag},
                     )
-            created = await self._insert(conn, repo, actual, parsed, payload, lazy_blobs)
+            created = await self._insert(
+                conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
+            )
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual, time.time())
             subject = parsed.subject.digest if parsed.subject else None
@@ -186,10 +209,13 @@ class ManifestService:
         digest: str,
         parsed: ParsedManifest,
         payload: bytes,
+        stored: bytes,
+        annotations: str | None,
         lazy_blobs: bool = False,
     ) -> bool:
-        """Insert the manifest row and its references after checking they exist; False when
-        the repository already held it."""
+        """Insert the manifest row (`stored` and `annotations`: sealed under the repository's
+        KMS key if it has one) and its references after checking they exist; False when the
+        repository already held it."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
         m, rb = schema.manifests, schema.repository_blobs
@@ -244,10 +270,10 @@ class ManifestService:
             media_type=parsed.media_type,
             artifact_type=parsed.artifact_type,
             subject_digest=parsed.subject.digest if parsed.subject else None,
-            annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            annotations=annotations,
             size=len(payload),
             image_size=image_size,
-            content=payload,
+            content=stored,
             pushed_at=time.time(),
         )
         if not result.rowcount:
@@ -333,7 +359,8 @@ class ManifestService:
             if row.artifact_type:
                 entry["artifactType"] = row.artifact_type
             if row.annotations:
-                entry["annotations"] = json.loads(row.annotations)
+                text = await opened_text(self.encryption, repo, row.digest, row.annotations)
+                entry["annotations"] = json.loads(text)
             descriptors.append(entry)
         return json.dumps(
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -22,7 +23,11 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.names import validate_name
 from cargobay.pullthrough.rules import find_rule
+from cargobay.registry.encryption import key_id_of, resolve_key
 from cargobay.registry.templates import TemplateService, apply_template
+
+if TYPE_CHECKING:
+    from cargobay.registry.encryption import Encryption
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,11 @@ class Repository:
     @property
     def immutable_tags(self) -> bool:
         return self.tag_mutability == "IMMUTABLE"
+
+    @property
+    def kms_key_id(self) -> str | None:
+        """The KMS key (id) the repository's blobs and manifests are encrypted under."""
+        return key_id_of(self.encryption_type, self.kms_key)
 
 
 _COLUMNS = (
@@ -60,12 +70,19 @@ def _missing(registry_id: str, name: str) -> str:
 
 
 class RepositoryService:
-    def __init__(self, db: Database, settings: Settings, authorizer: Authorizer) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        authorizer: Authorizer,
+        encryption: Encryption | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.authorizer = authorizer
         # Creation templates (CREATE_ON_PUSH); set by Services.build.
         self.templates: TemplateService | None = None
+        self.encryption = encryption
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
         r = schema.repositories
@@ -94,9 +111,25 @@ class RepositoryService:
         encryption_type: str = "AES256",
         kms_key: str | None = None,
         tags: dict[str, str] | None = None,
+        principal: Principal | None = None,
+        context: RequestContext | None = None,
     ) -> tuple[Repository, bool]:
-        """Create a repository; returns it and whether this call created it."""
+        """Create a repository; returns it and whether this call created it. A KMS
+        `kms_key` (id, ARN or alias; None for `alias/aws/ecr`) is resolved and stored as the
+        key's ARN (the `principal` creating it must be allowed to use the key): the encryption
+        configuration never changes afterwards."""
         validate_name(name)
+        if encryption_type != "AES256":
+            assert self.encryption is not None, "KMS encryption needs the KMS service"
+            kms_key = await resolve_key(
+                self.encryption.kms,
+                registry_id,
+                encryption_type,
+                kms_key,
+                principal=principal,
+                authorizer=self.authorizer,
+                context=context,
+            )
         async with self.db.write() as conn:
             result = await insert_ignore(
                 conn,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from cargobay.audit import record as audit_record
@@ -21,6 +22,7 @@ from cargobay.pullthrough.cache import PullThroughCache
 from cargobay.pullthrough.rules import RuleService
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
+from cargobay.registry.encryption import Encryption
 from cargobay.registry.hooks import Hooks
 from cargobay.registry.images import ImageService
 from cargobay.registry.manifests import ManifestService
@@ -32,6 +34,10 @@ from cargobay.replication.service import ReplicationService
 from cargobay.scans.service import ScanService
 from cargobay.secrets.service import SecretsService
 from cargobay.storage import BlobStore, open_store
+
+if TYPE_CHECKING:
+    from cargobay.kms.authz import KmsAuthorizer
+    from cargobay.kms.service import KmsService
 
 SIGNER_REFRESH = 300.0
 SIGNER_RETRY = 10.0
@@ -60,6 +66,7 @@ class Services:
     pull_through_rules: RuleService
     pullthrough: PullThroughCache
     scans: ScanService
+    encryption: Encryption
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -70,7 +77,9 @@ class Services:
         db = Database(settings.database_url)
         store = open_store(settings.storage_url)
         authorizer = Authorizer(db)
-        repositories = RepositoryService(db, settings, authorizer)
+        box = load_box(settings.secret_key, settings.data_dir)
+        encryption = Encryption(db, store, box, settings.region)
+        repositories = RepositoryService(db, settings, authorizer, encryption)
         images = ImageService(db)
         leases = Leases(db, holder or process_holder())
         repositories.templates = TemplateService(db)
@@ -78,11 +87,10 @@ class Services:
         scans = ScanService(db)
         hooks.on_push(scans.on_push)
         hooks.on_delete(scans.on_delete)
-        box = load_box(settings.secret_key, settings.data_dir)
         secrets = SecretsService(db, box, region=settings.region)
         rules = RuleService(db, secrets)
-        blobs = BlobService(db, store)
-        manifests = ManifestService(db, settings.max_manifest_bytes, hooks)
+        blobs = BlobService(db, store, encryption)
+        manifests = ManifestService(db, settings.max_manifest_bytes, hooks, encryption)
         event_hooks.register(hooks, settings.region)
         return cls(
             settings=settings,
@@ -91,7 +99,7 @@ class Services:
             leases=leases,
             repositories=repositories,
             blobs=blobs,
-            uploads=UploadService(db, store, leases),
+            uploads=UploadService(db, store, leases, encryption),
             manifests=manifests,
             deletes=DeleteService(db, hooks),
             credentials=CredentialStore(db, box),
@@ -110,7 +118,19 @@ class Services:
                 db, settings, store, authorizer, repositories, manifests, blobs, rules
             ),
             scans=scans,
+            encryption=encryption,
         )
+
+    @property
+    def kms(self) -> KmsService:
+        """The KMS service (built, and `cryptography` loaded, on first use)."""
+        return self.encryption.kms
+
+    @property
+    def kms_authorizer(self) -> KmsAuthorizer:
+        from cargobay.kms.authz import KmsAuthorizer
+
+        return KmsAuthorizer(self.authorizer)
 
     async def token_signer(self, *, refresh: bool = False) -> TokenSigner:
         """This process's token signer; keys live in the database, shared by every node."""
@@ -137,10 +157,12 @@ class Services:
         self, principal: Principal, repo: Repository, digest: str, expires_at: float, base: str
     ) -> str:
         """A URL that fetches one blob without other credentials until `expires_at`: the
-        object store's presigned URL when it has one, else this registry's with a token."""
-        presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
-        if presigned is not None:
-            return presigned
+        object store's presigned URL when it has one (never for a KMS-encrypted repository,
+        whose stored bytes are ciphertext), else this registry's with a token."""
+        if self.blobs.serves_plaintext(repo):
+            presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
+            if presigned is not None:
+                return presigned
         claims = replace(
             TokenClaims.for_principal(principal, lifetime=expires_at - time.time()),
             scope=blob_scope(repo.registry_id, repo.name, digest),

@@ -4,6 +4,10 @@ The upload's size lives in the database and advances only after its bytes are wr
 conditional update, so an interrupted or racing PATCH never moves it. The SHA-256 state stays
 in the worker that last wrote the upload; any other worker (or the same one after a restart)
 re-hashes the stored prefix and carries on.
+
+Into a repository under a KMS key, the verified upload is committed as the blob's encrypted
+copy under that key (`EncryptedBlobs.write_upload`), never as a plaintext blob; the chunks are
+staged in plaintext in the store's upload area until then (docs/kms.md).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.leases import LeaseBusy, Leases
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import parse_digest
-from cargobay.registry.blobs import BlobInfo
+from cargobay.registry.blobs import BlobInfo, record_copy
+from cargobay.registry.encryption import Encryption, kms_failures
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
 
@@ -57,10 +62,13 @@ class Upload:
 
 
 class UploadService:
-    def __init__(self, db: Database, store: BlobStore, leases: Leases) -> None:
+    def __init__(
+        self, db: Database, store: BlobStore, leases: Leases, encryption: Encryption
+    ) -> None:
         self.db = db
         self.store = store
         self.leases = leases
+        self.encryption = encryption
         # upload id -> (offset the hash covers, sha256 state); this worker's uploads only.
         self._hashers: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
 
@@ -194,7 +202,7 @@ class UploadService:
                 detail={"digest": digest, "actual": actual},
             )
         # Commit exactly the counted bytes: an interrupted write may have left more behind.
-        await self.store.upload_commit(upload.id, actual, upload.size)
+        await self._commit(repo, upload.id, actual, upload.size)
         self._hashers.pop(upload.id, None)
         return await self._register(repo, actual, upload.size, upload.id)
 
@@ -214,10 +222,29 @@ class UploadService:
                     "provided digest did not match uploaded content",
                     detail={"digest": digest, "actual": actual},
                 )
-            await self.store.upload_commit(upload_id, actual, size)
+            await self._commit(repo, upload_id, actual, size)
         finally:
             await self.store.upload_delete(upload_id)
         return await self._register(repo, actual, size)
+
+    async def _commit(self, repo: Repository, upload_id: str, digest: str, size: int) -> None:
+        """Turn verified upload bytes into the repository's blob: plaintext, or the copy
+        under the repository's KMS key (encrypted from the upload, which is then dropped)."""
+        key_id = repo.kms_key_id
+        if key_id is None:
+            await self.store.upload_commit(upload_id, digest, size)
+            return
+        async with kms_failures():
+            await self.encryption.blobs.write_upload(
+                repo.registry_id, key_id, digest, upload_id, size
+            )
+        await record_copy(self.db, digest, key_id)
+
+    async def _exists(self, repo: Repository, digest: str) -> bool:
+        key_id = repo.kms_key_id
+        if key_id is None:
+            return await self.store.stat(digest) is not None
+        return await self.encryption.blobs.exists(digest, key_id)
 
     async def _register(
         self, repo: Repository, digest: str, size: int, upload_id: str | None = None
@@ -237,7 +264,7 @@ class UploadService:
             )
             if upload_id is not None:
                 await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload_id))
-        if await self.store.stat(digest) is None:
+        if not await self._exists(repo, digest):
             # Garbage collection removed identical bytes between our dedup check and the
             # commit: undo the link and let the client push again, rather than expose a blob
             # without bytes.

@@ -183,8 +183,10 @@ class Replicator:
             found = await services.manifests.get(repo.registry_id, repo.name, ref)
             return found.content, found.media_type
 
-        def read_blob(blob_digest: str) -> Any:
-            return services.store.read(blob_digest)
+        def read_blob(blob_digest: str, size: int) -> Any:
+            # Plaintext: a KMS repository's blobs are decrypted here and re-encrypted (or not)
+            # by the destination under its own repository's settings.
+            return services.blobs.read(repo, blob_digest, 0, size, size)
 
         try:
             stats = await remote.push_image(repo.name, digest, tag, read_manifest, read_blob)

@@ -19,7 +19,8 @@ import aiohttp
 
 from cargobay.oci.manifest import parse_manifest
 
-ReadBlob = Callable[[str], AsyncIterator[bytes]]
+# (digest, size) -> the blob's bytes, streamed.
+ReadBlob = Callable[[str, int], AsyncIterator[bytes]]
 ReadManifest = Callable[[str], Awaitable[tuple[bytes, str]]]
 
 
@@ -139,7 +140,7 @@ class RemoteRegistry:
             f"{location}{separator}digest={quote(digest, safe='')}",
             f"upload of {digest}",
             ok=(201,),
-            data=read(digest),
+            data=read(digest, size),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         finished.release()

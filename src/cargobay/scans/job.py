@@ -150,16 +150,23 @@ class Scanner:
         )
 
     async def _image(self, repo: Repository, digest: str, content: bytes, media_type: str) -> None:
-        store = self.services.store
+        blobs = self.services.blobs
+
+        async def read(blob_digest: str) -> AsyncIterator[bytes]:
+            """Plaintext, decrypted under the repository's KMS key if it has one."""
+            info = await blobs.stat(repo, blob_digest)
+            async for chunk in blobs.read(repo, blob_digest, 0, info.size, info.size):
+                yield chunk
+
         try:
             document = json.loads(content)
             config = bytearray()
-            async for chunk in store.read(document["config"]["digest"]):
+            async for chunk in read(document["config"]["digest"]):
                 config += chunk
                 if len(config) > MAX_CONFIG:
                     raise ScanError("the image config is larger than 4 MiB")
             result = await scan_image(
-                store.read, content, bytes(config), VulnDB(self.services.db), image_digest=digest
+                read, content, bytes(config), VulnDB(self.services.db), image_digest=digest
             )
         except ScanError as exc:
             status = UNSUPPORTED_IMAGE if isinstance(exc, UnsupportedImage) else FAILED

@@ -75,16 +75,21 @@ async def create_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str,
         await call.require(TAG_RESOURCE, name)
     scanning = payload.get("imageScanningConfiguration") or {}
     encryption = payload.get("encryptionConfiguration") or {}
+    if not isinstance(encryption, dict):
+        raise errors.InvalidParameter("encryptionConfiguration must be an object")
     encryption_type = encryption.get("encryptionType", "AES256")
     if encryption_type not in ENCRYPTION:
         raise errors.InvalidParameter(f"encryptionType must be one of {', '.join(ENCRYPTION)}")
     kms_key = encryption.get("kmsKey")
     if kms_key is not None and (not isinstance(kms_key, str) or len(kms_key) > 2048):
         raise errors.InvalidParameter("kmsKey must be a string of at most 2048 characters")
-    if kms_key and encryption_type == "AES256":
-        raise errors.InvalidParameter("kmsKey can only be given with encryptionType KMS")
-    if encryption_type != "AES256" and not kms_key:
-        kms_key = f"arn:aws:kms:{call.region}:{call.registry_id}:alias/aws/ecr"
+    if kms_key is not None and encryption_type == "AES256":
+        raise errors.InvalidParameter(
+            "Invalid parameter at 'encryptionConfiguration': kmsKey can only be given with "
+            "encryptionType KMS or KMS_DSSE"
+        )
+    if kms_key == "":
+        raise errors.InvalidParameter("Invalid parameter at 'kmsKey': it cannot be empty")
     repo, created = await call.services.repositories.create(
         call.registry_id,
         name,
@@ -93,6 +98,8 @@ async def create_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str,
         encryption_type=encryption_type,
         kms_key=kms_key,
         tags=tags,
+        principal=call.principal,
+        context=call.context(),
     )
     if not created:
         raise RepositoryAlreadyExists(

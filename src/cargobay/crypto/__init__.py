@@ -1,0 +1,1 @@
+"""Cryptographic building blocks for data at rest (no I/O, no services)."""
