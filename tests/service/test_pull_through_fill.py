@@ -15,9 +15,11 @@ import pytest
 from cargobay.config import Settings
 from cargobay.errors import BlobUnknown
 from cargobay.iam.authz import Authorizer
+from cargobay.iam.secrets import load_box
 from cargobay.metadata.db import Database
 from cargobay.pullthrough.fills import StoreSink
 from cargobay.registry.blobs import BlobService
+from cargobay.registry.encryption import Encryption
 from cargobay.registry.repositories import RepositoryService
 from cargobay.storage import open_store
 from cargobay.upstream.errors import DigestMismatch
@@ -39,7 +41,7 @@ def test_a_fill_stores_and_links_only_verified_bytes(tmp_path: Path) -> None:
     async def scenario() -> None:
         db = Database(await database_url(tmp_path))
         store = open_store(f"file://{tmp_path / 'storage'}")
-        blobs = BlobService(db, store)
+        blobs = BlobService(db, store, Encryption(db, store, load_box("", tmp_path), "us-east-1"))
         repositories = RepositoryService(db, Settings(data_dir=tmp_path), Authorizer(db))
         repo, _ = await repositories.create("000000000000", "hub/library/app")
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 import pgcluster
 from cargobay.config import Settings
 from cargobay.iam.authz import Authorizer
+from cargobay.iam.secrets import load_box
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Leases, node_holder
 from cargobay.oci.errors import RangeInvalid
+from cargobay.registry.encryption import Encryption
 from cargobay.registry.repositories import RepositoryService
 from cargobay.registry.uploads import UploadService
 from cargobay.storage import BlobStore, open_store
@@ -39,6 +42,12 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"file://{tmp_path / 'storage'}"
 
 
+def tmp_key_dir() -> Path:
+    """Where the sealing key of these tests' (unused) KMS lives."""
+    path = Path(tempfile.mkdtemp(prefix="exclusion-key-"))
+    return path
+
+
 class Node:
     """One worker's services on the shared database and store."""
 
@@ -46,7 +55,8 @@ class Node:
         self.db = Database(url)
         self.store: BlobStore = open_store(storage_url)
         self.leases = Leases(self.db, holder)
-        self.uploads = UploadService(self.db, self.store, self.leases)
+        encryption = Encryption(self.db, self.store, load_box("", tmp_key_dir()), "us-east-1")
+        self.uploads = UploadService(self.db, self.store, self.leases, encryption)
 
     async def close(self) -> None:
         await self.db.dispose()
