@@ -134,3 +134,36 @@ def test_a_lifecycle_expiry_emits_a_lifecycle_policy_action(tmp_path: Path) -> N
             assert actions.count("DELETE") == 0
 
     asyncio.run(scenario())
+
+
+def test_a_finished_scan_emits_an_image_scan_event(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path) as registry:
+            manifest = await registry.image("scanned")
+            digest = sha256(manifest)
+            reply = await registry.v2(
+                "PUT", "scanned/manifests/v1", manifest, {"Content-Type": OCI_MANIFEST}
+            )
+            assert reply.status == 201
+            services = registry.services
+            repo = await services.repositories.get("000000000000", "scanned")
+            reply = await registry.ecr(
+                "StartImageScan", {"repositoryName": "scanned", "imageId": {"imageTag": "v1"}}
+            )
+            assert reply.status == 200, reply
+            # What the scan task stores at the end, in one transaction with its event.
+            await services.scans.record(
+                repo.id, digest, "COMPLETE", "done", [], {"HIGH": 2, "LOW": 0}
+            )
+            scans = [e for e in await _events(services) if e["detail-type"] == "ECR Image Scan"]
+            assert len(scans) == 1
+            assert scans[0]["detail"] == {
+                "scan-status": "COMPLETE",
+                "repository-name": "scanned",
+                "finding-severity-counts": {"HIGH": 2},
+                "image-digest": digest,
+                "image-tags": ["v1"],
+            }
+            assert scans[0]["source"] == "aws.ecr" and scans[0]["account"] == "000000000000"
+
+    asyncio.run(scenario())

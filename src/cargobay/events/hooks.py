@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from cargobay.events import model, outbox
+from cargobay.metadata import schema
 from cargobay.registry.hooks import Deleted, Hooks, Pushed
 
 LIFECYCLE = "lifecycle"
@@ -55,6 +58,72 @@ def register(hooks: Hooks, region: str) -> None:
 
     hooks.on_push(pushed)
     hooks.on_delete(deleted)
+
+
+def register_scans(scans: Any, region: str) -> None:
+    """Emit `ECR Image Scan` in the transaction that stores each finished scan."""
+
+    async def completed(
+        conn: Any, repository_id: int, digest: str, status: str, counts: dict[str, int]
+    ) -> None:
+        r, t = schema.repositories, schema.tags
+        repo = (
+            await conn.execute(select(r.c.registry_id, r.c.name).where(r.c.id == repository_id))
+        ).first()
+        if repo is None:
+            return
+        tags = [
+            row.name
+            for row in await conn.execute(
+                select(t.c.name)
+                .where(t.c.repository_id == repository_id, t.c.digest == digest)
+                .order_by(t.c.name)
+            )
+        ]
+        await outbox.emit(
+            conn,
+            model.image_scan(
+                account=repo.registry_id,
+                region=region,
+                repository=repo.name,
+                digest=digest,
+                tags=tags,
+                severity_counts={k: v for k, v in counts.items() if k in model.SEVERITIES},
+                status=status,
+            ),
+        )
+
+    scans.completed.append(completed)
+
+
+async def image_replicated(
+    db: Any,
+    *,
+    account: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tag: str | None,
+    source_account: str,
+    source_region: str,
+    result: str = "SUCCESS",
+) -> None:
+    """`ECR Replication Action` in the destination account (replication/job.py, once the
+    copy is complete there)."""
+    async with db.write() as conn:
+        await outbox.emit(
+            conn,
+            model.replication_action(
+                account=account,
+                region=region,
+                repository=repository,
+                digest=digest,
+                source_account=source_account,
+                source_region=source_region,
+                tag=tag,
+                result=result,
+            ),
+        )
 
 
 async def image_pushed(

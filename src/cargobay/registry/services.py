@@ -92,6 +92,7 @@ class Services:
         blobs = BlobService(db, store, encryption)
         manifests = ManifestService(db, settings.max_manifest_bytes, hooks, encryption)
         event_hooks.register(hooks, settings.region)
+        event_hooks.register_scans(scans, settings.region)
         return cls(
             settings=settings,
             db=db,

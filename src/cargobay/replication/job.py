@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from cargobay.errors import ImageTagAlreadyExists
+from cargobay.events.hooks import image_replicated
 from cargobay.iam.authz import Resource
 from cargobay.iam.principal import Principal
 from cargobay.jobs.queue import Fail, Retry, Task
@@ -144,6 +145,16 @@ class Replicator:
                 services.repositories, self.templates, destination.registry_id, name, "REPLICATION"
             )
         await self._copy_manifest(repo, target, digest, tag)
+        await image_replicated(
+            self.services.db,
+            account=destination.registry_id,
+            region=destination.region,
+            repository=name,
+            digest=digest,
+            tag=tag,
+            source_account=repo.registry_id,
+            source_region=self.services.settings.region,
+        )
         return 0
 
     async def _copy_manifest(

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,9 @@ class ScanService:
         self.settings = ScanSettings(db)
         # Set by the process that runs the task queue: look for work at once after a push.
         self.wake: Callable[[], None] | None = None
+        # Called inside the transaction that stores a finished scan, with (conn,
+        # repository id, digest, status, severity counts): the `ECR Image Scan` event.
+        self.completed: list[Callable[..., Awaitable[None]]] = []
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -302,6 +305,8 @@ class ScanService:
                     updated_at=now,
                 )
             )
+            for hook in self.completed:
+                await hook(conn, repository_id, digest, status, severity_counts or {})
 
     async def get(self, repo: Repository, digest: str) -> ScanRecord:
         found = await self.summaries(repo, [digest])
