@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import boto3
 import botocore.auth
 import pytest
 import requests
@@ -88,7 +89,11 @@ def docker_config(layers: list[bytes]) -> bytes:
 
 def test_create_repository_settings_and_duplicate(registry, ecr) -> None:
     name = unique("boto/create")
-    kms = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    key, secret = registry.credentials
+    kms = boto3.client(
+        "kms", endpoint_url=registry.url, region_name="us-east-1",
+        aws_access_key_id=key, aws_secret_access_key=secret,
+    ).create_key(Description="boto/create")["KeyMetadata"]["Arn"]  # fmt: skip
     before = time.time()
     repo = ecr.create_repository(
         repositoryName=name,
