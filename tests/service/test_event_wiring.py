@@ -167,3 +167,48 @@ def test_a_finished_scan_emits_an_image_scan_event(tmp_path: Path) -> None:
             assert scans[0]["source"] == "aws.ecr" and scans[0]["account"] == "000000000000"
 
     asyncio.run(scenario())
+
+
+def test_a_cache_fill_emits_a_pull_through_cache_action(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path) as registry:
+            services = registry.services
+            now = time.time()
+            async with services.db.write() as conn:
+                await conn.execute(
+                    schema.pull_through_cache_rules.insert().values(
+                        registry_id="000000000000",
+                        prefix="hub",
+                        upstream_url="registry-1.docker.io",
+                        upstream_registry="docker-hub",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            manifest = await registry.image("elsewhere")
+            repo, _ = await services.repositories.create("000000000000", "hub/library/alpine")
+            await services.manifests.put_image(
+                repo, manifest, OCI_MANIFEST, None, "3.20", lazy_blobs=True,
+                origin="pull-through-cache",
+            )  # fmt: skip
+            events = await _events(services)
+            fills = [e for e in events if e["detail-type"] == "ECR Pull Through Cache Action"]
+            assert [f["detail"] for f in fills] == [
+                {
+                    "rule-version": "1",
+                    "sync-status": "SUCCESS",
+                    "ecr-repository-prefix": "hub",
+                    "repository-name": "hub/library/alpine",
+                    "upstream-registry-url": "registry-1.docker.io",
+                    "image-tag": "3.20",
+                    "image-digest": sha256(manifest),
+                }
+            ]
+            # The cached image is also an ordinary PUSH in the repository, as ECR reports it.
+            pushes = [e for e in events if e["detail"].get("repository-name") == repo.name]
+            assert {e["detail-type"] for e in pushes} == {
+                "ECR Image Action",
+                "ECR Pull Through Cache Action",
+            }
+
+    asyncio.run(scenario())

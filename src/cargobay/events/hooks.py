@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from cargobay.events import model, outbox
 from cargobay.metadata import schema
-from cargobay.registry.hooks import Deleted, Hooks, Pushed
+from cargobay.registry.hooks import PULL_THROUGH_CACHE, Deleted, Hooks, Pushed
 
 LIFECYCLE = "lifecycle"
 
@@ -32,6 +32,8 @@ def register(hooks: Hooks, region: str) -> None:
     """Emit the events of every push and delete the services commit (see the module's note)."""
 
     async def pushed(conn: Any, event: Pushed) -> None:
+        if event.origin == PULL_THROUGH_CACHE:
+            await _cache_filled(conn, event, region)
         await image_pushed(
             conn,
             account=event.repo.registry_id,
@@ -58,6 +60,28 @@ def register(hooks: Hooks, region: str) -> None:
 
     hooks.on_push(pushed)
     hooks.on_delete(deleted)
+
+
+async def _cache_filled(conn: Any, event: Pushed, region: str) -> None:
+    """`ECR Pull Through Cache Action` SUCCESS: the cache stored an image from its upstream."""
+    from cargobay.pullthrough.rules import rule_for
+
+    rule = await rule_for(conn, event.repo.registry_id, event.repo.name)
+    if rule is None:
+        return
+    await outbox.emit(
+        conn,
+        model.pull_through_cache_action(
+            account=event.repo.registry_id,
+            region=region,
+            repository=event.repo.name,
+            repository_prefix=rule.prefix,
+            upstream_registry_url=rule.upstream_url,
+            sync_status="SUCCESS",
+            tag=event.tag,
+            digest=event.digest,
+        ),
+    )
 
 
 def register_scans(scans: Any, region: str) -> None:

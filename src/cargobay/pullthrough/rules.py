@@ -129,9 +129,14 @@ _COLUMNS = [
 
 async def find_rule(db: Database, registry_id: str, name: str) -> Rule | None:
     """The rule a repository name falls under (the longest prefix), or None."""
-    t = schema.pull_through_cache_rules
     async with db.read_now() as conn:
-        rows = (await conn.execute(select(*_COLUMNS).where(t.c.registry_id == registry_id))).all()
+        return await rule_for(conn, registry_id, name)
+
+
+async def rule_for(conn: Any, registry_id: str, name: str) -> Rule | None:
+    """`find_rule` on an open connection (inside a push's transaction, for its event)."""
+    t = schema.pull_through_cache_rules
+    rows = (await conn.execute(select(*_COLUMNS).where(t.c.registry_id == registry_id))).all()
     rules = [r for r in map(_row_rule, rows) if r.covers(name)]
     return max(rules, key=lambda r: -1 if r.prefix == ROOT else len(r.prefix), default=None)
 
