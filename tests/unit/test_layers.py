@@ -257,3 +257,15 @@ def test_no_module_imports_itself_back() -> None:
     assert cycles == []
     assert "cargobay.lifecycle.job" in graph["cargobay.schedule"]
     assert not any(m.startswith("cargobay.lifecycle") for m in graph["cargobay.jobs.gc"])
+
+
+def test_no_dialect_branches_above_the_metadata_layer() -> None:
+    """Services and doors say what they want (a row lock, names in order); `metadata/` decides
+    how each backend does it, so the same code is right on SQLite and PostgreSQL."""
+    offenders = [
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "metadata" not in path.relative_to(SRC).parts
+        and ("is_sqlite" in path.read_text() or "dialect.name" in path.read_text())
+    ]
+    assert offenders == []

@@ -166,8 +166,7 @@ class Deliverer:
             .order_by(d.c.next_attempt_at, d.c.id)
             .limit(self.batch)
         )
-        if not self.db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        due = due.with_for_update(skip_locked=True)  # SQLite leaves it out
         async with self.db.write() as conn:
             ids = [
                 row.id

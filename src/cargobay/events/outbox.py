@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, or_, select
 
 from cargobay.events.pattern import Pattern, compile_pattern
 from cargobay.metadata import schema
+from cargobay.metadata.sql import add_counts_many
 
 # Delivery latency histogram bounds (seconds), from "at once" to "after a day of retries".
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
@@ -83,16 +84,10 @@ async def add_counters(conn: Any, account: str, amounts: dict[str, float]) -> No
     """Add to monotonic counters (one statement; many workers may add at once)."""
     if not amounts:
         return
-    table = schema.event_counters
-    if conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    stmt = dialect_insert(table).values(
-        [{"account_id": account, "name": name, "value": value} for name, value in amounts.items()]
-    )
-    add = {"value": table.c.value + stmt.excluded.value}
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["account_id", "name"], set_=add))
+    rows = [
+        {"account_id": account, "name": name, "value": value} for name, value in amounts.items()
+    ]
+    await add_counts_many(conn, schema.event_counters, ["account_id", "name"], "value", rows)
 
 
 def latency_counts(latency: float) -> dict[str, float]:

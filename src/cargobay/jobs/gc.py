@@ -101,8 +101,7 @@ async def _collect_copies(db: Database, store: BlobStore, cutoff: float, report:
             async with db.write() as conn:
                 key = and_(c.c.digest == digest, c.c.key_id == key_id)
                 lock = select(c.c.digest).where(key)
-                if not db.is_sqlite:
-                    lock = lock.with_for_update()
+                lock = lock.with_for_update()  # SQLite leaves it out
                 if (await conn.execute(lock)).first() is None:
                     continue
                 result = await conn.execute(c.delete().where(key, _orphan_copy(cutoff)))
@@ -179,8 +178,7 @@ async def collect(
             async with db.write() as conn:
                 key = and_(rb.c.repository_id == repository_id, rb.c.digest == digest)
                 lock = select(rb.c.digest).where(key)
-                if not db.is_sqlite:
-                    lock = lock.with_for_update()
+                lock = lock.with_for_update()  # SQLite leaves it out
                 if (await conn.execute(lock)).first() is None:
                     continue
                 # A fresh statement (and, on PostgreSQL, a fresh snapshot after the lock).
@@ -208,8 +206,7 @@ async def collect(
         for digest, size in candidates:
             async with db.write() as conn:
                 lock = select(b.c.digest).where(b.c.digest == digest)
-                if not db.is_sqlite:
-                    lock = lock.with_for_update()
+                lock = lock.with_for_update()  # SQLite leaves it out
                 if (await conn.execute(lock)).first() is None:
                     continue
                 result = await conn.execute(

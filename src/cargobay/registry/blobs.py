@@ -130,8 +130,7 @@ class BlobService:
                 .join(rb, rb.c.digest == b.c.digest)
                 .where(rb.c.repository_id == source.id, rb.c.digest == digest)
             )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(read=True, of=b)
+            query = query.with_for_update(read=True, of=b)  # SQLite leaves it out
             row = (await conn.execute(query)).first()
             if row is None:
                 return None

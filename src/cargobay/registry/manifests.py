@@ -23,7 +23,7 @@ from cargobay.errors import (
 )
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore, upsert
+from cargobay.metadata.sql import insert_ignore, names_in_order, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
@@ -225,8 +225,7 @@ class ManifestService:
             links = select(rb.c.digest).where(
                 rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
             )
-            if not self.db.is_sqlite:
-                links = links.with_for_update(read=True)
+            links = links.with_for_update(read=True)  # SQLite leaves it out
             present = {row.digest for row in await conn.execute(links)}
             missing = [d for d in blob_refs if d not in present]
             if missing:
@@ -333,14 +332,7 @@ class ManifestService:
         if limit is not None:
             query = query.limit(limit)
         async with self.db.read_now() as conn:
-            if self.db.is_sqlite:
-                # SQLite builds the JSON array in C, far cheaper than 10,000 result rows; the
-                # sort (linear on sorted input) keeps the order exact whatever the aggregate
-                # does (Python's str order is SQLite's default BINARY order).
-                names = query.subquery()
-                array = (await conn.execute(select(func.json_group_array(names.c.name)))).scalar()
-                return sorted(json.loads(array or "[]"))
-            return list((await conn.execute(query)).scalars())
+            return await names_in_order(conn, query)
 
     async def referrers(self, repo: Repository, digest: str, artifact_type: str | None) -> bytes:
         """The OCI image index of manifests whose subject is `digest`."""
