@@ -52,6 +52,7 @@ async def render(services, registry_id: str | None = None) -> str:
             f'cargobay_account_stored_bytes{{registry_id="{account}"}} {totals["stored_bytes"]}'
         )
     lines += await _scan_lines(services, registry_id)
+    lines += await _replication_lines(services, registry_id)
     lines += await event_metrics.lines(services.db, registry_id)
     return "\n".join(lines) + "\n"
 
@@ -71,6 +72,20 @@ async def _scan_lines(services, registry_id: str | None) -> list[str]:
     ]
     for status, count in sorted(by_status.items()):
         lines.append(f'cargobay_image_scans{{status="{_label(status)}"}} {count}')
+    return lines
+
+
+async def _replication_lines(services, registry_id: str | None) -> list[str]:
+    """Replicated images by status at their destinations (the whole deployment's)."""
+    if registry_id is not None:
+        return []
+    counts = await services.replication.counts()
+    lines = [
+        "# HELP cargobay_replication_images Image copies by replication status.",
+        "# TYPE cargobay_replication_images gauge",
+    ]
+    for status, count in sorted(counts.items()):
+        lines.append(f'cargobay_replication_images{{status="{_label(status)}"}} {count}')
     return lines
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from cargobay.jobs import queue
 from cargobay.metadata import schema
+from cargobay.metrics import render
 from cargobay.registry.templates import Template
 from cargobay.replication.job import Replicator
 from cargobay.replication.service import TASK_KIND
@@ -101,6 +102,10 @@ def test_a_push_replicates_to_another_account_of_the_deployment(tmp_path: Path) 
                 (OTHER, "000000000000")
             ]
             assert replicated[0]["detail"]["image-digest"] == digest
+            metrics = await render(services)
+            assert 'cargobay_replication_images{status="COMPLETE"} 1' in metrics
+            # The same image, pushed again once granted: its status moved from FAILED on.
+            assert 'cargobay_replication_images{status="FAILED"} 0' in metrics
 
     asyncio.run(scenario())
 
