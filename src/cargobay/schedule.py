@@ -75,4 +75,5 @@ def task_runner(services: Services) -> TaskRunner:
     runner = TaskRunner(services.db, handlers, tick=settings.tasks_tick_seconds)
     runner.on_stop.append(replicator.close)
     services.scans.wake = runner.wake
+    services.replication.wake = runner.wake
     return runner

@@ -8,8 +8,10 @@ statuses are rows beside the tasks, updated as the tasks run (replication/job.py
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,9 @@ class ReplicationService:
         self.known_regions = frozenset({region, *remote_regions})
         hooks.on_push(self._pushed)
         self.backfills = BackfillService(db, self)
+        # Set by the process that runs the task queue: look for the new task soon after the
+        # push commits (other processes see it within their poll).
+        self.wake: Callable[[], None] | None = None
 
     async def _pushed(self, conn: Any, event: Pushed) -> None:
         """Replicate what clients push; copies made by replication or the pull-through cache
@@ -136,6 +141,9 @@ class ReplicationService:
         if backfill is not None:
             payload["backfill_id"], payload["backfill_result_id"] = backfill
         await queue.enqueue(conn, TASK_KIND, payload)
+        if self.wake is not None:
+            # Called inside the push's transaction: look a moment later, once it committed.
+            asyncio.get_running_loop().call_later(0.3, self.wake)
 
     async def _set_status(
         self,
