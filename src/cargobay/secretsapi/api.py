@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay.aws import shapes
 from cargobay.errors import DomainError
 from cargobay.iam import permissions
 from cargobay.iam.authz import SecretResource
@@ -80,10 +81,15 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         return _error(exc.code, exc.message, exc.status, request_id)
     try:
         payload = json.loads(body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return _error("SerializationException", "the body is not valid JSON", 400, request_id)
     if not isinstance(payload, dict):
         return _error("SerializationException", "the body must be a JSON object", 400, request_id)
+    # -- input shape (botocore's model), before authorization and the operation -------------
+    try:
+        shapes.validate("secretsmanager", operation, payload)
+    except shapes.ShapeError as exc:
+        return _error(exc.code, exc.message, 400, request_id)
     try:
         region = services.settings.region
         resource = secret_resource(principal, region, permission.resource, payload)
