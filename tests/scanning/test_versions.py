@@ -176,10 +176,6 @@ def test_orders_are_antisymmetric_and_transitive(compare, versions) -> None:
     check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: Maven ordering of '0', '0.alpha' and '0-x' is not transitive yet",
-)
 def test_maven_order_of_release_alpha_and_unknown_qualifier_is_transitive() -> None:
     versions = ["0", "0.alpha", "0-x"]
     ordered = sorted(versions, key=lambda v: _Key(v, maven_compare))

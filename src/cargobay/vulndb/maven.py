@@ -98,36 +98,55 @@ def parse(version: str) -> _List:
     return root
 
 
-def _cmp(a: object, b: object) -> int:
-    """Compare two items; None stands for a missing one (compared as "release"/0)."""
-    if a is None:
-        return -_cmp(b, None) if b is not None else 0
-    if isinstance(a, _Int):
-        if b is None:
-            return 0 if a == 0 else 1
-        if isinstance(b, _Int):
-            return (a > b) - (a < b)
-        return 1  # integers beat qualifiers and sub-lists
-    if isinstance(a, _Str):
-        if b is None:
-            ka, kb = _qualifier_key(a), _RELEASE
-        elif isinstance(b, _Str):
-            ka, kb = _qualifier_key(a), _qualifier_key(b)
+def _sign(items: list) -> int:
+    """Where a sequence sits relative to "nothing more" (0, release): -1 below, 0 equal, 1 above."""
+    for item in items:
+        if isinstance(item, _Int):
+            sign = 1 if item else 0
+        elif isinstance(item, _Str):
+            key = _qualifier_key(item)
+            sign = (key > _RELEASE) - (key < _RELEASE)
         else:
-            return -1
-        return (ka > kb) - (ka < kb)
-    assert isinstance(a, _List)
-    if b is None:
-        return _cmp(a[0], None) if a else 0
-    if isinstance(b, _Int):
-        return -1
-    if isinstance(b, _Str):
-        return 1
-    for i in range(max(len(a), len(b))):
-        result = _cmp(a[i] if i < len(a) else None, b[i] if i < len(b) else None)
+            sign = _sign(item)
+        if sign:
+            return sign
+    return 0
+
+
+_TYPE_RANK = {_Str: 0, _List: 1, _Int: 2}
+
+
+def _cmp(a: list, b: list) -> int:
+    """Compare two item sequences (a version, or what follows a position in it).
+
+    Maven compares item by item, and its rules (integers beat sub-lists beat qualifiers, a
+    missing item counts as 0 or release) are not transitive: `0.alpha`, `0` and `0-x` form a
+    cycle. Comparing what is left of each version against "nothing more" first, and only then
+    item by item with Maven's type rules, is a total order that keeps every order Maven gives
+    consistently, so sorting and range checks stay sound.
+    """
+    i = 0
+    while True:
+        ta, tb = a[i:], b[i:]
+        sa, sb = _sign(ta), _sign(tb)
+        if sa != sb:
+            return (sa > sb) - (sa < sb)
+        if sa == 0:
+            return 0
+        x, y = ta[0], tb[0]
+        ra, rb = _TYPE_RANK[type(x)], _TYPE_RANK[type(y)]
+        if ra != rb:
+            return (ra > rb) - (ra < rb)
+        if isinstance(x, _Int):
+            result = (x > y) - (x < y)
+        elif isinstance(x, _Str):
+            kx, ky = _qualifier_key(x), _qualifier_key(y)
+            result = (kx > ky) - (kx < ky)
+        else:
+            result = _cmp(x, y)
         if result:
             return result
-    return 0
+        i += 1
 
 
 def maven_compare(a: str, b: str) -> int:
