@@ -192,3 +192,17 @@ class _Key:
 
     def __lt__(self, other: _Key) -> bool:
         return self.compare(self.value, other.value) < 0
+
+
+def test_maven_order_is_transitive_over_a_grid_of_qualifiers_and_separators() -> None:
+    """Every triple of short versions mixing numbers, qualifiers and both separators."""
+    parts = ["0", "1", "alpha", "sp", "x", "ga"]
+    versions = [a + sep + b for a in parts for sep in ".-" for b in parts] + parts
+    for x in versions:
+        for y in versions:
+            assert maven_compare(x, y) == -maven_compare(y, x), (x, y)
+            if maven_compare(x, y) > 0:
+                continue
+            for z in versions:
+                if maven_compare(y, z) <= 0:
+                    assert maven_compare(x, z) <= 0, (x, y, z)
