@@ -307,8 +307,11 @@ def test_errors_by_code_and_status(registry) -> None:
             iam_client(registry, *creds).list_users()
         assert status_of(info) == 403
 
-    response = signed_form(registry, "Action=GetUser&Version=2010-05-08", region="eu-west-3")
+    # IAM is global: signed for us-east-1 (or the deployment's own region), never another.
+    response = signed_form(registry, "Action=GetUser&Version=2010-05-08", region="us-east-1")
     assert response.status_code == 200 and "<UserName>admin</UserName>" in response.text
+    response = signed_form(registry, "Action=GetUser&Version=2010-05-08", region="eu-west-3")
+    assert response.status_code == 403 and "scoped to a valid region" in response.text
     response = signed_form(registry, "Version=2010-05-08&Action=NoSuchThing")
     assert response.status_code == 400 and "<Code>InvalidAction</Code>" in response.text
     response = requests.post(

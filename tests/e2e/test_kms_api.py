@@ -8,6 +8,7 @@ import base64
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -151,6 +152,17 @@ def test_kms_with_boto3_and_a_user_without_kms_permissions(
     opened = kms.decrypt(CiphertextBlob=data_key["CiphertextBlob"])
     assert opened["Plaintext"] == data_key["Plaintext"]
     assert key_id in {k["KeyId"] for k in kms.list_keys()["Keys"]}
+    # A request signed for another region is refused, as AWS refuses it.
+    elsewhere = boto3.client(
+        "kms",
+        endpoint_url=registry.url,
+        region_name="ap-south-2",
+        aws_access_key_id=registry.credentials[0],
+        aws_secret_access_key=registry.credentials[1],
+    )
+    with pytest.raises(ClientError) as info:
+        elsewhere.describe_key(KeyId=key_id)
+    assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
 
     ecr_only = make_user(
         registry,

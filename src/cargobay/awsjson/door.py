@@ -147,7 +147,11 @@ async def serve(service: JsonService, request: web.Request, services: Services) 
             raise AwsError("ValidationException", "the request body is too large") from None
         try:
             principal = await signed_principal(
-                request, services.credentials, body, service.signing_name
+                request,
+                services.credentials,
+                body,
+                service.signing_name,
+                (services.settings.region,),
             )
         except SigV4Error as exc:
             raise AwsError(exc.code, exc.message, exc.status) from None

@@ -171,7 +171,10 @@ def _form(query_string: str, body: bytes) -> dict[str, str]:
 
 async def _authenticate(request: web.Request, services: Services, body: bytes) -> Principal:
     try:
-        return await signed_principal(request, services.credentials, body, SERVICE)
+        # IAM is global: AWS signs it for us-east-1, and botocore signs it for the client's own
+        # region when given an endpoint URL, so both are accepted, and no other region.
+        regions = tuple(dict.fromkeys((services.settings.region, "us-east-1")))
+        return await signed_principal(request, services.credentials, body, SERVICE, regions)
     except sigv4.SigV4Error as exc:
         code, status = _SIGV4_ERRORS.get(exc.code, ("SignatureDoesNotMatch", 403))
         message = exc.message
