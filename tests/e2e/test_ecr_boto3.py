@@ -108,7 +108,8 @@ def test_create_repository_settings_and_duplicate(registry, ecr) -> None:
     assert repo["repositoryName"] == name
     assert repo["registryId"] == ACCOUNT
     assert repo["repositoryArn"] == f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/{name}"
-    assert repo["repositoryUri"] == f"{ACCOUNT}.dkr.ecr.us-east-1.localhost:{registry.port}/{name}"
+    # No host_suffix: the URI is the address the client used, which docker can reach as it is.
+    assert repo["repositoryUri"] == f"127.0.0.1:{registry.port}/{name}"
     assert repo["imageTagMutability"] == "IMMUTABLE"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": kms}
@@ -857,7 +858,7 @@ def test_get_authorization_token(registry, ecr) -> None:
     assert ":" not in token
     assert isinstance(raw["expiresAt"], int | float)
     assert abs(raw["expiresAt"] - (before + 12 * 3600)) < 300
-    assert raw["proxyEndpoint"] == f"http://{ACCOUNT}.dkr.ecr.us-east-1.localhost:{registry.port}"
+    assert raw["proxyEndpoint"] == registry.url
     # The token authenticates on /v2/ as user AWS, also passed through as the raw Basic value.
     assert requests.get(f"{registry.url}/v2/", auth=("AWS", token), timeout=30).ok
     headers = {"Authorization": f"Basic {raw['authorizationToken']}"}
@@ -871,7 +872,7 @@ def test_get_authorization_token(registry, ecr) -> None:
     two = ecr.get_authorization_token(registryIds=[ACCOUNT, "111111111111"])
     endpoints = [d["proxyEndpoint"] for d in two["authorizationData"]]
     assert endpoints == [
-        f"http://{ACCOUNT}.dkr.ecr.us-east-1.localhost:{registry.port}",
+        registry.url,
         f"http://111111111111.dkr.ecr.us-east-1.localhost:{registry.port}",
     ]
     with raises("InvalidParameterException"):

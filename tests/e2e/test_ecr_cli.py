@@ -69,7 +69,7 @@ def test_login_push_describe_pull_delete_journey(registry, image: Image, tmp_pat
     ).json["repository"]  # fmt: skip
     assert repo["repositoryName"] == name
     assert repo["registryId"] == ACCOUNT
-    assert repo["repositoryUri"] == f"{ACCOUNT}.dkr.ecr.us-east-1.localhost:{registry.port}/{name}"
+    assert repo["repositoryUri"] == f"127.0.0.1:{registry.port}/{name}"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
 
     # Log in with the token the CLI prints, then push and pull with only that login.
@@ -148,9 +148,7 @@ def test_get_authorization_token_and_legacy_get_login(registry) -> None:
     assert len(data) == 1
     user, _, token = base64.b64decode(data[0]["authorizationToken"]).decode().partition(":")
     assert user == "AWS" and token and ":" not in token
-    assert data[0]["proxyEndpoint"] == (
-        f"http://{ACCOUNT}.dkr.ecr.us-east-1.localhost:{registry.port}"
-    )
+    assert data[0]["proxyEndpoint"] == registry.url
     # `aws ecr get-login` (CLI v1) prints a docker login line built from the same data.
     line = aws(
         registry, "ecr", "get-login", "--no-include-email", output_json=False

@@ -11,6 +11,7 @@ import requests
 from e2e.ecrhelp import client, push, unique
 from e2e.ocihttp import OCI_INDEX, OCI_MANIFEST, Client, assert_error, sha256
 from imagebuilder import build_image
+from server import Server
 
 
 def test_immutable_tags_hold_on_the_data_plane(registry, tmp_path) -> None:
@@ -47,8 +48,8 @@ def test_ecr_style_host_names_the_registry(registry) -> None:
     ecr = client(registry)
     name = unique("dp/host")
     repo = ecr.create_repository(repositoryName=name)["repository"]
-    uri_host, _, uri_name = repo["repositoryUri"].partition("/")
-    assert uri_name == name and uri_host.startswith("000000000000.dkr.ecr.us-east-1.")
+    assert repo["repositoryUri"] == f"127.0.0.1:{registry.port}/{name}"
+    uri_host = f"000000000000.dkr.ecr.us-east-1.localhost:{registry.port}"
     http = Client(registry)
     http.push_image(name, "v1")
     # The same repository through the repositoryUri host (resolved here by the Host header).
@@ -104,3 +105,29 @@ def test_download_token_cannot_be_moved_to_another_registry(registry) -> None:
         headers={"Host": "111111111111.dkr.ecr.us-east-1.localhost"},
     )
     assert_error(moved, 401, "UNAUTHORIZED")
+
+
+def test_host_suffix_gives_ecr_style_uris_that_the_data_plane_accepts(tmp_path) -> None:
+    """With `host_suffix`, URIs and proxy endpoints take the ECR host form (wildcard DNS points
+    it at the registry); the Host header of that form selects the registry."""
+    server = Server(
+        tmp_path / "data", workers=1, env={"CARGOBAY_HOST_SUFFIX": "registry.example.test"}
+    ).start()
+    try:
+        ecr = client(server)
+        name = unique("dp/suffix")
+        uri = ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
+        host = "000000000000.dkr.ecr.us-east-1.registry.example.test"
+        assert uri == f"{host}/{name}"
+        endpoint = ecr.get_authorization_token()["authorizationData"][0]["proxyEndpoint"]
+        assert endpoint == f"http://{host}"
+        Client(server).push_image(name, "v1")
+        response = requests.get(
+            f"{server.url}/v2/{name}/tags/list",
+            headers={"Host": host},
+            auth=server.credentials,
+            timeout=30,
+        )
+        assert response.json() == {"name": name, "tags": ["v1"]}
+    finally:
+        server.discard()

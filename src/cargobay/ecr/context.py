@@ -21,6 +21,8 @@ from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
 
 _REGISTRY_ID = re.compile(r"^[0-9]{12}$")
+# host[:port] as a Host header may carry it: a DNS name, IPv4, or a bracketed IPv6 address.
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
 
 
@@ -67,8 +69,17 @@ class EcrCall:
         return f"arn:aws:ecr:{self.region}:{registry_id or self.registry_id}:repository/{name}"
 
     def registry_host(self, registry_id: str | None = None) -> str:
+        """The host a client pulls this registry from: the ECR form when `host_suffix` is set
+        (a wildcard DNS record makes it resolve); otherwise, for the caller's own registry,
+        the address the caller used, which docker and skopeo can reach as they are. Another
+        account's registry has no such address without a suffix: its ECR form is answered."""
+        registry = registry_id or self.registry_id
+        if not self.settings.host_suffix and registry == self.principal.account_id:
+            host = (self.request.host or "").lower()
+            if _HOST.fullmatch(host):
+                return host
         suffix = self.settings.host_suffix or f"localhost:{self.settings.port}"
-        return f"{registry_id or self.registry_id}.dkr.ecr.{self.region}.{suffix}"
+        return f"{registry}.dkr.ecr.{self.region}.{suffix}"
 
     def repository_uri(self, name: str) -> str:
         return f"{self.registry_host()}/{name}"
