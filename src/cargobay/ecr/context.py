@@ -22,7 +22,9 @@ from cargobay.requestinfo import request_context
 
 _REGISTRY_ID = re.compile(r"^[0-9]{12}$")
 # host[:port] as a Host header may carry it: a DNS name, IPv4, or a bracketed IPv6 address.
-_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?")
+_HOST = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
 _ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
 
 
