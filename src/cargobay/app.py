@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from cargobay import metrics
@@ -9,6 +11,7 @@ from cargobay.distribution.auth import authenticate
 from cargobay.distribution.errors import error_response
 from cargobay.distribution.routes import SERVICES, USAGE, add_routes
 from cargobay.errors import AccessDenied, Unauthenticated
+from cargobay.metadata import roundtrips
 from cargobay.registry.services import Services
 
 
@@ -98,4 +101,24 @@ def build_app(services: Services) -> web.Application:
 
     app.on_cleanup.append(close)
     app.on_response_prepare.append(_meter)
+    if services.settings.count_db_statements:
+        app.middlewares.append(_count_statements)
+        app.on_response_prepare.append(_statements_header)
     return app
+
+
+@web.middleware
+async def _count_statements(request: web.Request, handler: Any) -> web.StreamResponse:
+    with roundtrips.counting() as count:
+        response = await handler(request)
+    if not response.prepared:  # a streamed response got the header as it was prepared
+        response.headers[roundtrips.HEADER] = str(count.value)
+    return response
+
+
+async def _statements_header(_request: web.Request, response: web.StreamResponse) -> None:
+    """For a response prepared inside its handler (a streamed body): the statements run
+    before its headers left."""
+    count = roundtrips.current()
+    if count is not None:
+        response.headers[roundtrips.HEADER] = str(count.value)

@@ -100,6 +100,9 @@ class Settings:
     # Load balancers (comma-separated CIDRs) whose X-Forwarded-For/-Proto are believed.
     trusted_proxies: str = ""
     log_level: str = "info"
+    # Answer each request's number of database statements in X-Cargobay-Db-Statements (for
+    # benchmarks and N+1 tests; off in production, where it would describe internals).
+    count_db_statements: bool = False
     # Background jobs (run exactly once across workers and nodes).
     jobs_enabled: bool = True
     jobs_tick_seconds: int = 30

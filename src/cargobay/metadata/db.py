@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import fcntl
 import os
 import time
@@ -26,7 +27,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from cargobay.metadata import schema
+from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.errors import SchemaOutOfDate
 from cargobay.threads import ProcessPool, settle
 
@@ -93,6 +94,12 @@ class Database:
             self.reader = self.writer = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+        for engine in (self._sync_reader, self._sync_writer, self._thread_reader):
+            if engine is not None:
+                roundtrips.install(engine)
+        for async_engine in (self.reader, self.writer):
+            if async_engine is not None:
+                roundtrips.install(async_engine.sync_engine)
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
         from sqlalchemy.ext.asyncio import create_async_engine
@@ -342,7 +349,8 @@ class _ThreadReads:
         return self._engine.dialect
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
-        self._running = self._pool.submit(fn)
+        # In the caller's context, so the statement counts toward its request.
+        self._running = self._pool.submit(contextvars.copy_context().run, fn)
         return await asyncio.wrap_future(self._running)
 
     async def begin(self) -> None:

@@ -1,0 +1,108 @@
+"""Database statements per request stay flat as a repository or registry grows (no N+1).
+
+The server answers each request's statement count in `X-Cargobay-Db-Statements`
+(`count_db_statements`), and every request below is made twice: against a small repository
+or page and against one ten times larger. The counts must be equal; they are also printed,
+and `benchmarks/roundtrips.py` publishes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from e2e.ecrhelp import client, unique
+from e2e.ocihttp import Client
+from e2e.roundtriphelp import HEADER, ecr_count, v2_count
+from server import Server
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(
+        tmp_path_factory.mktemp("roundtrips") / "data",
+        workers=1,
+        env={"CARGOBAY_COUNT_DB_STATEMENTS": "true", "CARGOBAY_JOBS_ENABLED": "false"},
+    ).start()
+    yield server
+    server.discard()
+
+
+def _fill(server: Server, name: str, images: int, tags_per_image: int = 1) -> list[str]:
+    http = Client(server)
+    digests = []
+    for i in range(images):
+        pushed = http.push_image(name, f"t{i}-0", layer_sizes=(64,))
+        for extra in range(1, tags_per_image):
+            http.put_manifest(name, f"t{i}-{extra}", pushed.manifest, pushed.media_type)
+        digests.append(pushed.digest)
+    return digests
+
+
+def test_statement_counts_do_not_grow_with_the_repository(counted: Server) -> None:
+    small, large = unique("rt/small"), unique("rt/large")
+    small_digests = _fill(counted, small, 3)
+    large_digests = _fill(counted, large, 30, tags_per_image=2)
+    ecr = client(counted)
+    report: dict[str, tuple[int, int]] = {}
+
+    def same(label: str, a: int, b: int) -> None:
+        report[label] = (a, b)
+        assert a == b, f"{label}: {a} statements on the small side, {b} on the large"
+
+    for path in ("manifests/t0-0", "tags/list?n=5"):
+        same(
+            f"GET {path}",
+            v2_count(counted, f"/v2/{small}/{path}"),
+            v2_count(counted, f"/v2/{large}/{path}"),
+        )
+    same(
+        "GET manifest by digest",
+        v2_count(counted, f"/v2/{small}/manifests/{small_digests[0]}"),
+        v2_count(counted, f"/v2/{large}/manifests/{large_digests[0]}"),
+    )
+    for operation, extra in (
+        ("DescribeImages", {"maxResults": 3}),
+        ("ListImages", {"maxResults": 3}),
+        ("DescribeRepositories", {}),
+    ):
+        key = "repositoryNames" if operation == "DescribeRepositories" else "repositoryName"
+        same(
+            operation,
+            ecr_count(ecr, operation, {key: [small] if key.endswith("s") else small, **extra}),
+            ecr_count(ecr, operation, {key: [large] if key.endswith("s") else large, **extra}),
+        )
+    same(
+        "DescribeImages 3 vs 30",
+        ecr_count(ecr, "DescribeImages", {"repositoryName": small}),
+        ecr_count(ecr, "DescribeImages", {"repositoryName": large}),
+    )
+    print({label: counts[0] for label, counts in report.items()})
+
+
+def test_catalog_page_cost_does_not_grow_with_the_registry(counted: Server) -> None:
+    before = v2_count(counted, "/v2/_catalog?n=5")
+    for i in range(20):
+        _fill(counted, unique(f"rt/cat{i}"), 1)
+    assert v2_count(counted, "/v2/_catalog?n=5") == before
+    response = Client(counted).get("/v2/_catalog?n=5")
+    assert int(response.headers[HEADER]) == before
+
+
+@pytest.mark.xfail(strict=True, reason="BatchGetImage resolves and loads image by image (N+1)")
+def test_batch_get_image_costs_the_same_for_one_image_or_ten(counted: Server) -> None:
+    name = unique("rt/batch")
+    _fill(counted, name, 10)
+    ecr = client(counted)
+    one = ecr_count(
+        ecr, "BatchGetImage", {"repositoryName": name, "imageIds": [{"imageTag": "t0-0"}]}
+    )
+    ten = ecr_count(
+        ecr,
+        "BatchGetImage",
+        {"repositoryName": name, "imageIds": [{"imageTag": f"t{i}-0"} for i in range(10)]},
+    )
+    assert one == ten
