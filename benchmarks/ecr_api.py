@@ -1,0 +1,209 @@
+"""The ECR API's throughput beside ECR's rate quotas and beside moto's server (issue 19).
+
+Run: `PYTHONPATH=src python3 -m benchmarks.ecr_api [--quick] [--out FILE.json]`.
+
+Both servers get the same repository and image (cargobay through `/v2/`, moto through
+PutImage, which does not check layers). Each operation's request is signed once with SigV4 by
+botocore and replayed by wrk (2 threads, 32 connections, a Lua script that sets the body and
+headers): cargobay verifies every signature and authorizes every call, moto's server checks
+neither. The signature stays valid for AWS's 15 minutes, longer than a run. Nothing here
+asserts a figure: it prints requests/s and p99 per operation and the ratios to ECR's default
+quota and to moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from benchmarks import client as cl
+from benchmarks.registries import Cargobay, Registry
+from benchmarks.scenarios import ScenarioError, run_wrk
+
+REGION = "us-east-1"
+TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+# ECR's default per-account, per-region rate quotas (requests per second).
+QUOTAS = {
+    "BatchGetImage": 2000,
+    "GetDownloadUrlForLayer": 3000,
+    "BatchCheckLayerAvailability": 1000,
+    "GetAuthorizationToken": 500,
+    "DescribeImages": None,  # no published quota of its own
+}
+REPO = "bench/api"
+
+
+class Moto(Registry):
+    """moto's server (ECR and every other service it emulates), one process."""
+
+    name = "moto"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def _v2_status(self) -> int:  # moto has no /v2/; its dashboard answers
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/moto-api/")
+            response = conn.getresponse()
+            response.read()
+            return 200 if response.status < 500 else response.status
+        finally:
+            conn.close()
+
+
+def _ecr(url: str, creds: tuple[str, str]) -> Any:
+    return boto3.client(
+        "ecr",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=creds[0],
+        aws_secret_access_key=creds[1],
+    )
+
+
+def _seed(registry: Registry, creds: tuple[str, str]) -> tuple[str, str, str]:
+    """A repository with one tagged image; its (tag, manifest digest, layer digest)."""
+    image = cl.small_image(4096, "bench-api")
+    ecr = _ecr(registry.url, creds)
+    if isinstance(registry, Cargobay):
+        c = cl.Client(registry)
+        c.put_blob(REPO, image.config)
+        for layer in image.layers:
+            c.put_blob(REPO, layer)
+        c.put_manifest(REPO, "v1", image.manifest)
+    else:
+        ecr.create_repository(repositoryName=REPO)
+        ecr.put_image(repositoryName=REPO, imageManifest=image.manifest.decode(), imageTag="v1")
+    found = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageTag": "v1"}])
+    digest = found["images"][0]["imageId"]["imageDigest"]
+    layer = json.loads(found["images"][0]["imageManifest"])["layers"][0]["digest"]
+    return "v1", digest, layer
+
+
+def _bodies(tag: str, layer: str) -> dict[str, dict[str, Any]]:
+    return {
+        "BatchGetImage": {"repositoryName": REPO, "imageIds": [{"imageTag": tag}]},
+        "GetDownloadUrlForLayer": {"repositoryName": REPO, "layerDigest": layer},
+        "BatchCheckLayerAvailability": {"repositoryName": REPO, "layerDigests": [layer]},
+        "GetAuthorizationToken": {},
+        "DescribeImages": {"repositoryName": REPO},
+    }
+
+
+def _lua(url: str, operation: str, body: dict[str, Any], creds: tuple[str, str]) -> str:
+    """A wrk script that replays one SigV4-signed ECR request."""
+    data = json.dumps(body)
+    request = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=data,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": TARGET_PREFIX + operation,
+        },
+    )
+    SigV4Auth(Credentials(*creds), "ecr", REGION).add_auth(request)
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(data)}"]
+    for name, value in request.headers.items():
+        text = value.decode() if isinstance(value, bytes) else value
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(text)}")
+    return "\n".join(lines) + "\n"
+
+
+def measure(
+    registry: Registry, creds: tuple[str, str], seconds: int, workdir: Path
+) -> dict[str, dict[str, float]]:
+    tag, _digest, layer = _seed(registry, creds)
+    results = {}
+    for operation, body in _bodies(tag, layer).items():
+        script = workdir / f"{registry.name}-{operation}.lua"
+        script.write_text(_lua(registry.url, operation, body, creds))
+        try:
+            # A short warm-up, then the timed run.
+            run_wrk(["-t2", "-c32", "-d1s", "-s", str(script), registry.url + "/"], 60)
+            results[operation] = run_wrk(
+                ["-t2", "-c32", f"-d{seconds}s", "-s", str(script), registry.url + "/"],
+                seconds + 60,
+            )
+        except ScenarioError as exc:  # reported, with the reason, not fatal
+            print(f"{registry.name} {operation}: {exc}", file=sys.stderr)
+            results[operation] = {"error": str(exc).splitlines()[0]}
+    return results
+
+
+def report(cargobay: dict[str, Any], moto: dict[str, Any] | None) -> str:
+    rows = [
+        "| operation | cargobay req/s | p99 (ms) | ECR quota | x quota | moto req/s | moto p99 (ms)"
+        " | x moto |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for operation, ours in cargobay.items():
+        quota = QUOTAS.get(operation)
+        theirs = (moto or {}).get(operation)
+        if "error" in ours:
+            rows.append(f"| {operation} | error: {ours['error']} | | | | | | |")
+            continue
+        if theirs and "error" in theirs:  # moto answers 500 for what it does not implement
+            theirs = None
+        rows.append(
+            "| {op} | {rps:,.0f} | {p99:.1f} | {q} | {xq} | {mrps} | {mp99} | {xm} |".format(
+                op=operation,
+                rps=ours["rps"],
+                p99=ours["p99_ms"],
+                q=f"{quota:,}" if quota else "-",
+                xq=f"{ours['rps'] / quota:.2f}x" if quota else "-",
+                mrps=f"{theirs['rps']:,.0f}" if theirs else "-",
+                mp99=f"{theirs['p99_ms']:.1f}" if theirs else "-",
+                xm=f"{ours['rps'] / theirs['rps']:.2f}x" if theirs else "-",
+            )
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2-second runs (CI smoke)")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--no-moto", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed", file=sys.stderr)
+        return 2
+    seconds = 2 if args.quick else args.seconds
+    with tempfile.TemporaryDirectory(prefix="cargobay-ecr-api-") as tmp:
+        workdir = Path(tmp)
+        cargobay = Cargobay(workdir, 60).start()
+        moto: Registry | None = None
+        try:
+            assert cargobay.auth is not None
+            ours = measure(cargobay, cargobay.auth, seconds, workdir)
+            theirs = None
+            if not args.no_moto:
+                moto = Moto(workdir, 60).start()
+                theirs = measure(moto, ("testing", "testing"), seconds, workdir)
+        finally:
+            cargobay.stop()
+            if moto is not None:
+                moto.stop()
+    print(report(ours, theirs))
+    if args.out:
+        args.out.write_text(json.dumps({"cargobay": ours, "moto": theirs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
