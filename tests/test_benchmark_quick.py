@@ -52,3 +52,23 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
                 assert values[registry] is not None, f"{key}.{metric} missing for {registry}"
     assert scenarios["concurrency"]["metrics"]["errors"]["cargobay"] == 0
     assert scenarios["concurrency"]["metrics"]["errors"]["distribution"] == 0
+
+
+def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: Path) -> None:
+    require_tool("wrk")
+    out = tmp_path / "ecr_api.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ecr_api", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    for operation, figures in report["cargobay"].items():
+        assert "error" not in figures, (operation, figures)
+        assert figures["requests"] > 0 and figures["rps"] > 0, (operation, figures)
+    # moto implements these two of the five (the others answer NotImplemented there).
+    for operation in ("BatchGetImage", "GetAuthorizationToken"):
+        assert report["moto"][operation]["requests"] > 0
