@@ -206,7 +206,11 @@ class Replicator:
         if endpoint is None:
             raise _Failed("UNKNOWN_REGION", f"no endpoint is configured for {destination.region}")
         remote = RemoteRegistry(
-            self._client(), endpoint, destination.registry_id, destination.region
+            self._client(),
+            endpoint,
+            destination.registry_id,
+            destination.region,
+            self.services.settings.region,
         )
         services = self.services
 
