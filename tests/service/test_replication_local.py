@@ -113,3 +113,66 @@ def test_a_push_replicates_to_another_account_of_the_deployment(tmp_path: Path) 
 async def _count(services, table) -> int:
     async with services.db.read() as conn:
         return len((await conn.execute(select(table))).all())
+
+
+def test_blobs_are_re_encrypted_for_the_destination_key(tmp_path: Path) -> None:
+    """A KMS source replicated to a plain repository (its blobs decrypted into the store)
+    and to one a KMS template creates under another key (re-encrypted); both read back."""
+
+    async def scenario() -> None:
+        async with running(tmp_path) as registry:
+            services = registry.services
+            kms = services.encryption.kms
+            reply = await registry.ecr(
+                "CreateRepository",
+                {"repositoryName": "sec/app", "encryptionConfiguration": {"encryptionType": "KMS"}},
+            )
+            assert reply.status == 200, reply
+            await services.repositories.set_registry_policy(OTHER, json.dumps(GRANT))
+            other_key = (await kms.create_key(OTHER, description="replicas"))["KeyMetadata"]["Arn"]
+            await services.templates.create(
+                OTHER,
+                Template(
+                    prefix="sec/kms",
+                    applied_for=("REPLICATION",),
+                    encryption_type="KMS",
+                    kms_key=other_key,
+                ),
+            )
+            destinations = [{"region": "us-east-1", "registryId": OTHER}]
+            reply = await registry.ecr(
+                "PutReplicationConfiguration",
+                {"replicationConfiguration": {"rules": [{"destinations": destinations}]}},
+            )
+            assert reply.status == 200, reply
+            for name in ("sec/app", "sec/kms/app"):
+                if name != "sec/app":
+                    await registry.ecr(
+                        "CreateRepository",
+                        {
+                            "repositoryName": name,
+                            "encryptionConfiguration": {"encryptionType": "KMS"},
+                        },
+                    )
+                manifest = await registry.image(name)
+                reply = await registry.v2(
+                    "PUT", f"{name}/manifests/1.0", manifest, {"Content-Type": OCI_MANIFEST}
+                )
+                assert reply.status == 201
+                assert await _drain(services) == ["done"]
+                source = await services.repositories.get("000000000000", name)
+                copy = await services.repositories.get(OTHER, name)
+                assert source.kms_key_id is not None and copy.kms_key_id != source.kms_key_id
+                found = await services.manifests.get(OTHER, name, "1.0")
+                assert found.content == manifest
+                for blob in json.loads(manifest)["layers"] + [json.loads(manifest)["config"]]:
+                    size = blob["size"]
+                    mine = services.blobs.read(source, blob["digest"], 0, size, size)
+                    theirs = services.blobs.read(copy, blob["digest"], 0, size, size)
+                    assert b"".join([c async for c in theirs]) == b"".join([c async for c in mine])
+            plain = await services.repositories.get(OTHER, "sec/app")
+            assert plain.kms_key_id is None
+            kms_copy = await services.repositories.get(OTHER, "sec/kms/app")
+            assert kms_copy.kms_key == other_key
+
+    asyncio.run(scenario())

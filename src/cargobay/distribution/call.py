@@ -3,11 +3,13 @@ helpers every `/v2/` handler shares."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from cargobay.distribution.auth import registry_for
+from cargobay.errors import InvalidParameter
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
 from cargobay.registry import hooks
@@ -19,6 +21,11 @@ SERVICES = web.AppKey("services", Services)
 # Sent by another deployment's replication (replication/remote.py): this push is a replica,
 # authorized as `ecr:ReplicateImage`, created from REPLICATION templates, never re-replicated.
 REPLICATION_HEADER = "X-Cargobay-Replication"
+# On the last manifest PUT of a replicated image (its tag, or its digest when it has none):
+# the image is complete here, and this deployment emits `ECR Replication Action` for it. The
+# replication header then names the source's region; the source's account is the caller's.
+REPLICATED_IMAGE_HEADER = "X-Cargobay-Replicated-Image"
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+-[0-9]{1,2}")
 # Request key: (repository id, principal ARN, full size) of a metered GET.
 USAGE = "cargobay.usage"
 BLOCK_BYTES = 1024 * 1024
@@ -73,6 +80,18 @@ class Call:
     def origin(self) -> str:
         """Who is pushing, for the commit hooks."""
         return hooks.REPLICATION if self.replication else hooks.CLIENT
+
+    def replica_of(self) -> hooks.ReplicaSource | None:
+        """The source of a replica this manifest PUT completes, else None."""
+        if not self.replication or REPLICATED_IMAGE_HEADER not in self.request.headers:
+            return None
+        region = self.request.headers[REPLICATION_HEADER].strip()
+        if not _REGION.fullmatch(region):
+            raise InvalidParameter(
+                f"{REPLICATION_HEADER} must name the source's region, not {region[:64]!r}",
+                detail={"header": REPLICATION_HEADER},
+            )
+        return hooks.ReplicaSource(self.principal.account_id, region)
 
 
 async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:

@@ -151,12 +151,13 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
         return web.Response(body=found.content, headers=headers)
     if method == "PUT":
         digest, tag = _split_reference(reference)
+        replica_of = call.replica_of()  # checked before anything is written
         # Read one byte past the limit, so the service (which owns the limit) sees the excess.
         payload = await read_at_most(call.request, services.manifests.max_manifest_bytes + 1)
         repo = await call.push_target()
         content_type = call.request.content_type if "Content-Type" in call.request.headers else None
         result = await services.manifests.put_image(
-            repo, payload, content_type, digest, tag, origin=call.origin
+            repo, payload, content_type, digest, tag, origin=call.origin, replica_of=replica_of
         )
         headers = {
             "Location": f"/v2/{call.name}/manifests/{result.digest}",

@@ -7,6 +7,8 @@ the pull-through cache, attached artifacts), and the delete service calls the de
 the transaction of every deletion (`/v2/` DELETE, BatchDeleteImage, the lifecycle job), so the
 event row commits or rolls back with the change:
 
+- a replica from another deployment, on the PUT that completes it: `ECR Replication Action`
+  (the source's account and region as the replicating request gave them);
 - a push: `ECR Image Action` PUSH (with the tag, or without one for a push by digest), with
   `manifest-media-type` and `artifact-media-type` (the config's media type unless the
   manifest names an `artifactType`), as ECR fills them; whatever the push's origin, as ECR
@@ -34,6 +36,21 @@ def register(hooks: Hooks, region: str) -> None:
     async def pushed(conn: Any, event: Pushed) -> None:
         if event.origin == PULL_THROUGH_CACHE:
             await _cache_filled(conn, event, region)
+        if event.replica_of is not None:
+            # A replica from another deployment completed here: the same event a copy within
+            # a deployment emits (replication/job.py), in the push's own transaction.
+            await outbox.emit(
+                conn,
+                model.replication_action(
+                    account=event.repo.registry_id,
+                    region=region,
+                    repository=event.repo.name,
+                    digest=event.digest,
+                    tag=event.tag,
+                    source_account=event.replica_of.account,
+                    source_region=event.replica_of.region,
+                ),
+            )
         await image_pushed(
             conn,
             account=event.repo.registry_id,

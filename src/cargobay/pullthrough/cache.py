@@ -293,7 +293,7 @@ class PullThroughCache:
         references it (the cache fetches only what its images need)."""
         m, ref = schema.manifests, schema.manifest_references
         query = (
-            select(m.c.content, m.c.media_type)
+            select(m.c.digest)
             .join(
                 ref,
                 (ref.c.repository_id == m.c.repository_id) & (ref.c.manifest_digest == m.c.digest),
@@ -306,7 +306,9 @@ class PullThroughCache:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        parsed = parse_manifest(row.content, row.media_type)
+        # Through the manifest service: under a KMS key (a template's) the row is sealed.
+        found = await self.manifests.get(repo.registry_id, repo.name, row.digest)
+        parsed = parse_manifest(found.content, found.media_type)
         for descriptor in parsed.blob_references():
             if descriptor.digest == digest:
                 return descriptor.size
@@ -320,13 +322,13 @@ class PullThroughCache:
             raise BlobUnknown(detail={"digest": digest})
         return rule, size
 
-    async def _stored_size(self, digest: str) -> int | None:
+    async def _stored_size(self, repo: Repository, digest: str) -> int | None:
         b = schema.blobs
         async with self.db.read_now() as conn:
             size = (
                 await conn.execute(select(b.c.size).where(b.c.digest == digest))
             ).scalar_one_or_none()
-        if size is None or await self.store.stat(digest) is None:
+        if size is None or not await self.blobs.held(repo, digest):
             return None
         return int(size)
 
@@ -349,15 +351,15 @@ class PullThroughCache:
         deadline = time.monotonic() + FILL_WAIT_SECONDS
         asked = False
         while True:
-            stored = await self._stored_size(digest)
+            stored = await self._stored_size(repo, digest)
             if stored is not None:
-                await self.blobs.link(repo, digest, stored)
+                await self.blobs.adopt(repo, digest, stored)
                 return None
             if not asked:
                 await self._require(principal, "import", repo.registry_id, repo.name, context)
                 asked = True
             if await fills.claim(self.db, repo.registry_id, digest, holder):
-                if await self._stored_size(digest) is not None:  # finished just before
+                if await self._stored_size(repo, digest) is not None:  # finished just before
                     await fills.release(self.db, repo.registry_id, digest, holder)
                     continue
                 return await self._start_fill(rule, repo, digest, size, holder)

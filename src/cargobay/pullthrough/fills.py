@@ -137,8 +137,8 @@ class StoreSink:
         else:
             await self._put(_END)
             size = await self._task
-        await self.store.upload_commit(self.upload_id, self.digest, size)
-        await self.blobs.link(self.repo, self.digest, size)
+        # Under the repository's KMS key (a PULL_THROUGH_CACHE template's) when it has one.
+        await self.blobs.commit_upload(self.repo, self.upload_id, self.digest, size)
 
     async def abort(self) -> None:
         if self._task is not None and not self._task.done():

@@ -7,6 +7,7 @@ from a repository under another key (or none) re-encrypts first."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,72 @@ class BlobService:
                 created_at=time.time(),
             )
         return BlobInfo(digest, int(row.size))
+
+    async def copy(self, source: Repository, target: Repository, digest: str, size: int) -> None:
+        """Make a blob `source` holds visible in `target` whatever the keys of the two
+        (replication within a deployment): a link when they share one, a re-encrypting mount
+        between keys, and a decrypted, streamed write for a target that stores plaintext."""
+        if source.kms_key_id == target.kms_key_id:
+            await self.link(target, digest, size)
+            return
+        if target.kms_key_id is not None:
+            if await self.mount(source, target, digest) is None:
+                raise BlobUnknown(detail={"digest": digest})
+            return
+        if await self.store.stat(digest) is None:
+            await self._write_plaintext(source, digest, size)
+        await self.link(target, digest, size)
+
+    async def held(self, repo: Repository, digest: str) -> bool:
+        """Whether the store has bytes `adopt` can link into `repo`: the plaintext blob, or
+        its copy under the repository's KMS key."""
+        if await self.store.stat(digest) is not None:
+            return True
+        key_id = repo.kms_key_id
+        return key_id is not None and await self.encryption.blobs.exists(digest, key_id)
+
+    async def adopt(self, repo: Repository, digest: str, size: int) -> None:
+        """Link a blob whose plaintext the store holds (a pull-through cache fill): under a
+        KMS key, its encrypted copy under that key is made first."""
+        key_id = repo.kms_key_id
+        if key_id is not None:
+            async with kms_failures():
+                await self.encryption.blobs.write(
+                    repo.registry_id, key_id, digest, self.store.read(digest, 0, None)
+                )
+            await record_copy(self.db, digest, key_id)
+        await self.link(repo, digest, size)
+
+    async def commit_upload(self, repo: Repository, upload_id: str, digest: str, size: int) -> None:
+        """Commit a finished, verified upload of the store as `repo`'s blob: as the plaintext
+        blob, or, under a KMS key, as its encrypted copy only (the upload is dropped)."""
+        key_id = repo.kms_key_id
+        if key_id is None:
+            await self.store.upload_commit(upload_id, digest, size)
+        else:
+            async with kms_failures():
+                await self.encryption.blobs.write_upload(
+                    repo.registry_id, key_id, digest, upload_id, size
+                )
+            await record_copy(self.db, digest, key_id)
+        await self.link(repo, digest, size)
+
+    async def _write_plaintext(self, source: Repository, digest: str, size: int) -> None:
+        upload_id = f"copy-{uuid.uuid4()}"
+        await self.store.upload_create(upload_id)
+
+        async def blocks() -> AsyncIterator[list[bytes]]:
+            async for chunk in self.read(source, digest, 0, size, size):
+                yield [chunk]
+
+        try:
+            written = await self.store.upload_append(upload_id, 0, blocks())
+            if written != size:
+                raise BlobUnknown(detail={"digest": digest, "size": written})
+            await self.store.upload_commit(upload_id, digest, size)
+        except BaseException:
+            await self.store.upload_delete(upload_id)
+            raise
 
     async def unlink(self, repo: Repository, digest: str) -> None:
         """Remove a blob from a repository; garbage collection reclaims unused bytes later."""

@@ -36,6 +36,17 @@ class Pushed:
     # False when the repository already held this manifest (a re-push or a new tag only).
     created: bool
     origin: str = CLIENT
+    # A replica from another deployment completing its image there (origin "replication"):
+    # the source's account and region, for the destination's `ECR Replication Action`.
+    replica_of: ReplicaSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSource:
+    """Where a replicated image came from: the source registry's account and region."""
+
+    account: str
+    region: str
 
 
 @dataclass(frozen=True, slots=True)

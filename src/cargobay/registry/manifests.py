@@ -28,7 +28,7 @@ from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.encryption import Encryption, key_id_of, opened, opened_text, sealed_row
-from cargobay.registry.hooks import CLIENT, Hooks, Pushed
+from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
 from cargobay.registry.repositories import Repository
 
 log = logging.getLogger("cargobay.manifests")
@@ -135,6 +135,7 @@ class ManifestService:
         refuse_existing: bool = False,
         origin: str = CLIENT,
         lazy_blobs: bool = False,
+        replica_of: ReplicaSource | None = None,
     ) -> PutResult:
         """Store a manifest exactly as pushed and point `tag` at it, in one transaction.
 
@@ -144,7 +145,8 @@ class ManifestService:
         manifest fails the whole call, leaving nothing behind. With `refuse_existing` (ECR's
         PutImage), the same manifest already under `tag` is ImageAlreadyExists, decided in the
         same transaction as the write. The push hooks (events, replication, scans) run inside
-        that transaction too; `origin` tells them who pushed (replication does not chain).
+        that transaction too; `origin` tells them who pushed (replication does not chain), and
+        `replica_of` where a replica from another deployment came from.
         With `lazy_blobs` (the pull-through cache), the blobs
         need not be linked yet: the cache fetches each from the upstream when it is first
         pulled; child manifests must still be stored first.
@@ -198,6 +200,7 @@ class ManifestService:
                     subject,
                     created,
                     origin,
+                    replica_of,
                 ),
             )
         return PutResult(actual, subject, created, parsed.media_type)

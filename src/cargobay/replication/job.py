@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from cargobay.errors import ImageTagAlreadyExists
+from cargobay.errors import (
+    ImageTagAlreadyExists,
+    KmsAccessDenied,
+    KmsKeyInvalid,
+    KmsKeyUnavailable,
+)
 from cargobay.events.hooks import image_replicated
 from cargobay.iam.authz import Resource
 from cargobay.iam.principal import Principal
@@ -141,9 +146,22 @@ class Replicator:
                     f"the registry policy of {destination.registry_id} does not allow "
                     f"{CREATE_REPOSITORY} to {repo.registry_id}",
                 )
-            target = await apply_template(
-                services.repositories, self.templates, destination.registry_id, name, "REPLICATION"
-            )
+            try:
+                # The template's encryptionConfiguration is resolved in the destination
+                # account: the replica is encrypted under the template's KMS key.
+                target = await apply_template(
+                    services.repositories,
+                    self.templates,
+                    destination.registry_id,
+                    name,
+                    "REPLICATION",
+                )
+            except (KmsKeyInvalid, KmsKeyUnavailable, KmsAccessDenied) as exc:
+                raise _Failed(
+                    "KMS_KEY_ERROR",
+                    f"the REPLICATION template's KMS key cannot encrypt {name} in "
+                    f"{destination.registry_id}: {exc}",
+                ) from None
         await self._copy_manifest(repo, target, digest, tag)
         await image_replicated(
             self.services.db,
@@ -166,7 +184,9 @@ class Replicator:
         for child in parsed.manifests:
             await self._copy_manifest(source, target, child.digest, None)
         for blob in parsed.blob_references():
-            await services.blobs.link(target, blob.digest, blob.size)
+            # Metadata only when both repositories share a key (or have none); between keys
+            # the blob is re-encrypted (or decrypted) for the destination.
+            await services.blobs.copy(source, target, blob.digest, blob.size)
         await services.manifests.put_image(target, found.content, found.media_type, digest)
         if tag:
             try:
@@ -186,7 +206,11 @@ class Replicator:
         if endpoint is None:
             raise _Failed("UNKNOWN_REGION", f"no endpoint is configured for {destination.region}")
         remote = RemoteRegistry(
-            self._client(), endpoint, destination.registry_id, destination.region
+            self._client(),
+            endpoint,
+            destination.registry_id,
+            destination.region,
+            self.services.settings.region,
         )
         services = self.services
 

@@ -79,17 +79,19 @@ class RemoteRegistry:
         endpoint: Endpoint,
         registry_id: str,
         region: str,
+        source_region: str = "",
     ) -> None:
         self.session = session
         self.base = endpoint.url.rstrip("/")
+        self.source_region = source_region
         pair = f"{endpoint.access_key_id}:{endpoint.secret_access_key}".encode()
         self.headers = {
             "Authorization": "Basic " + base64.b64encode(pair).decode(),
             # The data plane picks the account from an ECR-style host name.
             "Host": f"{registry_id}.dkr.ecr.{region}.replication.invalid",
             # The destination authorizes a replica as ecr:ReplicateImage and never replicates
-            # it further (distribution/call.py).
-            "X-Cargobay-Replication": "1",
+            # it further (distribution/call.py); the value names the source's region.
+            "X-Cargobay-Replication": source_region or "1",
         }
 
     async def _request(
@@ -145,14 +147,21 @@ class RemoteRegistry:
         )
         finished.release()
 
-    async def put_manifest(self, name: str, reference: str, content: bytes, media_type: str):
+    async def put_manifest(
+        self, name: str, reference: str, content: bytes, media_type: str, *, last: bool = False
+    ):
+        """PUT a manifest; `last` marks the PUT that completes the image (the destination then
+        emits `ECR Replication Action` for it)."""
+        headers = {"Content-Type": media_type}
+        if last and self.source_region:
+            headers["X-Cargobay-Replicated-Image"] = "1"
         response = await self._request(
             "PUT",
             f"/v2/{name}/manifests/{reference}",
             f"manifest {reference}",
             ok=(201,),
             data=content,
-            headers={"Content-Type": media_type},
+            headers=headers,
         )
         response.release()
 
@@ -167,6 +176,7 @@ class RemoteRegistry:
     ) -> PushStats:
         """Copy the manifest `digest` (and, for an index, every child) with its blobs, then
         point `tag` at it."""
+        top = stats is None  # children of an index are parts of the image, not images
         stats = stats or PushStats()
         content, media_type = await read_manifest(digest)
         parsed = parse_manifest(content, media_type)
@@ -179,8 +189,8 @@ class RemoteRegistry:
             await self.send_blob(name, blob.digest, blob.size, read_blob)
             stats.blobs_sent += 1
             stats.bytes_sent += blob.size
-        await self.put_manifest(name, digest, content, media_type)
+        await self.put_manifest(name, digest, content, media_type, last=top and not tag)
         if tag:
-            await self.put_manifest(name, tag, content, media_type)
+            await self.put_manifest(name, tag, content, media_type, last=top)
         stats.manifests.append(digest)
         return stats
