@@ -6,6 +6,9 @@ image pulled back byte-identical."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ from e2e.ecrhelp import (
     skopeo,
     unique,
 )
-from imagebuilder import Image, build_index
+from imagebuilder import Image, build_image, build_index
 from server import Server
 
 
@@ -193,3 +196,48 @@ def test_storage_class_errors(registry: Server, ecr, image: Image) -> None:
         check=False,
     )
     assert cli_error(proc) == "ImageStorageClassUpdateNotSupportedException"
+
+
+def test_archived_bytes_are_metered_at_the_archive_price(
+    registry: Server, ecr, image: Image, tmp_path: Path
+) -> None:
+    """`cargobay usage` meters the blobs only archived images reference at
+    `price_per_gb_month_archive`; a blob an active image also uses stays standard."""
+    name = unique("archive/meter")
+    other = build_image(tmp_path / "other", [2048, 70_000])
+    push(registry, image, f"{name}:old")
+    push(registry, other, f"{name}:new")
+    ecr.update_image_storage_class(
+        repositoryName=name, imageId={"imageTag": "old"}, targetStorageClass="ARCHIVE"
+    )
+    env = {**registry.process_env, "CARGOBAY_PRICE_PER_GB_MONTH_ARCHIVE": "2.00"}
+    out = subprocess.run(
+        [sys.executable, "-m", "cargobay", "usage", "--data-dir", str(registry.data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    report = json.loads(out.stdout)
+    entry = next(r for r in report["repositories"] if r["repository"] == name)
+    old = sum(len(b) for b in image.blobs.values())
+    new = sum(len(b) for b in other.blobs.values())
+    assert (entry["stored_bytes"], entry["archived_bytes"]) == (new, old)
+    expected = Decimal(old) / Decimal(1024**3) * Decimal("2.00")
+    assert entry["cost"]["archive_usd_per_month"] == f"{expected:.6f}"
+    account = report["accounts"][ACCOUNT]
+    assert account["archived_bytes"] >= old and "archive_usd_per_month" in account["cost"]
+
+    # Restored, its bytes are standard again.
+    ecr.update_image_storage_class(
+        repositoryName=name, imageId={"imageTag": "old"}, targetStorageClass="STANDARD"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "cargobay", "usage", "--data-dir", str(registry.data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    entry = next(r for r in json.loads(out.stdout)["repositories"] if r["repository"] == name)
+    assert (entry["stored_bytes"], entry["archived_bytes"]) == (old + new, 0)
