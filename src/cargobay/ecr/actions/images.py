@@ -235,9 +235,12 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
             continue
         try:
             digest = await resolve_image(call, repo, image_id)
-            # An archived image fails here (ImageArchived: failure code ImageInaccessible).
-            manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
         except DomainError as exc:
+            failures.append(errors.image_failure(image_id, exc))
+            continue
+        try:
+            manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
+        except ImageArchived as exc:  # failure code ImageInaccessible, saying why
             failures.append(errors.image_failure(image_id, exc))
             continue
         # acceptedMediaTypes only steers ECR's format conversion; an image it cannot convert
