@@ -93,6 +93,11 @@ def test_archive_refuses_pulls_until_restored(
     assert "archived" in got["failures"][0]["failureReason"]
     check_shape("BatchGetImage", ecr.raw.bodies["BatchGetImage"])
 
+    # Nor can it be scanned.
+    with raises("ImageArchivedException") as info:
+        ecr.start_image_scan(repositoryName=name, imageId={"imageDigest": digest})
+    assert "archived" in info.value.response["Error"]["Message"]
+
     # Archiving twice is not a storage class update.
     with raises("ImageStorageClassUpdateNotSupportedException"):
         ecr.update_image_storage_class(
