@@ -144,6 +144,20 @@ def test_repush_restores_an_archived_image(registry: Server, ecr, image: Image) 
     response = registry.session().get(f"{registry.url}/v2/{name}/manifests/v1")
     assert response.status_code == 200 and response.content == image.manifest
 
+    # An archived image can be deleted; pushed again, it starts in the standard class.
+    ecr.update_image_storage_class(
+        repositoryName=name, imageId={"imageTag": "v1"}, targetStorageClass="ARCHIVE"
+    )
+    deleted = ecr.batch_delete_image(
+        repositoryName=name, imageIds=[{"imageDigest": image.manifest_digest}]
+    )
+    assert deleted["failures"] == []
+    assert _details(ecr, name, filter={"imageStatus": "ANY"}) == {}
+    push(registry, image, f"{name}:v1")
+    detail = _details(ecr, name)[image.manifest_digest]
+    assert detail["imageStatus"] == "ACTIVE"
+    assert "lastArchivedAt" not in detail and "lastActivatedAt" not in detail
+
 
 def test_an_index_moves_with_its_images(registry: Server, ecr, tmp_path: Path) -> None:
     index = build_index(tmp_path / "index")
