@@ -31,6 +31,7 @@ class Img:
     last_pulled_at: float | None = None
     status: str = "ACTIVE"
     archived_at: float | None = None
+    activated_at: float | None = None
 
 
 def img(name: str, days_ago: float, *tags: str, pulled_days_ago: float | None = None) -> Img:

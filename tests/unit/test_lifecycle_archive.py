@@ -145,3 +145,16 @@ def test_the_document_keeps_the_action_verbatim() -> None:
     text = policy({**rule(1, "untagged", "sinceImagePulled", 7), "action": TO_ARCHIVE})
     assert json.loads(text)["rules"][0]["action"] == TO_ARCHIVE
     assert parse_policy(text).rules[0].action == "transition"
+
+
+def test_a_restored_image_counts_as_newly_pushed() -> None:
+    """Restored 3 days ago, an image pushed a year ago is not archived again by a 30-day rule
+    (ECR: restored images behave like newly pushed ones)."""
+    text = policy({**rule(1, "untagged", "sinceImagePushed", 30), "action": TO_ARCHIVE})
+    restored = Img(
+        "sha256:back", [], NOW - 365 * DAY, None, "ACTIVE", NOW - 40 * DAY, NOW - 3 * DAY
+    )
+    old = Img("sha256:old", [], NOW - 365 * DAY)
+    assert acted(text, [restored, old]) == {"old": (1, "transition")}
+    pulled = policy({**rule(1, "untagged", "sinceImagePulled", 30), "action": TO_ARCHIVE})
+    assert acted(pulled, [restored, old]) == {"old": (1, "transition")}

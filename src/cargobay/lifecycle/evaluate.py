@@ -17,6 +17,8 @@ ECR's evaluation rules (Amazon ECR User Guide, "Lifecycle policy evaluation rule
   (ARCHIVED images for `archive`, the others for `standard`), so it neither counts nor acts on
   the other class. `sinceImageTransitioned`: every selected image archived more than
   `countNumber` days ago. A `transition` rule's images are archived instead of expired.
+  A restored image behaves like a newly pushed one (ECR's archive guide): for the age rules its
+  restore counts as its push, so a policy does not archive it again the moment it is back.
 
 So in the documented example with A ["beta-1","prod-1"] (oldest), B ["beta-2","prod-2"] and
 C ["beta-3"], rule 1 `prod` keep 1 and rule 2 `beta` keep 1: rule 1 sees A and B and expires A;
@@ -53,6 +55,9 @@ class Image(Protocol):
     @property
     def archived_at(self) -> float | None: ...
 
+    @property
+    def activated_at(self) -> float | None: ...
+
 
 I = TypeVar("I", bound=Image)  # noqa: E741
 
@@ -61,21 +66,22 @@ def _newest_first(images: Iterable[I]) -> list[I]:
     return sorted(images, key=lambda i: (i.pushed_at, i.digest), reverse=True)
 
 
+def _pushed(image: Image) -> float:
+    """When the image was pushed, or restored from the archive if that is later."""
+    return max(image.pushed_at, image.activated_at or 0.0)
+
+
 def candidates(selection: Selection, selected: list[I], now: float) -> list[I]:
     """The images of a rule's selection that its count criterion marks, before priorities."""
     if selection.count_type == "imageCountMoreThan":
         return _newest_first(selected)[selection.count_number :]
     limit = selection.count_number * DAY
     if selection.count_type == "sinceImagePushed":
-        return [i for i in selected if now - i.pushed_at > limit]
+        return [i for i in selected if now - _pushed(i) > limit]
     if selection.count_type == "sinceImageTransitioned":
         return [i for i in selected if i.archived_at is not None and now - i.archived_at > limit]
     if selection.count_type == "sinceImagePulled":
-        return [
-            i
-            for i in selected
-            if now - (i.last_pulled_at if i.last_pulled_at is not None else i.pushed_at) > limit
-        ]
+        return [i for i in selected if now - max(i.last_pulled_at or 0.0, _pushed(i)) > limit]
     raise ValueError(f"unknown countType {selection.count_type!r}")
 
 
