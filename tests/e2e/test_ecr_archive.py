@@ -93,6 +93,12 @@ def test_archive_refuses_pulls_until_restored(
     assert "archived" in got["failures"][0]["failureReason"]
     check_shape("BatchGetImage", ecr.raw.bodies["BatchGetImage"])
 
+    # Its layers (no active image uses them) are ARCHIVED.
+    layer_digests = [layer["digest"] for layer in json.loads(image.manifest)["layers"]]
+    checked = ecr.batch_check_layer_availability(repositoryName=name, layerDigests=layer_digests)
+    check_shape("BatchCheckLayerAvailability", ecr.raw.bodies["BatchCheckLayerAvailability"])
+    assert {layer["layerAvailability"] for layer in checked["layers"]} == {"ARCHIVED"}
+
     # Nor can it be scanned.
     with raises("ImageArchivedException") as info:
         ecr.start_image_scan(repositoryName=name, imageId={"imageDigest": digest})
@@ -121,6 +127,8 @@ def test_archive_refuses_pulls_until_restored(
     detail = _details(ecr, name)[digest]
     assert detail["imageStatus"] == "ACTIVE"
     assert detail["lastActivatedAt"] >= detail["lastArchivedAt"]
+    checked = ecr.batch_check_layer_availability(repositoryName=name, layerDigests=layer_digests)
+    assert {layer["layerAvailability"] for layer in checked["layers"]} == {"AVAILABLE"}
     after = tmp_path / "after"
     pull(registry, f"{name}:1.0", after)
     assert pulled_manifest(after) == pulled_manifest(before)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, select
 
 from cargobay.errors import ImageNotFound, ImageStorageClassUpdateNotSupported
 from cargobay.metadata import schema
@@ -65,6 +65,32 @@ class ArchiveService:
                 row.digest: ArchiveState(row.status, row.archived_at, row.activated_at)
                 for row in rows
             }
+
+    async def archived_blobs(self, repo: Repository, digests: list[str]) -> set[str]:
+        """The named blobs that only archived images of the repository reference (ECR's
+        layer availability ARCHIVED); a blob one active image uses is available."""
+        if not digests:
+            return set()
+        r, a = schema.manifest_references, schema.image_archives
+        archived = case((a.c.status == ARCHIVED, 1), else_=0)
+        query = (
+            select(r.c.target_digest)
+            .select_from(
+                r.outerjoin(
+                    a,
+                    and_(a.c.repository_id == r.c.repository_id, a.c.digest == r.c.manifest_digest),
+                )
+            )
+            .where(
+                r.c.repository_id == repo.id,
+                r.c.kind == "blob",
+                r.c.target_digest.in_(digests),
+            )
+            .group_by(r.c.target_digest)
+            .having(func.min(archived) == 1)
+        )
+        async with self.db.read() as conn:
+            return {row.target_digest for row in await conn.execute(query)}
 
     async def update(
         self, repo: Repository, digest: str, target: str, *, now: float | None = None
