@@ -339,10 +339,15 @@ def usage(as_json: bool, since: str | None, **options: object) -> None:
     settings = _settings(**options)
     data = _with_services(settings, lambda services: metering.report(services.db, since))
     prices = (settings.price_per_gb_month, settings.price_per_gb_transferred)
-    for entry in data["repositories"]:
-        entry["cost"] = metering.cost(entry["stored_bytes"], entry["transferred_bytes"], *prices)
-    for totals in data["accounts"].values():
-        totals["cost"] = metering.cost(totals["stored_bytes"], totals["transferred_bytes"], *prices)
+    archive_price = settings.price_per_gb_month_archive
+    for entry in [*data["repositories"], *data["accounts"].values()]:
+        entry["cost"] = metering.cost(
+            entry["stored_bytes"],
+            entry["transferred_bytes"],
+            *prices,
+            archived=entry["archived_bytes"],
+            per_gb_month_archive=archive_price,
+        )
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -356,8 +361,9 @@ def usage(as_json: bool, since: str | None, **options: object) -> None:
     for account, totals in data["accounts"].items():
         click.echo(
             f"account {account}: {totals['stored_bytes']} bytes stored, "
-            f"{totals['transferred_bytes']} bytes out, storage "
-            f"${totals['cost']['storage_usd_per_month']}/month, transfer "
+            f"{totals['archived_bytes']} bytes archived, {totals['transferred_bytes']} bytes "
+            f"out, storage ${totals['cost']['storage_usd_per_month']}/month, archive "
+            f"${totals['cost']['archive_usd_per_month']}/month, transfer "
             f"${totals['cost']['transfer_usd']}"
         )
     for entry in data["principals"]:

@@ -117,6 +117,9 @@ class Settings:
     # Usage report prices (USD), as ECR bills: stored GB-month and GB transferred out.
     price_per_gb_month: str = "0.10"
     price_per_gb_transferred: str = "0.09"
+    # Bytes only archived images reference (issue 18), per GB-month: ECR's archive price for
+    # the first 150 TB a month equals the standard one.
+    price_per_gb_month_archive: str = "0.10"
     # Largest manifest accepted through any door (bytes; ManifestService.put_image checks it).
     # The distribution-spec asks registries to accept at least 4 MiB.
     max_manifest_bytes: int = 4 * 1024 * 1024

@@ -400,3 +400,23 @@ class CacheRepositoryPush(Unsupported):
     """A push into a pull-through cache repository: its images come only from the upstream."""
 
     default_message = "pushing into a pull through cache repository is not supported"
+
+
+# -- archive storage class (issue 18) -----------------------------------------------------------
+
+
+class ImageArchived(NotFound):
+    """A pull (or scan) of an image in the archive storage class: restore it first. ECR answers
+    such a pull 404; the message says why and what to do."""
+
+    default_message = (
+        "the image is archived and cannot be pulled; restore it with UpdateImageStorageClass "
+        "(targetStorageClass STANDARD)"
+    )
+
+
+class ImageStorageClassUpdateNotSupported(Conflict):
+    """A storage class change the image's state does not allow (already in that class, or a
+    manifest an image index lists, which moves with its index)."""
+
+    default_message = "the requested image storage class update is not supported"

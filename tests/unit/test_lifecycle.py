@@ -29,6 +29,9 @@ class Img:
     tags: list[str] = field(default_factory=list)
     pushed_at: float = NOW
     last_pulled_at: float | None = None
+    status: str = "ACTIVE"
+    archived_at: float | None = None
+    activated_at: float | None = None
 
 
 def img(name: str, days_ago: float, *tags: str, pulled_days_ago: float | None = None) -> Img:
@@ -404,7 +407,7 @@ def test_full_message_shape() -> None:
         (policy(rule(1, count_type="imageCountLessThan")), "(imageCountLessThan) not found"),
         (
             policy(rule(1, count_type="sinceImageTransitioned")),
-            "(sinceImageTransitioned) not found in enum",
+            "countType 'sinceImageTransitioned' goes with storageClass 'archive'",
         ),
         (policy(rule(1, "untagged", "sinceImagePushed", unit="hours")), "(hours) not found"),
         (
@@ -465,8 +468,8 @@ def test_full_message_shape() -> None:
             "rules 1 and 2 have the same tagPrefixList",
         ),
         (
-            policy({**rule(1), "action": {"type": "transition", "targetStorageClass": "archive"}}),
-            'instance value (transition) not found in enum :(possible values: ["expire"])',
+            policy({**rule(1), "action": {"type": "move"}}),
+            'instance value (move) not found in enum :(possible values: ["expire", "transition"])',
         ),
         (policy({**rule(1), "action": {}}), 'missing required properties (["type"])'),
         (policy({**rule(1), "action": {"type": "expire", "x": 1}}), '(["x"])'),
@@ -474,10 +477,10 @@ def test_full_message_shape() -> None:
             policy(
                 {
                     **rule(1),
-                    "selection": {**rule(1)["selection"], "storageClass": "archive"},
+                    "selection": {**rule(1)["selection"], "storageClass": "cold"},
                 }
             ),
-            "instance value (archive) not found in enum",
+            "instance value (cold) not found in enum",
         ),
         (
             policy({**rule(1), "selection": {**rule(1)["selection"], "tagList": ["a"]}}),

@@ -103,6 +103,9 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.UnsupportedImageType: ("UNSUPPORTED", 400),
     e.ScanQuotaExceeded: ("TOOMANYREQUESTS", 429),
     e.ScanningConfigurationInvalid: ("DENIED", 400),
+    # archive storage class: a pull of an archived image is 404 as on ECR, and says why
+    e.ImageArchived: ("MANIFEST_UNKNOWN", 404),
+    e.ImageStorageClassUpdateNotSupported: ("DENIED", 409),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

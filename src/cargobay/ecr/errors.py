@@ -117,6 +117,8 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UnsupportedImageType: "UnsupportedImageTypeException",
     e.ScanQuotaExceeded: "LimitExceededException",
     e.ScanningConfigurationInvalid: "ValidationException",
+    e.ImageArchived: "ImageArchivedException",
+    e.ImageStorageClassUpdateNotSupported: "ImageStorageClassUpdateNotSupportedException",
 }
 
 
@@ -146,6 +148,7 @@ IMAGE_FAILURES: dict[type[e.DomainError], tuple[str, str]] = {
     ),
     e.ImageReferencedByManifestList: ("ImageReferencedByManifestList", ""),
     e.UpstreamFailed: ("UpstreamUnavailable", ""),
+    e.ImageArchived: ("ImageInaccessible", ""),
 }
 # A pull-through import's failure by the upstream error behind it (`UpstreamFailed.detail`).
 UPSTREAM_FAILURES = {

@@ -157,11 +157,17 @@ _ECR_BY_RESOURCE: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# ECR JSON API: operation name -> permission (each operation is its own IAM action).
+# ECR JSON API: operation name -> permission (each operation is its own IAM action, except
+# ListImageReferrers, which ECR authorizes as `ecr:BatchGetImage`).
 ECR_OPERATIONS: dict[str, Permission] = {
-    operation: _p(f"ecr:{operation}", resource)
-    for resource, operations in _ECR_BY_RESOURCE.items()
-    for operation in operations
+    **{
+        operation: _p(f"ecr:{operation}", resource)
+        for resource, operations in _ECR_BY_RESOURCE.items()
+        for operation in operations
+    },
+    # archive storage class and referrers (issue 18)
+    "UpdateImageStorageClass": _p("ecr:UpdateImageStorageClass", REPOSITORY),
+    "ListImageReferrers": _p(PULL_MANIFEST, REPOSITORY),
 }
 
 _IAM_BY_RESOURCE: dict[str, tuple[str, ...]] = {

@@ -1,6 +1,7 @@
 """The periodic lifecycle job: for every repository with a lifecycle policy, expire what the
-policy selects, through the same delete service as BatchDeleteImage, and record each expiry in
-`lifecycle_events`.
+policy selects, through the same delete service as BatchDeleteImage, archive what its
+`transition` rules select, through the same archive service as UpdateImageStorageClass, and
+record each action in `lifecycle_events`.
 
 `LifecycleService.plan()` is shared with StartLifecyclePolicyPreview, so a preview lists exactly
 what a run at the same moment would expire.
@@ -24,11 +25,22 @@ from typing import Any
 
 from sqlalchemy import select
 
-from cargobay.errors import ImageNotFound, ImageReferencedByManifestList
+from cargobay.errors import (
+    ImageNotFound,
+    ImageReferencedByManifestList,
+    ImageStorageClassUpdateNotSupported,
+)
 from cargobay.jobs import leases
-from cargobay.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError, parse_policy
+from cargobay.lifecycle.policy import (
+    TRANSITION,
+    LifecyclePolicy,
+    LifecyclePolicyError,
+    Rule,
+    parse_policy,
+)
 from cargobay.lifecycle.service import JOB_NAME
 from cargobay.metadata import schema
+from cargobay.registry.archive import ARCHIVE
 from cargobay.registry.deletes import ImageRef
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
@@ -36,19 +48,29 @@ from cargobay.registry.services import Services
 log = logging.getLogger("cargobay.lifecycle")
 
 ACTION_EXPIRE = "EXPIRE"
+ACTION_TRANSITION = "TRANSITION"
+
+
+async def _act(services: Services, repo: Repository, digest: str, rule: Rule) -> str:
+    """Expire or archive one image as its rule says; the action recorded."""
+    if rule.action == TRANSITION:
+        await services.archive.update(repo, digest, ARCHIVE)
+        return ACTION_TRANSITION
+    await services.deletes.delete_image(
+        repo, ImageRef(digest=digest), origin="lifecycle", rule_priority=rule.priority
+    )
+    return ACTION_EXPIRE
 
 
 async def expire_repository(
     services: Services, repo: Repository, policy: LifecyclePolicy, now: float
 ) -> int:
-    """Apply the policy to one repository; the number of images expired."""
+    """Apply the policy to one repository; the number of images expired or archived."""
     expired = 0
     for image, rule in await services.lifecycle.plan(repo, policy, now):
         try:
-            await services.deletes.delete_image(
-                repo, ImageRef(digest=image.digest), origin="lifecycle", rule_priority=rule.priority
-            )
-        except ImageReferencedByManifestList:
+            action = await _act(services, repo, image.digest, rule)
+        except (ImageReferencedByManifestList, ImageStorageClassUpdateNotSupported):
             continue  # an index pushed since the plan lists it now: the next run decides
         except ImageNotFound:
             continue  # deleted meanwhile
@@ -61,14 +83,15 @@ async def expire_repository(
                     image_digest=image.digest,
                     image_tags=json.dumps(image.tags),
                     rule_priority=rule.priority,
-                    action=ACTION_EXPIRE,
+                    action=action,
                     occurred_at=time.time(),
                 )
             )
         expired += 1
         log.info(
-            "lifecycle rule %d expired %s@%s (tags %s)",
+            "lifecycle rule %d %s %s@%s (tags %s)",
             rule.priority,
+            "archived" if action == ACTION_TRANSITION else "expired",
             repo.name,
             image.digest,
             ",".join(image.tags) or "-",

@@ -6,10 +6,12 @@ Grammar (values are lower-case in the document, unlike the API's enums):
                 "selection": {"tagStatus": "tagged" | "untagged" | "any",
                               "tagPrefixList": [...] | "tagPatternList": [...],
                               "countType": "imageCountMoreThan" | "sinceImagePushed"
-                                           | "sinceImagePulled",
+                                           | "sinceImagePulled" | "sinceImageTransitioned",
                               "countUnit": "days",  (the since* types only)
-                              "countNumber": 1, "storageClass": "standard"},
-                "action": {"type": "expire"}}]}
+                              "countNumber": 1,
+                              "storageClass": "standard" | "archive"},  (default standard)
+                "action": {"type": "expire" | "transition",
+                           "targetStorageClass": "archive"}}]}  (transition only; required)
 
 Invalid documents raise `LifecyclePolicyError`, whose message has ECR's shape:
 "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy
@@ -18,8 +20,13 @@ validation failure: <reason>'". Schema problems use the JSON-schema wording ECR 
 the cross-rule rules ECR documents (unique priorities, `any` last, one untagged rule, unique
 tag prefix sets) say in words what is wrong and which rule.
 
-Archive storage (`storageClass: archive`, `sinceImageTransitioned`, `action.type: transition`)
-is not implemented by cargobay and is refused as outside the enums.
+Archive storage (issue 18): a rule selects images of one storage class (`standard`, the
+default, or `archive`). `transition` (to `archive`) applies to standard images only;
+`storageClass: archive` goes with `sinceImageTransitioned` (days since archived) and only that
+count type, and since ECR keeps archived images at least 90 days, a rule that expires archived
+images must wait at least 90 days. The cross-rule rules (`any` last, one untagged rule, unique
+tag sets) hold among the rules of one storage class: a policy may archive untagged images and
+later expire the archived ones.
 """
 
 from __future__ import annotations
@@ -44,11 +51,21 @@ MAX_INT = 2**31 - 1
 DAY = 86400.0
 
 TAG_STATUSES = ("any", "tagged", "untagged")
-COUNT_TYPES = ("imageCountMoreThan", "sinceImagePulled", "sinceImagePushed")
-AGE_COUNT_TYPES = ("sinceImagePulled", "sinceImagePushed")
+COUNT_TYPES = (
+    "imageCountMoreThan",
+    "sinceImagePulled",
+    "sinceImagePushed",
+    "sinceImageTransitioned",
+)
+AGE_COUNT_TYPES = ("sinceImagePulled", "sinceImagePushed", "sinceImageTransitioned")
 COUNT_UNITS = ("days",)
-STORAGE_CLASSES = ("standard",)
-ACTION_TYPES = ("expire",)
+STANDARD, ARCHIVE = "standard", "archive"
+STORAGE_CLASSES = (ARCHIVE, STANDARD)
+EXPIRE, TRANSITION = "expire", "transition"
+ACTION_TYPES = (EXPIRE, TRANSITION)
+TARGET_STORAGE_CLASSES = (ARCHIVE,)
+# Archived images stay archived at least this long before a lifecycle rule may expire them.
+MIN_ARCHIVE_DAYS = 90
 
 _RULE_REQUIRED = ("action", "rulePriority", "selection")
 _RULE_ALLOWED = {*_RULE_REQUIRED, "description"}
@@ -61,7 +78,7 @@ _SELECTION_ALLOWED = {
     "tagPrefixList",
 }
 _ACTION_REQUIRED = ("type",)
-_ACTION_ALLOWED = {"type"}
+_ACTION_ALLOWED = {"type", "targetStorageClass"}
 
 
 class LifecyclePolicyError(ValueError):
@@ -166,6 +183,7 @@ class Selection:
     count_unit: str | None = None
     tag_prefixes: tuple[str, ...] = ()
     tag_patterns: tuple[str, ...] = ()
+    storage_class: str = STANDARD  # "standard" or "archive": the images the rule sees
     _globs: tuple[Glob, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -190,8 +208,9 @@ class Selection:
 class Rule:
     priority: int
     selection: Selection
-    action: str = "expire"
+    action: str = EXPIRE  # "expire" or "transition"
     description: str | None = None
+    target_storage_class: str | None = None  # "archive" for a transition
 
 
 @dataclass(frozen=True)
@@ -204,8 +223,13 @@ def _parse_selection(value: Any, priority: int) -> Selection:
     tag_status = _enum(sel["tagStatus"], TAG_STATUSES)
     count_type = _enum(sel["countType"], COUNT_TYPES)
     count_number = _positive_int(sel["countNumber"])
-    if "storageClass" in sel:
-        _enum(sel["storageClass"], STORAGE_CLASSES)
+    storage_class = _enum(sel.get("storageClass", STANDARD), STORAGE_CLASSES)
+    if (storage_class == ARCHIVE) != (count_type == "sinceImageTransitioned"):
+        raise LifecyclePolicyError(
+            "countType 'sinceImageTransitioned' goes with storageClass 'archive', and "
+            f"storageClass 'archive' with countType 'sinceImageTransitioned' only, not "
+            f"'{count_type}' with '{storage_class}' (rulePriority {priority})"
+        )
     count_unit = None
     if "countUnit" in sel:
         count_unit = _enum(sel["countUnit"], COUNT_UNITS)
@@ -242,7 +266,9 @@ def _parse_selection(value: Any, priority: int) -> Selection:
                 f"tagPatternList value '{pattern}' has more than {MAX_WILDCARDS} wildcards (*) "
                 f"(rulePriority {priority})"
             )
-    return Selection(tag_status, count_type, count_number, count_unit, prefixes, patterns)
+    return Selection(
+        tag_status, count_type, count_number, count_unit, prefixes, patterns, storage_class
+    )
 
 
 def _parse_rule(value: Any) -> Rule:
@@ -257,8 +283,31 @@ def _parse_rule(value: Any) -> Rule:
         # The value first: `transition` (with its targetStorageClass) is best reported as such.
         _enum(action["type"], ACTION_TYPES)
     action = _object(action, _ACTION_REQUIRED, _ACTION_ALLOWED)
+    target = action.get("targetStorageClass")
+    if action["type"] == TRANSITION:
+        if target is None:
+            raise LifecyclePolicyError(
+                f"targetStorageClass is required when the action type is 'transition' "
+                f"(rulePriority {priority})"
+            )
+        _enum(target, TARGET_STORAGE_CLASSES)
+    elif target is not None:
+        raise LifecyclePolicyError(
+            "targetStorageClass is only allowed when the action type is 'transition' "
+            f"(rulePriority {priority})"
+        )
     selection = _parse_selection(rule["selection"], priority)
-    return Rule(priority, selection, action["type"], description)
+    if action["type"] == TRANSITION and selection.storage_class == ARCHIVE:
+        raise LifecyclePolicyError(
+            "images in storageClass 'archive' cannot be transitioned to 'archive' "
+            f"(rulePriority {priority})"
+        )
+    if selection.storage_class == ARCHIVE and selection.count_number < MIN_ARCHIVE_DAYS:
+        raise LifecyclePolicyError(
+            f"archived images are kept at least {MIN_ARCHIVE_DAYS} days: countNumber must be "
+            f"{MIN_ARCHIVE_DAYS} or more with storageClass 'archive' (rulePriority {priority})"
+        )
+    return Rule(priority, selection, action["type"], description, target)
 
 
 def parse_policy(text: str) -> LifecyclePolicy:
@@ -291,17 +340,29 @@ def parse_policy(text: str) -> LifecyclePolicy:
                 "rule priorities must be unique"
             )
         seen.add(rule.priority)
-    highest = max(seen)
+    for storage_class in STORAGE_CLASSES:
+        _check_class(
+            [r for r in rules if r.selection.storage_class == storage_class], storage_class
+        )
+    return LifecyclePolicy(tuple(sorted(rules, key=lambda r: r.priority)))
+
+
+def _check_class(rules: list[Rule], storage_class: str) -> None:
+    """ECR's cross-rule rules, among the rules that select one storage class."""
+    if not rules:
+        return
+    where = "" if storage_class == STANDARD else f" among storageClass '{storage_class}' rules"
+    highest = max(rule.priority for rule in rules)
     for rule in rules:
         if rule.selection.tag_status == "any" and rule.priority != highest:
             raise LifecyclePolicyError(
                 f"the rule with tagStatus 'any' (rulePriority {rule.priority}) must have the "
-                f"highest rulePriority ({highest} is higher)"
+                f"highest rulePriority{where} ({highest} is higher)"
             )
     untagged = [r.priority for r in rules if r.selection.tag_status == "untagged"]
     if len(untagged) > 1:
         raise LifecyclePolicyError(
-            "only one rule may select untagged images; rulePriority "
+            f"only one rule may select untagged images{where}; rulePriority "
             f"{', '.join(map(str, sorted(untagged)))} all have tagStatus 'untagged'"
         )
     tag_sets: dict[tuple[str, frozenset[str]], int] = {}
@@ -321,4 +382,3 @@ def parse_policy(text: str) -> LifecyclePolicy:
                     "unique"
                 )
             tag_sets[key] = rule.priority
-    return LifecyclePolicy(tuple(sorted(rules, key=lambda r: r.priority)))

@@ -28,6 +28,7 @@ from cargobay.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError, Rul
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
+from cargobay.registry.archive import storage_class
 from cargobay.registry.images import ImageRow, ImageService
 from cargobay.registry.repositories import Repository, RepositoryService
 
@@ -42,7 +43,8 @@ PREVIEW_STALE_SECONDS = 300.0
 @dataclass(frozen=True, slots=True)
 class Preview:
     """A stored preview: its policy, status, when it started, and (when COMPLETE) the images
-    it would expire as `{imageDigest, imageTags, imagePushedAt, appliedRulePriority}`."""
+    it would act on as `{imageDigest, imageTags, imagePushedAt, appliedRulePriority, action
+    ("expire" or "transition"), storageClass (the image's, STANDARD or ARCHIVE)}`."""
 
     policy_text: str
     status: str
@@ -116,7 +118,8 @@ class LifecycleService:
     async def plan(
         self, repo: Repository, policy: LifecyclePolicy, now: float
     ) -> list[tuple[ImageRow, Rule]]:
-        """What the policy expires in the repository now: (image, rule) pairs, oldest first.
+        """What the policy expires or archives in the repository now: (image, rule) pairs,
+        oldest first.
         Images an index lists are parts of it, neither counted nor expired."""
         images = await self.images.describe(repo)
         children = await self.index_children(repo)
@@ -166,6 +169,8 @@ class LifecycleService:
                         "imageTags": image.tags,
                         "imagePushedAt": image.pushed_at,
                         "appliedRulePriority": rule.priority,
+                        "action": rule.action,
+                        "storageClass": storage_class(image.status),
                     }
                     for image, rule in planned
                 ]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0014"
+SCHEMA_REVISION = "0016"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -793,3 +794,22 @@ blob_copies = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_blob_copies_key", blob_copies.c.key_id)
+
+# Archive storage class (issue 18): an image's storage-class history. A row exists once an image
+# has been archived; `status` is ARCHIVED while archived, ACTIVE after a restore (so
+# DescribeImages keeps `lastArchivedAt` and shows `lastActivatedAt`). The row goes with its
+# manifest (composite foreign key), so a deleted and re-pushed digest starts ACTIVE.
+image_archives = Table(
+    "image_archives",
+    metadata,
+    Column("repository_id", Integer, primary_key=True),
+    Column("digest", Name(200), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("archived_at", Float, nullable=False),
+    Column("activated_at", Float),
+    ForeignKeyConstraint(
+        ["repository_id", "digest"],
+        ["manifests.repository_id", "manifests.digest"],
+        ondelete="CASCADE",
+    ),
+)

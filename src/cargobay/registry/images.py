@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.registry.archive import ACTIVE
 from cargobay.registry.repositories import Repository
 
 
@@ -26,6 +27,21 @@ class ImageRow:
     pushed_at: float
     last_pulled_at: float | None
     tags: list[str] = field(default_factory=list)
+    # The archive storage class (registry.archive): ACTIVE or ARCHIVED, and when it last moved.
+    status: str = ACTIVE
+    archived_at: float | None = None
+    activated_at: float | None = None
+
+
+def _archive_join(m, a):
+    return and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
+
+
+def _with_status(query, status_column, image_status: str):
+    """`image_status` is ACTIVE, ARCHIVED, ACTIVATING or ANY (DescribeImagesFilter's enum)."""
+    if image_status == "ANY":
+        return query
+    return query.where(status_column == image_status)
 
 
 class ImageService:
@@ -33,20 +49,26 @@ class ImageService:
         self.db = db
 
     async def list_ids(
-        self, repo: Repository, tag_status: str, after: tuple[str, str] | None, limit: int
+        self,
+        repo: Repository,
+        tag_status: str,
+        after: tuple[str, str] | None,
+        limit: int,
+        image_status: str = "ANY",
     ) -> list[tuple[str, str | None]]:
         """(digest, tag) pairs ordered by digest then tag; untagged images appear once with
         tag None. `tag_status` is TAGGED, UNTAGGED or ANY."""
-        m, t = schema.manifests, schema.tags
+        m, t, a = schema.manifests, schema.tags, schema.image_archives
         query = (
             select(m.c.digest, t.c.name)
             .select_from(
                 m.outerjoin(
                     t, and_(t.c.repository_id == m.c.repository_id, t.c.digest == m.c.digest)
-                )
+                ).outerjoin(a, _archive_join(m, a))
             )
             .where(m.c.repository_id == repo.id)
         )
+        query = _with_status(query, func.coalesce(a.c.status, ACTIVE), image_status)
         if tag_status == "TAGGED":
             query = query.where(t.c.name.is_not(None))
         elif tag_status == "UNTAGGED":
@@ -66,19 +88,29 @@ class ImageService:
         tag_status: str = "ANY",
         after: str | None = None,
         limit: int | None = None,
+        image_status: str = "ANY",
     ) -> list[ImageRow]:
         """Images (with their tags) in digest order: the named ones, or a page of all."""
-        m, t = schema.manifests, schema.tags
-        query = select(
-            m.c.digest,
-            m.c.media_type,
-            m.c.artifact_type,
-            m.c.subject_digest,
-            m.c.size,
-            m.c.image_size,
-            m.c.pushed_at,
-            m.c.last_pulled_at,
-        ).where(m.c.repository_id == repo.id)
+        m, t, a = schema.manifests, schema.tags, schema.image_archives
+        status = func.coalesce(a.c.status, ACTIVE)
+        query = (
+            select(
+                m.c.digest,
+                m.c.media_type,
+                m.c.artifact_type,
+                m.c.subject_digest,
+                m.c.size,
+                m.c.image_size,
+                m.c.pushed_at,
+                m.c.last_pulled_at,
+                status.label("status"),
+                a.c.archived_at,
+                a.c.activated_at,
+            )
+            .select_from(m.outerjoin(a, _archive_join(m, a)))
+            .where(m.c.repository_id == repo.id)
+        )
+        query = _with_status(query, status, image_status)
         if digests is not None:
             query = query.where(m.c.digest.in_(digests))
         has_tag = (
@@ -117,6 +149,9 @@ class ImageService:
                 row.pushed_at,
                 row.last_pulled_at,
                 tags[row.digest],
+                row.status,
+                row.archived_at,
+                row.activated_at,
             )
             for row in rows
         ]

@@ -7,13 +7,16 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, select
 
 from cargobay.errors import (
     DomainError,
     ImageAlreadyExists,
+    ImageArchived,
     ImageDigestDoesNotMatch,
     ImageNotFound,
     ImageTagAlreadyExists,
@@ -27,8 +30,10 @@ from cargobay.metadata.sql import insert_ignore, names_in_order, upsert
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
-from cargobay.registry.encryption import Encryption, key_id_of, opened, opened_text, sealed_row
+from cargobay.registry.archive import ARCHIVED
+from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
+from cargobay.registry.referrers import Referrer, list_referrers
 from cargobay.registry.repositories import Repository
 
 log = logging.getLogger("cargobay.manifests")
@@ -57,6 +62,7 @@ def _manifest_queries() -> tuple[Select, Select]:
     """Manifest by digest and by tag, repository included. Built once: constructing the
     statement cost more than running it on every pull."""
     r, m, t = schema.repositories, schema.manifests, schema.tags
+    a = schema.image_archives
     columns = select(
         m.c.repository_id,
         m.c.digest,
@@ -65,14 +71,16 @@ def _manifest_queries() -> tuple[Select, Select]:
         m.c.last_pulled_at,
         r.c.encryption_type,
         r.c.kms_key,
+        a.c.status.label("archive_status"),
     )
-    by_digest = columns.select_from(m.join(r, r.c.id == m.c.repository_id)).where(
-        m.c.digest == bindparam("reference")
-    )
+    archived = and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
+    by_digest = columns.select_from(
+        m.join(r, r.c.id == m.c.repository_id).outerjoin(a, archived)
+    ).where(m.c.digest == bindparam("reference"))
     by_tag = columns.select_from(
-        t.join(r, r.c.id == t.c.repository_id).join(
-            m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
-        )
+        t.join(r, r.c.id == t.c.repository_id)
+        .join(m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
+        .outerjoin(a, archived)
     ).where(t.c.name == bindparam("reference"))
     in_repo = (r.c.registry_id == bindparam("registry_id"), r.c.name == bindparam("name"))
     return by_digest.where(*in_repo), by_tag.where(*in_repo)
@@ -103,7 +111,8 @@ class ManifestService:
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
-        """A manifest by tag or digest in one indexed query (repository included). A
+        """A manifest by tag or digest in one indexed query (repository included), or
+        ImageArchived when it is in the archive storage class (pulls, scans, replication). A
         reference that is neither a valid tag nor a valid digest names nothing: ImageNotFound,
         as Distribution and Zot answer a GET for it (a PUT still refuses such a tag)."""
         try:
@@ -116,6 +125,12 @@ class ManifestService:
             row = (await conn.execute(query, params)).first()
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
+        if row.archive_status == ARCHIVED:
+            raise ImageArchived(
+                f"the image {row.digest} in repository '{repo_name}' is archived and cannot be "
+                "pulled; restore it with UpdateImageStorageClass (targetStorageClass STANDARD)",
+                detail={"reference": reference, "digest": row.digest},
+            )
         now = time.time()
         if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
@@ -337,25 +352,35 @@ class ManifestService:
         async with self.db.read_now() as conn:
             return await names_in_order(conn, query)
 
+    async def referrer_list(
+        self,
+        repo: Repository,
+        digest: str,
+        artifact_types: Sequence[str] = (),
+        statuses: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Referrer]:
+        """Manifests whose subject is `digest` (see `registry.referrers`)."""
+        return await list_referrers(
+            self.db, self.encryption, repo, digest, artifact_types, statuses, after, limit
+        )
+
     async def referrers(self, repo: Repository, digest: str, artifact_type: str | None) -> bytes:
         """The OCI image index of manifests whose subject is `digest`."""
-        parse_digest(digest)
-        m = schema.manifests
-        query = select(
-            m.c.digest, m.c.media_type, m.c.size, m.c.artifact_type, m.c.annotations
-        ).where(m.c.repository_id == repo.id, m.c.subject_digest == digest)
-        if artifact_type:
-            query = query.where(m.c.artifact_type == artifact_type)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query.order_by(m.c.digest))).all()
         descriptors = []
-        for row in rows:
-            entry = {"mediaType": row.media_type, "digest": row.digest, "size": int(row.size)}
-            if row.artifact_type:
-                entry["artifactType"] = row.artifact_type
-            if row.annotations:
-                text = await opened_text(self.encryption, repo, row.digest, row.annotations)
-                entry["annotations"] = json.loads(text)
+        for found in await self.referrer_list(
+            repo, digest, (artifact_type,) if artifact_type else ()
+        ):
+            entry: dict[str, Any] = {
+                "mediaType": found.media_type,
+                "digest": found.digest,
+                "size": found.size,
+            }
+            if found.artifact_type:
+                entry["artifactType"] = found.artifact_type
+            if found.annotations:
+                entry["annotations"] = found.annotations
             descriptors.append(entry)
         return json.dumps(
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}

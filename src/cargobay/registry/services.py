@@ -20,6 +20,7 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Leases, process_holder
 from cargobay.pullthrough.cache import PullThroughCache
 from cargobay.pullthrough.rules import RuleService
+from cargobay.registry.archive import ArchiveService
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.deletes import DeleteService
 from cargobay.registry.encryption import Encryption
@@ -67,6 +68,7 @@ class Services:
     pullthrough: PullThroughCache
     scans: ScanService
     encryption: Encryption
+    archive: ArchiveService
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -93,6 +95,8 @@ class Services:
         manifests = ManifestService(db, settings.max_manifest_bytes, hooks, encryption)
         event_hooks.register(hooks, settings.region)
         event_hooks.register_scans(scans, settings.region)
+        archive = ArchiveService(db)
+        hooks.on_push(archive.on_push)  # a re-push restores an archived image
         return cls(
             settings=settings,
             db=db,
@@ -120,6 +124,7 @@ class Services:
             ),
             scans=scans,
             encryption=encryption,
+            archive=archive,
         )
 
     @property

@@ -1,5 +1,6 @@
-"""Usage metering: stored bytes (derived from committed metadata, so it cannot drift) and bytes
-transferred out (counted per repository, principal and day).
+"""Usage metering: stored bytes per storage class, standard and archive (derived from committed
+metadata, so it cannot drift), and bytes transferred out (counted per repository, principal
+and day).
 
 Transfer counts are added up in memory by each worker and flushed every few seconds with an
 additive upsert, so a pull costs no database write and concurrent workers never lose counts.
@@ -15,11 +16,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import add_counts
+from cargobay.registry.archive import ARCHIVED
 
 log = logging.getLogger("cargobay.usage")
 GB = Decimal(1024**3)
@@ -87,23 +89,49 @@ class UsageRecorder:
         await self.flush()
 
 
-async def stored_bytes(db: Database) -> dict[int, int]:
-    """Per repository id: the compressed size of every distinct layer and config its images
-    reference (what DescribeImages' imageSizeInBytes counts), shared blobs counted once."""
-    mr, b = schema.manifest_references, schema.blobs
-    distinct = (
-        select(mr.c.repository_id, mr.c.target_digest)
+async def stored_by_class(db: Database) -> dict[int, tuple[int, int]]:
+    """Per repository id: (standard, archive) bytes. Every distinct layer and config the
+    repository's images reference (what DescribeImages' imageSizeInBytes counts), shared blobs
+    counted once; a blob is in the archive storage class when only archived images reference
+    it (one active image keeps it standard)."""
+    mr, b, a = schema.manifest_references, schema.blobs, schema.image_archives
+    archived = case((a.c.status == ARCHIVED, 1), else_=0)
+    per_blob = (
+        select(
+            mr.c.repository_id,
+            mr.c.target_digest,
+            func.min(archived).label("archived"),
+        )
+        .select_from(
+            mr.outerjoin(
+                a,
+                and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest),
+            )
+        )
         .where(mr.c.kind == "blob")
-        .distinct()
+        .group_by(mr.c.repository_id, mr.c.target_digest)
         .subquery()
     )
     query = (
-        select(distinct.c.repository_id, func.sum(b.c.size))
-        .join(b, b.c.digest == distinct.c.target_digest)
-        .group_by(distinct.c.repository_id)
+        select(per_blob.c.repository_id, per_blob.c.archived, func.sum(b.c.size))
+        .join(b, b.c.digest == per_blob.c.target_digest)
+        .group_by(per_blob.c.repository_id, per_blob.c.archived)
     )
+    totals: dict[int, tuple[int, int]] = {}
     async with db.read() as conn:
-        return {int(row[0]): int(row[1] or 0) for row in await conn.execute(query)}
+        for repo_id, is_archived, size in await conn.execute(query):
+            standard, archive = totals.get(int(repo_id), (0, 0))
+            if is_archived:
+                archive += int(size or 0)
+            else:
+                standard += int(size or 0)
+            totals[int(repo_id)] = (standard, archive)
+    return totals
+
+
+async def stored_bytes(db: Database) -> dict[int, int]:
+    """Per repository id: the bytes in the standard storage class (see `stored_by_class`)."""
+    return {repo_id: standard for repo_id, (standard, _) in (await stored_by_class(db)).items()}
 
 
 async def report(
@@ -112,7 +140,7 @@ async def report(
     """Usage per repository and per principal, plus account totals; with `registry_id`, only
     that account's repositories and the bytes its repositories served."""
     r, t = schema.repositories, schema.transfer_usage
-    stored = await stored_bytes(db)
+    stored = await stored_by_class(db)
     transfer_q = select(t.c.repository_id, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
         t.c.repository_id
     )
@@ -144,21 +172,35 @@ async def report(
         entry = {
             "registry_id": registry_id,
             "repository": name,
-            "stored_bytes": stored.get(repo_id, 0),
+            "stored_bytes": stored.get(repo_id, (0, 0))[0],
+            "archived_bytes": stored.get(repo_id, (0, 0))[1],
             "transferred_bytes": sent,
             "requests": pulls,
         }
         repositories.append(entry)
-        totals = accounts.setdefault(registry_id, {"stored_bytes": 0, "transferred_bytes": 0})
+        totals = accounts.setdefault(
+            registry_id, {"stored_bytes": 0, "archived_bytes": 0, "transferred_bytes": 0}
+        )
         totals["stored_bytes"] += entry["stored_bytes"]
+        totals["archived_bytes"] += entry["archived_bytes"]
         totals["transferred_bytes"] += sent
     return {"repositories": repositories, "accounts": accounts, "principals": principals}
 
 
-def cost(stored: int, transferred: int, per_gb_month: str, per_gb_out: str) -> dict[str, str]:
+def cost(
+    stored: int,
+    transferred: int,
+    per_gb_month: str,
+    per_gb_out: str,
+    archived: int = 0,
+    per_gb_month_archive: str = "0",
+) -> dict[str, str]:
+    """USD for the bytes in each storage class (a month) and those sent out."""
     storage = Decimal(stored) / GB * Decimal(per_gb_month)
+    archive = Decimal(archived) / GB * Decimal(per_gb_month_archive)
     transfer = Decimal(transferred) / GB * Decimal(per_gb_out)
     return {
         "storage_usd_per_month": f"{storage:.6f}",
+        "archive_usd_per_month": f"{archive:.6f}",
         "transfer_usd": f"{transfer:.6f}",
     }

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cargobay.errors import ImageNotFound
+from cargobay.errors import ImageArchived, ImageNotFound
 from cargobay.jobs.queue import Fail, Retry, Task
 from cargobay.oci.manifest import OCI_EMPTY_JSON, OCI_MANIFEST
 from cargobay.registry.hooks import REGISTRY
@@ -38,6 +38,8 @@ from cargobay.scans.service import (
 )
 from cargobay.vulndb.cvss import SEVERITIES
 from cargobay.vulndb.store import VulnDB
+
+IMAGE_ARCHIVED = "IMAGE_ARCHIVED"  # the model's ScanStatus for an archived image
 
 if TYPE_CHECKING:
     from cargobay.registry.repositories import Repository
@@ -123,6 +125,9 @@ class Scanner:
             manifest = await self.services.manifests.get(repo.registry_id, repo.name, digest)
         except ImageNotFound:
             return  # deleted since the scan was queued
+        except ImageArchived:  # archived since: ECR's status for it
+            await self.scans.record(repo.id, digest, IMAGE_ARCHIVED, "The image is archived.")
+            return
         kind = scan_kind(manifest.content)
         if kind is None:
             await self.scans.record(

@@ -19,12 +19,19 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from cargobay.errors import ImageNotFound, ScanNotFound, ScanQuotaExceeded, UnsupportedImageType
+from cargobay.errors import (
+    ImageArchived,
+    ImageNotFound,
+    ScanNotFound,
+    ScanQuotaExceeded,
+    UnsupportedImageType,
+)
 from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.manifest import INDEX_TYPES
+from cargobay.registry.archive import ARCHIVED
 from cargobay.registry.hooks import REGISTRY, Deleted, Pushed
 from cargobay.registry.repositories import Repository
 from cargobay.scanning.walk import IMAGE_CONFIGS
@@ -131,6 +138,14 @@ class ScanService:
             ).scalar_one_or_none()
             if content is None:
                 raise ImageNotFound(f"The image with digest {digest} does not exist")
+            a = schema.image_archives
+            status = (
+                await conn.execute(
+                    select(a.c.status).where(a.c.repository_id == repo.id, a.c.digest == digest)
+                )
+            ).scalar_one_or_none()
+            if status == ARCHIVED:
+                raise ImageArchived(f"The image {digest} is archived and cannot be scanned")
             if scan_kind(content) is None:
                 raise UnsupportedImageType(
                     f"The image {digest} is not a container image and cannot be scanned"

@@ -11,6 +11,7 @@ from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall, token_text, token_texts
 from cargobay.errors import (
     DomainError,
+    ImageArchived,
     ImageNotFound,
     ImageTagDoesNotMatchDigest,
     RepositoryNotFound,
@@ -22,11 +23,13 @@ from cargobay.oci.manifest import (
     OCI_INDEX,
     OCI_MANIFEST,
 )
+from cargobay.registry.archive import ACTIVATING, ACTIVE, ARCHIVED
 from cargobay.registry.deletes import ImageRef, check_ref
 from cargobay.registry.repositories import Repository
 from cargobay.scans.service import COMPLETE, ScanRecord
 
 TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
+IMAGE_STATUS = (ACTIVE, ARCHIVED, ACTIVATING, "ANY")
 
 
 def scan_status(record: ScanRecord) -> dict[str, str]:
@@ -55,6 +58,17 @@ def _tag_status(payload: dict[str, Any]) -> str:
         raise errors.InvalidParameter(
             "Invalid parameter at 'filter.tagStatus' failed to satisfy constraint: "
             "'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]'"
+        )
+    return value
+
+
+def _image_status(payload: dict[str, Any]) -> str:
+    """`filter.imageStatus`: ECR lists ACTIVE images unless asked for others."""
+    value = (payload.get("filter") or {}).get("imageStatus", ACTIVE)
+    if value not in IMAGE_STATUS:
+        raise errors.InvalidParameter(
+            "Invalid parameter at 'filter.imageStatus' failed to satisfy constraint: "
+            "'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]'"
         )
     return value
 
@@ -98,7 +112,11 @@ async def list_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     limit = call.page_size(payload)
     after = call.decode_token(payload, lambda v: token_texts(v, 2))
     rows = await call.services.images.list_ids(
-        repo, _tag_status(payload), tuple(after) if after else None, limit + 1
+        repo,
+        _tag_status(payload),
+        tuple(after) if after else None,
+        limit + 1,
+        image_status=_image_status(payload),
     )
     ids = []
     for digest, tag in rows[:limit]:
@@ -133,7 +151,11 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         limit = call.page_size(payload)
         after = call.decode_token(payload, token_text)
         rows = await images.describe(
-            repo, tag_status=_tag_status(payload), after=after, limit=limit + 1
+            repo,
+            tag_status=_tag_status(payload),
+            after=after,
+            limit=limit + 1,
+            image_status=_image_status(payload),
         )
         next_token = call.encode_token(rows[limit - 1].digest) if len(rows) > limit else None
         rows = rows[:limit]
@@ -147,8 +169,12 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
             "imageSizeInBytes": row.image_size,
             "imagePushedAt": row.pushed_at,
             "imageManifestMediaType": row.media_type,
-            "imageStatus": "ACTIVE",
+            "imageStatus": row.status,
         }
+        if row.archived_at is not None:
+            detail["lastArchivedAt"] = row.archived_at
+        if row.activated_at is not None:
+            detail["lastActivatedAt"] = row.activated_at
         if row.tags:
             detail["imageTags"] = row.tags
         if row.artifact_type:
@@ -188,7 +214,7 @@ async def _import_through_cache(call: EcrCall, payload: dict[str, Any]) -> dict[
             await cache.get_manifest(call.principal, registry_id, name, reference, call.context())
         except UpstreamFailed as exc:
             failed[i] = exc
-        except (ImageNotFound, RepositoryNotFound):
+        except (ImageNotFound, ImageArchived, RepositoryNotFound):
             pass  # reported by the lookup below, as for any repository
     return failed
 
@@ -212,10 +238,14 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         except DomainError as exc:
             failures.append(errors.image_failure(image_id, exc))
             continue
+        try:
+            manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
+        except ImageArchived as exc:  # failure code ImageInaccessible, saying why
+            failures.append(errors.image_failure(image_id, exc))
+            continue
         # acceptedMediaTypes only steers ECR's format conversion; an image it cannot convert
         # comes back as stored (the caller decides), never as a failure: the model's
         # ImageFailureCode has no code for it.
-        manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
         resolved_id = {"imageDigest": manifest.digest}
         if image_id.get("imageTag"):
             resolved_id["imageTag"] = image_id["imageTag"]

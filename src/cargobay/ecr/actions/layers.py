@@ -42,6 +42,10 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
     if not isinstance(digests, list) or not 1 <= len(digests) <= 100:
         raise errors.InvalidParameter("layerDigests must list 1 to 100 digests")
     layers, failures = [], []
+    # Layers only archived images use are ARCHIVED (the model's LayerAvailability).
+    archived = await call.services.archive.archived_blobs(
+        repo, [d for d in digests if isinstance(d, str) and d]
+    )
     for digest in digests:
         if not digest:
             failures.append(
@@ -70,7 +74,7 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
         layers.append(
             {
                 "layerDigest": digest,
-                "layerAvailability": "AVAILABLE",
+                "layerAvailability": "ARCHIVED" if digest in archived else "AVAILABLE",
                 "layerSize": info.size,
                 "mediaType": LAYER_MEDIA_TYPE,
             }

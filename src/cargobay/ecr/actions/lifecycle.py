@@ -9,6 +9,7 @@ from typing import Any
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
+from cargobay.lifecycle.policy import EXPIRE, TRANSITION
 from cargobay.registry.repositories import Repository
 
 PREVIEW_PAGE_MAX = 100
@@ -95,13 +96,20 @@ def _preview_filter(payload: dict[str, Any]):
     return keep
 
 
+def _transitions(entry: dict[str, Any]) -> bool:
+    return entry.get("action", EXPIRE) == TRANSITION
+
+
 def _render(entry: dict[str, Any]) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "EXPIRE"}
+    if _transitions(entry):
+        action = {"type": "TRANSITION", "targetStorageClass": "ARCHIVE"}
     result: dict[str, Any] = {
         "imageDigest": entry["imageDigest"],
         "imagePushedAt": entry["imagePushedAt"],
-        "action": {"type": "EXPIRE"},
+        "action": action,
         "appliedRulePriority": entry["appliedRulePriority"],
-        "storageClass": "STANDARD",
+        "storageClass": entry.get("storageClass", "STANDARD"),
     }
     if entry["imageTags"]:
         result["imageTags"] = entry["imageTags"]
@@ -140,5 +148,12 @@ async def get_lifecycle_policy_preview(call: EcrCall, payload: dict[str, Any]) -
         result["nextToken"] = call.encode_token(
             {"preview": preview.created_at, "offset": offset + limit}
         )
-    result["summary"] = {"expiringImageTotalCount": len(preview.results)}
+    transitioning = sum(1 for entry in preview.results if _transitions(entry))
+    summary: dict[str, Any] = {"expiringImageTotalCount": len(preview.results) - transitioning}
+    if transitioning:
+        # Present only when some image transitions (the model's documentation).
+        summary["transitioningImageTotalCounts"] = [
+            {"targetStorageClass": "ARCHIVE", "imageTotalCount": transitioning}
+        ]
+    result["summary"] = summary
     return result

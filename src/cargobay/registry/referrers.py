@@ -1,0 +1,89 @@
+"""The referrers index: manifests whose `subject` is another manifest, as both doors list them
+(`/v2/<name>/referrers/<digest>` and ECR's ListImageReferrers), with each one's image status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, select
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.oci.digest import parse_digest
+from cargobay.registry.archive import ACTIVE
+from cargobay.registry.encryption import Encryption, opened_text
+from cargobay.registry.repositories import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A manifest whose subject is another."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, Any] | None
+    status: str
+
+
+async def list_referrers(
+    db: Database,
+    encryption: Encryption | None,
+    repo: Repository,
+    digest: str,
+    artifact_types: Sequence[str] = (),
+    statuses: Sequence[str] | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[Referrer]:
+    """Referrers of `digest` in digest order after `after`: those of the given artifact types
+    (any when empty) and image statuses (any when None); at most `limit`."""
+    parse_digest(digest)
+    m, a = schema.manifests, schema.image_archives
+    status = func.coalesce(a.c.status, ACTIVE)
+    query = (
+        select(
+            m.c.digest,
+            m.c.media_type,
+            m.c.size,
+            m.c.artifact_type,
+            m.c.annotations,
+            status.label("status"),
+        )
+        .select_from(
+            m.outerjoin(a, and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest))
+        )
+        .where(m.c.repository_id == repo.id, m.c.subject_digest == digest)
+    )
+    if artifact_types:
+        query = query.where(m.c.artifact_type.in_(list(artifact_types)))
+    if statuses is not None:
+        query = query.where(status.in_(list(statuses)))
+    if after:
+        query = query.where(m.c.digest > after)
+    query = query.order_by(m.c.digest)
+    if limit is not None:
+        query = query.limit(limit)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    found = []
+    for row in rows:
+        annotations = None
+        if row.annotations:
+            text = await opened_text(encryption, repo, row.digest, row.annotations)
+            annotations = json.loads(text)
+        found.append(
+            Referrer(
+                row.digest,
+                row.media_type,
+                int(row.size),
+                row.artifact_type,
+                annotations,
+                row.status,
+            )
+        )
+    return found
