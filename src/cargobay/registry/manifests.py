@@ -293,7 +293,7 @@ class ManifestService:
 
     async def _set_tag(self, conn, repo: Repository, tag: str, digest: str, now: float) -> None:
         t = schema.tags
-        if repo.immutable_tags:
+        if repo.mutability.is_immutable(tag):
             # Insert-if-absent, then compare: two racing first pushes of one tag cannot both
             # win, on any backend.
             inserted = await insert_ignore(
@@ -309,7 +309,9 @@ class ManifestService:
             if current != digest:
                 raise ImageTagAlreadyExists(
                     f"The image tag '{tag}' already exists in the '{repo.name}' repository "
-                    "and cannot be overwritten because the repository is immutable.",
+                    "and cannot be overwritten because the "
+                    + ("repository" if repo.tag_mutability == "IMMUTABLE" else "tag")
+                    + " is immutable.",
                     detail={"tag": tag},
                 )
             return
