@@ -400,3 +400,14 @@ class CacheRepositoryPush(Unsupported):
     """A push into a pull-through cache repository: its images come only from the upstream."""
 
     default_message = "pushing into a pull through cache repository is not supported"
+
+
+# -- pull-time update exclusions (issue 18) ----------------------------------------------------
+
+
+class ExclusionAlreadyExists(AlreadyExists):
+    default_message = "the principal is already excluded from pull time updates"
+
+
+class ExclusionNotFound(NotFound):
+    default_message = "the principal is not excluded from pull time updates"

@@ -103,6 +103,9 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.UnsupportedImageType: ("UNSUPPORTED", 400),
     e.ScanQuotaExceeded: ("TOOMANYREQUESTS", 429),
     e.ScanningConfigurationInvalid: ("DENIED", 400),
+    # pull-time update exclusions (not reachable from `/v2/`; mapped so the table is total)
+    e.ExclusionAlreadyExists: ("DENIED", 409),
+    e.ExclusionNotFound: ("DENIED", 404),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

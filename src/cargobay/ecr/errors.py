@@ -117,6 +117,9 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UnsupportedImageType: "UnsupportedImageTypeException",
     e.ScanQuotaExceeded: "LimitExceededException",
     e.ScanningConfigurationInvalid: "ValidationException",
+    # pull-time update exclusions
+    e.ExclusionAlreadyExists: "ExclusionAlreadyExistsException",
+    e.ExclusionNotFound: "ExclusionNotFoundException",
 }
 
 

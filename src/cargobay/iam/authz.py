@@ -132,7 +132,8 @@ class Authorizer:
         policy = self._parsed.get(key)
         if policy is None:
             try:
-                policy = parse_policy(text, resource_policy=resource_policy)
+                # Stored policies were checked when written (ECR's allow repeated Sids).
+                policy = parse_policy(text, resource_policy=resource_policy, unique_sids=False)
             except PolicyError:
                 log.error("ignoring a stored policy that no longer parses")
                 return None

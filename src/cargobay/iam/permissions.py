@@ -163,6 +163,17 @@ ECR_OPERATIONS: dict[str, Permission] = {
     for resource, operations in _ECR_BY_RESOURCE.items()
     for operation in operations
 }
+# Pull-time update exclusions (issue 18): registry-wide settings.
+ECR_OPERATIONS.update(
+    {
+        operation: _p(f"ecr:{operation}", REGISTRY)
+        for operation in (
+            "RegisterPullTimeUpdateExclusion",
+            "DeregisterPullTimeUpdateExclusion",
+            "ListPullTimeUpdateExclusions",
+        )
+    }
+)
 
 _IAM_BY_RESOURCE: dict[str, tuple[str, ...]] = {
     USER: (

@@ -29,6 +29,7 @@ from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.encryption import Encryption, key_id_of, opened, opened_text, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed
+from cargobay.registry.pulltime import PullTimeExclusions
 from cargobay.registry.repositories import Repository
 
 log = logging.getLogger("cargobay.manifests")
@@ -101,11 +102,15 @@ class ManifestService:
         self.hooks = hooks or Hooks()
         self.encryption = encryption
         self._background: set[asyncio.Task[None]] = set()
+        self.pull_exclusions = PullTimeExclusions(db)
 
-    async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
+    async def get(
+        self, repo_registry_id: str, repo_name: str, reference: str, puller: str | None = None
+    ) -> Manifest:
         """A manifest by tag or digest in one indexed query (repository included). A
         reference that is neither a valid tag nor a valid digest names nothing: ImageNotFound,
-        as Distribution and Zot answer a GET for it (a PUT still refuses such a tag)."""
+        as Distribution and Zot answer a GET for it (a PUT still refuses such a tag). A pull
+        by `puller` (a principal ARN) records the pull time unless the registry excludes it."""
         try:
             _check_reference(reference)
         except DomainError:
@@ -117,7 +122,10 @@ class ManifestService:
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
         now = time.time()
-        if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
+        due = row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
+        # Exclusions are read only when a record is due (at most once per image per
+        # resolution), and before the answer, so an excluded pull leaves no write behind it.
+        if due and not await self.pull_exclusions.excluded(repo_registry_id, puller):
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
         content = row.content
         if key_id_of(row.encryption_type, row.kms_key) is not None:

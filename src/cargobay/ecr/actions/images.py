@@ -215,7 +215,9 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         # acceptedMediaTypes only steers ECR's format conversion; an image it cannot convert
         # comes back as stored (the caller decides), never as a failure: the model's
         # ImageFailureCode has no code for it.
-        manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
+        manifest = await call.services.manifests.get(
+            repo.registry_id, repo.name, digest, call.principal.arn
+        )
         resolved_id = {"imageDigest": manifest.digest}
         if image_id.get("imageTag"):
             resolved_id["imageTag"] = image_id["imageTag"]
