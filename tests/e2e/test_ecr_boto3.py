@@ -384,18 +384,31 @@ def test_batch_get_image_returns_pushed_bytes(ecr, populated) -> None:
     assert failures[("t1", missing_digest)]["failureCode"] == "ImageTagDoesNotMatchDigest"
     assert all(f["failureReason"] for f in out["failures"])
 
-    # acceptedMediaTypes that admit the stored type return it; ones that do not still return
-    # the image as stored (ECR cannot convert it), never an off-model failure code.
+    # acceptedMediaTypes that admit the stored type return it; an OCI image asked for as
+    # Docker schema 2 by tag is converted, as ECR converts it; by digest it is not found.
     accepted = ecr.batch_get_image(
         repositoryName=name, imageIds=[{"imageTag": "t1"}], acceptedMediaTypes=[OCI_MANIFEST]
     )
     assert accepted["failures"] == []
     assert accepted["images"][0]["imageManifest"].encode() == a.manifest
     other = ecr.batch_get_image(
-        repositoryName=name, imageIds=[{"imageTag": "t1"}], acceptedMediaTypes=[DOCKER_MANIFEST]
+        repositoryName=name,
+        imageIds=[{"imageTag": "t1"}, {"imageDigest": a.manifest_digest}],
+        acceptedMediaTypes=[DOCKER_MANIFEST],
     )
-    assert [f["failureCode"] for f in other["failures"]] == []
-    assert other["images"][0]["imageManifestMediaType"] == OCI_MANIFEST
+    assert [i["imageManifestMediaType"] for i in other["images"]] == [DOCKER_MANIFEST]
+    converted = json.loads(other["images"][0]["imageManifest"])
+    stored = json.loads(a.manifest)
+    assert converted["mediaType"] == DOCKER_MANIFEST
+    assert converted["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert converted["config"]["digest"] == stored["config"]["digest"]
+    assert [layer["digest"] for layer in converted["layers"]] == [
+        layer["digest"] for layer in stored["layers"]
+    ]
+    assert other["images"][0]["imageId"]["imageDigest"] == a.manifest_digest
+    assert [(f["imageId"], f["failureCode"]) for f in other["failures"]] == [
+        ({"imageDigest": a.manifest_digest}, "ImageNotFound")
+    ]
 
     with raises("RepositoryNotFoundException"):
         ecr.batch_get_image(repositoryName=unique("boto/nothing"), imageIds=[{"imageTag": "x"}])
