@@ -1,5 +1,5 @@
 """The tag mutability rule (registry.mutability), BatchGetImage's format conversion
-(oci.convert) and the registry policy scope (registry.policyscope)."""
+(oci.convert) and the registry policy scope (iam.policyscope)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 from cargobay.errors import InvalidParameter
 from cargobay.iam.policy import PolicyError, parse_policy
+from cargobay.iam.policyscope import applies, check_registry_policy
 from cargobay.oci.convert import for_accepted
 from cargobay.oci.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST
 from cargobay.registry import mutability as m
-from cargobay.registry.policyscope import applies, check_registry_policy
 
 
 def _filters(*values: str) -> list[dict[str, str]]:

@@ -9,8 +9,8 @@ from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
 from cargobay.errors import RegistryPolicyNotFound, RepositoryPolicyNotFound
+from cargobay.iam import policyscope
 from cargobay.iam.policy import Policy, PolicyError, parse_policy
-from cargobay.registry import policyscope
 
 log = logging.getLogger("cargobay.ecr")
 
