@@ -11,6 +11,7 @@ import pytest
 
 from e2e.ecrhelp import (
     ACCOUNT,
+    allow,
     aws,
     cli_error,
     client,
@@ -299,7 +300,8 @@ def test_excluded_principal_does_not_move_pull_time(registry, ecr, images, tmp_p
 # -- account settings and registry policy scope --------------------------------------------------
 
 
-def test_account_settings_and_registry_policy_scope(registry, ecr) -> None:
+def test_account_settings_and_registry_policy_scope(registry, ecr, images, tmp_path) -> None:
+    other_account = "111122223333"
     defaults = {"BASIC_SCAN_TYPE_VERSION": "AWS_NATIVE", "REGISTRY_POLICY_SCOPE": "V2"}
     for name, value in defaults.items():
         got = aws(registry, "ecr", "get-account-setting", "--name", name).json
@@ -318,7 +320,7 @@ def test_account_settings_and_registry_policy_scope(registry, ecr) -> None:
                     {
                         "Sid": "cross",
                         "Effect": "Allow",
-                        "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                        "Principal": {"AWS": f"arn:aws:iam::{other_account}:root"},
                         "Action": list(actions),
                         "Resource": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/*",
                     }
@@ -326,9 +328,28 @@ def test_account_settings_and_registry_policy_scope(registry, ecr) -> None:
             }
         )
 
+    # Another account's user, allowed everything by its own account: what it may do in this
+    # registry is what the registry policy grants.
+    outsider = client(
+        registry,
+        *make_user(
+            registry, unique("outsider"), allow("ecr:*"), account=other_account, tmp=tmp_path
+        ),
+    )
+    name = unique("excl/scope")
+    push(registry, images[0], f"{name}:v1")
+
+    def outsider_pull() -> dict:
+        return outsider.batch_get_image(
+            registryId=ACCOUNT, repositoryName=name, imageIds=[{"imageTag": "v1"}]
+        )
+
+    with raises("AccessDeniedException"):
+        outsider_pull()
     try:
-        # V2 (the default) takes every ECR action.
+        # V2 (the default) takes every ECR action, and enforces them all.
         ecr.put_registry_policy(policyText=registry_policy("ecr:BatchGetImage"))
+        assert len(outsider_pull()["images"]) == 1
         set_v1 = aws(
             registry,
             "ecr",
@@ -340,6 +361,10 @@ def test_account_settings_and_registry_policy_scope(registry, ecr) -> None:
         )
         assert set_v1.json == {"name": "REGISTRY_POLICY_SCOPE", "value": "V1"}
         assert ecr.get_account_setting(name="REGISTRY_POLICY_SCOPE")["value"] == "V1"
+        # V1 enforces only the replication and pull-through cache actions at registry level:
+        # the stored grant of BatchGetImage no longer counts.
+        with raises("AccessDeniedException"):
+            outsider_pull()
         # V1 only the replication and pull-through cache actions.
         with raises("InvalidParameterException") as info:
             ecr.put_registry_policy(policyText=registry_policy("ecr:BatchGetImage"))
