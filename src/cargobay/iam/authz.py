@@ -31,8 +31,9 @@ _POLICY_CACHE_SIZE = 1024
 
 
 def _resource_policies_query() -> Select:
-    """The repository's policy and id and the registry's policy, in one indexed read. Built
-    once: constructing the statement cost more than running it on every request."""
+    """The repository's policy and id, the registry's policy and its scope (account setting
+    REGISTRY_POLICY_SCOPE), in one indexed read. Built once: constructing the statement cost
+    more than running it on every request."""
     r, p = schema.repositories, schema.registry_policies
     s = schema.registry_account_settings
     account, name = bindparam("account_id"), bindparam("name")
