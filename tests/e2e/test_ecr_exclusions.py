@@ -188,6 +188,12 @@ def test_creation_template_carries_exclusions(registry, ecr, images) -> None:
             ecr.update_repository_creation_template(
                 prefix=prefix, imageTagMutability="MUTABLE_WITH_EXCLUSION"
             )
+        with raises("InvalidParameterException"):  # filters without an exclusion mode
+            ecr.create_repository_creation_template(
+                prefix=f"{prefix}x",
+                appliedFor=["CREATE_ON_PUSH"],
+                imageTagMutabilityExclusionFilters=filters,
+            )
     finally:
         ecr.delete_repository_creation_template(prefix=prefix)
 

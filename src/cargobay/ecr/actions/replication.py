@@ -80,6 +80,8 @@ def _template_fields(payload: dict[str, Any], *, creating: bool) -> dict[str, An
         fields["resource_tags"] = tuple(parse_tags(payload["resourceTags"]).items())
     mode = payload.get("imageTagMutability")
     filters = payload.get("imageTagMutabilityExclusionFilters")
+    if creating and mode is None and filters is not None:
+        mode = tag_mutability.MUTABLE  # the default mode, which takes no filters
     if mode is not None:
         setting = tag_mutability.parse(mode, filters)
         fields["image_tag_mutability"] = setting.mode
