@@ -420,3 +420,14 @@ class ImageStorageClassUpdateNotSupported(Conflict):
     manifest an image index lists, which moves with its index)."""
 
     default_message = "the requested image storage class update is not supported"
+
+
+# -- pull-time update exclusions (issue 18) ----------------------------------------------------
+
+
+class ExclusionAlreadyExists(AlreadyExists):
+    default_message = "the principal is already excluded from pull time updates"
+
+
+class ExclusionNotFound(NotFound):
+    default_message = "the principal is not excluded from pull time updates"

@@ -112,7 +112,8 @@ def _check(shape, value: Any, path: str, cli: bool = False) -> None:
         # The JSON protocol sends epoch seconds.
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ShapeError(f"{path}: expected epoch seconds, got {value!r}")
-        if not 1_000_000_000 < value < 10_000_000_000:
+        # 0 is the epoch itself: ECR's lastEvaluatedAt before a policy's first evaluation.
+        if value != 0 and not 1_000_000_000 < value < 10_000_000_000:
             raise ShapeError(f"{path}: {value!r} is not a plausible epoch time in seconds")
     elif kind == "blob":
         if not isinstance(value, str):

@@ -119,6 +119,9 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.ScanningConfigurationInvalid: "ValidationException",
     e.ImageArchived: "ImageArchivedException",
     e.ImageStorageClassUpdateNotSupported: "ImageStorageClassUpdateNotSupportedException",
+    # pull-time update exclusions
+    e.ExclusionAlreadyExists: "ExclusionAlreadyExistsException",
+    e.ExclusionNotFound: "ExclusionNotFoundException",
 }
 
 

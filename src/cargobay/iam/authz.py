@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, bindparam, select
 
 from cargobay.errors import AccessDenied
+from cargobay.iam import policyscope
 from cargobay.iam.policy import AuthRequest, Policy, PolicyError, decide, parse_policy
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
@@ -30,15 +31,21 @@ _POLICY_CACHE_SIZE = 1024
 
 
 def _resource_policies_query() -> Select:
-    """The repository's policy and id and the registry's policy, in one indexed read. Built
-    once: constructing the statement cost more than running it on every request."""
+    """The repository's policy and id, the registry's policy and its scope (account setting
+    REGISTRY_POLICY_SCOPE), in one indexed read. Built once: constructing the statement cost
+    more than running it on every request."""
     r, p = schema.repositories, schema.registry_policies
+    s = schema.registry_account_settings
     account, name = bindparam("account_id"), bindparam("name")
     in_repo = (r.c.registry_id == account, r.c.name == name)
     return select(
         select(r.c.policy_text).where(*in_repo).scalar_subquery(),
         select(r.c.id).where(*in_repo).scalar_subquery(),
         select(p.c.policy_text).where(p.c.registry_id == account).scalar_subquery(),
+        # REGISTRY_POLICY_SCOPE: under V1 the registry policy decides only a few actions.
+        select(s.c.value)
+        .where(s.c.registry_id == account, s.c.name == policyscope.SETTING)
+        .scalar_subquery(),
     )
 
 
@@ -132,7 +139,8 @@ class Authorizer:
         policy = self._parsed.get(key)
         if policy is None:
             try:
-                policy = parse_policy(text, resource_policy=resource_policy)
+                # Stored policies were checked when written (ECR's allow repeated Sids).
+                policy = parse_policy(text, resource_policy=resource_policy, unique_sids=False)
             except PolicyError:
                 log.error("ignoring a stored policy that no longer parses")
                 return None
@@ -141,11 +149,14 @@ class Authorizer:
             self._parsed[key] = policy
         return policy
 
-    async def _resource_policies(self, resource: Resource) -> tuple[list[str], int | None]:
+    async def _resource_policies(
+        self, resource: Resource, action: str
+    ) -> tuple[list[str], int | None]:
         params = {"account_id": resource.account_id, "name": resource.name}
         async with self.db.read_now() as conn:
             row = (await conn.execute(_RESOURCE_POLICIES, params)).one()
-        texts = [t for t in (row[0], row[2]) if t]
+        registry_policy = row[2] if policyscope.applies(row[3], action) else None
+        texts = [t for t in (row[0], registry_policy) if t]
         return texts, row[1]
 
     async def _identity(self, principal: Principal) -> tuple[list[str], dict[str, str]]:
@@ -192,7 +203,7 @@ class Authorizer:
         resource_texts: list[str] = []
         repository_id = None
         if isinstance(resource, Resource):
-            resource_texts, repository_id = await self._resource_policies(resource)
+            resource_texts, repository_id = await self._resource_policies(resource, action)
         if principal.is_admin and not resource_texts:
             # The common case: an administrator in its own account with no resource policy.
             return "Allow" if principal.account_id == resource.account_id else "ImplicitDeny"

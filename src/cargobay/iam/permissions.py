@@ -169,6 +169,17 @@ ECR_OPERATIONS: dict[str, Permission] = {
     "UpdateImageStorageClass": _p("ecr:UpdateImageStorageClass", REPOSITORY),
     "ListImageReferrers": _p(PULL_MANIFEST, REPOSITORY),
 }
+# Pull-time update exclusions (issue 18): registry-wide settings.
+ECR_OPERATIONS.update(
+    {
+        operation: _p(f"ecr:{operation}", REGISTRY)
+        for operation in (
+            "RegisterPullTimeUpdateExclusion",
+            "DeregisterPullTimeUpdateExclusion",
+            "ListPullTimeUpdateExclusions",
+        )
+    }
+)
 
 _IAM_BY_RESOURCE: dict[str, tuple[str, ...]] = {
     USER: (

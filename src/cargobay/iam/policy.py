@@ -868,12 +868,13 @@ def _parse_statement(raw: Any, where: str, *, resource_policy: bool, variables: 
     )
 
 
-def parse_policy(text: str, *, resource_policy: bool = False) -> Policy:
+def parse_policy(text: str, *, resource_policy: bool = False, unique_sids: bool = True) -> Policy:
     """Parse and validate a policy document; raise :class:`PolicyError` naming the problem.
 
     ``resource_policy=True`` is for repository and registry policies: every statement needs
     ``Principal`` or ``NotPrincipal`` and ``Resource`` is optional. Identity policies must not
-    name a principal and need ``Resource`` or ``NotResource``.
+    name a principal and need ``Resource`` or ``NotResource``. IAM refuses two statements with
+    one ``Sid``; ECR's repository and registry policies accept them (``unique_sids=False``).
     """
     if not isinstance(text, str):
         raise PolicyError("policy must be a JSON string")
@@ -917,7 +918,7 @@ def parse_policy(text: str, *, resource_policy: bool = False) -> Policy:
         statement = _parse_statement(
             raw, where, resource_policy=resource_policy, variables=variables
         )
-        if statement.sid is not None:
+        if statement.sid is not None and unique_sids:
             if statement.sid in sids:
                 raise PolicyError(f"{where}.Sid {statement.sid!r} is not unique")
             sids.add(statement.sid)

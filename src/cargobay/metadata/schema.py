@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0016"
+SCHEMA_REVISION = "0017"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -56,7 +56,7 @@ repositories = Table(
     Column("registry_id", String(12), nullable=False),
     Column("name", Name(256), nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("tag_mutability", String(16), nullable=False, default="MUTABLE"),
+    Column("tag_mutability", String(32), nullable=False, default="MUTABLE"),
     Column("scan_on_push", Boolean, nullable=False, default=False),
     Column("encryption_type", String(16), nullable=False, default="AES256"),
     Column("kms_key", String(2048)),
@@ -812,4 +812,17 @@ image_archives = Table(
         ["manifests.repository_id", "manifests.digest"],
         ondelete="CASCADE",
     ),
+)
+
+# -- tag mutability exclusions and pull-time update exclusions (revision 0017) ---------------
+# IMMUTABLE_WITH_EXCLUSION / MUTABLE_WITH_EXCLUSION: the WILDCARD filters, a JSON list.
+repositories.append_column(Column("mutability_exclusions", Text))
+
+# RegisterPullTimeUpdateExclusion: pulls by these principals leave lastRecordedPullTime alone.
+pull_time_update_exclusions = Table(
+    "pull_time_update_exclusions",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("principal_arn", Name(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
 )

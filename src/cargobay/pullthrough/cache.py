@@ -159,10 +159,11 @@ class PullThroughCache:
     ) -> Manifest:
         """A manifest by tag or digest: from the store, or through the repository's rule."""
         rule = await find_rule(self.db, registry_id, name)
+        puller = principal.arn
         if rule is None:
-            return await self.manifests.get(registry_id, name, reference)
+            return await self.manifests.get(registry_id, name, reference, puller)
         try:
-            local: Manifest | None = await self.manifests.get(registry_id, name, reference)
+            local: Manifest | None = await self.manifests.get(registry_id, name, reference, puller)
         except ImageNotFound:
             local = None
             _check_reference(reference)
@@ -196,7 +197,7 @@ class PullThroughCache:
             return self._stale_or_fail(rule, name, reference, local, exc)
         if tag is not None:
             await self._checked(repo, tag)
-        return await self.manifests.get(registry_id, name, reference)
+        return await self.manifests.get(registry_id, name, reference, puller)
 
     def _stale_or_fail(
         self,

@@ -33,6 +33,7 @@ from cargobay.oci.names import validate_tag
 from cargobay.registry.archive import ARCHIVED
 from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
+from cargobay.registry.pulltime import PullTimeExclusions
 from cargobay.registry.referrers import Referrer, list_referrers
 from cargobay.registry.repositories import Repository
 
@@ -109,12 +110,16 @@ class ManifestService:
         self.hooks = hooks or Hooks()
         self.encryption = encryption
         self._background: set[asyncio.Task[None]] = set()
+        self.pull_exclusions = PullTimeExclusions(db)
 
-    async def get(self, repo_registry_id: str, repo_name: str, reference: str) -> Manifest:
+    async def get(
+        self, repo_registry_id: str, repo_name: str, reference: str, puller: str | None = None
+    ) -> Manifest:
         """A manifest by tag or digest in one indexed query (repository included), or
         ImageArchived when it is in the archive storage class (pulls, scans, replication). A
         reference that is neither a valid tag nor a valid digest names nothing: ImageNotFound,
-        as Distribution and Zot answer a GET for it (a PUT still refuses such a tag)."""
+        as Distribution and Zot answer a GET for it (a PUT still refuses such a tag). A pull
+        by `puller` (a principal ARN) records the pull time unless the registry excludes it."""
         try:
             _check_reference(reference)
         except DomainError:
@@ -132,7 +137,10 @@ class ManifestService:
                 detail={"reference": reference, "digest": row.digest},
             )
         now = time.time()
-        if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION:
+        due = row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
+        # Exclusions are read only when a record is due (at most once per image per
+        # resolution), and before the answer, so an excluded pull leaves no write behind it.
+        if due and not await self.pull_exclusions.excluded(repo_registry_id, puller):
             self._spawn(self._record_pull(row.repository_id, row.digest, now))
         content = row.content
         if key_id_of(row.encryption_type, row.kms_key) is not None:
@@ -311,7 +319,7 @@ class ManifestService:
 
     async def _set_tag(self, conn, repo: Repository, tag: str, digest: str, now: float) -> None:
         t = schema.tags
-        if repo.immutable_tags:
+        if repo.mutability.is_immutable(tag):
             # Insert-if-absent, then compare: two racing first pushes of one tag cannot both
             # win, on any backend.
             inserted = await insert_ignore(
@@ -327,7 +335,9 @@ class ManifestService:
             if current != digest:
                 raise ImageTagAlreadyExists(
                     f"The image tag '{tag}' already exists in the '{repo.name}' repository "
-                    "and cannot be overwritten because the repository is immutable.",
+                    "and cannot be overwritten because the "
+                    + ("repository" if repo.tag_mutability == "IMMUTABLE" else "tag")
+                    + " is immutable.",
                     detail={"tag": tag},
                 )
             return

@@ -24,6 +24,8 @@ from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.names import validate_name
 from cargobay.pullthrough.rules import find_rule
 from cargobay.registry.encryption import key_id_of, resolve_key
+from cargobay.registry.mutability import TagMutability
+from cargobay.registry.mutability import load as load_mutability
 from cargobay.registry.templates import TemplateService, apply_template
 
 if TYPE_CHECKING:
@@ -40,10 +42,11 @@ class Repository:
     scan_on_push: bool = False
     encryption_type: str = "AES256"
     kms_key: str | None = None
+    mutability_exclusions: str | None = None  # JSON list of WILDCARD filters
 
     @property
-    def immutable_tags(self) -> bool:
-        return self.tag_mutability == "IMMUTABLE"
+    def mutability(self) -> TagMutability:
+        return load_mutability(self.tag_mutability, self.mutability_exclusions)
 
     @property
     def kms_key_id(self) -> str | None:
@@ -60,6 +63,7 @@ _COLUMNS = (
     schema.repositories.c.scan_on_push,
     schema.repositories.c.encryption_type,
     schema.repositories.c.kms_key,
+    schema.repositories.c.mutability_exclusions,
 )
 
 
@@ -106,7 +110,7 @@ class RepositoryService:
         registry_id: str,
         name: str,
         *,
-        tag_mutability: str = "MUTABLE",
+        tag_mutability: str | TagMutability = "MUTABLE",
         scan_on_push: bool = False,
         encryption_type: str = "AES256",
         kms_key: str | None = None,
@@ -119,6 +123,8 @@ class RepositoryService:
         key's ARN (the `principal` creating it must be allowed to use the key): the encryption
         configuration never changes afterwards."""
         validate_name(name)
+        if isinstance(tag_mutability, str):
+            tag_mutability = TagMutability(tag_mutability)
         if encryption_type != "AES256":
             assert self.encryption is not None, "KMS encryption needs the KMS service"
             kms_key = await resolve_key(
@@ -137,7 +143,8 @@ class RepositoryService:
                 registry_id=registry_id,
                 name=name,
                 created_at=time.time(),
-                tag_mutability=tag_mutability,
+                tag_mutability=tag_mutability.mode,
+                mutability_exclusions=tag_mutability.stored_exclusions(),
                 scan_on_push=scan_on_push,
                 encryption_type=encryption_type,
                 kms_key=kms_key,
@@ -259,6 +266,14 @@ class RepositoryService:
         updated = await self.find(repo.registry_id, repo.name)
         assert updated is not None
         return updated
+
+    async def set_tag_mutability(self, repo: Repository, setting: TagMutability) -> Repository:
+        """PutImageTagMutability: the mode and its exclusion filters change together."""
+        return await self.update(
+            repo,
+            tag_mutability=setting.mode,
+            mutability_exclusions=setting.stored_exclusions(),
+        )
 
     async def get_field(self, repo: Repository, column: str) -> str | None:
         r = schema.repositories

@@ -19,6 +19,7 @@ from cargobay.errors import LimitExceeded, TemplateAlreadyExists, TemplateNotFou
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore
+from cargobay.registry.mutability import WITH_EXCLUSION, TagMutability
 
 ROOT = "ROOT"
 APPLIED_FOR = ("REPLICATION", "PULL_THROUGH_CACHE", "CREATE_ON_PUSH")
@@ -238,15 +239,19 @@ async def apply_template(
     repositories: Any, templates: TemplateService, registry_id: str, name: str, applied_for: str
 ) -> Any:
     """Create a repository the way `applied_for` creates it: with the settings of the
-    matching template (mutability, encryption, resource tags, repository and lifecycle
-    policies), or ECR's defaults when none matches. Returns the repository."""
+    matching template (mutability and its exclusion filters, encryption, resource tags,
+    repository and lifecycle policies), or ECR's defaults when none matches. Returns the
+    repository."""
     template = await templates.for_new_repository(registry_id, name, applied_for)
     if template is None:
         return (await repositories.create(registry_id, name))[0]
+    exclusions = template.mutability_exclusions
+    if template.image_tag_mutability not in WITH_EXCLUSION:
+        exclusions = ()
     repo, created = await repositories.create(
         registry_id,
         name,
-        tag_mutability=template.image_tag_mutability,
+        tag_mutability=TagMutability(template.image_tag_mutability, exclusions),
         encryption_type=template.encryption_type,
         kms_key=template.kms_key or None,
         tags=dict(template.resource_tags) or None,

@@ -17,6 +17,7 @@ from cargobay.errors import (
     RepositoryNotFound,
     UpstreamFailed,
 )
+from cargobay.oci.convert import for_accepted
 from cargobay.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -239,13 +240,21 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
             failures.append(errors.image_failure(image_id, exc))
             continue
         try:
-            manifest = await call.services.manifests.get(repo.registry_id, repo.name, digest)
+            manifest = await call.services.manifests.get(
+                repo.registry_id, repo.name, digest, call.principal.arn
+            )
         except ImageArchived as exc:  # failure code ImageInaccessible, saying why
             failures.append(errors.image_failure(image_id, exc))
             continue
-        # acceptedMediaTypes only steers ECR's format conversion; an image it cannot convert
-        # comes back as stored (the caller decides), never as a failure: the model's
-        # ImageFailureCode has no code for it.
+        # acceptedMediaTypes: the stored format if accepted, else ECR's conversion between
+        # Docker schema 2 and OCI (by tag only), else the image is not found in that format.
+        served = for_accepted(
+            manifest.content, manifest.media_type, accepted, not image_id.get("imageTag")
+        )
+        if served is None:
+            failures.append(errors.image_failure(image_id, ImageNotFound()))
+            continue
+        content, media_type = served
         resolved_id = {"imageDigest": manifest.digest}
         if image_id.get("imageTag"):
             resolved_id["imageTag"] = image_id["imageTag"]
@@ -254,8 +263,8 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
                 "registryId": repo.registry_id,
                 "repositoryName": repo.name,
                 "imageId": resolved_id,
-                "imageManifest": manifest.content.decode("utf-8"),
-                "imageManifestMediaType": manifest.media_type,
+                "imageManifest": content.decode("utf-8"),
+                "imageManifestMediaType": media_type,
             }
         )
     return {"images": images, "failures": failures}

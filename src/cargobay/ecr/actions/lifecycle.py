@@ -28,11 +28,10 @@ async def put_lifecycle_policy(call: EcrCall, payload: dict[str, Any]) -> dict[s
 
 
 async def _with_last_evaluated(call: EcrCall, repo: Repository, text: str) -> dict[str, Any]:
-    result = {**_ids(repo), "lifecyclePolicyText": text}
+    """The policy with `lastEvaluatedAt`, which ECR always returns: before the policy's first
+    evaluation it is the epoch (0)."""
     when = await call.services.lifecycle.last_evaluated(repo)
-    if when is not None:
-        result["lastEvaluatedAt"] = when
-    return result
+    return {**_ids(repo), "lifecyclePolicyText": text, "lastEvaluatedAt": when or 0.0}
 
 
 @action("GetLifecyclePolicy")

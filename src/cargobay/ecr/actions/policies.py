@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cargobay.ecr import errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
 from cargobay.errors import RegistryPolicyNotFound, RepositoryPolicyNotFound
-from cargobay.iam.policy import PolicyError, parse_policy
+from cargobay.iam import policyscope
+from cargobay.iam.policy import Policy, PolicyError, parse_policy
+
+log = logging.getLogger("cargobay.ecr")
 
 MAX_POLICY_CHARS = 10_240
 
 
-def _policy_text(payload: dict[str, Any]) -> str:
+def _invalid(kind: str, detail: object) -> errors.EcrError:
+    """ECR's answer to a policy it refuses: the reason is logged, not returned."""
+    log.info("refused a %s policy: %s", kind, detail)
+    return errors.InvalidParameter(
+        "Invalid parameter at 'PolicyText' failed to satisfy constraint: "
+        f"'Invalid {kind} policy provided'"
+    )
+
+
+def _policy_text(payload: dict[str, Any], kind: str = "repository") -> tuple[str, Policy]:
     text = payload.get("policyText")
     if not isinstance(text, str) or not text:
         raise errors.InvalidParameter("policyText is required")
@@ -23,19 +36,16 @@ def _policy_text(payload: dict[str, Any]) -> str:
             f"'Member must have length less than or equal to {MAX_POLICY_CHARS}'"
         )
     try:
-        parse_policy(text, resource_policy=True)
+        policy = parse_policy(text, resource_policy=True, unique_sids=False)
     except PolicyError as exc:
-        raise errors.InvalidParameter(
-            f"Invalid parameter at 'PolicyText' failed to satisfy constraint: "
-            f"'Invalid repository policy provided: {exc}'"
-        ) from None
-    return text
+        raise _invalid(kind, exc) from None
+    return text, policy
 
 
 @action("SetRepositoryPolicy")
 async def set_repository_policy(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
-    text = _policy_text(payload)
+    text, _ = _policy_text(payload)
     repos = call.services.repositories
     previous = await repos.get_field(repo, "policy_text")
     await repos.update(repo, policy_text=text)
@@ -82,7 +92,13 @@ async def delete_repository_policy(call: EcrCall, payload: dict[str, Any]) -> di
 
 @action("PutRegistryPolicy")
 async def put_registry_policy(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    text = _policy_text(payload)
+    text, policy = _policy_text(payload, "registry")
+    settings = call.services.scans.settings
+    scope = await settings.account_setting(call.registry_id, policyscope.SETTING)
+    try:
+        policyscope.check_registry_policy(policy, scope)
+    except PolicyError as exc:
+        raise _invalid("registry", exc) from None
     await call.services.repositories.set_registry_policy(call.registry_id, text)
     return {"registryId": call.registry_id, "policyText": text}
 

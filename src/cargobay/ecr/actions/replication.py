@@ -10,10 +10,10 @@ from cargobay.ecr.actions.images import resolve_image
 from cargobay.ecr.actions.repositories import parse_tags
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall
+from cargobay.registry import mutability as tag_mutability
 from cargobay.registry.templates import APPLIED_FOR, Template
 from cargobay.replication.config import Destination
 
-MUTABILITY = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 ENCRYPTION = ("AES256", "KMS", "KMS_DSSE")
 
 
@@ -78,16 +78,17 @@ def _template_fields(payload: dict[str, Any], *, creating: bool) -> dict[str, An
         fields["encryption_type"], fields["kms_key"] = kind, key
     if "resourceTags" in payload:
         fields["resource_tags"] = tuple(parse_tags(payload["resourceTags"]).items())
-    mutability = payload.get("imageTagMutability")
-    if mutability is not None:
-        if mutability not in MUTABILITY:
-            raise errors.InvalidParameter(
-                "imageTagMutability must be one of " + ", ".join(MUTABILITY)
-            )
-        fields["image_tag_mutability"] = mutability
+    mode = payload.get("imageTagMutability")
     filters = payload.get("imageTagMutabilityExclusionFilters")
-    if filters is not None:
-        fields["mutability_exclusions"] = tuple(f["filter"] for f in filters)
+    if creating and mode is None and filters is not None:
+        mode = tag_mutability.MUTABLE  # the default mode, which takes no filters
+    if mode is not None:
+        setting = tag_mutability.parse(mode, filters)
+        fields["image_tag_mutability"] = setting.mode
+        fields["mutability_exclusions"] = setting.exclusions
+    elif filters is not None:  # an update of the filters alone: checked as filters
+        setting = tag_mutability.parse(tag_mutability.IMMUTABLE_WITH_EXCLUSION, filters)
+        fields["mutability_exclusions"] = setting.exclusions
     for member, column in (
         ("repositoryPolicy", "repository_policy"),
         ("lifecyclePolicy", "lifecycle_policy"),

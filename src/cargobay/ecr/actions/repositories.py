@@ -9,9 +9,9 @@ from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall, token_text
 from cargobay.errors import RepositoryAlreadyExists, RepositoryNotFound
 from cargobay.iam.permissions import TAG_RESOURCE
+from cargobay.registry import mutability
 from cargobay.registry.repositories import Repository
 
-MUTABILITY = ("MUTABLE", "IMMUTABLE")
 ENCRYPTION = ("AES256", "KMS", "KMS_DSSE")
 
 
@@ -19,7 +19,7 @@ def repository_shape(call: EcrCall, repo: Repository) -> dict[str, Any]:
     encryption: dict[str, Any] = {"encryptionType": repo.encryption_type}
     if repo.kms_key:
         encryption["kmsKey"] = repo.kms_key
-    return {
+    shape = {
         "repositoryArn": call.repository_arn(repo.name, repo.registry_id),
         "registryId": repo.registry_id,
         "repositoryName": repo.name,
@@ -29,6 +29,9 @@ def repository_shape(call: EcrCall, repo: Repository) -> dict[str, Any]:
         "imageScanningConfiguration": {"scanOnPush": bool(repo.scan_on_push)},
         "encryptionConfiguration": encryption,
     }
+    if repo.mutability.exclusions:
+        shape["imageTagMutabilityExclusionFilters"] = repo.mutability.filters_shape()
+    return shape
 
 
 def parse_tags(value: Any) -> dict[str, str]:
@@ -56,14 +59,11 @@ def parse_tags(value: Any) -> dict[str, str]:
     return tags
 
 
-def _mutability(payload: dict[str, Any], default: str | None = None) -> str:
-    value = payload.get("imageTagMutability", default)
-    if value not in MUTABILITY:
-        raise errors.InvalidParameter(
-            "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: "
-            f"'Member must satisfy enum value set: [{', '.join(MUTABILITY)}]'"
-        )
-    return value
+def _mutability(payload: dict[str, Any], default: str | None = None) -> mutability.TagMutability:
+    return mutability.parse(
+        payload.get("imageTagMutability", default),
+        payload.get("imageTagMutabilityExclusionFilters"),
+    )
 
 
 @action("CreateRepository")
@@ -142,13 +142,16 @@ async def delete_repository(call: EcrCall, payload: dict[str, Any]) -> dict[str,
 @action("PutImageTagMutability")
 async def put_image_tag_mutability(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
-    value = _mutability(payload)
-    await call.services.repositories.update(repo, tag_mutability=value)
-    return {
+    setting = _mutability(payload)
+    await call.services.repositories.set_tag_mutability(repo, setting)
+    result: dict[str, Any] = {
         "registryId": repo.registry_id,
         "repositoryName": repo.name,
-        "imageTagMutability": value,
+        "imageTagMutability": setting.mode,
     }
+    if setting.exclusions:
+        result["imageTagMutabilityExclusionFilters"] = setting.filters_shape()
+    return result
 
 
 @action("PutImageScanningConfiguration")
