@@ -400,3 +400,12 @@ class CacheRepositoryPush(Unsupported):
     """A push into a pull-through cache repository: its images come only from the upstream."""
 
     default_message = "pushing into a pull through cache repository is not supported"
+
+
+# -- managed signing (issue 18) -------------------------------------------------------------------
+
+
+class SigningConfigurationNotFound(NotFound):
+    """The registry has no signing configuration."""
+
+    default_message = "the registry has no signing configuration"

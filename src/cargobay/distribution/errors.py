@@ -103,6 +103,7 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.UnsupportedImageType: ("UNSUPPORTED", 400),
     e.ScanQuotaExceeded: ("TOOMANYREQUESTS", 429),
     e.ScanningConfigurationInvalid: ("DENIED", 400),
+    e.SigningConfigurationNotFound: ("DENIED", 404),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

@@ -117,6 +117,7 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.UnsupportedImageType: "UnsupportedImageTypeException",
     e.ScanQuotaExceeded: "LimitExceededException",
     e.ScanningConfigurationInvalid: "ValidationException",
+    e.SigningConfigurationNotFound: "SigningConfigurationNotFoundException",
 }
 
 

@@ -285,3 +285,13 @@ SIGNER_OPERATIONS: dict[str, Permission] = {
     "CancelSigningProfile": _p("signer:CancelSigningProfile", SIGNING_PROFILE),
     "ListSigningProfiles": _p("signer:ListSigningProfiles", SIGNING_PROFILES),
 }
+
+# ECR managed signing (issue 18): the registry's signing configuration, and an image's status.
+ECR_OPERATIONS.update(
+    {
+        "PutSigningConfiguration": _p("ecr:PutSigningConfiguration", REGISTRY),
+        "GetSigningConfiguration": _p("ecr:GetSigningConfiguration", REGISTRY),
+        "DeleteSigningConfiguration": _p("ecr:DeleteSigningConfiguration", REGISTRY),
+        "DescribeImageSigningStatus": _p("ecr:DescribeImageSigningStatus", REPOSITORY),
+    }
+)

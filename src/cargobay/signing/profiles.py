@@ -147,7 +147,7 @@ def not_after(value: int, kind: str, now: dt.datetime) -> dt.datetime:
 class SigningProfiles:
     """The signing-profile operations of one deployment region."""
 
-    def __init__(self, db: Database, region: str, kms: KmsService) -> None:
+    def __init__(self, db: Database, region: str, kms: KmsService | None = None) -> None:
         self.db = db
         self.region = region
         self.kms = kms
@@ -257,6 +257,7 @@ class SigningProfiles:
                         )
                     )
             if taken is not None:  # a concurrent put created it first: this key is unused
+                assert self.kms is not None
                 await self.kms.schedule_key_deletion(account_id, key_id, pending_window_days=7)
                 return await self.put(
                     account_id,
@@ -275,6 +276,7 @@ class SigningProfiles:
 
     async def _issue(self, account_id: str, name: str, expires: dt.datetime) -> tuple[str, str]:
         """A new KMS signing key for the profile, and the chain certifying it."""
+        assert self.kms is not None, "creating a profile needs the KMS service"
         metadata = await self.kms.create_key(
             account_id,
             description=f"Signing key of the signing profile {name}",

@@ -10,6 +10,7 @@ from cargobay.ecr.actions import (
     replication,
     repositories,
     scanning,
+    signing,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "replication",
     "repositories",
     "scanning",
+    "signing",
 ]
