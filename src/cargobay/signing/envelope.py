@@ -26,8 +26,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
 from cargobay.oci.manifest import OCI_MANIFEST
 
 JOSE = "application/jose+json"
@@ -89,6 +87,10 @@ def prepare(payload_bytes: bytes, signing_time: dt.datetime) -> Unsigned:
 
 def jws_signature(der_signature: bytes) -> bytes:
     """An ECDSA signature as KMS returns it (DER) in JWS's form: r || s, fixed width."""
+    # Loaded here: the task runner lives in every worker, and `cryptography` costs memory in
+    # workers that only serve `/v2/` (tests/e2e/test_worker_imports.py).
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
     r, s = decode_dss_signature(der_signature)
     return r.to_bytes(COORDINATE_BYTES, "big") + s.to_bytes(COORDINATE_BYTES, "big")
 

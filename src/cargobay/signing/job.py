@@ -26,7 +26,7 @@ from cargobay.jobs.queue import Fail, Retry, Task
 from cargobay.kms.errors import KmsError
 from cargobay.oci.manifest import OCI_MANIFEST
 from cargobay.registry.hooks import REGISTRY
-from cargobay.signing import certs, envelope
+from cargobay.signing import envelope
 from cargobay.signing.configuration import COMPLETE, FAILED, TASK_KIND
 from cargobay.signing.profiles import ACTIVE, SIGNING_ALGORITHM, SigningProfiles
 
@@ -103,6 +103,8 @@ class ImageSigner:
         log.info("signed %s@%s with %s: %s", repo.name, digest, arn, signature)
 
     async def _profile(self, repo: Repository, arn: str) -> tuple[Any, list[Any]]:
+        from cargobay.signing import certs  # `cryptography`, loaded by the first signature
+
         profiles = SigningProfiles(self.services.db, self.services.settings.region)
         profile = await profiles.by_arn(arn)
         if profile is None:
@@ -134,6 +136,8 @@ class ImageSigner:
 
     async def sign(self, repo: Repository, digest: str, manifest: Manifest, arn: str) -> str:
         """Sign the image with the profile `arn` names; the signature manifest's digest."""
+        from cargobay.signing import certs
+
         profile, chain = await self._profile(repo, arn)
         existing = await self._existing(repo, digest, arn)
         if existing is not None:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from cargobay.metadata import schema
-from cargobay.signing import certs
 from cargobay.signing.errors import (
     AccessDeniedException,
     ResourceNotFoundException,
@@ -277,6 +276,8 @@ class SigningProfiles:
     async def _issue(self, account_id: str, name: str, expires: dt.datetime) -> tuple[str, str]:
         """A new KMS signing key for the profile, and the chain certifying it."""
         assert self.kms is not None, "creating a profile needs the KMS service"
+        from cargobay.signing import certs  # `cryptography`: only where certificates are made
+
         metadata = await self.kms.create_key(
             account_id,
             description=f"Signing key of the signing profile {name}",
@@ -346,6 +347,8 @@ class SigningProfiles:
 
     async def root_certificate(self, account_id: str, name: str) -> str:
         """The PEM root certificate a verifier trusts for this profile's signatures."""
+        from cargobay.signing import certs
+
         chain = certs.from_pem((await self._existing(account_id, name)).certificate_chain)
         return certs.to_pem(chain[-1:])
 
