@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from e2e.ecrhelp import ACCOUNT, REGION, allow, client, make_user, push, raises, unique
@@ -265,3 +270,68 @@ def test_signing_failures_and_configuration_errors(registry, small_image: Image)
             repositoryName=unique("absent"), imageId={"imageTag": "1"}
         )
     ecr.delete_signing_configuration()
+
+
+def _signed_request(registry, method: str, path: str, body: bytes = b"", query: str = ""):
+    url = f"{registry.url}{path}" + (f"?{query}" if query else "")
+    request = AWSRequest(method=method, url=url, data=body, headers={})
+    SigV4Auth(Credentials(*registry.credentials), "signer", REGION).add_auth(request)
+    return requests.request(
+        method, url, data=body, headers=dict(request.headers.items()), timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "query"),
+    [
+        ("PUT", "/signing-profiles/ok_name", b"not json", ""),
+        ("PUT", "/signing-profiles/ok_name", b"[1, 2]", ""),
+        ("PUT", "/signing-profiles/ok_name", b'{"platformId": 5}', ""),
+        ("PUT", "/signing-profiles/ok_name", b"{}", ""),
+        (
+            "PUT",
+            "/signing-profiles/ok_name",
+            json.dumps(
+                {"platformId": PLATFORM, "signatureValidityPeriod": {"value": 2**70}}
+            ).encode(),
+            "",
+        ),
+        (
+            "PUT",
+            "/signing-profiles/ok_name",
+            json.dumps({"platformId": PLATFORM, "signatureValidityPeriod": "DAYS"}).encode(),
+            "",
+        ),
+        ("PUT", "/signing-profiles/x", json.dumps({"platformId": PLATFORM}).encode(), ""),
+        ("PUT", "/signing-profiles/bad-name", json.dumps({"platformId": PLATFORM}).encode(), ""),
+        ("PUT", "/signing-profiles/" + "a" * 65, json.dumps({"platformId": PLATFORM}).encode(), ""),
+        ("GET", "/signing-profiles", b"", "maxResults=abc"),
+        ("GET", "/signing-profiles", b"", "maxResults=0"),
+        ("GET", "/signing-profiles", b"", "statuses=Bogus"),
+        ("GET", "/signing-profiles", b"", "includeCanceled=maybe"),
+        ("GET", "/signing-profiles", b"", "nextToken=%21%21%21"),
+        ("GET", "/signing-profiles/ok_name", b"", "profileOwner=12"),
+    ],
+)
+def test_the_signer_door_answers_bad_input_with_validation_errors(
+    registry, method: str, path: str, body: bytes, query: str
+) -> None:
+    response = _signed_request(registry, method, path, body, query)
+    assert response.status_code == 400, response.text
+    assert response.json()["__type"] == "ValidationException"
+    assert response.headers["x-amzn-ErrorType"] == "ValidationException"
+
+
+def test_the_signer_door_refuses_unsigned_and_unknown_requests(registry) -> None:
+    anonymous = requests.get(f"{registry.url}/signing-profiles", timeout=60)
+    assert anonymous.status_code in (400, 403), anonymous.text
+    assert "__type" in anonymous.json()
+    unknown = _signed_request(registry, "POST", "/signing-profiles")
+    assert unknown.status_code == 404
+    assert unknown.json()["__type"] == "UnknownOperationException"
+    # Signed for another service: refused.
+    url = f"{registry.url}/signing-profiles"
+    request = AWSRequest(method="GET", url=url, headers={})
+    SigV4Auth(Credentials(*registry.credentials), "ecr", REGION).add_auth(request)
+    wrong = requests.get(url, headers=dict(request.headers.items()), timeout=60)
+    assert wrong.status_code in (400, 403) and "__type" in wrong.json()

@@ -355,6 +355,9 @@ class SigningProfiles:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        name = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValidationException("The nextToken is invalid.") from None
+    if not name:
+        raise ValidationException("The nextToken is invalid.")
+    return name
