@@ -11,7 +11,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
-from e2e.ecrhelp import REGION, _check
+from e2e.ecrhelp import REGION, _check, unique
 
 SIGNER_MODEL = botocore.session.get_session().get_service_model("signer")
 PLATFORM = "Notation-OCI-SHA384-ECDSA"
@@ -61,3 +61,8 @@ def wait_signed(ecr, name: str, digest: str, timeout: float = 180.0) -> list[dic
             return statuses
         assert time.monotonic() < deadline, f"still signing: {statuses}"
         time.sleep(0.5)
+
+
+def profile_name(prefix: str) -> str:
+    """A unique signing profile name (profile names allow letters, digits and `_`)."""
+    return unique(prefix).replace("-", "_")

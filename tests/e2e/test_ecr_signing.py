@@ -1,6 +1,6 @@
-"""Managed signing end to end: signing profiles through boto3's `signer` client, the ECR
-signing configuration, and a skopeo push signed with a Notary Project signature that verifies
-against the profile's exported root certificate (tests/notaryverify.py)."""
+"""Managed signing end to end: the ECR signing configuration (boto3 and the AWS CLI), and a
+skopeo push signed with a Notary Project signature that verifies against the profile's exported
+root certificate (tests/notaryverify.py), while a tampered payload does not."""
 
 from __future__ import annotations
 
@@ -12,14 +12,19 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from e2e.ecrhelp import ACCOUNT, REGION, allow, client, make_user, push, raises, unique
-from e2e.signinghelp import PLATFORM, signer_client, wait_signed
+from e2e.ecrhelp import (
+    ACCOUNT,
+    REGION,
+    aws,
+    cli_error,
+    client,
+    push,
+    raises,
+    unique,
+)
+from e2e.signinghelp import PLATFORM, profile_name, signer_client, wait_signed
 from imagebuilder import Image, build_image
 from notaryverify import VerificationError, tampered, verify
 
@@ -27,108 +32,6 @@ from notaryverify import VerificationError, tampered, verify
 @pytest.fixture(scope="module")
 def small_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     return build_image(tmp_path_factory.mktemp("signing-image") / "img", [1500])
-
-
-def _name(prefix: str) -> str:
-    return unique(prefix).replace("-", "_")
-
-
-def test_signing_profiles_through_boto3(registry) -> None:
-    signer = signer_client(registry)
-    name = _name("prof")
-    created = signer.put_signing_profile(
-        profileName=name,
-        platformId=PLATFORM,
-        signatureValidityPeriod={"value": 12, "type": "MONTHS"},
-        tags={"team": "red"},
-    )
-    arn = f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/{name}"
-    assert created["arn"] == arn
-    assert created["profileVersionArn"] == f"{arn}/{created['profileVersion']}"
-    got = signer.get_signing_profile(profileName=name)
-    assert got["status"] == "Active"
-    assert got["platformId"] == PLATFORM
-    assert got["signatureValidityPeriod"] == {"value": 12, "type": "MONTHS"}
-    assert got["tags"] == {"team": "red"}
-    assert got["profileVersion"] == created["profileVersion"]
-
-    # A second put of an active profile is a new version of it.
-    again = signer.put_signing_profile(profileName=name, platformId=PLATFORM)
-    assert again["arn"] == arn and again["profileVersion"] != created["profileVersion"]
-
-    listed = signer.list_signing_profiles()["profiles"]
-    assert name in [p["profileName"] for p in listed]
-
-    signer.cancel_signing_profile(profileName=name)
-    assert signer.get_signing_profile(profileName=name)["status"] == "Canceled"
-    assert name not in [p["profileName"] for p in signer.list_signing_profiles()["profiles"]]
-    with_canceled = signer.list_signing_profiles(includeCanceled=True)["profiles"]
-    assert name in [p["profileName"] for p in with_canceled]
-    only_canceled = signer.list_signing_profiles(statuses=["Canceled"])["profiles"]
-    assert {p["status"] for p in only_canceled} == {"Canceled"}
-    with pytest.raises(ClientError) as info:  # a canceled profile's name is not reused
-        signer.put_signing_profile(profileName=name, platformId=PLATFORM)
-    assert info.value.response["Error"]["Code"] == "ValidationException"
-
-
-def test_signing_profile_errors_and_pagination(registry) -> None:
-    signer = signer_client(registry)
-    for code, call in [
-        ("ResourceNotFoundException", lambda: signer.get_signing_profile(profileName="nope_x")),
-        ("ResourceNotFoundException", lambda: signer.cancel_signing_profile(profileName="no_x")),
-        (
-            "ValidationException",
-            lambda: signer.put_signing_profile(profileName="p_x", platformId="AWSLambda-SHA384"),
-        ),
-        (
-            "ValidationException",
-            lambda: signer.put_signing_profile(
-                profileName="p_y",
-                platformId=PLATFORM,
-                signatureValidityPeriod={"value": 20, "type": "YEARS"},
-            ),
-        ),
-        (
-            "ValidationException",
-            lambda: signer.put_signing_profile(
-                profileName="p_z", platformId=PLATFORM, signingMaterial={"certificateArn": "x"}
-            ),
-        ),
-    ]:
-        with pytest.raises(ClientError) as info:
-            call()
-        assert info.value.response["Error"]["Code"] == code, info.value.response
-    names = sorted(_name("page") for _ in range(3))
-    for name in names:
-        signer.put_signing_profile(profileName=name, platformId=PLATFORM)
-    seen: list[str] = []
-    token = None
-    while True:
-        kwargs = {"maxResults": 2, **({"nextToken": token} if token else {})}
-        page = signer.list_signing_profiles(**kwargs)
-        assert len(page["profiles"]) <= 2
-        seen += [p["profileName"] for p in page["profiles"]]
-        token = page.get("nextToken")
-        if not token:
-            break
-    assert [n for n in seen if n in names] == names
-    assert len(seen) == len(set(seen))
-
-
-def test_signing_profiles_need_signer_permissions(registry, tmp_path) -> None:
-    policy = allow("signer:GetSigningProfile")
-    key, secret = make_user(registry, unique("reader"), policy, tmp=tmp_path)
-    signer = signer_client(registry, key, secret)
-    admin = signer_client(registry)
-    name = _name("perm")
-    admin.put_signing_profile(profileName=name, platformId=PLATFORM)
-    assert signer.get_signing_profile(profileName=name)["profileName"] == name
-    with pytest.raises(ClientError) as info:
-        signer.put_signing_profile(profileName=_name("denied"), platformId=PLATFORM)
-    assert info.value.response["Error"]["Code"] == "AccessDeniedException"
-    with pytest.raises(ClientError) as info:
-        signer.list_signing_profiles()
-    assert info.value.response["Error"]["Code"] == "AccessDeniedException"
 
 
 # -- signing on push ------------------------------------------------------------------------------
@@ -150,7 +53,7 @@ def _export_root(server, profile: str) -> bytes:
 
 
 def _profile(registry, prefix: str) -> tuple[str, str]:
-    name = _name(prefix)
+    name = profile_name(prefix)
     created = signer_client(registry).put_signing_profile(profileName=name, platformId=PLATFORM)
     return name, created["arn"]
 
@@ -248,7 +151,7 @@ def test_signing_failures_and_configuration_errors(registry, small_image: Image)
 
     canceled, canceled_arn = _profile(registry, "gone")
     signer.cancel_signing_profile(profileName=canceled)
-    missing_arn = f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/{_name('missing')}"
+    missing_arn = f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/{profile_name('missing')}"
     prefix = unique("failing")
     rules = [_rule(canceled_arn, f"{prefix}/*"), _rule(missing_arn, f"{prefix}/app")]
     ecr.put_signing_configuration(signingConfiguration={"rules": rules})
@@ -272,66 +175,54 @@ def test_signing_failures_and_configuration_errors(registry, small_image: Image)
     ecr.delete_signing_configuration()
 
 
-def _signed_request(registry, method: str, path: str, body: bytes = b"", query: str = ""):
-    url = f"{registry.url}{path}" + (f"?{query}" if query else "")
-    request = AWSRequest(method=method, url=url, data=body, headers={})
-    SigV4Auth(Credentials(*registry.credentials), "signer", REGION).add_auth(request)
-    return requests.request(
-        method, url, data=body, headers=dict(request.headers.items()), timeout=60
-    )
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "body", "query"),
-    [
-        ("PUT", "/signing-profiles/ok_name", b"not json", ""),
-        ("PUT", "/signing-profiles/ok_name", b"[1, 2]", ""),
-        ("PUT", "/signing-profiles/ok_name", b'{"platformId": 5}', ""),
-        ("PUT", "/signing-profiles/ok_name", b"{}", ""),
-        (
-            "PUT",
-            "/signing-profiles/ok_name",
-            json.dumps(
-                {"platformId": PLATFORM, "signatureValidityPeriod": {"value": 2**70}}
-            ).encode(),
-            "",
-        ),
-        (
-            "PUT",
-            "/signing-profiles/ok_name",
-            json.dumps({"platformId": PLATFORM, "signatureValidityPeriod": "DAYS"}).encode(),
-            "",
-        ),
-        ("PUT", "/signing-profiles/x", json.dumps({"platformId": PLATFORM}).encode(), ""),
-        ("PUT", "/signing-profiles/bad-name", json.dumps({"platformId": PLATFORM}).encode(), ""),
-        ("PUT", "/signing-profiles/" + "a" * 65, json.dumps({"platformId": PLATFORM}).encode(), ""),
-        ("GET", "/signing-profiles", b"", "maxResults=abc"),
-        ("GET", "/signing-profiles", b"", "maxResults=0"),
-        ("GET", "/signing-profiles", b"", "statuses=Bogus"),
-        ("GET", "/signing-profiles", b"", "includeCanceled=maybe"),
-        ("GET", "/signing-profiles", b"", "nextToken=%21%21%21"),
-        ("GET", "/signing-profiles/ok_name", b"", "profileOwner=12"),
-    ],
-)
-def test_the_signer_door_answers_bad_input_with_validation_errors(
-    registry, method: str, path: str, body: bytes, query: str
-) -> None:
-    response = _signed_request(registry, method, path, body, query)
-    assert response.status_code == 400, response.text
-    assert response.json()["__type"] == "ValidationException"
-    assert response.headers["x-amzn-ErrorType"] == "ValidationException"
-
-
-def test_the_signer_door_refuses_unsigned_and_unknown_requests(registry) -> None:
-    anonymous = requests.get(f"{registry.url}/signing-profiles", timeout=60)
-    assert anonymous.status_code in (400, 403), anonymous.text
-    assert "__type" in anonymous.json()
-    unknown = _signed_request(registry, "POST", "/signing-profiles")
-    assert unknown.status_code == 404
-    assert unknown.json()["__type"] == "UnknownOperationException"
-    # Signed for another service: refused.
-    url = f"{registry.url}/signing-profiles"
-    request = AWSRequest(method="GET", url=url, headers={})
-    SigV4Auth(Credentials(*registry.credentials), "ecr", REGION).add_auth(request)
-    wrong = requests.get(url, headers=dict(request.headers.items()), timeout=60)
-    assert wrong.status_code in (400, 403) and "__type" in wrong.json()
+def test_the_readme_flow_with_the_aws_cli(registry, small_image: Image) -> None:
+    """README's managed-signing commands, as written, with the AWS CLI."""
+    name = profile_name("cli")
+    arn = f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/{name}"
+    created = aws(
+        registry,
+        "signer",
+        "put-signing-profile",
+        "--profile-name",
+        name,
+        "--platform-id",
+        PLATFORM,
+        "--signature-validity-period",
+        "value=12,type=MONTHS",
+    ).json
+    assert created["arn"] == arn
+    prefix = unique("clisigned")
+    configuration = {
+        "rules": [
+            {
+                "signingProfileArn": arn,
+                "repositoryFilters": [{"filter": f"{prefix}/*", "filterType": "WILDCARD_MATCH"}],
+            }
+        ]
+    }
+    put = aws(
+        registry,
+        "ecr",
+        "put-signing-configuration",
+        "--signing-configuration",
+        json.dumps(configuration),
+    ).json
+    assert put["signingConfiguration"] == configuration
+    repo = f"{prefix}/app"
+    push(registry, small_image, f"{repo}:1.0")
+    wait_signed(client(registry), repo, small_image.manifest_digest)
+    status = aws(
+        registry,
+        "ecr",
+        "describe-image-signing-status",
+        "--repository-name",
+        repo,
+        "--image-id",
+        "imageTag=1.0",
+    ).json
+    assert status["signingStatuses"] == [{"signingProfileArn": arn, "status": "COMPLETE"}]
+    listed = aws(registry, "signer", "list-signing-profiles").json["profiles"]
+    assert name in [p["profileName"] for p in listed]
+    aws(registry, "ecr", "delete-signing-configuration")
+    missing = aws(registry, "ecr", "get-signing-configuration", check=False)
+    assert cli_error(missing) == "SigningConfigurationNotFoundException"
