@@ -36,8 +36,20 @@ def test_signing_profiles_through_boto3(registry) -> None:
     assert got["profileVersion"] == created["profileVersion"]
 
     # A second put of an active profile is a new version of it.
-    again = signer.put_signing_profile(profileName=name, platformId=PLATFORM)
+    again = signer.put_signing_profile(
+        profileName=name, platformId=PLATFORM, signingParameters={"team": "blue"}
+    )
     assert again["arn"] == arn and again["profileVersion"] != created["profileVersion"]
+    updated = signer.get_signing_profile(profileName=name)
+    assert updated["signingParameters"] == {"team": "blue"}
+    assert updated["signatureValidityPeriod"] == {"value": 12, "type": "MONTHS"}  # kept
+    with pytest.raises(ClientError) as info:  # the certificates carry the validity period
+        signer.put_signing_profile(
+            profileName=name,
+            platformId=PLATFORM,
+            signatureValidityPeriod={"value": 2, "type": "YEARS"},
+        )
+    assert info.value.response["Error"]["Code"] == "ValidationException"
 
     listed = signer.list_signing_profiles()["profiles"]
     assert name in [p["profileName"] for p in listed]

@@ -49,6 +49,14 @@ _OPERATIONS = {
 }
 
 
+class _Refused(Exception):
+    """What the door itself refuses (no such route, a bad signature), by AWS name."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileResource:
     """A signing profile (or `*`) as the authorizer decides on it."""
@@ -166,7 +174,7 @@ async def handle(request: web.Request) -> web.Response:
     error: tuple[str, str, int] | None = None
     try:
         if operation is None:
-            raise SignerError("no such operation")  # answered below as UnknownOperation
+            raise _Refused("UnknownOperationException", f"{request.method} {request.path}", 404)
         try:
             body = await read_body(request, MAX_BODY)
         except BodyTooLarge:
@@ -176,20 +184,16 @@ async def handle(request: web.Request) -> web.Response:
                 request, services.credentials, body, "signer", (services.settings.region,)
             )
         except SigV4Error as exc:
-            error = (exc.code, exc.message, exc.status)
-            raise
+            raise _Refused(exc.code, exc.message, exc.status) from None
         payload = await _payload(request, operation, body)
         ctx = request_context(request, services.settings.trusted_proxies)
         await _authorize(services, principal, operation, payload, ctx)
         profiles = SigningProfiles(services.db, services.settings.region, services.kms)
         result = await _call(profiles, principal.account_id, operation, payload)
-    except SigV4Error:
-        pass
+    except _Refused as exc:
+        error = (exc.code, exc.message, exc.status)
     except SignerError as exc:
-        if operation is None:
-            error = ("UnknownOperationException", f"{request.method} {request.path}", 404)
-        else:
-            error = (exc.aws_name, exc.message, exc.status)
+        error = (exc.aws_name, exc.message, exc.status)
     except AccessDenied as exc:
         error = ("AccessDeniedException", exc.message, 403)
     except Exception:

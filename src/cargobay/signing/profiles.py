@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from cargobay.metadata import schema
+from cargobay.metadata.sql import insert_ignore
 from cargobay.signing.errors import (
     AccessDeniedException,
     ResourceNotFoundException,
@@ -98,6 +99,14 @@ class Profile:
         if self.tags:
             shape["tags"] = dict(self.tags)
         return shape
+
+    def put_result(self) -> dict[str, Any]:
+        """The PutSigningProfile response."""
+        return {
+            "arn": self.arn,
+            "profileVersion": self.version,
+            "profileVersionArn": self.version_arn,
+        }
 
     def description(self) -> dict[str, Any]:
         """The GetSigningProfile response."""
@@ -187,8 +196,9 @@ class SigningProfiles:
         overrides: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """PutSigningProfile: create the profile, its KMS key and its certificate chain. On an
-        active profile of that name, a new version with the new settings and the same key
-        and chain; a canceled profile's name is not reused (as AWS Signer)."""
+        active profile of that name, a new version with the new parameters and tags, the same
+        key and chain (so its validity period cannot change: the certificates carry it); a
+        canceled profile's name is not reused."""
         if platform_id != PLATFORM:
             raise ValidationException(
                 f"The platform {platform_id} is not supported: the only platform is {PLATFORM}."
@@ -198,80 +208,58 @@ class SigningProfiles:
                 f"The platform {PLATFORM} does not accept signingMaterial or overrides: "
                 "its certificates are issued for the profile."
             )
+        existing = await self.find(account_id, name)
         value, kind = DEFAULT_VALIDITY
+        if existing is not None:
+            if existing.status != ACTIVE:
+                raise ValidationException(
+                    f"The signing profile {name} is {existing.status.lower()}: its name cannot "
+                    "be reused."
+                )
+            value, kind = existing.validity_value, existing.validity_type
         if validity:
             value, kind = validity.get("value", value), validity.get("type", kind)
-        now = dt.datetime.now(dt.UTC)
-        expires = not_after(value, kind, now)
-        version = "".join(secrets.choice(_VERSION_ALPHABET) for _ in range(10))
+        expires = not_after(value, kind, dt.datetime.now(dt.UTC))
+        if existing is not None and (value, kind) != (
+            existing.validity_value,
+            existing.validity_type,
+        ):
+            raise ValidationException(
+                f"The signature validity period of the signing profile {name} cannot change: "
+                "its certificates were issued for it."
+            )
         values = {
-            "version": version,
+            "version": "".join(secrets.choice(_VERSION_ALPHABET) for _ in range(10)),
             "validity_value": value,
             "validity_type": kind,
             "signing_parameters": json.dumps(signing_parameters or {}),
             "tags": json.dumps(tags or {}),
         }
-        existing = await self.find(account_id, name)
-        if existing is not None and existing.status != ACTIVE:
-            raise ValidationException(
-                f"The signing profile {name} is {existing.status.lower()}: its name cannot be "
-                "reused."
-            )
+        where = (P.c.account_id == account_id, P.c.region == self.region, P.c.name == name)
         if existing is not None:
             async with self.db.write() as conn:
-                await conn.execute(
-                    P.update()
-                    .where(
-                        P.c.account_id == account_id,
-                        P.c.region == self.region,
-                        P.c.name == name,
-                        P.c.status == ACTIVE,
-                    )
-                    .values(**values)
-                )
-        else:
-            key_id, chain = await self._issue(account_id, name, expires)
-            async with self.db.write() as conn:
-                taken = (
-                    await conn.execute(
-                        select(P.c.name).where(
-                            P.c.account_id == account_id,
-                            P.c.region == self.region,
-                            P.c.name == name,
-                        )
-                    )
-                ).first()
-                if taken is None:
-                    await conn.execute(
-                        P.insert().values(
-                            account_id=account_id,
-                            region=self.region,
-                            name=name,
-                            platform_id=platform_id,
-                            status=ACTIVE,
-                            key_id=key_id,
-                            certificate_chain=chain,
-                            created_at=time.time(),
-                            **values,
-                        )
-                    )
-            if taken is not None:  # a concurrent put created it first: this key is unused
-                assert self.kms is not None
-                await self.kms.schedule_key_deletion(account_id, key_id, pending_window_days=7)
-                return await self.put(
-                    account_id,
-                    name,
-                    platform_id=platform_id,
-                    validity=validity,
-                    signing_parameters=signing_parameters,
-                    tags=tags,
-                )
-        profile = await self._existing(account_id, name)
-        return {
-            "arn": profile.arn,
-            "profileVersion": profile.version,
-            "profileVersionArn": profile.version_arn,
-        }
+                await conn.execute(P.update().where(*where, P.c.status == ACTIVE).values(**values))
+            return (await self._existing(account_id, name)).put_result()
+        key_id, chain = await self._issue(account_id, name, expires)
+        async with self.db.write() as conn:
+            await insert_ignore(
+                conn,
+                P,
+                account_id=account_id,
+                region=self.region,
+                name=name,
+                platform_id=platform_id,
+                status=ACTIVE,
+                key_id=key_id,
+                certificate_chain=chain,
+                created_at=time.time(),
+                **values,
+            )
+        stored = await self._existing(account_id, name)
+        if stored.key_id != key_id:  # a concurrent put created the profile first
+            assert self.kms is not None
+            await self.kms.schedule_key_deletion(account_id, key_id, pending_window_days=7)
+        return stored.put_result()
 
     async def _issue(self, account_id: str, name: str, expires: dt.datetime) -> tuple[str, str]:
         """A new KMS signing key for the profile, and the chain certifying it."""
