@@ -4,6 +4,7 @@ against botocore's model), their IAM actions, and hostile input to the REST door
 from __future__ import annotations
 
 import json
+from urllib.parse import quote, urlencode
 
 import pytest
 import requests
@@ -12,8 +13,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from cargobay.aws import shapes
 from e2e.ecrhelp import ACCOUNT, REGION, allow, make_user, unique
 from e2e.signinghelp import PLATFORM, profile_name, signer_client
+from shapecases import Generator
 
 
 def test_signing_profiles_through_boto3(registry) -> None:
@@ -189,3 +192,57 @@ def test_the_signer_door_refuses_unsigned_and_unknown_requests(registry) -> None
     SigV4Auth(Credentials(*registry.credentials), "ecr", REGION).add_auth(request)
     wrong = requests.get(url, headers=dict(request.headers.items()), timeout=60)
     assert wrong.status_code in (400, 403) and "__type" in wrong.json()
+
+
+_MODEL = shapes.load("signer")
+_HTTP = {
+    "PutSigningProfile": "PUT",
+    "GetSigningProfile": "GET",
+    "CancelSigningProfile": "DELETE",
+    "ListSigningProfiles": "GET",
+}
+
+
+def _wire(operation: str, params: dict) -> tuple[str, str, bytes] | None:
+    """(path, query, body) of a REST JSON request carrying `params`, or None when the case
+    cannot be put on the wire (a profile name that is no path segment)."""
+    params = dict(params)
+    path = "/signing-profiles"
+    if operation != "ListSigningProfiles":
+        name = params.pop("profileName", None)
+        if not isinstance(name, str) or not name or "/" in name:
+            return None
+        path += "/" + quote(name, safe="")
+    members = _MODEL.shapes[_MODEL.input_shape(operation)]["members"]
+    query: list[tuple[str, str]] = []
+    for member in list(params):
+        ref = members.get(member)
+        if isinstance(ref, dict) and ref.get("location") == "querystring":
+            value = params.pop(member)
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                text = str(item).lower() if isinstance(item, bool) else str(item)
+                query.append((ref["locationName"], text))
+    body = json.dumps(params).encode() if operation == "PutSigningProfile" else b""
+    return path, urlencode(query), body
+
+
+@pytest.mark.parametrize("operation", sorted(_HTTP))
+def test_every_broken_constraint_is_a_validation_exception(registry, operation: str) -> None:
+    """Inputs generated from botocore's `signer` model, each breaking one constraint (or type),
+    sent on the wire as the REST JSON protocol places them: 400 ValidationException."""
+    checked = 0
+    for case in Generator(_MODEL).cases(operation):
+        if case.code_kind == "serialization" and _HTTP[operation] != "PUT":
+            continue  # a query string carries text: `platformId=12345` is a valid string
+        wire = _wire(operation, case.params)
+        if wire is None:
+            continue
+        path, query, body = wire
+        response = _signed_request(registry, _HTTP[operation], path, body, query)
+        assert response.status_code == 400, (case, response.text)
+        assert response.json()["__type"] == "ValidationException", (case, response.text)
+        if operation == "PutSigningProfile" and case.code_kind == "constraint":
+            assert case.expect in response.json()["message"], (case, response.text)
+        checked += 1
+    assert checked > 0
