@@ -17,7 +17,7 @@ from cargobay.signing.configuration import COMPLETE, FAILED, IN_PROGRESS, TASK_K
 from cargobay.signing.envelope import SIGNATURE_TYPE
 from cargobay.signing.job import KMS_ERROR, ImageSigner
 from cargobay.signing.profiles import PLATFORM, SigningProfiles
-from service.harness import OCI_MANIFEST, Registry, running, sha256
+from service.harness import OCI_INDEX, OCI_MANIFEST, Registry, index_of, running, sha256
 
 pytestmark = pytest.mark.backend
 
@@ -103,5 +103,41 @@ def test_pushes_matching_a_rule_are_signed_once(tmp_path: Path) -> None:
             )
             assert reply.status == 200
             assert (failing, arn) not in await _statuses(registry)
+
+    asyncio.run(scenario())
+
+
+def test_an_index_and_its_platform_manifests_are_signed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path) as registry:
+            services = registry.services
+            account = services.settings.account_id
+            profiles = SigningProfiles(services.db, services.settings.region, services.kms)
+            arn = (await profiles.put(account, "multi", platform_id=PLATFORM))["arn"]
+            configuration = {"rules": [{"signingProfileArn": arn}]}  # no filter: every repo
+            reply = await registry.ecr(
+                "PutSigningConfiguration", {"signingConfiguration": configuration}
+            )
+            assert reply.status == 200, reply.body
+            children = [await registry.image("multi/app") for _ in range(2)]
+            for child in children:
+                await _push(registry, "multi/app", sha256(child), child)
+            index = index_of(*children)
+            reply = await registry.v2(
+                "PUT", "multi/app/manifests/1.0", index, {"Content-Type": OCI_INDEX}
+            )
+            assert reply.status == 201, reply
+            signer = ImageSigner(services)
+            for task in await _tasks(registry):
+                await signer.handle(task)
+            digests = {sha256(index), *(sha256(c) for c in children)}
+            assert await _statuses(registry) == {(d, arn): COMPLETE for d in digests}
+            [signature] = await _signatures(registry, "multi/app", sha256(index))
+            reply = await registry.v2(
+                "GET",
+                f"multi/app/manifests/{signature['digest']}",
+                headers={"Accept": OCI_MANIFEST},
+            )
+            assert reply.json()["subject"]["mediaType"] == OCI_INDEX
 
     asyncio.run(scenario())
