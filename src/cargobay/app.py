@@ -73,6 +73,14 @@ async def ecr_api(request: web.Request) -> web.Response:
     return await ecr_handle(request, request.app[SERVICES])
 
 
+async def signer_api(request: web.Request) -> web.Response:
+    """`/signing-profiles[/{profileName}]`: the signer API (REST JSON, SigV4 for `signer`),
+    loaded on its first call like the other AWS doors."""
+    from cargobay.signing.door import handle
+
+    return await handle(request)
+
+
 async def _meter(request: web.Request, response: web.StreamResponse) -> None:
     """Count bytes out per repository and principal: the body length for 200/206; for a
     redirect to the object store, what the store will send (the requested range, or the blob)."""
@@ -92,6 +100,8 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     add_routes(app)
     app.router.add_post("/", ecr_api)
+    app.router.add_route("*", "/signing-profiles", signer_api)
+    app.router.add_route("*", "/signing-profiles/{profileName}", signer_api)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -452,8 +452,10 @@ def vulndb_status(**options: object) -> None:
 def _add_subcommands() -> None:
     from cargobay.audit.cli import audit
     from cargobay.events.cli import webhooks
+    from cargobay.signing.cli import signing
 
     admin.add_command(webhooks)
+    admin.add_command(signing)
     main.add_command(audit)
 
 

@@ -431,3 +431,12 @@ class ExclusionAlreadyExists(AlreadyExists):
 
 class ExclusionNotFound(NotFound):
     default_message = "the principal is not excluded from pull time updates"
+
+
+# -- managed signing (issue 18) -------------------------------------------------------------------
+
+
+class SigningConfigurationNotFound(NotFound):
+    """The registry has no signing configuration."""
+
+    default_message = "the registry has no signing configuration"

@@ -60,6 +60,7 @@ def task_runner(services: Services) -> TaskRunner:
     from cargobay.replication.job import Replicator
     from cargobay.replication.remote import Endpoint
     from cargobay.replication.service import TASK_KIND as REPLICATE
+    from cargobay.signing.job import ImageSigner
 
     settings = services.settings
     endpoints = {
@@ -71,9 +72,11 @@ def task_runner(services: Services) -> TaskRunner:
         **scanner.handlers(),
         REPLICATE: replicator.handle,
         BACKFILL: replicator.prepare_backfill,
+        **ImageSigner(services).handlers(),
     }
     runner = TaskRunner(services.db, handlers, tick=settings.tasks_tick_seconds)
     runner.on_stop.append(replicator.close)
     services.scans.wake = runner.wake
     services.replication.wake = runner.wake
+    services.signing.wake = runner.wake
     return runner

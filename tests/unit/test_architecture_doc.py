@@ -49,6 +49,8 @@ def render() -> str:
             lines.append(f"| {door_name} | {name} | `{operation.action}` | {operation.resource} |")
     for operation, permission in sorted(permissions.KMS_OPERATIONS.items()):
         lines.append(_row("KMS", operation, permission))
+    for operation, permission in sorted(permissions.SIGNER_OPERATIONS.items()):
+        lines.append(_row("Signer (REST JSON)", operation, permission))
     return "\n".join(lines)
 
 

@@ -483,3 +483,21 @@ def test_racing_creators_agree(tmp_path: Path) -> None:
                 await other.db.dispose()
 
     run(tmp_path, scenario)
+
+
+def test_p384_keys_sign_with_ecdsa_sha_384(tmp_path: Path) -> None:
+    """The curve signing profiles use (Notation's ES384)."""
+
+    async def scenario(kms: KmsService, clock: Clock) -> None:
+        key_id = await _key(kms, key_spec="ECC_NIST_P384", key_usage="SIGN_VERIFY")
+        public = await kms.get_public_key(ACCOUNT, key_id)
+        assert public["SigningAlgorithms"] == ["ECDSA_SHA_384"]
+        loaded = serialization.load_der_public_key(public["PublicKey"])
+        assert isinstance(loaded, ec.EllipticCurvePublicKey)
+        assert loaded.curve.name == "secp384r1"
+        signed = await kms.sign(ACCOUNT, key_id, b"payload", "ECDSA_SHA_384")
+        loaded.verify(signed["Signature"], b"payload", ec.ECDSA(hashes.SHA384()))
+        with pytest.raises(errors.InvalidKeyUsageException):
+            await kms.sign(ACCOUNT, key_id, b"payload", "ECDSA_SHA_256")
+
+    run(tmp_path, scenario)

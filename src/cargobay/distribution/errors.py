@@ -109,6 +109,7 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     # pull-time update exclusions (not reachable from `/v2/`; mapped so the table is total)
     e.ExclusionAlreadyExists: ("DENIED", 409),
     e.ExclusionNotFound: ("DENIED", 404),
+    e.SigningConfigurationNotFound: ("DENIED", 404),
 }
 
 _UNMAPPED = ("UNKNOWN", 500)

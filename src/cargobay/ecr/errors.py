@@ -122,6 +122,7 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     # pull-time update exclusions
     e.ExclusionAlreadyExists: "ExclusionAlreadyExistsException",
     e.ExclusionNotFound: "ExclusionNotFoundException",
+    e.SigningConfigurationNotFound: "SigningConfigurationNotFoundException",
 }
 
 

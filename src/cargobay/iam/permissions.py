@@ -290,3 +290,25 @@ KMS_OPERATIONS: dict[str, Permission] = {
     },
     "ReEncrypt": Permission(("kms:ReEncryptFrom", "kms:ReEncryptTo"), KMS_REENCRYPT_KEYS),
 }
+
+# The signer API (REST JSON, `/signing-profiles...`, SigV4 service `signer`): operation name ->
+# permission. SIGNING_PROFILE is the profile the path's `{profileName}` names
+# (`arn:aws:signer:<region>:<account>:/signing-profiles/<name>`); SIGNING_PROFILES is `*`.
+SIGNING_PROFILE = "signing-profile"
+SIGNING_PROFILES = "signing-profiles"
+SIGNER_OPERATIONS: dict[str, Permission] = {
+    "PutSigningProfile": _p("signer:PutSigningProfile", SIGNING_PROFILE, tags="tags"),
+    "GetSigningProfile": _p("signer:GetSigningProfile", SIGNING_PROFILE),
+    "CancelSigningProfile": _p("signer:CancelSigningProfile", SIGNING_PROFILE),
+    "ListSigningProfiles": _p("signer:ListSigningProfiles", SIGNING_PROFILES),
+}
+
+# ECR managed signing (issue 18): the registry's signing configuration, and an image's status.
+ECR_OPERATIONS.update(
+    {
+        "PutSigningConfiguration": _p("ecr:PutSigningConfiguration", REGISTRY),
+        "GetSigningConfiguration": _p("ecr:GetSigningConfiguration", REGISTRY),
+        "DeleteSigningConfiguration": _p("ecr:DeleteSigningConfiguration", REGISTRY),
+        "DescribeImageSigningStatus": _p("ecr:DescribeImageSigningStatus", REPOSITORY),
+    }
+)

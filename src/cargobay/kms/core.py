@@ -188,7 +188,7 @@ class KmsCore:
         if key_spec == SYMMETRIC:
             raw = material.new_symmetric()
         else:
-            raw, public = material.new_ec_p256()
+            raw, public = material.new_ec(key_spec)
         await conn.execute(
             M.insert().values(
                 key_id=key_id,

@@ -46,9 +46,16 @@ def new_material_id() -> str:
     return os.urandom(32).hex()
 
 
+_CURVES = {"ECC_NIST_P256": ec.SECP256R1, "ECC_NIST_P384": ec.SECP384R1}
+
+
 def new_ec_p256() -> tuple[bytes, bytes]:
-    """(private key as PKCS#8 DER, public key as SubjectPublicKeyInfo DER)."""
-    private = ec.generate_private_key(ec.SECP256R1())
+    return new_ec("ECC_NIST_P256")
+
+
+def new_ec(key_spec: str) -> tuple[bytes, bytes]:
+    """(private key as PKCS#8 DER, public key as SubjectPublicKeyInfo DER) on the spec's curve."""
+    private = ec.generate_private_key(_CURVES[key_spec]())
     private_der = private.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,

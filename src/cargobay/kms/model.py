@@ -12,6 +12,7 @@ from cargobay.kms.errors import InvalidAliasNameException, NotFoundException
 
 SYMMETRIC = "SYMMETRIC_DEFAULT"
 ECC_P256 = "ECC_NIST_P256"
+ECC_P384 = "ECC_NIST_P384"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 SIGN_VERIFY = "SIGN_VERIFY"
 ENABLED, DISABLED, PENDING_DELETION = "Enabled", "Disabled", "PendingDeletion"
@@ -21,6 +22,7 @@ CUSTOMER, AWS = "CUSTOMER", "AWS"
 KEY_SPECS: dict[str, dict[str, Any]] = {
     SYMMETRIC: {"usages": (ENCRYPT_DECRYPT,), "encryption": [SYMMETRIC], "signing": None},
     ECC_P256: {"usages": (SIGN_VERIFY,), "encryption": None, "signing": ["ECDSA_SHA_256"]},
+    ECC_P384: {"usages": (SIGN_VERIFY,), "encryption": None, "signing": ["ECDSA_SHA_384"]},
 }
 ALIAS_PREFIX = "alias/"
 RESERVED_ALIAS_PREFIX = "alias/aws/"

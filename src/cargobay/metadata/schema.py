@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0017"
+SCHEMA_REVISION = "0015"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -825,4 +825,54 @@ pull_time_update_exclusions = Table(
     Column("registry_id", String(12), primary_key=True),
     Column("principal_arn", Name(200), primary_key=True),
     Column("created_at", Float, nullable=False),
+)
+
+# Managed signing (issue 18, migration 0015). Signing profiles (the signer API): a profile's
+# signing key is a KMS key (`key_id`, ECC_NIST_P384) and its certificate chain (leaf, then
+# root, PEM) is issued once at creation; the root's private key is never stored.
+signing_profiles = Table(
+    "signing_profiles",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("name", Name(64), primary_key=True),
+    Column("version", String(10), nullable=False),
+    Column("platform_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # Active, Canceled, Revoked
+    Column("validity_value", Integer, nullable=False),
+    Column("validity_type", String(8), nullable=False),  # DAYS, MONTHS, YEARS
+    Column("signing_parameters", Text, nullable=False, default="{}"),  # JSON object
+    Column("tags", Text, nullable=False, default="{}"),  # JSON object
+    Column("key_id", String(36), nullable=False),
+    Column("certificate_chain", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("canceled_at", Float),
+)
+
+# PutSigningConfiguration: the registry's signing rules (JSON list of SigningRule shapes).
+registry_signing_configurations = Table(
+    "registry_signing_configurations",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("rules", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# DescribeImageSigningStatus: one row per (image, signing profile) a push matched.
+image_signing_statuses = Table(
+    "image_signing_statuses",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("digest", String(200), primary_key=True),
+    Column("profile_arn", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS, COMPLETE, FAILED
+    Column("failure_code", String(64)),
+    Column("failure_reason", Text),
+    Column("signature_digest", String(200)),  # the signature manifest, once attached
+    Column("updated_at", Float, nullable=False),
 )

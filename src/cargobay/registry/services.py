@@ -34,6 +34,7 @@ from cargobay.registry.usage import UsageRecorder
 from cargobay.replication.service import ReplicationService
 from cargobay.scans.service import ScanService
 from cargobay.secrets.service import SecretsService
+from cargobay.signing.configuration import SigningService
 from cargobay.storage import BlobStore, open_store
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Services:
     scans: ScanService
     encryption: Encryption
     archive: ArchiveService
+    signing: SigningService
     _signer: TokenSigner | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
@@ -89,6 +91,9 @@ class Services:
         scans = ScanService(db)
         hooks.on_push(scans.on_push)
         hooks.on_delete(scans.on_delete)
+        signing = SigningService(db)
+        hooks.on_push(signing.on_push)
+        hooks.on_delete(signing.on_delete)
         secrets = SecretsService(db, box, region=settings.region)
         rules = RuleService(db, secrets)
         blobs = BlobService(db, store, encryption)
@@ -125,6 +130,7 @@ class Services:
             scans=scans,
             encryption=encryption,
             archive=archive,
+            signing=signing,
         )
 
     @property

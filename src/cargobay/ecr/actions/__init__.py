@@ -11,6 +11,7 @@ from cargobay.ecr.actions import (
     replication,
     repositories,
     scanning,
+    signing,
     storage,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "replication",
     "repositories",
     "scanning",
+    "signing",
     "storage",
 ]
