@@ -51,6 +51,10 @@ class KeyUnavailable(Exception):
         self.state = state
 
 
+class DigestMismatch(ValueError):
+    """The plaintext written does not hash to the digest it was written under."""
+
+
 class BlobCorrupt(Exception):
     """The stored bytes are not what was written (tampered, truncated, swapped)."""
 
@@ -129,7 +133,7 @@ class EncryptedBlobs:
                     pending, size = [], 0
             tail = await asyncio.to_thread(seal, pending)
             if hasher is not None and hasher.hexdigest() != expected:
-                raise ValueError(f"the plaintext does not match {digest}")
+                raise DigestMismatch(f"the plaintext does not match {digest}")
             yield [*tail, encryptor.finalize()]
 
         upload_id = f"enc-{uuid.uuid4().hex}"
