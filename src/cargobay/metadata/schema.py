@@ -793,3 +793,21 @@ blob_copies = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_blob_copies_key", blob_copies.c.key_id)
+
+# KMS grants (issue 13): permission for a grantee principal to use a key for some operations,
+# beside its key policy; deleted by RetireGrant/RevokeGrant or with the key (migration 0019).
+kms_grants = Table(
+    "kms_grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(36), ForeignKey("kms_keys.id", ondelete="CASCADE"), nullable=False),
+    Column("issuing_account", String(12), nullable=False),
+    Column("name", String(256)),
+    Column("grantee_principal", String(256), nullable=False),
+    Column("retiring_principal", String(256)),
+    Column("operations", Text, nullable=False),  # JSON list of GrantOperation
+    Column("constraints", Text),  # JSON GrantConstraints
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_kms_grants_key", kms_grants.c.key_id, kms_grants.c.grantee_principal)
+Index("ix_kms_grants_retiring", kms_grants.c.retiring_principal)
