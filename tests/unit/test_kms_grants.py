@@ -75,3 +75,18 @@ def test_tokens() -> None:
             token_grant_id(bad)
     with pytest.raises(ValidationException):
         check_tokens([token] * 11)
+
+
+def test_grant_tokens_are_checked_where_the_model_has_them() -> None:
+    from botocore.loaders import Loader
+
+    from cargobay.kms import door, grant_door
+
+    model = Loader().load_service_model("kms", "service-2")
+    shapes = model["shapes"]
+    expected = {
+        name
+        for name in door.HANDLERS
+        if "GrantTokens" in shapes[model["operations"][name]["input"]["shape"]]["members"]
+    }
+    assert expected == grant_door.TOKEN_OPERATIONS

@@ -41,6 +41,7 @@ from cargobay.storage.base import BlobStore
 
 MAGIC = b"CBU1"
 RECORD_BYTES = 1024 * 1024  # plaintext per record (the last of each append may be shorter)
+_MAX_RECORD = 16 * 1024 * 1024  # what a reader accepts, whatever RECORD_BYTES was when written
 _RECORD = struct.Struct(">I12s")
 _AAD = struct.Struct(">QI")
 _TAG = 16
@@ -174,7 +175,7 @@ class EncryptedStaging:
                     consumed = 6 + length
                 while offset < size and len(buffer) >= _RECORD.size:
                     length, nonce = _RECORD.unpack_from(buffer)
-                    if not 0 < length <= min(RECORD_BYTES, size - offset):
+                    if not 0 < length <= min(_MAX_RECORD, size - offset):
                         raise StagingCorrupt(f"upload {upload_id}: a record does not fit")
                     end = _RECORD.size + length + _TAG
                     if len(buffer) < end:
