@@ -4,7 +4,9 @@
         [--size-mib 64] [--downloads 5]
 
 Creates a KMS key (boto3), an AES256 and a KMS repository, pushes one random blob into each
-(`POST ?digest=`, requests) and downloads it `--downloads` times with `curl` (so the client
+(`POST ?digest=`, requests; with `--chunked`, `POST` then one `PATCH` with the body then
+`PUT ?digest=`, as docker and podman push, so a KMS push is staged encrypted and re-encrypted
+on completion) and downloads it `--downloads` times with `curl` (so the client
 is not the bottleneck), printing MiB/s (best run) as JSON. The administrator's credentials
 are read from the data directory. With `--worker-pid` (the serving worker), the worker's CPU
 time per phase is read from /proc too, as MiB per CPU second: on a machine shared with other
@@ -46,6 +48,25 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _push_chunked(url: str, repo: str, digest: str, blob: bytes, auth: tuple[str, str]) -> None:
+    started = requests.post(f"{url}/v2/{repo}/blobs/uploads/", auth=auth)
+    started.raise_for_status()
+    location = started.headers["Location"]
+    location = location if location.startswith("http") else url + location
+    patched = requests.patch(
+        location,
+        data=blob,
+        auth=auth,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    patched.raise_for_status()
+    location = patched.headers["Location"]
+    location = location if location.startswith("http") else url + location
+    separator = "&" if "?" in location else "?"
+    done = requests.put(f"{location}{separator}digest={digest}", auth=auth)
+    done.raise_for_status()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", required=True)
@@ -53,6 +74,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--downloads", type=int, default=5)
     parser.add_argument("--worker-pid", type=int)
+    parser.add_argument("--chunked", action="store_true")
     args = parser.parse_args()
 
     config = configparser.ConfigParser()
@@ -79,10 +101,13 @@ def main() -> None:
     pid = args.worker_pid
     for name, repo in repos.items():
         started, cpu = time.perf_counter(), _cpu_seconds(pid)
-        pushed = requests.post(
-            f"{args.url}/v2/{repo}/blobs/uploads/?digest={digest}", data=blob, auth=auth
-        )
-        pushed.raise_for_status()
+        if args.chunked:
+            _push_chunked(args.url, repo, digest, blob, auth)
+        else:
+            pushed = requests.post(
+                f"{args.url}/v2/{repo}/blobs/uploads/?digest={digest}", data=blob, auth=auth
+            )
+            pushed.raise_for_status()
         upload, upload_cpu = time.perf_counter() - started, _cpu_seconds(pid) - cpu
         url = f"{args.url}/v2/{repo}/blobs/{digest}"
         cpu = _cpu_seconds(pid)

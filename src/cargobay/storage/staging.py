@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class EncryptedStaging:
         aad_id = upload_id.encode()
         size = at.size
 
-        def seal(data: bytes | bytearray, offset: int) -> list[bytes]:
+        def seal(data: bytes | memoryview, offset: int) -> list[bytes]:
             out: list[bytes] = []
             view = memoryview(data)
             for start in range(0, len(view), RECORD_BYTES):
@@ -112,19 +113,28 @@ class EncryptedStaging:
 
         async def sealed() -> Blocks:
             nonlocal size
-            pending = bytearray()
+            pending: list[bytes | memoryview] = []
+            count = 0
+            # Whole records seal in a thread while the loop receives the next ones.
+            job: asyncio.Future[list[bytes]] | None = None
             async for block in blocks:
                 for chunk in block:
-                    pending += chunk
-                if len(pending) >= RECORD_BYTES:
-                    whole = len(pending) - len(pending) % RECORD_BYTES
-                    data = bytes(memoryview(pending)[:whole])
-                    del pending[:whole]
-                    yield await asyncio.to_thread(seal, data, size)
+                    pending.append(chunk)
+                    count += len(chunk)
+                if count >= RECORD_BYTES:
+                    data = memoryview(b"".join(pending))  # the one copy of these bytes
+                    whole = count - count % RECORD_BYTES
+                    pending, count = ([data[whole:]] if whole < len(data) else []), count - whole
+                    done = None if job is None else await job
+                    job = asyncio.get_running_loop().run_in_executor(None, seal, data[:whole], size)
                     size += whole
-            if pending:
-                yield await asyncio.to_thread(seal, pending, size)
-                size += len(pending)
+                    if done is not None:
+                        yield done
+            if job is not None:
+                yield await job
+            if count:
+                yield await asyncio.to_thread(seal, b"".join(pending), size)
+                size += count
 
         stored = await self.store.upload_append(upload_id, at.stored, sealed())
         return StagedPosition(at.aead, size, stored)
@@ -152,36 +162,37 @@ class EncryptedStaging:
         stored_size = await self.store.upload_size(upload_id)
         if stored_size is None:
             raise FileNotFoundError(f"upload {upload_id} has no data")
-        buffer = bytearray()
+        cursor = _Cursor()
         aead: AESGCM | None = None
+        ref_len: int | None = None
         offset, consumed = 0, 0  # plaintext yielded, stored bytes parsed
         aad_id = upload_id.encode()
         source = self.store.upload_read(upload_id, stored_size)
         async with aclosing(source):  # type: ignore[type-var]
             async for chunk in source:
-                buffer += chunk
+                cursor.push(chunk)
                 if aead is None:
-                    if len(buffer) < 6:
+                    if ref_len is None:
+                        if cursor.size < 6:
+                            continue
+                        fixed = bytes(cursor.take(6))
+                        if fixed[:4] != MAGIC:
+                            raise StagingCorrupt(f"upload {upload_id} is not encrypted staging")
+                        (ref_len,) = struct.unpack(">H", fixed[4:])
+                    if cursor.size < ref_len:
                         continue
-                    (length,) = struct.unpack(">H", buffer[4:6])
-                    if buffer[:4] != MAGIC:
-                        raise StagingCorrupt(f"upload {upload_id} is not encrypted staging")
-                    if len(buffer) < 6 + length:
-                        continue
-                    aead = await self._data_key(
-                        account_id, upload_id, bytes(buffer[6 : 6 + length])
-                    )
-                    del buffer[: 6 + length]
-                    consumed = 6 + length
-                while offset < size and len(buffer) >= _RECORD.size:
-                    length, nonce = _RECORD.unpack_from(buffer)
+                    wrapped = bytes(cursor.take(ref_len))
+                    aead = await self._data_key(account_id, upload_id, wrapped)
+                    consumed = 6 + ref_len
+                while offset < size and cursor.size >= _RECORD.size:
+                    length, nonce = _RECORD.unpack(cursor.peek(_RECORD.size))
                     if not 0 < length <= min(_MAX_RECORD, size - offset):
                         raise StagingCorrupt(f"upload {upload_id}: a record does not fit")
                     end = _RECORD.size + length + _TAG
-                    if len(buffer) < end:
+                    if cursor.size < end:
                         break
-                    sealed = bytes(memoryview(buffer)[_RECORD.size : end])
-                    del buffer[:end]
+                    cursor.take(_RECORD.size)
+                    sealed = cursor.take(length + _TAG)
                     aad = aad_id + _AAD.pack(offset, length)
                     try:
                         plain = await asyncio.to_thread(aead.decrypt, nonce, sealed, aad)
@@ -204,3 +215,46 @@ class EncryptedStaging:
         except InvalidCiphertextException:
             raise StagingCorrupt(f"the data key of upload {upload_id} is damaged") from None
         return AESGCM(out["Plaintext"])
+
+
+class _Cursor:
+    """Received chunks consumed front to back without copying them into one buffer: a take
+    that lies within one chunk is a view of it; only one spanning chunks is joined."""
+
+    def __init__(self) -> None:
+        self.parts: deque[memoryview] = deque()
+        self.size = 0
+
+    def push(self, chunk: bytes) -> None:
+        if chunk:
+            self.parts.append(memoryview(chunk))
+            self.size += len(chunk)
+
+    def peek(self, n: int) -> bytes:
+        out = bytearray()
+        for part in self.parts:
+            out += part[: n - len(out)]
+            if len(out) == n:
+                break
+        return bytes(out)
+
+    def take(self, n: int) -> bytes | memoryview:
+        self.size -= n
+        first = self.parts[0]
+        if len(first) >= n:
+            if len(first) == n:
+                self.parts.popleft()
+            else:
+                self.parts[0] = first[n:]
+            return first[:n]
+        pieces: list[memoryview] = []
+        while n:
+            part = self.parts.popleft()
+            if len(part) > n:
+                pieces.append(part[:n])
+                self.parts.appendleft(part[n:])
+                n = 0
+            else:
+                pieces.append(part)
+                n -= len(part)
+        return b"".join(pieces)
