@@ -250,3 +250,121 @@ def test_mount_between_keys_reencrypts_and_gc_reclaims_copies(
     assert report["copies_deleted"] >= 3, report
     after = {p for p in storage.rglob("*") if p.is_file()}
     assert len(before - after) >= 3
+
+
+# -- uploads: nothing staged in plaintext ------------------------------------------------------
+
+
+def test_chunked_push_is_staged_encrypted_and_survives_a_crash(
+    server: Server, tmp_path: Path
+) -> None:
+    """A chunked `/v2/` push into a KMS repository, the registry SIGKILLed between chunks: no
+    plaintext of the half-pushed layer is at rest, and after a restart the upload resumes
+    (re-read from its encrypted staging) and the pull is byte-identical."""
+    key = create_key(server)
+    repo = unique("secure/chunked")
+    aws(
+        server,
+        "ecr",
+        "create-repository",
+        "--repository-name",
+        repo,
+        "--encryption-configuration",
+        f"encryptionType=KMS,kmsKey={key['KeyId']}",
+    )
+    image = marker_image(tmp_path / "img")
+    layer = image.layers[0]
+    cut = 3 * SEGMENT + 1234  # the first chunk ends mid-segment, the marker in it
+    assert MARKER in layer[:cut]
+    base = f"{server.url}/v2/{repo}/blobs/uploads/"
+    started = requests.post(base, auth=server.credentials, timeout=60)
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+    url = location if location.startswith("http") else server.url + location
+    first = requests.patch(
+        url,
+        data=layer[:cut],
+        headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{cut - 1}"},
+        auth=server.credentials,
+        timeout=60,
+    )
+    assert first.status_code == 202, first.text
+
+    server.kill()  # a crash mid-push
+    try:
+        assert grep_data_dir(server, MARKER) == ""
+    finally:
+        server.start(timeout=180)
+
+    status = requests.get(url, auth=server.credentials, timeout=60)
+    assert status.status_code == 204 and status.headers["Range"] == f"0-{cut - 1}"
+    rest = requests.patch(
+        url,
+        data=layer[cut:],
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{cut}-{len(layer) - 1}",
+        },
+        auth=server.credentials,
+        timeout=60,
+    )
+    assert rest.status_code == 202, rest.text
+    assert grep_data_dir(server, MARKER) == ""
+    done = requests.put(
+        f"{url}{'&' if '?' in url else '?'}digest={sha256(layer)}",
+        auth=server.credentials,
+        timeout=60,
+    )
+    assert done.status_code == 201, done.text
+    for blob in (image.config,):  # monolithic: encrypted as it arrives
+        posted = requests.post(
+            f"{base}?digest={sha256(blob)}", data=blob, auth=server.credentials, timeout=60
+        )
+        assert posted.status_code == 201, posted.text
+    put = requests.put(
+        f"{server.url}/v2/{repo}/manifests/chunked",
+        data=image.manifest,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        auth=server.credentials,
+        timeout=60,
+    )
+    assert put.status_code == 201, put.text
+    assert grep_data_dir(server, MARKER) == ""
+
+    pulled = tmp_path / "pulled"
+    pull(server, f"{repo}:chunked", pulled)
+    assert pulled_blob(pulled, sha256(layer)) == layer
+    assert pulled_blob(pulled, sha256(image.config)) == image.config
+
+
+def test_a_wrong_digest_commits_nothing_encrypted(server: Server) -> None:
+    """Monolithic and chunked uploads into a KMS repository whose bytes do not match the
+    digest: DIGEST_INVALID, and the blob does not exist."""
+    key = create_key(server)
+    repo = unique("secure/wrong")
+    aws(
+        server,
+        "ecr",
+        "create-repository",
+        "--repository-name",
+        repo,
+        "--encryption-configuration",
+        f"encryptionType=KMS,kmsKey={key['KeyId']}",
+    )
+    claimed = sha256(b"what was promised")
+    base = f"{server.url}/v2/{repo}/blobs/uploads/"
+    mono = requests.post(
+        f"{base}?digest={claimed}", data=b"something else", auth=server.credentials, timeout=60
+    )
+    assert mono.status_code == 400 and mono.json()["errors"][0]["code"] == "DIGEST_INVALID"
+    started = requests.post(base, auth=server.credentials, timeout=60)
+    location = started.headers["Location"]
+    url = location if location.startswith("http") else server.url + location
+    chunked = requests.put(
+        f"{url}{'&' if '?' in url else '?'}digest={claimed}",
+        data=b"something else",
+        auth=server.credentials,
+        timeout=60,
+    )
+    assert chunked.status_code == 400 and chunked.json()["errors"][0]["code"] == "DIGEST_INVALID"
+    assert v2_get(server, f"{repo}/blobs/{claimed}").status_code == 404

@@ -73,6 +73,11 @@ class Backend:
 
 @pytest.fixture(params=["filesystem", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return make_backend(request, tmp_path)
+
+
+def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A fresh store of the kind `request.param` names (also used by test_encrypted_staging)."""
     if request.param == "filesystem":
         root = tmp_path / "storage"
         return Backend(f"file://{root}", root=root)

@@ -312,3 +312,17 @@ ECR_OPERATIONS.update(
         "DescribeImageSigningStatus": _p("ecr:DescribeImageSigningStatus", REPOSITORY),
     }
 )
+
+# KMS grants (issue 13). RetireGrant is decided by the grant itself (its retiring principal,
+# its grantee when it allows RetireGrant, or the issuing account: `kms.grants.can_retire`),
+# not by policies; ListRetirableGrants names no key.
+KMS_GRANT = "grant"
+KMS_OPERATIONS.update(
+    {
+        "CreateGrant": _p("kms:CreateGrant", KMS_KEY),
+        "ListGrants": _p("kms:ListGrants", KMS_KEY),
+        "RevokeGrant": _p("kms:RevokeGrant", KMS_KEY),
+        "RetireGrant": _p("kms:RetireGrant", KMS_GRANT),
+        "ListRetirableGrants": _p("kms:ListRetirableGrants", KMS_ACCOUNT),
+    }
+)

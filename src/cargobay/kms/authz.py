@@ -12,13 +12,17 @@ the request denies it, even to an account administrator. `kms_decide` is that ru
 
 CreateKey, ListKeys and ListAliases have no key: the door asks the ordinary Authorizer with
 an identity-only decision (`require_identity`).
+
+Grants (`kms.grants`) allow beside the key policy: where the policies do not allow a request
+and deny nothing explicitly, a grant to the caller for the operation (its encryption-context
+constraint met) allows it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -27,6 +31,7 @@ from cargobay.iam.authz import Authorizer, RequestContext
 from cargobay.iam.policy import AuthRequest, Decision, Policy, decide, statement_effect
 from cargobay.iam.principal import Principal
 from cargobay.kms.errors import AccessDeniedException
+from cargobay.kms.grants import Grant, grant_permits, grants_of
 from cargobay.kms.model import KeyRecord
 from cargobay.metadata import schema
 
@@ -104,7 +109,9 @@ class KmsAuthorizer:
         context: RequestContext | None = None,
         via_service: str | None = None,
         encryption_context: Mapping[str, str] | None = None,
+        grant_check: Callable[[Grant], bool] | None = None,
     ) -> bool:
+        """`grant_check`, when given, must also hold for a grant that allows the request."""
         context = context or RequestContext()
         identity_texts, principal_tags = await self._identity(principal)
         keys: dict[str, object] = {
@@ -135,7 +142,14 @@ class KmsAuthorizer:
         identity = [p for t in identity_texts if (p := parse(t, resource_policy=False))]
         key_policy = parse(key.policy_text, resource_policy=True)
         verdict = kms_decide(request, identity, key_policy, is_account_admin=principal.is_admin)
-        return verdict == "Allow"
+        if verdict != "ImplicitDeny":
+            return verdict == "Allow"
+        operation = action.removeprefix("kms:")
+        return any(
+            grant_permits(grant, operation, encryption_context)
+            and (grant_check is None or grant_check(grant))
+            for grant in await grants_of(self.authorizer.db, key.id, principal.arn)
+        )
 
     async def require(
         self,
@@ -146,6 +160,7 @@ class KmsAuthorizer:
         context: RequestContext | None = None,
         via_service: str | None = None,
         encryption_context: Mapping[str, str] | None = None,
+        grant_check: Callable[[Grant], bool] | None = None,
     ) -> None:
         if not await self.allowed(
             principal,
@@ -154,6 +169,7 @@ class KmsAuthorizer:
             context=context,
             via_service=via_service,
             encryption_context=encryption_context,
+            grant_check=grant_check,
         ):
             raise AccessDeniedException(
                 f"User: {principal.arn} is not authorized to perform: {action} on resource: "

@@ -20,6 +20,7 @@ from typing import Any
 
 from cargobay.awsjson.door import JsonCall, JsonService, Operation
 from cargobay.iam import permissions
+from cargobay.kms import grant_door
 from cargobay.kms.errors import KmsError, ValidationException
 from cargobay.kms.model import KeyRecord
 from cargobay.kms.service import KmsService
@@ -119,6 +120,9 @@ async def _authorize(call: JsonCall, payload: dict[str, Any]) -> None:
     permission = permissions.KMS_OPERATIONS[call.operation]
     authorizer = call.services.kms_authorizer
     context = call.context()
+    if permission.resource == permissions.KMS_GRANT:
+        await grant_door.authorize_retire(call, payload)
+        return
     if permission.resource == permissions.KMS_ACCOUNT:
         for action in permission.actions:
             await authorizer.require_identity(call.principal, action, call.region, context=context)
@@ -144,7 +148,14 @@ async def _authorize(call: JsonCall, payload: dict[str, Any]) -> None:
     key = await _key(call, payload, permission.resource)
     for action in permission.actions:
         await authorizer.require(
-            call.principal, action, key, context=context, encryption_context=_context(payload)
+            call.principal,
+            action,
+            key,
+            context=context,
+            encryption_context=_context(payload),
+            grant_check=grant_door.create_grant_check(payload)
+            if call.operation == "CreateGrant"
+            else None,
         )
 
 
@@ -336,6 +347,7 @@ HANDLERS: dict[str, Handler] = {
     "Sign": sign,
     "Verify": verify,
     "GetPublicKey": _by_key("get_public_key"),
+    **grant_door.HANDLERS,
 }
 
 
@@ -354,4 +366,5 @@ SERVICE = JsonService(
     },
     authorize=authorize,
     map_error=map_error,
+    validate=grant_door.validate,
 )

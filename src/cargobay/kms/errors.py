@@ -98,3 +98,11 @@ class AccessDeniedException(KmsError):
 class KMSInternalException(KmsError):
     aws_name = "KMSInternalException"
     client_fault = False
+
+
+class InvalidGrantIdException(KmsError):
+    aws_name = "InvalidGrantIdException"
+
+
+class InvalidGrantTokenException(KmsError):
+    aws_name = "InvalidGrantTokenException"

@@ -24,6 +24,7 @@ from cargobay.kms.errors import (
     NotFoundException,
     ValidationException,
 )
+from cargobay.kms.grants import GrantOperations
 from cargobay.kms.model import (
     CUSTOMER,
     DISABLED,
@@ -42,7 +43,7 @@ from cargobay.metadata import schema
 K, M, A = schema.kms_keys, schema.kms_key_materials, schema.kms_aliases
 
 
-class KmsService(CryptoOperations, RotationOperations, AliasAndTagOperations):
+class KmsService(CryptoOperations, RotationOperations, AliasAndTagOperations, GrantOperations):
     """The KMS API's operations (see the module docstring)."""
 
     async def create_key(
@@ -196,6 +197,8 @@ class KmsService(CryptoOperations, RotationOperations, AliasAndTagOperations):
                 await conn.execute(update(M).where(M.c.key_id.in_(ids)).values(sealed=""))
                 await conn.execute(delete(M).where(M.c.key_id.in_(ids)))
                 await conn.execute(delete(A).where(A.c.key_id.in_(ids)))
+                grants = schema.kms_grants
+                await conn.execute(delete(grants).where(grants.c.key_id.in_(ids)))
                 await conn.execute(delete(K).where(K.c.id.in_(ids)))
         for key_id in ids:
             self.materials.forget(key_id)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0015"
+SCHEMA_REVISION = "0019"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -876,3 +876,21 @@ image_signing_statuses = Table(
     Column("signature_digest", String(200)),  # the signature manifest, once attached
     Column("updated_at", Float, nullable=False),
 )
+
+# KMS grants (issue 13): permission for a grantee principal to use a key for some operations,
+# beside its key policy; deleted by RetireGrant/RevokeGrant or with the key (migration 0019).
+kms_grants = Table(
+    "kms_grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(36), ForeignKey("kms_keys.id", ondelete="CASCADE"), nullable=False),
+    Column("issuing_account", String(12), nullable=False),
+    Column("name", String(256)),
+    Column("grantee_principal", String(256), nullable=False),
+    Column("retiring_principal", String(256)),
+    Column("operations", Text, nullable=False),  # JSON list of GrantOperation
+    Column("constraints", Text),  # JSON GrantConstraints
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_kms_grants_key", kms_grants.c.key_id, kms_grants.c.grantee_principal)
+Index("ix_kms_grants_retiring", kms_grants.c.retiring_principal)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from cargobay.registry.repositories import Repository
     from cargobay.storage.base import BlobStore
     from cargobay.storage.encrypted import EncryptedBlobs
+    from cargobay.storage.staging import EncryptedStaging
 
 AES256 = "AES256"
 KMS_TYPES = ("KMS", "KMS_DSSE")
@@ -284,6 +285,12 @@ class Encryption:
         from cargobay.storage.encrypted import EncryptedBlobs
 
         return EncryptedBlobs(self.store, self.kms)
+
+    @cached_property
+    def staging(self) -> EncryptedStaging:
+        from cargobay.storage.staging import EncryptedStaging
+
+        return EncryptedStaging(self.store, self.kms)
 
     @cached_property
     def sealer(self) -> ManifestSealer:

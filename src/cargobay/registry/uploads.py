@@ -5,9 +5,10 @@ conditional update, so an interrupted or racing PATCH never moves it. The SHA-25
 in the worker that last wrote the upload; any other worker (or the same one after a restart)
 re-hashes the stored prefix and carries on.
 
-Into a repository under a KMS key, the verified upload is committed as the blob's encrypted
-copy under that key (`EncryptedBlobs.write_upload`), never as a plaintext blob; the chunks are
-staged in plaintext in the store's upload area until then (docs/kms.md).
+Into a repository under a KMS key, no plaintext byte is ever at rest: chunks are sealed under
+a data key of the upload's own before they are staged (`storage.staging`), a monolithic upload
+is encrypted as it arrives, and the verified upload is committed as the blob's encrypted copy
+under the repository's key (`storage.encrypted`), never as a plaintext blob (docs/kms.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -36,16 +38,21 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.leases import LeaseBusy, Leases
 from cargobay.metadata.sql import insert_ignore, upsert
 from cargobay.oci.digest import parse_digest
+from cargobay.registry import sealed_uploads
 from cargobay.registry.blobs import BlobInfo, record_copy
-from cargobay.registry.encryption import Encryption, kms_failures
+from cargobay.registry.encryption import Encryption
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
+
+if TYPE_CHECKING:
+    from cargobay.storage.staging import StagedPosition
 
 # UUIDs with dashes, the form ECR's UploadId takes; both front doors share uploads.
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _HASHER_CACHE = 256
 
 Blocks = AsyncIterator[list[bytes]]
+_State = tuple[int, "hashlib._Hash", "StagedPosition | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +76,28 @@ class UploadService:
         self.store = store
         self.leases = leases
         self.encryption = encryption
-        # upload id -> (offset the hash covers, sha256 state); this worker's uploads only.
-        self._hashers: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
+        # upload id -> (offset the hash covers, sha256 state, where encrypted staging ends);
+        # this worker's uploads only.
+        self._hashers: OrderedDict[str, _State] = OrderedDict()
 
     async def start(self, repo: Repository) -> Upload:
         upload_id = str(uuid.uuid4())
         now = time.time()
         await self.store.upload_create(upload_id)
+        staged = None
+        if repo.kms_key_id is not None:
+            try:
+                staged = await sealed_uploads.start(self.encryption, repo, upload_id)
+            except BaseException:
+                await self.store.upload_delete(upload_id)
+                raise
         async with self.db.write() as conn:
             await conn.execute(
                 schema.uploads.insert().values(
                     id=upload_id, repository_id=repo.id, size=0, created_at=now, updated_at=now
                 )
             )
-        self._remember(upload_id, 0, hashlib.sha256())
+        self._remember(upload_id, 0, hashlib.sha256(), staged)
         return Upload(upload_id, repo.id, 0, now)
 
     async def get(self, repo: Repository, upload_id: str) -> Upload:
@@ -150,11 +165,17 @@ class UploadService:
                 f"chunk starts at {start} but the upload has {upload.size} bytes",
                 size=upload.size,
             )
-        hasher = await self._hasher_at(upload.id, upload.size)
+        hasher, staged = await self._state_at(repo, upload.id, upload.size)
         try:
-            new_size = await self.store.upload_append(
-                upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
-            )
+            if staged is None:
+                new_size = await self.store.upload_append(
+                    upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
+                )
+            else:
+                staged = await self.encryption.staging.append(
+                    upload.id, staged, blocks, hasher.update
+                )
+                new_size = staged.size
         except FileNotFoundError:
             raise UploadNotFound("upload data is missing", detail={"uuid": upload_id}) from None
         if end is not None and new_size != end + 1:
@@ -171,7 +192,7 @@ class UploadService:
             )
         if not result.rowcount:
             raise UploadInvalid("the upload was changed by a concurrent request")
-        self._remember(upload.id, new_size, hasher)
+        self._remember(upload.id, new_size, hasher, staged)
         return Upload(upload.id, upload.repository_id, new_size, upload.created_at)
 
     async def complete(
@@ -192,9 +213,10 @@ class UploadService:
         if blocks is not None:
             upload = await self._append(repo, upload_id, blocks)
         if expected.algorithm == "sha256":
-            actual = "sha256:" + (await self._hasher_at(upload.id, upload.size)).hexdigest()
+            hasher, _ = await self._state_at(repo, upload.id, upload.size)
+            actual = "sha256:" + hasher.hexdigest()
         else:
-            actual = await self._rehash(upload.id, upload.size, expected.algorithm)
+            actual = await self._rehash(repo, upload.id, upload.size, expected.algorithm)
         if actual != str(expected):
             await self.cancel(repo, upload_id)
             raise LayerDigestMismatch(
@@ -209,6 +231,10 @@ class UploadService:
     async def upload_whole(self, repo: Repository, digest: str, blocks: Blocks) -> BlobInfo:
         """A monolithic upload (`POST ?digest=`): one request, no session row."""
         expected = parse_digest(digest)
+        if repo.kms_key_id is not None:
+            size = await sealed_uploads.whole(self.encryption, repo, str(expected), blocks)
+            await record_copy(self.db, str(expected), repo.kms_key_id)
+            return await self._register(repo, str(expected), size)
         upload_id = str(uuid.uuid4())
         hasher = hashlib.new(expected.algorithm)
         await self.store.upload_create(upload_id)
@@ -234,10 +260,7 @@ class UploadService:
         if key_id is None:
             await self.store.upload_commit(upload_id, digest, size)
             return
-        async with kms_failures():
-            await self.encryption.blobs.write_upload(
-                repo.registry_id, key_id, digest, upload_id, size
-            )
+        await sealed_uploads.commit(self.encryption, repo, upload_id, digest, size)
         await record_copy(self.db, digest, key_id)
 
     async def _exists(self, repo: Repository, digest: str) -> bool:
@@ -287,28 +310,44 @@ class UploadService:
 
     # -- hashing -------------------------------------------------------------------------
 
-    def _remember(self, upload_id: str, offset: int, hasher: hashlib._Hash) -> None:
-        self._hashers[upload_id] = (offset, hasher)
+    def _remember(
+        self,
+        upload_id: str,
+        offset: int,
+        hasher: hashlib._Hash,
+        staged: StagedPosition | None = None,
+    ) -> None:
+        self._hashers[upload_id] = (offset, hasher, staged)
         self._hashers.move_to_end(upload_id)
         while len(self._hashers) > _HASHER_CACHE:
             self._hashers.popitem(last=False)
 
-    async def _hasher_at(self, upload_id: str, offset: int) -> hashlib._Hash:
-        """A SHA-256 state covering the upload's first `offset` bytes, taken from the cache
-        (and removed from it while a write may change it) or rebuilt from stored data."""
+    async def _state_at(
+        self, repo: Repository, upload_id: str, offset: int
+    ) -> tuple[hashlib._Hash, StagedPosition | None]:
+        """A SHA-256 state covering the upload's first `offset` bytes (and, for a KMS
+        repository, where its encrypted staging ends), taken from the cache (and removed from
+        it while a write may change it) or rebuilt from stored data."""
         cached = self._hashers.pop(upload_id, None)
         if cached is not None and cached[0] == offset:
-            return cached[1]
+            return cached[1], cached[2]
         hasher = hashlib.sha256()
-        async for data in self.store.upload_read(upload_id, offset):
-            hasher.update(data)
-        return hasher
+        return hasher, await self._read_back(repo, upload_id, offset, hasher)
 
-    async def _rehash(self, upload_id: str, size: int, algorithm: str) -> str:
+    async def _rehash(self, repo: Repository, upload_id: str, size: int, algorithm: str) -> str:
         hasher = hashlib.new(algorithm)
-        async for data in self.store.upload_read(upload_id, size):
-            hasher.update(data)
+        await self._read_back(repo, upload_id, size, hasher)
         return f"{algorithm}:{hasher.hexdigest()}"
+
+    async def _read_back(
+        self, repo: Repository, upload_id: str, size: int, hasher: hashlib._Hash
+    ) -> StagedPosition | None:
+        """Feed the upload's first `size` plaintext bytes to `hasher`."""
+        if repo.kms_key_id is None:
+            async for data in self.store.upload_read(upload_id, size):
+                hasher.update(data)
+            return None
+        return await sealed_uploads.read_back(self.encryption, repo, upload_id, size, hasher)
 
 
 def _missing(repo: Repository, upload_id: str) -> str:

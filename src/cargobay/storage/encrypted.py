@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from cargobay.crypto import stream
 from cargobay.kms.errors import (
@@ -39,6 +42,8 @@ _ADDRESS_LABEL = b"cargobay-encrypted-blob/1\x00"
 _HEADER_PROBE = 512
 # Ciphertext handed to the store per block, and plaintext encrypted per thread hand-off.
 BLOCK_BYTES = 1024 * 1024
+# Ciphertext read and decrypted per thread hand-off (rounded to whole sealed segments).
+READ_BYTES = 2 * 1024 * 1024
 
 
 class KeyUnavailable(Exception):
@@ -49,6 +54,10 @@ class KeyUnavailable(Exception):
         super().__init__(f"KMS key {key_arn} is {state}: the blob cannot be read")
         self.key_arn = key_arn
         self.state = state
+
+
+class DigestMismatch(ValueError):
+    """The plaintext written does not hash to the digest it was written under."""
 
 
 class BlobCorrupt(Exception):
@@ -121,15 +130,23 @@ class EncryptedBlobs:
             yield [encryptor.header]
             pending: list[bytes] = []
             size = 0
+            # One block seals in a thread while the loop receives the next and the store
+            # writes the previous one.
+            sealing: asyncio.Future[list[bytes]] | None = None
             async for chunk in chunks:
                 pending.append(chunk)
                 size += len(chunk)
                 if size >= BLOCK_BYTES:
-                    yield await asyncio.to_thread(seal, pending)
+                    done = None if sealing is None else await sealing
+                    sealing = _in_thread(seal, pending)
                     pending, size = [], 0
+                    if done:
+                        yield done
+            if sealing is not None:
+                yield await sealing
             tail = await asyncio.to_thread(seal, pending)
             if hasher is not None and hasher.hexdigest() != expected:
-                raise ValueError(f"the plaintext does not match {digest}")
+                raise DigestMismatch(f"the plaintext does not match {digest}")
             yield [*tail, encryptor.finalize()]
 
         upload_id = f"enc-{uuid.uuid4().hex}"
@@ -242,13 +259,18 @@ class EncryptedBlobs:
         plan = decryptor.plan(start, end)
         reader = stream.RangeReader(decryptor, plan)
         address = stored_address(digest, key_id)
+        path = self.store.local_path(address)
         try:
-            # On the event loop: a 1 MiB chunk costs about 0.5 ms of CPU to authenticate and
-            # decrypt, less than a thread hand-off takes on a busy machine (benchmarks/
-            # encryption.py); uploads, which also hash, encrypt in a thread.
-            async for chunk in self.store.read(address, plan.cipher_start, plan.cipher_end):
-                for piece in reader.update(chunk):
-                    yield piece
+            # Decryption runs in a thread, one batch at a time, while the loop sends the
+            # batch before it: the event loop stays free, and a second core does the AES.
+            if path is not None:
+                pieces = _read_local(path, reader, plan, decryptor.segment_size)
+            else:
+                pieces = _read_store(
+                    self.store.read(address, plan.cipher_start, plan.cipher_end), reader
+                )
+            async for piece in pieces:
+                yield piece
             for piece in reader.finish():
                 yield piece
         except stream.StreamError as exc:
@@ -259,3 +281,63 @@ class EncryptedBlobs:
 
     async def exists(self, digest: str, key_id: str) -> bool:
         return await self.store.stat(stored_address(digest, key_id)) is not None
+
+
+T = TypeVar("T")
+
+
+def _in_thread(work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Start `work` in the default executor now (not when awaited)."""
+    return asyncio.get_running_loop().run_in_executor(None, work, *args)
+
+
+async def _read_local(
+    path: Path, reader: stream.RangeReader, plan: stream.RangePlan, segment_size: int
+) -> AsyncIterator[bytes]:
+    """A planned range of a stored file: each thread job reads whole sealed segments with
+    pread and decrypts them (no partial segment is ever carried between reads), while the
+    loop sends the previous job's plaintext."""
+    sealed = segment_size + stream.TAG_SIZE
+    batch = max(1, READ_BYTES // sealed) * sealed
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    position, end = plan.cipher_start, plan.cipher_end
+
+    def step(offset: int) -> list[bytes | bytearray]:
+        data = os.pread(fd, min(batch, end - offset), offset)
+        if not data:
+            raise stream.StreamError("ciphertext ended early")
+        return reader.update(data)
+
+    job: asyncio.Future[list[bytes | bytearray]] | None = None
+    try:
+        if position < end:
+            job, position = _in_thread(step, position), position + batch
+        while job is not None:
+            pieces = await job
+            job = None
+            if position < end:
+                job, position = _in_thread(step, position), position + batch
+            for piece in pieces:
+                yield piece  # type: ignore[misc]
+    finally:
+        if job is not None and not job.done():
+            # Closed early (a client gone): the descriptor outlives the job still using it.
+            job.add_done_callback(lambda _: os.close(fd))
+        else:
+            os.close(fd)
+
+
+async def _read_store(
+    chunks: AsyncIterator[bytes], reader: stream.RangeReader
+) -> AsyncIterator[bytes]:
+    """A planned range from any store: each chunk decrypts in a thread while the loop sends
+    the previous chunk's plaintext and reads the next."""
+    job: asyncio.Future[list[bytes | bytearray]] | None = None
+    async for chunk in chunks:
+        pieces = [] if job is None else await job
+        job = _in_thread(reader.update, chunk)
+        for piece in pieces:
+            yield piece  # type: ignore[misc]
+    if job is not None:
+        for piece in await job:
+            yield piece  # type: ignore[misc]
