@@ -354,4 +354,5 @@ SERVICE = JsonService(
     },
     authorize=authorize,
     map_error=map_error,
+    shapes="kms",
 )
