@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from cargobay.audit.hooks import audit_call
+from cargobay.audit.hooks import audit_api_call
 from cargobay.aws import shapes
 from cargobay.errors import DomainError
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
@@ -185,19 +185,9 @@ async def serve(service: JsonService, request: web.Request, services: Services) 
             log.exception("%s failed", target)
             error = ("InternalFailure", "internal error", 500)
     if name in service.operations:
-        await audit_call(
-            request,
-            services,
-            event_source=f"{service.signing_name}.amazonaws.com",
-            event_name=name,
-            account_id=principal.account_id if principal else services.settings.account_id,
-            principal=principal,
-            request_parameters=payload,
-            response_elements=result,
-            error_code=error[0] if error else None,
-            error_message=error[1] if error else None,
-            request_id=request_id,
-        )
+        failure = AwsError(*error) if error else None
+        call = (service.signing_name, name, request_id)
+        await audit_api_call(request, services, call, principal, payload, result, failure)
     if error is not None:
         return _error(error[0], error[1], error[2], request_id)
     return _render(200, result or {}, request_id)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from cargobay.audit.hooks import audit_call
+from cargobay.audit.hooks import audit_api_call
 from cargobay.audit.record import Resource
 from cargobay.aws import query, shapes
 from cargobay.errors import DomainError
@@ -135,20 +135,8 @@ async def _audit(
     if user:
         arn = f"arn:aws:iam::{account}:user/{user}"
         resources.append(Resource("AWS::IAM::User", user, arn))
-    await audit_call(
-        request,
-        services,
-        event_source="iam.amazonaws.com",
-        event_name=operation,
-        account_id=account,
-        principal=principal,
-        request_parameters=params,
-        response_elements=result,
-        error_code=error.code if error else None,
-        error_message=error.message if error else None,
-        request_id=request_id,
-        resources=resources,
-    )
+    call = ("iam", operation, request_id)
+    await audit_api_call(request, services, call, principal, params, result, error, resources)
 
 
 def _error(exc: errors.IamError, request_id: str) -> web.Response:
