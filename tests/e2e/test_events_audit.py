@@ -18,16 +18,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from e2e.ecrhelp import ACCOUNT, OCI_MANIFEST, REGION, admin, aws, cli_error, push
+from e2e.ecrhelp import ACCOUNT, OCI_MANIFEST, REGION, admin, aws, aws_client, cli_error, push
 from e2e.webhookhelp import Receiver
 from imagebuilder import Image, build_image
 from server import Server
@@ -301,18 +299,6 @@ def test_the_audit_trail_shows_who_did_what_and_no_secret(
         assert secret not in stored
 
 
-def _secretsmanager(server: Server, creds: tuple[str, str] | None = None):
-    key, secret = creds or server.credentials
-    return boto3.client(
-        "secretsmanager",
-        endpoint_url=server.url,
-        region_name=REGION,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
-
-
 def _records(server: Server, name: str, count: int) -> list[dict]:
     """The CloudTrail records of `name`, once at least `count` are written (buffered)."""
     deadline = time.monotonic() + 30
@@ -327,13 +313,13 @@ def test_secrets_manager_calls_are_audited_without_their_values(deployment: Depl
     server = deployment.server
     value = "SecretValueMarker" + uuid.uuid4().hex
     binary = ("BinaryMarker" + uuid.uuid4().hex).encode()
-    admin_sm = _secretsmanager(server)
+    admin_sm = aws_client(server, "secretsmanager")
     arn = admin_sm.create_secret(Name="evt/db", SecretString=value)["ARN"]
     admin_sm.put_secret_value(SecretId=arn, SecretBinary=binary)
     assert admin_sm.get_secret_value(SecretId=arn)["SecretBinary"] == binary
     aws(server, "iam", "create-user", "--user-name", "mallory")
     key = aws(server, "iam", "create-access-key", "--user-name", "mallory").json["AccessKey"]
-    mallory = _secretsmanager(server, (key["AccessKeyId"], key["SecretAccessKey"]))
+    mallory = aws_client(server, "secretsmanager", (key["AccessKeyId"], key["SecretAccessKey"]))
     with pytest.raises(ClientError) as denied:
         mallory.get_secret_value(SecretId=arn)
     assert denied.value.response["Error"]["Code"] == "AccessDeniedException"

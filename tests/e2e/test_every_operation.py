@@ -16,15 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import OperationModel, Shape
 
 from cargobay.aws import shapes
-from e2e.ecrhelp import REGION
+from e2e.ecrhelp import aws_client
 from server import Server
 from shapecases import Generator
 
@@ -124,44 +122,26 @@ def minimal_input(service: str, operation: OperationModel) -> dict[str, Any]:
     return to_params(operation.input_shape, Generator(model).minimal(root))
 
 
-def missing_members(shape: Shape | None, value: Any, path: str = "") -> list[str]:
-    """The required output members absent from a parsed answer, at any depth."""
-    if shape is None or value is None:
-        return []
-    found: list[str] = []
-    if shape.type_name == "structure" and isinstance(value, dict):
-        for name in shape.required_members:
-            if name not in value:
-                found.append(f"{path}{name}")
-        for name, member in shape.members.items():
-            if name in value:
-                found += missing_members(member, value[name], f"{path}{name}.")
-    elif shape.type_name == "list" and isinstance(value, list):
-        for i, item in enumerate(value):
-            found += missing_members(shape.member, item, f"{path}{i}.")
-    elif shape.type_name == "map" and isinstance(value, dict):
-        for key, item in value.items():
-            found += missing_members(shape.value, item, f"{path}{key}.")
-    return found
-
-
-def unknown_members(shape: Shape | None, value: Any, path: str = "") -> list[str]:
-    """Members of a raw JSON answer that the output shape does not have, at any depth."""
+def members_off(shape: Shape | None, value: Any, raw: bool, path: str = "") -> list[str]:
+    """What of an answer does not fit the output shape, at any depth: the required members
+    absent from a parsed answer, and with `raw` (a JSON body) also the members the shape
+    does not have."""
     if shape is None:
-        return [path or "(body)"] if value not in ({}, None) else []
+        return [path or "(body)"] if raw and value not in ({}, None) else []
     found: list[str] = []
     if shape.type_name == "structure" and isinstance(value, dict):
+        found += [f"missing {path}{n}" for n in shape.required_members if n not in value]
         for name, item in value.items():
-            if name not in shape.members:
-                found.append(f"{path}{name}")
-            else:
-                found += unknown_members(shape.members[name], item, f"{path}{name}.")
+            if name in shape.members:
+                found += members_off(shape.members[name], item, raw, f"{path}{name}.")
+            elif raw:
+                found.append(f"not in the model: {path}{name}")
     elif shape.type_name == "list" and isinstance(value, list):
         for i, item in enumerate(value):
-            found += unknown_members(shape.member, item, f"{path}{i}.")
+            found += members_off(shape.member, item, raw, f"{path}{i}.")
     elif shape.type_name == "map" and isinstance(value, dict):
         for key, item in value.items():
-            found += unknown_members(shape.value, item, f"{path}{key}.")
+            found += members_off(shape.value, item, raw, f"{path}{key}.")
     return found
 
 
@@ -179,22 +159,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _client(server: Server, service: str, raw: dict[str, Any]) -> Any:
-    key, secret = server.credentials
-    client = boto3.client(
-        service,
-        endpoint_url=server.url,
-        region_name=REGION,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    """A boto3 client that keeps each operation's raw answer in `raw`."""
+    client = aws_client(server, service)
 
     def keep(operation_model: OperationModel, response_dict: dict[str, Any], **_: Any) -> None:
         raw[operation_model.name] = response_dict
 
-    client.meta.events.register(
-        f"before-parse.{client.meta.service_model.service_id.hyphenize()}.*", keep
-    )
+    service_id = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register(f"before-parse.{service_id}.*", keep)
     return client
 
 
@@ -225,12 +197,10 @@ def _call(
             return f"{status} {code}: {exc.response['Error'].get('Message')} ({params})"
         return None
     parsed.pop("ResponseMetadata", None)
-    problems = [f"missing {m}" for m in missing_members(operation.output_shape, parsed)]
-    response = raw[operation.name]
+    problems = members_off(operation.output_shape, parsed, raw=False)
     if operation.metadata["protocol"] == "json":
-        body = json.loads(response["body"] or b"{}")
-        extra = unknown_members(operation.output_shape, body)
-        problems += [f"not in the model: {m}" for m in extra]
+        body = json.loads(raw[operation.name]["body"] or b"{}")
+        problems += members_off(operation.output_shape, body, raw=True)
     for member, path in LEARN.get((service, operation.name), {}).items():
         value = parsed
         for step in path:
