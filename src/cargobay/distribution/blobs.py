@@ -5,19 +5,15 @@ pull-through cache."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 
 from aiohttp import web
 
 from cargobay.distribution.call import BLOCK_BYTES, Call
-from cargobay.distribution.streams import stream_fill
+from cargobay.distribution.streams import stream_blob, stream_fill
 from cargobay.errors import BlobUnknown, Unsupported
 from cargobay.oci.digest import parse_digest
-from cargobay.registry.repositories import Repository
 
-log = logging.getLogger("cargobay.distribution")
 # Lifetime of the presigned object-store URL a blob GET redirects to.
 REDIRECT_SECONDS = 20 * 60
 
@@ -83,7 +79,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
             return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
-        return await _stream_blob(call, repo, digest, info.size, headers, wanted)
+        return await stream_blob(call, repo, digest, info.size, headers, wanted)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
@@ -121,43 +117,3 @@ def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
 def _position(digits: str) -> int:
     """A byte position; past int64 it is only "beyond any blob", so no unbounded int()."""
     return int(digits) if len(digits) <= _MAX_RANGE_DIGITS else 2**63
-
-
-async def _stream_blob(
-    call: Call,
-    repo: Repository,
-    digest: str,
-    size: int,
-    headers: dict[str, str],
-    wanted: tuple[int, int] | None,
-) -> web.StreamResponse:
-    """Stream a blob from the store: no local file, decrypted (a repository under a KMS key),
-    or a Range that FileResponse must not see."""
-    request = call.request
-    start, end = wanted or (0, size)
-    chunks = call.services.blobs.read(repo, digest, start, end, size)
-    try:
-        # Fetch the first block before answering, so missing bytes are still an OCI error.
-        first = await anext(chunks, b"")
-    except FileNotFoundError:
-        raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    if wanted:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response.content_length = end - start
-    await response.prepare(request)
-    try:
-        if first:
-            await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
-    except Exception:
-        # Too late for an error body: cut the connection so the client sees a short read.
-        log.exception("storage failed while streaming %s", digest)
-        raise ConnectionResetError("storage failed mid-stream") from None
-    finally:
-        await chunks.aclose()
-    await response.write_eof()
-    return response
