@@ -57,10 +57,7 @@ async def ecr_api(request: web.Request) -> web.Response:
     from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
     from cargobay.ecr.api import handle as ecr_handle
     from cargobay.iamapi import api as iam_api
-    from cargobay.secretsapi import api as secrets_api
 
-    if secrets_api.wants(request):
-        return await secrets_api.handle(request, request.app[SERVICES])
     if iam_api.wants(request):
         return await iam_api.handle(request, request.app[SERVICES])
     target = request.headers.get("X-Amz-Target", "")

@@ -145,6 +145,20 @@ class RawLog:
         self.checked: set[str] = set()
 
 
+def aws_client(server, service: str, creds: tuple[str, str] | None = None) -> Any:
+    """A boto3 client of any AWS service for `server` (the administrator unless `creds` are
+    given), trying each call once."""
+    key, secret = creds or server.credentials
+    return boto3.client(
+        service,
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
 def client(server, key: str | None = None, secret: str | None = None, **kwargs):
     """A boto3 ECR client for `server` (the administrator unless key/secret are given).
 

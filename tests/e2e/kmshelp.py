@@ -10,13 +10,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
-from botocore.config import Config
 
 from e2e.ecrhelp import (
-    REGION,
     aws,
+    aws_client,
     client,
 )
 from imagebuilder import Image, sha256
@@ -28,15 +26,7 @@ SEGMENT = 64 * 1024  # crypto.stream.DEFAULT_SEGMENT_SIZE
 
 
 def kms_client(server: Server, creds: tuple[str, str] | None = None) -> Any:
-    key, secret = creds or server.credentials
-    return boto3.client(
-        "kms",
-        endpoint_url=server.url,
-        region_name=REGION,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return aws_client(server, "kms", creds)
 
 
 def create_key(server: Server, *args: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ no secret."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import subprocess
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from e2e.ecrhelp import ACCOUNT, OCI_MANIFEST, REGION, admin, aws, cli_error, push
+from e2e.ecrhelp import ACCOUNT, OCI_MANIFEST, REGION, admin, aws, aws_client, cli_error, push
 from e2e.webhookhelp import Receiver
 from imagebuilder import Image, build_image
 from server import Server
@@ -295,6 +297,57 @@ def test_the_audit_trail_shows_who_did_what_and_no_secret(
     assert "CreateAccessKey" in stored and "PutUserPolicy" in stored
     for secret in (alice[1], server.credentials[1], PUSH_SECRET, OTHER_SECRET, marker):
         assert secret not in stored
+
+
+def _records(server: Server, name: str, count: int) -> list[dict]:
+    """The CloudTrail records of `name`, once at least `count` are written (buffered)."""
+    deadline = time.monotonic() + 30
+    found = _lookup(server, name)
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.3)
+        found = _lookup(server, name)
+    return [json.loads(event["CloudTrailEvent"]) for event in found]
+
+
+def test_secrets_manager_calls_are_audited_without_their_values(deployment: Deployment) -> None:
+    server = deployment.server
+    value = "SecretValueMarker" + uuid.uuid4().hex
+    binary = ("BinaryMarker" + uuid.uuid4().hex).encode()
+    admin_sm = aws_client(server, "secretsmanager")
+    arn = admin_sm.create_secret(Name="evt/db", SecretString=value)["ARN"]
+    admin_sm.put_secret_value(SecretId=arn, SecretBinary=binary)
+    assert admin_sm.get_secret_value(SecretId=arn)["SecretBinary"] == binary
+    aws(server, "iam", "create-user", "--user-name", "mallory")
+    key = aws(server, "iam", "create-access-key", "--user-name", "mallory").json["AccessKey"]
+    mallory = aws_client(server, "secretsmanager", (key["AccessKeyId"], key["SecretAccessKey"]))
+    with pytest.raises(ClientError) as denied:
+        mallory.get_secret_value(SecretId=arn)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    # A request that breaks the input shape is refused before authorization, and audited.
+    with pytest.raises(ClientError) as invalid:
+        admin_sm.describe_secret(SecretId="x" * 2049)
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+
+    reads = _records(server, "GetSecretValue", 2)
+    assert {r["eventSource"] for r in reads} == {"secretsmanager.amazonaws.com"}
+    outcomes = {(r["userIdentity"].get("userName"), r.get("errorCode")) for r in reads}
+    assert outcomes == {("admin", None), ("mallory", "AccessDenied")}
+    assert all(r["requestParameters"]["SecretId"] == arn for r in reads)
+    (created,) = _records(server, "CreateSecret", 1)
+    assert created["requestParameters"]["SecretString"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    assert created["responseElements"]["ARN"] == arn
+    (put,) = _records(server, "PutSecretValue", 1)
+    assert put["requestParameters"]["SecretBinary"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    described = _records(server, "DescribeSecret", 1)
+    assert [r["errorCode"] for r in described] == ["ValidationException"]
+
+    # Neither value anywhere in the audit store nor in the server's log.
+    encoded = base64.b64encode(binary).decode()
+    stored = _audit_rows(server)
+    log = server.log_path.read_text(errors="replace") if server.log_path else ""
+    assert "SecretString" in stored and "secretsmanager.amazonaws.com" in stored
+    for secret in (value, binary.decode(), encoded):
+        assert secret not in stored and secret not in log
 
 
 def test_a_push_committed_before_a_sigkill_is_delivered_after_restart(

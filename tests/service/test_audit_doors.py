@@ -107,7 +107,11 @@ def test_the_doors_audit_their_calls(tmp_path: Path) -> None:
             reply = await registry.aws_json(
                 TARGET_PREFIX + "LookupEvents", "cloudtrail", {"MaxResults": 0}
             )
-            assert reply.aws_type == "InvalidMaxResultsException"
+            assert reply.aws_type == "ValidationException"  # the model's min: 1
+            reply = await registry.aws_json(
+                TARGET_PREFIX + "LookupEvents", "cloudtrail", {"MaxResults": "5"}
+            )
+            assert reply.aws_type == "SerializationException"
             reply = await registry.aws_json(TARGET_PREFIX + "CreateTrail", "cloudtrail", {})
             assert reply.aws_type == "UnknownOperationException"
 

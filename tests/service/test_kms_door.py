@@ -63,13 +63,20 @@ def test_kms_calls_errors_and_key_policies(tmp_path: Path) -> None:
             assert dry.aws_type == "DryRunOperationException"
             missing = await kms(registry, "DescribeKey", {"KeyId": "alias/none"})
             assert (missing.status, missing.aws_type) == (400, "NotFoundException")
+            # Input checked against botocore's model first: a value of the wrong JSON type
+            # (or a blob that is not base64) is SerializationException, a broken constraint
+            # (required, length, enum) ValidationException, as AWS JSON services answer.
             bad = await kms(registry, "Decrypt", {"CiphertextBlob": "***"})
-            assert bad.aws_type == "ValidationException"
+            assert bad.aws_type == "SerializationException"
             unnamed = await kms(registry, "DescribeKey", {})
             assert unnamed.aws_type == "ValidationException"
+            assert "'keyId'" in unnamed.json()["message"]
             for shapeless in ({"Description": 5}, {"Tags": "x"}, {"MultiRegion": "yes"}):
                 reply = await kms(registry, "CreateKey", shapeless)
-                assert (reply.status, reply.aws_type) == (400, "ValidationException"), shapeless
+                assert (reply.status, reply.aws_type) == (400, "SerializationException"), shapeless
+            for broken in ({"Description": "d" * 8193}, {"KeyUsage": "NOPE"}):
+                reply = await kms(registry, "CreateKey", broken)
+                assert (reply.status, reply.aws_type) == (400, "ValidationException"), broken
 
             # A key policy that does not delegate to the account refuses even the admin.
             lockout = (

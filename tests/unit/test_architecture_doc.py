@@ -37,8 +37,6 @@ def render() -> str:
         lines.append(_row("ECR", operation, permission))
     for operation, permission in sorted(permissions.IAM_OPERATIONS.items()):
         lines.append(_row("IAM", operation, permission))
-    for operation, permission in sorted(permissions.SECRETS_OPERATIONS.items()):
-        lines.append(_row("Secrets Manager", operation, permission))
     for kind, permission in permissions.PULL_THROUGH.items():
         lines.append(_row("`/v2/`", f"pull through a cache rule ({kind})", permission))
     # The services of the generic AWS JSON door: each checks its own table in `authorize`.

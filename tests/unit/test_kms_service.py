@@ -53,11 +53,11 @@ def test_every_error_is_named_as_in_the_kms_model() -> None:
     assert len(classes) > 15
     for cls in classes:
         if cls is not errors.KmsError:
-            assert cls.aws_name == cls.__name__
+            assert cls.code == cls.__name__
             # ValidationException and AccessDeniedException are errors common to every AWS
             # JSON service, so the kms model does not list them.
             common = {"ValidationException", "AccessDeniedException"}
-            assert cls.aws_name in names | common, cls.aws_name
+            assert cls.code in names | common, cls.code
 
 
 def test_create_and_describe_match_the_model(tmp_path: Path) -> None:

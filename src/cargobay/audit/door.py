@@ -51,4 +51,5 @@ SERVICE = JsonService(
     operations={"LookupEvents": Operation(lookup, LOOKUP_EVENTS, "`*` (the caller's account)")},
     authorize=authorize,
     map_error=map_error,
+    shapes="cloudtrail",
 )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -117,3 +117,42 @@ async def audit_call(
             await record(services.db, each, flush_ms=settings.audit_flush_ms)
     except Exception:  # only with audit_flush_ms = 0: the call itself has happened
         log.exception("could not write the audit record of %s", event_name)
+
+
+class Failure(Protocol):
+    """What a door's error says to the audit trail (`EcrError`, `IamError`, `AwsError`)."""
+
+    code: str
+    message: str
+
+
+async def audit_api_call(
+    request: web.Request,
+    services: Any,
+    call: tuple[str, str, str],
+    principal: Principal | None,
+    request_parameters: dict[str, Any] | None,
+    response_elements: dict[str, Any] | None,
+    error: Failure | None,
+    resources: list[Resource] | None = None,
+    owner_account_id: str | None = None,
+) -> None:
+    """The record of one call through an AWS API door, `call` being (service, operation,
+    request id): `<service>.amazonaws.com`, in the caller's account (the deployment's when
+    the caller is unknown: a bad signature)."""
+    service, operation, request_id = call
+    await audit_call(
+        request,
+        services,
+        event_source=f"{service}.amazonaws.com",
+        event_name=operation,
+        account_id=principal.account_id if principal else services.settings.account_id,
+        principal=principal,
+        request_parameters=request_parameters,
+        response_elements=response_elements,
+        error_code=error.code if error else None,
+        error_message=error.message if error else None,
+        request_id=request_id,
+        resources=resources,
+        owner_account_id=owner_account_id,
+    )

@@ -18,9 +18,11 @@ Error codes, per service (`FAULTS`; a door may pass its own):
   pattern and length checks (`Invalid parameter at 'repositoryName' failed to satisfy
   constraint ...`, widely reported). ECR's model also has `ValidationException`, but only on
   newer operations and for request-level checks, so it is not used here. IAM (Query
-  protocol) answers `ValidationError` for both kinds, as its existing checks did. KMS, Secrets
-  Manager, CloudTrail and Signer default to the generic `ValidationException` until their
-  doors decide.
+  protocol) answers `ValidationError` for both kinds, as its existing checks did. The services
+  of the generic AWS JSON door (KMS, Secrets Manager, CloudTrail; Signer too) answer as AWS
+  JSON services' request validation does: `ValidationException` for a broken constraint
+  (`1 validation error detected: ...`), `SerializationException` for a wrong type. CloudTrail's
+  own InvalidMaxResults/InvalidLookupAttributes checks stay for what the model cannot say.
 Constraint errors are collected as AWS does: `2 validation errors detected: Value 'x' at
 'filter.tagStatus' failed to satisfy constraint: Member must satisfy enum value set: [...];
 Value ...` (at most MAX_LISTED listed). Paths use lowerCamel member names, list items are
@@ -72,6 +74,9 @@ class Faults:
 FAULTS = {
     "ecr": Faults("InvalidParameterException", "SerializationException"),
     "iam": Faults("ValidationError", "ValidationError"),
+    "kms": Faults("ValidationException", "SerializationException"),
+    "secretsmanager": Faults("ValidationException", "SerializationException"),
+    "cloudtrail": Faults("ValidationException", "SerializationException"),
 }
 DEFAULT_FAULTS = Faults("ValidationException", "SerializationException")
 

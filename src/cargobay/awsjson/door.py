@@ -6,7 +6,10 @@ an operation table, one `authorize` function the dispatcher calls before any han
 a handler cannot forget the check: KMS reads the key policy there, Secrets Manager the secret's
 ARN), and one error table. The dispatcher reads the body within a limit, verifies the
 signature, decodes the JSON, checks the operation exists, authorizes, calls the handler and
-renders its result or the error as AWS does (`{"__type": ..., "message": ...}`). Every call of
+renders its result or the error as AWS does (`{"__type": ..., "message": ...}`). Every body is
+checked against the operation's input shape in botocore's model first (`cargobay.aws.shapes`:
+a wrong JSON type is `SerializationException`, a broken constraint `ValidationException`, as
+AWS JSON services answer them). Every call of
 a known operation is audited (`<signing name>.amazonaws.com`), denied and failed ones too, so a
 service added here is in the audit trail without a line of its own.
 
@@ -26,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from cargobay.audit.hooks import audit_call
+from cargobay.audit.hooks import audit_api_call
+from cargobay.aws import shapes
 from cargobay.errors import DomainError
 from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
 from cargobay.iam.sigv4 import SigV4Error
@@ -45,6 +49,7 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 SERVICES: dict[str, str] = {
     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.": "cargobay.audit.door",
     "TrentService.": "cargobay.kms.door",
+    "secretsmanager.": "cargobay.secretsapi.door",
 }
 
 
@@ -105,8 +110,11 @@ class JsonService:
     authorize: Authorize
     map_error: ErrorMap
     max_body: int = 1024 * 1024
-    # Checks a decoded body against the operation's input shape (cargobay.aws.shapes).
-    validate: Callable[[str, dict[str, Any]], None] | None = None
+    # The botocore model (`cargobay.aws.shapes`) every body is checked against before
+    # authorization; None only for a service with no model (the tests' demo service).
+    shapes: str | None = None
+    # A service's own input rule beyond the model's (KMS: grant tokens it issued), run after it.
+    check: Callable[[str, dict[str, Any]], None] | None = None
 
 
 def find(target: str) -> JsonService | None:
@@ -162,8 +170,13 @@ async def serve(service: JsonService, request: web.Request, services: Services) 
         if not isinstance(decoded, dict):
             raise AwsError("SerializationException", "the body must be a JSON object")
         payload = decoded
-        if service.validate is not None:
-            service.validate(name, payload)
+        if service.shapes is not None:
+            try:
+                shapes.validate(service.shapes, name, payload)
+            except shapes.ShapeError as exc:
+                raise AwsError(exc.code, exc.message) from None
+        if service.check is not None:
+            service.check(name, payload)
         call = JsonCall(request, services, principal, name, request_id)
         await service.authorize(call, payload)
         result = await operation.handler(call, payload)
@@ -180,19 +193,9 @@ async def serve(service: JsonService, request: web.Request, services: Services) 
             log.exception("%s failed", target)
             error = ("InternalFailure", "internal error", 500)
     if name in service.operations:
-        await audit_call(
-            request,
-            services,
-            event_source=f"{service.signing_name}.amazonaws.com",
-            event_name=name,
-            account_id=principal.account_id if principal else services.settings.account_id,
-            principal=principal,
-            request_parameters=payload,
-            response_elements=result,
-            error_code=error[0] if error else None,
-            error_message=error[1] if error else None,
-            request_id=request_id,
-        )
+        failure = AwsError(*error) if error else None
+        call = (service.signing_name, name, request_id)
+        await audit_api_call(request, services, call, principal, payload, result, failure)
     if error is not None:
         return _error(error[0], error[1], error[2], request_id)
     return _render(200, result or {}, request_id)

@@ -1,16 +1,18 @@
 """Streaming blob bodies on `/v2/`: from a store without local files (honouring a Range), and
-from the pull-through cache while the blob arrives from its upstream."""
+from the pull-through cache while the blob arrives from its upstream; both send the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
 
 from cargobay.distribution.call import Call
-from cargobay.errors import DomainError, UpstreamFailed
+from cargobay.errors import BlobUnknown, DomainError, UpstreamFailed
 from cargobay.pullthrough.cache import BlobFill
+from cargobay.registry.repositories import Repository
 
 log = logging.getLogger("cargobay.distribution")
 
@@ -33,8 +35,54 @@ async def stream_fill(call: Call, fill: BlobFill, headers: dict[str, str]) -> we
         ) from None
     response = web.StreamResponse(status=200, headers=headers)
     response.content_length = fill.size
+
+    def failed(exc: Exception) -> None:
+        log.warning("upstream fetch failed mid-stream: %r", exc)
+
+    # Closing the stream detaches the client; the fill goes on and stores the blob.
+    return await _send(call.request, response, first, chunks, failed)
+
+
+async def stream_blob(
+    call: Call,
+    repo: Repository,
+    digest: str,
+    size: int,
+    headers: dict[str, str],
+    wanted: tuple[int, int] | None,
+) -> web.StreamResponse:
+    """Stream a blob from the store: no local file, decrypted (a repository under a KMS key),
+    or a Range that FileResponse must not see."""
+    start, end = wanted or (0, size)
+    chunks = call.services.blobs.read(repo, digest, start, end, size)
     try:
-        await response.prepare(call.request)
+        # Fetch the first block before answering, so missing bytes are still an OCI error.
+        first = await anext(chunks, b"")
+    except FileNotFoundError:
+        raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response.content_length = end - start
+
+    def failed(exc: Exception) -> None:
+        log.error("storage failed while streaming %s", digest, exc_info=exc)
+
+    return await _send(call.request, response, first, chunks, failed)
+
+
+async def _send(
+    request: web.Request,
+    response: web.StreamResponse,
+    first: bytes,
+    chunks: AsyncGenerator[bytes, None],
+    failed: Callable[[Exception], None],
+) -> web.StreamResponse:
+    """Send the headers, `first` and the rest of `chunks`. Past the headers it is too late
+    for an error body: a failure (`failed` logs it) cuts the connection, so the client sees
+    a short read. The stream is closed however it ends."""
+    try:
+        await response.prepare(request)
         if first:
             await response.write(first)
         async for chunk in chunks:
@@ -42,10 +90,9 @@ async def stream_fill(call: Call, fill: BlobFill, headers: dict[str, str]) -> we
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as exc:
-        # Too late for an error body: cut the connection so the client sees a short read.
-        log.warning("upstream fetch failed mid-stream: %r", exc)
-        raise ConnectionResetError("upstream fetch failed mid-stream") from None
+        failed(exc)
+        raise ConnectionResetError("the blob's source failed mid-stream") from None
     finally:
-        await chunks.aclose()  # detaches the client; the fill goes on and stores the blob
+        await chunks.aclose()
     await response.write_eof()
     return response

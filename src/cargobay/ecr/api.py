@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cargobay.audit.hooks import audit_call
+from cargobay.audit.hooks import audit_api_call
 from cargobay.audit.record import Resource
 from cargobay.aws import shapes
 from cargobay.ecr import errors
@@ -136,18 +136,7 @@ async def _audit(
             region = services.settings.region
             arn = f"arn:aws:ecr:{region}:{owner or account}:repository/{repository}"
             resources.append(Resource("AWS::ECR::Repository", repository, arn))
-    await audit_call(
-        request,
-        services,
-        event_source="ecr.amazonaws.com",
-        event_name=operation,
-        account_id=account,
-        principal=principal,
-        request_parameters=params,
-        response_elements=result,
-        error_code=error.code if error else None,
-        error_message=error.message if error else None,
-        request_id=request_id,
-        resources=resources,
-        owner_account_id=owner,
+    call = ("ecr", operation, request_id)
+    await audit_api_call(
+        request, services, call, principal, params, result, error, resources, owner
     )

@@ -17,7 +17,6 @@ the delivery is marked failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -32,6 +31,7 @@ from sqlalchemy import select
 from cargobay.events.outbox import add_counters, latency_counts
 from cargobay.iam.secrets import SecretBox
 from cargobay.jobs.leases import holder_id
+from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 
@@ -71,7 +71,7 @@ class _Claimed:
 _Outcome = tuple[_Claimed, int | None, str | None]
 
 
-class Deliverer:
+class Deliverer(BackgroundLoop):
     """Claims and sends due deliveries; `start` runs it in the background of a serving process."""
 
     def __init__(
@@ -99,19 +99,11 @@ class Deliverer:
         self.holder = holder or f"{holder_id()}:deliver"
         self._secrets: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
 
     # -- the background loop -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._loop())
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -19,6 +19,7 @@ event row commits or rolls back with the change:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -53,30 +54,40 @@ def register(hooks: Hooks, region: str) -> None:
             )
         await image_pushed(
             conn,
-            account=event.repo.registry_id,
-            region=region,
-            repository=event.repo.name,
-            digest=event.digest,
+            **_image(event, region),
             tag=event.tag,
             media_type=event.media_type,
             artifact_type=event.artifact_type,
         )
 
     async def deleted(conn: Any, event: Deleted) -> None:
-        common = {
-            "account": event.repo.registry_id,
-            "region": region,
-            "repository": event.repo.name,
-            "digest": event.digest,
-        }
         if event.origin == LIFECYCLE:
             tags = list(event.tags) or ([event.tag] if event.tag else [])
-            await image_expired(conn, **common, tags=tags, rule_priority=event.rule_priority or 0)
+            priority = event.rule_priority or 0
+            await emit(
+                conn,
+                model.lifecycle_policy_action,
+                **_image(event, region),
+                tags=tags,
+                rule_priority=priority,
+            )
         else:
-            await image_deleted(conn, **common, tag=event.tag)
+            await emit(
+                conn, model.image_action, **_image(event, region), action="DELETE", tag=event.tag
+            )
 
     hooks.on_push(pushed)
     hooks.on_delete(deleted)
+
+
+def _image(event: Pushed | Deleted, region: str) -> dict[str, str]:
+    """The fields every image event has, from a push or delete hook's event."""
+    return {
+        "account": event.repo.registry_id,
+        "region": region,
+        "repository": event.repo.name,
+        "digest": event.digest,
+    }
 
 
 async def _cache_filled(conn: Any, event: Pushed, region: str) -> None:
@@ -86,18 +97,17 @@ async def _cache_filled(conn: Any, event: Pushed, region: str) -> None:
     rule = await rule_for(conn, event.repo.registry_id, event.repo.name)
     if rule is None:
         return
-    await outbox.emit(
+    await emit(
         conn,
-        model.pull_through_cache_action(
-            account=event.repo.registry_id,
-            region=region,
-            repository=event.repo.name,
-            repository_prefix=rule.prefix,
-            upstream_registry_url=rule.upstream_url,
-            sync_status="SUCCESS",
-            tag=event.tag,
-            digest=event.digest,
-        ),
+        model.pull_through_cache_action,
+        account=event.repo.registry_id,
+        region=region,
+        repository=event.repo.name,
+        repository_prefix=rule.prefix,
+        upstream_registry_url=rule.upstream_url,
+        sync_status="SUCCESS",
+        tag=event.tag,
+        digest=event.digest,
     )
 
 
@@ -121,125 +131,44 @@ def register_scans(scans: Any, region: str) -> None:
                 .order_by(t.c.name)
             )
         ]
-        await outbox.emit(
+        await emit(
             conn,
-            model.image_scan(
-                account=repo.registry_id,
-                region=region,
-                repository=repo.name,
-                digest=digest,
-                tags=tags,
-                severity_counts={k: v for k, v in counts.items() if k in model.SEVERITIES},
-                status=status,
-            ),
+            model.image_scan,
+            account=repo.registry_id,
+            region=region,
+            repository=repo.name,
+            digest=digest,
+            tags=tags,
+            severity_counts={k: v for k, v in counts.items() if k in model.SEVERITIES},
+            status=status,
         )
 
     scans.completed.append(completed)
 
 
-async def image_replicated(
-    db: Any,
-    *,
-    account: str,
-    region: str,
-    repository: str,
-    digest: str,
-    tag: str | None,
-    source_account: str,
-    source_region: str,
-    result: str = "SUCCESS",
-) -> None:
-    """`ECR Replication Action` in the destination account (replication/job.py, once the
-    copy is complete there)."""
+async def emit(conn: Any, build: Callable[..., dict[str, Any]], /, **fields: Any) -> int:
+    """Emit `build(**fields)` (a `model` builder) in `conn`'s transaction, the outbox; returns
+    how many webhooks will receive it."""
+    return await outbox.emit(conn, build(**fields))
+
+
+async def image_replicated(db: Any, **fields: Any) -> None:
+    """`ECR Replication Action` (the fields of `model.replication_action`) in the destination
+    account, in a transaction of its own (replication/job.py, once the copy is complete)."""
     async with db.write() as conn:
-        await outbox.emit(
-            conn,
-            model.replication_action(
-                account=account,
-                region=region,
-                repository=repository,
-                digest=digest,
-                source_account=source_account,
-                source_region=source_region,
-                tag=tag,
-                result=result,
-            ),
-        )
+        await emit(conn, model.replication_action, **fields)
 
 
 async def image_pushed(
-    conn: Any,
-    *,
-    account: str,
-    region: str,
-    repository: str,
-    digest: str,
-    tag: str | None,
-    media_type: str | None,
-    artifact_type: str | None = None,
+    conn: Any, *, media_type: str | None, artifact_type: str | None = None, **fields: Any
 ) -> int:
-    """`ECR Image Action` PUSH; returns how many webhooks will receive it."""
-    return await outbox.emit(
+    """`ECR Image Action` PUSH (account, region, repository, digest, tag as
+    `model.image_action` names them); returns how many webhooks will receive it."""
+    return await emit(
         conn,
-        model.image_action(
-            account=account,
-            region=region,
-            repository=repository,
-            digest=digest,
-            action="PUSH",
-            tag=tag,
-            manifest_media_type=media_type,
-            artifact_media_type=artifact_type,
-        ),
-    )
-
-
-async def image_deleted(
-    conn: Any,
-    *,
-    account: str,
-    region: str,
-    repository: str,
-    digest: str,
-    tag: str | None = None,
-    media_type: str | None = None,
-    artifact_type: str | None = None,
-) -> int:
-    """`ECR Image Action` DELETE (an image, or one tag of it)."""
-    return await outbox.emit(
-        conn,
-        model.image_action(
-            account=account,
-            region=region,
-            repository=repository,
-            digest=digest,
-            action="DELETE",
-            tag=tag,
-            manifest_media_type=media_type,
-            artifact_media_type=artifact_type,
-        ),
-    )
-
-
-async def image_expired(
-    conn: Any,
-    *,
-    account: str,
-    region: str,
-    repository: str,
-    digest: str,
-    tags: list[str],
-    rule_priority: int,
-) -> int:
-    """`ECR Lifecycle Policy Action` EXPIRE, in the lifecycle job's delete transaction."""
-    return await outbox.emit(
-        conn,
-        model.lifecycle_policy_action(
-            account=account,
-            region=region,
-            repository=repository,
-            digest=digest,
-            tags=tags,
-            rule_priority=rule_priority,
-        ),
+        model.image_action,
+        action="PUSH",
+        manifest_media_type=media_type,
+        artifact_media_type=artifact_type,
+        **fields,
     )

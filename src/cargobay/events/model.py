@@ -66,6 +66,16 @@ def envelope(
     }
 
 
+def _repository_event(
+    detail_type: str, account: str, region: str, repository: str, detail: dict, at: float | None
+) -> dict[str, Any]:
+    """An event about one repository: its ARN is the event's one resource."""
+    resources = [repository_arn(region, account, repository)]
+    return envelope(
+        detail_type, account=account, region=region, detail=detail, resources=resources, at=at
+    )
+
+
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -123,14 +133,7 @@ def image_scan(
         "image-digest": digest,
         "image-tags": list(tags),
     }
-    return envelope(
-        IMAGE_SCAN,
-        account=account,
-        region=region,
-        detail=detail,
-        resources=[repository_arn(region, account, repository)],
-        at=at,
-    )
+    return _repository_event(IMAGE_SCAN, account, region, repository, detail, at)
 
 
 def replication_action(
@@ -158,14 +161,7 @@ def replication_action(
             "image-tag": tag,
         }
     )
-    return envelope(
-        REPLICATION_ACTION,
-        account=account,
-        region=region,
-        detail=detail,
-        resources=[repository_arn(region, account, repository)],
-        at=at,
-    )
+    return _repository_event(REPLICATION_ACTION, account, region, repository, detail, at)
 
 
 def pull_through_cache_action(
@@ -198,14 +194,7 @@ def pull_through_cache_action(
             "failure-reason": failure_reason,
         }
     )
-    return envelope(
-        PULL_THROUGH_CACHE_ACTION,
-        account=account,
-        region=region,
-        detail=detail,
-        resources=[repository_arn(region, account, repository)],
-        at=at,
-    )
+    return _repository_event(PULL_THROUGH_CACHE_ACTION, account, region, repository, detail, at)
 
 
 def lifecycle_policy_action(
@@ -229,11 +218,4 @@ def lifecycle_policy_action(
         "image-tags": list(tags),
         "rule-priority": rule_priority,
     }
-    return envelope(
-        LIFECYCLE_POLICY_ACTION,
-        account=account,
-        region=region,
-        detail=detail,
-        resources=[repository_arn(region, account, repository)],
-        at=at,
-    )
+    return _repository_event(LIFECYCLE_POLICY_ACTION, account, region, repository, detail, at)

@@ -2,7 +2,7 @@
 
 `aws iam ... --endpoint-url` and boto3's `iam` client send `Action=CreateUser&Version=
 2010-05-08&UserName=alice` as `application/x-www-form-urlencoded`, signed for service `iam`
-(region `us-east-1` for the global endpoint; any region is accepted). Answers are XML in IAM's
+and region `us-east-1` (the global endpoint's) or the deployment's own. Answers are XML in IAM's
 namespace, errors `<ErrorResponse>` with the HTTP status IAM uses. app.py sends a `POST /`
 here when it has no `X-Amz-Target` and a form Content-Type; everything else is the ECR API.
 
@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from cargobay.audit.hooks import audit_call
+from cargobay.audit.hooks import audit_api_call
 from cargobay.audit.record import Resource
 from cargobay.aws import query, shapes
 from cargobay.errors import DomainError
@@ -135,20 +135,8 @@ async def _audit(
     if user:
         arn = f"arn:aws:iam::{account}:user/{user}"
         resources.append(Resource("AWS::IAM::User", user, arn))
-    await audit_call(
-        request,
-        services,
-        event_source="iam.amazonaws.com",
-        event_name=operation,
-        account_id=account,
-        principal=principal,
-        request_parameters=params,
-        response_elements=result,
-        error_code=error.code if error else None,
-        error_message=error.message if error else None,
-        request_id=request_id,
-        resources=resources,
-    )
+    call = ("iam", operation, request_id)
+    await audit_api_call(request, services, call, principal, params, result, error, resources)
 
 
 def _error(exc: errors.IamError, request_id: str) -> web.Response:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -84,35 +85,58 @@ def _orphan_copy(now_cutoff: float):
 
 async def _collect_copies(db: Database, store: BlobStore, cutoff: float, report: GcReport) -> None:
     c = schema.blob_copies
-    while True:
-        async with db.read() as conn:
-            candidates = (
-                await conn.execute(
-                    select(c.c.digest, c.c.key_id).where(_orphan_copy(cutoff)).limit(BATCH)
-                )
-            ).all()
-        if not candidates:
-            return
+
+    async def gone(row: Any) -> None:
         # Here, not at the top: a deployment without KMS repositories never loads it.
         from cargobay.storage.encrypted import stored_address
 
-        deleted = 0
-        for digest, key_id in candidates:
+        address = stored_address(row.digest, row.key_id)
+        report.bytes_freed += await store.stat(address) or 0
+        await store.delete(address)
+
+    report.copies_deleted += await _sweep(
+        db, c, (c.c.digest, c.c.key_id), _orphan_copy(cutoff), deleted=gone
+    )
+
+
+async def _sweep(
+    db: Database,
+    table: Any,
+    key: tuple[Any, ...],
+    condition: Any,
+    *,
+    extra: tuple[Any, ...] = (),
+    deleted: Callable[[Any], Awaitable[None]] | None = None,
+) -> int:
+    """Delete, batch by batch, the rows of `table` that match `condition`, each in a write
+    transaction of its own that locks the row (by its `key` columns) and deletes it only if it
+    still matches: a fresh statement (and, on PostgreSQL, a fresh snapshot after the lock).
+    `deleted(row)` (the key and `extra` columns) runs inside that transaction, before it
+    commits. Stops when a batch deletes nothing; returns how many rows went."""
+    total = 0
+    while True:
+        async with db.read() as conn:
+            candidates = (
+                await conn.execute(select(*key, *extra).where(condition).limit(BATCH))
+            ).all()
+        if not candidates:
+            return total
+        removed = 0
+        for row in candidates:
             async with db.write() as conn:
-                key = and_(c.c.digest == digest, c.c.key_id == key_id)
-                lock = select(c.c.digest).where(key)
+                match = and_(*(column == value for column, value in zip(key, row, strict=False)))
+                lock = select(key[0]).where(match)
                 lock = lock.with_for_update()  # SQLite leaves it out
                 if (await conn.execute(lock)).first() is None:
                     continue
-                result = await conn.execute(c.delete().where(key, _orphan_copy(cutoff)))
+                result = await conn.execute(table.delete().where(match, condition))
                 if result.rowcount:
-                    address = stored_address(digest, key_id)
-                    report.bytes_freed += await store.stat(address) or 0
-                    await store.delete(address)
-                    deleted += 1
-        report.copies_deleted += deleted
-        if not deleted:
-            return
+                    removed += result.rowcount
+                    if deleted is not None:
+                        await deleted(row)
+        total += removed
+        if not removed:
+            return total
 
 
 async def collect(
@@ -162,65 +186,23 @@ async def collect(
         return report
 
     # 1. Links nothing references any more.
-    while True:
-        async with db.read() as conn:
-            candidates = (
-                await conn.execute(
-                    select(rb.c.repository_id, rb.c.digest)
-                    .where(_unreferenced_link(cutoff))
-                    .limit(BATCH)
-                )
-            ).all()
-        if not candidates:
-            break
-        removed = 0
-        for repository_id, digest in candidates:
-            async with db.write() as conn:
-                key = and_(rb.c.repository_id == repository_id, rb.c.digest == digest)
-                lock = select(rb.c.digest).where(key)
-                lock = lock.with_for_update()  # SQLite leaves it out
-                if (await conn.execute(lock)).first() is None:
-                    continue
-                # A fresh statement (and, on PostgreSQL, a fresh snapshot after the lock).
-                result = await conn.execute(rb.delete().where(key, _unreferenced_link(cutoff)))
-                removed += result.rowcount
-        report.links_removed += removed
-        if removed == 0:
-            break
+    report.links_removed += await _sweep(
+        db, rb, (rb.c.repository_id, rb.c.digest), _unreferenced_link(cutoff)
+    )
 
     # 2. Blobs with neither links nor references. The bytes go inside the transaction that
     #    deletes the row: an upload of the same digest that skipped writing because the bytes
     #    were there records its row after this commit and then finds the bytes gone, so it
     #    fails cleanly instead of exposing a blob without bytes. A crash after the bytes went
     #    leaves only an orphan row nothing can see, which the next run removes.
-    while True:
-        async with db.read() as conn:
-            candidates = (
-                await conn.execute(
-                    select(b.c.digest, b.c.size).where(_orphan_blob(cutoff)).limit(BATCH)
-                )
-            ).all()
-        if not candidates:
-            break
-        deleted = []
-        for digest, size in candidates:
-            async with db.write() as conn:
-                lock = select(b.c.digest).where(b.c.digest == digest)
-                lock = lock.with_for_update()  # SQLite leaves it out
-                if (await conn.execute(lock)).first() is None:
-                    continue
-                result = await conn.execute(
-                    b.delete().where(b.c.digest == digest, _orphan_blob(cutoff))
-                )
-                if result.rowcount:
-                    await store.delete(digest)
-                    deleted.append((digest, int(size)))
-        for digest, size in deleted:
-            report.blobs_deleted += 1
-            report.bytes_freed += size
-            report.digests.append(digest)
-        if not deleted:
-            break
+
+    async def blob_gone(row: Any) -> None:
+        await store.delete(row.digest)
+        report.blobs_deleted += 1
+        report.bytes_freed += int(row.size)
+        report.digests.append(row.digest)
+
+    await _sweep(db, b, (b.c.digest,), _orphan_blob(cutoff), extra=(b.c.size,), deleted=blob_gone)
 
     # 4. Encrypted copies no repository under their key links.
     await _collect_copies(db, store, cutoff, report)

@@ -9,7 +9,6 @@ that expires, after which another worker runs the job again. No other coordinato
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore
@@ -107,7 +107,7 @@ async def last_result(db: Database, name: str) -> dict[str, Any] | None:
     return json.loads(row.last_result) if row and row.last_result else None
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
     """Polls the jobs every `tick` seconds in one worker; the database decides who runs."""
 
     def __init__(self, db: Database, jobs: list[Job], tick: float = 30.0) -> None:
@@ -115,16 +115,6 @@ class Scheduler:
         self.jobs = jobs
         self.tick = tick
         self.holder = holder_id()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _loop(self) -> None:
         while True:

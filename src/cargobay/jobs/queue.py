@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from cargobay.jobs.leases import holder_id
+from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore
@@ -200,7 +201,7 @@ async def run_task(db: Database, task: Task, holder: str, handler: Handler) -> s
     return DONE
 
 
-class TaskRunner:
+class TaskRunner(BackgroundLoop):
     """Drains the queue in one process: polls every `tick` seconds, or at once when this
     process enqueued something (`wake`), and runs at most `concurrency` tasks at a time."""
 
@@ -214,7 +215,6 @@ class TaskRunner:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[str]] = set()
         # Called once the runner has stopped (closing HTTP sessions and the like).
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
@@ -222,14 +222,8 @@ class TaskRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._loop())
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         for running in list(self._running):
             running.cancel()
         for running in list(self._running):

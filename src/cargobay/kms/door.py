@@ -8,7 +8,7 @@ base64-encodes the binary members of its result. Authorization happens before an
 (`iam.permissions.KMS_OPERATIONS`): the key the entry names is loaded and `KmsAuthorizer`
 decides with its key policy and the caller's identity policies (`kms:<Operation>`); operations
 without a key (CreateKey, ListKeys, ListAliases) are decided on identity policies alone.
-Errors are `kms.errors` exceptions, rendered by their `aws_name`.
+Errors are `kms.errors` exceptions, rendered by their `code`.
 """
 
 from __future__ import annotations
@@ -104,8 +104,6 @@ async def _key(call: JsonCall, payload: dict[str, Any], resource: str) -> KeyRec
 
 class DryRunOperationException(KmsError):
     """A `DryRun` call that would have succeeded (authorized; the key found)."""
-
-    aws_name = "DryRunOperationException"
 
 
 async def authorize(call: JsonCall, payload: dict[str, Any]) -> None:
@@ -353,7 +351,7 @@ HANDLERS: dict[str, Handler] = {
 
 def map_error(exc: Exception) -> tuple[str, int] | None:
     if isinstance(exc, KmsError):
-        return exc.aws_name, 400 if exc.client_fault else 500
+        return exc.code, 400 if exc.client_fault else 500
     return None
 
 
@@ -366,5 +364,6 @@ SERVICE = JsonService(
     },
     authorize=authorize,
     map_error=map_error,
-    validate=grant_door.validate,
+    shapes="kms",
+    check=grant_door.validate,
 )

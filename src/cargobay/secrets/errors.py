@@ -1,49 +1,46 @@
-"""Secrets Manager's errors as domain exceptions; `code` is the AWS error name a door sends."""
+"""Secrets Manager's errors as domain exceptions, each named as its error shape in botocore's
+`secretsmanager` model, which is its `code` (the AWS error name a door sends)."""
 
 from __future__ import annotations
 
+from cargobay.aws.errors import AwsServiceError
 
-class SecretsError(Exception):
+
+class SecretsError(AwsServiceError):
     code = "InternalServiceError"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ResourceNotFoundException(SecretsError):
-    code = "ResourceNotFoundException"
+    pass
 
 
 class ResourceExistsException(SecretsError):
-    code = "ResourceExistsException"
+    pass
 
 
 class InvalidRequestException(SecretsError):
     """The request is valid, but not for the secret's current state (e.g. marked deleted)."""
 
-    code = "InvalidRequestException"
-
 
 class InvalidParameterException(SecretsError):
-    code = "InvalidParameterException"
+    pass
 
 
 class InvalidNextTokenException(SecretsError):
-    code = "InvalidNextTokenException"
+    pass
 
 
 class LimitExceededException(SecretsError):
-    code = "LimitExceededException"
+    pass
 
 
 class MalformedPolicyDocumentException(SecretsError):
-    code = "MalformedPolicyDocumentException"
+    pass
 
 
 class DecryptionFailure(SecretsError):
-    code = "DecryptionFailure"
+    pass
 
 
 class InternalServiceError(SecretsError):
-    code = "InternalServiceError"
+    pass

@@ -1,1 +1,1 @@
-"""The Secrets Manager door: AWS JSON 1.1 with `X-Amz-Target: secretsmanager.<Op>`."""
+"""The Secrets Manager door: its table for the AWS JSON 1.1 dispatcher (`door.SERVICE`)."""
