@@ -793,3 +793,15 @@ blob_copies = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_blob_copies_key", blob_copies.c.key_id)
+
+# Web console sign-ins (issue 17): one row per session, keyed by the SHA-256 of the cookie's
+# random id (the id itself is never stored); sign-out deletes the row (migration 0022).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("access_key_id", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_console_sessions_expires", console_sessions.c.expires_at)
