@@ -15,7 +15,7 @@ from cargobay.ecr import actions as _actions  # noqa: F401  (registers the actio
 from cargobay.ecr import errors
 from cargobay.ecr.api import ACTIONS, _audit
 from cargobay.ecr.context import EcrCall
-from cargobay.errors import AccessDenied, DomainError
+from cargobay.errors import DomainError
 from cargobay.iam import authz
 from cargobay.iam.permissions import ECR_OPERATIONS
 from cargobay.iam.principal import Principal
@@ -88,8 +88,4 @@ async def allowed(
     registry (to decide which controls a page shows; the action itself checks again)."""
     context = request_context(request, services.settings.trusted_proxies)
     resource = authz.Resource(principal.account_id, services.settings.region, repository)
-    try:
-        await services.authorizer.require(principal, action, resource, context)
-    except AccessDenied:
-        return False
-    return True
+    return await services.authorizer.allowed(principal, action, resource, context)

@@ -27,6 +27,10 @@ ROUTES = (
     ("POST", "/signin", "signin:signin"),
     ("POST", "/signout", "signin:signout"),
     ("GET", "/repositories", "repositories:repositories"),
+    ("GET", "/repository", "repository:repository"),
+    ("GET", "/image", "image:image"),
+    ("GET", "/settings", "settings:settings"),
+    ("POST", "/settings", "settings:change"),
 )
 
 
