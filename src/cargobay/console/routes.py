@@ -31,6 +31,9 @@ ROUTES = (
     ("GET", "/image", "image:image"),
     ("GET", "/settings", "settings:settings"),
     ("POST", "/settings", "settings:change"),
+    ("GET", "/usage", "usage:usage_page"),
+    ("GET", "/usage.json", "usage:usage_data"),
+    ("GET", "/registry", "registry:registry"),
 )
 
 
