@@ -172,9 +172,14 @@ def page(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRespon
                         403, "InvalidCsrfToken", "The form's CSRF token is missing or wrong."
                     ),
                 )
+        started = time.perf_counter()
         try:
-            return await handler(request, visitor)
+            response = await handler(request, visitor)
         except ConsoleError as exc:
-            return error_page(request, exc)
+            response = error_page(request, exc)
+        # The page's own server time (session, authorization, queries, rendering).
+        elapsed = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
+        return response
 
     return wrapped
