@@ -189,3 +189,27 @@ def test_settings_change_through_ecr_actions(console_server, tmp) -> None:
     odd = visitor.submit(page, page, {"action": "mutability", "imageTagMutability": "SOMETIMES"})
     assert odd.status_code == 400
     assert visitor.submit(page, page, {"action": "drop-tables"}).status_code == 400
+
+
+def test_index_platforms_referrers_and_untagged(console_server) -> None:
+    from e2e.ocihttp import Client
+
+    name = unique("console/multi")
+    oci = Client(console_server)
+    children = [oci.push_image(name, None) for _ in range(2)]
+    index = oci.push_index(name, "multi", children)
+    sbom, _ = oci.push_artifact(name, children[0], "application/spdx+json")
+    visitor = signed_in(console_server)
+    page = visitor.get(f"repository?name={name}")
+    assert page.status_code == 200
+    assert "linux/amd64" in page.text and "linux/arm64" in page.text
+    assert page.text.count(">untagged<") >= 2
+    untagged = visitor.get(f"repository?name={name}&status=UNTAGGED")
+    assert index.digest[:19] not in untagged.text
+    assert children[0].digest[:19] in untagged.text
+    image = visitor.get(f"image?name={name}&digest={children[0].digest}")
+    assert image.status_code == 200
+    assert sbom.digest[:19] in image.text and "application/spdx+json" in image.text
+    indexed = visitor.get(f"image?name={name}&digest={index.digest}")
+    assert indexed.status_code == 200
+    assert "linux/arm64" in indexed.text and 'id="config-json"' not in indexed.text

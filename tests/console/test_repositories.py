@@ -42,8 +42,12 @@ def test_prefix_sort_and_pages(console_server, tmp) -> None:
     assert _names(newest.text)[0] == names[-1]
     assert _names(visitor.get(f"repositories?prefix={base}/r05").text) == names[50:55]
     # Hostile query values are a page, never a 500.
-    odd = visitor.get("repositories?prefix=%F0%9F%92%A5&sort=drop&page=-3")
-    assert odd.status_code == 200
+    for prefix in ("%F0%9F%92%A5", "%00", "%F4%8F%BF%BF", "%ED%A0%80", "A", "x%25"):
+        odd = visitor.get(f"repositories?prefix={prefix}&sort=drop&page=-3")
+        assert odd.status_code == 200
+        assert _names(odd.text) == []
+    huge = visitor.get(f"repositories?prefix={base}/&page=99999999999999999999")
+    assert huge.status_code == 200 and _names(huge.text) == []
 
 
 def test_user_without_describe_repositories_sees_the_denial(console_server, tmp) -> None:

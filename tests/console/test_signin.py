@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import requests
 
 from console.consolehelp import Visitor, csrf_token, signed_in
@@ -42,6 +44,11 @@ def test_session_cookie_flags_and_headers(console_server) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "style-src 'self'" in csp
     assert "<script>" not in page.text and "style=" not in page.text
+    assert not re.search(r"\son[a-z]+=", page.text)  # no inline event handlers either
+    script = requests.get(f"{console_server.url}/console/static/console.js", timeout=60)
+    assert script.status_code == 200
+    assert "javascript" in script.headers["Content-Type"]
+    assert "drawUsage" in script.text
     assert console_server.credentials[1] not in page.text
 
 

@@ -4,6 +4,7 @@ never a query per row, so 10,000 repositories page as fast as ten."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import Select, func, select
@@ -13,6 +14,8 @@ from cargobay.metadata.db import Database
 from cargobay.registry.repositories import _COLUMNS, Repository
 
 SORTS = ("name", "-name", "created", "-created", "pushed")
+# Repository names use only these characters: a prefix with any other matches nothing.
+_NAME_CHARS = re.compile(r"[a-z0-9._/-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ async def repository_page(
     db: Database, registry_id: str, prefix: str, sort: str, offset: int, limit: int
 ) -> tuple[list[RepositoryRow], int]:
     """One page of a registry's repositories and how many match the prefix."""
+    if not _NAME_CHARS.fullmatch(prefix):
+        return [], 0
     r, m = schema.repositories, schema.manifests
     order = {
         "name": (r.c.name,),
