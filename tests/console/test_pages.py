@@ -162,9 +162,11 @@ def test_lifecycle_preview_then_save(console_server, tmp) -> None:
 def test_settings_change_through_ecr_actions(console_server, tmp) -> None:
     name = unique("console/settings")
     ecr = client(console_server)
-    ecr.create_repository(repositoryName=name)
+    ecr.create_repository(repositoryName=name, tags=[{"Key": "team", "Value": "<payments>"}])
     visitor = signed_in(console_server)
     page = f"settings?name={name}"
+    shown = visitor.get(page)
+    assert "<dt>team</dt><dd>&lt;payments&gt;</dd>" in shown.text  # escaped
     assert (
         visitor.submit(
             page, page, {"action": "mutability", "imageTagMutability": "IMMUTABLE"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, func, select
 
@@ -89,3 +90,23 @@ async def _stats(conn, ids: list[int]) -> dict[int, tuple[int, int, float | None
     for repo_id, count, last in await conn.execute(counts):
         result[int(repo_id)] = (int(count), size_by_id.get(int(repo_id), 0), last)
     return result
+
+
+async def users_and_keys(db: Database, account_id: str) -> list[dict[str, Any]]:
+    """An account's users with their access key ids and statuses (never a secret)."""
+    u, k = schema.users, schema.access_keys
+    query = (
+        select(u.c.name, u.c.is_admin, u.c.created_at, k.c.id, k.c.status)
+        .outerjoin(k, k.c.user_id == u.c.id)
+        .where(u.c.account_id == account_id)
+        .order_by(u.c.name, k.c.id)
+    )
+    users: dict[str, dict[str, Any]] = {}
+    async with db.read() as conn:
+        for name, is_admin, created, key_id, status in await conn.execute(query):
+            user = users.setdefault(
+                name, {"name": name, "admin": bool(is_admin), "created": created, "keys": []}
+            )
+            if key_id:
+                user["keys"].append({"id": key_id, "status": status})
+    return list(users.values())

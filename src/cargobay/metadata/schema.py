@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0014"
+SCHEMA_REVISION = "0022"  # console_sessions (issue 17); the lead relinks the chain
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(

@@ -9,15 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from cargobay.audit.door import LOOKUP_EVENTS, TrailResource
 from cargobay.audit.query import lookup_events
-from cargobay.console import ecr
+from cargobay.console import ecr, queries
 from cargobay.console.web import Visitor, page, render, services_of
 from cargobay.events.webhooks import list_webhooks
 from cargobay.iam.authz import UserResource
-from cargobay.metadata import schema
 from cargobay.requestinfo import request_context
 
 AUDIT_RECORDS = 25
@@ -40,22 +38,7 @@ async def _users(request: web.Request, visitor: Visitor) -> list[dict[str, Any]]
     resource = UserResource(principal.account_id)
     if not await services.authorizer.allowed(principal, "iam:ListUsers", resource, context):
         raise _denied("iam:ListUsers")
-    u, k = schema.users, schema.access_keys
-    query = (
-        select(u.c.name, u.c.is_admin, u.c.created_at, k.c.id, k.c.status)
-        .outerjoin(k, k.c.user_id == u.c.id)
-        .where(u.c.account_id == principal.account_id)
-        .order_by(u.c.name, k.c.id)
-    )
-    users: dict[str, dict[str, Any]] = {}
-    async with services.db.read() as conn:
-        for name, is_admin, created, key_id, status in await conn.execute(query):
-            user = users.setdefault(
-                name, {"name": name, "admin": bool(is_admin), "created": created, "keys": []}
-            )
-            if key_id:  # the key id only: a secret is never shown again
-                user["keys"].append({"id": key_id, "status": status})
-    return list(users.values())
+    return await queries.users_and_keys(services.db, principal.account_id)
 
 
 async def _audit(request: web.Request, visitor: Visitor) -> list[dict[str, Any]]:

@@ -53,6 +53,17 @@ async def _page(
     policy, policy_read_error = await _stored(
         request, visitor, "GetRepositoryPolicy", name, "policyText"
     )
+    repo = described["repositories"][0]
+    try:
+        tags: Any = await ecr.call(
+            request,
+            services,
+            principal,
+            "ListTagsForResource",
+            {"resourceArn": repo["repositoryArn"]},
+        )
+    except ecr.ConsoleError as exc:
+        tags = exc
     can = {
         op: await ecr.allowed(request, services, principal, f"ecr:{op}", name)
         for op in EDIT_ACTIONS
@@ -63,7 +74,8 @@ async def _page(
         "settings.html",
         status=status,
         title=f"{name} settings",
-        repo=described["repositories"][0],
+        repo=repo,
+        tags=tags,
         values=values,
         stored={"lifecycle": lifecycle, "policy": policy},
         read_errors={"lifecycle": lifecycle_read_error, "policy": policy_read_error},
