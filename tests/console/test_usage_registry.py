@@ -42,8 +42,20 @@ def test_usage_is_authorized_as_describe_repositories(console_server, tmp) -> No
 
 
 def test_registry_page_sections_follow_permissions(console_server, tmp) -> None:
+    import boto3
+
+    key_id, secret = console_server.credentials
+    kms = boto3.client(
+        "kms",
+        endpoint_url=console_server.url,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
+    made = kms.create_key(Description="console")["KeyMetadata"]["KeyId"]
     admin = signed_in(console_server)
     page = admin.get("registry")
+    assert made in page.text
     assert page.status_code == 200
     assert 'id="users-table"' in page.text
     assert console_server.credentials[0] in page.text  # the key id, listed
@@ -57,4 +69,5 @@ def test_registry_page_sections_follow_permissions(console_server, tmp) -> None:
     assert 'id="users-table"' not in user.text
     assert "iam:ListUsers" in user.text
     assert "cloudtrail:LookupEvents" in user.text
+    assert "kms:ListKeys" in user.text
     assert console_server.credentials[0] not in user.text

@@ -1,7 +1,7 @@
 """The registry page: users and access keys (for principals allowed iam:ListUsers), replication
 and pull-through cache rules (DescribeRegistry, DescribePullThroughCacheRules), webhooks (for
-administrators, as the admin CLI) and the latest audit records (cloudtrail:LookupEvents).
-Read-only lists; each section shows its own denial."""
+administrators, as the admin CLI), KMS keys (kms:ListKeys) and the latest audit records
+(cloudtrail:LookupEvents). Read-only lists; each section shows its own denial."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cargobay.console import ecr, queries
 from cargobay.console.web import Visitor, page, render, services_of
 from cargobay.events.webhooks import list_webhooks
 from cargobay.iam.authz import UserResource
+from cargobay.kms.errors import KmsError
 from cargobay.requestinfo import request_context
 
 AUDIT_RECORDS = 25
@@ -51,6 +52,21 @@ async def _audit(request: web.Request, visitor: Visitor) -> list[dict[str, Any]]
     return found.get("Events", [])
 
 
+async def _kms_keys(request: web.Request, visitor: Visitor) -> list[dict[str, Any]]:
+    """The account's KMS keys, authorized as kms:ListKeys is (identity policies alone)."""
+    services, principal = services_of(request), visitor.principal
+    context = request_context(request, services.settings.trusted_proxies)
+    region = services.settings.region
+    try:
+        await services.kms_authorizer.require_identity(
+            principal, "kms:ListKeys", region, context=context
+        )
+    except KmsError as exc:
+        raise ecr.ConsoleError(403, type(exc).__name__, str(exc)) from None
+    found = await services.kms.list_keys(principal.account_id, limit=100)
+    return found["Keys"]
+
+
 @page
 async def registry(request: web.Request, visitor: Visitor) -> web.Response:
     services, principal = services_of(request), visitor.principal
@@ -76,5 +92,6 @@ async def registry(request: web.Request, visitor: Visitor) -> web.Response:
         replication=await _section(replication),
         pull_through=await _section(pull_through),
         webhooks=await _section(webhooks),
+        kms_keys=await _section(lambda: _kms_keys(request, visitor)),
         audit=await _section(lambda: _audit(request, visitor)),
     )
