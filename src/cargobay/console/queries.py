@@ -51,7 +51,10 @@ async def repository_page(
         "-created": (r.c.created_at.desc(), r.c.name),
     }.get(sort)
     if order is None:  # last push, newest first
-        pushed = select(func.max(m.c.pushed_at)).where(m.c.repository_id == r.c.id)
+        # Never pushed sorts last on every database (PostgreSQL puts NULL first in DESC).
+        pushed = select(func.coalesce(func.max(m.c.pushed_at), 0.0)).where(
+            m.c.repository_id == r.c.id
+        )
         order = (pushed.scalar_subquery().desc(), r.c.name)
     page_q = _filtered(select(*_COLUMNS), registry_id, prefix).order_by(*order)
     count_q = _filtered(select(func.count()).select_from(r), registry_id, prefix)
