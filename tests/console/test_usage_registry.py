@@ -61,6 +61,12 @@ def test_registry_page_sections_follow_permissions(console_server, tmp) -> None:
     assert console_server.credentials[0] in page.text  # the key id, listed
     assert console_server.credentials[1] not in page.text  # never its secret
     assert 'id="audit-table"' in page.text
+    # The sign-in itself is in the audit trail (written within a moment, by its worker).
+    deadline = time.monotonic() + 60
+    while "ConsoleLogin" not in page.text and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page = admin.get("registry")
+    assert "ConsoleLogin" in page.text
     key, secret = make_user(
         console_server, unique("plain"), allow("ecr:DescribeRepositories"), tmp=tmp
     )

@@ -3,8 +3,11 @@ them (the credential store, constant time), exchanged for a server-side session.
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 
+from cargobay.audit.hooks import audit_call
 from cargobay.console import csrf
 from cargobay.console.sessions import SESSION_LIFETIME
 from cargobay.console.web import (
@@ -19,6 +22,7 @@ from cargobay.console.web import (
     sessions,
     set_cookie,
 )
+from cargobay.iam.principal import Principal
 
 MAX_FIELD = 1024
 
@@ -51,6 +55,24 @@ def _form(request: web.Request, status: int = 200, **context: object) -> web.Res
     return response
 
 
+async def _audit(request: web.Request, principal: Principal | None, key_id: str) -> None:
+    """A ConsoleLogin record, as CloudTrail keeps one per console sign-in (the key id only)."""
+    services = services_of(request)
+    await audit_call(
+        request,
+        services,
+        event_source="signin.amazonaws.com",
+        event_name="ConsoleLogin",
+        account_id=principal.account_id if principal else services.settings.account_id,
+        principal=principal,
+        request_parameters={"accessKeyId": key_id},
+        response_elements={"ConsoleLogin": "Success" if principal else "Failure"},
+        error_code=None if principal else "Failed authentication",
+        error_message=None if principal else "The access key id or secret is wrong.",
+        request_id=str(uuid.uuid4()),
+    )
+
+
 async def home(request: web.Request) -> web.Response:
     return redirect(f"{PREFIX}/repositories")
 
@@ -74,7 +96,9 @@ async def signin(request: web.Request) -> web.StreamResponse:
         or len(secret) > MAX_FIELD
     ):
         return _form(request, status=400, error="Enter an access key id and a secret.", next=target)
-    principal = await services_of(request).credentials.verify(key_id.strip(), secret)
+    services = services_of(request)
+    principal = await services.credentials.verify(key_id.strip(), secret)
+    await _audit(request, principal, key_id.strip())
     if principal is None:
         return _form(
             request,
