@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.ecrhelp import allow, client, make_user, pull, unique
+from e2e.ecrhelp import allow, client, make_user, pull, push, unique
+from imagebuilder import build_image
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -120,14 +121,17 @@ def test_admin_journey(browser, console_server, pushed, tmp) -> None:
     assert len(browser.find_elements(By.CSS_SELECTOR, "#layers tbody tr")) == 2
     screenshot(browser, "image")
 
-    # Lifecycle: edit, preview (nothing saved), then save.
+    # Lifecycle: edit, preview (nothing saved), then save. A newer image first, so keeping
+    # one image expires the older.
+    push(console_server, build_image(tmp / "newer", [3000]), f"{pushed}:2.0")
     browser.get(f"{console_server.url}/console/settings?name={pushed}")
     editor = wait(browser, ec.presence_of_element_located((By.ID, "lifecycle-text")))
     editor.clear()
     editor.send_keys(KEEP_ONE)
     browser.find_element(By.ID, "lifecycle-preview").click()
     results = wait(browser, ec.presence_of_element_located((By.ID, "lifecycle-preview-results")))
-    assert "would expire" in results.text
+    assert "Preview: 1 image(s) would expire" in results.text
+    assert "latest" in results.text and "2.0" not in results.text
     ecr = client(console_server)
     with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
         ecr.get_lifecycle_policy(repositoryName=pushed)
