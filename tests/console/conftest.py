@@ -31,4 +31,5 @@ def pushed(console_server: Server, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
+    """A scratch directory (policy files for `make_user`, images)."""
     return tmp_path

@@ -135,3 +135,33 @@ def test_next_only_goes_to_console_paths(console_server) -> None:
         },
     )
     assert response.headers["Location"] == "/console/repositories"
+
+
+def test_deactivating_the_key_ends_its_console_sessions(console_server, tmp) -> None:
+    import time
+
+    import boto3
+
+    from e2e.ecrhelp import allow, make_user, unique
+
+    name = unique("leaver")
+    key, secret = make_user(console_server, name, allow("ecr:DescribeRepositories"), tmp=tmp)
+    visitor = signed_in(console_server, key, secret)
+    assert visitor.get("repositories").status_code == 200
+    assert visitor.get("signin").status_code == 303  # signed in: no form again
+    admin_key, admin_secret = console_server.credentials
+    iam = boto3.client(
+        "iam",
+        endpoint_url=console_server.url,
+        region_name="us-east-1",
+        aws_access_key_id=admin_key,
+        aws_secret_access_key=admin_secret,
+    )
+    iam.update_access_key(UserName=name, AccessKeyId=key, Status="Inactive")
+    deadline = time.monotonic() + 120  # each worker notices the revocation within seconds
+    while True:
+        answers = {visitor.get("repositories").status_code for _ in range(4)}
+        if answers == {303} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert answers == {303}

@@ -21,6 +21,7 @@ from cargobay.console.web import (
     services_of,
     sessions,
     set_cookie,
+    visitor_of,
 )
 from cargobay.iam.principal import Principal
 
@@ -78,6 +79,8 @@ async def home(request: web.Request) -> web.Response:
 
 
 async def signin_form(request: web.Request) -> web.Response:
+    if await visitor_of(request) is not None:  # signed in already: straight on
+        return redirect(_next(request.query.get("next")))
     return _form(request)
 
 
