@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo podman buildah docker.io docker-registry wrk curl postgresql nginx-light)
+APT_PACKAGES=(skopeo podman buildah docker.io docker-registry wrk curl postgresql nginx-light
+  chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

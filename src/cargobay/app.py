@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from cargobay import metrics
+from cargobay.console.routes import add_console
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.errors import error_response
 from cargobay.distribution.routes import SERVICES, USAGE, add_routes
@@ -102,6 +103,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_console(app)
 
     async def close(_: web.Application) -> None:
         await services.close()

@@ -104,13 +104,13 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         log.exception("ECR %s failed", target)
         error = errors.Server("internal error")
     if name:
-        await _audit(request, services, name, principal, payload, result, error, request_id)
+        await record_call(request, services, name, principal, payload, result, error, request_id)
     if error is not None:
         return _render(error.status, error.body(), request_id)
     return _render(200, result or {}, request_id)
 
 
-async def _audit(
+async def record_call(
     request: web.Request,
     services: Services,
     operation: str,

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0019"
+SCHEMA_REVISION = "0022"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -894,3 +894,15 @@ kms_grants = Table(
 )
 Index("ix_kms_grants_key", kms_grants.c.key_id, kms_grants.c.grantee_principal)
 Index("ix_kms_grants_retiring", kms_grants.c.retiring_principal)
+
+# Web console sign-ins (issue 17): one row per session, keyed by the SHA-256 of the cookie's
+# random id (the id itself is never stored); sign-out deletes the row (migration 0022).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("access_key_id", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_console_sessions_expires", console_sessions.c.expires_at)
