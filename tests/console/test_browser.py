@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,14 +142,20 @@ def test_admin_journey(browser, console_server, pushed, tmp) -> None:
     stored = ecr.get_lifecycle_policy(repositoryName=pushed)["lifecyclePolicyText"]
     assert json.loads(stored)["rules"][0]["description"] == "keep the newest image"
 
-    # Usage: the page fetches usage.json and static/console.js draws an SVG.
-    browser.get(f"{console_server.url}/console/usage")
-    svg = wait(browser, ec.presence_of_element_located((By.ID, "usage-svg")))
-    points = svg.find_element(By.CSS_SELECTOR, "polyline.stored").get_attribute("points")
-    assert len(points.split()) == 30
-    bars = svg.find_elements(By.CSS_SELECTOR, "rect.out")
-    assert len(bars) == 30
-    assert any(int(bar.get_attribute("data-bytes")) > 0 for bar in bars)
+    # Usage: the page fetches usage.json and static/console.js draws an SVG. Workers flush
+    # bytes out every few seconds, so the pull's bytes may take a reload or two to show.
+    deadline = time.monotonic() + 60
+    while True:
+        browser.get(f"{console_server.url}/console/usage")
+        svg = wait(browser, ec.presence_of_element_located((By.ID, "usage-svg")))
+        points = svg.find_element(By.CSS_SELECTOR, "polyline.stored").get_attribute("points")
+        assert len(points.split()) == 30
+        bars = svg.find_elements(By.CSS_SELECTOR, "rect.out")
+        assert len(bars) == 30
+        if any(int(bar.get_attribute("data-bytes")) > 0 for bar in bars):
+            break
+        assert time.monotonic() < deadline, "the pull's bytes out never reached the chart"
+        time.sleep(1)
     screenshot(browser, "usage")
 
     browser.get(f"{console_server.url}/console/registry")
