@@ -17,6 +17,7 @@ concurrent pullers wait for it and are served from the store.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -37,6 +38,7 @@ from cargobay.iam.principal import Principal
 from cargobay.jobs.leases import holder_id
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import LeaseBusy, Leases
 from cargobay.metadata.sql import upsert
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import parse_manifest
@@ -83,8 +85,10 @@ class PullThroughCache:
         manifests: ManifestService,
         blobs: BlobService,
         rules: RuleService,
+        leases: Leases,
     ) -> None:
         self.db = db
+        self.leases = leases
         self.settings = settings
         self.store = store
         self.authorizer = authorizer
@@ -157,24 +161,74 @@ class PullThroughCache:
         reference: str,
         context: RequestContext | None = None,
     ) -> Manifest:
-        """A manifest by tag or digest: from the store, or through the repository's rule."""
+        """A manifest by tag or digest: from the store, or through the repository's rule.
+
+        Whatever asks the upstream (a first fetch, a due re-check) holds a database lease on
+        the (repository, reference), so concurrent pulls on every worker and node make one
+        upstream request: the others wait for the stored manifest, or, when a cached copy
+        exists, are served it at once."""
         rule = await find_rule(self.db, registry_id, name)
         if rule is None:
             return await self.manifests.get(registry_id, name, reference)
+        lease = _lease_name(registry_id, name, reference)
+        deadline = time.monotonic() + FILL_WAIT_SECONDS
+        while True:
+            local, repo = await self._local(registry_id, name, reference)
+            if local is not None and (is_digest(reference) or await self._fresh(repo, reference)):
+                return local
+            if local is not None:
+                # A re-check is due; a caller who may not import is served the cached copy.
+                if not await self._may(principal, "import", registry_id, name, context):
+                    return local
+            else:
+                await self._require(principal, "import", registry_id, name, context)
+            try:
+                async with self.leases.hold(lease):
+                    # Another holder may have stored or re-checked it just before.
+                    local, repo = await self._local(registry_id, name, reference)
+                    if local is not None and (
+                        is_digest(reference) or await self._fresh(repo, reference)
+                    ):
+                        return local
+                    return await self._from_upstream(
+                        principal, rule, registry_id, name, reference, local, repo, context
+                    )
+            except LeaseBusy:
+                if local is not None:
+                    return local  # another pull is re-checking the tag: serve the cached copy
+            if time.monotonic() > deadline:
+                raise UpstreamFailed(
+                    f"timed out waiting for another pull's fetch of {name}:{reference} from "
+                    f"{rule.upstream_url}",
+                    detail={"reference": reference},
+                )
+            await asyncio.sleep(FILL_POLL_SECONDS)
+
+    async def _local(
+        self, registry_id: str, name: str, reference: str
+    ) -> tuple[Manifest | None, Repository | None]:
+        """The cached manifest (None when absent) and the repository (None before the first
+        pull created it)."""
         try:
             local: Manifest | None = await self.manifests.get(registry_id, name, reference)
         except ImageNotFound:
             local = None
             _check_reference(reference)
-        repo = await self.repositories.find(registry_id, name)
-        if local is not None and (is_digest(reference) or await self._fresh(repo, reference)):
-            return local
-        if local is not None:
-            # A re-check is due; a caller who may not import is served the cached copy.
-            if not await self._may(principal, "import", registry_id, name, context):
-                return local
-        else:
-            await self._require(principal, "import", registry_id, name, context)
+        return local, await self.repositories.find(registry_id, name)
+
+    async def _from_upstream(
+        self,
+        principal: Principal,
+        rule: Rule,
+        registry_id: str,
+        name: str,
+        reference: str,
+        local: Manifest | None,
+        repo: Repository | None,
+        context: RequestContext | None,
+    ) -> Manifest:
+        """Re-check a cached tag (HEAD) or fetch the manifest, store it, and return it; the
+        cached copy when the upstream fails (UpstreamFailed when there is none)."""
         upstream_name = rule.upstream_name(name)
         try:
             client = await self.clients.get(rule)
@@ -394,6 +448,13 @@ class PullThroughCache:
         finally:
             renewing.cancel()
             await fills.release(self.db, registry_id, digest, holder)
+
+
+def _lease_name(registry_id: str, name: str, reference: str) -> str:
+    """The lease on fetching one manifest (hashed: names and tags are too long for the
+    lease table's key together)."""
+    key = hashlib.sha256(f"{registry_id}/{name}:{reference}".encode()).hexdigest()[:40]
+    return f"pull-through-manifest:{key}"
 
 
 def _check_reference(reference: str) -> None:

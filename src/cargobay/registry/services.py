@@ -116,7 +116,7 @@ class Services:
             secrets=secrets,
             pull_through_rules=rules,
             pullthrough=PullThroughCache(
-                db, settings, store, authorizer, repositories, manifests, blobs, rules
+                db, settings, store, authorizer, repositories, manifests, blobs, rules, leases
             ),
             scans=scans,
             encryption=encryption,
