@@ -14,9 +14,11 @@ import pytest
 
 from e2e.ecrhelp import pull, pulled_blob, pulled_manifest
 from e2e.test_pull_through_cache import create_rule
-from imagebuilder import build_image
+from imagebuilder import build_image, sha256
 from server import Server
 from upstream.distribution import Distribution
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass
@@ -66,3 +68,44 @@ def test_ten_concurrent_skopeo_first_pulls_fetch_manifest_and_blobs_once(
     assert upstream_requests(upstream, f"/v2/team/tenfold/manifests/{image.manifest_digest}") == 0
     for digest in image.blobs:
         assert upstream_requests(upstream, f"/v2/team/tenfold/blobs/{digest}") == 1, digest
+
+
+def _cache_manifest(setup: Setup, name: str) -> None:
+    """The manifest's first pull: the image's blobs are then known but not yet fetched."""
+    response = setup.server.session().get(
+        f"{setup.server.url}/v2/up/{name}/manifests/v1", headers={"Accept": OCI_MANIFEST}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_range_on_a_first_blob_pull_is_honoured_and_the_blob_cached_whole(
+    setup: Setup, tmp_path: Path
+) -> None:
+    server, upstream = setup.server, setup.upstream
+    image = build_image(tmp_path / "image", [1_500_000, 400_000], tag="v1")
+    upstream.push(f"oci:{image.layout}:v1", "team/ranged:v1")
+    _cache_manifest(setup, "team/ranged")
+    session = server.session()
+    data, small_data = sorted(image.layers, key=len, reverse=True)
+    big, small = sha256(data), sha256(small_data)
+    url = f"{server.url}/v2/up/team/ranged/blobs/{big}"
+
+    ranged = session.get(url, headers={"Range": "bytes=1000-600999"})
+    assert ranged.status_code == 206, ranged.headers
+    assert ranged.headers["Content-Range"] == f"bytes 1000-600999/{len(data)}"
+    assert ranged.content == data[1000:601000]
+    # Stored whole by that first pull: served from the store, not fetched again.
+    whole = session.get(url)
+    assert whole.status_code == 200 and whole.content == data
+    tail = session.get(url, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    assert upstream_requests(upstream, f"/v2/team/ranged/blobs/{big}") == 1
+
+    # A Range past the end of an uncached blob: 416, and the blob is still fetched and kept.
+    small_url = f"{server.url}/v2/up/team/ranged/blobs/{small}"
+    beyond = session.get(small_url, headers={"Range": "bytes=999999999-"})
+    assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(small_data)}"
+    again = session.get(small_url)
+    assert again.status_code == 200 and again.content == small_data
+    assert upstream_requests(upstream, f"/v2/team/ranged/blobs/{small}") == 1
