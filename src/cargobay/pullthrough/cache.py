@@ -43,7 +43,7 @@ from cargobay.metadata.sql import upsert
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import parse_manifest
 from cargobay.oci.names import validate_tag
-from cargobay.pullthrough import fills
+from cargobay.pullthrough import failures, fills
 from cargobay.pullthrough.clients import UpstreamClients
 from cargobay.pullthrough.rules import Rule, RuleService, find_rule
 from cargobay.registry.blobs import BlobService
@@ -241,18 +241,18 @@ class PullThroughCache:
         except (upstream_errors.UpstreamError, DomainError) as exc:
             if local is not None and not is_digest(reference):
                 await self._back_off(repo, reference, exc)
-            return self._stale_or_fail(rule, name, reference, local, exc)
+            return await self._stale_or_fail(rule, name, reference, local, exc)
         repo = repo or await self._repository(principal, registry_id, name, context)
         tag = None if is_digest(reference) else reference
         try:
             await self._store(client, repo, upstream_name, fetched, tag)
         except upstream_errors.UpstreamError as exc:
-            return self._stale_or_fail(rule, name, reference, local, exc)
+            return await self._stale_or_fail(rule, name, reference, local, exc)
         if tag is not None:
             await self._checked(repo, tag)
         return await self.manifests.get(registry_id, name, reference)
 
-    def _stale_or_fail(
+    async def _stale_or_fail(
         self,
         rule: Rule,
         name: str,
@@ -261,6 +261,8 @@ class PullThroughCache:
         exc: Exception,
     ) -> Manifest:
         why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        image = {"digest": reference} if is_digest(reference) else {"tag": reference}
+        await failures.emit_failed(self.db, self.settings.region, rule, name, exc, **image)
         if local is not None:
             log.warning("serving cached %s:%s: upstream failed: %s", name, reference, why)
             return local
@@ -429,25 +431,36 @@ class PullThroughCache:
         try:
             client = await self.clients.get(rule)
             source = client.get_blob(rule.upstream_name(repo.name), digest, size=size)
-        except Exception:
+        except Exception as exc:
             await fills.release(self.db, repo.registry_id, digest, holder)
+            await self._blob_failed(rule, repo, digest, exc)
             raise
         tee = Tee(source, digest, fills.StoreSink(self.store, self.blobs, repo, digest))
-        task = asyncio.ensure_future(self._supervise(tee, repo.registry_id, digest, holder))
+        task = asyncio.ensure_future(self._supervise(tee, rule, repo, digest, holder))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return BlobFill(tee, size)
 
-    async def _supervise(self, tee: Tee, registry_id: str, digest: str, holder: str) -> None:
+    async def _supervise(
+        self, tee: Tee, rule: Rule, repo: Repository, digest: str, holder: str
+    ) -> None:
         """Run the fill to its end, whoever reads it, and end the lease."""
+        registry_id = repo.registry_id
         renewing = asyncio.ensure_future(fills.keep_renewing(self.db, registry_id, digest, holder))
         try:
             await tee.wait()
         except Exception as exc:
             log.warning("pull-through fetch of %s failed: %r", digest, exc)
+            await self._blob_failed(rule, repo, digest, exc)
         finally:
             renewing.cancel()
             await fills.release(self.db, registry_id, digest, holder)
+
+    async def _blob_failed(
+        self, rule: Rule, repo: Repository, digest: str, exc: BaseException
+    ) -> None:
+        region = self.settings.region
+        await failures.emit_failed(self.db, region, rule, repo.name, exc, layer=digest)
 
 
 def _lease_name(registry_id: str, name: str, reference: str) -> str:
