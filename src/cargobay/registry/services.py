@@ -88,6 +88,7 @@ class Services:
         hooks.on_push(scans.on_push)
         hooks.on_delete(scans.on_delete)
         secrets = SecretsService(db, box, region=settings.region)
+        authorizer.secret_policies = secrets.resource_policy  # secret policies in decisions
         rules = RuleService(db, secrets)
         blobs = BlobService(db, store, encryption)
         manifests = ManifestService(db, settings.max_manifest_bytes, hooks, encryption)
