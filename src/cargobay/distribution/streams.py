@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cargobay.distribution.call import Call
 from cargobay.errors import DomainError, UpstreamFailed
-from cargobay.pullthrough.cache import BlobFill
+from cargobay.pullthrough.blobs import BlobFill
 
 log = logging.getLogger("cargobay.distribution")
 
