@@ -152,7 +152,9 @@ class BlobFills:
             await fills.release(self.db, repo.registry_id, digest, holder)
             await self._blob_failed(rule, repo, digest, exc)
             raise
-        tee = Tee(source, digest, fills.StoreSink(self.store, self.blobs, repo, digest))
+        # get_blob verifies the digest (raising before the last chunk): the tee need not.
+        sink = fills.StoreSink(self.store, self.blobs, repo, digest)
+        tee = Tee(source, digest, sink, verify=False)
         task = asyncio.ensure_future(self._supervise(tee, rule, repo, digest, holder))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
