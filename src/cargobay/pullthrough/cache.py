@@ -108,6 +108,7 @@ class PullThroughCache:
             return await self.manifests.get(registry_id, name, reference)
         lease = _lease_name(registry_id, name, reference)
         deadline = time.monotonic() + FILL_WAIT_SECONDS
+        asked = False  # whether the caller was found allowed to import (once is enough)
         while True:
             local, repo = await self._local(registry_id, name, reference)
             if await self._current(local, repo, reference):
@@ -116,8 +117,9 @@ class PullThroughCache:
                 # A re-check is due; a caller who may not import is served the cached copy.
                 if not await self.access.may(principal, "import", registry_id, name, context):
                     return local
-            else:
+            elif not asked:
                 await self.access.require(principal, "import", registry_id, name, context)
+                asked = True
             try:
                 async with self.leases.hold(lease):
                     # Another holder may have stored or re-checked it just before.
