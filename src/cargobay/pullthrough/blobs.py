@@ -1,14 +1,15 @@
 """Blobs through the cache: a blob a cached manifest references but the store lacks is
-fetched once across workers and nodes (a lease row in the database, see `fills`) and streamed
+fetched once across workers and nodes (a lease in the database, `metadata.leases`) and streamed
 to the client while it is stored (`upstream.tee`); concurrent pullers wait for it and are then
 served from the store. A failed fetch emits the FAILED cache event (`failures`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -16,9 +17,9 @@ from sqlalchemy import select
 from cargobay.errors import BlobUnknown, UpstreamFailed
 from cargobay.iam.authz import RequestContext
 from cargobay.iam.principal import Principal
-from cargobay.jobs.leases import holder_id
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.leases import LeaseBusy, Leases
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.manifest import parse_manifest
 from cargobay.pullthrough import failures, fills
@@ -53,8 +54,10 @@ class BlobFills:
         blobs: BlobService,
         clients: UpstreamClients,
         access: CacheAccess,
+        leases: Leases,
     ) -> None:
         self.db = db
+        self.leases = leases
         self.store = store
         self.blobs = blobs
         self.clients = clients
@@ -118,7 +121,7 @@ class BlobFills:
         from the upstream (stream it), None once it is stored and linked (serve it from the
         store). BlobUnknown when no cached manifest of the repository references it."""
         rule, size = await self._cache_target(repo, digest)
-        holder = f"{holder_id()}:{uuid.uuid4().hex[:8]}"
+        lease = blob_lease_name(repo.registry_id, digest)
         deadline = time.monotonic() + FILL_WAIT_SECONDS
         asked = False
         while True:
@@ -129,11 +132,15 @@ class BlobFills:
             if not asked:
                 await self.access.require(principal, "import", repo.registry_id, repo.name, context)
                 asked = True
-            if await fills.claim(self.db, repo.registry_id, digest, holder):
+            try:
+                token = await self.leases.acquire(lease)
+            except LeaseBusy:
+                token = None
+            if token is not None:
                 if await self._stored_size(digest) is not None:  # finished just before
-                    await fills.release(self.db, repo.registry_id, digest, holder)
+                    await self.leases.release(lease, token)
                     continue
-                return await self._start_fill(rule, repo, digest, size, holder)
+                return await self._start_fill(rule, repo, digest, size, lease, token)
             if time.monotonic() > deadline:
                 raise UpstreamFailed(
                     f"timed out waiting for another pull's fetch of {digest} from "
@@ -143,29 +150,28 @@ class BlobFills:
             await asyncio.sleep(FILL_POLL_SECONDS)
 
     async def _start_fill(
-        self, rule: Rule, repo: Repository, digest: str, size: int, holder: str
+        self, rule: Rule, repo: Repository, digest: str, size: int, lease: str, token: str
     ) -> BlobFill:
         try:
             client = await self.clients.get(rule)
             source = client.get_blob(rule.upstream_name(repo.name), digest, size=size)
         except Exception as exc:
-            await fills.release(self.db, repo.registry_id, digest, holder)
+            await self.leases.release(lease, token)
             await self._blob_failed(rule, repo, digest, exc)
             raise
         # get_blob verifies the digest (raising before the last chunk): the tee need not.
         sink = fills.StoreSink(self.store, self.blobs, repo, digest)
         tee = Tee(source, digest, sink, verify=False)
-        task = asyncio.ensure_future(self._supervise(tee, rule, repo, digest, holder))
+        task = asyncio.ensure_future(self._supervise(tee, rule, repo, digest, lease, token))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return BlobFill(tee, size)
 
     async def _supervise(
-        self, tee: Tee, rule: Rule, repo: Repository, digest: str, holder: str
+        self, tee: Tee, rule: Rule, repo: Repository, digest: str, lease: str, token: str
     ) -> None:
-        """Run the fill to its end, whoever reads it, and end the lease."""
-        registry_id = repo.registry_id
-        renewing = asyncio.ensure_future(fills.keep_renewing(self.db, registry_id, digest, holder))
+        """Run the fill to its end, whoever reads it, renewing the lease, and end it."""
+        renewing = asyncio.ensure_future(self._keep(lease, token))
         try:
             await tee.wait()
         except Exception as exc:
@@ -173,10 +179,26 @@ class BlobFills:
             await self._blob_failed(rule, repo, digest, exc)
         finally:
             renewing.cancel()
-            await fills.release(self.db, registry_id, digest, holder)
+            try:
+                await self.leases.release(lease, token)
+            except Exception:
+                log.exception("releasing the lease on %s failed; it will expire", lease)
+
+    async def _keep(self, lease: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.leases.renew_every)
+            with contextlib.suppress(Exception):
+                await self.leases.renew(lease, token)
 
     async def _blob_failed(
         self, rule: Rule, repo: Repository, digest: str, exc: BaseException
     ) -> None:
         region = self.access.settings.region
         await failures.emit_failed(self.db, region, rule, repo.name, exc, layer=digest)
+
+
+def blob_lease_name(registry_id: str, digest: str) -> str:
+    """The lease on fetching one blob for one registry (hashed: a sha512 digest alone is
+    longer than the lease table's key)."""
+    key = hashlib.sha256(f"{registry_id}/{digest}".encode()).hexdigest()[:40]
+    return f"pull-through-blob:{key}"

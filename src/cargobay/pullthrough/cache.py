@@ -78,7 +78,7 @@ class PullThroughCache:
         self.clients = UpstreamClients(rules)
         self.access = CacheAccess(settings, authorizer, repositories)
         self.tags = TagChecks(db, settings)
-        self.fills = BlobFills(db, store, blobs, self.clients, self.access)
+        self.fills = BlobFills(db, store, blobs, self.clients, self.access, leases)
 
     async def close(self) -> None:
         await self.clients.close()
