@@ -1,6 +1,7 @@
-"""One upstream fetch per blob across nodes: two cargobay nodes on one PostgreSQL database and
-one S3 bucket, a Distribution upstream, and 20 concurrent first pulls spread over both nodes.
-The upstream's access log shows each blob fetched once; every puller gets the right bytes."""
+"""One upstream fetch per manifest and per blob across nodes: two cargobay nodes on one
+PostgreSQL database and one S3 bucket, a Distribution upstream, and 20 concurrent first pulls
+spread over both nodes. The upstream's access log shows the manifest and each blob fetched
+once; every puller gets the right bytes."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ def test_concurrent_first_pulls_on_two_nodes_fetch_each_blob_once(
             for digest, data in image.blobs.items():
                 assert got[digest] == data
         log = upstream.log_path.read_text(errors="replace")
+        assert log.count('"GET /v2/team/app/manifests/v1 ') == 1  # one manifest fetch too
         for digest in image.blobs:
             fetched = log.count(f'"GET /v2/team/app/blobs/{digest} ')
             assert fetched == 1, (digest, fetched)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ import pytest
 
 from cargobay import errors
 from cargobay.iam.secrets import SecretBox, new_key
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.pullthrough import fills
+from cargobay.metadata.leases import LeaseBusy, Leases
+from cargobay.pullthrough.blobs import blob_lease_name
 from cargobay.pullthrough.rules import RuleService, find_rule
 from cargobay.secrets.service import SecretsService
 from secretsmanager.conftest import database_url
@@ -135,28 +134,27 @@ def test_credential_secrets(run: Callable[[Scenario], Any]) -> None:
 
 
 def test_one_fill_holder_per_digest(run: Callable[[Scenario], Any]) -> None:
+    """A blob's fetch is a `metadata.leases` lease per (registry, digest): one of ten workers
+    (each its own holder) takes it; another registry's fetch of the same digest is its own."""
     digest = "sha256:" + "a" * 64
+    lease = blob_lease_name(ACCOUNT, digest)
+
+    async def take(leases: Leases, name: str) -> str | None:
+        try:
+            return await leases.acquire(name)
+        except LeaseBusy:
+            return None
 
     async def scenario(rules: RuleService, db: Database) -> None:
-        claims = await asyncio.gather(
-            *(fills.claim(db, ACCOUNT, digest, f"worker-{i}") for i in range(10))
-        )
-        assert claims.count(True) == 1
-        winner = f"worker-{claims.index(True)}"
-        assert await fills.held(db, ACCOUNT, digest)
-        assert await fills.claim(db, "000000000000", digest, "x")  # leases are per registry
-        await fills.release(db, ACCOUNT, digest, "someone-else")  # only the holder releases
-        assert await fills.held(db, ACCOUNT, digest)
-        # A holder that died leaves a lease that expires; then another takes the fetch over.
-        t = schema.pull_through_fills
-        async with db.write() as conn:
-            await conn.execute(
-                t.update().where(t.c.digest == digest).values(lease_expires_at=time.time() - 1)
-            )
-        assert await fills.claim(db, ACCOUNT, digest, "successor")
-        await fills.release(db, ACCOUNT, digest, winner)  # the old holder's release is a no-op
-        assert await fills.held(db, ACCOUNT, digest)
-        await fills.release(db, ACCOUNT, digest, "successor")
-        assert not await fills.held(db, ACCOUNT, digest)
+        workers = [Leases(db, f"node/w{i}") for i in range(10)]
+        tokens = await asyncio.gather(*(take(w, lease) for w in workers))
+        taken = [t for t in tokens if t is not None]
+        assert len(taken) == 1
+        other = blob_lease_name("000000000000", digest)
+        assert other != lease and await take(workers[0], other) is not None
+        assert len(blob_lease_name(ACCOUNT, "sha512:" + "b" * 128)) <= 128  # the key's width
+        winner = workers[tokens.index(taken[0])]
+        await winner.release(lease, taken[0])
+        assert await take(workers[-1] if winner is not workers[-1] else workers[0], lease)
 
     run(scenario)

@@ -209,3 +209,33 @@ def test_a_fill_nobody_reads_completes_on_its_own() -> None:
 
     sink = asyncio.run(scenario())
     assert bytes(sink.data) == PAYLOAD and sink.events[-1] == "commit"
+
+
+def test_a_self_verifying_source_is_not_hashed_again_and_its_failure_still_aborts() -> None:
+    """`verify=False`: the source's own DigestMismatch (before its last chunk) aborts the
+    store and withholds the client's last chunk, as the tee's own check would."""
+
+    async def failing() -> AsyncIterator[bytes]:
+        for chunk in CHUNKS[:-1]:
+            yield chunk
+        raise DigestMismatch("bytes do not hash to the digest")
+
+    async def scenario(source: AsyncIterator[bytes], digest: str) -> tuple[bytes, Sink, bool]:
+        sink = Sink()
+        tee = Tee(source, digest, sink, verify=False)
+        received, failed = b"", False
+        try:
+            async for chunk in tee.stream():
+                received += chunk
+        except DigestMismatch:
+            failed = True
+        if not failed:
+            await tee.wait()
+        return received, sink, failed
+
+    # Not hashed: a digest that does not match is not noticed by the tee itself.
+    received, sink, failed = asyncio.run(scenario(Source(CHUNKS).__aiter__(), "sha256:" + "0" * 64))
+    assert not failed and received == PAYLOAD and sink.events[-1] == "commit"
+    received, sink, failed = asyncio.run(scenario(failing(), digest_of(PAYLOAD)))
+    assert failed and sink.events[-1] == "abort" and "commit" not in sink.events
+    assert received == b"".join(CHUNKS[:-2])  # the last chunk it sent is held back

@@ -45,8 +45,15 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 call.principal, repo, digest, call.context()
             )
             if fill is not None:
-                call.count_transfer(repo.id, fill.size)
-                return await stream_fill(call, fill, headers)
+                try:
+                    wanted = _byte_range(call.request, fill.size)
+                except ValueError:
+                    fill.tee.detach()  # the fill goes on without a reader and stores the blob
+                    return web.Response(
+                        status=416, headers={**headers, "Content-Range": f"bytes */{fill.size}"}
+                    )
+                call.count_transfer(repo.id, fill.size if wanted is None else wanted[1] - wanted[0])
+                return await stream_fill(call, fill, headers, wanted)
             info = await services.blobs.stat(repo, digest)
         call.count_transfer(repo.id, info.size)
         if method == "HEAD":

@@ -1,25 +1,32 @@
 """Streaming blob bodies on `/v2/`: from a store without local files (honouring a Range), and
-from the pull-through cache while the blob arrives from its upstream; both send the same way."""
+from the pull-through cache while the blob arrives from its upstream (a Range too); both send
+the same way."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from aiohttp import web
 
 from cargobay.distribution.call import Call
 from cargobay.errors import BlobUnknown, DomainError, UpstreamFailed
-from cargobay.pullthrough.cache import BlobFill
+from cargobay.pullthrough.blobs import BlobFill
 from cargobay.registry.repositories import Repository
 
 log = logging.getLogger("cargobay.distribution")
 
 
-async def stream_fill(call: Call, fill: BlobFill, headers: dict[str, str]) -> web.StreamResponse:
-    """Stream a blob as it arrives from the upstream (and is stored, by the fill). A Range is
-    not honoured on this first pull: the whole blob is sent, as a 200."""
+async def stream_fill(
+    call: Call,
+    fill: BlobFill,
+    headers: dict[str, str],
+    wanted: tuple[int, int] | None = None,
+) -> web.StreamResponse:
+    """Stream a blob as it arrives from the upstream (and is stored, by the fill), or the
+    [start, end) range `wanted` of it as a 206. The fill always fetches the whole blob; the
+    bytes outside the range are read past, never kept."""
     chunks = fill.tee.stream()
     try:
         # The first chunk before answering, so an upstream that fails at once is an OCI error.
@@ -33,14 +40,23 @@ async def stream_fill(call: Call, fill: BlobFill, headers: dict[str, str]) -> we
             f"fetching {headers['Docker-Content-Digest']} from the upstream failed: {exc}",
             detail={"digest": headers["Docker-Content-Digest"]},
         ) from None
-    response = web.StreamResponse(status=200, headers=headers)
-    response.content_length = fill.size
+    body: AsyncGenerator[bytes, None] = chunks
+    if wanted is None:
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_length = fill.size
+    else:
+        start, end = wanted
+        response = web.StreamResponse(
+            status=206, headers={**headers, "Content-Range": f"bytes {start}-{end - 1}/{fill.size}"}
+        )
+        response.content_length = end - start
+        first, body = b"", _clip(first, chunks, start, end)
 
     def failed(exc: Exception) -> None:
         log.warning("upstream fetch failed mid-stream: %r", exc)
 
     # Closing the stream detaches the client; the fill goes on and stores the blob.
-    return await _send(call.request, response, first, chunks, failed)
+    return await _send(call.request, response, first, body, failed)
 
 
 async def stream_blob(
@@ -96,3 +112,33 @@ async def _send(
         await chunks.aclose()
     await response.write_eof()
     return response
+
+
+async def _clip(
+    first: bytes, chunks: AsyncGenerator[bytes, None], start: int, end: int
+) -> AsyncGenerator[bytes, None]:
+    """The bytes [start, end) of `first` and `chunks`. The range's last piece is held back
+    until the whole blob has arrived and its digest was verified (the stream ends cleanly
+    only then), so a client never completes a range of bad bytes; one chunk is held at most."""
+    offset = 0
+    held = b""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    try:
+        async for chunk in pieces():
+            lo, hi = max(start - offset, 0), min(end - offset, len(chunk))
+            offset += len(chunk)
+            if lo >= hi:
+                continue
+            if held:
+                yield held
+            held = chunk[lo:hi]
+        if held:
+            yield held
+    finally:
+        await chunks.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -133,6 +134,8 @@ class Authorizer:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._parsed: dict[tuple[str, bool], Policy] = {}
+        # (account, secret ARN) -> the secret's resource policy; set by the secrets service.
+        self.secret_policies: Callable[[str, str], Awaitable[str | None]] | None = None
 
     def parse(self, text: str, *, resource_policy: bool) -> Policy | None:
         key = (text, resource_policy)
@@ -197,13 +200,16 @@ class Authorizer:
         resource: AnyResource,
         context: RequestContext | None = None,
     ) -> Decision:
-        """The one decision every door asks: identity, repository and registry policies with
-        AWS semantics, over condition keys built once here."""
+        """The one decision every door asks: identity, repository, registry and secret
+        policies with AWS semantics, over condition keys built once here."""
         context = context or RequestContext()
         resource_texts: list[str] = []
         repository_id = None
         if isinstance(resource, Resource):
             resource_texts, repository_id = await self._resource_policies(resource, action)
+        elif isinstance(resource, SecretResource) and resource.arn != "*" and self.secret_policies:
+            text = await self.secret_policies(resource.account_id, resource.arn)
+            resource_texts = [text] if text else []
         if principal.is_admin and not resource_texts:
             # The common case: an administrator in its own account with no resource policy.
             return "Allow" if principal.account_id == resource.account_id else "ImplicitDeny"
@@ -263,3 +269,34 @@ class Authorizer:
             f"User: {principal.arn} is not authorized to perform: {action} on resource: "
             f"{resource.arn} {why}"
         )
+
+
+def role_decision(
+    role_arn: str,
+    account_id: str,
+    role_policy: str,
+    action: str,
+    resource_arn: str,
+    resource_policy: str | None,
+) -> Decision:
+    """The decision for a service-linked role acting in its own account (no IAM user: its
+    identity policy is given), with the resource's own policy: how the pull-through cache
+    reads a rule's credential secret. A stored policy that no longer parses is ignored, as
+    `Authorizer.parse` ignores it."""
+    request = AuthRequest(
+        principal_arn=role_arn,
+        principal_account=account_id,
+        action=action,
+        resource_arn=resource_arn,
+        resource_account=account_id,
+        context={},
+    )
+    resources = []
+    if resource_policy:
+        try:
+            resources.append(parse_policy(resource_policy, resource_policy=True, unique_sids=False))
+        except PolicyError:
+            log.error("ignoring a stored policy that no longer parses")
+    return decide(
+        request, [parse_policy(role_policy, resource_policy=False, unique_sids=False)], resources
+    )

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0022"
+SCHEMA_REVISION = "0018"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -494,14 +494,7 @@ pull_through_tags = Table(
     Column("checked_at", Float, nullable=False),
 )
 
-pull_through_fills = Table(
-    "pull_through_fills",
-    metadata,
-    Column("registry_id", String(12), primary_key=True),
-    Column("digest", Name(200), primary_key=True),
-    Column("holder", String(128), nullable=False),
-    Column("lease_expires_at", Float, nullable=False),
-)
+# (pull_through_fills, migration 0012, was dropped by 0018: blob fetches are resource leases)
 
 # -- the offline vulnerability database (cargobay vulndb import; migration 0008) ---------------
 # Each import fills a new version; one committed row (`vulndb_current`) says which version scans

@@ -1,97 +1,17 @@
-"""One upstream fetch per blob, across workers and nodes: a lease row per (registry, digest)
-in the database, and the sink that writes a fetched blob into the store while it streams.
-
-The worker that inserts (or takes over an expired) lease row fetches the blob; it renews the
-lease while the fetch runs and deletes the row once the blob is stored or the fetch failed.
-Every other puller waits for the stored blob, or for the lease to end without one (then it
-tries to take the fetch over). A worker that dies mid-fetch leaves a lease that expires.
-"""
+"""The store side of a pull-through blob fill: an upload written while the blob streams from
+the upstream, committed under its digest and linked to the cache repository. (One fetch per
+blob across workers and nodes is a lease in `metadata.leases`, taken in `blobs`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 
-from sqlalchemy import select
-
-from cargobay.metadata import schema
-from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
-
-LEASE_SECONDS = 60.0
-
-
-async def claim(db: Database, registry_id: str, digest: str, holder: str) -> bool:
-    """Take the fetch of `digest` if nobody holds a live lease on it."""
-    t = schema.pull_through_fills
-    now = time.time()
-    async with db.write() as conn:
-        inserted = await insert_ignore(
-            conn,
-            t,
-            registry_id=registry_id,
-            digest=digest,
-            holder=holder,
-            lease_expires_at=now + LEASE_SECONDS,
-        )
-        if inserted.rowcount:
-            return True
-        taken = await conn.execute(
-            t.update()
-            .where(t.c.registry_id == registry_id, t.c.digest == digest)
-            .where(t.c.lease_expires_at < now)
-            .values(holder=holder, lease_expires_at=now + LEASE_SECONDS)
-        )
-        return taken.rowcount == 1
-
-
-async def renew(db: Database, registry_id: str, digest: str, holder: str) -> None:
-    t = schema.pull_through_fills
-    async with db.write() as conn:
-        await conn.execute(
-            t.update()
-            .where(t.c.registry_id == registry_id, t.c.digest == digest, t.c.holder == holder)
-            .values(lease_expires_at=time.time() + LEASE_SECONDS)
-        )
-
-
-async def release(db: Database, registry_id: str, digest: str, holder: str) -> None:
-    t = schema.pull_through_fills
-    async with db.write() as conn:
-        await conn.execute(
-            t.delete().where(
-                t.c.registry_id == registry_id, t.c.digest == digest, t.c.holder == holder
-            )
-        )
-
-
-async def held(db: Database, registry_id: str, digest: str) -> bool:
-    """Whether a live lease on the fetch exists."""
-    t = schema.pull_through_fills
-    async with db.read_now() as conn:
-        expires = (
-            await conn.execute(
-                select(t.c.lease_expires_at).where(
-                    t.c.registry_id == registry_id, t.c.digest == digest
-                )
-            )
-        ).scalar_one_or_none()
-    return expires is not None and expires >= time.time()
-
-
-async def keep_renewing(db: Database, registry_id: str, digest: str, holder: str) -> None:
-    """Renew the lease until cancelled."""
-    while True:
-        await asyncio.sleep(LEASE_SECONDS / 3)
-        with contextlib.suppress(Exception):
-            await renew(db, registry_id, digest, holder)
-
 
 _END = object()
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cargobay.errors import (
+    AccessDenied,
     InvalidParameter,
     LimitExceeded,
     PullThroughCacheRuleAlreadyExists,
@@ -154,6 +155,10 @@ class RuleService:
             return await pull_through_credentials(
                 self.secrets, rule.registry_id, rule.credential_arn
             )
+        except AccessDenied as exc:  # the secret's resource policy denies ECR's role
+            raise UnableToAccessSecret(
+                f"The secret {rule.credential_arn} cannot be used: {exc.message}"
+            ) from None
         except secret_errors.ResourceNotFoundException:
             raise SecretNotFound(f"The secret {rule.credential_arn} was not found.") from None
         except secret_errors.DecryptionFailure:

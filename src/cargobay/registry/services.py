@@ -95,6 +95,7 @@ class Services:
         hooks.on_push(signing.on_push)
         hooks.on_delete(signing.on_delete)
         secrets = SecretsService(db, box, region=settings.region)
+        authorizer.secret_policies = secrets.resource_policy  # secret policies in decisions
         rules = RuleService(db, secrets)
         blobs = BlobService(db, store, encryption)
         manifests = ManifestService(db, settings.max_manifest_bytes, hooks, encryption)
@@ -125,7 +126,7 @@ class Services:
             secrets=secrets,
             pull_through_rules=rules,
             pullthrough=PullThroughCache(
-                db, settings, store, authorizer, repositories, manifests, blobs, rules
+                db, settings, store, authorizer, repositories, manifests, blobs, rules, leases
             ),
             scans=scans,
             encryption=encryption,

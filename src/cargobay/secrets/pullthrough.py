@@ -44,13 +44,15 @@ async def pull_through_credentials(
     service: SecretsService, account_id: str, credential_arn: str
 ) -> Credentials:
     """The upstream credentials a rule's `credentialArn` names (a secret ARN in this account
-    and region). Raises the service's ResourceNotFoundException / InvalidRequestException
-    (deleted), InvalidParameterException (not an ARN, wrong prefix) or CredentialSecretInvalid."""
+    and region), read as ECR's pull-through role. Raises the service's
+    ResourceNotFoundException / InvalidRequestException (deleted), InvalidParameterException
+    (not an ARN, wrong prefix), CredentialSecretInvalid, or AccessDenied (the secret's
+    resource policy denies the role)."""
     ref = rules.parse_secret_id(credential_arn)
     if ref.arn is None:
         raise InvalidParameterException("credentialArn must be a Secrets Manager secret ARN.")
     check_credential_name(ref.name or "")
-    answer = await service.get_secret_value(account_id, secret_id=credential_arn)
+    answer = await service.pull_through_secret_value(account_id, credential_arn)
     check_credential_name(answer["Name"])
     if "SecretString" not in answer:
         raise CredentialSecretInvalid("A pull through cache credential must be a SecretString.")

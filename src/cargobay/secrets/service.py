@@ -22,6 +22,7 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.schema import secret_tags, secrets_table
 from cargobay.metadata.sql import upsert
 from cargobay.secrets import rules, store
+from cargobay.secrets.access import PolicyOperations, owner
 from cargobay.secrets.errors import (
     DecryptionFailure,
     InvalidParameterException,
@@ -35,7 +36,7 @@ from cargobay.secrets.listing import describe, list_page
 DAY = 86400.0
 
 
-class SecretsService:
+class SecretsService(PolicyOperations):
     def __init__(
         self, db: Database, box: SecretBox, *, region: str, clock: Callable[[], float] = time.time
     ) -> None:
@@ -215,7 +216,9 @@ class SecretsService:
             version_stage if version_stage is not None or version_id is not None else rules.CURRENT
         )
         async with self.db.read_now() as conn:
-            row = await self._find(conn, account_id, secret_id)
+            # A full ARN of another account is read there: the door authorized this call on
+            # that ARN, which across accounts needs the secret's policy (`secrets.access`).
+            row = await self._find(conn, owner(account_id, secret_id), secret_id)
             store.require_live(row)
             if stage is not None:
                 staged = await store.version_with_stage(conn, row.id, stage)
@@ -327,7 +330,7 @@ class SecretsService:
             )
         return int(result.rowcount or 0)
 
-    # -- tags and resource policies ----------------------------------------------------------------
+    # -- tags (resource policies: secrets.access) -------------------------------------------------
 
     async def tag_resource(self, account_id: str, *, secret_id: Any, tags: Any) -> dict[str, Any]:
         tag_map = rules.check_tags(tags)
@@ -351,32 +354,3 @@ class SecretsService:
                 t = secret_tags
                 await conn.execute(delete(t).where(t.c.secret_id == row.id, t.c.key.in_(keys)))
         return {}
-
-    async def get_resource_policy(self, account_id: str, *, secret_id: Any) -> dict[str, Any]:
-        async with self.db.read_now() as conn:
-            row = await self._find(conn, account_id, secret_id)
-        result = self._names(row)
-        if row.resource_policy is not None:
-            result["ResourcePolicy"] = row.resource_policy
-        return result
-
-    async def put_resource_policy(
-        self,
-        account_id: str,
-        *,
-        secret_id: Any,
-        resource_policy: Any,
-        block_public_policy: Any = None,
-    ) -> dict[str, Any]:
-        text = store.policy_json(resource_policy)
-        async with self.db.write() as conn:
-            row = await self._find(conn, account_id, secret_id)
-            store.require_live(row)
-            await store.touch(conn, row.id, resource_policy=text, last_changed_at=self.clock())
-        return self._names(row)
-
-    async def delete_resource_policy(self, account_id: str, *, secret_id: Any) -> dict[str, Any]:
-        async with self.db.write() as conn:
-            row = await self._find(conn, account_id, secret_id)
-            await store.touch(conn, row.id, resource_policy=None, last_changed_at=self.clock())
-        return self._names(row)

@@ -6,8 +6,9 @@ the client through a bounded queue:
   making memory grow;
 - a client that goes away detaches: the fill carries on at the upstream's speed and commits,
   so the next pull finds the blob stored;
-- the digest is verified before the store commits, and the client's last chunk is held back
-  until then, so neither a client nor the store ever completes with bad bytes;
+- the digest is verified (here, or by a source that verifies itself: `verify=False`) before
+  the store commits, and the client's last chunk is held back until then, so neither a
+  client nor the store ever completes with bad bytes;
 - a store that fails does not fail the client: the bytes are still good, they just are not
   kept (`wait()` reports the store error to the caller).
 """
@@ -57,8 +58,12 @@ class Tee:
         sink: BlobSink,
         *,
         max_chunks: int = 8,
+        verify: bool = True,
     ) -> None:
+        """`verify=False` when the source verifies the digest itself (raising before its last
+        chunk, as `UpstreamClient.get_blob` does): the bytes are then hashed once, not twice."""
         self._source = source
+        self._verify = verify
         self._digest = parse_digest(digest)
         self._sink = sink
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=max(1, max_chunks))
@@ -119,7 +124,8 @@ class Tee:
             async for chunk in self._source:
                 if not chunk:
                     continue
-                hasher.update(chunk)
+                if self._verify:
+                    hasher.update(chunk)
                 self.bytes += len(chunk)
                 await self._store(chunk)
                 if held is not None:
@@ -127,7 +133,9 @@ class Tee:
                 held = chunk
                 if self._detached and self.store_error is not None:
                     raise self.store_error  # nobody reads and nothing is kept: stop fetching
-            if f"{self._digest.algorithm}:{hasher.hexdigest()}" != str(self._digest):
+            if self._verify and f"{self._digest.algorithm}:{hasher.hexdigest()}" != str(
+                self._digest
+            ):
                 raise DigestMismatch(f"blob bytes do not hash to {self._digest}")
         except BaseException as exc:
             if self.store_error is None:
