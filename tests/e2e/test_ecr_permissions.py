@@ -359,7 +359,8 @@ def test_accounts_are_isolated(registry, seeded, bob) -> None:
     mine = ecr.create_repository(repositoryName=seeded["name"])["repository"]
     assert mine["registryId"] == OTHER_ACCOUNT
     assert mine["repositoryArn"] == repo_arn(seeded["name"], OTHER_ACCOUNT)
-    assert mine["repositoryUri"] == f"{ecr_host(registry, OTHER_ACCOUNT)}/{seeded['name']}"
+    # No host_suffix: the URI is the address bob used, which names bob's own registry.
+    assert mine["repositoryUri"] == f"{registry.host}/{seeded['name']}"
     listed = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
     assert seeded["name"] in listed
     assert all(
@@ -386,7 +387,7 @@ def test_accounts_are_isolated(registry, seeded, bob) -> None:
     assert set(catalog["repositories"]) <= set(listed) | {only_mine}
     # Bob's authorization token names his own registry.
     data = ecr.get_authorization_token()["authorizationData"][0]
-    assert data["proxyEndpoint"] == f"http://{ecr_host(registry, OTHER_ACCOUNT)}"
+    assert data["proxyEndpoint"] == registry.url  # bob's own registry, at the address he used
 
 
 def test_source_ip_condition(registry, seeded, tmp_path: Path) -> None:

@@ -84,8 +84,8 @@ class KMSInternalException(KmsError):
 
 
 class InvalidGrantIdException(KmsError):
-    aws_name = "InvalidGrantIdException"
+    pass
 
 
 class InvalidGrantTokenException(KmsError):
-    aws_name = "InvalidGrantTokenException"
+    pass

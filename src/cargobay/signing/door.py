@@ -193,7 +193,7 @@ async def handle(request: web.Request) -> web.Response:
     except _Refused as exc:
         error = (exc.code, exc.message, exc.status)
     except SignerError as exc:
-        error = (exc.aws_name, exc.message, exc.status)
+        error = (exc.code, exc.message, exc.status)
     except AccessDenied as exc:
         error = ("AccessDeniedException", exc.message, 403)
     except Exception:

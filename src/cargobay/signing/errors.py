@@ -1,29 +1,28 @@
-"""The signer API's errors: each carries the exception name and HTTP status botocore's
-`signer` model gives it, so the REST door renders every one mechanically."""
+"""The signer API's errors: each carries the exception name (`code`, the class name) and the
+HTTP status botocore's `signer` model gives it, so the REST door renders every one mechanically."""
 
 from __future__ import annotations
 
+from cargobay.aws.errors import AwsServiceError
 
-class SignerError(Exception):
-    aws_name = "InternalServiceErrorException"
+
+class SignerError(AwsServiceError):
+    code = "InternalServiceErrorException"
+    client_fault = False
     status = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ValidationException(SignerError):
-    aws_name, status = "ValidationException", 400
+    status = 400
 
 
 class ResourceNotFoundException(SignerError):
-    aws_name, status = "ResourceNotFoundException", 404
+    status = 404
 
 
 class AccessDeniedException(SignerError):
-    aws_name, status = "AccessDeniedException", 403
+    status = 403
 
 
 class BadRequestException(SignerError):
-    aws_name, status = "BadRequestException", 400
+    status = 400

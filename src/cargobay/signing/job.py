@@ -156,7 +156,7 @@ class ImageSigner:
                 message_type="DIGEST",
             )
         except KmsError as exc:
-            raise SigningFailure(KMS_ERROR, f"{exc.aws_name}: {exc.message}") from None
+            raise SigningFailure(KMS_ERROR, f"{exc.code}: {exc.message}") from None
         document = envelope.assemble(unsigned, signed["Signature"], [certs.der(c) for c in chain])
         subject = {
             "mediaType": manifest.media_type,
