@@ -59,6 +59,22 @@ def check_ref(ref: ImageRef) -> None:
         validate_tag(ref.tag)
 
 
+def named_digest(ref: ImageRef, tagged: dict[str, str]) -> str:
+    """The digest a checked reference names, given what its tag names (`tagged`, from one
+    query for a whole batch): ImageNotFound for an unknown tag, ImageTagDoesNotMatchDigest
+    when the tag names another digest. A digest alone is returned as is (its manifest's
+    existence is the caller's next lookup)."""
+    if ref.tag:
+        digest = tagged.get(ref.tag)
+        if digest is None:
+            raise ImageNotFound()
+        if ref.digest and digest != ref.digest:
+            raise ImageTagDoesNotMatchDigest()
+        return digest
+    assert ref.digest is not None
+    return ref.digest
+
+
 class DeleteService:
     def __init__(self, db: Database, hooks: Hooks | None = None) -> None:
         self.db = db

@@ -6,12 +6,16 @@ Reads the same tables as the `/v2/` door; writes go through `ManifestService.put
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cargobay.errors import DomainError, ImageNotFound
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import images as records
+from cargobay.metadata.records import manifests as manifest_records
 from cargobay.metadata.records import tags as tag_records
 from cargobay.registry.archive import ACTIVE
+from cargobay.registry.deletes import ImageRef, check_ref, named_digest
 from cargobay.registry.repositories import Repository
 
 
@@ -88,6 +92,31 @@ class ImageService:
             )
             for row in rows
         ]
+
+    async def resolve(self, repo: Repository, refs: Sequence[ImageRef]) -> list[str | DomainError]:
+        """The digest each reference names, or the domain error that says why it names none:
+        two queries (the tags, then the manifests named by digest alone) for any number."""
+        results: list[str | DomainError | None] = [None] * len(refs)
+        for i, ref in enumerate(refs):
+            try:
+                check_ref(ref)
+            except DomainError as exc:
+                results[i] = exc
+        checked = [i for i, result in enumerate(results) if result is None]
+        async with self.db.read() as conn:
+            tags = [tag for i in checked if (tag := refs[i].tag)]
+            tagged = await tag_records.digests_of(conn, repo.id, tags)
+            alone = [d for i in checked if not refs[i].tag and (d := refs[i].digest)]
+            present = await manifest_records.present(conn, repo.id, alone) if alone else set()
+        for i in checked:
+            try:
+                digest = named_digest(refs[i], tagged)
+                if not refs[i].tag and digest not in present:
+                    raise ImageNotFound()
+                results[i] = digest
+            except DomainError as exc:
+                results[i] = exc
+        return [result for result in results if result is not None]
 
     async def digest_for_tag(self, repo: Repository, tag: str) -> str | None:
         async with self.db.read() as conn:

@@ -31,6 +31,7 @@ from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.archive import ARCHIVED
+from cargobay.registry.deletes import ImageRef, check_ref, named_digest
 from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
 from cargobay.registry.pulltime import PullTimeExclusions
@@ -57,6 +58,17 @@ class PutResult:
     subject: str | None
     created: bool
     media_type: str
+
+
+def _refuse_archived(row: Any, repo_name: str, reference: str) -> None:
+    """ImageArchived for a manifest in the archive storage class (pulls, scans, replication
+    and BatchGetImage refuse it alike)."""
+    if row.archive_status == ARCHIVED:
+        raise ImageArchived(
+            f"the image {row.digest} in repository '{repo_name}' is archived and cannot be "
+            "pulled; restore it with UpdateImageStorageClass (targetStorageClass STANDARD)",
+            detail={"reference": reference, "digest": row.digest},
+        )
 
 
 def _check_reference(reference: str) -> None:
@@ -99,22 +111,80 @@ class ManifestService:
             )
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
-        if row.archive_status == ARCHIVED:
-            raise ImageArchived(
-                f"the image {row.digest} in repository '{repo_name}' is archived and cannot be "
-                "pulled; restore it with UpdateImageStorageClass (targetStorageClass STANDARD)",
-                detail={"reference": reference, "digest": row.digest},
-            )
-        now = time.time()
-        due = row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
-        # Exclusions are read only when a record is due (at most once per image per
-        # resolution), and before the answer, so an excluded pull leaves no write behind it.
-        if due and not await self.pull_exclusions.excluded(repo_registry_id, puller):
-            self._spawn(self._record_pull(row.repository_id, row.digest, now))
+        _refuse_archived(row, repo_name, reference)
+        await self._record_pulls(repo_registry_id, row.repository_id, [row], puller)
         content = row.content
         if key_id_of(row.encryption_type, row.kms_key) is not None:
             content = await opened(self.encryption, repo_registry_id, row.digest, content)
         return Manifest(row.digest, row.media_type, content, row.repository_id)
+
+    async def get_batch(
+        self, repo: Repository, refs: Sequence[ImageRef], puller: str | None = None
+    ) -> list[Manifest | DomainError]:
+        """`get` for many images of one repository (BatchGetImage), each named by tag,
+        digest or both: per reference, its manifest or the domain error `get` (or the
+        reference's own check) gives. Two queries whatever the batch's size: the tags, then
+        the manifests; the pulls are recorded as `get` records them."""
+        results: list[Manifest | DomainError | None] = [None] * len(refs)
+        for i, ref in enumerate(refs):
+            try:
+                check_ref(ref)
+            except DomainError as exc:
+                results[i] = exc
+        named: dict[int, str] = {}
+        async with self.db.read() as conn:
+            tags = [ref.tag for i, ref in enumerate(refs) if results[i] is None and ref.tag]
+            tagged = await tag_records.digests_of(conn, repo.id, tags)
+            for i, ref in enumerate(refs):
+                if results[i] is None:
+                    try:
+                        named[i] = named_digest(ref, tagged)
+                    except DomainError as exc:
+                        results[i] = exc
+            rows = await records.many_for_pull(conn, repo.id, list(named.values()))
+        pulled = []
+        for i, digest in named.items():
+            row = rows.get(digest)
+            try:
+                if row is None:
+                    raise ImageNotFound(detail={"reference": digest})
+                _refuse_archived(row, repo.name, digest)
+            except DomainError as exc:
+                results[i] = exc
+                continue
+            pulled.append(row)
+        await self._record_pulls(repo.registry_id, repo.id, pulled, puller)
+        opened_rows: dict[str, Manifest] = {}
+        for row in pulled:
+            if row.digest not in opened_rows:
+                content = row.content
+                if repo.kms_key_id is not None:
+                    content = await opened(self.encryption, repo.registry_id, row.digest, content)
+                opened_rows[row.digest] = Manifest(
+                    row.digest, row.media_type, content, row.repository_id
+                )
+        for i, digest in named.items():
+            if results[i] is None:
+                results[i] = opened_rows[digest]
+        return [result for result in results if result is not None]
+
+    async def _record_pulls(
+        self, registry_id: str, repository_id: int, rows: Sequence[Any], puller: str | None
+    ) -> None:
+        """Record the pull of the `rows` whose last record is older than the resolution, in
+        the background. Exclusions are read only when a record is due (at most once per
+        image per resolution), and before the answer, so an excluded pull leaves no write
+        behind it."""
+        now = time.time()
+        due = sorted(
+            {
+                row.digest
+                for row in rows
+                if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
+            }
+        )
+        if due and not await self.pull_exclusions.excluded(registry_id, puller):
+            self._spawn(self._record_pull(repository_id, due, now))
 
     async def put_image(
         self,
@@ -316,9 +386,9 @@ class ManifestService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _record_pull(self, repository_id: int, digest: str, when: float) -> None:
+    async def _record_pull(self, repository_id: int, digests: list[str], when: float) -> None:
         try:
             async with self.db.write() as conn:
-                await records.record_pull(conn, repository_id, digest, when)
+                await records.record_pull(conn, repository_id, digests, when)
         except Exception:  # a lost pull timestamp must never fail or slow a pull
-            log.exception("could not record pull time of %s", digest)
+            log.exception("could not record pull time of %s", ", ".join(digests))

@@ -151,9 +151,10 @@ async def count(conn: Conn, repository_id: int) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-async def record_pull(conn: Conn, repository_id: int, digest: str, when: float) -> None:
+async def record_pull(conn: Conn, repository_id: int, digests: list[str], when: float) -> None:
+    """Note when the manifests `digests` were last pulled."""
     await conn.execute(
         m.update()
-        .where(m.c.repository_id == repository_id, m.c.digest == digest)
+        .where(m.c.repository_id == repository_id, m.c.digest.in_(digests))
         .values(last_pulled_at=when)
     )
