@@ -12,8 +12,7 @@ from sqlalchemy import and_, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
-
-ACTIVE = "ACTIVE"  # the status of an image never archived
+from cargobay.metadata.records.archives import ACTIVE
 
 m, t, a = schema.manifests, schema.tags, schema.image_archives
 
