@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.records import blobs
+from cargobay.metadata.records import blobs, uploads
 from metadata.conftest import Store
 from metadata.helpers import digest, new_repo
 
@@ -56,5 +56,29 @@ def test_a_copy_under_a_key_is_recorded_once_and_refreshed(store: Store) -> None
         async with db.read() as conn:
             rows = (await conn.execute(when)).all()
             assert len(rows) == 1 and rows[0].created_at >= first
+
+    store.run(scenario)
+
+
+def test_an_upload_session_grows_only_from_the_size_it_holds(store: Store) -> None:
+    async def scenario(db: Database, registry_id: str) -> None:
+        session = f"upload-{registry_id}"
+        async with db.write() as conn:
+            repo = await new_repo(conn, registry_id, "b/uploads")
+            other = await new_repo(conn, registry_id, "b/elsewhere")
+            await uploads.start(conn, session, repo, 1.0)
+            assert await uploads.grow(conn, session, 0, 100)
+            assert not await uploads.grow(conn, session, 0, 50)  # a concurrent request won
+        async with db.read_now() as conn:
+            row = await uploads.find(conn, repo, session)
+            assert row is not None and (row.size, row.created_at) == (100, 1.0)
+            assert await uploads.find(conn, other, session) is None
+        async with db.write() as conn:
+            await blobs.record(conn, digest("b/uploaded"), 100)
+            await blobs.relink(conn, repo, digest("b/uploaded"))
+            await uploads.end(conn, session)
+        async with db.read() as conn:
+            assert await uploads.find(conn, repo, session) is None
+            assert await blobs.linked_size(conn, repo, digest("b/uploaded")) == 100
 
     store.run(scenario)

@@ -38,6 +38,11 @@ async def linked_size_locked(conn: Conn, repository_id: int, digest: str) -> int
     return None if row is None else int(row.size)
 
 
+async def record(conn: Conn, digest: str, size: int) -> None:
+    """Record committed bytes (idempotent)."""
+    await insert_ignore(conn, b, digest=digest, size=size, created_at=time.time())
+
+
 async def link(conn: Conn, repository_id: int, digest: str, size: int) -> None:
     """Record committed bytes and link them to the repository (idempotent)."""
     now = time.time()
