@@ -170,7 +170,20 @@ SERVICES = (
 )
 
 
+def _all_imports(path: Path) -> set[str]:
+    """Every module a file imports, `from a import b` counted as both `a` and `a.b`."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
 def _imports(path: Path) -> set[str]:
+    """The cargobay modules a file imports (`from a import b`: `a`)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -289,18 +302,6 @@ ON_RECORDS = (
     "registry/archive.py",
     "registry/uploads.py",
 )
-
-
-def _all_imports(path: Path) -> set[str]:
-    """Every module a file imports, `from a import b` counted as both `a` and `a.b`."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
 
 
 def test_records_know_nothing_above_the_metadata_layer() -> None:

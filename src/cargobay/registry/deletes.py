@@ -13,6 +13,7 @@ Each check and its write share one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cargobay.errors import (
@@ -57,6 +58,19 @@ def check_ref(ref: ImageRef) -> None:
         parse_digest(ref.digest)
     if ref.tag:
         validate_tag(ref.tag)
+
+
+def check_refs(refs: Sequence[ImageRef]) -> list[DomainError | None]:
+    """`check_ref` for each of a batch: its error, or None for a well-formed reference."""
+    errors: list[DomainError | None] = []
+    for ref in refs:
+        try:
+            check_ref(ref)
+        except DomainError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
 
 
 def named_digest(ref: ImageRef, tagged: dict[str, str]) -> str:

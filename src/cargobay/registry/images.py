@@ -15,7 +15,7 @@ from cargobay.metadata.records import images as records
 from cargobay.metadata.records import manifests as manifest_records
 from cargobay.metadata.records import tags as tag_records
 from cargobay.registry.archive import ACTIVE
-from cargobay.registry.deletes import ImageRef, check_ref, named_digest
+from cargobay.registry.deletes import ImageRef, check_refs, named_digest
 from cargobay.registry.repositories import Repository
 
 
@@ -96,12 +96,7 @@ class ImageService:
     async def resolve(self, repo: Repository, refs: Sequence[ImageRef]) -> list[str | DomainError]:
         """The digest each reference names, or the domain error that says why it names none:
         two queries (the tags, then the manifests named by digest alone) for any number."""
-        results: list[str | DomainError | None] = [None] * len(refs)
-        for i, ref in enumerate(refs):
-            try:
-                check_ref(ref)
-            except DomainError as exc:
-                results[i] = exc
+        results: list[str | DomainError | None] = list(check_refs(refs))
         checked = [i for i, result in enumerate(results) if result is None]
         async with self.db.read() as conn:
             tags = [tag for i in checked if (tag := refs[i].tag)]
@@ -117,7 +112,3 @@ class ImageService:
             except DomainError as exc:
                 results[i] = exc
         return [result for result in results if result is not None]
-
-    async def digest_for_tag(self, repo: Repository, tag: str) -> str | None:
-        async with self.db.read() as conn:
-            return await tag_records.digest_of(conn, repo.id, tag)

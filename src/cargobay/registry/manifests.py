@@ -31,7 +31,7 @@ from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.archive import ARCHIVED
-from cargobay.registry.deletes import ImageRef, check_ref, named_digest
+from cargobay.registry.deletes import ImageRef, check_refs, named_digest
 from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
 from cargobay.registry.pulltime import PullTimeExclusions
@@ -125,12 +125,7 @@ class ManifestService:
         digest or both: per reference, its manifest or the domain error `get` (or the
         reference's own check) gives. Two queries whatever the batch's size: the tags, then
         the manifests; the pulls are recorded as `get` records them."""
-        results: list[Manifest | DomainError | None] = [None] * len(refs)
-        for i, ref in enumerate(refs):
-            try:
-                check_ref(ref)
-            except DomainError as exc:
-                results[i] = exc
+        results: list[Manifest | DomainError | None] = list(check_refs(refs))
         named: dict[int, str] = {}
         async with self.db.read() as conn:
             tags = [ref.tag for i, ref in enumerate(refs) if results[i] is None and ref.tag]

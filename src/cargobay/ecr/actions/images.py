@@ -13,7 +13,6 @@ from cargobay.errors import (
     DomainError,
     ImageArchived,
     ImageNotFound,
-    ImageTagDoesNotMatchDigest,
     RepositoryNotFound,
     UpstreamFailed,
 )
@@ -25,7 +24,7 @@ from cargobay.oci.manifest import (
     OCI_MANIFEST,
 )
 from cargobay.registry.archive import ACTIVATING, ACTIVE, ARCHIVED
-from cargobay.registry.deletes import ImageRef, check_ref
+from cargobay.registry.deletes import ImageRef
 from cargobay.registry.repositories import Repository
 from cargobay.scans.service import COMPLETE, ScanRecord
 
@@ -92,19 +91,10 @@ def _ref(image_id: dict[str, Any]) -> ImageRef:
 
 async def resolve_image(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
     """The digest an image id names, or the domain error that says why it names none."""
-    ref = _ref(image_id)
-    check_ref(ref)
-    if ref.tag:
-        tagged = await call.services.images.digest_for_tag(repo, ref.tag)
-        if tagged is None:
-            raise ImageNotFound()
-        if ref.digest and tagged != ref.digest:
-            raise ImageTagDoesNotMatchDigest()
-        return tagged
-    assert ref.digest is not None
-    if not await call.services.images.describe(repo, [ref.digest]):
-        raise ImageNotFound()
-    return ref.digest
+    [digest] = await call.services.images.resolve(repo, [_ref(image_id)])
+    if isinstance(digest, DomainError):
+        raise digest
+    return digest
 
 
 @action("ListImages")
