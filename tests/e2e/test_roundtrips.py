@@ -92,7 +92,6 @@ def test_catalog_page_cost_does_not_grow_with_the_registry(counted: Server) -> N
     assert int(response.headers[HEADER]) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BatchGetImage resolves and loads image by image (N+1)")
 def test_batch_get_image_costs_the_same_for_one_image_or_ten(counted: Server) -> None:
     name = unique("rt/batch")
     _fill(counted, name, 10)

@@ -170,7 +170,20 @@ SERVICES = (
 )
 
 
+def _all_imports(path: Path) -> set[str]:
+    """Every module a file imports, `from a import b` counted as both `a` and `a.b`."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
 def _imports(path: Path) -> set[str]:
+    """The cargobay modules a file imports (`from a import b`: `a`)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -273,3 +286,36 @@ def test_no_dialect_branches_above_the_metadata_layer() -> None:
         and ("is_sqlite" in path.read_text() or "dialect.name" in path.read_text())
     ]
     assert offenders == []
+
+
+# -- the record layer ---------------------------------------------------------------------------
+
+# Services whose SQL lives in `metadata/records/` (the others still build their own; see
+# docs/architecture.md).
+ON_RECORDS = (
+    "registry/repositories.py",
+    "registry/manifests.py",
+    "registry/blobs.py",
+    "registry/images.py",
+    "registry/deletes.py",
+    "registry/referrers.py",
+    "registry/archive.py",
+    "registry/uploads.py",
+)
+
+
+def test_records_know_nothing_above_the_metadata_layer() -> None:
+    """Records run SQL on the caller's connection and return rows: no domain errors, no
+    services, no doors."""
+    for path in _package_files("metadata/records"):
+        for module in _imports(path):
+            assert module.startswith("cargobay.metadata"), (
+                f"{path.relative_to(SRC)} imports {module}"
+            )
+
+
+@pytest.mark.parametrize("relative", ON_RECORDS)
+def test_the_core_services_leave_sql_to_the_records(relative: str) -> None:
+    for module in _all_imports(SRC / relative):
+        assert not module.startswith("sqlalchemy"), f"{relative} imports {module}"
+        assert module not in ("cargobay.metadata.schema", "cargobay.metadata.sql"), relative

@@ -12,7 +12,8 @@ from sqlalchemy import Select, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.registry.repositories import _COLUMNS, Repository
+from cargobay.metadata.records.repositories import COLUMNS as _COLUMNS
+from cargobay.registry.repositories import Repository
 
 SORTS = ("name", "-name", "created", "-created", "pushed")
 # Repository names use only these characters: a prefix with any other matches nothing.

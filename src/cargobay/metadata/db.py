@@ -28,13 +28,14 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from cargobay.metadata import roundtrips, schema
+from cargobay.metadata.conn import Conn
 from cargobay.metadata.errors import SchemaOutOfDate
 from cargobay.threads import ProcessPool, settle
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["Database", "SchemaOutOfDate", "async_url"]
+__all__ = ["Conn", "Database", "SchemaOutOfDate", "async_url"]
 
 # Open `read` transactions per process on a SQLite file (each holds one connection).
 THREAD_READS = 8
@@ -150,7 +151,7 @@ class Database:
         return engine
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[Conn]:
         """A read transaction (one snapshot) for queries that may scan: on a SQLite file its
         statements run in a thread, so the event loop keeps serving meanwhile."""
         if self._thread_reader is None:
@@ -167,7 +168,7 @@ class Database:
                 # Inside the try: if cancelled while BEGIN runs in its thread, `end` waits for
                 # it and returns the connection it checked out.
                 await reads.begin()
-                yield reads  # type: ignore[misc]
+                yield reads
             finally:
                 await reads.end()
 
@@ -178,7 +179,7 @@ class Database:
         return self._read_slots
 
     @asynccontextmanager
-    async def read_now(self) -> AsyncIterator[AsyncConnection | _SyncReads]:
+    async def read_now(self) -> AsyncIterator[Conn]:
         """For short indexed lookups on the request path (a manifest by tag, a repository,
         an authorization check): on SQLite the query runs right on the event loop, which
         costs tens of microseconds instead of the several thread hand-offs (BEGIN, execute,
@@ -191,7 +192,8 @@ class Database:
             yield _SyncReads(conn)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[Conn]:
+        """A write transaction, committed when the block ends and rolled back on an error."""
         if self._writers is None:
             assert self.writer is not None
             async with self.writer.begin() as conn:
@@ -205,7 +207,7 @@ class Database:
             with self._sync_writer.connect() as sync_conn:
                 await _begin_immediate(sync_conn)
                 try:
-                    yield _SyncReads(sync_conn)  # type: ignore[misc]
+                    yield _SyncReads(sync_conn)
                 except BaseException:
                     sync_conn.rollback()
                     raise
@@ -312,7 +314,7 @@ class _WriterLock:
 
 
 class _SyncReads:
-    """A synchronous connection behind the awaitable `execute` the services use."""
+    """A synchronous connection behind the awaitable `Conn` surface the services use."""
 
     __slots__ = ("_conn",)
 

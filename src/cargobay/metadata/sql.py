@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+from cargobay.metadata.conn import Conn
 
 
-def _insert(conn: AsyncConnection, table: Table) -> Any:
+def _insert(conn: Conn, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT; each dialect is imported only where it is
     used, so an embedded (SQLite) process never loads PostgreSQL's."""
     if conn.dialect.name == "sqlite":
@@ -21,19 +20,19 @@ def _insert(conn: AsyncConnection, table: Table) -> Any:
     return insert(table)
 
 
-def insert_ignore(conn: AsyncConnection, table: Table, **values: Any) -> Any:
+def insert_ignore(conn: Conn, table: Table, **values: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING: idempotent links and registrations."""
     return conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing())
 
 
-def upsert(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) -> Any:
+def upsert(conn: Conn, table: Table, keys: list[str], **values: Any) -> Any:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET the other columns."""
     stmt = _insert(conn, table).values(**values)
     update = {k: stmt.excluded[k] for k in values if k not in keys}
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
 
 
-def add_counts(conn: AsyncConnection, table: Table, keys: list[str], **values: Any) -> Any:
+def add_counts(conn: Conn, table: Table, keys: list[str], **values: Any) -> Any:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET counter = counter + new: lossless counters
     that many workers and nodes can add to at once."""
     stmt = _insert(conn, table).values(**values)
@@ -42,7 +41,7 @@ def add_counts(conn: AsyncConnection, table: Table, keys: list[str], **values: A
 
 
 def add_counts_many(
-    conn: AsyncConnection, table: Table, keys: list[str], counter: str, rows: list[dict[str, Any]]
+    conn: Conn, table: Table, keys: list[str], counter: str, rows: list[dict[str, Any]]
 ) -> Any:
     """`add_counts` for several rows in one statement (`counter` is the column added to)."""
     stmt = _insert(conn, table).values(rows)
@@ -50,7 +49,7 @@ def add_counts_many(
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
 
 
-async def names_in_order(conn: Any, query: Any) -> list[str]:
+async def names_in_order(conn: Conn, query: Any) -> list[str]:
     """The one-column `query`'s values, in its (lexical) order. On SQLite the JSON array is
     built in C, far cheaper than thousands of result rows; the sort (linear on sorted input)
     keeps the order exact whatever the aggregate does (Python's str order is SQLite's default

@@ -6,18 +6,14 @@ from a repository under another key (or none) re-encrypts first."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from cargobay.errors import BlobUnknown
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore, upsert
+from cargobay.metadata.records import blobs as records
 from cargobay.registry.encryption import Encryption, kms_failures
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
@@ -37,18 +33,11 @@ class BlobService:
 
     async def stat(self, repo: Repository, digest: str) -> BlobInfo:
         """Size of a blob linked to the repository, or BLOB_UNKNOWN."""
-        b, rb = schema.blobs, schema.repository_blobs
         async with self.db.read_now() as conn:
-            row = (
-                await conn.execute(
-                    select(b.c.size)
-                    .join(rb, rb.c.digest == b.c.digest)
-                    .where(rb.c.repository_id == repo.id, rb.c.digest == digest)
-                )
-            ).first()
-        if row is None:
+            size = await records.linked_size(conn, repo.id, digest)
+        if size is None:
             raise BlobUnknown(detail={"digest": digest})
-        return BlobInfo(digest, int(row.size))
+        return BlobInfo(digest, size)
 
     def local_path(self, repo: Repository, digest: str) -> Path | None:
         """A file to send as is (sendfile); never for a repository under a KMS key."""
@@ -103,12 +92,8 @@ class BlobService:
 
     async def link(self, repo: Repository, digest: str, size: int) -> None:
         """Record committed bytes and make them visible in the repository (idempotent)."""
-        now = time.time()
         async with self.db.write() as conn:
-            await insert_ignore(conn, schema.blobs, digest=digest, size=size, created_at=now)
-            await insert_ignore(
-                conn, schema.repository_blobs, repository_id=repo.id, digest=digest, created_at=now
-            )
+            await records.link(conn, repo.id, digest, size)
 
     async def mount(self, source: Repository, target: Repository, digest: str) -> BlobInfo | None:
         """Link a blob another repository holds; None when the source does not have it.
@@ -116,7 +101,6 @@ class BlobService:
         The check and the link are one write transaction (the blob row locked on PostgreSQL),
         so garbage collection cannot remove the blob in between; re-mounting refreshes the
         link's time, restarting its grace period."""
-        b, rb = schema.blobs, schema.repository_blobs
         if source.kms_key_id != target.kms_key_id:
             try:
                 if (await self.stat(source, digest)) is None:
@@ -126,24 +110,11 @@ class BlobService:
             except BlobUnknown:
                 return None
         async with self.db.write() as conn:
-            query = (
-                select(b.c.size)
-                .join(rb, rb.c.digest == b.c.digest)
-                .where(rb.c.repository_id == source.id, rb.c.digest == digest)
-            )
-            query = query.with_for_update(read=True, of=b)  # SQLite leaves it out
-            row = (await conn.execute(query)).first()
-            if row is None:
+            size = await records.linked_size_locked(conn, source.id, digest)
+            if size is None:
                 return None
-            await upsert(
-                conn,
-                rb,
-                ["repository_id", "digest"],
-                repository_id=target.id,
-                digest=digest,
-                created_at=time.time(),
-            )
-        return BlobInfo(digest, int(row.size))
+            await records.relink(conn, target.id, digest)
+        return BlobInfo(digest, size)
 
     async def copy(self, source: Repository, target: Repository, digest: str, size: int) -> None:
         """Make a blob `source` holds visible in `target` whatever the keys of the two
@@ -213,12 +184,9 @@ class BlobService:
 
     async def unlink(self, repo: Repository, digest: str) -> None:
         """Remove a blob from a repository; garbage collection reclaims unused bytes later."""
-        rb = schema.repository_blobs
         async with self.db.write() as conn:
-            result = await conn.execute(
-                rb.delete().where(rb.c.repository_id == repo.id, rb.c.digest == digest)
-            )
-        if not result.rowcount:
+            removed = await records.unlink(conn, repo.id, digest)
+        if not removed:
             raise BlobUnknown(detail={"digest": digest})
 
 
@@ -226,11 +194,4 @@ async def record_copy(db: Database, digest: str, key_id: str) -> None:
     """Note that the copy of `digest` under `key_id` exists, refreshing its time so GC's grace
     period covers the link about to be made to it (idempotent)."""
     async with db.write() as conn:
-        await upsert(
-            conn,
-            schema.blob_copies,
-            ["digest", "key_id"],
-            digest=digest,
-            key_id=key_id,
-            created_at=time.time(),
-        )
+        await records.record_copy(conn, digest, key_id)

@@ -13,9 +13,8 @@ Each check and its write share one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sqlalchemy import select
 
 from cargobay.errors import (
     DomainError,
@@ -24,8 +23,9 @@ from cargobay.errors import (
     ImageTagDoesNotMatchDigest,
     MissingDigestAndTag,
 )
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.records import manifests as records
+from cargobay.metadata.records import tags as tag_records
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.hooks import CLIENT, Deleted, Hooks
@@ -60,6 +60,35 @@ def check_ref(ref: ImageRef) -> None:
         validate_tag(ref.tag)
 
 
+def check_refs(refs: Sequence[ImageRef]) -> list[DomainError | None]:
+    """`check_ref` for each of a batch: its error, or None for a well-formed reference."""
+    errors: list[DomainError | None] = []
+    for ref in refs:
+        try:
+            check_ref(ref)
+        except DomainError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
+
+
+def named_digest(ref: ImageRef, tagged: dict[str, str]) -> str:
+    """The digest a checked reference names, given what its tag names (`tagged`, from one
+    query for a whole batch): ImageNotFound for an unknown tag, ImageTagDoesNotMatchDigest
+    when the tag names another digest. A digest alone is returned as is (its manifest's
+    existence is the caller's next lookup)."""
+    if ref.tag:
+        digest = tagged.get(ref.tag)
+        if digest is None:
+            raise ImageNotFound()
+        if ref.digest and digest != ref.digest:
+            raise ImageTagDoesNotMatchDigest()
+        return digest
+    assert ref.digest is not None
+    return ref.digest
+
+
 class DeleteService:
     def __init__(self, db: Database, hooks: Hooks | None = None) -> None:
         self.db = db
@@ -76,15 +105,10 @@ class DeleteService:
         """Delete one image by the rules above; what was deleted, or a domain error.
         `rule_priority` names the lifecycle rule behind an expiry (for the delete hooks)."""
         check_ref(ref)
-        m, t, mr = schema.manifests, schema.tags, schema.manifest_references
         async with self.db.write() as conn:
             digest = ref.digest
             if ref.tag:
-                tagged = (
-                    await conn.execute(
-                        select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == ref.tag)
-                    )
-                ).scalar_one_or_none()
+                tagged = await tag_records.digest_of(conn, repo.id, ref.tag)
                 if tagged is None:
                     raise ImageNotFound(_not_found(repo, ref), detail={"tag": ref.tag})
                 if digest and tagged != digest:
@@ -92,51 +116,23 @@ class DeleteService:
                         "Image tag does not match digest", detail={"tag": ref.tag}
                     )
                 digest = tagged
-                if not ref.digest:
-                    tags = (
-                        await conn.execute(
-                            select(t.c.name).where(
-                                t.c.repository_id == repo.id, t.c.digest == digest
-                            )
-                        )
-                    ).all()
-                    if len(tags) > 1:
-                        await conn.execute(
-                            t.delete().where(t.c.repository_id == repo.id, t.c.name == ref.tag)
-                        )
-                        await self.hooks.deleted(
-                            conn, Deleted(repo, digest, ref.tag, untagged_only=True, origin=origin)
-                        )
-                        return ImageRef(digest, ref.tag)
-            parents = [
-                row.manifest_digest
-                for row in await conn.execute(
-                    select(mr.c.manifest_digest).where(
-                        mr.c.repository_id == repo.id,
-                        mr.c.target_digest == digest,
-                        mr.c.kind == "manifest",
+                if not ref.digest and len(await tag_records.on(conn, repo.id, digest)) > 1:
+                    await tag_records.delete(conn, repo.id, ref.tag)
+                    await self.hooks.deleted(
+                        conn, Deleted(repo, digest, ref.tag, untagged_only=True, origin=origin)
                     )
-                )
-            ]
+                    return ImageRef(digest, ref.tag)
+            assert digest is not None
+            parents = await records.parents(conn, repo.id, digest)
             if parents:
                 raise ImageReferencedByManifestList(
                     f"Requested image referenced by manifest list: {parents}",
                     detail={"digest": digest, "parents": parents},
                 )
-            result = await conn.execute(
-                m.delete().where(m.c.repository_id == repo.id, m.c.digest == digest)
-            )
-            if not result.rowcount:
+            if not await records.delete(conn, repo.id, digest):
                 raise ImageNotFound(_not_found(repo, ref), detail={"digest": digest})
-            removed = await conn.execute(
-                t.delete()
-                .where(t.c.repository_id == repo.id, t.c.digest == digest)
-                .returning(t.c.name)
-            )
-            tags = tuple(sorted(row.name for row in removed))
-            await conn.execute(
-                mr.delete().where(mr.c.repository_id == repo.id, mr.c.manifest_digest == digest)
-            )
+            tags = tuple(await tag_records.delete_on(conn, repo.id, digest))
+            await records.delete_references(conn, repo.id, digest)
             await self.hooks.deleted(
                 conn,
                 Deleted(
@@ -162,16 +158,11 @@ class DeleteService:
     async def untag(self, repo: Repository, tag: str) -> None:
         """Remove one tag and nothing else (the `/v2/` DELETE by tag)."""
         validate_tag(tag)
-        t = schema.tags
         async with self.db.write() as conn:
-            digest = (
-                await conn.execute(
-                    select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
-                )
-            ).scalar_one_or_none()
+            digest = await tag_records.digest_of(conn, repo.id, tag)
             if digest is None:
                 raise ImageNotFound(detail={"tag": tag})
-            await conn.execute(t.delete().where(t.c.repository_id == repo.id, t.c.name == tag))
+            await tag_records.delete(conn, repo.id, tag)
             await self.hooks.deleted(conn, Deleted(repo, digest, tag, untagged_only=True))
 
 

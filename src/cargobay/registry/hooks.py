@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cargobay.metadata.conn import Conn
     from cargobay.registry.repositories import Repository
 
 # Where a push came from: a client through a door, or the registry itself.
@@ -65,8 +66,8 @@ class Deleted:
     rule_priority: int | None = None
 
 
-PushHook = Callable[[Any, Pushed], Awaitable[None]]
-DeleteHook = Callable[[Any, Deleted], Awaitable[None]]
+PushHook = Callable[["Conn", Pushed], Awaitable[None]]
+DeleteHook = Callable[["Conn", Deleted], Awaitable[None]]
 
 
 class Hooks:
@@ -84,10 +85,10 @@ class Hooks:
         self.delete.append(hook)
         return hook
 
-    async def pushed(self, conn: Any, event: Pushed) -> None:
+    async def pushed(self, conn: Conn, event: Pushed) -> None:
         for hook in self.push:
             await hook(conn, event)
 
-    async def deleted(self, conn: Any, event: Deleted) -> None:
+    async def deleted(self, conn: Conn, event: Deleted) -> None:
         for hook in self.delete:
             await hook(conn, event)

@@ -6,13 +6,16 @@ Reads the same tables as the `/v2/` door; writes go through `ManifestService.put
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, select
-
-from cargobay.metadata import schema
+from cargobay.errors import DomainError, ImageNotFound
 from cargobay.metadata.db import Database
+from cargobay.metadata.records import images as records
+from cargobay.metadata.records import manifests as manifest_records
+from cargobay.metadata.records import tags as tag_records
 from cargobay.registry.archive import ACTIVE
+from cargobay.registry.deletes import ImageRef, check_refs, named_digest
 from cargobay.registry.repositories import Repository
 
 
@@ -33,17 +36,6 @@ class ImageRow:
     activated_at: float | None = None
 
 
-def _archive_join(m, a):
-    return and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
-
-
-def _with_status(query, status_column, image_status: str):
-    """`image_status` is ACTIVE, ARCHIVED, ACTIVATING or ANY (DescribeImagesFilter's enum)."""
-    if image_status == "ANY":
-        return query
-    return query.where(status_column == image_status)
-
-
 class ImageService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -58,27 +50,8 @@ class ImageService:
     ) -> list[tuple[str, str | None]]:
         """(digest, tag) pairs ordered by digest then tag; untagged images appear once with
         tag None. `tag_status` is TAGGED, UNTAGGED or ANY."""
-        m, t, a = schema.manifests, schema.tags, schema.image_archives
-        query = (
-            select(m.c.digest, t.c.name)
-            .select_from(
-                m.outerjoin(
-                    t, and_(t.c.repository_id == m.c.repository_id, t.c.digest == m.c.digest)
-                ).outerjoin(a, _archive_join(m, a))
-            )
-            .where(m.c.repository_id == repo.id)
-        )
-        query = _with_status(query, func.coalesce(a.c.status, ACTIVE), image_status)
-        if tag_status == "TAGGED":
-            query = query.where(t.c.name.is_not(None))
-        elif tag_status == "UNTAGGED":
-            query = query.where(t.c.name.is_(None))
-        if after is not None:
-            digest, tag = after
-            query = query.where((m.c.digest > digest) | and_(m.c.digest == digest, t.c.name > tag))
-        query = query.order_by(m.c.digest, t.c.name).limit(limit)
         async with self.db.read() as conn:
-            return [(row[0], row[1]) for row in await conn.execute(query)]
+            return await records.list_ids(conn, repo.id, tag_status, after, limit, image_status)
 
     async def describe(
         self,
@@ -91,53 +64,17 @@ class ImageService:
         image_status: str = "ANY",
     ) -> list[ImageRow]:
         """Images (with their tags) in digest order: the named ones, or a page of all."""
-        m, t, a = schema.manifests, schema.tags, schema.image_archives
-        status = func.coalesce(a.c.status, ACTIVE)
-        query = (
-            select(
-                m.c.digest,
-                m.c.media_type,
-                m.c.artifact_type,
-                m.c.subject_digest,
-                m.c.size,
-                m.c.image_size,
-                m.c.pushed_at,
-                m.c.last_pulled_at,
-                status.label("status"),
-                a.c.archived_at,
-                a.c.activated_at,
-            )
-            .select_from(m.outerjoin(a, _archive_join(m, a)))
-            .where(m.c.repository_id == repo.id)
-        )
-        query = _with_status(query, status, image_status)
-        if digests is not None:
-            query = query.where(m.c.digest.in_(digests))
-        has_tag = (
-            select(t.c.name)
-            .where(t.c.repository_id == m.c.repository_id, t.c.digest == m.c.digest)
-            .exists()
-        )
-        if tag_status == "TAGGED":
-            query = query.where(has_tag)
-        elif tag_status == "UNTAGGED":
-            query = query.where(~has_tag)
-        if after:
-            query = query.where(m.c.digest > after)
-        query = query.order_by(m.c.digest)
-        if limit is not None:
-            query = query.limit(limit)
         async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-            found = [row.digest for row in rows]
-            tags: dict[str, list[str]] = {d: [] for d in found}
-            if found:
-                for row in await conn.execute(
-                    select(t.c.digest, t.c.name)
-                    .where(t.c.repository_id == repo.id, t.c.digest.in_(found))
-                    .order_by(t.c.name)
-                ):
-                    tags[row.digest].append(row.name)
+            rows = await records.describe(
+                conn,
+                repo.id,
+                digests,
+                tag_status=tag_status,
+                after=after,
+                limit=limit,
+                image_status=image_status,
+            )
+            tags = await tag_records.on_each(conn, repo.id, [row.digest for row in rows])
         return [
             ImageRow(
                 row.digest,
@@ -156,11 +93,22 @@ class ImageService:
             for row in rows
         ]
 
-    async def digest_for_tag(self, repo: Repository, tag: str) -> str | None:
-        t = schema.tags
+    async def resolve(self, repo: Repository, refs: Sequence[ImageRef]) -> list[str | DomainError]:
+        """The digest each reference names, or the domain error that says why it names none:
+        two queries (the tags, then the manifests named by digest alone) for any number."""
+        results: list[str | DomainError | None] = list(check_refs(refs))
+        checked = [i for i, result in enumerate(results) if result is None]
         async with self.db.read() as conn:
-            return (
-                await conn.execute(
-                    select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
-                )
-            ).scalar_one_or_none()
+            tags = [tag for i in checked if (tag := refs[i].tag)]
+            tagged = await tag_records.digests_of(conn, repo.id, tags)
+            alone = [d for i in checked if not refs[i].tag and (d := refs[i].digest)]
+            present = await manifest_records.present(conn, repo.id, alone) if alone else set()
+        for i in checked:
+            try:
+                digest = named_digest(refs[i], tagged)
+                if not refs[i].tag and digest not in present:
+                    raise ImageNotFound()
+                results[i] = digest
+            except DomainError as exc:
+                results[i] = exc
+        return [result for result in results if result is not None]

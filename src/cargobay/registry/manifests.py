@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, select
-
 from cargobay.errors import (
     DomainError,
     ImageAlreadyExists,
@@ -24,13 +22,16 @@ from cargobay.errors import (
     PayloadTooLarge,
     ReferencedImagesNotFound,
 )
-from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore, names_in_order, upsert
+from cargobay.metadata.records import blobs as blob_records
+from cargobay.metadata.records import manifests as records
+from cargobay.metadata.records import tags as tag_records
 from cargobay.oci.digest import compute, is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.archive import ARCHIVED
+from cargobay.registry.deletes import ImageRef, check_refs, named_digest
 from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
 from cargobay.registry.pulltime import PullTimeExclusions
@@ -59,35 +60,15 @@ class PutResult:
     media_type: str
 
 
-def _manifest_queries() -> tuple[Select, Select]:
-    """Manifest by digest and by tag, repository included. Built once: constructing the
-    statement cost more than running it on every pull."""
-    r, m, t = schema.repositories, schema.manifests, schema.tags
-    a = schema.image_archives
-    columns = select(
-        m.c.repository_id,
-        m.c.digest,
-        m.c.media_type,
-        m.c.content,
-        m.c.last_pulled_at,
-        r.c.encryption_type,
-        r.c.kms_key,
-        a.c.status.label("archive_status"),
-    )
-    archived = and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
-    by_digest = columns.select_from(
-        m.join(r, r.c.id == m.c.repository_id).outerjoin(a, archived)
-    ).where(m.c.digest == bindparam("reference"))
-    by_tag = columns.select_from(
-        t.join(r, r.c.id == t.c.repository_id)
-        .join(m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
-        .outerjoin(a, archived)
-    ).where(t.c.name == bindparam("reference"))
-    in_repo = (r.c.registry_id == bindparam("registry_id"), r.c.name == bindparam("name"))
-    return by_digest.where(*in_repo), by_tag.where(*in_repo)
-
-
-_MANIFEST_BY_DIGEST, _MANIFEST_BY_TAG = _manifest_queries()
+def _refuse_archived(row: Any, repo_name: str, reference: str) -> None:
+    """ImageArchived for a manifest in the archive storage class (pulls, scans, replication
+    and BatchGetImage refuse it alike)."""
+    if row.archive_status == ARCHIVED:
+        raise ImageArchived(
+            f"the image {row.digest} in repository '{repo_name}' is archived and cannot be "
+            "pulled; restore it with UpdateImageStorageClass (targetStorageClass STANDARD)",
+            detail={"reference": reference, "digest": row.digest},
+        )
 
 
 def _check_reference(reference: str) -> None:
@@ -124,28 +105,81 @@ class ManifestService:
             _check_reference(reference)
         except DomainError:
             raise ImageNotFound(detail={"reference": reference}) from None
-        query = _MANIFEST_BY_DIGEST if is_digest(reference) else _MANIFEST_BY_TAG
-        params = {"registry_id": repo_registry_id, "name": repo_name, "reference": reference}
         async with self.db.read_now() as conn:
-            row = (await conn.execute(query, params)).first()
+            row = await records.for_pull(
+                conn, repo_registry_id, repo_name, reference, by_digest=is_digest(reference)
+            )
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
-        if row.archive_status == ARCHIVED:
-            raise ImageArchived(
-                f"the image {row.digest} in repository '{repo_name}' is archived and cannot be "
-                "pulled; restore it with UpdateImageStorageClass (targetStorageClass STANDARD)",
-                detail={"reference": reference, "digest": row.digest},
-            )
-        now = time.time()
-        due = row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
-        # Exclusions are read only when a record is due (at most once per image per
-        # resolution), and before the answer, so an excluded pull leaves no write behind it.
-        if due and not await self.pull_exclusions.excluded(repo_registry_id, puller):
-            self._spawn(self._record_pull(row.repository_id, row.digest, now))
+        _refuse_archived(row, repo_name, reference)
+        await self._record_pulls(repo_registry_id, row.repository_id, [row], puller)
         content = row.content
         if key_id_of(row.encryption_type, row.kms_key) is not None:
             content = await opened(self.encryption, repo_registry_id, row.digest, content)
         return Manifest(row.digest, row.media_type, content, row.repository_id)
+
+    async def get_batch(
+        self, repo: Repository, refs: Sequence[ImageRef], puller: str | None = None
+    ) -> list[Manifest | DomainError]:
+        """`get` for many images of one repository (BatchGetImage), each named by tag,
+        digest or both: per reference, its manifest or the domain error `get` (or the
+        reference's own check) gives. Two queries whatever the batch's size: the tags, then
+        the manifests; the pulls are recorded as `get` records them."""
+        results: list[Manifest | DomainError | None] = list(check_refs(refs))
+        named: dict[int, str] = {}
+        async with self.db.read() as conn:
+            tags = [ref.tag for i, ref in enumerate(refs) if results[i] is None and ref.tag]
+            tagged = await tag_records.digests_of(conn, repo.id, tags)
+            for i, ref in enumerate(refs):
+                if results[i] is None:
+                    try:
+                        named[i] = named_digest(ref, tagged)
+                    except DomainError as exc:
+                        results[i] = exc
+            rows = await records.many_for_pull(conn, repo.id, list(named.values()))
+        pulled = []
+        for i, digest in named.items():
+            row = rows.get(digest)
+            try:
+                if row is None:
+                    raise ImageNotFound(detail={"reference": digest})
+                _refuse_archived(row, repo.name, digest)
+            except DomainError as exc:
+                results[i] = exc
+                continue
+            pulled.append(row)
+        await self._record_pulls(repo.registry_id, repo.id, pulled, puller)
+        opened_rows: dict[str, Manifest] = {}
+        for row in pulled:
+            if row.digest not in opened_rows:
+                content = row.content
+                if repo.kms_key_id is not None:
+                    content = await opened(self.encryption, repo.registry_id, row.digest, content)
+                opened_rows[row.digest] = Manifest(
+                    row.digest, row.media_type, content, row.repository_id
+                )
+        for i, digest in named.items():
+            if results[i] is None:
+                results[i] = opened_rows[digest]
+        return [result for result in results if result is not None]
+
+    async def _record_pulls(
+        self, registry_id: str, repository_id: int, rows: Sequence[Any], puller: str | None
+    ) -> None:
+        """Record the pull of the `rows` whose last record is older than the resolution, in
+        the background. Exclusions are read only when a record is due (at most once per
+        image per resolution), and before the answer, so an excluded pull leaves no write
+        behind it."""
+        now = time.time()
+        due = sorted(
+            {
+                row.digest
+                for row in rows
+                if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
+            }
+        )
+        if due and not await self.pull_exclusions.excluded(registry_id, puller):
+            self._spawn(self._record_pull(repository_id, due, now))
 
     async def put_image(
         self,
@@ -192,25 +226,22 @@ class ManifestService:
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         stored, annotations = await sealed_row(self.encryption, repo, actual, payload, annotations)
         async with self.db.write() as conn:
-            if tag is not None and refuse_existing:
-                t = schema.tags
-                current = (
-                    await conn.execute(
-                        select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
-                    )
-                ).scalar_one_or_none()
-                if current == actual:
-                    raise ImageAlreadyExists(
-                        f"Image with digest '{actual}' and tag '{tag}' already exists in the "
-                        f"repository with name '{repo.name}' in registry with id "
-                        f"'{repo.registry_id}'",
-                        detail={"digest": actual, "tag": tag},
-                    )
+            if (
+                tag is not None
+                and refuse_existing
+                and await tag_records.digest_of(conn, repo.id, tag) == actual
+            ):
+                raise ImageAlreadyExists(
+                    f"Image with digest '{actual}' and tag '{tag}' already exists in the "
+                    f"repository with name '{repo.name}' in registry with id "
+                    f"'{repo.registry_id}'",
+                    detail={"digest": actual, "tag": tag},
+                )
             created = await self._insert(
                 conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
             )
             if tag is not None:
-                await self._set_tag(conn, repo, tag, actual, time.time())
+                await self._set_tag(conn, repo, tag, actual)
             subject = parsed.subject.digest if parsed.subject else None
             await self.hooks.pushed(
                 conn,
@@ -230,7 +261,7 @@ class ManifestService:
 
     async def _insert(
         self,
-        conn,
+        conn: Conn,
         repo: Repository,
         digest: str,
         parsed: ParsedManifest,
@@ -244,15 +275,9 @@ class ManifestService:
         repository already held it."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
-        m, rb = schema.manifests, schema.repository_blobs
         if blob_refs and not lazy_blobs:
-            # FOR SHARE on PostgreSQL: garbage collection locks a link before removing it,
-            # so it either waits for this push or this push sees the link gone.
-            links = select(rb.c.digest).where(
-                rb.c.repository_id == repo.id, rb.c.digest.in_(list(blob_refs))
-            )
-            links = links.with_for_update(read=True)  # SQLite leaves it out
-            present = {row.digest for row in await conn.execute(links)}
+            # Locked for share: GC either waits for this push or this push sees a link gone.
+            present = await blob_records.linked(conn, repo.id, list(blob_refs))
             missing = [d for d in blob_refs if d not in present]
             if missing:
                 raise LayersNotFound(
@@ -262,14 +287,7 @@ class ManifestService:
                     detail={"digest": missing[0]},
                 )
         if child_refs:
-            present = {
-                row.digest
-                for row in await conn.execute(
-                    select(m.c.digest).where(
-                        m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
-                    )
-                )
-            }
+            present = await records.present(conn, repo.id, list(child_refs))
             missing = [d for d in child_refs if d not in present]
             if missing:
                 raise ReferencedImagesNotFound(
@@ -280,18 +298,13 @@ class ManifestService:
         # ECR's imageSizeInBytes: config + layers; for an index, its largest child image.
         image_size = sum(d.size for d in blob_refs.values())
         if child_refs:
-            image_size = (
-                await conn.execute(
-                    select(func.max(m.c.image_size)).where(
-                        m.c.repository_id == repo.id, m.c.digest.in_(list(child_refs))
-                    )
-                )
-            ).scalar_one() or 0
-        result = await insert_ignore(
+            image_size = await records.largest_image(conn, repo.id, list(child_refs))
+        return await records.insert(
             conn,
-            m,
-            repository_id=repo.id,
-            digest=digest,
+            repo.id,
+            digest,
+            blobs=list(blob_refs),
+            children=list(child_refs),
             media_type=parsed.media_type,
             artifact_type=parsed.artifact_type,
             subject_digest=parsed.subject.digest if parsed.subject else None,
@@ -299,40 +312,15 @@ class ManifestService:
             size=len(payload),
             image_size=image_size,
             content=stored,
-            pushed_at=time.time(),
         )
-        if not result.rowcount:
-            return False
-        for target, kind in [
-            *((d, "blob") for d in blob_refs),
-            *((d, "manifest") for d in child_refs),
-        ]:
-            await insert_ignore(
-                conn,
-                schema.manifest_references,
-                repository_id=repo.id,
-                manifest_digest=digest,
-                target_digest=target,
-                kind=kind,
-            )
-        return True
 
-    async def _set_tag(self, conn, repo: Repository, tag: str, digest: str, now: float) -> None:
-        t = schema.tags
+    async def _set_tag(self, conn: Conn, repo: Repository, tag: str, digest: str) -> None:
         if repo.mutability.is_immutable(tag):
             # Insert-if-absent, then compare: two racing first pushes of one tag cannot both
             # win, on any backend.
-            inserted = await insert_ignore(
-                conn, t, repository_id=repo.id, name=tag, digest=digest, updated_at=now
-            )
-            if inserted.rowcount:
+            if await tag_records.insert_if_absent(conn, repo.id, tag, digest):
                 return
-            current = (
-                await conn.execute(
-                    select(t.c.digest).where(t.c.repository_id == repo.id, t.c.name == tag)
-                )
-            ).scalar_one()
-            if current != digest:
+            if await tag_records.digest_of(conn, repo.id, tag) != digest:
                 raise ImageTagAlreadyExists(
                     f"The image tag '{tag}' already exists in the '{repo.name}' repository "
                     "and cannot be overwritten because the "
@@ -341,26 +329,12 @@ class ManifestService:
                     detail={"tag": tag},
                 )
             return
-        await upsert(
-            conn,
-            t,
-            ["repository_id", "name"],
-            repository_id=repo.id,
-            name=tag,
-            digest=digest,
-            updated_at=now,
-        )
+        await tag_records.put(conn, repo.id, tag, digest)
 
     async def list_tags(self, repo: Repository, last: str | None, limit: int | None) -> list[str]:
         """Tag names in lexical order after `last`: an index range scan, any repo size."""
-        t = schema.tags
-        query = select(t.c.name).where(t.c.repository_id == repo.id).order_by(t.c.name)
-        if last:
-            query = query.where(t.c.name > last)
-        if limit is not None:
-            query = query.limit(limit)
         async with self.db.read_now() as conn:
-            return await names_in_order(conn, query)
+            return await tag_records.list_names(conn, repo.id, last, limit)
 
     async def referrer_list(
         self,
@@ -398,15 +372,7 @@ class ManifestService:
 
     async def count(self, repo: Repository) -> int:
         async with self.db.read() as conn:
-            return int(
-                (
-                    await conn.execute(
-                        select(func.count())
-                        .select_from(schema.manifests)
-                        .where(schema.manifests.c.repository_id == repo.id)
-                    )
-                ).scalar_one()
-            )
+            return await records.count(conn, repo.id)
 
     # -- bookkeeping off the request path --------------------------------------------------
 
@@ -415,14 +381,9 @@ class ManifestService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _record_pull(self, repository_id: int, digest: str, when: float) -> None:
-        m = schema.manifests
+    async def _record_pull(self, repository_id: int, digests: list[str], when: float) -> None:
         try:
             async with self.db.write() as conn:
-                await conn.execute(
-                    m.update()
-                    .where(m.c.repository_id == repository_id, m.c.digest == digest)
-                    .values(last_pulled_at=when)
-                )
+                await records.record_pull(conn, repository_id, digests, when)
         except Exception:  # a lost pull timestamp must never fail or slow a pull
-            log.exception("could not record pull time of %s", digest)
+            log.exception("could not record pull time of %s", ", ".join(digests))

@@ -8,12 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
-
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.records import images as records
 from cargobay.oci.digest import parse_digest
-from cargobay.registry.archive import ACTIVE
 from cargobay.registry.encryption import Encryption, opened_text
 from cargobay.registry.repositories import Repository
 
@@ -43,33 +40,16 @@ async def list_referrers(
     """Referrers of `digest` in digest order after `after`: those of the given artifact types
     (any when empty) and image statuses (any when None); at most `limit`."""
     parse_digest(digest)
-    m, a = schema.manifests, schema.image_archives
-    status = func.coalesce(a.c.status, ACTIVE)
-    query = (
-        select(
-            m.c.digest,
-            m.c.media_type,
-            m.c.size,
-            m.c.artifact_type,
-            m.c.annotations,
-            status.label("status"),
-        )
-        .select_from(
-            m.outerjoin(a, and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest))
-        )
-        .where(m.c.repository_id == repo.id, m.c.subject_digest == digest)
-    )
-    if artifact_types:
-        query = query.where(m.c.artifact_type.in_(list(artifact_types)))
-    if statuses is not None:
-        query = query.where(status.in_(list(statuses)))
-    if after:
-        query = query.where(m.c.digest > after)
-    query = query.order_by(m.c.digest)
-    if limit is not None:
-        query = query.limit(limit)
     async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
+        rows = await records.referrers(
+            conn,
+            repo.id,
+            digest,
+            list(artifact_types),
+            None if statuses is None else list(statuses),
+            after,
+            limit,
+        )
     found = []
     for row in rows:
         annotations = None

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from sqlalchemy import select
 
 from cargobay.config import Settings
 from cargobay.errors import (
@@ -18,9 +15,8 @@ from cargobay.errors import (
 from cargobay.iam.authz import Authorizer, RequestContext, Resource
 from cargobay.iam.permissions import CREATE_REPOSITORY
 from cargobay.iam.principal import Principal
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore, upsert
+from cargobay.metadata.records import repositories as records
 from cargobay.oci.names import validate_name
 from cargobay.pullthrough.rules import find_rule
 from cargobay.registry.encryption import key_id_of, resolve_key
@@ -54,19 +50,6 @@ class Repository:
         return key_id_of(self.encryption_type, self.kms_key)
 
 
-_COLUMNS = (
-    schema.repositories.c.id,
-    schema.repositories.c.registry_id,
-    schema.repositories.c.name,
-    schema.repositories.c.created_at,
-    schema.repositories.c.tag_mutability,
-    schema.repositories.c.scan_on_push,
-    schema.repositories.c.encryption_type,
-    schema.repositories.c.kms_key,
-    schema.repositories.c.mutability_exclusions,
-)
-
-
 def _missing(registry_id: str, name: str) -> str:
     return (
         f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
@@ -89,13 +72,8 @@ class RepositoryService:
         self.encryption = encryption
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
-        r = schema.repositories
         async with self.db.read_now() as conn:
-            row = (
-                await conn.execute(
-                    select(*_COLUMNS).where(r.c.registry_id == registry_id, r.c.name == name)
-                )
-            ).first()
+            row = await records.find(conn, registry_id, name)
         return None if row is None else Repository(*row)
 
     async def get(self, registry_id: str, name: str) -> Repository:
@@ -137,36 +115,23 @@ class RepositoryService:
                 context=context,
             )
         async with self.db.write() as conn:
-            result = await insert_ignore(
+            created = await records.insert(
                 conn,
-                schema.repositories,
-                registry_id=registry_id,
-                name=name,
-                created_at=time.time(),
+                registry_id,
+                name,
                 tag_mutability=tag_mutability.mode,
                 mutability_exclusions=tag_mutability.stored_exclusions(),
                 scan_on_push=scan_on_push,
                 encryption_type=encryption_type,
                 kms_key=kms_key,
             )
-            if result.rowcount and tags:
-                repo_id = (
-                    await conn.execute(
-                        select(schema.repositories.c.id).where(
-                            schema.repositories.c.registry_id == registry_id,
-                            schema.repositories.c.name == name,
-                        )
-                    )
-                ).scalar_one()
-                for key, value in tags.items():
-                    await conn.execute(
-                        schema.repository_tags.insert().values(
-                            repository_id=repo_id, key=key, value=value
-                        )
-                    )
+            if created and tags:
+                repo_id = await records.id_of(conn, registry_id, name)
+                assert repo_id is not None
+                await records.add_resource_tags(conn, repo_id, tags)
         repo = await self.find(registry_id, name)
         assert repo is not None
-        return repo, bool(result.rowcount)
+        return repo, created
 
     async def get_for_push(
         self,
@@ -208,61 +173,31 @@ class RepositoryService:
 
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:
         """Names in lexical order after `last`; one indexed range scan."""
-        r = schema.repositories
-        query = select(r.c.name).where(r.c.registry_id == registry_id).order_by(r.c.name)
-        if last:
-            query = query.where(r.c.name > last)
-        if limit is not None:
-            query = query.limit(limit)
         async with self.db.read_now() as conn:
-            return list((await conn.execute(query)).scalars())
+            return await records.list_names(conn, registry_id, last, limit)
 
     async def list(
         self, registry_id: str, names: list[str] | None, last: str | None, limit: int | None
     ) -> list[Repository]:
         """Repositories of a registry in name order (all, or the named ones)."""
-        r = schema.repositories
-        query = select(*_COLUMNS).where(r.c.registry_id == registry_id).order_by(r.c.name)
-        if names is not None:
-            query = query.where(r.c.name.in_(names))
-        if last:
-            query = query.where(r.c.name > last)
-        if limit is not None:
-            query = query.limit(limit)
         async with self.db.read() as conn:
-            return [Repository(*row) for row in await conn.execute(query)]
+            rows = await records.list_rows(conn, registry_id, names, last, limit)
+        return [Repository(*row) for row in rows]
 
     async def delete(self, repo: Repository, *, force: bool) -> None:
         """Delete a repository; without `force` only when it holds no images."""
-        r, m = schema.repositories, schema.manifests
         async with self.db.write() as conn:
-            if not force:
-                has_images = (
-                    await conn.execute(
-                        select(m.c.digest).where(m.c.repository_id == repo.id).limit(1)
-                    )
-                ).first()
-                if has_images is not None:
-                    raise RepositoryNotEmpty(
-                        f"The repository with name '{repo.name}' in registry with id "
-                        f"'{repo.registry_id}' cannot be deleted because it still contains images"
-                    )
-            for table in (
-                schema.tags,
-                schema.manifest_references,
-                schema.manifests,
-                schema.repository_blobs,
-                schema.repository_tags,
-                schema.uploads,
-            ):
-                await conn.execute(table.delete().where(table.c.repository_id == repo.id))
-            await conn.execute(r.delete().where(r.c.id == repo.id))
+            if not force and await records.has_images(conn, repo.id):
+                raise RepositoryNotEmpty(
+                    f"The repository with name '{repo.name}' in registry with id "
+                    f"'{repo.registry_id}' cannot be deleted because it still contains images"
+                )
+            await records.delete(conn, repo.id)
 
     async def update(self, repo: Repository, **values: object) -> Repository:
         """Change settings (tag_mutability, scan_on_push, policy_text, lifecycle_policy)."""
-        r = schema.repositories
         async with self.db.write() as conn:
-            await conn.execute(r.update().where(r.c.id == repo.id).values(**values))
+            await records.update(conn, repo.id, **values)
         updated = await self.find(repo.registry_id, repo.name)
         assert updated is not None
         return updated
@@ -276,64 +211,36 @@ class RepositoryService:
         )
 
     async def get_field(self, repo: Repository, column: str) -> str | None:
-        r = schema.repositories
         async with self.db.read() as conn:
-            return (
-                await conn.execute(select(r.c[column]).where(r.c.id == repo.id))
-            ).scalar_one_or_none()
+            return await records.field(conn, repo.id, column)
 
     # -- resource tags ---------------------------------------------------------------------
 
     async def tags(self, repo: Repository) -> dict[str, str]:
-        t = schema.repository_tags
         async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(t.c.key, t.c.value).where(t.c.repository_id == repo.id).order_by(t.c.key)
-            )
-            return {row.key: row.value for row in rows}
+            return await records.resource_tags(conn, repo.id)
 
     async def set_tags(self, repo: Repository, tags: dict[str, str], limit: int = 50) -> None:
-        t = schema.repository_tags
         async with self.db.write() as conn:
-            for key, value in tags.items():
-                await upsert(
-                    conn, t, ["repository_id", "key"], repository_id=repo.id, key=key, value=value
-                )
-            count = len(
-                (await conn.execute(select(t.c.key).where(t.c.repository_id == repo.id))).all()
-            )
-            if count > limit:
+            if await records.set_resource_tags(conn, repo.id, tags) > limit:
                 raise TooManyTags(f"a repository can have at most {limit} tags")
 
     async def remove_tags(self, repo: Repository, keys: list[str]) -> None:
-        t = schema.repository_tags
         async with self.db.write() as conn:
-            await conn.execute(t.delete().where(t.c.repository_id == repo.id, t.c.key.in_(keys)))
+            await records.remove_resource_tags(conn, repo.id, keys)
 
     # -- registry policy -------------------------------------------------------------------
 
     async def registry_policy(self, registry_id: str) -> str | None:
-        p = schema.registry_policies
         async with self.db.read() as conn:
-            return (
-                await conn.execute(select(p.c.policy_text).where(p.c.registry_id == registry_id))
-            ).scalar_one_or_none()
+            return await records.registry_policy(conn, registry_id)
 
     async def set_registry_policy(self, registry_id: str, text: str | None) -> bool:
         """Store (or with None, delete) the registry policy; False if there was none to delete."""
-        p = schema.registry_policies
         async with self.db.write() as conn:
             if text is None:
-                result = await conn.execute(p.delete().where(p.c.registry_id == registry_id))
-                return bool(result.rowcount)
-            await upsert(
-                conn,
-                p,
-                ["registry_id"],
-                registry_id=registry_id,
-                policy_text=text,
-                updated_at=time.time(),
-            )
+                return await records.delete_registry_policy(conn, registry_id)
+            await records.put_registry_policy(conn, registry_id, text)
             return True
 
     # -- account settings ------------------------------------------------------------------
@@ -341,21 +248,11 @@ class RepositoryService:
     async def create_on_push(self, registry_id: str, default: bool) -> bool:
         """Whether a push may create a repository in this account: its own setting, else the
         deployment's default."""
-        a = schema.account_settings
         async with self.db.read_now() as conn:
-            value = (
-                await conn.execute(select(a.c.create_on_push).where(a.c.account_id == registry_id))
-            ).scalar_one_or_none()
-        return default if value is None else bool(value)
+            value = await records.create_on_push(conn, registry_id)
+        return default if value is None else value
 
     async def set_create_on_push(self, registry_id: str, value: bool | None) -> None:
         """Set an account's create-on-push (None: follow the deployment's default)."""
         async with self.db.write() as conn:
-            await upsert(
-                conn,
-                schema.account_settings,
-                ["account_id"],
-                account_id=registry_id,
-                create_on_push=value,
-                updated_at=time.time(),
-            )
+            await records.set_create_on_push(conn, registry_id, value)

@@ -23,8 +23,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from cargobay.errors import (
     DigestInvalid,
     LayerDigestMismatch,
@@ -33,10 +31,10 @@ from cargobay.errors import (
     UploadInvalid,
     UploadNotFound,
 )
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import LeaseBusy, Leases
-from cargobay.metadata.sql import insert_ignore, upsert
+from cargobay.metadata.records import blobs as blob_records
+from cargobay.metadata.records import uploads as records
 from cargobay.oci.digest import parse_digest
 from cargobay.registry import sealed_uploads
 from cargobay.registry.blobs import BlobInfo, record_copy
@@ -92,26 +90,15 @@ class UploadService:
                 await self.store.upload_delete(upload_id)
                 raise
         async with self.db.write() as conn:
-            await conn.execute(
-                schema.uploads.insert().values(
-                    id=upload_id, repository_id=repo.id, size=0, created_at=now, updated_at=now
-                )
-            )
+            await records.start(conn, upload_id, repo.id, now)
         self._remember(upload_id, 0, hashlib.sha256(), staged)
         return Upload(upload_id, repo.id, 0, now)
 
     async def get(self, repo: Repository, upload_id: str) -> Upload:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise UploadNotFound(_missing(repo, upload_id), detail={"uuid": upload_id})
-        u = schema.uploads
         async with self.db.read_now() as conn:
-            row = (
-                await conn.execute(
-                    select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at).where(
-                        u.c.id == upload_id, u.c.repository_id == repo.id
-                    )
-                )
-            ).first()
+            row = await records.find(conn, repo.id, upload_id)
         if row is None:
             raise UploadNotFound(_missing(repo, upload_id), detail={"uuid": upload_id})
         return Upload(row.id, row.repository_id, int(row.size), row.created_at)
@@ -183,14 +170,9 @@ class UploadService:
                 f"Content-Range ends at {end} but {new_size - upload.size} bytes were sent",
                 size=upload.size,
             )
-        u = schema.uploads
         async with self.db.write() as conn:
-            result = await conn.execute(
-                u.update()
-                .where(u.c.id == upload.id, u.c.size == upload.size)
-                .values(size=new_size, updated_at=time.time())
-            )
-        if not result.rowcount:
+            grown = await records.grow(conn, upload.id, upload.size, new_size)
+        if not grown:
             raise UploadInvalid("the upload was changed by a concurrent request")
         self._remember(upload.id, new_size, hasher, staged)
         return Upload(upload.id, upload.repository_id, new_size, upload.created_at)
@@ -274,37 +256,24 @@ class UploadService:
     ) -> BlobInfo:
         """Make committed bytes visible: the blob row, the repository's link (refreshed, so the
         GC grace period starts again) and the end of the upload session, in one transaction."""
-        now = time.time()
         async with self.db.write() as conn:
-            await insert_ignore(conn, schema.blobs, digest=digest, size=size, created_at=now)
-            await upsert(
-                conn,
-                schema.repository_blobs,
-                ["repository_id", "digest"],
-                repository_id=repo.id,
-                digest=digest,
-                created_at=now,
-            )
+            await blob_records.record(conn, digest, size)
+            await blob_records.relink(conn, repo.id, digest)
             if upload_id is not None:
-                await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload_id))
+                await records.end(conn, upload_id)
         if not await self._exists(repo, digest):
             # Garbage collection removed identical bytes between our dedup check and the
             # commit: undo the link and let the client push again, rather than expose a blob
             # without bytes.
             async with self.db.write() as conn:
-                await conn.execute(
-                    schema.repository_blobs.delete().where(
-                        schema.repository_blobs.c.repository_id == repo.id,
-                        schema.repository_blobs.c.digest == digest,
-                    )
-                )
+                await blob_records.unlink(conn, repo.id, digest)
             raise UploadInvalid("the blob was garbage-collected during the upload; retry")
         return BlobInfo(digest, size)
 
     async def cancel(self, repo: Repository, upload_id: str) -> None:
         upload = await self.get(repo, upload_id)
         async with self.db.write() as conn:
-            await conn.execute(schema.uploads.delete().where(schema.uploads.c.id == upload.id))
+            await records.end(conn, upload.id)
         await self.store.upload_delete(upload.id)
         self._hashers.pop(upload.id, None)
 

@@ -13,7 +13,6 @@ from cargobay.errors import (
     DomainError,
     ImageArchived,
     ImageNotFound,
-    ImageTagDoesNotMatchDigest,
     RepositoryNotFound,
     UpstreamFailed,
 )
@@ -25,7 +24,7 @@ from cargobay.oci.manifest import (
     OCI_MANIFEST,
 )
 from cargobay.registry.archive import ACTIVATING, ACTIVE, ARCHIVED
-from cargobay.registry.deletes import ImageRef, check_ref
+from cargobay.registry.deletes import ImageRef
 from cargobay.registry.repositories import Repository
 from cargobay.scans.service import COMPLETE, ScanRecord
 
@@ -92,19 +91,10 @@ def _ref(image_id: dict[str, Any]) -> ImageRef:
 
 async def resolve_image(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
     """The digest an image id names, or the domain error that says why it names none."""
-    ref = _ref(image_id)
-    check_ref(ref)
-    if ref.tag:
-        tagged = await call.services.images.digest_for_tag(repo, ref.tag)
-        if tagged is None:
-            raise ImageNotFound()
-        if ref.digest and tagged != ref.digest:
-            raise ImageTagDoesNotMatchDigest()
-        return tagged
-    assert ref.digest is not None
-    if not await call.services.images.describe(repo, [ref.digest]):
-        raise ImageNotFound()
-    return ref.digest
+    [digest] = await call.services.images.resolve(repo, [_ref(image_id)])
+    if isinstance(digest, DomainError):
+        raise digest
+    return digest
 
 
 @action("ListImages")
@@ -137,15 +127,16 @@ async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     repo = await call.repository(payload)
     images = call.services.images
     if payload.get("imageIds") is not None:
+        image_ids = _image_ids(payload)
+        resolved = await images.resolve(repo, [_ref(i) for i in image_ids])
         digests = []
-        for image_id in _image_ids(payload):
-            try:
-                digests.append(await resolve_image(call, repo, image_id))
-            except DomainError:
+        for image_id, digest in zip(image_ids, resolved, strict=True):
+            if isinstance(digest, DomainError):
                 raise ImageNotFound(
                     f"The image with imageId {image_id} does not exist within the repository "
                     f"with name '{repo.name}' in the registry with id '{repo.registry_id}'"
-                ) from None
+                )
+            digests.append(digest)
         rows = await images.describe(repo, digests)
         next_token = None
     else:
@@ -229,22 +220,19 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
         not isinstance(accepted, list) or not all(isinstance(a, str) for a in accepted)
     ):
         raise errors.InvalidParameter("acceptedMediaTypes must be a list of strings")
+    image_ids = _image_ids(payload)
+    # All the images at once (two queries), failures per image as ECR reports them; an
+    # archived image's failure is ImageInaccessible, saying why.
+    wanted = [i for i in range(len(image_ids)) if i not in imported]
+    found = await call.services.manifests.get_batch(
+        repo, [_ref(image_ids[i]) for i in wanted], call.principal.arn
+    )
+    manifests = dict(zip(wanted, found, strict=True))
     images, failures = [], []
-    for i, image_id in enumerate(_image_ids(payload)):
-        if i in imported:
-            failures.append(errors.image_failure(image_id, imported[i]))
-            continue
-        try:
-            digest = await resolve_image(call, repo, image_id)
-        except DomainError as exc:
-            failures.append(errors.image_failure(image_id, exc))
-            continue
-        try:
-            manifest = await call.services.manifests.get(
-                repo.registry_id, repo.name, digest, call.principal.arn
-            )
-        except ImageArchived as exc:  # failure code ImageInaccessible, saying why
-            failures.append(errors.image_failure(image_id, exc))
+    for i, image_id in enumerate(image_ids):
+        manifest = imported[i] if i in imported else manifests[i]
+        if isinstance(manifest, DomainError):
+            failures.append(errors.image_failure(image_id, manifest))
             continue
         # acceptedMediaTypes: the stored format if accepted, else ECR's conversion between
         # Docker schema 2 and OCI (by tag only), else the image is not found in that format.

@@ -1,0 +1,91 @@
+"""Blob records: the deployment's blobs, their links into repositories (a blob is visible in
+a repository once linked), and the copies kept under KMS keys."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
+from cargobay.metadata.sql import insert_ignore, upsert
+
+b, rb = schema.blobs, schema.repository_blobs
+
+
+def _linked_size(repository_id: int, digest: str) -> Any:
+    return (
+        select(b.c.size)
+        .join(rb, rb.c.digest == b.c.digest)
+        .where(rb.c.repository_id == repository_id, rb.c.digest == digest)
+    )
+
+
+async def linked_size(conn: Conn, repository_id: int, digest: str) -> int | None:
+    """The size of a blob linked to the repository, or None."""
+    row = (await conn.execute(_linked_size(repository_id, digest))).first()
+    return None if row is None else int(row.size)
+
+
+async def linked_size_locked(conn: Conn, repository_id: int, digest: str) -> int | None:
+    """`linked_size`, with the blob row locked for share on PostgreSQL (SQLite's write
+    transaction already excludes garbage collection): it cannot be collected before the
+    transaction ends."""
+    query = _linked_size(repository_id, digest).with_for_update(read=True, of=b)
+    row = (await conn.execute(query)).first()
+    return None if row is None else int(row.size)
+
+
+async def record(conn: Conn, digest: str, size: int) -> None:
+    """Record committed bytes (idempotent)."""
+    await insert_ignore(conn, b, digest=digest, size=size, created_at=time.time())
+
+
+async def link(conn: Conn, repository_id: int, digest: str, size: int) -> None:
+    """Record committed bytes and link them to the repository (idempotent)."""
+    now = time.time()
+    await insert_ignore(conn, b, digest=digest, size=size, created_at=now)
+    await insert_ignore(conn, rb, repository_id=repository_id, digest=digest, created_at=now)
+
+
+async def relink(conn: Conn, repository_id: int, digest: str) -> None:
+    """Link a recorded blob, or refresh its link's time (restarting GC's grace period)."""
+    await upsert(
+        conn,
+        rb,
+        ["repository_id", "digest"],
+        repository_id=repository_id,
+        digest=digest,
+        created_at=time.time(),
+    )
+
+
+async def unlink(conn: Conn, repository_id: int, digest: str) -> bool:
+    """Remove a blob's link; whether there was one."""
+    result = await conn.execute(
+        rb.delete().where(rb.c.repository_id == repository_id, rb.c.digest == digest)
+    )
+    return bool(result.rowcount)
+
+
+async def linked(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
+    """Which of `digests` are linked to the repository, the links locked for share on
+    PostgreSQL: garbage collection locks a link before removing it, so it either waits for
+    the caller's transaction or the caller sees the link gone."""
+    query = select(rb.c.digest).where(rb.c.repository_id == repository_id, rb.c.digest.in_(digests))
+    query = query.with_for_update(read=True)  # SQLite leaves it out
+    return {row.digest for row in await conn.execute(query)}
+
+
+async def record_copy(conn: Conn, digest: str, key_id: str) -> None:
+    """Note that the copy of `digest` under `key_id` exists, refreshing its time."""
+    await upsert(
+        conn,
+        schema.blob_copies,
+        ["digest", "key_id"],
+        digest=digest,
+        key_id=key_id,
+        created_at=time.time(),
+    )

@@ -1,0 +1,160 @@
+"""Manifest records: the stored manifest (its bytes exactly as pushed, sealed or not), the
+references it makes to blobs and child manifests, and the lookups the pull path makes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, func, select
+
+from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
+from cargobay.metadata.sql import insert_ignore
+
+m, mr = schema.manifests, schema.manifest_references
+r, t, a = schema.repositories, schema.tags, schema.image_archives
+
+
+def _archived(manifests: Any = m) -> Any:
+    return and_(a.c.repository_id == manifests.c.repository_id, a.c.digest == manifests.c.digest)
+
+
+def _pull_queries() -> tuple[Select, Select]:
+    """A manifest by digest and by tag, repository included. Built once: constructing the
+    statement cost more than running it on every pull."""
+    columns = select(
+        m.c.repository_id,
+        m.c.digest,
+        m.c.media_type,
+        m.c.content,
+        m.c.last_pulled_at,
+        r.c.encryption_type,
+        r.c.kms_key,
+        a.c.status.label("archive_status"),
+    )
+    by_digest = columns.select_from(
+        m.join(r, r.c.id == m.c.repository_id).outerjoin(a, _archived())
+    ).where(m.c.digest == bindparam("reference"))
+    by_tag = columns.select_from(
+        t.join(r, r.c.id == t.c.repository_id)
+        .join(m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
+        .outerjoin(a, _archived())
+    ).where(t.c.name == bindparam("reference"))
+    in_repo = (r.c.registry_id == bindparam("registry_id"), r.c.name == bindparam("name"))
+    return by_digest.where(*in_repo), by_tag.where(*in_repo)
+
+
+_BY_DIGEST, _BY_TAG = _pull_queries()
+
+
+async def for_pull(
+    conn: Conn, registry_id: str, name: str, reference: str, *, by_digest: bool
+) -> Any | None:
+    """A manifest by tag or digest in one indexed query: repository_id, digest, media_type,
+    content, last_pulled_at, the repository's encryption_type and kms_key, and
+    archive_status (None when never archived). None when the repository or image is absent."""
+    params = {"registry_id": registry_id, "name": name, "reference": reference}
+    return (await conn.execute(_BY_DIGEST if by_digest else _BY_TAG, params)).first()
+
+
+async def many_for_pull(conn: Conn, repository_id: int, digests: list[str]) -> dict[str, Any]:
+    """`for_pull`'s rows (without the repository's columns) for many manifests of one
+    repository in one query, by digest; absent digests are left out."""
+    if not digests:
+        return {}
+    query = (
+        select(
+            m.c.repository_id,
+            m.c.digest,
+            m.c.media_type,
+            m.c.content,
+            m.c.last_pulled_at,
+            a.c.status.label("archive_status"),
+        )
+        .select_from(m.outerjoin(a, _archived()))
+        .where(m.c.repository_id == repository_id, m.c.digest.in_(sorted(set(digests))))
+    )
+    return {row.digest: row for row in await conn.execute(query)}
+
+
+async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
+    """Which of `digests` the repository holds."""
+    query = select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(digests))
+    return {row.digest for row in await conn.execute(query)}
+
+
+async def largest_image(conn: Conn, repository_id: int, digests: list[str]) -> int:
+    """The largest image size among `digests` (an index's size, as ECR gives it)."""
+    query = select(func.max(m.c.image_size)).where(
+        m.c.repository_id == repository_id, m.c.digest.in_(digests)
+    )
+    return (await conn.execute(query)).scalar_one() or 0
+
+
+async def insert(
+    conn: Conn,
+    repository_id: int,
+    digest: str,
+    *,
+    blobs: list[str],
+    children: list[str],
+    **values: Any,
+) -> bool:
+    """Insert a manifest row and its references (to `blobs` and child manifests); False,
+    and nothing written, when the repository already holds it."""
+    result = await insert_ignore(
+        conn, m, repository_id=repository_id, digest=digest, pushed_at=time.time(), **values
+    )
+    if not result.rowcount:
+        return False
+    for target, kind in [*((d, "blob") for d in blobs), *((d, "manifest") for d in children)]:
+        await insert_ignore(
+            conn,
+            mr,
+            repository_id=repository_id,
+            manifest_digest=digest,
+            target_digest=target,
+            kind=kind,
+        )
+    return True
+
+
+async def parents(conn: Conn, repository_id: int, digest: str) -> list[str]:
+    """The image indexes in the repository that list `digest`."""
+    query = select(mr.c.manifest_digest).where(
+        mr.c.repository_id == repository_id,
+        mr.c.target_digest == digest,
+        mr.c.kind == "manifest",
+    )
+    return [row.manifest_digest for row in await conn.execute(query)]
+
+
+async def delete(conn: Conn, repository_id: int, digest: str) -> bool:
+    """Delete a manifest row (its tags and references are the caller's next steps, in the
+    same transaction); whether it existed."""
+    result = await conn.execute(
+        m.delete().where(m.c.repository_id == repository_id, m.c.digest == digest)
+    )
+    return bool(result.rowcount)
+
+
+async def delete_references(conn: Conn, repository_id: int, digest: str) -> None:
+    """Delete the references a manifest makes."""
+    await conn.execute(
+        mr.delete().where(mr.c.repository_id == repository_id, mr.c.manifest_digest == digest)
+    )
+
+
+async def count(conn: Conn, repository_id: int) -> int:
+    query = select(func.count()).select_from(m).where(m.c.repository_id == repository_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def record_pull(conn: Conn, repository_id: int, digests: list[str], when: float) -> None:
+    """Note when the manifests `digests` were last pulled."""
+    await conn.execute(
+        m.update()
+        .where(m.c.repository_id == repository_id, m.c.digest.in_(digests))
+        .values(last_pulled_at=when)
+    )

@@ -1,0 +1,45 @@
+"""Upload records: a blob upload session of a repository and how many bytes it holds (the
+bytes themselves are the blob store's)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
+
+u = schema.uploads
+
+
+async def start(conn: Conn, upload_id: str, repository_id: int, now: float) -> None:
+    await conn.execute(
+        u.insert().values(
+            id=upload_id, repository_id=repository_id, size=0, created_at=now, updated_at=now
+        )
+    )
+
+
+async def find(conn: Conn, repository_id: int, upload_id: str) -> Any | None:
+    """The session (id, repository_id, size, created_at) if it is the repository's."""
+    query = select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at).where(
+        u.c.id == upload_id, u.c.repository_id == repository_id
+    )
+    return (await conn.execute(query)).first()
+
+
+async def grow(conn: Conn, upload_id: str, size: int, new_size: int) -> bool:
+    """Move a session from `size` to `new_size` bytes; False when it no longer holds `size`
+    (a concurrent request changed it first)."""
+    result = await conn.execute(
+        u.update()
+        .where(u.c.id == upload_id, u.c.size == size)
+        .values(size=new_size, updated_at=time.time())
+    )
+    return bool(result.rowcount)
+
+
+async def end(conn: Conn, upload_id: str) -> None:
+    await conn.execute(u.delete().where(u.c.id == upload_id))
