@@ -33,7 +33,7 @@ class Visitor:
             self.url(path), data=data, allow_redirects=False, timeout=60, **kwargs
         )
 
-    def signin(self, key: str, secret: str) -> requests.Response:
+    def signin(self, key: str, secret: str, **kwargs: Any) -> requests.Response:
         form = self.get("signin")
         assert form.status_code == 200
         return self.post(
@@ -44,6 +44,7 @@ class Visitor:
                 "secret_access_key": secret,
                 "next": "/console/repositories",
             },
+            **kwargs,
         )
 
     def submit(self, page: str, action: str, fields: dict[str, str]) -> requests.Response:

@@ -165,3 +165,27 @@ def test_deactivating_the_key_ends_its_console_sessions(console_server, tmp) -> 
             break
         time.sleep(1)
     assert answers == {303}
+
+
+def test_repeated_failed_signins_are_throttled(tmp_path) -> None:
+    """Ten wrong secrets for one key from one address: the next try is refused (429, with
+    Retry-After) before the secret is even checked; the same key from elsewhere is not held
+    back by it (nobody can lock a user out by failing on purpose)."""
+    from server import Server
+
+    server = Server(tmp_path / "data", workers=1).start(timeout=120)
+    try:
+        key, secret = server.credentials
+        visitor = Visitor(server)
+        for _ in range(10):
+            assert visitor.signin(key, "wrong-secret").status_code == 401
+        refused = visitor.signin(key, secret)
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 300
+        assert "Too many failed sign-ins" in refused.text
+        assert "cargobay_console" not in visitor.http.cookies
+        # Behind no trusted proxy, X-Forwarded-For changes nothing: still this address.
+        spoofed = visitor.signin(key, secret, headers={"X-Forwarded-For": "198.51.100.7"})
+        assert spoofed.status_code == 429
+    finally:
+        server.discard()

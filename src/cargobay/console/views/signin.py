@@ -10,6 +10,7 @@ from aiohttp import web
 from cargobay.audit.hooks import audit_call
 from cargobay.console import csrf
 from cargobay.console.sessions import SESSION_LIFETIME
+from cargobay.console.throttle import SignInThrottle
 from cargobay.console.web import (
     PREFIX,
     SESSION_COOKIE,
@@ -24,8 +25,11 @@ from cargobay.console.web import (
     visitor_of,
 )
 from cargobay.iam.principal import Principal
+from cargobay.requestinfo import request_context
 
 MAX_FIELD = 1024
+# One per worker process (see console/throttle.py for why that is enough).
+THROTTLE = SignInThrottle()
 
 
 def _next(value: object) -> str:
@@ -100,9 +104,22 @@ async def signin(request: web.Request) -> web.StreamResponse:
     ):
         return _form(request, status=400, error="Enter an access key id and a secret.", next=target)
     services = services_of(request)
+    address = request_context(request, services.settings.trusted_proxies).source_ip
+    wait = THROTTLE.retry_after(key_id.strip(), address)
+    if wait:
+        response = _form(
+            request,
+            status=429,
+            error=f"Too many failed sign-ins; try again in {wait} seconds.",
+            key_id=key_id.strip(),
+            next=target,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     principal = await services.credentials.verify(key_id.strip(), secret)
     await _audit(request, principal, key_id.strip())
     if principal is None:
+        THROTTLE.failed(key_id.strip(), address)
         return _form(
             request,
             status=401,
@@ -110,6 +127,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
             key_id=key_id.strip(),
             next=target,
         )
+    THROTTLE.succeeded(key_id.strip(), address)
     session = await sessions(request).create(principal.access_key_id)
     response = redirect(target)
     set_cookie(request, response, SESSION_COOKIE, session.session_id, int(SESSION_LIFETIME))
