@@ -229,10 +229,13 @@ def test_only_the_authorizer_calls_the_policy_engine() -> None:
     new key policy would still let its caller change it."""
     callers = []
     for path in sorted(SRC.rglob("*.py")):
+        if path.is_relative_to(SRC / "iam" / "policy"):
+            continue  # the engine's own modules
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.ImportFrom)
-                and node.module == "cargobay.iam.policy"
+                and node.module is not None
+                and (node.module + ".").startswith("cargobay.iam.policy.")
                 and any(alias.name in ("decide", "AuthRequest") for alias in node.names)
             ):
                 callers.append(path.relative_to(SRC).as_posix())
