@@ -72,3 +72,24 @@ def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: 
     # moto implements these two of the five (the others answer NotImplemented there).
     for operation in ("BatchGetImage", "GetAuthorizationToken"):
         assert report["moto"][operation]["requests"] > 0
+
+
+def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
+    out = tmp_path / "sigv4.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sigv4_micro", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {
+        "verify_total_us",
+        "key_derivation_us",
+        "botocore_canonical_request_us",
+        "body_sha256_us",
+        "secret_lookup_us",
+    }
+    assert all(value > 0 for value in report.values()), report
