@@ -93,3 +93,33 @@ def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
         "secret_lookup_us",
     }
     assert all(value > 0 for value in report.values()), report
+
+
+def test_quick_flat_costs_benchmark_reports_every_size_request_and_gc_run(tmp_path: Path) -> None:
+    out = tmp_path / "flat.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flat_costs", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "generated directly in the metadata database" in proc.stdout
+    report = json.loads(out.read_text())
+    assert list(report["sizes"]) == ["10", "100", "1000"]
+    for size in report["sizes"].values():
+        assert set(size["repositories"]) == {
+            "push",
+            "manifest_get",
+            "tags_list",
+            "catalog",
+            "describe_images",
+            "lifecycle_preview",
+        }
+        assert set(size["tags"]) == set(size["repositories"]) - {"catalog"}
+        assert size["preview_status"] == "COMPLETE"
+    assert all(r > 0 for axis in report["ratios"].values() for r in axis.values())
+    for run in report["gc"]:
+        assert run["blobs_deleted"] == run["garbage"], run
+        assert run["peak_rss_mib"] > 0, run
