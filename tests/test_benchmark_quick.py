@@ -97,8 +97,9 @@ def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
 
 def test_quick_flat_costs_benchmark_reports_every_size_request_and_gc_run(tmp_path: Path) -> None:
     out = tmp_path / "flat.json"
+    charts = ["--charts", str(tmp_path / "charts")]
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.flat_costs", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.flat_costs", "--quick", "--out", str(out), *charts],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -123,3 +124,5 @@ def test_quick_flat_costs_benchmark_reports_every_size_request_and_gc_run(tmp_pa
     for run in report["gc"]:
         assert run["blobs_deleted"] == run["garbage"], run
         assert run["peak_rss_mib"] > 0, run
+    for chart in ("flat_costs.png", "latency_percentiles.png", "gc.png"):
+        assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart
