@@ -28,8 +28,9 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
     for tool in ("docker-registry", "wrk", "curl", "skopeo"):
         require_tool(tool)
     out = tmp_path / "quick.json"
+    charts = ["--charts", str(tmp_path / "charts")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out), *charts],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -52,6 +53,8 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
                 assert values[registry] is not None, f"{key}.{metric} missing for {registry}"
     assert scenarios["concurrency"]["metrics"]["errors"]["cargobay"] == 0
     assert scenarios["concurrency"]["metrics"]["errors"]["distribution"] == 0
+    for chart in ("ratios.png", "latency_percentiles.png"):
+        assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart
 
 
 def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: Path) -> None:
