@@ -95,6 +95,7 @@ def test_sweep_deletes_exactly_the_scattered_garbage_over_many_batches(
 ) -> None:
     monkeypatch.setattr(gc, "BATCH", 7)
     monkeypatch.setattr(gc, "ROWS_PER_WRITE", 3)
+    monkeypatch.setattr(gc, "DIGESTS_SHOWN", 5)  # the report's list stays this short
     total = 200
     garbage = {i for i in range(total) if i % 9 == 4 or i in (0, 199)}
 
@@ -110,6 +111,7 @@ def test_sweep_deletes_exactly_the_scattered_garbage_over_many_batches(
             assert report.blobs_deleted == len(gone)
             assert sorted(store.deleted) == sorted(gone)
             assert report.bytes_freed == sum(garbage) + first_live
+            assert len(report.digests) == 5 and set(report.digests) <= gone
             async with db.read() as conn:
                 left = set((await conn.execute(select(schema.blobs.c.digest))).scalars())
             assert left == {_digest(i) for i in range(total)} - gone

@@ -38,6 +38,7 @@ from cargobay.storage import BlobStore
 log = logging.getLogger("cargobay.gc")
 BATCH = 500
 ROWS_PER_WRITE = 32
+DIGESTS_SHOWN = 100  # the report names this many digests; memory stays flat in the garbage
 
 
 @dataclass
@@ -52,7 +53,7 @@ class GcReport:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["digests"] = data["digests"][:100]
+        data["digests"] = data["digests"][:DIGESTS_SHOWN]
         return data
 
 
@@ -211,7 +212,8 @@ async def collect(
         await store.delete(row.digest)
         report.blobs_deleted += 1
         report.bytes_freed += int(row.size)
-        report.digests.append(row.digest)
+        if len(report.digests) < DIGESTS_SHOWN:
+            report.digests.append(row.digest)
 
     await _sweep(db, b, (b.c.digest,), _orphan_blob(cutoff), extra=(b.c.size,), deleted=blob_gone)
 
