@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--no-moto", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--charts", type=Path, help="write ecr_api.png into this directory")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed", file=sys.stderr)
@@ -202,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report(ours, theirs))
     if args.out:
         args.out.write_text(json.dumps({"cargobay": ours, "moto": theirs}, indent=2))
+    if args.charts:
+        from benchmarks import charts
+
+        charts.ecr_api({"cargobay": ours, "moto": theirs}, args.charts, QUOTAS)
     return 0
 
 

@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--only", default="", help="comma-separated scenario keys to run")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    parser.add_argument("--charts", type=Path, help="write PNG charts into this directory")
     args = parser.parse_args(argv)
     knobs: Knobs = QUICK if args.quick else FULL
     only = {s for s in args.only.split(",") if s}
@@ -363,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
             print(f"wrote {args.out}")
+        if args.charts:
+            from benchmarks import charts
+
+            charts.ratios(report, args.charts)
+            charts.latency_percentiles(None, report, args.charts)
         failed = any(any(e for e in s["errors"].values()) for s in summary.values())
         return 1 if failed else 0
     finally:

@@ -28,8 +28,9 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
     for tool in ("docker-registry", "wrk", "curl", "skopeo"):
         require_tool(tool)
     out = tmp_path / "quick.json"
+    charts = ["--charts", str(tmp_path / "charts")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out), *charts],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -52,6 +53,8 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
                 assert values[registry] is not None, f"{key}.{metric} missing for {registry}"
     assert scenarios["concurrency"]["metrics"]["errors"]["cargobay"] == 0
     assert scenarios["concurrency"]["metrics"]["errors"]["distribution"] == 0
+    for chart in ("ratios.png", "latency_percentiles.png"):
+        assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart
 
 
 def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: Path) -> None:
@@ -72,3 +75,57 @@ def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: 
     # moto implements these two of the five (the others answer NotImplemented there).
     for operation in ("BatchGetImage", "GetAuthorizationToken"):
         assert report["moto"][operation]["requests"] > 0
+
+
+def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
+    out = tmp_path / "sigv4.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sigv4_micro", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {
+        "verify_total_us",
+        "key_derivation_us",
+        "botocore_canonical_request_us",
+        "body_sha256_us",
+        "secret_lookup_us",
+    }
+    assert all(value > 0 for value in report.values()), report
+
+
+def test_quick_flat_costs_benchmark_reports_every_size_request_and_gc_run(tmp_path: Path) -> None:
+    out = tmp_path / "flat.json"
+    charts = ["--charts", str(tmp_path / "charts")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flat_costs", "--quick", "--out", str(out), *charts],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "generated directly in the metadata database" in proc.stdout
+    report = json.loads(out.read_text())
+    assert list(report["sizes"]) == ["10", "100", "1000"]
+    for size in report["sizes"].values():
+        assert set(size["repositories"]) == {
+            "push",
+            "manifest_get",
+            "tags_list",
+            "catalog",
+            "describe_images",
+            "lifecycle_preview",
+        }
+        assert set(size["tags"]) == set(size["repositories"]) - {"catalog"}
+        assert size["preview_status"] == "COMPLETE"
+    assert all(r > 0 for axis in report["ratios"].values() for r in axis.values())
+    for run in report["gc"]:
+        assert run["blobs_deleted"] == run["garbage"], run
+        assert run["peak_rss_mib"] > 0, run
+    for chart in ("flat_costs.png", "latency_percentiles.png", "gc.png"):
+        assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart

@@ -18,6 +18,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import Update, func, select
@@ -37,6 +38,7 @@ CACHE_SECONDS = 30.0
 # How often a process checks whether any key was revoked anywhere (see `revoke`).
 EPOCH_CHECK_SECONDS = 1.0
 EPOCH_KEY = "credentials-epoch"
+OPENED_SECRETS = 1024
 
 
 def new_access_key_id() -> str:
@@ -70,6 +72,9 @@ class CredentialStore:
         self.db = db
         self.box = box
         self._verified: dict[bytes, tuple[float, Principal]] = {}
+        # Sealed secret -> plaintext, so SigV4 does not decrypt on every request. Keyed by the
+        # ciphertext, the key's row is still read each time: status changes apply at once.
+        self._opened: OrderedDict[str, str] = OrderedDict()
         self._epoch: str | None = None
         self._epoch_checked_at = float("-inf")
 
@@ -156,7 +161,19 @@ class CredentialStore:
         row = await self._key_row(key_id)
         if row is None:
             return None
-        return KeyRecord(row.principal, self.box.open(row.sealed), row.active)
+        return KeyRecord(row.principal, self._open(row.sealed), row.active)
+
+    def _open(self, sealed: str) -> str:
+        """The plaintext of a sealed secret, remembered for the OPENED_SECRETS most recent."""
+        secret = self._opened.get(sealed)
+        if secret is not None:
+            self._opened.move_to_end(sealed)
+            return secret
+        secret = self.box.open(sealed)
+        self._opened[sealed] = secret
+        if len(self._opened) > OPENED_SECRETS:
+            self._opened.popitem(last=False)
+        return secret
 
     async def active_principal(self, key_id: str) -> Principal | None:
         """The current principal of an Active access key, or None. Tokens issued for a key

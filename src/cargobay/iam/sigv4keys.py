@@ -1,0 +1,101 @@
+"""The two halves of a SigV4 signature that do not depend on the request's parsing: the
+canonical request (as botocore's `SigV4Auth.canonical_request` builds it) and the derived
+signing key, remembered per (secret, date, region, service).
+
+The canonical request is built from strings rather than from botocore request objects: the
+objects (`AWSRequest`, `HTTPHeaders`, a `SigV4Auth` per request) cost about as much as the rest
+of a verification together. Path normalisation and quoting are botocore's own functions, so the
+result is byte for byte what botocore signs.
+
+AWS documents the signing key as cacheable: it depends only on the secret, the scope's date,
+region and service, and is valid for that day. The cache is keyed by a SHA-256 of the secret
+(never the secret itself), so a rotated or changed secret misses, as does a new date; it holds
+at most `max_entries` keys, least recently used out first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from urllib.parse import quote, urlsplit
+
+from botocore.utils import normalize_url_path
+
+TERMINATOR = "aws4_request"
+_QUERY_SAFE = "-_.~"
+
+
+def derive_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), terminator)."""
+    key = ("AWS4" + secret).encode()
+    for part in (date, region, service, TERMINATOR):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+class SigningKeys:
+    """A bounded LRU cache of derived signing keys."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._keys: OrderedDict[tuple[bytes, str, str, str], bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, secret: str, date: str, region: str, service: str) -> bytes:
+        """The signing key for this scope: from the cache, or derived and remembered."""
+        slot = (hashlib.sha256(secret.encode()).digest(), date, region, service)
+        key = self._keys.get(slot)
+        if key is not None:
+            self._keys.move_to_end(slot)
+            return key
+        key = derive_key(secret, date, region, service)
+        self._keys[slot] = key
+        if len(self._keys) > self.max_entries:
+            self._keys.popitem(last=False)
+        return key
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+
+def _canonical_path(path: str) -> str:
+    # As botocore: the path of the URL it signs, dot segments and repeated slashes removed,
+    # then quoted (again) with only '/' and '~' left bare.
+    return quote(normalize_url_path(urlsplit("https://verifier.invalid" + path).path), safe="/~")
+
+
+def _canonical_query(params: Sequence[tuple[str, str]]) -> str:
+    pairs = sorted((quote(k, safe=_QUERY_SAFE), quote(v, safe=_QUERY_SAFE)) for k, v in params)
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def _canonical_headers(signed: Sequence[str], headers: Mapping[str, list[str]]) -> tuple[str, str]:
+    """The canonical header block and the signed-headers line. As botocore: a name listed twice
+    contributes its values twice, and a listed header the request lacks is left out of both."""
+    values: dict[str, list[str]] = {}
+    for name in signed:
+        for value in headers.get(name, ()):
+            values.setdefault(name, []).append(" ".join(value.split()))
+    names = sorted(values)
+    block = "\n".join(f"{name}:{','.join(values[name])}" for name in names) + "\n"
+    return block, ";".join(names)
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    params: Sequence[tuple[str, str]],
+    signed: Sequence[str],
+    headers: Mapping[str, list[str]],
+    payload_hash: str,
+) -> str:
+    """The SigV4 canonical request: method, path, query, headers, signed names, payload hash."""
+    block, names = _canonical_headers(signed, headers)
+    parts = (method.upper(), _canonical_path(path), _canonical_query(params))
+    return "\n".join((*parts, block, names, payload_hash))

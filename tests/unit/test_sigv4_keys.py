@@ -1,0 +1,167 @@
+"""The SigV4 signing-key cache and the canonical request built without botocore's objects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cargobay.iam.credentials import CredentialStore
+from cargobay.iam.secrets import SecretBox, new_key
+from cargobay.iam.sigv4keys import SigningKeys, canonical_request, derive_key
+from cargobay.metadata import migrations, schema
+from cargobay.metadata.db import Database
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def _aws_reference_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The key derivation exactly as AWS's documentation spells it out."""
+    k_date = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    k_region = hmac.new(k_date, region.encode(), hashlib.sha256).digest()
+    k_service = hmac.new(k_region, service.encode(), hashlib.sha256).digest()
+    return hmac.new(k_service, b"aws4_request", hashlib.sha256).digest()
+
+
+def test_derived_key_is_awss_documented_chain() -> None:
+    # AWS's published example: secret wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, 20120215,
+    # us-east-1, iam.
+    key = derive_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam")
+    assert key.hex() == "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+    assert key == _aws_reference_key(
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam"
+    )
+
+
+def test_cache_returns_the_derived_key_and_remembers_it() -> None:
+    keys = SigningKeys()
+    first = keys.get(SECRET, "20260101", "us-east-1", "ecr")
+    assert first == _aws_reference_key(SECRET, "20260101", "us-east-1", "ecr")
+    assert keys.get(SECRET, "20260101", "us-east-1", "ecr") is first
+    assert len(keys) == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        (SECRET + "x", "20260101", "us-east-1", "ecr"),  # a changed secret
+        (SECRET, "20260102", "us-east-1", "ecr"),  # the next day
+        (SECRET, "20260101", "eu-west-1", "ecr"),
+        (SECRET, "20260101", "us-east-1", "iam"),
+    ],
+)
+def test_any_changed_part_of_the_scope_misses_the_cache(changed: tuple[str, ...]) -> None:
+    keys = SigningKeys()
+    stale = keys.get(SECRET, "20260101", "us-east-1", "ecr")
+    fresh = keys.get(*changed)
+    assert fresh != stale
+    assert fresh == _aws_reference_key(*changed)
+    assert len(keys) == 2
+
+
+def test_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
+    keys = SigningKeys(max_entries=3)
+    for day in ("01", "02", "03"):
+        keys.get(SECRET, f"202601{day}", "us-east-1", "ecr")
+    keys.get(SECRET, "20260101", "us-east-1", "ecr")  # used again: now the most recent
+    for day in range(4, 40):
+        keys.get(SECRET, f"202601{day:02d}", "us-east-1", "ecr")
+        assert len(keys) <= 3
+    assert len(keys) == 3
+    with pytest.raises(ValueError):
+        SigningKeys(max_entries=0)
+
+
+def test_cache_never_holds_the_plaintext_secret() -> None:
+    keys = SigningKeys()
+    keys.get(SECRET, "20260101", "us-east-1", "ecr")
+    assert all(SECRET.encode() not in slot[0] for slot in keys._keys)
+    assert all(SECRET not in slot for slot in keys._keys)
+
+
+# -- the canonical request is botocore's, byte for byte ----------------------------------------
+
+_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), max_size=12)
+_PATH = st.lists(
+    st.one_of(st.sampled_from(["", ".", "..", "a b", "%20", "~x", "v2", "é"]), _TEXT), max_size=5
+).map(lambda parts: "/" + "/".join(parts))
+_NAMES = st.sampled_from(["host", "x-amz-date", "x-amz-target", "content-type", "x-custom"])
+
+
+def _botocore(method, path, params, signed, headers, payload) -> str:
+    class Signer(SigV4Auth):
+        def headers_to_sign(self, request):
+            selected = HTTPHeaders()
+            for name in signed:
+                for value in headers.get(name, ()):
+                    selected[name] = value
+            return selected
+
+        def payload(self, request):
+            return payload
+
+    signer = Signer(Credentials("AKIA", SECRET), "ecr", "us-east-1")
+    request = AWSRequest(method=method, url="https://verifier.invalid" + path, params=params)
+    return signer.canonical_request(request)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "post", "PUT"]),
+    path=_PATH,
+    params=st.lists(st.tuples(_TEXT, _TEXT), max_size=4),
+    signed=st.lists(_NAMES, min_size=1, max_size=5),
+    headers=st.dictionaries(_NAMES, st.lists(_TEXT, min_size=1, max_size=2), max_size=5),
+)
+def test_canonical_request_matches_botocore(method, path, params, signed, headers) -> None:
+    payload = hashlib.sha256(b"body").hexdigest()
+    ours = canonical_request(method, path, params, tuple(signed), headers, payload)
+    assert ours == _botocore(method, path, params, tuple(signed), headers, payload)
+
+
+# -- the access key behind a signature: its secret opened once, its status read every time -----
+
+
+def test_lookup_opens_a_secret_once_but_reads_the_keys_status_every_time(tmp_path: Path) -> None:
+    url = "sqlite:///" + str(tmp_path / "meta.db")
+
+    async def main() -> None:
+        await migrations.upgrade(url)
+        db = Database(url)
+        try:
+            box = SecretBox(new_key())
+            store = CredentialStore(db, box)
+            user = await store.create_user("000000000000", "alice")
+            key_id, secret = await store.add_access_key(user)
+            opened = []
+            real_open = box.open
+            box.open = lambda sealed: opened.append(sealed) or real_open(sealed)
+            for _ in range(3):
+                record = await store.lookup(key_id)
+                assert record is not None and record.secret == secret and record.active
+            assert len(opened) == 1
+            async with db.write() as conn:  # deactivated by another process
+                k = schema.access_keys
+                await conn.execute(k.update().where(k.c.id == key_id).values(status="Inactive"))
+            record = await store.lookup(key_id)
+            assert record is not None and not record.active
+            async with db.write() as conn:  # deleted and re-created under the same id
+                await conn.execute(k.delete().where(k.c.id == key_id))
+            assert await store.lookup(key_id) is None
+            _, other = await store.add_access_key(user, key_id, "a-new-secret-for-the-same-id")
+            record = await store.lookup(key_id)
+            assert record is not None and record.secret == other != secret
+            assert len(opened) == 2
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
