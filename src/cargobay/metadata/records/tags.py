@@ -42,7 +42,9 @@ async def on_each(conn: Conn, repository_id: int, digests: list[str]) -> dict[st
         query = (
             select(t.c.digest, t.c.name)
             .where(t.c.repository_id == repository_id, t.c.digest.in_(digests))
-            .order_by(t.c.name)
+            # By digest first: the (repository, digest) index finds the few rows asked for;
+            # ordering by name alone walks every tag of the repository (benchmarks/flat_costs).
+            .order_by(t.c.digest, t.c.name)
         )
         for row in await conn.execute(query):
             found[row.digest].append(row.name)
