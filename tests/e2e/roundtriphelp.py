@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+import botocore
 
 from e2e.ocihttp import Client
 
@@ -21,7 +22,7 @@ def v2_count(server: Any, path: str) -> int:
 
 def ecr_count(ecr: Any, operation: str, params: dict[str, Any]) -> int:
     """The statements of a warm ECR call (the second of two)."""
-    method = getattr(ecr, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())
+    method = getattr(ecr, botocore.xform_name(operation))
     method(**params)
     response = method(**params)
     return int(response["ResponseMetadata"]["HTTPHeaders"][HEADER.lower()])

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from e2e.ecrhelp import aws, client, make_user, pull, pulled_blob, pulled_manifest, push, unique
+from e2e.replhelp import configure, statuses, wait_statuses
 from imagebuilder import build_image
 from server import Server
 
@@ -36,34 +37,6 @@ def regions(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
         b.discard()
 
 
-def _statuses(server: Server, name: str, tag: str) -> dict[tuple[str, str], dict]:
-    out = aws(
-        server, "ecr", "describe-image-replication-status",
-        "--repository-name", name, "--image-id", f"imageTag={tag}",
-    ).json  # fmt: skip
-    return {(s["region"], s["registryId"]): s for s in out["replicationStatuses"]}
-
-
-def _wait(server: Server, name: str, tag: str, want: dict[tuple[str, str], str]) -> dict:
-    deadline = time.monotonic() + 90
-    while True:
-        statuses = _statuses(server, name, tag)
-        if {k: v["status"] for k, v in statuses.items()} == want:
-            return statuses
-        if time.monotonic() > deadline:
-            pytest.fail(f"replication statuses stayed {statuses}, wanted {want}")
-        time.sleep(0.5)
-
-
-def _configure(server: Server, tmp_path: Path, rules: list[dict]) -> dict:
-    path = tmp_path / "replication.json"
-    path.write_text(json.dumps({"rules": rules}))
-    return aws(
-        server, "ecr", "put-replication-configuration",
-        "--replication-configuration", f"file://{path}",
-    ).json  # fmt: skip
-
-
 def test_push_replicates_to_another_region_and_account(
     regions: tuple[Server, Server], tmp_path: Path
 ) -> None:
@@ -74,7 +47,7 @@ def test_push_replicates_to_another_region_and_account(
     ]
     rules = [{"destinations": destinations, "repositoryFilters": [
         {"filter": "prod/", "filterType": "PREFIX_MATCH"}]}]  # fmt: skip
-    assert _configure(a, tmp_path, rules)["replicationConfiguration"] == {"rules": rules}
+    assert configure(a, tmp_path, rules)["replicationConfiguration"] == {"rules": rules}
     described = aws(a, "ecr", "describe-registry").json
     assert described["replicationConfiguration"] == {"rules": rules}
 
@@ -82,10 +55,10 @@ def test_push_replicates_to_another_region_and_account(
     name = unique("prod/app")
     push(a, image, f"{name}:1.0")
     # The other account has not granted ecr:ReplicateImage: FAILED with the reason.
-    statuses = _wait(
+    found = wait_statuses(
         a, name, "1.0", {("eu-west-1", "000000000000"): "COMPLETE", ("us-east-1", OTHER): "FAILED"}
     )
-    assert statuses[("us-east-1", OTHER)]["failureCode"] == "ACCESS_DENIED"
+    assert found[("us-east-1", OTHER)]["failureCode"] == "ACCESS_DENIED"
 
     pull(b, f"{name}:1.0", tmp_path / "from-b")
     digest, manifest = pulled_manifest(tmp_path / "from-b")
@@ -127,13 +100,13 @@ def test_push_replicates_to_another_region_and_account(
     ]  # fmt: skip
     listed = ecr.list_replication_backfills()["backfills"]
     assert [b["replicationBackfillId"] for b in listed] == [backfill]
-    assert _statuses(a, name, "1.0")[("us-east-1", OTHER)]["status"] == "COMPLETE"
+    assert statuses(a, name, "1.0")[("us-east-1", OTHER)]["status"] == "COMPLETE"
     pull(a, f"{name}:1.0", tmp_path / "other", creds=":".join(other_key))
     assert pulled_manifest(tmp_path / "other") == (image.manifest_digest, image.manifest)
 
     # New pushes replicate to both at once (within this deployment: metadata only).
     push(a, image, f"{name}:1.1")
-    _wait(
+    wait_statuses(
         a, name, "1.1",
         {("eu-west-1", "000000000000"): "COMPLETE", ("us-east-1", OTHER): "COMPLETE"},
     )  # fmt: skip
@@ -156,16 +129,16 @@ def test_templates_shape_replicated_repositories_and_a_down_destination_catches_
         "--resource-tags", "Key=team,Value=platform", creds=admin_b, region="eu-west-1",
     )  # fmt: skip
     assert template.json["repositoryCreationTemplate"]["prefix"] == "rel"
-    _configure(a, tmp_path, [{"destinations": [{"region": "eu-west-1",
+    configure(a, tmp_path, [{"destinations": [{"region": "eu-west-1",
                                                 "registryId": "000000000000"}]}])  # fmt: skip
     image = build_image(tmp_path / "img", [100_000])
     name = unique("rel/app")
     b.stop()
     push(a, image, f"{name}:1.0")  # the push never waits for the destination
     time.sleep(3)
-    assert _statuses(a, name, "1.0")[("eu-west-1", "000000000000")]["status"] == "IN_PROGRESS"
+    assert statuses(a, name, "1.0")[("eu-west-1", "000000000000")]["status"] == "IN_PROGRESS"
     b.start()
-    _wait(a, name, "1.0", {("eu-west-1", "000000000000"): "COMPLETE"})
+    wait_statuses(a, name, "1.0", {("eu-west-1", "000000000000"): "COMPLETE"})
     pull(b, f"{name}:1.0", tmp_path / "back")
     assert pulled_manifest(tmp_path / "back") == (image.manifest_digest, image.manifest)
     [repo] = aws(
