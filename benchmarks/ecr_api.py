@@ -14,6 +14,7 @@ quota and to moto.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import shutil
 import sys
@@ -52,8 +53,6 @@ class Moto(Registry):
         return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
     def _v2_status(self) -> int:  # moto has no /v2/; its dashboard answers
-        import http.client
-
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
             conn.request("GET", "/moto-api/")
