@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs the real clients and servers
 # the tests drive (as root, via apt-get), installs cargobay with its test extras, then pytest
-# twice: the whole suite on SQLite + filesystem, then the backend-sensitive tests (marked
+# twice, side by side: the whole suite on SQLite + filesystem, and the backend-sensitive tests (marked
 # `backend`, see tests/conftest.py) on PostgreSQL + S3: a throwaway PostgreSQL cluster and a
 # moto S3 server that the tests start (tests/pgcluster.py, tests/s3server.py). Extra arguments
 # go to both runs; CARGOBAY_TEST_POSTGRES=0 skips the second.
@@ -35,12 +35,26 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 ruff check src tests benchmarks
 ruff format --check -q src tests benchmarks
 status=0
+# The two runs go side by side: most of a test's time is spent waiting on subprocesses (skopeo,
+# docker, the servers), so on two cores the pair takes little longer than the longer run alone.
+# Every server a test starts picks a free port and its own directories, so they do not meet.
+pg_log=""
+pg_pid=""
+if [ "${CARGOBAY_TEST_POSTGRES:-1}" != 0 ]; then
+  pg_log="$(mktemp)"
+  pg_tmp="$(mktemp -d)"
+  CARGOBAY_TEST_DATABASE=postgres CARGOBAY_TEST_STORAGE=s3 python3 -m pytest -m backend \
+    -p no:cacheprovider --basetemp "$pg_tmp/t" "$@" >"$pg_log" 2>&1 &
+  pg_pid=$!
+  trap 'kill "$pg_pid" 2>/dev/null || true; rm -rf "$pg_log" "$pg_tmp"' EXIT
+fi
 echo "== tests on SQLite metadata and filesystem storage"
 python3 -m pytest "$@" || status=$?
-if [ "${CARGOBAY_TEST_POSTGRES:-1}" != 0 ]; then
-  echo "== backend-sensitive tests on PostgreSQL metadata and S3 storage"
+if [ -n "$pg_pid" ]; then
   rc=0
-  CARGOBAY_TEST_DATABASE=postgres CARGOBAY_TEST_STORAGE=s3 python3 -m pytest -m backend "$@" || rc=$?
+  wait "$pg_pid" || rc=$?
+  echo "== backend-sensitive tests on PostgreSQL metadata and S3 storage"
+  cat "$pg_log"
   # 5: the arguments selected no backend-sensitive test, which is fine here.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=$rc; fi
 fi
