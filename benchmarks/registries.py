@@ -49,6 +49,8 @@ class Registry:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{self.name}.log"
         self.auth: tuple[str, str] | None = None
+        # Extra environment for the process (the scale-out backends' settings).
+        self.env: dict[str, str] = {}
 
     @property
     def host(self) -> str:
@@ -82,6 +84,7 @@ class Registry:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
                 cwd=self.workdir,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
@@ -173,10 +176,13 @@ class Distribution(Registry):
     storing in a temp dir and listening on loopback only."""
 
     name = "distribution"
+    # Replaces the filesystem driver's section when set (the scale-out backends' S3).
+    storage_section = ""
 
     def prepare(self) -> None:
         root = self.workdir / "distribution-data"
         root.mkdir(parents=True, exist_ok=True)
+        driver = self.storage_section or f"  filesystem:\n    rootdirectory: {root}\n"
         config = f"""\
 version: 0.1
 log:
@@ -185,9 +191,7 @@ log:
 storage:
   cache:
     blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: {root}
-  delete:
+{driver}  delete:
     enabled: true
 http:
   addr: 127.0.0.1:{self.port}
@@ -198,6 +202,12 @@ http:
 
     def command(self) -> list[str]:
         return [DISTRIBUTION_BINARY, "serve", str(self.workdir / "config.yml")]
+
+    def start(self) -> Registry:
+        # Its AWS SDK refuses to start with a custom CA bundle set for a plain-HTTP endpoint.
+        if self.storage_section:
+            os.environ.pop("AWS_CA_BUNDLE", None)
+        return super().start()
 
 
 def distribution_available() -> bool:

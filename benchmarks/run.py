@@ -280,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated scenario keys to run")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     parser.add_argument("--charts", type=Path, help="write PNG charts into this directory")
+    parser.add_argument(
+        "--backend",
+        choices=("embedded", "postgres-s3"),
+        default="embedded",
+        help="embedded: SQLite + files (Distribution on files); postgres-s3: a PostgreSQL "
+        "cluster for cargobay and moto's S3 server for both registries",
+    )
     args = parser.parse_args(argv)
     knobs: Knobs = QUICK if args.quick else FULL
     only = {s for s in args.only.split(",") if s}
@@ -291,11 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     registries: list[Registry] = []
     started = time.monotonic()
+    scaleout = None
     try:
+        if args.backend == "postgres-s3":
+            from benchmarks.backends import ScaleOut
+
+            scaleout = ScaleOut(workdir).start()
         for cls in (Cargobay, Distribution):
             regdir = workdir / cls.name
             regdir.mkdir()
             registry = cls(regdir, knobs.start_timeout)
+            if scaleout is not None and isinstance(registry, Distribution):
+                registry.storage_section = scaleout.distribution_storage()
+            elif scaleout is not None:
+                registry.env = scaleout.cargobay_env()
             registries.append(registry)
             registry.start()
             print(f"{registry.name} on {registry.url}", file=sys.stderr, flush=True)
@@ -346,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "quick": args.quick,
+            "backend": args.backend,
             "machine": {
                 **machine_note(),
                 "loadavg_before": load_before,
@@ -374,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for registry in registries:
             registry.stop()
+        if scaleout is not None:
+            scaleout.stop()
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:

@@ -101,3 +101,16 @@ def test_start_up_fills_in_verifiers_of_older_keys(fresh_registry: Server) -> No
     server.start()
     assert None not in asyncio.run(_verifiers(url)).values()
     _assert_basic_checks_skip_cryptography(server, _workers(server))
+
+
+def test_supervisor_runs_without_the_application(fresh_registry: Server) -> None:
+    """`cargobay serve` execs a small supervisor: no aiohttp, no SQLAlchemy, no command line
+    modules, while its forked workers load the application."""
+    server = fresh_registry
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    argv = Path(f"/proc/{supervisor}/cmdline").read_bytes().split(b"\0")
+    assert b"cargobay.server" in argv, argv
+    mapped = _mapped_files(supervisor)
+    assert not [path for path in mapped if "aiohttp" in path or "sqlalchemy" in path]
+    assert all(any("aiohttp" in path for path in _mapped_files(pid)) for pid in _workers(server))

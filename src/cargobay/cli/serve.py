@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cargobay.cli.common import _fail, _settings
+from cargobay.cli.common import _settings
 
 
 @click.command()
@@ -35,10 +35,8 @@ from cargobay.cli.common import _fail, _settings
 )
 def serve(**options: object) -> None:
     """Run the registry."""
-    from cargobay.metadata.errors import SchemaOutOfDate
-    from cargobay.server import serve as run
+    from cargobay.server import exec_supervisor
 
-    try:
-        run(_settings(**options))
-    except SchemaOutOfDate as exc:
-        _fail(exc)
+    # Replaces this process (same pid): the supervisor and the workers it forks start from a
+    # fresh interpreter, without the command line's modules (click and every command group).
+    exec_supervisor(_settings(**options))

@@ -8,7 +8,10 @@ import sys
 import click
 
 from cargobay.config import Settings
-from cargobay.events import webhooks as store
+
+# `cargobay.events.webhooks` (and SQLAlchemy with it) is imported inside each command: this
+# module is loaded by every `cargobay` invocation, `serve`'s supervisor included, which must
+# stay small (see server.py).
 
 
 def _emit(value: object) -> None:
@@ -52,6 +55,8 @@ def webhooks() -> None:
 @click.pass_obj
 def webhooks_list(settings: Settings) -> None:
     """List the account's webhooks (and the deployment's, from the config file)."""
+    from cargobay.events import webhooks as store
+
     found = _with_db(settings, lambda db, _: store.list_webhooks(db, settings.account_id))
     _emit({"Webhooks": found})
 
@@ -63,6 +68,8 @@ def webhooks_list(settings: Settings) -> None:
 @click.pass_obj
 def webhooks_add(settings: Settings, url: str, pattern: str | None, secret: str | None) -> None:
     """Send the account's events (those matching --pattern) to URL."""
+    from cargobay.events import webhooks as store
+
     try:
         added = _with_db(
             settings,
@@ -80,6 +87,8 @@ def webhooks_add(settings: Settings, url: str, pattern: str | None, secret: str 
 @click.pass_obj
 def webhooks_remove(settings: Settings, webhook_id: int) -> None:
     """Delete a webhook and its delivery history."""
+    from cargobay.events import webhooks as store
+
     try:
         _with_db(settings, lambda db, _: store.remove(db, settings.account_id, webhook_id))
     except store.WebhookError as exc:
@@ -92,6 +101,8 @@ def webhooks_remove(settings: Settings, webhook_id: int) -> None:
 @click.pass_obj
 def webhooks_deliveries(settings: Settings, webhook_id: int, limit: int) -> None:
     """The newest deliveries of a webhook: status, attempts, last HTTP status and error."""
+    from cargobay.events import webhooks as store
+
     try:
         found = _with_db(
             settings,
