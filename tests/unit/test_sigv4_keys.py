@@ -91,8 +91,14 @@ def test_cache_never_holds_the_plaintext_secret() -> None:
 # -- the canonical request is botocore's, byte for byte ----------------------------------------
 
 _TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), max_size=12)
+# A request's path never holds a raw `?` or `#` (they would start the query or fragment; a client
+# sends them as %3F and %23), so the generated paths leave them out.
+_PATH_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x2FF, exclude_characters="?#"), max_size=12
+)
 _PATH = st.lists(
-    st.one_of(st.sampled_from(["", ".", "..", "a b", "%20", "~x", "v2", "é"]), _TEXT), max_size=5
+    st.one_of(st.sampled_from(["", ".", "..", "a b", "%20", "~x", "v2", "é"]), _PATH_TEXT),
+    max_size=5,
 ).map(lambda parts: "/" + "/".join(parts))
 _NAMES = st.sampled_from(["host", "x-amz-date", "x-amz-target", "content-type", "x-custom"])
 
