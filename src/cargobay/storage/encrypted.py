@@ -74,6 +74,24 @@ def _context(digest: str) -> dict[str, str]:
     return {"cargobay:blob-digest": digest}
 
 
+def upload_context(upload_id: str) -> dict[str, str]:
+    """The encryption context of a chunked upload's data key (`storage.staging`)."""
+    return {"cargobay:upload-id": upload_id}
+
+
+def staged_key_ref(upload_id: str, wrapped: bytes) -> bytes:
+    """A version-2 header's key reference: the upload id its data key is bound to, and the
+    wrapped key (u8 length | upload id | wrapped key)."""
+    owner = upload_id.encode()
+    return bytes((len(owner),)) + owner + wrapped
+
+
+def parse_staged_key_ref(ref: bytes) -> tuple[str, bytes]:
+    if not ref or len(ref) < 1 + ref[0]:
+        raise ValueError("key reference too short")
+    return ref[1 : 1 + ref[0]].decode("ascii"), bytes(ref[1 + ref[0] :])
+
+
 class EncryptedBlobs:
     """Blobs under KMS keys on top of a BlobStore. `key_id` arguments are key ids (UUIDs) as
     `KmsService.key` resolves them; `account_id` is the account owning the key."""
@@ -191,7 +209,9 @@ class EncryptedBlobs:
     async def _read_all(self, address: str, start: int, end: int) -> bytes:
         return b"".join([chunk async for chunk in self.store.read(address, start, end)])
 
-    async def _data_key(self, digest: str, key_id: str, wrapped: bytes) -> bytes:
+    async def _data_key(
+        self, digest: str, key_id: str, wrapped: bytes, context: dict[str, str] | None = None
+    ) -> bytes:
         try:
             key = await self.kms.key_for_ciphertext(wrapped)
         except NotFoundException:
@@ -204,7 +224,7 @@ class EncryptedBlobs:
             raise KeyUnavailable(key.arn, key.state)
         try:
             out = await self.kms.decrypt(
-                key.account_id, wrapped, encryption_context=_context(digest)
+                key.account_id, wrapped, encryption_context=context or _context(digest)
             )
         except (DisabledException, KMSInvalidStateException):
             current = await self.kms.key_for_ciphertext(wrapped)
@@ -226,15 +246,38 @@ class EncryptedBlobs:
         try:
             header_bytes = await self._header(address, stored)
             header = stream.parse_header(header_bytes)
-            data_key = await self._data_key(digest, key_id, header.key_ref)
-            decryptor = stream.StreamDecryptor(data_key, header_bytes, stored)
-        except stream.StreamError as exc:
+            if header.version == stream.VERSION:
+                data_key = await self._data_key(digest, key_id, header.key_ref)
+                decryptor = stream.StreamDecryptor(data_key, header_bytes, stored)
+            else:
+                decryptor = await self._open_staged(address, digest, key_id, header_bytes)
+        except (stream.StreamError, ValueError) as exc:
             raise BlobCorrupt(f"the stored copy of {digest}: {exc}") from None
         if expected_size is not None and decryptor.plaintext_size != expected_size:
             raise BlobCorrupt(
                 f"the stored copy of {digest} holds {decryptor.plaintext_size} bytes, "
                 f"not {expected_size}"
             )
+        return decryptor
+
+    async def _open_staged(
+        self, address: str, digest: str, key_id: str, header_bytes: bytes
+    ) -> stream.StreamDecryptor:
+        """A copy committed from a chunked upload (version 2): its data key is bound to the
+        upload, and its final segment to the digest, so that segment is checked now: a copy
+        moved to another digest's address fails even for a Range that never touches it."""
+        header = stream.parse_header(header_bytes)
+        upload_id, wrapped = parse_staged_key_ref(header.key_ref)
+        data_key = await self._data_key(digest, key_id, wrapped, upload_context(upload_id))
+        stored = await self.store.stat(address) or 0
+        decryptor = stream.StreamDecryptor(
+            data_key, header_bytes, stored, final_aad=digest.encode()
+        )
+        last = stream.segment_offset(
+            decryptor.last_segment, decryptor.segment_size, header.size, decryptor.overhead
+        )
+        sealed = await self._read_all(address, last, stored)
+        await asyncio.to_thread(decryptor.open_segment, decryptor.last_segment, sealed)
         return decryptor
 
     async def stat(self, digest: str, key_id: str) -> int | None:
@@ -297,7 +340,7 @@ async def _read_local(
     """A planned range of a stored file: each thread job reads whole sealed segments with
     pread and decrypts them (no partial segment is ever carried between reads), while the
     loop sends the previous job's plaintext."""
-    sealed = segment_size + stream.TAG_SIZE
+    sealed = segment_size + reader.overhead
     batch = max(1, READ_BYTES // sealed) * sealed
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     position, end = plan.cipher_start, plan.cipher_end
