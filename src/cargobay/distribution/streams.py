@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from cargobay.distribution import sendthread
 from cargobay.distribution.call import Call
 from cargobay.errors import BlobUnknown, DomainError, UpstreamFailed
 from cargobay.pullthrough.blobs import BlobFill
 from cargobay.registry.repositories import Repository
+
+if TYPE_CHECKING:
+    from cargobay.storage.decrypting import LocalRange
 
 log = logging.getLogger("cargobay.distribution")
 
@@ -70,6 +75,11 @@ async def stream_blob(
     """Stream a blob from the store: no local file, decrypted (a repository under a KMS key),
     or a Range that FileResponse must not see."""
     start, end = wanted or (0, size)
+    if sendthread.usable(call.request):  # decrypted by a thread, sent to the socket from it
+        local = await _local_plaintext(call, repo, digest, start, end, size)
+        if local is not None:
+            response = _blob_response(headers, wanted, start, end, size)
+            return await sendthread.send(call.request, response, local.batches())
     chunks = call.services.blobs.read(repo, digest, start, end, size)
     try:
         # Fetch the first block before answering, so missing bytes are still an OCI error.
@@ -85,6 +95,25 @@ async def stream_blob(
         log.error("storage failed while streaming %s", digest, exc_info=exc)
 
     return await _send(call.request, response, first, chunks, failed)
+
+
+async def _local_plaintext(
+    call: Call, repo: Repository, digest: str, start: int, end: int, size: int
+) -> LocalRange | None:
+    try:
+        return await call.services.blobs.local_plaintext(repo, digest, start, end, size)
+    except FileNotFoundError:
+        raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
+
+
+def _blob_response(
+    headers: dict[str, str], wanted: tuple[int, int] | None, start: int, end: int, size: int
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response.content_length = end - start
+    return response
 
 
 async def _send(
