@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
@@ -16,9 +15,6 @@ from cargobay.distribution.call import Call
 from cargobay.errors import BlobUnknown, DomainError, UpstreamFailed
 from cargobay.pullthrough.blobs import BlobFill
 from cargobay.registry.repositories import Repository
-
-if TYPE_CHECKING:
-    from cargobay.storage.decrypting import LocalRange
 
 log = logging.getLogger("cargobay.distribution")
 
@@ -76,20 +72,17 @@ async def stream_blob(
     or a Range that FileResponse must not see."""
     start, end = wanted or (0, size)
     if sendthread.usable(call.request):  # decrypted by a thread, sent to the socket from it
-        local = await _local_plaintext(call, repo, digest, start, end, size)
-        if local is not None:
+        batches = await _local_plaintext(call, repo, digest, start, end, size)
+        if batches is not None:
             response = _blob_response(headers, wanted, start, end, size)
-            return await sendthread.send(call.request, response, local.batches())
+            return await sendthread.send(call.request, response, batches)
     chunks = call.services.blobs.read(repo, digest, start, end, size)
     try:
         # Fetch the first block before answering, so missing bytes are still an OCI error.
         first = await anext(chunks, b"")
     except FileNotFoundError:
         raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    if wanted:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response.content_length = end - start
+    response = _blob_response(headers, wanted, start, end, size)
 
     def failed(exc: Exception) -> None:
         log.error("storage failed while streaming %s", digest, exc_info=exc)
@@ -99,7 +92,7 @@ async def stream_blob(
 
 async def _local_plaintext(
     call: Call, repo: Repository, digest: str, start: int, end: int, size: int
-) -> LocalRange | None:
+) -> Iterator[memoryview] | None:
     try:
         return await call.services.blobs.local_plaintext(repo, digest, start, end, size)
     except FileNotFoundError:

@@ -7,10 +7,9 @@ from a repository under another key (or none) re-encrypts first."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cargobay.errors import BlobUnknown
 from cargobay.metadata.db import Database
@@ -18,9 +17,6 @@ from cargobay.metadata.records import blobs as records
 from cargobay.registry.encryption import Encryption, kms_failures
 from cargobay.registry.repositories import Repository
 from cargobay.storage import BlobStore
-
-if TYPE_CHECKING:
-    from cargobay.storage.decrypting import LocalRange
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +63,16 @@ class BlobService:
 
     async def local_plaintext(
         self, repo: Repository, digest: str, start: int, end: int, size: int
-    ) -> LocalRange | None:
-        """Under a KMS key on a store with local files: plaintext [start, end) as a producer
-        a sending thread drives (the key checked now); otherwise None (use `read`)."""
+    ) -> Iterator[memoryview] | None:
+        """Under a KMS key on a store with local files: plaintext [start, end) in batches
+        that a sending thread pulls (the key checked now; each view valid until the next is
+        asked for); otherwise None (use `read`)."""
         key_id = repo.kms_key_id
         if key_id is None:
             return None
         async with kms_failures():
-            return await self.encryption.blobs.local_range(digest, key_id, start, end, size)
+            local = await self.encryption.blobs.local_range(digest, key_id, start, end, size)
+        return None if local is None else local.batches()
 
     async def _decrypted(
         self, digest: str, key_id: str, start: int, end: int, size: int
