@@ -98,6 +98,8 @@ def _pump(fd: int, pieces: Iterator[memoryview], stop: threading.Event) -> None:
     poller.register(fd, select.POLLOUT)
     try:
         for piece in pieces:
+            if stop.is_set():
+                raise ConnectionResetError("the download was stopped")
             view, idle = piece, 0.0
             while view:
                 try:
