@@ -29,6 +29,8 @@ from e2e.ocihttp import Client, assert_error, sha256
 from imagebuilder import build_image
 from server import Server
 
+pytestmark = pytest.mark.backend
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
