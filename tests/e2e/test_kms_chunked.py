@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -309,3 +310,24 @@ def test_tampered_segments_cut_the_download_never_wrong_bytes(
     finally:
         path.write_bytes(original)
     assert http_client.pull_blob(repo, digest) == data
+
+
+def test_concurrent_encrypted_downloads_beyond_the_sender_threads(
+    server: Server, key_id: str
+) -> None:
+    """Many downloads at once, from more clients than there are sending threads (16; any
+    beyond them stream through aiohttp): every client gets exactly the blob, or its Range."""
+    repo = kms_repo(server, key_id, "secure/many")
+    data = layer(20 * SEGMENT + 11)
+    digest = Client(server).push_blob(repo, data)
+
+    def fetch(i: int) -> bool:
+        client = Client(server)
+        if i % 2:
+            start = i * 1000
+            _, response = client.get_blob(repo, digest, {"Range": f"bytes={start}-"})
+            return response.content == data[start:]
+        return client.pull_blob(repo, digest) == data
+
+    with ThreadPoolExecutor(24) as pool:
+        assert all(pool.map(fetch, range(40)))
