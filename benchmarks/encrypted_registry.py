@@ -5,8 +5,8 @@
 
 Creates a KMS key (boto3), an AES256 and a KMS repository, pushes one random blob into each
 (`POST ?digest=`, requests; with `--chunked`, `POST` then one `PATCH` with the body then
-`PUT ?digest=`, as docker and podman push, so a KMS push is staged encrypted and re-encrypted
-on completion) and downloads it `--downloads` times with `curl` (so the client
+`PUT ?digest=`, as docker and podman push, so a KMS push is staged as the blob's final
+encrypted segments) and downloads it `--downloads` times with `curl` (so the client
 is not the bottleneck), printing MiB/s (best run) as JSON. The administrator's credentials
 are read from the data directory. With `--worker-pid` (the serving worker), the worker's CPU
 time per phase is read from /proc too, as MiB per CPU second: on a machine shared with other

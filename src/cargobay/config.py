@@ -148,6 +148,8 @@ class Settings:
     audit_pulls: bool = False  # also record manifest and blob GETs
     audit_retention_days: int = 90
     audit_flush_ms: int = 200  # records are buffered this long per process (0: write at once)
+    # KMS (kms/): grants per KMS key, AWS's default quota (CreateGrant: LimitExceededException).
+    kms_grants_per_key: int = 50_000
 
     @property
     def database_url(self) -> str:

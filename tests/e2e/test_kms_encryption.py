@@ -249,7 +249,8 @@ def test_mount_between_keys_reencrypts_and_gc_reclaims_copies(
     # The layer and config under the first key, the mounted layer under the second.
     assert report["copies_deleted"] >= 3, report
     after = {p for p in storage.rglob("*") if p.is_file()}
-    assert len(before - after) >= 3
+    if before:  # a filesystem store (on S3 the report's count is what can be checked)
+        assert len(before - after) >= 3
 
 
 # -- uploads: nothing staged in plaintext ------------------------------------------------------

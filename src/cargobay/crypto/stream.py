@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cargobay.crypto import segments
 from cargobay.crypto.layout import (
     DEFAULT_SEGMENT_SIZE,
     FIXED_SIZE,
@@ -31,6 +33,7 @@ from cargobay.crypto.layout import (
     MAX_SEGMENT_SIZE,
     MAX_SEGMENTS,
     MIN_SEGMENT_SIZE,
+    NONCE_SIZE,
     PREFIX_SIZE,
     TAG_SIZE,
     VERSION,
@@ -201,28 +204,58 @@ class StreamDecryptor:
     from the store, feed it (in chunks of any size) to `dec.decrypt(plan, chunks)`.
     """
 
-    def __init__(self, key: bytes, header_bytes: bytes, stored_size: int) -> None:
+    def __init__(
+        self, key: bytes, header_bytes: bytes, stored_size: int, final_aad: bytes = b""
+    ) -> None:
+        """`final_aad`: what a version-2 blob's final segment binds (its digest)."""
         self.header = parse_header(header_bytes)
         self._header_bytes = self.header.encode()
         self._aead = _check_key(key)
+        self._final_aad = final_aad
         self.stored_size = stored_size
         self.segment_size = self.header.segment_size
-        self.plaintext_size = plaintext_size(stored_size, self.segment_size, self.header.size)
+        self.overhead = self.header.overhead
+        self.plaintext_size = plaintext_size(
+            stored_size, self.segment_size, self.header.size, self.overhead
+        )
         self._last = segment_count(self.plaintext_size, self.segment_size) - 1
+
+    @property
+    def last_segment(self) -> int:
+        return self._last
 
     def plan(self, start: int = 0, end: int | None = None) -> RangePlan:
         size = self.plaintext_size
         return plan_range(
-            start, size if end is None else end, size, self.segment_size, self.header.size
+            start,
+            size if end is None else end,
+            size,
+            self.segment_size,
+            self.header.size,
+            self.overhead,
         )
 
     def _nonce_for(self, index: int) -> bytes:
         return _nonce(self.header.nonce_prefix, index, index == self._last)
 
+    def _split(self, index: int, sealed: bytes | memoryview) -> tuple[bytes, Any, bytes]:
+        """Nonce, sealed bytes and associated data of segment `index`."""
+        if self.header.version == VERSION:
+            return self._nonce_for(index), sealed, self._header_bytes
+        if len(sealed) < self.overhead:
+            raise StreamError(f"segment {index} is cut")
+        view = memoryview(sealed)
+        final = index == self._last
+        flag = segments.FINAL if final else segments.MIDDLE
+        extra = self._final_aad if final else b""
+        associated = segments.aad(self._header_bytes, index, flag, extra)
+        return bytes(view[:NONCE_SIZE]), view[NONCE_SIZE:], associated
+
     def open_segment(self, index: int, sealed: bytes | memoryview) -> bytes:
         """One segment's plaintext; StreamError unless it is exactly segment `index`."""
+        nonce, body, associated = self._split(index, sealed)
         try:
-            return self._aead.decrypt(self._nonce_for(index), sealed, self._header_bytes)
+            return self._aead.decrypt(nonce, body, associated)
         except InvalidTag:
             raise StreamError(f"segment {index} failed authentication") from None
 
@@ -232,8 +265,9 @@ class StreamDecryptor:
         if not _HAS_INTO:
             target[:] = self.open_segment(index, sealed)
             return
+        nonce, body, associated = self._split(index, sealed)
         try:
-            self._aead.decrypt_into(self._nonce_for(index), sealed, self._header_bytes, target)
+            self._aead.decrypt_into(nonce, body, associated, target)
         except InvalidTag:
             raise StreamError(f"segment {index} failed authentication") from None
 
@@ -254,7 +288,8 @@ class RangeReader:
     def __init__(self, decryptor: StreamDecryptor, plan: RangePlan) -> None:
         self._dec = decryptor
         self._plan = plan
-        self._sealed_size = decryptor.segment_size + TAG_SIZE
+        self.overhead = decryptor.overhead
+        self._sealed_size = decryptor.segment_size + self.overhead
         last_offset = plan.cipher_start + (plan.last - plan.first) * self._sealed_size
         self._last_size = plan.cipher_end - last_offset
         self._pending = bytearray()
@@ -290,11 +325,11 @@ class RangeReader:
         self._pending += view
         if not segments:
             return []
-        out = bytearray(sum(len(s) for s in segments) - TAG_SIZE * len(segments))
+        out = bytearray(sum(len(s) for s in segments) - self.overhead * len(segments))
         target = memoryview(out)
         position = 0
         for offset, sealed in enumerate(segments):
-            length = len(sealed) - TAG_SIZE
+            length = len(sealed) - self.overhead
             self._dec.open_segment_into(
                 first + offset, sealed, target[position : position + length]
             )

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
+from cargobay.distribution import sendthread
 from cargobay.distribution.call import Call
 from cargobay.errors import BlobUnknown, DomainError, UpstreamFailed
 from cargobay.pullthrough.blobs import BlobFill
@@ -70,21 +71,42 @@ async def stream_blob(
     """Stream a blob from the store: no local file, decrypted (a repository under a KMS key),
     or a Range that FileResponse must not see."""
     start, end = wanted or (0, size)
+    if sendthread.usable(call.request):  # decrypted by a thread, sent to the socket from it
+        batches = await _local_plaintext(call, repo, digest, start, end, size)
+        if batches is not None:
+            response = _blob_response(headers, wanted, start, end, size)
+            return await sendthread.send(call.request, response, batches)
     chunks = call.services.blobs.read(repo, digest, start, end, size)
     try:
         # Fetch the first block before answering, so missing bytes are still an OCI error.
         first = await anext(chunks, b"")
     except FileNotFoundError:
         raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
-    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    if wanted:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response.content_length = end - start
+    response = _blob_response(headers, wanted, start, end, size)
 
     def failed(exc: Exception) -> None:
         log.error("storage failed while streaming %s", digest, exc_info=exc)
 
     return await _send(call.request, response, first, chunks, failed)
+
+
+async def _local_plaintext(
+    call: Call, repo: Repository, digest: str, start: int, end: int, size: int
+) -> Iterator[memoryview] | None:
+    try:
+        return await call.services.blobs.local_plaintext(repo, digest, start, end, size)
+    except FileNotFoundError:
+        raise BlobUnknown("blob data is missing from storage", detail={"digest": digest}) from None
+
+
+def _blob_response(
+    headers: dict[str, str], wanted: tuple[int, int] | None, start: int, end: int, size: int
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response.content_length = end - start
+    return response
 
 
 async def _send(

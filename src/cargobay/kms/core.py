@@ -40,6 +40,8 @@ K, M, A = schema.kms_keys, schema.kms_key_materials, schema.kms_aliases
 DAY = 86400.0
 # AWS managed keys this deployment creates on first use (alias/aws/<service>).
 MANAGED_SERVICES = frozenset({"ecr"})
+# AWS's default quota of grants per KMS key (the `kms_grants_per_key` setting).
+GRANTS_PER_KEY = 50_000
 
 
 class KmsCore:
@@ -52,11 +54,13 @@ class KmsCore:
         region: str,
         *,
         clock: Callable[[], float] = time.time,
+        grants_per_key: int = GRANTS_PER_KEY,
     ) -> None:
         self.db = db
         self.box = box
         self.region = region
         self.clock = clock
+        self.grants_per_key = grants_per_key
         self.materials = store.MaterialCache()
 
     # ---------------------------------------------------------------- resolution and states

@@ -7,7 +7,9 @@ AWS does; operations without an encryption context ignore it). Grants are rows o
 `kms_grants`, read on every authorization, so a revoke applies at once on every node: a
 grant token is then only a well-formed reference to a grant (accepted, never needed; AWS
 issues tokens for its eventual consistency, which a single database does not have). Grants
-are deleted with their key.
+are deleted with their key. Grant operations name a key by key id or key ARN, never by alias
+(botocore's `kms` model), and match it by its id whichever the caller used; a key holds at
+most `grants_per_key` grants (AWS's quota: 50,000; CreateGrant raises LimitExceededException).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from cargobay.kms.core import KmsCore
 from cargobay.kms.errors import (
@@ -30,6 +32,7 @@ from cargobay.kms.errors import (
     InvalidGrantIdException,
     InvalidGrantTokenException,
     InvalidMarkerException,
+    LimitExceededException,
     NotFoundException,
     ValidationException,
 )
@@ -55,6 +58,7 @@ CONTEXT_OPERATIONS = frozenset(
 )
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
+K = schema.kms_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +272,21 @@ class GrantOperations(KmsCore):
                 same = (await conn.execute(select(G.c.id).where(*match))).first()
                 if same is not None:
                     return {"GrantToken": new_token(same.id), "GrantId": same.id}
+            await self._check_quota(conn, key)
             grant_id = secrets.token_hex(32)
             await conn.execute(G.insert().values(id=grant_id, created_at=self.clock(), **values))
         return {"GrantToken": new_token(grant_id), "GrantId": grant_id}
+
+    async def _check_quota(self, conn: Any, key: KeyRecord) -> None:
+        """AWS's grants-per-key quota. The key's row is locked first (PostgreSQL; SQLite
+        serializes writers anyway), so concurrent CreateGrants cannot both take the last one."""
+        await conn.execute(select(K.c.id).where(K.c.id == key.id).with_for_update())
+        count = await conn.scalar(select(func.count()).select_from(G).where(G.c.key_id == key.id))
+        if count >= self.grants_per_key:
+            raise LimitExceededException(
+                f"The KMS key {key.arn} already has {count} grants, the most a key may have "
+                f"({self.grants_per_key}): retire or revoke grants before creating more"
+            )
 
     async def list_grants(
         self,
@@ -282,7 +298,7 @@ class GrantOperations(KmsCore):
         limit: int | None = None,
         marker: str | None = None,
     ) -> dict[str, Any]:
-        key = await self.key(account_id, key_id)
+        key = await self.key(account_id, key_id, allow_alias=False)
         if grant_id is not None and not _GRANT_ID.match(grant_id):
             raise InvalidGrantIdException(f"Invalid grant ID {grant_id}")
         query = select(G).where(G.c.key_id == key.id)
@@ -339,7 +355,8 @@ class GrantOperations(KmsCore):
             raise InvalidGrantIdException(f"Invalid grant ID {grant_id}")
         query = select(G).where(G.c.id == grant_id)
         if key_id is not None:
-            query = query.where(G.c.key_id == (await self.key(account_id, key_id)).id)
+            key = await self.key(account_id, key_id, allow_alias=False)
+            query = query.where(G.c.key_id == key.id)
         async with self.db.read_now() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
@@ -351,7 +368,7 @@ class GrantOperations(KmsCore):
         return {}
 
     async def revoke_grant(self, account_id: str, key_id: str, grant_id: str) -> dict[str, Any]:
-        key = await self.key(account_id, key_id)
+        key = await self.key(account_id, key_id, allow_alias=False)
         if not _GRANT_ID.match(grant_id):
             raise InvalidGrantIdException(f"Invalid grant ID {grant_id}")
         async with self.db.write() as conn:

@@ -7,7 +7,7 @@ from a repository under another key (or none) re-encrypts first."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,19 @@ class BlobService:
         if key_id is None:
             return self.store.read(digest, start, end)
         return self._decrypted(digest, key_id, start, end, size)
+
+    async def local_plaintext(
+        self, repo: Repository, digest: str, start: int, end: int, size: int
+    ) -> Iterator[memoryview] | None:
+        """Under a KMS key on a store with local files: plaintext [start, end) in batches
+        that a sending thread pulls (the key checked now; each view valid until the next is
+        asked for); otherwise None (use `read`)."""
+        key_id = repo.kms_key_id
+        if key_id is None:
+            return None
+        async with kms_failures():
+            local = await self.encryption.blobs.local_range(digest, key_id, start, end, size)
+        return None if local is None else local.batches()
 
     async def _decrypted(
         self, digest: str, key_id: str, start: int, end: int, size: int

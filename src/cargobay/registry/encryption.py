@@ -268,17 +268,28 @@ class Encryption:
     """The KMS service, the encrypted blob store and the manifest sealer of one process,
     built on first use."""
 
-    def __init__(self, db: Database, store: BlobStore, box: SecretBox, region: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        box: SecretBox,
+        region: str,
+        *,
+        grants_per_key: int | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.box = box
         self.region = region
+        self.grants_per_key = grants_per_key
 
     @cached_property
     def kms(self) -> KmsService:
         from cargobay.kms.service import KmsService
 
-        return KmsService(self.db, self.box, self.region)
+        if self.grants_per_key is None:
+            return KmsService(self.db, self.box, self.region)
+        return KmsService(self.db, self.box, self.region, grants_per_key=self.grants_per_key)
 
     @cached_property
     def blobs(self) -> EncryptedBlobs:

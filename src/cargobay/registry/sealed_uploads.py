@@ -1,8 +1,8 @@
 """The parts of blob uploads that differ in a repository under a KMS key: no plaintext byte
 of an upload is ever at rest there.
 
-Chunked uploads are staged sealed under a data key of their own (`storage.staging`) and, once
-verified, read back and written as the blob's envelope-encrypted copy; a monolithic upload is
+Chunked uploads are staged in the blob's final encrypted layout under a data key of their own
+(`storage.staging`) and, once verified, committed as the blob's copy; a monolithic upload is
 encrypted as it arrives, with no staging at all. Imported by `registry.uploads`, but it only
 loads `cryptography` when a KMS repository is actually written.
 """
@@ -51,19 +51,22 @@ async def read_back(
 
 
 async def commit(
-    encryption: Encryption, repo: Repository, upload_id: str, digest: str, size: int
+    encryption: Encryption,
+    repo: Repository,
+    upload_id: str,
+    digest: str,
+    size: int,
+    staged: StagedPosition | None,
 ) -> None:
-    """Write a verified staged upload as the blob's copy under the repository's key, then drop
-    the staged data."""
+    """Commit a verified staged upload as the blob's copy under the repository's key: its
+    segments are already in the blob's layout, only the last one is sealed now."""
     assert repo.kms_key_id is not None
     async with kms_failures(), staging_failures():
-        plaintext = encryption.staging.plaintext(repo.registry_id, upload_id, size)
-        # Not hashed again: every staged record is authenticated (AES-GCM, its upload and
-        # offset bound in), so these are exactly the bytes whose digest was just checked.
-        await encryption.blobs.write(
-            repo.registry_id, repo.kms_key_id, digest, plaintext, verify=False
+        if staged is None or staged.size != size:
+            staged = await encryption.staging.position(repo.registry_id, upload_id, size)
+        await encryption.staging.commit(
+            repo.registry_id, repo.kms_key_id, upload_id, staged, digest
         )
-    await encryption.store.upload_delete(upload_id)
 
 
 async def whole(encryption: Encryption, repo: Repository, digest: str, blocks: Blocks) -> int:

@@ -82,7 +82,9 @@ class Services:
         store = open_store(settings.storage_url)
         authorizer = Authorizer(db)
         box = load_box(settings.secret_key, settings.data_dir)
-        encryption = Encryption(db, store, box, settings.region)
+        encryption = Encryption(
+            db, store, box, settings.region, grants_per_key=settings.kms_grants_per_key
+        )
         repositories = RepositoryService(db, settings, authorizer, encryption)
         images = ImageService(db)
         leases = Leases(db, holder or process_holder())

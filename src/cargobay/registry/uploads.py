@@ -5,10 +5,10 @@ conditional update, so an interrupted or racing PATCH never moves it. The SHA-25
 in the worker that last wrote the upload; any other worker (or the same one after a restart)
 re-hashes the stored prefix and carries on.
 
-Into a repository under a KMS key, no plaintext byte is ever at rest: chunks are sealed under
-a data key of the upload's own before they are staged (`storage.staging`), a monolithic upload
-is encrypted as it arrives, and the verified upload is committed as the blob's encrypted copy
-under the repository's key (`storage.encrypted`), never as a plaintext blob (docs/kms.md).
+Into a repository under a KMS key, no plaintext byte is ever at rest: chunks are staged in the
+blob's final encrypted layout under a data key of the upload's own (`storage.staging`), a
+monolithic upload is encrypted as it arrives, and the verified upload is committed as the
+blob's encrypted copy under the repository's key, never as a plaintext blob (docs/kms.md).
 """
 
 from __future__ import annotations
@@ -175,6 +175,8 @@ class UploadService:
         if not grown:
             raise UploadInvalid("the upload was changed by a concurrent request")
         self._remember(upload.id, new_size, hasher, staged)
+        if staged is not None:
+            await self.encryption.staging.settle(upload.id, upload.size, new_size)
         return Upload(upload.id, upload.repository_id, new_size, upload.created_at)
 
     async def complete(
@@ -194,8 +196,9 @@ class UploadService:
         upload = await self.get(repo, upload_id)
         if blocks is not None:
             upload = await self._append(repo, upload_id, blocks)
+        staged = None
         if expected.algorithm == "sha256":
-            hasher, _ = await self._state_at(repo, upload.id, upload.size)
+            hasher, staged = await self._state_at(repo, upload.id, upload.size)
             actual = "sha256:" + hasher.hexdigest()
         else:
             actual = await self._rehash(repo, upload.id, upload.size, expected.algorithm)
@@ -206,7 +209,7 @@ class UploadService:
                 detail={"digest": digest, "actual": actual},
             )
         # Commit exactly the counted bytes: an interrupted write may have left more behind.
-        await self._commit(repo, upload.id, actual, upload.size)
+        await self._commit(repo, upload.id, actual, upload.size, staged)
         self._hashers.pop(upload.id, None)
         return await self._register(repo, actual, upload.size, upload.id)
 
@@ -235,14 +238,21 @@ class UploadService:
             await self.store.upload_delete(upload_id)
         return await self._register(repo, actual, size)
 
-    async def _commit(self, repo: Repository, upload_id: str, digest: str, size: int) -> None:
+    async def _commit(
+        self,
+        repo: Repository,
+        upload_id: str,
+        digest: str,
+        size: int,
+        staged: StagedPosition | None = None,
+    ) -> None:
         """Turn verified upload bytes into the repository's blob: plaintext, or the copy
-        under the repository's KMS key (encrypted from the upload, which is then dropped)."""
+        under the repository's KMS key (the staged segments, sealed to the end)."""
         key_id = repo.kms_key_id
         if key_id is None:
             await self.store.upload_commit(upload_id, digest, size)
             return
-        await sealed_uploads.commit(self.encryption, repo, upload_id, digest, size)
+        await sealed_uploads.commit(self.encryption, repo, upload_id, digest, size, staged)
         await record_copy(self.db, digest, key_id)
 
     async def _exists(self, repo: Repository, digest: str) -> bool:
@@ -274,7 +284,10 @@ class UploadService:
         upload = await self.get(repo, upload_id)
         async with self.db.write() as conn:
             await records.end(conn, upload.id)
-        await self.store.upload_delete(upload.id)
+        if repo.kms_key_id is not None:
+            await self.encryption.staging.discard(upload.id, upload.size)
+        else:
+            await self.store.upload_delete(upload.id)
         self._hashers.pop(upload.id, None)
 
     # -- hashing -------------------------------------------------------------------------

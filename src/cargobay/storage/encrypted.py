@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cargobay.crypto import stream
@@ -37,13 +35,12 @@ from cargobay.kms.errors import (
 from cargobay.kms.model import ENABLED, KeyRecord
 from cargobay.kms.service import KmsService
 from cargobay.storage.base import BlobStore
+from cargobay.storage.decrypting import LocalRange, read_local, read_store
 
 _ADDRESS_LABEL = b"cargobay-encrypted-blob/1\x00"
 _HEADER_PROBE = 512
 # Ciphertext handed to the store per block, and plaintext encrypted per thread hand-off.
 BLOCK_BYTES = 1024 * 1024
-# Ciphertext read and decrypted per thread hand-off (rounded to whole sealed segments).
-READ_BYTES = 2 * 1024 * 1024
 
 
 class KeyUnavailable(Exception):
@@ -72,6 +69,24 @@ def stored_address(digest: str, key_id: str) -> str:
 
 def _context(digest: str) -> dict[str, str]:
     return {"cargobay:blob-digest": digest}
+
+
+def upload_context(upload_id: str) -> dict[str, str]:
+    """The encryption context of a chunked upload's data key (`storage.staging`)."""
+    return {"cargobay:upload-id": upload_id}
+
+
+def staged_key_ref(upload_id: str, wrapped: bytes) -> bytes:
+    """A version-2 header's key reference: the upload id its data key is bound to, and the
+    wrapped key (u8 length | upload id | wrapped key)."""
+    owner = upload_id.encode()
+    return bytes((len(owner),)) + owner + wrapped
+
+
+def parse_staged_key_ref(ref: bytes) -> tuple[str, bytes]:
+    if not ref or len(ref) < 1 + ref[0]:
+        raise ValueError("key reference too short")
+    return ref[1 : 1 + ref[0]].decode("ascii"), bytes(ref[1 + ref[0] :])
 
 
 class EncryptedBlobs:
@@ -191,7 +206,9 @@ class EncryptedBlobs:
     async def _read_all(self, address: str, start: int, end: int) -> bytes:
         return b"".join([chunk async for chunk in self.store.read(address, start, end)])
 
-    async def _data_key(self, digest: str, key_id: str, wrapped: bytes) -> bytes:
+    async def _data_key(
+        self, digest: str, key_id: str, wrapped: bytes, context: dict[str, str] | None = None
+    ) -> bytes:
         try:
             key = await self.kms.key_for_ciphertext(wrapped)
         except NotFoundException:
@@ -204,7 +221,7 @@ class EncryptedBlobs:
             raise KeyUnavailable(key.arn, key.state)
         try:
             out = await self.kms.decrypt(
-                key.account_id, wrapped, encryption_context=_context(digest)
+                key.account_id, wrapped, encryption_context=context or _context(digest)
             )
         except (DisabledException, KMSInvalidStateException):
             current = await self.kms.key_for_ciphertext(wrapped)
@@ -226,15 +243,38 @@ class EncryptedBlobs:
         try:
             header_bytes = await self._header(address, stored)
             header = stream.parse_header(header_bytes)
-            data_key = await self._data_key(digest, key_id, header.key_ref)
-            decryptor = stream.StreamDecryptor(data_key, header_bytes, stored)
-        except stream.StreamError as exc:
+            if header.version == stream.VERSION:
+                data_key = await self._data_key(digest, key_id, header.key_ref)
+                decryptor = stream.StreamDecryptor(data_key, header_bytes, stored)
+            else:
+                decryptor = await self._open_staged(address, digest, key_id, header_bytes)
+        except (stream.StreamError, ValueError) as exc:
             raise BlobCorrupt(f"the stored copy of {digest}: {exc}") from None
         if expected_size is not None and decryptor.plaintext_size != expected_size:
             raise BlobCorrupt(
                 f"the stored copy of {digest} holds {decryptor.plaintext_size} bytes, "
                 f"not {expected_size}"
             )
+        return decryptor
+
+    async def _open_staged(
+        self, address: str, digest: str, key_id: str, header_bytes: bytes
+    ) -> stream.StreamDecryptor:
+        """A copy committed from a chunked upload (version 2): its data key is bound to the
+        upload, and its final segment to the digest, so that segment is checked now: a copy
+        moved to another digest's address fails even for a Range that never touches it."""
+        header = stream.parse_header(header_bytes)
+        upload_id, wrapped = parse_staged_key_ref(header.key_ref)
+        data_key = await self._data_key(digest, key_id, wrapped, upload_context(upload_id))
+        stored = await self.store.stat(address) or 0
+        decryptor = stream.StreamDecryptor(
+            data_key, header_bytes, stored, final_aad=digest.encode()
+        )
+        last = stream.segment_offset(
+            decryptor.last_segment, decryptor.segment_size, header.size, decryptor.overhead
+        )
+        sealed = await self._read_all(address, last, stored)
+        await asyncio.to_thread(decryptor.open_segment, decryptor.last_segment, sealed)
         return decryptor
 
     async def stat(self, digest: str, key_id: str) -> int | None:
@@ -264,9 +304,9 @@ class EncryptedBlobs:
             # Decryption runs in a thread, one batch at a time, while the loop sends the
             # batch before it: the event loop stays free, and a second core does the AES.
             if path is not None:
-                pieces = _read_local(path, reader, plan, decryptor.segment_size)
+                pieces = read_local(path, reader, plan, decryptor.segment_size)
             else:
-                pieces = _read_store(
+                pieces = read_store(
                     self.store.read(address, plan.cipher_start, plan.cipher_end), reader
                 )
             async for piece in pieces:
@@ -275,6 +315,21 @@ class EncryptedBlobs:
                 yield piece
         except stream.StreamError as exc:
             raise BlobCorrupt(f"the stored copy of {digest}: {exc}") from None
+
+    async def local_range(
+        self, digest: str, key_id: str, start: int, end: int, expected_size: int
+    ) -> LocalRange | None:
+        """Plaintext [start, end) of the copy under `key_id` as a `LocalRange` (its key checked
+        now), for a sender that decrypts in its own thread; None when the store has no local
+        files. FileNotFoundError if there is no such copy."""
+        address = stored_address(digest, key_id)
+        path = self.store.local_path(address)
+        if path is None:
+            return None
+        decryptor = await self.open(digest, key_id, expected_size)
+        if decryptor is None:
+            raise FileNotFoundError(address)
+        return LocalRange(digest, path, decryptor, decryptor.plan(start, end))
 
     async def delete(self, digest: str, key_id: str) -> None:
         await self.store.delete(stored_address(digest, key_id))
@@ -289,55 +344,3 @@ T = TypeVar("T")
 def _in_thread(work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     """Start `work` in the default executor now (not when awaited)."""
     return asyncio.get_running_loop().run_in_executor(None, work, *args)
-
-
-async def _read_local(
-    path: Path, reader: stream.RangeReader, plan: stream.RangePlan, segment_size: int
-) -> AsyncIterator[bytes]:
-    """A planned range of a stored file: each thread job reads whole sealed segments with
-    pread and decrypts them (no partial segment is ever carried between reads), while the
-    loop sends the previous job's plaintext."""
-    sealed = segment_size + stream.TAG_SIZE
-    batch = max(1, READ_BYTES // sealed) * sealed
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    position, end = plan.cipher_start, plan.cipher_end
-
-    def step(offset: int) -> list[bytes | bytearray]:
-        data = os.pread(fd, min(batch, end - offset), offset)
-        if not data:
-            raise stream.StreamError("ciphertext ended early")
-        return reader.update(data)
-
-    job: asyncio.Future[list[bytes | bytearray]] | None = None
-    try:
-        if position < end:
-            job, position = _in_thread(step, position), position + batch
-        while job is not None:
-            pieces = await job
-            job = None
-            if position < end:
-                job, position = _in_thread(step, position), position + batch
-            for piece in pieces:
-                yield piece  # type: ignore[misc]
-    finally:
-        if job is not None and not job.done():
-            # Closed early (a client gone): the descriptor outlives the job still using it.
-            job.add_done_callback(lambda _: os.close(fd))
-        else:
-            os.close(fd)
-
-
-async def _read_store(
-    chunks: AsyncIterator[bytes], reader: stream.RangeReader
-) -> AsyncIterator[bytes]:
-    """A planned range from any store: each chunk decrypts in a thread while the loop sends
-    the previous chunk's plaintext and reads the next."""
-    job: asyncio.Future[list[bytes | bytearray]] | None = None
-    async for chunk in chunks:
-        pieces = [] if job is None else await job
-        job = _in_thread(reader.update, chunk)
-        for piece in pieces:
-            yield piece  # type: ignore[misc]
-    if job is not None:
-        for piece in await job:
-            yield piece  # type: ignore[misc]
