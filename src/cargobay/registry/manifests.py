@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cargobay import regions
 from cargobay.errors import (
     DomainError,
     ImageAlreadyExists,
@@ -108,7 +109,12 @@ class ManifestService:
             raise ImageNotFound(detail={"reference": reference}) from None
         async with self.db.read_now() as conn:
             row = await records.for_pull(
-                conn, repo_registry_id, repo_name, reference, by_digest=is_digest(reference)
+                conn,
+                repo_registry_id,
+                repo_name,
+                reference,
+                by_digest=is_digest(reference),
+                region=regions.current_key(),
             )
         if row is None:
             raise ImageNotFound(detail={"reference": reference})

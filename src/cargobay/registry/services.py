@@ -181,9 +181,10 @@ class Services:
             scope=blob_scope(repo.registry_id, repo.name, digest),
         )
         token = (await self.token_signer()).issue(claims)
+        region = f"&region={repo.region_key}" if repo.region_key else ""  # not the default
         return (
             f"{base}/v2/{repo.name}/blobs/{digest}?registryId={repo.registry_id}"
-            f"&token={quote(token, safe='')}"
+            f"&token={quote(token, safe='')}{region}"
         )
 
     async def close(self) -> None:
