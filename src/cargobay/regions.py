@@ -15,33 +15,43 @@ it had whatever its `region` setting says, and no migration needs to know that s
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
-# (region, its repository key) of the request being served; None outside a request.
-_CURRENT: ContextVar[tuple[str, str] | None] = ContextVar("cargobay_region", default=None)
+# The repository region key (`key`) of the request being served; "" (the default) outside one.
+_CURRENT: ContextVar[str] = ContextVar("cargobay_region", default="")
+
+DEFAULT_KEY = ""
 
 # An ECR-form registry host: <account>.dkr.ecr.<region>.<suffix>.
 _ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr\.([a-z]{2}(?:-[a-z]+)+-[0-9])\.(.+)")
 
-DEFAULT_KEY = ""
-
 
 def use(region: str, default: str) -> None:
     """Serve the rest of this request (its task) in `region`; `default` is the deployment's."""
-    _CURRENT.set((region, key(region, default)))
+    _CURRENT.set(key(region, default))
+
+
+@contextmanager
+def serving_key(stored: str) -> Iterator[None]:
+    """Serve the block in the region a stored key (`key`) names: a queued task runs in the
+    region of the request that queued it (`jobs.queue`)."""
+    token = _CURRENT.set(stored)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 def current(default: str) -> str:
     """The region of the request being served; `default` (the deployment's) outside one."""
-    found = _CURRENT.get()
-    return default if found is None else found[0]
+    return from_key(_CURRENT.get(), default)
 
 
 def current_key() -> str:
-    """The repository region key (`key`) of the request being served; the default region's
-    outside one."""
-    found = _CURRENT.get()
-    return DEFAULT_KEY if found is None else found[1]
+    """The repository region key (`key`) of the request being served; "" outside one."""
+    return _CURRENT.get()
 
 
 def key(region: str, default: str) -> str:
@@ -57,7 +67,9 @@ def from_key(stored: str, default: str) -> str:
 def from_host(host: str, suffix: str) -> str | None:
     """The region an ECR-form `host` names when it ends in `suffix` (port ignored); None for
     any other host."""
-    match = _ECR_HOST.fullmatch(host.lower().split(":", 1)[0] if suffix else "")
+    if not suffix:
+        return None
+    match = _ECR_HOST.fullmatch(host.lower().split(":", 1)[0])
     if match is None or match.group(3) != suffix.lower().split(":", 1)[0]:
         return None
     return match.group(2)

@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from cargobay import regions
 from cargobay.errors import ImageNotFound
 from cargobay.iam.permissions import SIGN_PAYLOAD
 from cargobay.iam.principal import Principal
@@ -128,7 +129,8 @@ class ImageSigner:
     async def _profile(self, repo: Repository, arn: str) -> tuple[Any, list[Any]]:
         from cargobay.signing import certs  # `cryptography`, loaded by the first signature
 
-        profiles = SigningProfiles(self.services.db, self.services.settings.region)
+        region = regions.current(self.services.settings.region)  # the push's (`jobs.queue`)
+        profiles = SigningProfiles(self.services.db, region)
         profile = await profiles.by_arn(arn)
         if profile is None:
             raise SigningFailure(PROFILE_NOT_FOUND, f"The signing profile {arn} does not exist.")
