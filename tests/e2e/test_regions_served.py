@@ -16,6 +16,7 @@ from botocore.config import Config
 
 from e2e.ecrhelp import ACCOUNT, client, pull, pulled_manifest, push, raises, unique
 from e2e.ocihttp import Client
+from e2e.replhelp import statuses, wait_statuses
 from e2e.signinghelp import PLATFORM, profile_name, wait_signed
 from imagebuilder import Image
 from server import Server
@@ -175,3 +176,45 @@ def test_tasks_run_in_the_region_of_the_push(server: Server) -> None:
         assert len(referrers["manifests"]) == 1
     finally:
         here.delete_signing_configuration()
+
+
+def test_replication_to_another_served_region_copies_locally(
+    server: Server, image: Image, tmp_path
+) -> None:
+    """No endpoint is configured for the other region (`[regions.*]`): the replica can only be
+    a local copy, pushed in one region and pulled in the other with the same bytes."""
+    prefix = unique("replregion")
+    rules = [
+        {
+            "destinations": [{"region": OTHER, "registryId": ACCOUNT}],
+            "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
+        }
+    ]
+    here = client(server)
+    here.put_replication_configuration(replicationConfiguration={"rules": rules})
+    try:
+        name = f"{prefix}/app"
+        push(server, image, f"{name}:v1")
+        want = {(OTHER, ACCOUNT): "COMPLETE"}
+        found = wait_statuses(server, name, "v1", want)
+        assert set(found) == {(OTHER, ACCOUNT)}
+        there = _aws(server, "ecr", OTHER)
+        [detail] = there.describe_images(repositoryName=name)["imageDetails"]
+        assert (detail["imageDigest"], detail["imageTags"]) == (image.manifest_digest, ["v1"])
+        got = _v2(server, OTHER).get(
+            f"/v2/{name}/manifests/v1", headers={"Accept": json.loads(image.manifest)["mediaType"]}
+        )
+        assert got.status_code == 200 and got.content == image.manifest
+        layer = json.loads(image.manifest)["layers"][0]["digest"]
+        blob = _v2(server, OTHER).get(f"/v2/{name}/blobs/{layer}")
+        assert blob.content == image.blobs[layer]
+        # The replica does not replicate again (one hop, and never onto itself).
+        assert set(statuses(server, name, "v1")) == {(OTHER, ACCOUNT)}
+        assert (
+            there.describe_image_replication_status(
+                repositoryName=name, imageId={"imageTag": "v1"}
+            )["replicationStatuses"]
+            == []
+        )
+    finally:
+        here.put_replication_configuration(replicationConfiguration={"rules": []})

@@ -121,7 +121,10 @@ class Services:
             hooks=hooks,
             templates=repositories.templates,
             replication=ReplicationService(
-                db, settings.region, frozenset(r.name for r in settings.regions), hooks
+                db,
+                settings.region,
+                frozenset({*(r.name for r in settings.regions), *settings.served_regions}),
+                hooks,
             ),
             secrets=secrets,
             pull_through_rules=rules,
