@@ -148,7 +148,12 @@ def test_v2_host_selects_the_region(server: Server, image: Image, tmp_path) -> N
     # A layer download URL of the other region fetches that region's blob.
     layer = json.loads(pushed.manifest)["layers"][0]["digest"]
     url = ecr_there.get_download_url_for_layer(repositoryName=name, layerDigest=layer)
-    assert requests.get(url["downloadUrl"], timeout=60).status_code == 200
+    fetched = requests.get(url["downloadUrl"], timeout=60)
+    assert fetched.status_code == 200 and fetched.content == pushed.blobs[layer]
+    # Its token is for that region's repository only.
+    assert f"&region={OTHER}" in url["downloadUrl"]
+    elsewhere = url["downloadUrl"].replace(f"&region={OTHER}", "")
+    assert requests.get(elsewhere, timeout=60).status_code == 401
 
 
 def test_tasks_run_in_the_region_of_the_push(server: Server) -> None:

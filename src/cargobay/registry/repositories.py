@@ -78,10 +78,6 @@ class RepositoryService:
             row = await records.find(conn, registry_id, name, regions.current_key())
         return None if row is None else Repository(*row)
 
-    def region_of(self, repo: Repository) -> str:
-        """The region a repository is in (its ARN's)."""
-        return regions.from_key(repo.region_key, self.settings.region)
-
     async def get(self, registry_id: str, name: str) -> Repository:
         validate_name(name)
         repo = await self.find(registry_id, name)

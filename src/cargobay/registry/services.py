@@ -181,7 +181,7 @@ class Services:
                 return presigned
         claims = replace(
             TokenClaims.for_principal(principal, lifetime=expires_at - time.time()),
-            scope=blob_scope(repo.registry_id, repo.name, digest),
+            scope=blob_scope(repo.registry_id, repo.name, digest, repo.region_key),
         )
         token = (await self.token_signer()).issue(claims)
         region = f"&region={repo.region_key}" if repo.region_key else ""  # not the default
