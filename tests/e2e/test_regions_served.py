@@ -98,10 +98,18 @@ def test_a_region_not_served_is_refused(server: Server) -> None:
         ("ecr", lambda c: c.describe_repositories()),
         ("kms", lambda c: c.list_keys()),
         ("secretsmanager", lambda c: c.list_secrets()),
+        ("cloudtrail", lambda c: c.lookup_events()),
+        ("signer", lambda c: c.list_signing_profiles()),
     ):
         with raises("InvalidSignatureException") as info:
             call(_aws(server, service, NOT_SERVED))
         assert "region" in info.value.response["Error"]["Message"]
+    for service, call in (  # and a served region is accepted on every door
+        ("cloudtrail", lambda c: c.lookup_events()),
+        ("signer", lambda c: c.list_signing_profiles()),
+        ("kms", lambda c: c.list_keys()),
+    ):
+        call(_aws(server, service, OTHER))
     refused = _v2(server, NOT_SERVED).get("/v2/_catalog")
     assert refused.status_code == 403
     assert refused.json()["errors"][0]["code"] == "DENIED"
