@@ -1,12 +1,15 @@
 """One `cargobay serve` answering for two regions (`regions_served`): boto3 clients signed for
 each region see their own repositories (same name, different ARNs and URIs), KMS keys and
 secrets; a region not served is refused with InvalidSignatureException; on `/v2/` the ECR-form
-host (`host_suffix`) selects the region (an explicit Host header: skopeo cannot reach a made-up
-host name without DNS), and the default host keeps the default region."""
+host (`host_suffix`) selects the region (skopeo through this server as its HTTP proxy, and
+requests with an explicit Host header, since the made-up host names have no DNS), and the
+default host keeps the default region."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 
 import boto3
@@ -14,7 +17,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-from e2e.ecrhelp import ACCOUNT, client, pull, pulled_manifest, push, raises, unique
+from conftest import require_tool
+from e2e.ecrhelp import ACCOUNT, client, pull, pulled_blob, pulled_manifest, push, raises, unique
 from e2e.ocihttp import Client
 from e2e.replhelp import statuses, wait_statuses
 from e2e.signinghelp import PLATFORM, profile_name, wait_signed
@@ -231,3 +235,37 @@ def test_replication_to_another_served_region_copies_locally(
         )
     finally:
         here.put_replication_configuration(replicationConfiguration={"rules": []})
+
+
+def _skopeo_via(server: Server, *args: str) -> None:
+    """skopeo reaching the region's ECR-form host: there is no DNS for it, so this server is
+    skopeo's HTTP proxy, which gets the absolute URL (and its Host) as a proxy does."""
+    env = {**os.environ, "HTTP_PROXY": server.url, "http_proxy": server.url}
+    env.update({"NO_PROXY": "", "no_proxy": ""})
+    command = [require_tool("skopeo"), *args]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_skopeo_push_and_pull_through_the_region_host(
+    server: Server, image: Image, tmp_path
+) -> None:
+    name = unique("skopeo/regional")
+    ref = f"docker://{_host(OTHER)}/{name}:v1"
+    creds = server.creds_arg
+    _skopeo_via(
+        server, "copy", "--dest-creds", creds, "--dest-tls-verify=false",
+        f"oci:{image.layout}:latest", ref,
+    )  # fmt: skip
+    there = _aws(server, "ecr", OTHER)
+    [detail] = there.describe_images(repositoryName=name)["imageDetails"]
+    assert detail["imageDigest"] == image.manifest_digest
+    with raises("RepositoryNotFoundException"):
+        client(server).describe_images(repositoryName=name)
+    pulled = tmp_path / "pulled"
+    _skopeo_via(
+        server, "copy", "--src-creds", creds, "--src-tls-verify=false", ref, f"dir:{pulled}"
+    )
+    assert pulled_manifest(pulled) == (image.manifest_digest, image.manifest)
+    for digest, data in image.blobs.items():
+        assert pulled_blob(pulled, digest) == data
