@@ -127,7 +127,9 @@ class Replicator:
             return True
         principal = Principal(source, "root", "", is_admin=True)
         resource = Resource(destination.registry_id, destination.region, name)
-        return await self.services.authorizer.allowed(principal, action, resource)
+        # The destination repository's policy is the one in the destination's region.
+        with regions.serving_key(regions.key(destination.region, self.services.settings.region)):
+            return await self.services.authorizer.allowed(principal, action, resource)
 
     async def _copy_locally(
         self, repo: Repository, digest: str, tag: str | None, destination: Destination
