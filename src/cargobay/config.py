@@ -94,6 +94,9 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     account_id: str = "000000000000"
     region: str = "us-east-1"
+    # Regions this deployment answers for (comma-separated, or a TOML list), each with its own
+    # repositories and ARNs; `region` is always one of them, the default. Empty: `region` only.
+    regions_served: str = ""
     # ECR-style hosts are <account>.dkr.ecr.<region>.<host_suffix>; empty: localhost:<port>.
     host_suffix: str = ""
     realm: str = "cargobay"
@@ -172,6 +175,12 @@ class Settings:
         return self.workers or (os.cpu_count() or 1)
 
     @property
+    def served_regions(self) -> tuple[str, ...]:
+        """The regions requests may be signed for: the default `region` first."""
+        extra = [r.strip() for r in self.regions_served.split(",") if r.strip()]
+        return tuple(dict.fromkeys([self.region, *extra]))
+
+    @property
     def credentials_file(self) -> Path:
         return self.data_dir / "admin-credentials"
 
@@ -186,6 +195,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         return None
     if name == "webhooks":
         return _webhooks(value)
+    if name == "regions_served" and isinstance(value, list):
+        return ",".join(str(each) for each in value)
     try:
         if "bool" in kind_str:
             if isinstance(value, bool):
@@ -288,6 +299,9 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"account_id must be 12 digits, not {settings.account_id!r}")
     if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", settings.region):
         raise ConfigError(f"region {settings.region!r} is not a region name like us-east-1")
+    for served in settings.served_regions:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", served):
+            raise ConfigError(f"regions_served: {served!r} is not a region name like eu-west-1")
     if bool(settings.admin_access_key_id) != bool(settings.admin_secret_access_key):
         raise ConfigError(
             "CARGOBAY_ADMIN_ACCESS_KEY_ID and CARGOBAY_ADMIN_SECRET_ACCESS_KEY go together"

@@ -415,6 +415,16 @@ class ImageArchived(NotFound):
     )
 
 
+class LayerArchived(NotFound):
+    """A pull of a blob (layer or config) that only archived images of the repository use: its
+    bytes are as unpullable as the images until one is restored."""
+
+    default_message = (
+        "the layer belongs only to archived images and cannot be pulled; restore an image with "
+        "UpdateImageStorageClass (targetStorageClass STANDARD)"
+    )
+
+
 class ImageStorageClassUpdateNotSupported(Conflict):
     """A storage class change the image's state does not allow (already in that class, or a
     manifest an image index lists, which moves with its index)."""

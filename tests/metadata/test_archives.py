@@ -36,6 +36,9 @@ def test_archiving_and_restoring_keep_when_each_happened(store: Store) -> None:
             blobs = [digest("own"), digest("shared"), digest("unknown")]
             assert await archives.archived_blobs(conn, repo, blobs) == {digest("own")}
             assert await archives.archived_blobs(conn, repo, []) == set()
+            assert await archives.blob_archived(conn, repo, digest("own"))
+            assert not await archives.blob_archived(conn, repo, digest("shared"))
+            assert not await archives.blob_archived(conn, repo, digest("unknown"))
             assert await archives.rows(conn, repo, []) == []
         async with db.write() as conn:
             await archives.activate(conn, repo, child, 20.0)
@@ -49,5 +52,6 @@ def test_archiving_and_restoring_keep_when_each_happened(store: Store) -> None:
                 digest("own"),
                 digest("shared"),
             }
+            assert await archives.blob_archived(conn, repo, digest("shared"))
 
     store.run(scenario)

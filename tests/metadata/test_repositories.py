@@ -135,3 +135,41 @@ def test_deleting_a_repository_removes_everything_it_owns_and_nothing_else(store
             assert await manifests.count(conn, kept) == 2
 
     store.run(scenario)
+
+
+def test_repositories_are_regional(store: Store) -> None:
+    """The same name in two regions is two repositories ("" is the default region's key), and
+    every lookup, listing and manifest pull stays within its region."""
+
+    async def scenario(db: Database, registry_id: str) -> None:
+        async with db.write() as conn:
+            assert await repositories.insert(conn, registry_id, "team/app")
+            assert await repositories.insert(conn, registry_id, "team/app", "eu-west-1")
+            assert not await repositories.insert(conn, registry_id, "team/app", "eu-west-1")
+            assert await repositories.insert(conn, registry_id, "only/eu", "eu-west-1")
+            here = await repositories.id_of(conn, registry_id, "team/app")
+            there = await repositories.id_of(conn, registry_id, "team/app", "eu-west-1")
+            assert here is not None and there is not None and here != there
+            pushed = await new_manifest(conn, there, "eu-image")
+        async with db.read_now() as conn:
+            row = await repositories.find(conn, registry_id, "team/app", "eu-west-1")
+            assert (row.id, row.region) == (there, "eu-west-1")
+            assert (await repositories.find(conn, registry_id, "team/app")).region == ""
+            assert await repositories.find(conn, registry_id, "only/eu") is None
+            assert await repositories.list_names(conn, registry_id, None, None) == ["team/app"]
+            assert await repositories.list_names(conn, registry_id, None, None, "eu-west-1") == [
+                "only/eu",
+                "team/app",
+            ]
+            rows = await repositories.list_rows(conn, registry_id, None, None, None, "eu-west-1")
+            assert [r.name for r in rows] == ["only/eu", "team/app"]
+            found = await manifests.for_pull(
+                conn, registry_id, "team/app", pushed, by_digest=True, region="eu-west-1"
+            )
+            assert found is not None and found.repository_id == there
+            assert (
+                await manifests.for_pull(conn, registry_id, "team/app", pushed, by_digest=True)
+                is None
+            )
+
+    store.run(scenario)

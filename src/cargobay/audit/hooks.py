@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.audit.record import AuditEvent, Resource, record
 from cargobay.iam.principal import Principal
 from cargobay.requestinfo import request_context
@@ -95,7 +96,7 @@ async def audit_call(
         event_source=event_source,
         event_name=event_name,
         read_only=read_only,
-        region=settings.region,
+        region=regions.current(settings.region),  # the request's (`regions_served`)
         principal=principal,
         source_ip=context.source_ip,
         user_agent=request.headers.get("User-Agent"),

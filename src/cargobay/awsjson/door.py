@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.audit.hooks import audit_api_call
 from cargobay.aws import shapes
 from cargobay.errors import DomainError
@@ -81,7 +82,8 @@ class JsonCall:
 
     @property
     def region(self) -> str:
-        return self.services.settings.region
+        """The region the request is signed for (one the deployment serves)."""
+        return regions.current(self.services.settings.region)
 
     def context(self) -> RequestContext:
         return request_context(self.request, self.services.settings.trusted_proxies)
@@ -159,7 +161,8 @@ async def serve(service: JsonService, request: web.Request, services: Services) 
                 services.credentials,
                 body,
                 service.signing_name,
-                (services.settings.region,),
+                services.settings.served_regions,
+                default_region=services.settings.region,
             )
         except SigV4Error as exc:
             raise AwsError(exc.code, exc.message, exc.status) from None

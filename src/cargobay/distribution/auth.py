@@ -69,7 +69,8 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
             # The registry the request will act on, decided as the handlers decide it.
             registry_id = registry_for(request, claims.account_id)
             # Only a download token, and only for the blob it was issued for.
-            if claims.scope != blob_scope(registry_id, blob["name"], blob["digest"]):
+            region = request.query.get("region", "")  # the repository's, when not the default
+            if claims.scope != blob_scope(registry_id, blob["name"], blob["digest"], region):
                 log.info("refused a download token outside its scope")
                 raise Unauthenticated("the token is not valid for this download")
             return await _token_principal(services, claims)

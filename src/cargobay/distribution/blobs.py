@@ -55,6 +55,9 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 call.count_transfer(repo.id, fill.size if wanted is None else wanted[1] - wanted[0])
                 return await stream_fill(call, fill, headers, wanted)
             info = await services.blobs.stat(repo, digest)
+        else:
+            # Stored: refused (404) when only archived images use it, until one is restored.
+            await services.archive.check_blob(repo, digest)
         call.count_transfer(repo.id, info.size)
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from cargobay import regions
+from cargobay.config import Settings
 from cargobay.distribution.auth import registry_for
-from cargobay.errors import InvalidParameter
+from cargobay.errors import AccessDenied, InvalidParameter
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
 from cargobay.registry import hooks
@@ -42,7 +44,8 @@ class Call:
         self.principal = principal
         self.name = name
         self.registry_id = registry_for(request, principal.account_id)
-        self.resource = authz.Resource(self.registry_id, services.settings.region, name or None)
+        region = serve_region(request, services.settings)
+        self.resource = authz.Resource(self.registry_id, region, name or None)
         self.replication = REPLICATION_HEADER in request.headers
 
     def context(self) -> authz.RequestContext:
@@ -92,6 +95,23 @@ class Call:
                 detail={"header": REPLICATION_HEADER},
             )
         return hooks.ReplicaSource(self.principal.account_id, region)
+
+
+def serve_region(request: web.Request, settings: Settings) -> str:
+    """The region a `/v2/` request is served in (`cargobay.regions`): the one an ECR-form host
+    names when `host_suffix` is set, else the one a download URL carries (`region`, beside its
+    token), else the default. A region the deployment does not serve is refused."""
+    region = None
+    if settings.host_suffix:
+        region = regions.from_host(request.host or "", settings.host_suffix)
+    if region is None and "token" in request.query:
+        region = request.query.get("region") or None
+    if region is None:
+        return settings.region
+    if region not in settings.served_regions:
+        raise AccessDenied(f"This registry does not serve the region {region[:64]!r}")
+    regions.use(region, settings.region)
+    return region
 
 
 async def request_blocks(request: web.Request) -> AsyncIterator[list[bytes]]:

@@ -105,6 +105,7 @@ OCI_ERRORS: dict[type[e.DomainError], tuple[str, int]] = {
     e.ScanningConfigurationInvalid: ("DENIED", 400),
     # archive storage class: a pull of an archived image is 404 as on ECR, and says why
     e.ImageArchived: ("MANIFEST_UNKNOWN", 404),
+    e.LayerArchived: ("BLOB_UNKNOWN", 404),
     e.ImageStorageClassUpdateNotSupported: ("DENIED", 409),
     # pull-time update exclusions (not reachable from `/v2/`; mapped so the table is total)
     e.ExclusionAlreadyExists: ("DENIED", 409),

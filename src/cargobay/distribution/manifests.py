@@ -50,7 +50,14 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
         repo = await call.push_target()
         content_type = call.request.content_type if "Content-Type" in call.request.headers else None
         result = await services.manifests.put_image(
-            repo, payload, content_type, digest, tag, origin=call.origin, replica_of=replica_of
+            repo,
+            payload,
+            content_type,
+            digest,
+            tag,
+            origin=call.origin,
+            replica_of=replica_of,
+            pusher=call.principal,
         )
         headers = {
             "Location": f"/v2/{call.name}/manifests/{result.digest}",

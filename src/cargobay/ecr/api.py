@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.audit.hooks import audit_api_call
 from cargobay.audit.record import Resource
 from cargobay.aws import shapes
@@ -74,8 +75,14 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         except BodyTooLarge:
             raise errors.Validation("request body is too large") from None
         try:
+            settings = services.settings
             principal = await signed_principal(
-                request, services.credentials, body_bytes, "ecr", (services.settings.region,)
+                request,
+                services.credentials,
+                body_bytes,
+                "ecr",
+                settings.served_regions,
+                default_region=settings.region,
             )
         except SigV4Error as exc:
             raise errors.EcrError(exc.code, exc.message, exc.status) from None
@@ -133,7 +140,7 @@ async def record_call(
             params = {k: v for k, v in params.items() if k != "layerPartBlob"}
         repository = params.get("repositoryName")
         if isinstance(repository, str):
-            region = services.settings.region
+            region = regions.current(services.settings.region)
             arn = f"arn:aws:ecr:{region}:{owner or account}:repository/{repository}"
             resources.append(Resource("AWS::ECR::Repository", repository, arn))
     call = ("ecr", operation, request_id)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.ecr import errors
 from cargobay.errors import NameInvalid
 from cargobay.iam import authz, permissions
@@ -50,7 +51,7 @@ class EcrCall:
         self.principal = principal
         self.action = action
         self.settings = services.settings
-        self.region = services.settings.region
+        self.region = regions.current(services.settings.region)  # the request's (SigV4 scope)
         self.registry_id = principal.account_id
         self.repository_name = ""
 

@@ -118,6 +118,7 @@ ECR_ERRORS: dict[type[e.DomainError], str] = {
     e.ScanQuotaExceeded: "LimitExceededException",
     e.ScanningConfigurationInvalid: "ValidationException",
     e.ImageArchived: "ImageArchivedException",
+    e.LayerArchived: "LayerInaccessibleException",
     e.ImageStorageClassUpdateNotSupported: "ImageStorageClassUpdateNotSupportedException",
     # pull-time update exclusions
     e.ExclusionAlreadyExists: "ExclusionAlreadyExistsException",

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cargobay import regions
 from cargobay.events import model, outbox
 from cargobay.metadata import schema
 from cargobay.registry.hooks import PULL_THROUGH_CACHE, Deleted, Hooks, Pushed
@@ -31,10 +32,11 @@ from cargobay.registry.hooks import PULL_THROUGH_CACHE, Deleted, Hooks, Pushed
 LIFECYCLE = "lifecycle"
 
 
-def register(hooks: Hooks, region: str) -> None:
+def register(hooks: Hooks, default_region: str) -> None:
     """Emit the events of every push and delete the services commit (see the module's note)."""
 
     async def pushed(conn: Any, event: Pushed) -> None:
+        region = regions.from_key(event.repo.region_key, default_region)  # the repository's
         if event.origin == PULL_THROUGH_CACHE:
             await _cache_filled(conn, event, region)
         if event.replica_of is not None:
@@ -67,24 +69,29 @@ def register(hooks: Hooks, region: str) -> None:
             await emit(
                 conn,
                 model.lifecycle_policy_action,
-                **_image(event, region),
+                **_image(event, default_region),
                 tags=tags,
                 rule_priority=priority,
             )
         else:
             await emit(
-                conn, model.image_action, **_image(event, region), action="DELETE", tag=event.tag
+                conn,
+                model.image_action,
+                **_image(event, default_region),
+                action="DELETE",
+                tag=event.tag,
             )
 
     hooks.on_push(pushed)
     hooks.on_delete(deleted)
 
 
-def _image(event: Pushed | Deleted, region: str) -> dict[str, str]:
-    """The fields every image event has, from a push or delete hook's event."""
+def _image(event: Pushed | Deleted, default_region: str) -> dict[str, str]:
+    """The fields every image event has, from a push or delete hook's event (the region is the
+    repository's)."""
     return {
         "account": event.repo.registry_id,
-        "region": region,
+        "region": regions.from_key(event.repo.region_key, default_region),
         "repository": event.repo.name,
         "digest": event.digest,
     }

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Select, bindparam, select
 
+from cargobay import regions
 from cargobay.errors import AccessDenied
 from cargobay.iam import policyscope
 from cargobay.iam.policy import AuthRequest, Policy, PolicyError, decide, parse_policy
@@ -38,7 +39,7 @@ def _resource_policies_query() -> Select:
     r, p = schema.repositories, schema.registry_policies
     s = schema.registry_account_settings
     account, name = bindparam("account_id"), bindparam("name")
-    in_repo = (r.c.registry_id == account, r.c.name == name)
+    in_repo = (r.c.registry_id == account, r.c.region == bindparam("region"), r.c.name == name)
     return select(
         select(r.c.policy_text).where(*in_repo).scalar_subquery(),
         select(r.c.id).where(*in_repo).scalar_subquery(),
@@ -155,7 +156,12 @@ class Authorizer:
     async def _resource_policies(
         self, resource: Resource, action: str
     ) -> tuple[list[str], int | None]:
-        params = {"account_id": resource.account_id, "name": resource.name}
+        # The repository in the request's region (`cargobay.regions`).
+        params = {
+            "account_id": resource.account_id,
+            "region": regions.current_key(),
+            "name": resource.name,
+        }
         async with self.db.read_now() as conn:
             row = (await conn.execute(_RESOURCE_POLICIES, params)).one()
         registry_policy = row[2] if policyscope.applies(row[3], action) else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cargobay import regions as served
 from cargobay.iam import sigv4
 from cargobay.iam.credentials import CredentialStore, KeyRecord
 from cargobay.iam.principal import Principal
@@ -36,10 +37,13 @@ async def signed_principal(
     body: bytes,
     service: str,
     regions: tuple[str, ...] | None = None,
+    *,
+    default_region: str | None = None,
 ) -> Principal:
     """The principal of an active access key whose SigV4 signature covers this request and is
     scoped to `service` (and one of `regions`, when given); `sigv4.SigV4Error` (with AWS's
-    code, message and status) otherwise."""
+    code, message and status) otherwise. With `default_region` (a regional service's door),
+    the request is served in the region its signature is scoped to (`cargobay.regions`)."""
     found: dict[str, KeyRecord] = {}
 
     async def secret_for(key_id: str) -> str | None:
@@ -59,4 +63,6 @@ async def signed_principal(
         expected_service=service,
         expected_regions=regions,
     )
+    if default_region is not None:
+        served.use(identity.region, default_region)
     return found[identity.access_key_id].principal

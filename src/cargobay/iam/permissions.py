@@ -326,3 +326,7 @@ KMS_OPERATIONS.update(
         "ListRetirableGrants": _p("kms:ListRetirableGrants", KMS_ACCOUNT),
     }
 )
+
+# ECR managed signing signs as the principal who pushed (issue 18): `signing.job` asks the
+# authorizer for this action on the signing profile's ARN before signing; no door has it.
+SIGN_PAYLOAD = "signer:SignPayload"

@@ -178,9 +178,11 @@ class TokenSigner:
         return claims
 
 
-def blob_scope(registry_id: str, repository: str, digest: str) -> str:
-    """The scope of a download URL's token: one blob of one repository of one registry."""
-    return f"blob:{registry_id}/{repository}@{digest}"
+def blob_scope(registry_id: str, repository: str, digest: str, region: str = "") -> str:
+    """The scope of a download URL's token: one blob of one repository of one registry (in
+    `region`, a repository region key: "" for the deployment's default region)."""
+    scope = f"blob:{registry_id}/{repository}@{digest}"
+    return f"{scope}#{region}" if region else scope
 
 
 def _str(value: object) -> str:

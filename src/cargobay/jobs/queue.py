@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from cargobay import regions
 from cargobay.jobs.leases import holder_id
 from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
@@ -63,6 +64,10 @@ class Task:
 Handler = Callable[[Task], Awaitable[None]]
 
 
+# The payload member naming the region a task runs in (absent: the default region).
+REGION_KEY = "_region"
+
+
 async def enqueue(
     conn: Any,
     kind: str,
@@ -73,8 +78,11 @@ async def enqueue(
     deadline: float = 7 * 86400.0,
 ) -> None:
     """Write a task in the caller's open transaction. A `key` makes it idempotent: a second
-    task with the same kind and key is not added while the first exists."""
+    task with the same kind and key is not added while the first exists. A task queued while
+    serving another region than the default runs in that region (`cargobay.regions`)."""
     now = time.time()
+    if regions.current_key():
+        payload = {**payload, REGION_KEY: regions.current_key()}
     await insert_ignore(
         conn,
         schema.tasks,
@@ -182,8 +190,10 @@ async def fail(db: Database, task: Task, holder: str, reason: str) -> None:
 
 async def run_task(db: Database, task: Task, holder: str, handler: Handler) -> str:
     """Run one claimed task and record its outcome; returns the new status."""
+    region = task.payload.get(REGION_KEY, "") if isinstance(task.payload, dict) else ""
     try:
-        await handler(task)
+        with regions.serving_key(region if isinstance(region, str) else ""):
+            await handler(task)
     except Retry as exc:
         delay = backoff(task.attempts) if exc.delay is None else exc.delay
         return PENDING if await retry(db, task, holder, exc.reason, delay) else FAILED

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, update
 
+from cargobay import regions
 from cargobay.iam.secrets import SecretBox
 from cargobay.kms import material, store
 from cargobay.kms.errors import (
@@ -58,10 +59,15 @@ class KmsCore:
     ) -> None:
         self.db = db
         self.box = box
-        self.region = region
+        self.default_region = region
         self.clock = clock
         self.grants_per_key = grants_per_key
         self.materials = store.MaterialCache()
+
+    @property
+    def region(self) -> str:
+        """The region of the request being served (`regions_served`): keys are regional."""
+        return regions.current(self.default_region)
 
     # ---------------------------------------------------------------- resolution and states
 

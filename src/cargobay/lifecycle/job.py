@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cargobay import regions
 from cargobay.errors import (
     ImageNotFound,
     ImageReferencedByManifestList,
@@ -107,7 +108,7 @@ async def run(services: Services) -> dict[str, Any]:
     async with services.db.read() as conn:
         rows = (
             await conn.execute(
-                select(r.c.id, r.c.registry_id, r.c.name, r.c.lifecycle_policy)
+                select(r.c.id, r.c.registry_id, r.c.region, r.c.name, r.c.lifecycle_policy)
                 .where(r.c.lifecycle_policy.is_not(None))
                 .order_by(r.c.id)
             )
@@ -122,12 +123,14 @@ async def run(services: Services) -> dict[str, Any]:
             log.warning("repository %s has an invalid lifecycle policy: %s", row.name, exc.reason)
             errors += 1
             continue
-        repo = await services.repositories.find(row.registry_id, row.name)
-        if repo is None or repo.id != row.id:
-            continue  # deleted (or deleted and re-created) since the listing
+        with regions.serving_key(row.region):  # the repository's region (`regions_served`)
+            repo = await services.repositories.find(row.registry_id, row.name)
+            if repo is None or repo.id != row.id:
+                continue  # deleted (or deleted and re-created) since the listing
         try:
             now = time.time()
-            expired += await expire_repository(services, repo, policy, now)
+            with regions.serving_key(row.region):
+                expired += await expire_repository(services, repo, policy, now)
             evaluated[key] = now
         except Exception:
             log.exception("lifecycle evaluation of %s failed", row.name)

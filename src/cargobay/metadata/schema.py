@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0018"
+SCHEMA_REVISION = "0024"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -62,7 +62,6 @@ repositories = Table(
     Column("kms_key", String(2048)),
     Column("policy_text", Text),  # the ECR repository policy, verbatim
     Column("lifecycle_policy", Text),
-    UniqueConstraint("registry_id", "name", name="uq_repositories_registry_name"),
 )
 
 # Resource tags (TagResource, CreateRepository --tags); `ecr:ResourceTag/*` conditions read them.
@@ -899,3 +898,11 @@ console_sessions = Table(
     Column("expires_at", Float, nullable=False),
 )
 Index("ix_console_sessions_expires", console_sessions.c.expires_at)
+
+# Regional repositories (issue 18, `regions_served`): a name is unique per registry and region;
+# "" is the deployment's default region (`cargobay.regions.key`), so existing rows need no
+# setting to migrate (migration 0024).
+repositories.append_column(Column("region", String(32), nullable=False, server_default=""))
+repositories.append_constraint(
+    UniqueConstraint("registry_id", "region", "name", name="uq_repositories_region_name")
+)

@@ -4,6 +4,7 @@ actions (`iam.permissions.PULL_THROUGH`), and the PULL_THROUGH_CACHE creation te
 
 from __future__ import annotations
 
+from cargobay import regions
 from cargobay.config import Settings
 from cargobay.iam.authz import Authorizer, RequestContext, Resource
 from cargobay.iam.permissions import PULL_THROUGH
@@ -28,7 +29,7 @@ class CacheAccess:
         name: str,
         context: RequestContext | None,
     ) -> None:
-        resource = Resource(registry_id, self.settings.region, name)
+        resource = Resource(registry_id, regions.current(self.settings.region), name)
         for action in PULL_THROUGH[kind].actions:
             await self.authorizer.require(principal, action, resource, context)
 
@@ -40,7 +41,7 @@ class CacheAccess:
         name: str,
         context: RequestContext | None,
     ) -> bool:
-        resource = Resource(registry_id, self.settings.region, name)
+        resource = Resource(registry_id, regions.current(self.settings.region), name)
         for action in PULL_THROUGH[kind].actions:
             if not await self.authorizer.allowed(principal, action, resource, context):
                 return False

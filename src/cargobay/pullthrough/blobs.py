@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from cargobay import regions
 from cargobay.errors import BlobUnknown, UpstreamFailed
 from cargobay.iam.authz import RequestContext
 from cargobay.iam.principal import Principal
@@ -198,7 +199,7 @@ class BlobFills:
     async def _blob_failed(
         self, rule: Rule, repo: Repository, digest: str, exc: BaseException
     ) -> None:
-        region = self.access.settings.region
+        region = regions.current(self.access.settings.region)
         await failures.emit_failed(self.db, region, rule, repo.name, exc, layer=digest)
 
 

@@ -26,6 +26,7 @@ import time
 
 from sqlalchemy import select
 
+from cargobay import regions
 from cargobay.config import Settings
 from cargobay.errors import DomainError, ImageNotFound, UpstreamFailed
 from cargobay.iam.authz import Authorizer, RequestContext
@@ -208,7 +209,9 @@ class PullThroughCache:
     ) -> Manifest:
         why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         image = {"digest": reference} if is_digest(reference) else {"tag": reference}
-        await failures.emit_failed(self.db, self.settings.region, rule, name, exc, **image)
+        await failures.emit_failed(
+            self.db, regions.current(self.settings.region), rule, name, exc, **image
+        )
         if local is not None:
             log.warning("serving cached %s:%s: upstream failed: %s", name, reference, why)
             return local

@@ -2,7 +2,8 @@
 
 An archived image keeps its manifest, tags and blobs (cargobay has one blob store; the class
 changes what may be pulled and how its bytes are metered, not where they live): pulls of it
-fail with `ImageArchived` (`ManifestService.get` checks the status), DescribeImages shows it
+fail with `ImageArchived` (`ManifestService.get` checks the status), and so do pulls of
+the blobs only archived images use (`LayerArchived`, `check_blob`); DescribeImages shows it
 only when asked, and `registry.usage` meters the bytes only archived images reference at the
 archive price. Restoring is immediate, so an image never stays ACTIVATING here; restore or a
 re-push of the same manifest makes it pullable again, byte for byte.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cargobay.errors import ImageNotFound, ImageStorageClassUpdateNotSupported
+from cargobay.errors import ImageNotFound, ImageStorageClassUpdateNotSupported, LayerArchived
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import archives as records
@@ -64,6 +65,19 @@ class ArchiveService:
             return set()
         async with self.db.read() as conn:
             return await records.archived_blobs(conn, repo.id, digests)
+
+    async def check_blob(self, repo: Repository, digest: str) -> None:
+        """LayerArchived when only archived images of the repository reference the blob: its
+        bytes are not pullable until one of them is restored (or an active image uses it)."""
+        async with self.db.read_now() as conn:
+            archived = await records.blob_archived(conn, repo.id, digest)
+        if archived:
+            raise LayerArchived(
+                f"The layer '{digest}' belongs only to archived images in the repository with "
+                f"name '{repo.name}' in registry with id '{repo.registry_id}'; restore an image "
+                "with UpdateImageStorageClass (targetStorageClass STANDARD) to pull it",
+                detail={"digest": digest},
+            )
 
     async def update(
         self, repo: Repository, digest: str, target: str, *, now: float | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cargobay.iam.principal import Principal
     from cargobay.metadata.conn import Conn
     from cargobay.registry.repositories import Repository
 
@@ -40,6 +41,8 @@ class Pushed:
     # A replica from another deployment completing its image there (origin "replication"):
     # the source's account and region, for the destination's `ECR Replication Action`.
     replica_of: ReplicaSource | None = None
+    # Who pushed through a door (managed signing signs as them); None for the registry's own.
+    pusher: Principal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cargobay import regions
 from cargobay.errors import (
     DomainError,
     ImageAlreadyExists,
@@ -22,6 +23,7 @@ from cargobay.errors import (
     PayloadTooLarge,
     ReferencedImagesNotFound,
 )
+from cargobay.iam.principal import Principal
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import blobs as blob_records
@@ -107,7 +109,12 @@ class ManifestService:
             raise ImageNotFound(detail={"reference": reference}) from None
         async with self.db.read_now() as conn:
             row = await records.for_pull(
-                conn, repo_registry_id, repo_name, reference, by_digest=is_digest(reference)
+                conn,
+                repo_registry_id,
+                repo_name,
+                reference,
+                by_digest=is_digest(reference),
+                region=regions.current_key(),
             )
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
@@ -193,6 +200,7 @@ class ManifestService:
         origin: str = CLIENT,
         lazy_blobs: bool = False,
         replica_of: ReplicaSource | None = None,
+        pusher: Principal | None = None,
     ) -> PutResult:
         """Store a manifest exactly as pushed and point `tag` at it, in one transaction.
 
@@ -203,7 +211,7 @@ class ManifestService:
         PutImage), the same manifest already under `tag` is ImageAlreadyExists, decided in the
         same transaction as the write. The push hooks (events, replication, scans) run inside
         that transaction too; `origin` tells them who pushed (replication does not chain), and
-        `replica_of` where a replica from another deployment came from.
+        `replica_of` where a replica from another deployment came from, `pusher` who pushed.
         With `lazy_blobs` (the pull-through cache), the blobs
         need not be linked yet: the cache fetches each from the upstream when it is first
         pulled; child manifests must still be stored first.
@@ -255,6 +263,7 @@ class ManifestService:
                     created,
                     origin,
                     replica_of,
+                    pusher,
                 ),
             )
         return PutResult(actual, subject, created, parsed.media_type)

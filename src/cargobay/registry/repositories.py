@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cargobay import regions
 from cargobay.config import Settings
 from cargobay.errors import (
     CacheRepositoryPush,
@@ -39,6 +40,7 @@ class Repository:
     encryption_type: str = "AES256"
     kms_key: str | None = None
     mutability_exclusions: str | None = None  # JSON list of WILDCARD filters
+    region_key: str = ""  # its region ("" for the default: `cargobay.regions.key`)
 
     @property
     def mutability(self) -> TagMutability:
@@ -73,7 +75,7 @@ class RepositoryService:
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
         async with self.db.read_now() as conn:
-            row = await records.find(conn, registry_id, name)
+            row = await records.find(conn, registry_id, name, regions.current_key())
         return None if row is None else Repository(*row)
 
     async def get(self, registry_id: str, name: str) -> Repository:
@@ -115,10 +117,12 @@ class RepositoryService:
                 context=context,
             )
         async with self.db.write() as conn:
+            region = regions.current_key()
             created = await records.insert(
                 conn,
                 registry_id,
                 name,
+                region,
                 tag_mutability=tag_mutability.mode,
                 mutability_exclusions=tag_mutability.stored_exclusions(),
                 scan_on_push=scan_on_push,
@@ -126,7 +130,7 @@ class RepositoryService:
                 kms_key=kms_key,
             )
             if created and tags:
-                repo_id = await records.id_of(conn, registry_id, name)
+                repo_id = await records.id_of(conn, registry_id, name, region)
                 assert repo_id is not None
                 await records.add_resource_tags(conn, repo_id, tags)
         repo = await self.find(registry_id, name)
@@ -153,7 +157,7 @@ class RepositoryService:
         replica = applied_for == "REPLICATION"  # ECR creates replicas whatever the setting
         if not replica and not await self.create_on_push(registry_id, self.settings.create_on_push):
             raise RepositoryNotFound(_missing(registry_id, name), detail={"name": name})
-        resource = Resource(registry_id, self.settings.region, name)
+        resource = Resource(registry_id, regions.current(self.settings.region), name)
         await self.authorizer.require(principal, CREATE_REPOSITORY, resource, context)
         if self.templates is not None:
             return await apply_template(self, self.templates, registry_id, name, applied_for)
@@ -174,14 +178,16 @@ class RepositoryService:
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:
         """Names in lexical order after `last`; one indexed range scan."""
         async with self.db.read_now() as conn:
-            return await records.list_names(conn, registry_id, last, limit)
+            return await records.list_names(conn, registry_id, last, limit, regions.current_key())
 
     async def list(
         self, registry_id: str, names: list[str] | None, last: str | None, limit: int | None
     ) -> list[Repository]:
         """Repositories of a registry in name order (all, or the named ones)."""
         async with self.db.read() as conn:
-            rows = await records.list_rows(conn, registry_id, names, last, limit)
+            rows = await records.list_rows(
+                conn, registry_id, names, last, limit, regions.current_key()
+            )
         return [Repository(*row) for row in rows]
 
     async def delete(self, repo: Repository, *, force: bool) -> None:

@@ -123,7 +123,10 @@ class Services:
             hooks=hooks,
             templates=repositories.templates,
             replication=ReplicationService(
-                db, settings.region, frozenset(r.name for r in settings.regions), hooks
+                db,
+                settings.region,
+                frozenset({*(r.name for r in settings.regions), *settings.served_regions}),
+                hooks,
             ),
             secrets=secrets,
             pull_through_rules=rules,
@@ -180,12 +183,13 @@ class Services:
                 return presigned
         claims = replace(
             TokenClaims.for_principal(principal, lifetime=expires_at - time.time()),
-            scope=blob_scope(repo.registry_id, repo.name, digest),
+            scope=blob_scope(repo.registry_id, repo.name, digest, repo.region_key),
         )
         token = (await self.token_signer()).issue(claims)
+        region = f"&region={repo.region_key}" if repo.region_key else ""  # not the default
         return (
             f"{base}/v2/{repo.name}/blobs/{digest}?registryId={repo.registry_id}"
-            f"&token={quote(token, safe='')}"
+            f"&token={quote(token, safe='')}{region}"
         )
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """Running one `replicate` task: copy an image to one destination and record the outcome.
 
 Two paths, one outcome:
-- a destination this deployment serves (its own region, another account) is a metadata copy:
+- a destination this deployment serves (its own region or another of `regions_served`, any
+  account) is a metadata copy:
   the destination repository is created from the account's REPLICATION template if missing,
   the blobs are linked (no byte moves) and the manifests written through the one push path;
 - a destination in another region goes to that region's deployment over `/v2/`
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from cargobay import regions
 from cargobay.errors import (
     ImageTagAlreadyExists,
     KmsAccessDenied,
@@ -97,7 +99,7 @@ class Replicator:
         if repo is None or repo.id != p["repository_id"]:
             return  # the source repository is gone: nothing left to replicate
         try:
-            if destination.region == self.services.settings.region:
+            if destination.region in self.services.settings.served_regions:
                 sent = await self._copy_locally(repo, p["digest"], p.get("tag"), destination)
             else:
                 sent = await self._push_remote(repo, p["digest"], p.get("tag"), destination)
@@ -125,7 +127,9 @@ class Replicator:
             return True
         principal = Principal(source, "root", "", is_admin=True)
         resource = Resource(destination.registry_id, destination.region, name)
-        return await self.services.authorizer.allowed(principal, action, resource)
+        # The destination repository's policy is the one in the destination's region.
+        with regions.serving_key(regions.key(destination.region, self.services.settings.region)):
+            return await self.services.authorizer.allowed(principal, action, resource)
 
     async def _copy_locally(
         self, repo: Repository, digest: str, tag: str | None, destination: Destination
@@ -138,6 +142,26 @@ class Replicator:
                 f"the registry policy of {destination.registry_id} does not allow "
                 f"{REPLICATE_IMAGE} to {repo.registry_id}",
             )
+        default = services.settings.region
+        with regions.serving_key(regions.key(destination.region, default)):
+            target = await self._target(repo, destination)
+        await self._copy_manifest(repo, target, digest, tag, destination)
+        await image_replicated(
+            self.services.db,
+            account=destination.registry_id,
+            region=destination.region,
+            repository=name,
+            digest=digest,
+            tag=tag,
+            source_account=repo.registry_id,
+            source_region=regions.current(default),
+        )
+        return 0
+
+    async def _target(self, repo: Repository, destination: Destination) -> Repository:
+        """The destination repository, created from a REPLICATION template when missing, in
+        the destination's region (the caller serves it)."""
+        services, name = self.services, repo.name
         target = await services.repositories.find(destination.registry_id, name)
         if target is None:
             if not await self._allowed(repo.registry_id, CREATE_REPOSITORY, destination, name):
@@ -162,37 +186,38 @@ class Replicator:
                     f"the REPLICATION template's KMS key cannot encrypt {name} in "
                     f"{destination.registry_id}: {exc}",
                 ) from None
-        await self._copy_manifest(repo, target, digest, tag)
-        await image_replicated(
-            self.services.db,
-            account=destination.registry_id,
-            region=destination.region,
-            repository=name,
-            digest=digest,
-            tag=tag,
-            source_account=repo.registry_id,
-            source_region=self.services.settings.region,
-        )
-        return 0
+        return target
 
     async def _copy_manifest(
-        self, source: Repository, target: Repository, digest: str, tag: str | None
+        self,
+        source: Repository,
+        target: Repository,
+        digest: str,
+        tag: str | None,
+        destination: Destination,
     ) -> None:
+        """Read in the source's region (this task's), write in the destination's: another
+        region this deployment serves is a local copy too."""
         services = self.services
         found = await services.manifests.get(source.registry_id, source.name, digest)
         parsed = parse_manifest(found.content, found.media_type)
         for child in parsed.manifests:
-            await self._copy_manifest(source, target, child.digest, None)
+            await self._copy_manifest(source, target, child.digest, None, destination)
         for blob in parsed.blob_references():
             # Metadata only when both repositories share a key (or have none); between keys
             # the blob is re-encrypted (or decrypted) for the destination.
             await services.blobs.copy(source, target, blob.digest, blob.size)
-        await services.manifests.put_image(target, found.content, found.media_type, digest)
+        with regions.serving_key(regions.key(destination.region, services.settings.region)):
+            await self._put_replica(target, found.content, found.media_type, digest, tag)
+
+    async def _put_replica(
+        self, target: Repository, content: bytes, media_type: str, digest: str, tag: str | None
+    ) -> None:
+        services = self.services
+        await services.manifests.put_image(target, content, media_type, digest)
         if tag:
             try:
-                await services.manifests.put_image(
-                    target, found.content, found.media_type, digest, tag
-                )
+                await services.manifests.put_image(target, content, media_type, digest, tag)
             except ImageTagAlreadyExists:
                 # As ECR: an immutable destination keeps its tag; the image arrives untagged.
                 log.info("replicated %s without tag %s (immutable at destination)", digest, tag)
@@ -210,7 +235,7 @@ class Replicator:
             endpoint,
             destination.registry_id,
             destination.region,
-            self.services.settings.region,
+            regions.current(self.services.settings.region),
         )
         services = self.services
 

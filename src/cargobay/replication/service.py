@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cargobay import regions
 from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
@@ -53,13 +54,18 @@ class ReplicationService:
         self, db: Database, region: str, remote_regions: frozenset[str], hooks: Hooks
     ) -> None:
         self.db = db
-        self.region = region
+        self.default_region = region
         self.known_regions = frozenset({region, *remote_regions})
         hooks.on_push(self._pushed)
         self.backfills = BackfillService(db, self)
         # Set by the process that runs the task queue: look for the new task soon after the
         # push commits (other processes see it within their poll).
         self.wake: Callable[[], None] | None = None
+
+    @property
+    def region(self) -> str:
+        """The region being served (`regions_served`): the source region of its pushes."""
+        return regions.current(self.default_region)
 
     async def _pushed(self, conn: Any, event: Pushed) -> None:
         """Replicate what clients push; copies made by replication or the pull-through cache
@@ -110,7 +116,12 @@ class ReplicationService:
         """Inside the push's transaction: one task and one IN_PROGRESS status per
         destination whose rules match the repository."""
         config = await self.configuration(registry_id, conn)
-        destinations = config.destinations_for(name)
+        # With several regions served, one configuration is every region's: never the region
+        # and account pushed to (a replica arriving there must not replicate onto itself).
+        here = (self.region, registry_id)
+        destinations = [
+            d for d in config.destinations_for(name) if (d.region, d.registry_id) != here
+        ]
         for destination in destinations:
             await self.enqueue(conn, repository_id, registry_id, name, digest, tag, destination)
         return destinations

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from cargobay import regions
 from cargobay.errors import (
     ImageArchived,
     ImageNotFound,
@@ -236,9 +237,9 @@ class ScanService:
             async with self.db.write() as conn:
                 repos = (
                     await conn.execute(
-                        select(r.c.id, r.c.name, r.c.created_at, r.c.scan_on_push).where(
-                            r.c.registry_id == row.registry_id
-                        )
+                        select(
+                            r.c.id, r.c.name, r.c.created_at, r.c.scan_on_push, r.c.region
+                        ).where(r.c.registry_id == row.registry_id)
                     )
                 ).all()
                 for repo_row in repos:
@@ -246,7 +247,11 @@ class ScanService:
                     if frequency != cfg.CONTINUOUS_SCAN:
                         continue
                     repo = Repository(
-                        repo_row.id, row.registry_id, repo_row.name, repo_row.created_at
+                        repo_row.id,
+                        row.registry_id,
+                        repo_row.name,
+                        repo_row.created_at,
+                        region_key=repo_row.region,
                     )
                     images = await conn.execute(
                         select(m.c.digest, m.c.content).where(
@@ -258,7 +263,8 @@ class ScanService:
                         if scan_kind(image.content) is None:
                             continue
                         key = f"rescan:{version}:{repo.id}:{image.digest}"
-                        await self._queue(conn, repo, image.digest, key, time.time())
+                        with regions.serving_key(repo.region_key):  # the task's region
+                            await self._queue(conn, repo, image.digest, key, time.time())
                         queued += 1
         return queued
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
+from cargobay import regions
 from cargobay.iam.secrets import SecretBox
 from cargobay.metadata.db import Database
 from cargobay.metadata.schema import secret_tags, secrets_table
@@ -42,8 +43,13 @@ class SecretsService(PolicyOperations):
     ) -> None:
         self.db = db
         self.box = box
-        self.region = region
+        self.default_region = region
         self.clock = clock
+
+    @property
+    def region(self) -> str:
+        """The region of the request being served (`regions_served`): secrets are regional."""
+        return regions.current(self.default_region)
 
     def _names(self, row: Any) -> dict[str, Any]:
         return {"ARN": row.arn, "Name": row.name}

@@ -4,7 +4,8 @@ pushes it signs, and each image's signing status per profile (DescribeImageSigni
 A push runs `on_push` inside its own transaction (registry.hooks): for each signing profile a
 matching rule names, a status row (IN_PROGRESS) and a `sign` task are written with the push, so
 a signature is never lost to a crash and a failed push never signs. The task (`signing.job`)
-then signs and records COMPLETE or FAILED with a failure code.
+then signs, as the principal who pushed (who needs `signer:SignPayload` on the profile, as on
+ECR), and records COMPLETE or FAILED with a failure code.
 """
 
 from __future__ import annotations
@@ -147,6 +148,14 @@ class SigningService:
                 "digest": event.digest,
                 "profile_arn": arn,
             }
+            if event.pusher is not None:
+                # The task signs as the pusher (ECR signs with the pushing identity), so it
+                # checks their signer:SignPayload; the key id is not needed for that.
+                payload["pusher"] = {
+                    "account_id": event.pusher.account_id,
+                    "user_name": event.pusher.user_name,
+                    "is_admin": event.pusher.is_admin,
+                }
             key = f"sign:{event.repo.id}:{event.digest}:{arn}:{now}"
             await queue.enqueue(conn, TASK_KIND, payload, key=key)
         if self.wake is not None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.audit.hooks import audit_call
 from cargobay.aws import shapes
 from cargobay.errors import AccessDenied
@@ -114,7 +115,8 @@ async def _authorize(
     permission = permissions.SIGNER_OPERATIONS[operation]
     resource = ProfileResource(principal.account_id)
     if permission.resource == permissions.SIGNING_PROFILE:
-        arn = profile_arn(services.settings.region, principal.account_id, payload["profileName"])
+        region = regions.current(services.settings.region)
+        arn = profile_arn(region, principal.account_id, payload["profileName"])
         resource = ProfileResource(principal.account_id, arn)
     tags = payload.get("tags") if permission.tags else None
     if isinstance(tags, dict) and tags:
@@ -181,14 +183,20 @@ async def handle(request: web.Request) -> web.Response:
             raise ValidationException("the request body is too large") from None
         try:
             principal = await signed_principal(
-                request, services.credentials, body, "signer", (services.settings.region,)
+                request,
+                services.credentials,
+                body,
+                "signer",
+                services.settings.served_regions,
+                default_region=services.settings.region,
             )
         except SigV4Error as exc:
             raise _Refused(exc.code, exc.message, exc.status) from None
         payload = await _payload(request, operation, body)
         ctx = request_context(request, services.settings.trusted_proxies)
         await _authorize(services, principal, operation, payload, ctx)
-        profiles = SigningProfiles(services.db, services.settings.region, services.kms)
+        region = regions.current(services.settings.region)
+        profiles = SigningProfiles(services.db, region, services.kms)
         result = await _call(profiles, principal.account_id, operation, payload)
     except _Refused as exc:
         error = (exc.code, exc.message, exc.status)

@@ -8,7 +8,8 @@ no hook signs or scans it again), and so appears in `/v2/<name>/referrers/<diges
 
 Idempotent: a task that runs again finds its signature among the image's referrers (by the
 profile annotation) and records it instead of signing twice. Failures a retry cannot cure
-(no such profile, canceled, key disabled) are recorded at once as FAILED with a failure code;
+(no such profile, canceled, key disabled, a pusher without `signer:SignPayload` on the
+profile) are recorded at once as FAILED with a failure code;
 anything else retries, and is recorded FAILED after MAX_ATTEMPTS.
 """
 
@@ -21,7 +22,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from cargobay import regions
 from cargobay.errors import ImageNotFound
+from cargobay.iam.permissions import SIGN_PAYLOAD
+from cargobay.iam.principal import Principal
 from cargobay.jobs.queue import Fail, Retry, Task
 from cargobay.kms.errors import KmsError
 from cargobay.oci.manifest import OCI_MANIFEST
@@ -79,6 +83,7 @@ class ImageSigner:
         except ImageNotFound:
             return  # deleted since the push
         try:
+            await self._check_pusher(payload.get("pusher"), arn)
             signature = await self.sign(repo, digest, manifest, arn)
         except SigningFailure as exc:
             log.warning("signing %s@%s with %s failed: %s", repo.name, digest, arn, exc.reason)
@@ -102,10 +107,30 @@ class ImageSigner:
         await services.signing.record(repo.id, digest, arn, COMPLETE, signature_digest=signature)
         log.info("signed %s@%s with %s: %s", repo.name, digest, arn, signature)
 
+    async def _check_pusher(self, pusher: dict[str, Any] | None, arn: str) -> None:
+        """ECR signs with the identity that pushed: without `signer:SignPayload` on the profile
+        (identity policies, the one policy engine) the image is not signed. Pushes the registry
+        makes itself carry no pusher and are not checked."""
+        if pusher is None:
+            return
+        from cargobay.signing.door import ProfileResource  # the door imports this module's kin
+
+        principal = Principal(
+            pusher["account_id"], pusher["user_name"], "", is_admin=pusher["is_admin"]
+        )
+        resource = ProfileResource(principal.account_id, arn)
+        if not await self.services.authorizer.allowed(principal, SIGN_PAYLOAD, resource):  # type: ignore[arg-type]
+            raise SigningFailure(
+                PROFILE_ACCESS_DENIED,
+                f"User: {principal.arn} is not authorized to perform: {SIGN_PAYLOAD} on "
+                f"resource: {arn}",
+            )
+
     async def _profile(self, repo: Repository, arn: str) -> tuple[Any, list[Any]]:
         from cargobay.signing import certs  # `cryptography`, loaded by the first signature
 
-        profiles = SigningProfiles(self.services.db, self.services.settings.region)
+        region = regions.current(self.services.settings.region)  # the push's (`jobs.queue`)
+        profiles = SigningProfiles(self.services.db, region)
         profile = await profiles.by_arn(arn)
         if profile is None:
             raise SigningFailure(PROFILE_NOT_FOUND, f"The signing profile {arn} does not exist.")

@@ -311,7 +311,13 @@ async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(tag, str | None) or not isinstance(digest, str | None):
         raise errors.InvalidParameter("imageTag and imageDigest must be strings")
     result = await call.services.manifests.put_image(
-        repo, manifest.encode("utf-8"), media_type, digest, tag, refuse_existing=True
+        repo,
+        manifest.encode("utf-8"),
+        media_type,
+        digest,
+        tag,
+        refuse_existing=True,
+        pusher=call.principal,
     )
     image_id = {"imageDigest": result.digest}
     if tag:

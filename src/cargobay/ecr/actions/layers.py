@@ -193,6 +193,8 @@ async def get_download_url_for_layer(call: EcrCall, payload: dict[str, Any]) -> 
             f"The layer with digest '{digest}' does not exist in the repository with name "
             f"'{repo.name}' in registry with id '{repo.registry_id}'"
         ) from None
+    # LayerInaccessibleException when only archived images use the layer.
+    await call.services.archive.check_blob(repo, digest)
     url = await call.services.download_url(
         call.principal, repo, digest, time.time() + DOWNLOAD_URL_SECONDS, call.base_url()
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, exists, func, or_, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
@@ -53,6 +53,36 @@ async def archived_blobs(conn: Conn, repository_id: int, digests: list[str]) -> 
         .having(func.min(archived) == 1)
     )
     return {row.target_digest for row in await conn.execute(query)}
+
+
+async def blob_archived(conn: Conn, repository_id: int, digest: str) -> bool:
+    """Whether only archived images of the repository reference the blob (a layer or config),
+    in one query on primary keys: the archived references are found from the repository's
+    `image_archives` rows (none in a repository that never archived anything), then any
+    reference by an image that is not archived makes the blob pullable."""
+    joined = and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest)
+    by_archived = (
+        select(a.c.digest)
+        .select_from(a.join(mr, joined))
+        .where(
+            a.c.repository_id == repository_id,
+            a.c.status == ARCHIVED,
+            mr.c.target_digest == digest,
+            mr.c.kind == "blob",
+        )
+    )
+    by_active = (
+        select(mr.c.manifest_digest)
+        .select_from(mr.outerjoin(a, joined))
+        .where(
+            mr.c.repository_id == repository_id,
+            mr.c.target_digest == digest,
+            mr.c.kind == "blob",
+            or_(a.c.status.is_(None), a.c.status != ARCHIVED),
+        )
+    )
+    query = select(and_(exists(by_archived), ~exists(by_active)))
+    return bool((await conn.execute(query)).scalar())
 
 
 async def children(conn: Conn, repository_id: int, digest: str) -> list[str]:

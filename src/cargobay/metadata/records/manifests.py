@@ -41,7 +41,11 @@ def _pull_queries() -> tuple[Select, Select]:
         .join(m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
         .outerjoin(a, _archived())
     ).where(t.c.name == bindparam("reference"))
-    in_repo = (r.c.registry_id == bindparam("registry_id"), r.c.name == bindparam("name"))
+    in_repo = (
+        r.c.registry_id == bindparam("registry_id"),
+        r.c.region == bindparam("region"),
+        r.c.name == bindparam("name"),
+    )
     return by_digest.where(*in_repo), by_tag.where(*in_repo)
 
 
@@ -49,12 +53,13 @@ _BY_DIGEST, _BY_TAG = _pull_queries()
 
 
 async def for_pull(
-    conn: Conn, registry_id: str, name: str, reference: str, *, by_digest: bool
+    conn: Conn, registry_id: str, name: str, reference: str, *, by_digest: bool, region: str = ""
 ) -> Any | None:
     """A manifest by tag or digest in one indexed query: repository_id, digest, media_type,
     content, last_pulled_at, the repository's encryption_type and kms_key, and
-    archive_status (None when never archived). None when the repository or image is absent."""
-    params = {"registry_id": registry_id, "name": name, "reference": reference}
+    archive_status (None when never archived). None when the repository or image is absent.
+    `region` is the repository's region key (`cargobay.regions.key`)."""
+    params = {"registry_id": registry_id, "region": region, "name": name, "reference": reference}
     return (await conn.execute(_BY_DIGEST if by_digest else _BY_TAG, params)).first()
 
 

@@ -25,6 +25,7 @@ COLUMNS = (
     r.c.encryption_type,
     r.c.kms_key,
     r.c.mutability_exclusions,
+    r.c.region,
 )
 
 # Rows that belong to a repository, removed with it (children before the repository).
@@ -38,30 +39,48 @@ OWNED = (
 )
 
 
-async def find(conn: Conn, registry_id: str, name: str) -> Any | None:
+# Repositories are regional: every lookup by name is within one region, by its key ("" for the
+# deployment's default region: `cargobay.regions.key`).
+
+
+async def find(conn: Conn, registry_id: str, name: str, region: str = "") -> Any | None:
     """The repository row (`COLUMNS`), or None."""
-    query = select(*COLUMNS).where(r.c.registry_id == registry_id, r.c.name == name)
+    query = select(*COLUMNS).where(
+        r.c.registry_id == registry_id, r.c.region == region, r.c.name == name
+    )
     return (await conn.execute(query)).first()
 
 
-async def insert(conn: Conn, registry_id: str, name: str, **values: Any) -> bool:
+async def insert(conn: Conn, registry_id: str, name: str, region: str = "", **values: Any) -> bool:
     """Insert a repository unless one of that name exists; whether this call inserted it."""
     result = await insert_ignore(
-        conn, r, registry_id=registry_id, name=name, created_at=time.time(), **values
+        conn,
+        r,
+        registry_id=registry_id,
+        region=region,
+        name=name,
+        created_at=time.time(),
+        **values,
     )
     return bool(result.rowcount)
 
 
-async def id_of(conn: Conn, registry_id: str, name: str) -> int | None:
-    query = select(r.c.id).where(r.c.registry_id == registry_id, r.c.name == name)
+async def id_of(conn: Conn, registry_id: str, name: str, region: str = "") -> int | None:
+    query = select(r.c.id).where(
+        r.c.registry_id == registry_id, r.c.region == region, r.c.name == name
+    )
     return (await conn.execute(query)).scalar_one_or_none()
 
 
 async def list_names(
-    conn: Conn, registry_id: str, last: str | None, limit: int | None
+    conn: Conn, registry_id: str, last: str | None, limit: int | None, region: str = ""
 ) -> list[str]:
     """Names in byte order after `last`: one indexed range scan."""
-    query = select(r.c.name).where(r.c.registry_id == registry_id).order_by(r.c.name)
+    query = (
+        select(r.c.name)
+        .where(r.c.registry_id == registry_id, r.c.region == region)
+        .order_by(r.c.name)
+    )
     if last:
         query = query.where(r.c.name > last)
     if limit is not None:
@@ -70,10 +89,19 @@ async def list_names(
 
 
 async def list_rows(
-    conn: Conn, registry_id: str, names: list[str] | None, last: str | None, limit: int | None
+    conn: Conn,
+    registry_id: str,
+    names: list[str] | None,
+    last: str | None,
+    limit: int | None,
+    region: str = "",
 ) -> list[Any]:
     """Repository rows of a registry in name order (all, or the named ones)."""
-    query = select(*COLUMNS).where(r.c.registry_id == registry_id).order_by(r.c.name)
+    query = (
+        select(*COLUMNS)
+        .where(r.c.registry_id == registry_id, r.c.region == region)
+        .order_by(r.c.name)
+    )
     if names is not None:
         query = query.where(r.c.name.in_(names))
     if last:
