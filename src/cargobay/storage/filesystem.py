@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from cargobay.storage import readahead
 from cargobay.storage.base import Observer
 from cargobay.storage.direct import AppendWriter
 from cargobay.threads import ProcessPool, settle
@@ -63,17 +64,25 @@ class FilesystemStore:
     async def read(
         self, digest: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        with open(self._blob_path(digest), "rb") as fh:
-            fh.seek(start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
-                data = await asyncio.to_thread(fh.read, size)
-                if not data:
-                    break
-                if remaining is not None:
-                    remaining -= len(data)
-                yield data
+        path = self._blob_path(digest)
+        with open(path, "rb") as fh:
+            # The disk runs ahead of the reads (readahead.py), as for sendfile.
+            stop = os.fstat(fh.fileno()).st_size if end is None else end
+            job = readahead.start(path, start, stop)
+            try:
+                fh.seek(start)
+                remaining = None if end is None else end - start
+                while remaining is None or remaining > 0:
+                    size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
+                    data = await asyncio.to_thread(fh.read, size)
+                    if not data:
+                        break
+                    if remaining is not None:
+                        remaining -= len(data)
+                    yield data
+            finally:
+                if job is not None:
+                    job.release()
 
     async def delete(self, digest: str) -> None:
         self._blob_path(digest).unlink(missing_ok=True)
