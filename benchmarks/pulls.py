@@ -151,6 +151,8 @@ class PullAfterPush(PullScenario):
         timeout = ctx.knobs.request_timeout
         creds = ["--dest-creds", ":".join(registry.auth)] if registry.auth else []
         ref = f"docker://{registry.host}/bench/pull{rep}:latest"
+        # From an empty cache, so the residency after the push is what the push left there.
+        evict([registry])
         with _Measured(registry) as push:
             _run(
                 [skopeo, "copy", "-q", "--dest-tls-verify=false", *creds,
