@@ -1,11 +1,14 @@
 """Blobs served while the disk reads ahead of the socket (storage/readahead.py): a blob file
 out of the page cache comes back byte for byte, whole, in ranges and to many clients at once,
-and skopeo pulls a just-pushed image whose big layer was written past the page cache."""
+skopeo pulls a just-pushed image whose big layer was written past the page cache, a commit
+reads that part back into the cache, and a SIGKILL right after the push loses nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from e2e.ocihttp import Client, unique_repo
 from e2e.test_skopeo import pull, push, unique
 from imagebuilder import build_image, layout_blob, sha256
 from server import Server
+from storagehelp import assert_blob_store_consistent
 
 MiB = 1024 * 1024
 
@@ -85,3 +89,40 @@ def test_skopeo_pulls_a_big_layer_right_after_pushing_it(registry: Server, tmp_p
     pull(registry, ref, f"oci:{tmp_path / 'dst'}:latest")
     for layer in image.layers:
         assert layout_blob(tmp_path / "dst", sha256(layer)) == layer
+
+
+def _resident(path: Path) -> int:
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def test_a_pushed_blob_is_read_back_into_the_page_cache(registry: Server) -> None:
+    # Past DIRECT_FROM (32 MiB) the upload skips the page cache; the commit reads it back.
+    data = os.urandom(48 * MiB)
+    digest = Client(registry).push_blob(unique_repo("readback"), data)
+    path = _blob_file(registry, digest)
+    deadline = time.monotonic() + 60  # a bound for a busy machine, not a timing
+    while (resident := _resident(path)) < len(data) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert resident == len(data)
+
+
+def test_a_push_killed_right_after_its_put_answered_is_intact(fresh_registry: Server) -> None:
+    server = fresh_registry
+    client = Client(server)
+    repo = unique_repo("readback-crash")
+    image = client.push_image(repo, "v1", layer_sizes=[80 * MiB, 1000])
+    server.kill()  # SIGKILL, while the readback of the big layer may still run
+    server.start()
+    client = Client(server)
+    assert client.get(f"/v2/{repo}/manifests/v1").content == image.manifest
+    for digest, data in image.blobs.items():
+        assert hashlib.sha256(client.pull_blob(repo, digest)).digest() == (
+            hashlib.sha256(data).digest()
+        )
+    assert_blob_store_consistent(server)

@@ -100,3 +100,17 @@ def test_a_file_deleted_before_the_readahead_runs_is_no_error(tmp_path: Path) ->
     assert job is not None
     assert job.finished.wait(60)
     job.release()
+
+
+def test_a_detached_readahead_runs_to_its_end_then_leaves(tmp_path: Path) -> None:
+    size = 16 * MiB
+    path = _evicted_file(tmp_path, size)
+    job = readahead.start(path, 0, size)
+    assert job is not None
+    job.detach()
+    assert job.finished.wait(60)
+    assert _wait_resident(path, size) == size
+    deadline = time.monotonic() + 60
+    while str(path) in readahead._active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert str(path) not in readahead._active

@@ -44,6 +44,15 @@ class Readahead:
         self.users = 1  # guarded by _lock
         self.finished = threading.Event()  # every window asked for, or stopped
         self._stopped = threading.Event()
+        self._detached = False  # guarded by _lock
+
+    def detach(self) -> None:
+        """Let the readahead run to its end with no response waiting on it."""
+        with _lock:
+            if not self.finished.is_set():
+                self._detached = True
+                return
+        self.release()
 
     def release(self) -> None:
         with _lock:
@@ -63,17 +72,21 @@ class Readahead:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            self.finished.set()
-            return  # deleted meanwhile: the response itself reports it
+            fd = -1  # deleted meanwhile: the response itself reports it
         try:
-            while self.next < self.end and not self._stopped.is_set():
+            while fd >= 0 and self.next < self.end and not self._stopped.is_set():
                 os.posix_fadvise(fd, self.next, min(WINDOW, self.end - self.next), _WILLNEED)
                 self.next += WINDOW
         except OSError:
             pass  # a hint only: the response reads the bytes either way
         finally:
-            os.close(fd)
-            self.finished.set()
+            if fd >= 0:
+                os.close(fd)
+            with _lock:
+                self.finished.set()
+                detached = self._detached
+            if detached:
+                self.release()
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
