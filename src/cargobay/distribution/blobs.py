@@ -5,6 +5,7 @@ pull-through cache."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from aiohttp import web
@@ -86,8 +87,9 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
             if not path.exists():
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
-            wanted_bytes = wanted or (0, info.size)
-            return BlobFileResponse(path, wanted_bytes, chunk_size=BLOCK_BYTES, headers=headers)
+            start, end = wanted or (0, info.size)
+            read_ahead = functools.partial(services.blobs.read_ahead, path, start, end)
+            return BlobFileResponse(path, read_ahead, chunk_size=BLOCK_BYTES, headers=headers)
         return await stream_blob(call, repo, digest, info.size, headers, wanted)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)
