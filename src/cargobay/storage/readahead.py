@@ -1,17 +1,21 @@
 """Reading a blob file into the page cache ahead of the sendfile that serves it.
 
 sendfile(2) runs on the event loop: on a page not yet cached it waits for the disk, and the
-loop waits with it (every other request of that worker too). The kernel's own readahead only
-runs a window or two ahead of the reader. A blob not in the cache is common: uploads are
-written with O_DIRECT past their first 32 MiB (`direct.py`), so a pull right after a push,
-or any pull after the cache was reclaimed, reads from disk. So, while a response is sent, a
-thread asks the kernel to read the rest of the range (`posix_fadvise(POSIX_FADV_WILLNEED)`,
-which queues the reads and returns) and the disk runs ahead of the socket with a deep queue.
+loop waits with it (every other request of that worker too). A blob not in the cache is
+common: uploads are written with O_DIRECT past their first 32 MiB (`direct.py`), and any blob
+is cold once the kernel has reclaimed it. So a thread reads the file ahead of the socket: it
+splices the range to /dev/null (sendfile again, no copy to user space), so the disk waits
+happen there and the response's own sendfile finds the pages cached. The same thread reads a
+freshly committed upload back into the cache (`filesystem.py`).
 
-One WILLNEED call reads at most the device's readahead or I/O size (8 MiB here, as little as
-128 KiB elsewhere; measured: a WILLNEED over a whole 64 MiB file read 8 MiB), so the range
-goes in `WINDOW` steps. Pages already cached cost a lookup, not a read. One readahead runs
-per file and process: a pull storm on one layer starts one, not fifty.
+Why a splice and not `posix_fadvise(WILLNEED)`: one WILLNEED call reads at most the device's
+readahead size (a WILLNEED over a whole 64 MiB file read 8 MiB here), and it reads page by
+page, where the sequential read path reads large folios. Measured on a cold 1 GiB file:
+0.12-0.16 CPU s for WILLNEED in 0.5-8 MiB windows against 0.03 CPU s for the splice, at the
+same disk speed. WILLNEED remains the fallback where a file cannot be spliced to /dev/null.
+
+Pages already cached cost a lookup, not a read. One readahead runs per file and process: a
+pull storm on one layer starts one, not fifty.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 import threading
 from pathlib import Path
 
-WINDOW = 512 * 1024  # no larger than common readahead/IO sizes (see the docstring)
+WINDOW = 4 * 1024 * 1024  # bytes read per call: the stop flag is checked between calls
 # Below this the kernel's readahead alone does as well: no thread hop.
 READAHEAD_FROM = 4 * 1024 * 1024
 THREADS = 4
@@ -29,7 +33,7 @@ THREADS = 4
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _active: dict[str, Readahead] = {}
 _lock = threading.Lock()
-_works = hasattr(os, "posix_fadvise")
+_works = hasattr(os, "posix_fadvise") and hasattr(os, "sendfile")
 
 
 class Readahead:
@@ -73,13 +77,20 @@ class Readahead:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             fd = -1  # deleted meanwhile: the response itself reports it
+        sink = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
             while fd >= 0 and self.next < self.end and not self._stopped.is_set():
-                os.posix_fadvise(fd, self.next, min(WINDOW, self.end - self.next), _WILLNEED)
-                self.next += WINDOW
+                length = min(WINDOW, self.end - self.next)
+                try:
+                    if os.sendfile(sink, fd, self.next, length) <= 0:
+                        break  # the file is shorter than the range
+                except OSError:
+                    os.posix_fadvise(fd, self.next, length, _WILLNEED)
+                self.next += length
         except OSError:
             pass  # a hint only: the response reads the bytes either way
         finally:
+            os.close(sink)
             if fd >= 0:
                 os.close(fd)
             with _lock:
