@@ -81,11 +81,12 @@ class Readahead:
         try:
             while fd >= 0 and self.next < self.end and not self._stopped.is_set():
                 length = min(WINDOW, self.end - self.next)
-                try:
-                    if os.sendfile(sink, fd, self.next, length) <= 0:
-                        break  # the file is shorter than the range
-                except OSError:
-                    os.posix_fadvise(fd, self.next, length, _WILLNEED)
+                if not _cached(fd, self.next, length):
+                    try:
+                        if os.sendfile(sink, fd, self.next, length) <= 0:
+                            break  # the file is shorter than the range
+                    except OSError:
+                        os.posix_fadvise(fd, self.next, length, _WILLNEED)
                 self.next += length
         except OSError:
             pass  # a hint only: the response reads the bytes either way
@@ -101,6 +102,20 @@ class Readahead:
 
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+
+
+def _cached(fd: int, offset: int, length: int) -> bool:
+    """Whether a window looks cached: its first and last byte read without waiting for the
+    disk (RWF_NOWAIT). A warm blob (most pulls) then costs two small reads per window, not
+    a splice of every page."""
+    if not _NOWAIT:
+        return False
+    probe = bytearray(1)
+    try:
+        return all(os.preadv(fd, [probe], at, _NOWAIT) == 1 for at in (offset, offset + length - 1))
+    except OSError:  # EAGAIN: not cached; or a filesystem without RWF_NOWAIT
+        return False
 
 
 def start(path: Path, start: int, end: int) -> Readahead | None:
