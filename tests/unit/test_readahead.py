@@ -72,7 +72,10 @@ def test_only_the_asked_range_is_read(tmp_path: Path) -> None:
         job.release()
 
 
-def test_responses_of_one_file_share_a_readahead_until_the_last_leaves(tmp_path: Path) -> None:
+def test_responses_of_one_file_share_a_readahead_until_the_last_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readahead, "_looks_cached", lambda *_: False)
     path = tmp_path / "shared"
     path.write_bytes(b"\0" * (8 * MiB))
     first = readahead.start(path, 0, 8 * MiB)
@@ -87,6 +90,13 @@ def test_responses_of_one_file_share_a_readahead_until_the_last_leaves(tmp_path:
     third = readahead.start(path, 0, 8 * MiB)
     assert third is not None and third is not first
     third.release()
+
+
+def test_a_cached_file_needs_no_readahead(tmp_path: Path) -> None:
+    path = tmp_path / "warm"
+    path.write_bytes(os.urandom(16 * MiB))
+    path.read_bytes()
+    assert readahead.start(path, 0, 16 * MiB) is None
 
 
 def test_small_ranges_are_left_to_the_kernel(tmp_path: Path) -> None:

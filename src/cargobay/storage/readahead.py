@@ -118,12 +118,27 @@ def _cached(fd: int, offset: int, length: int) -> bool:
         return False
 
 
+def _looks_cached(path: Path, start: int, end: int) -> bool:
+    """Whether the range's first, middle and last bytes are cached: then a warm blob (a
+    pull storm's, a pull right after its push) needs no thread at all. RWF_NOWAIT reads never
+    wait for the disk, so this is safe on the event loop."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        middle = start + (end - start) // 2
+        return _cached(fd, start, middle - start) and _cached(fd, middle, end - middle)
+    finally:
+        os.close(fd)
+
+
 def start(path: Path, start: int, end: int) -> Readahead | None:
     """Begin reading [start, end) of `path` into the page cache in the background, or join
     the readahead of this file that already covers the range; None when not worth it. The
     caller `release`s what it gets once its response has ended."""
     global _pool
-    if not _works or end - start < READAHEAD_FROM:
+    if not _works or end - start < READAHEAD_FROM or _looks_cached(path, start, end):
         return None
     key = str(path)
     with _lock:
