@@ -6,9 +6,10 @@ much: the CPU seconds the registry's process tree spent (utime + stime from /pro
 MiB it served per CPU second, the load average at the time, and how much of the registry's
 data sat in the page cache before the pull (`fincore`).
 
-"Cold" means: `sync`, then `posix_fadvise(POSIX_FADV_DONTNEED)` on every file under both
-registries' data directories (clean pages only, hence the sync). It needs no root and leaves
-the rest of the shared machine's page cache alone; `cold_method` in the JSON says so.
+"Cold" means: `sync`, then `posix_fadvise(POSIX_FADV_DONTNEED)` on every file under the
+registry's data directory, for each registry alike (clean pages only, hence the sync). It
+needs no root and leaves the rest of the shared machine's page cache alone; `cold_method` in
+the JSON says so.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from benchmarks.scenarios import (
     median,
 )
 
-COLD_METHOD = "sync + posix_fadvise(DONTNEED) on every file of both registries' data dirs"
+COLD_METHOD = "sync + posix_fadvise(DONTNEED) on every file of the registry's data dir"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,6 +56,7 @@ def cpu_seconds(registry: Registry) -> float:
 
 
 def data_dir(registry: Registry) -> Path:
+    """Everything the registry stores (its data, database and log) is under here."""
     return registry.workdir
 
 
