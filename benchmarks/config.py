@@ -39,6 +39,15 @@ class Knobs:
     client_layer_bytes: int = 64 * 1024
     # 9. RSS sampling interval during scenarios 1-3.
     rss_interval: float = 0.05
+    # 10-12. pulls (benchmarks/pulls.py): skopeo push + warm/cold pull of a big image, blob
+    # GET samples (of blob_bytes) warm and cold per repetition, the pull storm.
+    big_image_layers: int = 4
+    big_image_layer_bytes: int = 256 * MiB
+    blob_get_samples: int = 5
+    blob_get_cold_samples: int = 3
+    storm_clients: int = 50
+    storm_layers: int = 5
+    storm_layer_bytes: int = 20 * MiB
     # Start-up and per-request limits.
     start_timeout: float = 60.0
     request_timeout: float = 600.0
@@ -65,6 +74,13 @@ QUICK = Knobs(
     clients=50,
     images_per_client=1,
     client_layer_bytes=16 * 1024,
+    big_image_layers=2,
+    big_image_layer_bytes=2 * MiB,
+    blob_get_samples=2,
+    blob_get_cold_samples=1,
+    storm_clients=20,
+    storm_layers=4,
+    storm_layer_bytes=256 * 1024,
     start_timeout=30.0,
     request_timeout=60.0,
 )

@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks.config import FULL, QUICK, Knobs, MiB
+from benchmarks.pulls import PULL_SCENARIOS
 from benchmarks.registries import Cargobay, Distribution, MemorySampler, Registry, tree_memory
 from benchmarks.scenarios import SCENARIOS, Context, Metric, Scenario, median
 
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     knobs: Knobs = QUICK if args.quick else FULL
     only = {s for s in args.only.split(",") if s}
-    scenarios = [s for s in SCENARIOS if not only or s.key in only]
+    scenarios = [s for s in SCENARIOS + PULL_SCENARIOS if not only or s.key in only]
 
     # SIGTERM (a CI timeout, a kill) must still stop the registries: turn it into SystemExit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -331,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             results.extra["listing"] = {
                 "seed_seconds": {n: ctx.shared.get(f"seed_s_{n}") for n in names}
             }
+        for scenario in scenarios:  # per-run notes (load average, spread) of the pull scenarios
+            report_of = getattr(scenario, "report", None)
+            if report_of is not None:
+                results.extra.setdefault(scenario.key, {}).update(report_of(ctx))
         metrics = {f"{s.key}:{m.key}": (s.title, m) for s in scenarios for m in s.metrics}
         summary = results.summary(metrics)
         if any(s.key in RSS_SCENARIOS for s in scenarios):

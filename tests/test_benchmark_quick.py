@@ -21,6 +21,9 @@ SCENARIOS = {
     "listing",
     "concurrency",
     "memory",
+    "pull_after_push",
+    "blob_get",
+    "pull_storm",
 }
 
 
@@ -53,6 +56,13 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
                 assert values[registry] is not None, f"{key}.{metric} missing for {registry}"
     assert scenarios["concurrency"]["metrics"]["errors"]["cargobay"] == 0
     assert scenarios["concurrency"]["metrics"]["errors"]["distribution"] == 0
+    for registry in ("cargobay", "distribution"):
+        assert scenarios["pull_storm"]["metrics"]["errors"][registry] == 0
+        assert scenarios["pull_storm"]["metrics"]["mib_s"][registry] > 0
+    # The pull scenarios record how they emptied the page cache, and each run's load average.
+    for key in ("pull_after_push", "blob_get", "pull_storm"):
+        assert "DONTNEED" in scenarios[key]["cold_method"]
+        assert {run["registry"] for run in scenarios[key]["runs"]} == {"cargobay", "distribution"}
     for chart in ("ratios.png", "latency_percentiles.png"):
         assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart
 

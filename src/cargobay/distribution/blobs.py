@@ -5,11 +5,13 @@ pull-through cache."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from aiohttp import web
 
 from cargobay.distribution.call import BLOCK_BYTES, Call
+from cargobay.distribution.sendfile import BlobFileResponse
 from cargobay.distribution.streams import stream_blob, stream_fill
 from cargobay.errors import BlobUnknown, Unsupported
 from cargobay.oci.digest import parse_digest
@@ -88,7 +90,9 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
             if not path.exists():
                 raise BlobUnknown("blob data is missing from storage", detail={"digest": digest})
             # sendfile(2) when the transport allows it; Range and 416 handled by aiohttp.
-            return web.FileResponse(path, chunk_size=BLOCK_BYTES, headers=headers)
+            start, end = wanted or (0, info.size)
+            read_ahead = functools.partial(services.blobs.read_ahead, path, start, end)
+            return BlobFileResponse(path, read_ahead, chunk_size=BLOCK_BYTES, headers=headers)
         return await stream_blob(call, repo, digest, info.size, headers, wanted)
     if method == "DELETE":
         await services.blobs.unlink(await call.repo(), digest)

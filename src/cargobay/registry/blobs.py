@@ -7,7 +7,7 @@ from a repository under another key (or none) re-encrypts first."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.records import blobs as records
 from cargobay.registry.encryption import Encryption, kms_failures
 from cargobay.registry.repositories import Repository
-from cargobay.storage import BlobStore
+from cargobay.storage import BlobStore, readahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,12 @@ class BlobService:
         if repo.kms_key_id is not None:
             return None
         return self.store.local_path(digest)
+
+    def read_ahead(self, path: Path, start: int, end: int) -> Callable[[], None]:
+        """Start reading [start, end) of a `local_path` file into the page cache ahead of
+        its sender (`storage.readahead`); returns the call that ends it."""
+        job = readahead.start(path, start, end)
+        return job.release if job is not None else lambda: None
 
     def serves_plaintext(self, repo: Repository) -> bool:
         """Whether the store's own bytes (and presigned URLs to them) are the blob."""

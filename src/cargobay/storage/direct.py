@@ -42,6 +42,11 @@ DIRECT_FROM = 32 * 1024 * 1024  # a multiple of ALIGN
 _direct_works = hasattr(os, "O_DIRECT")
 
 
+def writes_direct() -> bool:
+    """Whether uploads here go past the page cache (after `DIRECT_FROM`)."""
+    return _direct_works
+
+
 class AppendWriter:
     """Writes a stream of byte blocks into a file from `offset` on; not thread-safe (one
     writer thread at a time, as the caller's upload lock guarantees).

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from cargobay.storage import direct, readahead
 from cargobay.storage.base import Observer
 from cargobay.storage.direct import AppendWriter
 from cargobay.threads import ProcessPool, settle
@@ -63,17 +64,25 @@ class FilesystemStore:
     async def read(
         self, digest: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        with open(self._blob_path(digest), "rb") as fh:
-            fh.seek(start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
-                data = await asyncio.to_thread(fh.read, size)
-                if not data:
-                    break
-                if remaining is not None:
-                    remaining -= len(data)
-                yield data
+        path = self._blob_path(digest)
+        with open(path, "rb") as fh:
+            # The disk runs ahead of the reads (readahead.py), as for sendfile.
+            stop = os.fstat(fh.fileno()).st_size if end is None else end
+            job = readahead.start(path, start, stop)
+            try:
+                fh.seek(start)
+                remaining = None if end is None else end - start
+                while remaining is None or remaining > 0:
+                    size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
+                    data = await asyncio.to_thread(fh.read, size)
+                    if not data:
+                        break
+                    if remaining is not None:
+                        remaining -= len(data)
+                    yield data
+            finally:
+                if job is not None:
+                    job.release()
 
     async def delete(self, digest: str) -> None:
         self._blob_path(digest).unlink(missing_ok=True)
@@ -154,11 +163,11 @@ class FilesystemStore:
         source = self._upload_path(upload_id)
         target = self._blob_path(digest)
 
-        def commit() -> None:
+        def commit() -> int | None:
             if target.exists():
                 # Content-addressed: the same bytes are already durable there.
                 source.unlink(missing_ok=True)
-                return
+                return None
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(source, os.O_RDWR)
             try:
@@ -166,12 +175,22 @@ class FilesystemStore:
                     # Bytes past the counted size are leftovers of an interrupted write.
                     os.ftruncate(fd, size)
                 os.fsync(fd)
+                written = os.fstat(fd).st_size
             finally:
                 os.close(fd)
             os.replace(source, target)
             _fsync_dir(target.parent)
+            return written
 
-        await asyncio.to_thread(commit)
+        written = await asyncio.to_thread(commit)
+        if written is not None and direct.writes_direct():
+            # Durable and visible: now read back what O_DIRECT left out of the page cache,
+            # in the background. A blob just pushed is the likeliest to be pulled next (a CI
+            # job's deploy, the other nodes), and Distribution's buffered writes serve that
+            # pull from memory.
+            job = readahead.start(target, min(direct.DIRECT_FROM, written), written)
+            if job is not None:
+                job.detach()
 
     async def upload_delete(self, upload_id: str) -> None:
         self._upload_path(upload_id).unlink(missing_ok=True)
