@@ -13,6 +13,7 @@ from cargobay.errors import InvalidParameter
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
 from cargobay.registry import hooks
+from cargobay.registry.pulls import PullLookup
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
@@ -44,6 +45,9 @@ class Call:
         self.registry_id = registry_for(request, principal.account_id)
         self.resource = authz.Resource(self.registry_id, services.settings.region, name or None)
         self.replication = REPLICATION_HEADER in request.headers
+        # A manifest GET's one statement (distribution.manifests.look_up), read before the
+        # dispatcher authorizes with the policies it holds.
+        self.pull: PullLookup | None = None
 
     def context(self) -> authz.RequestContext:
         return request_context(self.request, self.services.settings.trusted_proxies)

@@ -34,6 +34,7 @@ from cargobay.registry.archive import ARCHIVED
 from cargobay.registry.deletes import ImageRef, check_refs, named_digest
 from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
+from cargobay.registry.pulls import PullLookup
 from cargobay.registry.pulltime import PullTimeExclusions
 from cargobay.registry.referrers import Referrer, list_referrers
 from cargobay.registry.repositories import Repository
@@ -109,13 +110,26 @@ class ManifestService:
             row = await records.for_pull(
                 conn, repo_registry_id, repo_name, reference, by_digest=is_digest(reference)
             )
+        return await self._served(repo_registry_id, repo_name, reference, row, puller)
+
+    async def serve(self, found: PullLookup, puller: str | None = None) -> Manifest:
+        """`get` of a pull lookup's row (`registry.pulls`): no statement of its own."""
+        resource = found.policies.resource
+        row = found.row if found.row.digest is not None else None
+        return await self._served(
+            resource.account_id, resource.name or "", found.reference, row, puller
+        )
+
+    async def _served(
+        self, registry_id: str, repo_name: str, reference: str, row: Any, puller: str | None
+    ) -> Manifest:
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
         _refuse_archived(row, repo_name, reference)
-        await self._record_pulls(repo_registry_id, row.repository_id, [row], puller)
+        await self._record_pulls(registry_id, row.repository_id, [row], puller)
         content = row.content
         if key_id_of(row.encryption_type, row.kms_key) is not None:
-            content = await opened(self.encryption, repo_registry_id, row.digest, content)
+            content = await opened(self.encryption, registry_id, row.digest, content)
         return Manifest(row.digest, row.media_type, content, row.repository_id)
 
     async def get_batch(

@@ -1,0 +1,109 @@
+"""The pull lookup: a manifest by tag or digest together with everything its authorization and
+routing need, in one statement.
+
+A warm manifest GET used to cost three statements (the repository and registry policies, the
+pull-through rules, the manifest). Here one SELECT from the repository row returns the
+manifest (outer-joined: NULL when absent), the repository's and registry's policy texts and
+the registry's policy scope, whether a pull-through cache rule covers the name, and, for a
+caller that is not an account administrator, the caller's tags and identity policies. Every
+policy is read by the very statement that serves the pull, so a change made on any worker or
+node applies to the next request; only parsed documents are cached (by their text).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, String, and_, bindparam, exists, func, literal, select
+
+from cargobay.iam import policyscope
+from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
+
+r, t, m, a = schema.repositories, schema.tags, schema.manifests, schema.image_archives
+rp, rs = schema.registry_policies, schema.registry_account_settings
+rules, u, up = schema.pull_through_cache_rules, schema.users, schema.user_policies
+
+# Joins a user's identity policy documents into one column. Stored documents are JSON, which
+# cannot hold a raw record separator (control characters are escaped inside JSON strings).
+POLICY_SEPARATOR = "\x1e"
+# pullthrough.rules.ROOT: the rule that covers every repository of its registry.
+_ROOT_PREFIX = "ROOT"
+
+
+def _build(by_digest: bool, with_identity: bool) -> Select:
+    """One of the four statements; built once (constructing one costs more than running it)."""
+    account, name = bindparam("registry_id"), bindparam("name", type_=String)
+    reference = bindparam("reference")
+    if by_digest:
+        source = r.outerjoin(m, and_(m.c.repository_id == r.c.id, m.c.digest == reference))
+    else:
+        source = r.outerjoin(t, and_(t.c.repository_id == r.c.id, t.c.name == reference)).outerjoin(
+            m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
+        )
+    source = source.outerjoin(
+        a, and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
+    )
+    # Rule.covers in SQL: the ROOT rule, or the name starts with "<prefix>/".
+    covered = exists().where(
+        rules.c.registry_id == account,
+        (rules.c.prefix == _ROOT_PREFIX)
+        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
+    )
+    columns: list[Any] = [
+        r.c.id.label("repository_id"),
+        r.c.encryption_type,
+        r.c.kms_key,
+        r.c.policy_text.label("repository_policy"),
+        select(rp.c.policy_text)
+        .where(rp.c.registry_id == account)
+        .scalar_subquery()
+        .label("registry_policy"),
+        select(rs.c.value)
+        .where(rs.c.registry_id == account, rs.c.name == policyscope.SETTING)
+        .scalar_subquery()
+        .label("policy_scope"),
+        covered.label("cached"),
+        m.c.digest,
+        m.c.media_type,
+        m.c.content,
+        m.c.last_pulled_at,
+        a.c.status.label("archive_status"),
+    ]
+    if with_identity:
+        caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
+        columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
+        columns.append(
+            select(func.aggregate_strings(up.c.document, POLICY_SEPARATOR))
+            .select_from(u.join(up, up.c.user_id == u.c.id))
+            .where(*caller)
+            .scalar_subquery()
+            .label("caller_policies")
+        )
+    return select(*columns).select_from(source).where(r.c.registry_id == account, r.c.name == name)
+
+
+_STATEMENTS = {
+    (by_digest, with_identity): _build(by_digest, with_identity)
+    for by_digest in (False, True)
+    for with_identity in (False, True)
+}
+
+
+async def lookup(
+    conn: Conn,
+    registry_id: str,
+    name: str,
+    reference: str,
+    *,
+    by_digest: bool,
+    caller: tuple[str, str] | None = None,
+) -> Any | None:
+    """The pull row (see the module docstring), or None when the repository does not exist.
+    With `caller` (account, user name), the caller's `caller_tags` (JSON) and
+    `caller_policies` (documents joined by POLICY_SEPARATOR) come too."""
+    params = {"registry_id": registry_id, "name": name, "reference": reference}
+    if caller is not None:
+        params["caller_account"], params["caller"] = caller
+    statement = _STATEMENTS[(by_digest, caller is not None)]
+    return (await conn.execute(statement, params)).first()

@@ -1,0 +1,85 @@
+"""The pull lookup both halves of a manifest GET share: one statement that reads the manifest
+with the policies that authorize it and the pull-through routing (`metadata.records.pulls`).
+
+The door authorizes with `policies` before anything of `row` is shown to the caller; a pull
+that a pull-through rule covers, or of a repository that does not exist yet, goes the long
+way (the cache fills it, or names the missing repository) instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cargobay.errors import DomainError
+from cargobay.iam.authz import LoadedPolicies, Resource
+from cargobay.iam.principal import Principal
+from cargobay.metadata.db import Database
+from cargobay.metadata.records import pulls as records
+from cargobay.oci.digest import is_digest, parse_digest
+from cargobay.oci.names import validate_tag
+
+
+@dataclass(frozen=True, slots=True)
+class PullLookup:
+    """What one statement found for a pull of `reference` in an existing repository."""
+
+    reference: str
+    row: Any  # records.pulls columns; `digest` is None when the manifest is absent
+    policies: LoadedPolicies
+    cached: bool  # a pull-through cache rule covers the repository
+
+    @property
+    def direct(self) -> bool:
+        """Served from the store without the pull-through cache."""
+        return not self.cached
+
+
+def valid_reference(reference: str) -> bool:
+    try:
+        if is_digest(reference):
+            parse_digest(reference)
+        else:
+            validate_tag(reference)
+    except DomainError:
+        return False
+    return True
+
+
+async def lookup(
+    db: Database, resource: Resource, reference: str, principal: Principal
+) -> PullLookup | None:
+    """The pull lookup of `reference` in the repository `resource` names, or None when the
+    repository does not exist or the reference is not a valid tag or digest (the long way
+    answers those)."""
+    if resource.name is None or not valid_reference(reference):
+        return None
+    caller = None if principal.is_admin else (principal.account_id, principal.user_name)
+    async with db.read_now() as conn:
+        row = await records.lookup(
+            conn,
+            resource.account_id,
+            resource.name,
+            reference,
+            by_digest=is_digest(reference),
+            caller=caller,
+        )
+    if row is None:
+        return None
+    identity = None
+    if caller is not None:
+        documents = (
+            row.caller_policies.split(records.POLICY_SEPARATOR) if row.caller_policies else []
+        )
+        identity = (documents, json.loads(row.caller_tags) if row.caller_tags else {})
+    policies = LoadedPolicies(
+        resource,
+        row.repository_id,
+        row.repository_policy,
+        row.registry_policy,
+        row.policy_scope,
+        identity,
+        principal.arn,
+    )
+    return PullLookup(reference, row, policies, bool(row.cached))
