@@ -64,6 +64,7 @@ class Database:
         self._sync_writer: Engine | None = None
         self._writers: _WriterLock | None = None
         self._thread_reader: Engine | None = None
+        self._loop_driver: tuple[int, Any] | None = None  # (pid, pooled connection)
         self._read_threads = ProcessPool(4, "db-read")
         self._read_slots: asyncio.Semaphore | None = None
         self._read_slots_loop: asyncio.AbstractEventLoop | None = None
@@ -225,7 +226,23 @@ class Database:
                 f"database schema is at revision {current}, not {schema.SCHEMA_REVISION}"
             )
 
+    def loop_driver(self) -> Any | None:
+        """On a SQLite file, this process's own read-only driver (sqlite3) connection, for the
+        few hottest lookups of the request path (`metadata.hot`), which run on it directly on
+        the event loop; None on any other database. Checked out of the `read_now` pool once
+        per process (never across a fork) and held until `dispose`."""
+        if self._sync_reader is None:
+            return None
+        held = self._loop_driver
+        if held is None or held[0] != os.getpid():
+            fairy = self._sync_reader.raw_connection()
+            held = self._loop_driver = (os.getpid(), fairy)
+        return held[1].driver_connection
+
     async def dispose(self) -> None:
+        if self._loop_driver is not None and self._loop_driver[0] == os.getpid():
+            self._loop_driver[1].close()
+        self._loop_driver = None
         if self._sync_reader is not None:
             self._sync_reader.dispose()
         if self._sync_writer is not None:

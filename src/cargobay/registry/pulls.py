@@ -56,15 +56,14 @@ async def lookup(
     if resource.name is None or not valid_reference(reference):
         return None
     caller = None if principal.is_admin else (principal.account_id, principal.user_name)
-    async with db.read_now() as conn:
-        row = await records.lookup(
-            conn,
-            resource.account_id,
-            resource.name,
-            reference,
-            by_digest=is_digest(reference),
-            caller=caller,
-        )
+    row = await records.lookup(
+        db,
+        resource.account_id,
+        resource.name,
+        reference,
+        by_digest=is_digest(reference),
+        caller=caller,
+    )
     if row is None:
         return None
     identity = None

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, String, and_, bindparam, exists, func, literal, select
+from sqlalchemy import Select, String, Text, and_, bindparam, exists, func, literal, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from cargobay.iam import policyscope
 from cargobay.metadata import schema
-from cargobay.metadata.conn import Conn
+from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 
 r, t, m, a = schema.repositories, schema.tags, schema.manifests, schema.image_archives
 rp, rs = schema.registry_policies, schema.registry_account_settings
@@ -29,6 +32,25 @@ rules, u, up = schema.pull_through_cache_rules, schema.users, schema.user_polici
 POLICY_SEPARATOR = "\x1e"
 # pullthrough.rules.ROOT: the rule that covers every repository of its registry.
 _ROOT_PREFIX = "ROOT"
+
+
+class _joined(FunctionElement[str]):
+    """string_agg(value, separator), group_concat on SQLite, with the separator an ordinary
+    bound parameter (SQLAlchemy's aggregate_strings renders it at execution time, which a
+    statement compiled once for `HotRead` cannot hold)."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(_joined)
+def _string_agg(element: _joined, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_joined, "sqlite")
+def _group_concat(element: _joined, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)})"
 
 
 def _build(by_digest: bool, with_identity: bool) -> Select:
@@ -74,7 +96,7 @@ def _build(by_digest: bool, with_identity: bool) -> Select:
         caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
         columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
         columns.append(
-            select(func.aggregate_strings(up.c.document, POLICY_SEPARATOR))
+            select(_joined(up.c.document, literal(POLICY_SEPARATOR, String)))
             .select_from(u.join(up, up.c.user_id == u.c.id))
             .where(*caller)
             .scalar_subquery()
@@ -84,14 +106,14 @@ def _build(by_digest: bool, with_identity: bool) -> Select:
 
 
 _STATEMENTS = {
-    (by_digest, with_identity): _build(by_digest, with_identity)
+    (by_digest, with_identity): HotRead(_build(by_digest, with_identity))
     for by_digest in (False, True)
     for with_identity in (False, True)
 }
 
 
 async def lookup(
-    conn: Conn,
+    db: Database,
     registry_id: str,
     name: str,
     reference: str,
@@ -105,5 +127,4 @@ async def lookup(
     params = {"registry_id": registry_id, "name": name, "reference": reference}
     if caller is not None:
         params["caller_account"], params["caller"] = caller
-    statement = _STATEMENTS[(by_digest, caller is not None)]
-    return (await conn.execute(statement, params)).first()
+    return await _STATEMENTS[(by_digest, caller is not None)].first(db, params)
