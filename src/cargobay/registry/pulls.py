@@ -9,16 +9,19 @@ way (the cache fills it, or names the missing repository) instead.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cargobay.errors import DomainError
+from cargobay.errors import DomainError, Unauthenticated
 from cargobay.iam.authz import LoadedPolicies, Resource
 from cargobay.iam.principal import Principal
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import pulls as records
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.names import validate_tag
+
+log = logging.getLogger("cargobay.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +55,10 @@ async def lookup(
 ) -> PullLookup | None:
     """The pull lookup of `reference` in the repository `resource` names, or None when the
     repository does not exist or the reference is not a valid tag or digest (the long way
-    answers those)."""
+    answers those). Unauthenticated when the principal's access key is no longer Active."""
     if resource.name is None or not valid_reference(reference):
         return None
-    caller = None if principal.is_admin else (principal.account_id, principal.user_name)
+    caller = (principal.account_id, principal.user_name, principal.access_key_id)
     row = await records.lookup(
         db,
         resource.account_id,
@@ -63,11 +66,19 @@ async def lookup(
         reference,
         by_digest=is_digest(reference),
         caller=caller,
+        with_identity=not principal.is_admin,
     )
     if row is None:
         return None
+    if row.caller_admin is None:
+        # Deleted or deactivated since the credential store remembered it: refused at once
+        # here, on every node, whatever that store still holds.
+        log.info("refused an access key revoked since it was verified")
+        raise Unauthenticated("the access key is not active")
+    if bool(row.caller_admin) != principal.is_admin:
+        return None  # the user's standing changed since: the long way decides as it does
     identity = None
-    if caller is not None:
+    if not principal.is_admin:
         documents = (
             row.caller_policies.split(records.POLICY_SEPARATOR) if row.caller_policies else []
         )

@@ -26,6 +26,7 @@ from cargobay.metadata.hot import HotRead
 r, t, m, a = schema.repositories, schema.tags, schema.manifests, schema.image_archives
 rp, rs = schema.registry_policies, schema.registry_account_settings
 rules, u, up = schema.pull_through_cache_rules, schema.users, schema.user_policies
+k = schema.access_keys
 
 # Joins a user's identity policy documents into one column. Stored documents are JSON, which
 # cannot hold a raw record separator (control characters are escaped inside JSON strings).
@@ -92,8 +93,17 @@ def _build(by_digest: bool, with_identity: bool) -> Select:
         m.c.last_pulled_at,
         a.c.status.label("archive_status"),
     ]
+    caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
+    # The caller's access key, still Active and still its user's: the revocation check of a
+    # verification the credential store remembers. NULL when revoked, else the user's is_admin.
+    columns.append(
+        select(u.c.is_admin)
+        .select_from(k.join(u, u.c.id == k.c.user_id))
+        .where(k.c.id == bindparam("caller_key"), k.c.status == "Active", *caller)
+        .scalar_subquery()
+        .label("caller_admin")
+    )
     if with_identity:
-        caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
         columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
         columns.append(
             select(_joined(up.c.document, literal(POLICY_SEPARATOR, String)))
@@ -119,12 +129,13 @@ async def lookup(
     reference: str,
     *,
     by_digest: bool,
-    caller: tuple[str, str] | None = None,
+    caller: tuple[str, str, str],
+    with_identity: bool,
 ) -> Any | None:
     """The pull row (see the module docstring), or None when the repository does not exist.
-    With `caller` (account, user name), the caller's `caller_tags` (JSON) and
-    `caller_policies` (documents joined by POLICY_SEPARATOR) come too."""
+    `caller` is (account, user name, access key id): `caller_admin` is NULL unless that key
+    is Active, else the user's is_admin. With `with_identity`, the caller's `caller_tags`
+    (JSON) and `caller_policies` (documents joined by POLICY_SEPARATOR) come too."""
     params = {"registry_id": registry_id, "name": name, "reference": reference}
-    if caller is not None:
-        params["caller_account"], params["caller"] = caller
-    return await _STATEMENTS[(by_digest, caller is not None)].first(db, params)
+    params["caller_account"], params["caller"], params["caller_key"] = caller
+    return await _STATEMENTS[(by_digest, with_identity)].first(db, params)
