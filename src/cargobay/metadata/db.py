@@ -65,6 +65,7 @@ class Database:
         self._writers: _WriterLock | None = None
         self._thread_reader: Engine | None = None
         self._loop_driver: tuple[int, Any] | None = None  # (pid, pooled connection)
+        self._autocommit_reader: AsyncEngine | None = None
         self._read_threads = ProcessPool(4, "db-read")
         self._read_slots: asyncio.Semaphore | None = None
         self._read_slots_loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +97,13 @@ class Database:
             self.reader = self.writer = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+            # `metadata.hot` lookups: autocommit and no pre-ping, so one lookup is one round
+            # trip (a pinged transaction costs BEGIN, ping, ROLLBACK, BEGIN, the statement,
+            # ROLLBACK); a connection found dead is retried once by the caller instead.
+            self._autocommit_reader = create_async_engine(
+                self.url, pool_size=4, max_overflow=4, isolation_level="AUTOCOMMIT"
+            )
+            roundtrips.install(self._autocommit_reader.sync_engine)
         for engine in (self._sync_reader, self._sync_writer, self._thread_reader):
             if engine is not None:
                 roundtrips.install(engine)
@@ -239,7 +247,13 @@ class Database:
             held = self._loop_driver = (os.getpid(), fairy)
         return held[1].driver_connection
 
+    def autocommit_reader(self) -> AsyncEngine | None:
+        """On PostgreSQL, the engine of `metadata.hot` lookups (see `__init__`); else None."""
+        return self._autocommit_reader
+
     async def dispose(self) -> None:
+        if self._autocommit_reader is not None:
+            await self._autocommit_reader.dispose()
         if self._loop_driver is not None and self._loop_driver[0] == os.getpid():
             self._loop_driver[1].close()
         self._loop_driver = None

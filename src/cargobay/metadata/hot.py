@@ -4,7 +4,8 @@ SQLAlchemy's execution machinery (connection checkout, execution context, result
 costs about 90 us per statement, nine times what SQLite takes to answer an indexed lookup:
 for the one statement of a manifest GET that is most of the request. A `HotRead` compiles its
 statement once per dialect and, on a SQLite file, runs it on the process's own driver
-connection (`Database.loop_driver`); on any other database it is an ordinary `read_now`.
+connection (`Database.loop_driver`); on PostgreSQL it runs outside a transaction on an engine
+that does not ping (`Database.autocommit_reader`), so the statement is the one round trip.
 Either way it is counted as one statement (`roundtrips`).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 
 from cargobay.metadata import roundtrips
 from cargobay.metadata.db import Database
@@ -44,8 +46,7 @@ class HotRead:
     async def first(self, db: Database, params: dict[str, Any]) -> Any | None:
         driver = db.loop_driver()
         if driver is None:
-            async with db.read_now() as conn:
-                return (await conn.execute(self.statement, params)).first()
+            return await self._first_elsewhere(db, params)
         entry = self._compiled.get("sqlite") or self._compile(sqlite.dialect())
         sql, names, constants = entry
         count = roundtrips.current()
@@ -54,3 +55,19 @@ class HotRead:
         row = driver.execute(sql, [params[n] if n in params else constants[n] for n in names])
         found = row.fetchone()
         return None if found is None else self.row_type(*found)
+
+    async def _first_elsewhere(self, db: Database, params: dict[str, Any]) -> Any | None:
+        """On PostgreSQL: one round trip on the autocommit engine, retried once on a
+        connection the server dropped (that engine does not ping first)."""
+        engine = db.autocommit_reader()
+        if engine is None:  # in-memory SQLite (tests)
+            async with db.read_now() as conn:
+                return (await conn.execute(self.statement, params)).first()
+        for attempt in (1, 2):
+            try:
+                async with engine.connect() as conn:
+                    return (await conn.execute(self.statement, params)).first()
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
