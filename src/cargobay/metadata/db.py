@@ -66,6 +66,7 @@ class Database:
         self._thread_reader: Engine | None = None
         self._loop_driver: tuple[int, Any] | None = None  # (pid, pooled connection)
         self._autocommit_reader: AsyncEngine | None = None
+        self._pinged_autocommit_reader: AsyncEngine | None = None
         self._read_threads = ProcessPool(4, "db-read")
         self._read_slots: asyncio.Semaphore | None = None
         self._read_slots_loop: asyncio.AbstractEventLoop | None = None
@@ -97,13 +98,24 @@ class Database:
             self.reader = self.writer = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
-            # `metadata.hot` lookups: autocommit and no pre-ping, so one lookup is one round
-            # trip (a pinged transaction costs BEGIN, ping, ROLLBACK, BEGIN, the statement,
-            # ROLLBACK); a connection found dead is retried once by the caller instead.
+            # Reads outside a transaction: on the `reader` engine, a read costs BEGIN, ping,
+            # ROLLBACK (the pre-ping), BEGIN, its statements and ROLLBACK; in autocommit the
+            # ping is one round trip and there is no BEGIN or ROLLBACK. At READ COMMITTED every
+            # statement takes its own snapshot anyway, so a `read_now` block sees the same.
+            # `metadata.hot` lookups go further: no pre-ping (a connection found dead is
+            # retried once instead), so such a lookup is one round trip.
             self._autocommit_reader = create_async_engine(
                 self.url, pool_size=4, max_overflow=4, isolation_level="AUTOCOMMIT"
             )
+            self._pinged_autocommit_reader = create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                isolation_level="AUTOCOMMIT",
+            )
             roundtrips.install(self._autocommit_reader.sync_engine)
+            roundtrips.install(self._pinged_autocommit_reader.sync_engine)
         for engine in (self._sync_reader, self._sync_writer, self._thread_reader):
             if engine is not None:
                 roundtrips.install(engine)
@@ -192,7 +204,12 @@ class Database:
         """For short indexed lookups on the request path (a manifest by tag, a repository,
         an authorization check): on SQLite the query runs right on the event loop, which
         costs tens of microseconds instead of the several thread hand-offs (BEGIN, execute,
-        fetch, rollback) an aiosqlite read takes. Use `read` for anything that may scan."""
+        fetch, rollback) an aiosqlite read takes. On PostgreSQL it runs outside a transaction
+        (see `__init__`). Use `read` for anything that may scan."""
+        if self._pinged_autocommit_reader is not None:
+            async with self._pinged_autocommit_reader.connect() as conn:
+                yield conn
+            return
         if self._sync_reader is None:
             async with self.read() as conn:
                 yield conn
@@ -252,8 +269,9 @@ class Database:
         return self._autocommit_reader
 
     async def dispose(self) -> None:
-        if self._autocommit_reader is not None:
-            await self._autocommit_reader.dispose()
+        for engine in (self._autocommit_reader, self._pinged_autocommit_reader):
+            if engine is not None:
+                await engine.dispose()
         if self._loop_driver is not None and self._loop_driver[0] == os.getpid():
             self._loop_driver[1].close()
         self._loop_driver = None
