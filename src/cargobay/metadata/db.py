@@ -104,8 +104,11 @@ class Database:
             # statement takes its own snapshot anyway, so a `read_now` block sees the same.
             # `metadata.hot` lookups go further: no pre-ping (a connection found dead is
             # retried once instead), so such a lookup is one round trip.
+            # No overflow for the lookups (each holds its connection for one statement): a
+            # burst waits for one of the pool's instead of opening connections that are closed
+            # again at once, each a PostgreSQL backend started and a statement re-planned.
             self._autocommit_reader = create_async_engine(
-                self.url, pool_size=4, max_overflow=4, isolation_level="AUTOCOMMIT"
+                self.url, pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT"
             )
             self._pinged_autocommit_reader = create_async_engine(
                 self.url,
