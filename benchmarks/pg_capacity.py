@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,25 @@ class Meter:
 
     def __init__(self, postmaster: int, cargobay: int) -> None:
         self.postmaster, self.cargobay = postmaster, cargobay
+        self.idle_pg = self.idle_cb = 0.0  # CPU seconds per second with no requests
+
+    def calibrate(self, seconds: float) -> None:
+        """Measure the idle CPU (PostgreSQL's background processes, cargobay's timers), which
+        every block then subtracts: under load, few requests would carry all of it."""
+        with self:
+            time.sleep(seconds)
+        self.idle_pg, self.idle_cb = self.pg / self.wall, self.cb / self.wall
 
     def __enter__(self) -> Meter:
+        self.t0 = time.monotonic()
         self.pg0 = tree_cpu(self.postmaster, reaped=True)
         self.cb0 = tree_cpu(self.cargobay)
         return self
 
     def __exit__(self, *_exc: Any) -> None:
-        self.pg = tree_cpu(self.postmaster, reaped=True) - self.pg0
-        self.cb = tree_cpu(self.cargobay) - self.cb0
+        self.wall = time.monotonic() - self.t0
+        self.pg = tree_cpu(self.postmaster, reaped=True) - self.pg0 - self.idle_pg * self.wall
+        self.cb = tree_cpu(self.cargobay) - self.cb0 - self.idle_cb * self.wall
 
     def per_request(self, requests: int) -> dict[str, float]:
         return {
@@ -121,9 +132,12 @@ def _ecr(registry: Cargobay) -> Any:
     )
 
 
-def pgbench_lookup(cluster: pgcluster.Cluster, database: str, account: str, seconds: int) -> float:
+def pgbench_lookup(
+    cluster: pgcluster.Cluster, database: str, account: str, seconds: int
+) -> tuple[float, float]:
     """Statements/s the cluster sustains for the manifest GET's one statement (pgbench,
-    prepared, 4 clients on 2 threads), for the image pushed above."""
+    prepared, 4 clients on 2 threads; the client shares the machine), for the image pushed
+    above, and the PostgreSQL CPU per statement (µs) over that run."""
     from sqlalchemy.dialects import postgresql
 
     from cargobay.metadata.records.pulls import _STATEMENTS
@@ -142,6 +156,8 @@ def pgbench_lookup(cluster: pgcluster.Cluster, database: str, account: str, seco
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(" ".join(sql.split()) + ";\n")
     url = cluster.url(database)
+    postmaster = _postmaster(cluster)
+    cpu0 = tree_cpu(postmaster, reaped=True)
     out = subprocess.run(
         [
             str(cluster.bin_dir / "pgbench"),
@@ -159,7 +175,9 @@ def pgbench_lookup(cluster: pgcluster.Cluster, database: str, account: str, seco
         text=True,
         check=True,
     ).stdout
-    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+    cpu = tree_cpu(postmaster, reaped=True) - cpu0
+    done = int(re.search(r"transactions actually processed: (\d+)", out).group(1))
+    return float(re.search(r"tps = ([\d.]+)", out).group(1)), cpu / done * 1e6
 
 
 def main() -> None:
@@ -182,6 +200,7 @@ def main() -> None:
             image = _push_small_image(c, REPO, "latest", 1024)
         layer = cl.sha256(image.layers[0])
         meter = Meter(_postmaster(cluster), registry.pid)
+        meter.calibrate(args.seconds)
         accept = {"Accept": cl.OCI_MANIFEST}
         results: dict[str, dict[str, float]] = {}
         results["manifest GET by tag"] = {
@@ -241,18 +260,25 @@ def main() -> None:
             statements = int(response["ResponseMetadata"]["HTTPHeaders"][HEADER.lower()])
             results[operation] = {"statements": statements, **meter.per_request(args.ecr_calls)}
         account = registry_account(registry)
-        lookups = pgbench_lookup(cluster, database, account, args.seconds)
+        lookups, lookup_cpu = pgbench_lookup(cluster, database, account, args.seconds)
     finally:
         registry.stop()
         cluster.stop()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
+    print(
+        f"idle CPU subtracted: PostgreSQL {meter.idle_pg * 1e3:.1f} ms/s, "
+        f"cargobay {meter.idle_cb * 1e3:.1f} ms/s"
+    )
     print(f"{'request':32} {'stmts':>5} {'PG CPU us':>10} {'cargobay CPU us':>16} {'rps':>8}")
     for name, row in results.items():
         print(
             f"{name:32} {row.get('statements', '-'):>5} {row['pg_cpu_us']:>10} "
             f"{row['cargobay_cpu_us']:>16} {row.get('rps', '-'):>8}"
         )
-    print(f"pgbench, the manifest GET statement alone: {lookups:,.0f} statements/s")
+    print(
+        f"pgbench, the manifest GET statement alone: {lookups:,.0f} statements/s, "
+        f"{lookup_cpu:.0f} us of PostgreSQL CPU each"
+    )
     get = results["manifest GET by tag"]
     print(
         "one PostgreSQL core feeds "

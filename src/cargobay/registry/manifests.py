@@ -43,6 +43,8 @@ log = logging.getLogger("cargobay.manifests")
 
 # Pulls refresh `last_pulled_at` at most this often per image, so reads stay reads.
 PULL_TIME_RESOLUTION = 3600.0
+# Pull-time records this process remembers having written, at most.
+RECORDED_PULLS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class ManifestService:
         self.encryption = encryption
         self._background: set[asyncio.Task[None]] = set()
         self.pull_exclusions = PullTimeExclusions(db)
+        # (repository id, digest) -> when this process last recorded its pull time.
+        self._recorded: dict[tuple[int, str], float] = {}
 
     async def get(
         self, repo_registry_id: str, repo_name: str, reference: str, puller: str | None = None
@@ -185,14 +189,21 @@ class ManifestService:
         image per resolution), and before the answer, so an excluded pull leaves no write
         behind it."""
         now = time.time()
+        stale = now - PULL_TIME_RESOLUTION
         due = sorted(
             {
                 row.digest
                 for row in rows
-                if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
+                if (row.last_pulled_at is None or row.last_pulled_at < stale)
+                and self._recorded.get((repository_id, row.digest), stale) <= stale
             }
         )
         if due and not await self.pull_exclusions.excluded(registry_id, puller):
+            # Remembered here too: the pulls of a burst that arrive before the write lands
+            # neither read the exclusions nor write again.
+            if len(self._recorded) > RECORDED_PULLS:
+                self._recorded.clear()
+            self._recorded.update(((repository_id, digest), now) for digest in due)
             self._spawn(self._record_pull(repository_id, due, now))
 
     async def put_image(
@@ -401,3 +412,5 @@ class ManifestService:
                 await records.record_pull(conn, repository_id, digests, when)
         except Exception:  # a lost pull timestamp must never fail or slow a pull
             log.exception("could not record pull time of %s", ", ".join(digests))
+            for digest in digests:  # the next pull tries again
+                self._recorded.pop((repository_id, digest), None)
