@@ -39,6 +39,9 @@ __all__ = ["Conn", "Database", "SchemaOutOfDate", "async_url"]
 
 # Open `read` transactions per process on a SQLite file (each holds one connection).
 THREAD_READS = 8
+# On PostgreSQL, per process: connections of `metadata.hot` lookups (no overflow), and the
+# pool (plus as many overflow) of `read_now` blocks; `read` and `write` have their own.
+HOT_CONNECTIONS = 4
 
 
 def async_url(url: str) -> str:
@@ -108,12 +111,12 @@ class Database:
             # burst waits for one of the pool's instead of opening connections that are closed
             # again at once, each a PostgreSQL backend started and a statement re-planned.
             self._autocommit_reader = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT"
+                self.url, pool_size=HOT_CONNECTIONS, max_overflow=0, isolation_level="AUTOCOMMIT"
             )
             self._pinged_autocommit_reader = create_async_engine(
                 self.url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
+                pool_size=HOT_CONNECTIONS,
+                max_overflow=HOT_CONNECTIONS,
                 pool_pre_ping=True,
                 isolation_level="AUTOCOMMIT",
             )
