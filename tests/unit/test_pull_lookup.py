@@ -12,10 +12,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import create_engine
 
+from cargobay.iam import policyscope
 from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import pulls
-from cargobay.pullthrough.rules import Rule
+from cargobay.pullthrough.rules import ROOT, Rule
 
 ACCOUNT = "123456789012"
 DIGEST = "sha256:" + "a" * 64
@@ -152,6 +153,12 @@ def test_a_revoked_key_reads_as_null(db: Database) -> None:
         conn.execute(schema.access_keys.update().values(status="Inactive"))
     engine.dispose()
     assert _lookup(db, "team/app").caller_admin is None
+
+
+def test_the_constants_are_the_services_own() -> None:
+    """Records import nothing above the metadata layer, so they repeat two names."""
+    assert pulls.POLICY_SCOPE_SETTING == policyscope.SETTING
+    assert pulls._ROOT_PREFIX == ROOT
 
 
 def test_identity_policies_come_joined(db: Database) -> None:

@@ -18,7 +18,6 @@ from sqlalchemy import Select, String, Text, and_, bindparam, exists, func, lite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from cargobay.iam import policyscope
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
@@ -33,6 +32,8 @@ k = schema.access_keys
 POLICY_SEPARATOR = "\x1e"
 # pullthrough.rules.ROOT: the rule that covers every repository of its registry.
 _ROOT_PREFIX = "ROOT"
+# iam.policyscope.SETTING: the account setting that scopes the registry policy.
+POLICY_SCOPE_SETTING = "REGISTRY_POLICY_SCOPE"
 
 
 class _joined(FunctionElement[str]):
@@ -83,7 +84,7 @@ def _build(by_digest: bool, with_identity: bool) -> Select:
         .scalar_subquery()
         .label("registry_policy"),
         select(rs.c.value)
-        .where(rs.c.registry_id == account, rs.c.name == policyscope.SETTING)
+        .where(rs.c.registry_id == account, rs.c.name == POLICY_SCOPE_SETTING)
         .scalar_subquery()
         .label("policy_scope"),
         covered.label("cached"),
