@@ -89,7 +89,8 @@ def test_catalog_page_cost_does_not_grow_with_the_registry(counted: Server) -> N
         _fill(counted, unique(f"rt/cat{i}"), 1)
     assert v2_count(counted, "/v2/_catalog?n=5") == before
     response = Client(counted).get("/v2/_catalog?n=5")
-    assert int(response.headers[HEADER]) == before
+    # One request alone may also carry the credential store's once-a-second revocation poll.
+    assert before <= int(response.headers[HEADER]) <= before + 1
 
 
 def test_batch_get_image_costs_the_same_for_one_image_or_ten(counted: Server) -> None:
