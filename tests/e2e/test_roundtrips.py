@@ -89,7 +89,8 @@ def test_catalog_page_cost_does_not_grow_with_the_registry(counted: Server) -> N
         _fill(counted, unique(f"rt/cat{i}"), 1)
     assert v2_count(counted, "/v2/_catalog?n=5") == before
     response = Client(counted).get("/v2/_catalog?n=5")
-    assert int(response.headers[HEADER]) == before
+    # One request alone may also carry the credential store's once-a-second revocation poll.
+    assert before <= int(response.headers[HEADER]) <= before + 1
 
 
 def test_batch_get_image_costs_the_same_for_one_image_or_ten(counted: Server) -> None:
@@ -105,3 +106,38 @@ def test_batch_get_image_costs_the_same_for_one_image_or_ten(counted: Server) ->
         {"repositoryName": name, "imageIds": [{"imageTag": f"t{i}-0"} for i in range(10)]},
     )
     assert one == ten
+
+
+def test_a_warm_manifest_get_by_tag_is_one_statement(counted: Server) -> None:
+    """Issue 19's target: a cached manifest GET by tag (policies, pull-through routing, the
+    access key's revocation check and the manifest) costs one statement or fewer; the main
+    mix's counts are printed for benchmarks/RESULTS.md and docs/deploy.md."""
+    name = unique("rt/one")
+    http = Client(counted)
+    pushed = http.push_image(name, "v1", layer_sizes=(64,))
+    layer = next(d for d, data in pushed.blobs.items() if len(data) == 64)
+    counts = {
+        "manifest GET by tag": v2_count(counted, f"/v2/{name}/manifests/v1"),
+        "manifest HEAD by tag": v2_count(counted, f"/v2/{name}/manifests/v1", "HEAD"),
+        "manifest GET by digest": v2_count(counted, f"/v2/{name}/manifests/{pushed.digest}"),
+    }
+    assert counts["manifest GET by tag"] <= 1, counts
+    assert counts["manifest HEAD by tag"] <= 1, counts
+    assert counts["manifest GET by digest"] <= 1, counts
+    counts["tags/list"] = v2_count(counted, f"/v2/{name}/tags/list")
+    counts["blob HEAD"] = v2_count(counted, f"/v2/{name}/blobs/{layer}", "HEAD")
+    put = http.put_manifest(name, "v2", pushed.manifest, pushed.media_type)
+    counts["manifest PUT (new tag)"] = int(put.headers[HEADER])
+    ecr = client(counted)
+    image = {"repositoryName": name, "imageIds": [{"imageTag": "v1"}]}
+    for operation, params in (
+        ("BatchGetImage", image),
+        ("DescribeImages", image),
+        ("ListImages", {"repositoryName": name}),
+        ("DescribeRepositories", {"repositoryNames": [name]}),
+        ("GetDownloadUrlForLayer", {"repositoryName": name, "layerDigest": layer}),
+        ("BatchCheckLayerAvailability", {"repositoryName": name, "layerDigests": [layer]}),
+        ("GetAuthorizationToken", {}),
+    ):
+        counts[operation] = ecr_count(ecr, operation, params)
+    print({"statements per request": counts})

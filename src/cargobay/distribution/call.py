@@ -15,6 +15,7 @@ from cargobay.errors import AccessDenied, InvalidParameter
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
 from cargobay.registry import hooks
+from cargobay.registry.pulls import PullLookup
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
@@ -47,6 +48,9 @@ class Call:
         region = serve_region(request, services.settings)
         self.resource = authz.Resource(self.registry_id, region, name or None)
         self.replication = REPLICATION_HEADER in request.headers
+        # A manifest GET's one statement (distribution.manifests.look_up), read before the
+        # dispatcher authorizes with the policies it holds.
+        self.pull: PullLookup | None = None
 
     def context(self) -> authz.RequestContext:
         return request_context(self.request, self.services.settings.trusted_proxies)

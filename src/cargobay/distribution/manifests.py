@@ -12,22 +12,20 @@ from cargobay.errors import ImageNotFound, Unsupported
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, accepts
 from cargobay.oci.names import validate_tag
+from cargobay.registry import pulls
 from cargobay.registry.deletes import ImageRef
+from cargobay.registry.manifests import Manifest
 
 
 async def manifest(call: Call, reference: str) -> web.StreamResponse:
     method = call.request.method
     services = call.services
     if method in ("GET", "HEAD"):
-        try:
-            # Through the pull-through cache: a repository under a rule is filled from its
-            # upstream; any other is read from the store.
-            found = await services.pullthrough.get_manifest(
-                call.principal, call.registry_id, call.name, reference, call.context()
-            )
-        except ImageNotFound:
-            await call.repo()  # NAME_UNKNOWN when the repository itself is missing
-            raise
+        if call.pull is not None and call.pull.direct:
+            # The common case: the lookup's one statement read the manifest too.
+            found = await services.manifests.serve(call.pull, call.principal.arn)
+        else:
+            found = await _through_cache(call, reference)
         # Clients such as skopeo send one Accept header line per media type: read them all.
         accept = ", ".join(call.request.headers.getall("Accept", [])) or None
         if not accepts(accept, found.media_type):
@@ -74,6 +72,26 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
             await services.deletes.untag(repo, reference)
         return web.Response(status=202)
     raise Unsupported(f"{method} is not supported on manifests")
+
+
+async def look_up(call: Call, reference: str) -> None:
+    """A GET or HEAD's pull lookup (`registry.pulls`): the manifest, the policies that
+    authorize it and whether a pull-through rule covers the repository, in one statement read
+    before the dispatcher authorizes (with those policies); nothing of it is answered before."""
+    if call.request.method in ("GET", "HEAD"):
+        call.pull = await pulls.lookup(call.services.db, call.resource, reference, call.principal)
+
+
+async def _through_cache(call: Call, reference: str) -> Manifest:
+    """Through the pull-through cache: a repository under a rule is filled from its upstream;
+    any other is read from the store (a missing repository is NAME_UNKNOWN)."""
+    try:
+        return await call.services.pullthrough.get_manifest(
+            call.principal, call.registry_id, call.name, reference, call.context()
+        )
+    except ImageNotFound:
+        await call.repo()  # NAME_UNKNOWN when the repository itself is missing
+        raise
 
 
 def _split_reference(reference: str) -> tuple[str | None, str | None]:

@@ -22,7 +22,7 @@ from cargobay.distribution.blobs import blob
 from cargobay.distribution.call import SERVICES, USAGE, Call
 from cargobay.distribution.errors import API_VERSION_HEADER, error_response, internal_error
 from cargobay.distribution.listing import base, catalog, tags
-from cargobay.distribution.manifests import manifest, referrers
+from cargobay.distribution.manifests import look_up, manifest, referrers
 from cargobay.distribution.uploads import start_upload, upload, upload_headers
 from cargobay.errors import (
     DomainError,
@@ -90,8 +90,11 @@ async def _authorize(call: Call, kind: str) -> None:
         return
     name = call.name if permission.resource == permissions.REPOSITORY else None
     resource = Resource(call.registry_id, call.resource.region, name)
+    loaded = call.pull.policies if call.pull is not None else None
     for action in permission.actions:
-        await call.services.authorizer.require(call.principal, action, resource, call.context())
+        await call.services.authorizer.require(
+            call.principal, action, resource, call.context(), loaded
+        )
 
 
 def _error_headers(call: Call | None, params: dict[str, str], exc: DomainError) -> dict[str, str]:
@@ -118,6 +121,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         call = Call(request, services, principal, name)
         if kind not in ("base", "catalog"):
             validate_name(name)
+        if kind == "manifest":
+            await look_up(call, params["reference"])
         await _authorize(call, kind)
         response = await _HANDLERS[kind](call, **params)
     except DomainError as exc:

@@ -2,9 +2,10 @@
 
 Actions are the IAM action names ECR uses (`ecr:BatchGetImage`, `ecr:PutImage`, ...), so the
 `/v2/` data plane and the ECR API share one vocabulary and one policy engine. Policies are read
-from the database on every decision (an indexed lookup), so a change made through any worker or
+from the database on every decision (an indexed lookup, or, on the pull path, columns of the
+statement that reads the manifest: `LoadedPolicies`), so a change made through any worker or
 node applies to the next request everywhere; only parsed documents are cached, keyed by their
-exact text.
+exact text, never a decision.
 """
 
 from __future__ import annotations
@@ -93,6 +94,25 @@ AnyResource = Resource | UserResource | SecretResource
 
 
 @dataclass(frozen=True, slots=True)
+class LoadedPolicies:
+    """The policies of one repository (and of the caller) as the caller's own statement read
+    them (the pull lookup reads them with the manifest), so the decision runs none of its own.
+
+    `identity` (the policy documents and tags of the principal `caller_arn`) is None when
+    they were not read (an administrator's never are); then they are read as usual if the
+    decision needs them.
+    """
+
+    resource: Resource
+    repository_id: int | None
+    repository_policy: str | None
+    registry_policy: str | None
+    policy_scope: str | None
+    identity: tuple[list[str], dict[str, str]] | None = None
+    caller_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestContext:
     """What a policy may condition on about the request itself; `extra` carries a call's own
     keys (`aws:RequestTag/<k>`, `aws:TagKeys`)."""
@@ -154,16 +174,24 @@ class Authorizer:
         return policy
 
     async def _resource_policies(
-        self, resource: Resource, action: str
+        self, resource: Resource, action: str, loaded: LoadedPolicies | None
     ) -> tuple[list[str], int | None]:
-        # The repository in the request's region (`cargobay.regions`).
-        params = {
-            "account_id": resource.account_id,
-            "region": regions.current_key(),
-            "name": resource.name,
-        }
-        async with self.db.read_now() as conn:
-            row = (await conn.execute(_RESOURCE_POLICIES, params)).one()
+        if loaded is not None and loaded.resource == resource:
+            row: tuple = (
+                loaded.repository_policy,
+                loaded.repository_id,
+                loaded.registry_policy,
+                loaded.policy_scope,
+            )
+        else:
+            # The repository in the request's region (`cargobay.regions`).
+            params = {
+                "account_id": resource.account_id,
+                "region": regions.current_key(),
+                "name": resource.name,
+            }
+            async with self.db.read_now() as conn:
+                row = tuple((await conn.execute(_RESOURCE_POLICIES, params)).one())
         registry_policy = row[2] if policyscope.applies(row[3], action) else None
         texts = [t for t in (row[0], registry_policy) if t]
         return texts, row[1]
@@ -205,14 +233,17 @@ class Authorizer:
         action: str,
         resource: AnyResource,
         context: RequestContext | None = None,
+        loaded: LoadedPolicies | None = None,
     ) -> Decision:
         """The one decision every door asks: identity, repository, registry and secret
-        policies with AWS semantics, over condition keys built once here."""
+        policies with AWS semantics, over condition keys built once here. With `loaded`, the
+        policies of that repository (and the caller's, if read) come from the caller's
+        statement instead of one of the decision's own."""
         context = context or RequestContext()
         resource_texts: list[str] = []
         repository_id = None
         if isinstance(resource, Resource):
-            resource_texts, repository_id = await self._resource_policies(resource, action)
+            resource_texts, repository_id = await self._resource_policies(resource, action, loaded)
         elif isinstance(resource, SecretResource) and resource.arn != "*" and self.secret_policies:
             text = await self.secret_policies(resource.account_id, resource.arn)
             resource_texts = [text] if text else []
@@ -222,7 +253,10 @@ class Authorizer:
         identity_texts: list[str] = []
         principal_tags: dict[str, str] = {}
         if not principal.is_admin:
-            identity_texts, principal_tags = await self._identity(principal)
+            if loaded and loaded.identity is not None and loaded.caller_arn == principal.arn:
+                identity_texts, principal_tags = loaded.identity
+            else:
+                identity_texts, principal_tags = await self._identity(principal)
         keys = condition_keys(principal, context, principal_tags)
         wants_tags = any("resourcetag/" in t.lower() for t in (*resource_texts, *identity_texts))
         if wants_tags and repository_id is not None:
@@ -251,8 +285,9 @@ class Authorizer:
         action: str,
         resource: AnyResource,
         context: RequestContext | None = None,
+        loaded: LoadedPolicies | None = None,
     ) -> bool:
-        return await self.decide(principal, action, resource, context) == "Allow"
+        return await self.decide(principal, action, resource, context, loaded) == "Allow"
 
     async def require(
         self,
@@ -260,8 +295,9 @@ class Authorizer:
         action: str,
         resource: AnyResource,
         context: RequestContext | None = None,
+        loaded: LoadedPolicies | None = None,
     ) -> None:
-        decision = await self.decide(principal, action, resource, context)
+        decision = await self.decide(principal, action, resource, context, loaded)
         if decision == "Allow":
             return
         log.warning("denied %s on %s to %s", action, resource.arn, principal.arn)

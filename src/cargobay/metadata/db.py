@@ -39,6 +39,9 @@ __all__ = ["Conn", "Database", "SchemaOutOfDate", "async_url"]
 
 # Open `read` transactions per process on a SQLite file (each holds one connection).
 THREAD_READS = 8
+# On PostgreSQL, per process: connections of `metadata.hot` lookups (no overflow), and the
+# pool (plus as many overflow) of `read_now` blocks; `read` and `write` have their own.
+HOT_CONNECTIONS = 4
 
 
 def async_url(url: str) -> str:
@@ -64,6 +67,9 @@ class Database:
         self._sync_writer: Engine | None = None
         self._writers: _WriterLock | None = None
         self._thread_reader: Engine | None = None
+        self._loop_driver: tuple[int, Any] | None = None  # (pid, pooled connection)
+        self._autocommit_reader: AsyncEngine | None = None
+        self._pinged_autocommit_reader: AsyncEngine | None = None
         self._read_threads = ProcessPool(4, "db-read")
         self._read_slots: asyncio.Semaphore | None = None
         self._read_slots_loop: asyncio.AbstractEventLoop | None = None
@@ -95,6 +101,27 @@ class Database:
             self.reader = self.writer = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+            # Reads outside a transaction: on the `reader` engine, a read costs BEGIN, ping,
+            # ROLLBACK (the pre-ping), BEGIN, its statements and ROLLBACK; in autocommit the
+            # ping is one round trip and there is no BEGIN or ROLLBACK. At READ COMMITTED every
+            # statement takes its own snapshot anyway, so a `read_now` block sees the same.
+            # `metadata.hot` lookups go further: no pre-ping (a connection found dead is
+            # retried once instead), so such a lookup is one round trip.
+            # No overflow for the lookups (each holds its connection for one statement): a
+            # burst waits for one of the pool's instead of opening connections that are closed
+            # again at once, each a PostgreSQL backend started and a statement re-planned.
+            self._autocommit_reader = create_async_engine(
+                self.url, pool_size=HOT_CONNECTIONS, max_overflow=0, isolation_level="AUTOCOMMIT"
+            )
+            self._pinged_autocommit_reader = create_async_engine(
+                self.url,
+                pool_size=HOT_CONNECTIONS,
+                max_overflow=HOT_CONNECTIONS,
+                pool_pre_ping=True,
+                isolation_level="AUTOCOMMIT",
+            )
+            roundtrips.install(self._autocommit_reader.sync_engine)
+            roundtrips.install(self._pinged_autocommit_reader.sync_engine)
         for engine in (self._sync_reader, self._sync_writer, self._thread_reader):
             if engine is not None:
                 roundtrips.install(engine)
@@ -183,7 +210,12 @@ class Database:
         """For short indexed lookups on the request path (a manifest by tag, a repository,
         an authorization check): on SQLite the query runs right on the event loop, which
         costs tens of microseconds instead of the several thread hand-offs (BEGIN, execute,
-        fetch, rollback) an aiosqlite read takes. Use `read` for anything that may scan."""
+        fetch, rollback) an aiosqlite read takes. On PostgreSQL it runs outside a transaction
+        (see `__init__`). Use `read` for anything that may scan."""
+        if self._pinged_autocommit_reader is not None:
+            async with self._pinged_autocommit_reader.connect() as conn:
+                yield conn
+            return
         if self._sync_reader is None:
             async with self.read() as conn:
                 yield conn
@@ -225,7 +257,30 @@ class Database:
                 f"database schema is at revision {current}, not {schema.SCHEMA_REVISION}"
             )
 
+    def loop_driver(self) -> Any | None:
+        """On a SQLite file, this process's own read-only driver (sqlite3) connection, for the
+        few hottest lookups of the request path (`metadata.hot`), which run on it directly on
+        the event loop; None on any other database. Checked out of the `read_now` pool once
+        per process (never across a fork) and held until `dispose`."""
+        if self._sync_reader is None:
+            return None
+        held = self._loop_driver
+        if held is None or held[0] != os.getpid():
+            fairy = self._sync_reader.raw_connection()
+            held = self._loop_driver = (os.getpid(), fairy)
+        return held[1].driver_connection
+
+    def autocommit_reader(self) -> AsyncEngine | None:
+        """On PostgreSQL, the engine of `metadata.hot` lookups (see `__init__`); else None."""
+        return self._autocommit_reader
+
     async def dispose(self) -> None:
+        for engine in (self._autocommit_reader, self._pinged_autocommit_reader):
+            if engine is not None:
+                await engine.dispose()
+        if self._loop_driver is not None and self._loop_driver[0] == os.getpid():
+            self._loop_driver[1].close()
+        self._loop_driver = None
         if self._sync_reader is not None:
             self._sync_reader.dispose()
         if self._sync_writer is not None:

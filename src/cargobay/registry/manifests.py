@@ -36,6 +36,7 @@ from cargobay.registry.archive import ARCHIVED
 from cargobay.registry.deletes import ImageRef, check_refs, named_digest
 from cargobay.registry.encryption import Encryption, key_id_of, opened, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
+from cargobay.registry.pulls import PullLookup
 from cargobay.registry.pulltime import PullTimeExclusions
 from cargobay.registry.referrers import Referrer, list_referrers
 from cargobay.registry.repositories import Repository
@@ -44,6 +45,8 @@ log = logging.getLogger("cargobay.manifests")
 
 # Pulls refresh `last_pulled_at` at most this often per image, so reads stay reads.
 PULL_TIME_RESOLUTION = 3600.0
+# Pull-time records this process remembers having written, at most.
+RECORDED_PULLS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,8 @@ class ManifestService:
         self.encryption = encryption
         self._background: set[asyncio.Task[None]] = set()
         self.pull_exclusions = PullTimeExclusions(db)
+        # (repository id, digest) -> when this process last recorded its pull time.
+        self._recorded: dict[tuple[int, str], float] = {}
 
     async def get(
         self, repo_registry_id: str, repo_name: str, reference: str, puller: str | None = None
@@ -116,13 +121,26 @@ class ManifestService:
                 by_digest=is_digest(reference),
                 region=regions.current_key(),
             )
+        return await self._served(repo_registry_id, repo_name, reference, row, puller)
+
+    async def serve(self, found: PullLookup, puller: str | None = None) -> Manifest:
+        """`get` of a pull lookup's row (`registry.pulls`): no statement of its own."""
+        resource = found.policies.resource
+        row = found.row if found.row.digest is not None else None
+        return await self._served(
+            resource.account_id, resource.name or "", found.reference, row, puller
+        )
+
+    async def _served(
+        self, registry_id: str, repo_name: str, reference: str, row: Any, puller: str | None
+    ) -> Manifest:
         if row is None:
             raise ImageNotFound(detail={"reference": reference})
         _refuse_archived(row, repo_name, reference)
-        await self._record_pulls(repo_registry_id, row.repository_id, [row], puller)
+        await self._record_pulls(registry_id, row.repository_id, [row], puller)
         content = row.content
         if key_id_of(row.encryption_type, row.kms_key) is not None:
-            content = await opened(self.encryption, repo_registry_id, row.digest, content)
+            content = await opened(self.encryption, registry_id, row.digest, content)
         return Manifest(row.digest, row.media_type, content, row.repository_id)
 
     async def get_batch(
@@ -178,14 +196,21 @@ class ManifestService:
         image per resolution), and before the answer, so an excluded pull leaves no write
         behind it."""
         now = time.time()
+        stale = now - PULL_TIME_RESOLUTION
         due = sorted(
             {
                 row.digest
                 for row in rows
-                if row.last_pulled_at is None or row.last_pulled_at < now - PULL_TIME_RESOLUTION
+                if (row.last_pulled_at is None or row.last_pulled_at < stale)
+                and self._recorded.get((repository_id, row.digest), stale) <= stale
             }
         )
         if due and not await self.pull_exclusions.excluded(registry_id, puller):
+            # Remembered here too: the pulls of a burst that arrive before the write lands
+            # neither read the exclusions nor write again.
+            if len(self._recorded) > RECORDED_PULLS:
+                self._recorded.clear()
+            self._recorded.update(((repository_id, digest), now) for digest in due)
             self._spawn(self._record_pull(repository_id, due, now))
 
     async def put_image(
@@ -396,3 +421,5 @@ class ManifestService:
                 await records.record_pull(conn, repository_id, digests, when)
         except Exception:  # a lost pull timestamp must never fail or slow a pull
             log.exception("could not record pull time of %s", ", ".join(digests))
+            for digest in digests:  # the next pull tries again
+                self._recorded.pop((repository_id, digest), None)
