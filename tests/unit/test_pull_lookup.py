@@ -124,6 +124,7 @@ def test_the_driver_path_answers_as_sqlalchemy_does(db: Database) -> None:
     statement = pulls._STATEMENTS[(False, True)]
     params = {
         "registry_id": ACCOUNT,
+        "region": "",
         "name": "team/app",
         "reference": "v1",
         "caller_account": CALLER[0],
