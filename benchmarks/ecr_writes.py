@@ -166,7 +166,7 @@ def put_image(
 # Operation -> (how its distinct requests are prepared, how many in a full and a quick run).
 Prepare = Callable[[str, str, int, tuple[str, str], cl.SmallImage], list[Signed]]
 PREPARE: dict[str, tuple[Prepare, int, int]] = {
-    "UploadLayerPart": (upload_layer_part, 6000, 300),
-    "CompleteLayerUpload": (complete_layer_upload, 2000, 150),
-    "PutImage": (put_image, 1000, 60),
+    "UploadLayerPart": (upload_layer_part, 4000, 300),
+    "CompleteLayerUpload": (complete_layer_upload, 1500, 150),
+    "PutImage": (put_image, 600, 60),
 }

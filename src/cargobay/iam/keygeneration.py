@@ -8,73 +8,35 @@ it only while the generation is still that value. So a deactivated key is refuse
 worker and node from the first request after the change commits, and a remembered row costs one
 tiny indexed read instead of the join of `access_keys` and `users`.
 
-On a SQLite file that read goes through a plain `sqlite3` connection of its own (a few
-microseconds: no SQLAlchemy statement to build); elsewhere it is one primary-key SELECT.
-Nothing here caches a decision: the signature is still checked, and authorization still runs,
-on every request.
+The read is `metadata.generations`' (a few microseconds on a SQLite file; elsewhere one
+primary-key SELECT). Nothing here caches a decision: the signature is still checked, and
+authorization still runs, on every request.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import sqlite3
-import time
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.engine import make_url
-
-from cargobay.metadata import schema
-from cargobay.metadata.db import Conn, Database
-from cargobay.metadata.sql import upsert
+from cargobay.metadata import generations
+from cargobay.metadata.conn import Conn
+from cargobay.metadata.db import Database
 
 EPOCH_KEY = "credentials-epoch"
-_READ = select(schema.server_keys.c.value).where(schema.server_keys.c.name == EPOCH_KEY)
-_SQL = "SELECT value FROM server_keys WHERE name = ?"
 
 T = TypeVar("T")
 
 
-class Generation:
+class Generation(generations.GenerationReader):
     """Reads the current credentials generation (None before any change was ever made)."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
-        self._path = _sqlite_file(db)
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    async def current(self) -> str | None:
-        if self._path is not None:
-            return self._read_file()
-        async with self.db.read_now() as conn:
-            return (await conn.execute(_READ)).scalar_one_or_none()
-
-    def _read_file(self) -> str | None:
-        if self._conn is None or self._pid != os.getpid():  # reopened after a fork
-            self._conn = _open_reader(self._path or "")
-            self._pid = os.getpid()
-        row = self._conn.execute(_SQL, (EPOCH_KEY,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def close(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
+        super().__init__(db, EPOCH_KEY)
 
 
 async def bump(conn: Conn) -> None:
     """Start a new generation, inside the caller's write transaction (see the module's note)."""
-    await upsert(
-        conn,
-        schema.server_keys,
-        ["name"],
-        name=EPOCH_KEY,
-        value=secrets.token_hex(8),
-        created_at=time.time(),
-    )
+    await generations.bump(conn, EPOCH_KEY)
 
 
 class Remembered(Generic[T]):
@@ -111,23 +73,3 @@ class Remembered(Generic[T]):
 
     def clear(self) -> None:
         self._entries.clear()
-
-
-def _sqlite_file(db: Database) -> str | None:
-    """The database file when `db` is SQLite on a file, else None."""
-    if not db.is_sqlite:
-        return None
-    parsed = make_url(db.url)
-    database = parsed.database or ""
-    if not database or database == ":memory:" or "memory" in str(parsed.query):
-        return None
-    return database
-
-
-def _open_reader(path: str) -> sqlite3.Connection:
-    # Autocommit, so each SELECT sees the latest commit (WAL readers never wait for writers);
-    # the connection is only used on the event loop, between awaits.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA query_only=ON")
-    return conn
