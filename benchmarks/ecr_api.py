@@ -3,12 +3,17 @@
 Run: `PYTHONPATH=src python3 -m benchmarks.ecr_api [--quick] [--out FILE.json]`.
 
 Both servers get the same repository and image (cargobay through `/v2/`, moto through
-PutImage, which does not check layers). Each operation's request is signed once with SigV4 by
-botocore and replayed by wrk (2 threads, 32 connections, a Lua script that sets the body and
-headers): cargobay verifies every signature and authorizes every call, moto's server checks
-neither. The signature stays valid for AWS's 15 minutes, longer than a run. Nothing here
-asserts a figure: it prints requests/s and p99 per operation and the ratios to ECR's default
-quota and to moto.
+PutImage, which does not check layers). Each read's request (and InitiateLayerUpload's) is
+signed once with SigV4 by botocore and replayed by wrk (2 threads, 32 connections, a Lua script
+that sets the body and headers). The other writes cannot be replayed: their requests are
+distinct and signed beforehand, and sent over 32 connections by a small asyncio client
+(`benchmarks.ecr_writes`). cargobay verifies every signature and authorizes every call, moto's
+server checks neither. A signature stays valid for AWS's 15 minutes, longer than a run.
+
+Beside requests/s and p99, the server's CPU time per request is measured (user + system time
+of its whole process tree, from /proc, over the timed run): on a shared machine that is the
+figure that moves least with the load of others. Nothing here asserts a figure: it prints them
+with the ratios to ECR's default quota and to moto.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -28,7 +34,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from benchmarks import client as cl
-from benchmarks.registries import Cargobay, Registry
+from benchmarks import ecr_writes
+from benchmarks.registries import Cargobay, Registry, process_tree
 from benchmarks.scenarios import ScenarioError, run_wrk
 
 REGION = "us-east-1"
@@ -39,6 +46,10 @@ QUOTAS = {
     "GetDownloadUrlForLayer": 3000,
     "BatchCheckLayerAvailability": 1000,
     "GetAuthorizationToken": 500,
+    "UploadLayerPart": 500,
+    "InitiateLayerUpload": 100,
+    "CompleteLayerUpload": 100,
+    "PutImage": 10,
     "DescribeImages": None,  # no published quota of its own
 }
 REPO = "bench/api"
@@ -73,8 +84,22 @@ def _ecr(url: str, creds: tuple[str, str]) -> Any:
     )
 
 
-def _seed(registry: Registry, creds: tuple[str, str]) -> tuple[str, str, str]:
-    """A repository with one tagged image; its (tag, manifest digest, layer digest)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants (live ones)."""
+    ticks = 0
+    for each in process_tree(pid):
+        try:
+            with open(f"/proc/{each}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _seed(registry: Registry, creds: tuple[str, str]) -> tuple[str, str, str, cl.SmallImage]:
+    """A repository with one tagged image; its (tag, manifest digest, layer digest, image)."""
     image = cl.small_image(4096, "bench-api")
     ecr = _ecr(registry.url, creds)
     if isinstance(registry, Cargobay):
@@ -89,16 +114,18 @@ def _seed(registry: Registry, creds: tuple[str, str]) -> tuple[str, str, str]:
     found = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageTag": "v1"}])
     digest = found["images"][0]["imageId"]["imageDigest"]
     layer = json.loads(found["images"][0]["imageManifest"])["layers"][0]["digest"]
-    return "v1", digest, layer
+    return "v1", digest, layer, image
 
 
 def _bodies(tag: str, layer: str) -> dict[str, dict[str, Any]]:
+    """The requests wrk replays (the same one again and again)."""
     return {
         "BatchGetImage": {"repositoryName": REPO, "imageIds": [{"imageTag": tag}]},
         "GetDownloadUrlForLayer": {"repositoryName": REPO, "layerDigest": layer},
         "BatchCheckLayerAvailability": {"repositoryName": REPO, "layerDigests": [layer]},
         "GetAuthorizationToken": {},
         "DescribeImages": {"repositoryName": REPO},
+        "InitiateLayerUpload": {"repositoryName": REPO},
     }
 
 
@@ -122,22 +149,51 @@ def _lua(url: str, operation: str, body: dict[str, Any], creds: tuple[str, str])
     return "\n".join(lines) + "\n"
 
 
+def _timed(registry: Registry, run: Any) -> dict[str, float]:
+    """`run()`'s figures plus the server's CPU microseconds per request over it."""
+    before = cpu_seconds(registry.pid)
+    figures = dict(run())
+    figures["cpu_us"] = (cpu_seconds(registry.pid) - before) * 1e6 / max(figures["requests"], 1)
+    return figures
+
+
 def measure(
-    registry: Registry, creds: tuple[str, str], seconds: int, workdir: Path
+    registry: Registry,
+    creds: tuple[str, str],
+    seconds: int,
+    workdir: Path,
+    quick: bool = False,
+    only: set[str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    tag, _digest, layer = _seed(registry, creds)
+    tag, _digest, layer, image = _seed(registry, creds)
     results = {}
+    url = registry.url
     for operation, body in _bodies(tag, layer).items():
+        if only and operation not in only:
+            continue
         script = workdir / f"{registry.name}-{operation}.lua"
-        script.write_text(_lua(registry.url, operation, body, creds))
+        script.write_text(_lua(url, operation, body, creds))
         try:
             # A short warm-up, then the timed run.
-            run_wrk(["-t2", "-c32", "-d1s", "-s", str(script), registry.url + "/"], 60)
-            results[operation] = run_wrk(
-                ["-t2", "-c32", f"-d{seconds}s", "-s", str(script), registry.url + "/"],
-                seconds + 60,
+            run_wrk(["-t2", "-c32", "-d1s", "-s", str(script), url + "/"], 60)
+            results[operation] = _timed(
+                registry,
+                lambda script=script: run_wrk(
+                    ["-t2", "-c32", f"-d{seconds}s", "-s", str(script), url + "/"], seconds + 60
+                ),
             )
         except ScenarioError as exc:  # reported, with the reason, not fatal
+            print(f"{registry.name} {operation}: {exc}", file=sys.stderr)
+            results[operation] = {"error": str(exc).splitlines()[0]}
+    for operation, (prepare, full, small) in ecr_writes.PREPARE.items():
+        if only and operation not in only:
+            continue
+        try:
+            requests = prepare(url, REPO, small if quick else full, creds, image)
+            results[operation] = _timed(
+                registry, lambda requests=requests: ecr_writes.send(url, requests)[0]
+            )
+        except ScenarioError as exc:  # moto: not implemented (HTTP 500)
             print(f"{registry.name} {operation}: {exc}", file=sys.stderr)
             results[operation] = {"error": str(exc).splitlines()[0]}
     return results
@@ -145,27 +201,30 @@ def measure(
 
 def report(cargobay: dict[str, Any], moto: dict[str, Any] | None) -> str:
     rows = [
-        "| operation | cargobay req/s | p99 (ms) | ECR quota | x quota | moto req/s | moto p99 (ms)"
-        " | x moto |",
-        "|---|---|---|---|---|---|---|---|",
+        "| operation | cargobay req/s | p99 (ms) | CPU µs/req | ECR quota | x quota | moto req/s"
+        " | moto p99 (ms) | moto CPU µs/req | x moto |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for operation, ours in cargobay.items():
         quota = QUOTAS.get(operation)
         theirs = (moto or {}).get(operation)
         if "error" in ours:
-            rows.append(f"| {operation} | error: {ours['error']} | | | | | | |")
+            rows.append(f"| {operation} | error: {ours['error']} | | | | | | | | |")
             continue
         if theirs and "error" in theirs:  # moto answers 500 for what it does not implement
             theirs = None
         rows.append(
-            "| {op} | {rps:,.0f} | {p99:.1f} | {q} | {xq} | {mrps} | {mp99} | {xm} |".format(
+            "| {op} | {rps:,.0f} | {p99:.1f} | {cpu:,.0f} | {q} | {xq} | {mrps} | {mp99} | {mcpu}"
+            " | {xm} |".format(
                 op=operation,
                 rps=ours["rps"],
                 p99=ours["p99_ms"],
+                cpu=ours.get("cpu_us", 0),
                 q=f"{quota:,}" if quota else "-",
                 xq=f"{ours['rps'] / quota:.2f}x" if quota else "-",
                 mrps=f"{theirs['rps']:,.0f}" if theirs else "-",
                 mp99=f"{theirs['p99_ms']:.1f}" if theirs else "-",
+                mcpu=f"{theirs.get('cpu_us', 0):,.0f}" if theirs else "-",
                 xm=f"{ours['rps'] / theirs['rps']:.2f}x" if theirs else "-",
             )
         )
@@ -177,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2-second runs (CI smoke)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--no-moto", action="store_true")
+    parser.add_argument("--only", help="comma-separated operations (default: all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--charts", type=Path, help="write ecr_api.png into this directory")
     args = parser.parse_args(argv)
@@ -190,16 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         moto: Registry | None = None
         try:
             assert cargobay.auth is not None
-            ours = measure(cargobay, cargobay.auth, seconds, workdir)
+            only = set(args.only.split(",")) if args.only else None
+            ours = measure(cargobay, cargobay.auth, seconds, workdir, args.quick, only)
             theirs = None
             if not args.no_moto:
                 moto = Moto(workdir, 60).start()
-                theirs = measure(moto, ("testing", "testing"), seconds, workdir)
+                creds = ("testing", "testing")
+                theirs = measure(moto, creds, seconds, workdir, args.quick, only)
         finally:
             cargobay.stop()
             if moto is not None:
                 moto.stop()
     print(report(ours, theirs))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     if args.out:
         args.out.write_text(json.dumps({"cargobay": ours, "moto": theirs}, indent=2))
     if args.charts:

@@ -25,6 +25,17 @@ SCENARIOS = {
     "blob_get",
     "pull_storm",
 }
+# ECR's operations with a published rate quota (issue 19).
+QUOTA_LISTED = (
+    "BatchGetImage",
+    "GetDownloadUrlForLayer",
+    "BatchCheckLayerAvailability",
+    "GetAuthorizationToken",
+    "UploadLayerPart",
+    "InitiateLayerUpload",
+    "CompleteLayerUpload",
+    "PutImage",
+)
 
 
 def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) -> None:
@@ -79,12 +90,16 @@ def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: 
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     report = json.loads(out.read_text())
+    # Every operation of ECR's quota list has a figure, the writes too.
+    assert set(QUOTA_LISTED) <= set(report["cargobay"]), report["cargobay"].keys()
     for operation, figures in report["cargobay"].items():
         assert "error" not in figures, (operation, figures)
         assert figures["requests"] > 0 and figures["rps"] > 0, (operation, figures)
-    # moto implements these two of the five (the others answer NotImplemented there).
-    for operation in ("BatchGetImage", "GetAuthorizationToken"):
+        assert figures["cpu_us"] > 0, (operation, figures)
+    # moto implements these of the quota list (the others answer NotImplemented there).
+    for operation in ("BatchGetImage", "GetAuthorizationToken", "PutImage"):
         assert report["moto"][operation]["requests"] > 0
+    assert "x quota" in proc.stdout and "x moto" in proc.stdout
 
 
 def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:

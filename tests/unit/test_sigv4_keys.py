@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cargobay.iam.credentials import CredentialStore
+from cargobay.iam.keygeneration import Remembered
 from cargobay.iam.secrets import SecretBox, new_key
 from cargobay.iam.sigv4keys import SigningKeys, canonical_request, derive_key
 from cargobay.metadata import migrations, schema
@@ -134,40 +135,104 @@ def test_canonical_request_matches_botocore(method, path, params, signed, header
     assert ours == _botocore(method, path, params, tuple(signed), headers, payload)
 
 
-# -- the access key behind a signature: its secret opened once, its status read every time -----
+# -- the access key behind a signature: remembered per credentials generation -----------------
 
 
-def test_lookup_opens_a_secret_once_but_reads_the_keys_status_every_time(tmp_path: Path) -> None:
+def test_lookup_remembers_a_key_until_the_credentials_generation_changes(tmp_path: Path) -> None:
+    """Two stores on one database stand for two processes: a change committed through one
+    (with its new generation, as every IAM path makes it) is seen by the other at once, while
+    an unchanged generation costs no read of the key's row and no opening of its secret."""
+    url = "sqlite:///" + str(tmp_path / "meta.db")
+
+    async def main() -> None:
+        await migrations.upgrade(url)
+        db, other_db = Database(url), Database(url)
+        try:
+            box = SecretBox(new_key())
+            store, other = CredentialStore(db, box), CredentialStore(other_db, box)
+            user = await other.create_user("000000000000", "alice")
+            key_id, secret = await other.add_access_key(user)
+            opened, rows = [], []
+            real_open, real_row = box.open, store._key_row
+            box.open = lambda sealed: opened.append(sealed) or real_open(sealed)
+
+            async def counted_row(kid: str) -> object:
+                rows.append(kid)
+                return await real_row(kid)
+
+            store._key_row = counted_row  # type: ignore[method-assign]
+            for _ in range(3):
+                record = await store.lookup(key_id)
+                assert record is not None and record.secret == secret and record.active
+            assert (len(opened), len(rows)) == (1, 1)
+
+            k = schema.access_keys
+            async with other_db.write() as conn:  # deactivated by another process
+                await conn.execute(k.update().where(k.c.id == key_id).values(status="Inactive"))
+                await other.changing(conn)
+            record = await store.lookup(key_id)
+            assert record is not None and not record.active
+            assert len(rows) == 2
+            async with other_db.write() as conn:  # deleted and re-created under the same id
+                await conn.execute(k.delete().where(k.c.id == key_id))
+                await other.changing(conn)
+            assert await store.lookup(key_id) is None
+            _, new = await other.add_access_key(user, key_id, "a-new-secret-for-the-same-id")
+            record = await store.lookup(key_id)
+            assert record is not None and record.secret == new != secret
+            assert len(opened) == 2
+        finally:
+            store.close()
+            other.close()
+            await db.dispose()
+            await other_db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_row_read_before_a_change_is_not_kept_after_it(tmp_path: Path) -> None:
+    """The generation is read before the row: a change committing between the two leaves the
+    row remembered under the old generation, so the next lookup reads it again."""
     url = "sqlite:///" + str(tmp_path / "meta.db")
 
     async def main() -> None:
         await migrations.upgrade(url)
         db = Database(url)
+        store = CredentialStore(db, SecretBox(new_key()))
         try:
-            box = SecretBox(new_key())
-            store = CredentialStore(db, box)
-            user = await store.create_user("000000000000", "alice")
-            key_id, secret = await store.add_access_key(user)
-            opened = []
-            real_open = box.open
-            box.open = lambda sealed: opened.append(sealed) or real_open(sealed)
-            for _ in range(3):
-                record = await store.lookup(key_id)
-                assert record is not None and record.secret == secret and record.active
-            assert len(opened) == 1
-            async with db.write() as conn:  # deactivated by another process
+            user = await store.create_user("000000000000", "bob")
+            key_id, _ = await store.add_access_key(user)
+            real_row = store._key_row
+
+            async def row_then_deactivate(kid: str) -> object:
+                row = await real_row(kid)  # read while still Active ...
                 k = schema.access_keys
-                await conn.execute(k.update().where(k.c.id == key_id).values(status="Inactive"))
-            record = await store.lookup(key_id)
-            assert record is not None and not record.active
-            async with db.write() as conn:  # deleted and re-created under the same id
-                await conn.execute(k.delete().where(k.c.id == key_id))
-            assert await store.lookup(key_id) is None
-            _, other = await store.add_access_key(user, key_id, "a-new-secret-for-the-same-id")
-            record = await store.lookup(key_id)
-            assert record is not None and record.secret == other != secret
-            assert len(opened) == 2
+                async with db.write() as conn:  # ... then deactivated before it is remembered
+                    await conn.execute(k.update().where(k.c.id == kid).values(status="Inactive"))
+                    await store.changing(conn)
+                return row
+
+            store._key_row = row_then_deactivate  # type: ignore[method-assign]
+            first = await store.lookup(key_id)
+            assert first is not None and first.active
+            store._key_row = real_row  # type: ignore[method-assign]
+            second = await store.lookup(key_id)
+            assert second is not None and not second.active
         finally:
+            store.close()
             await db.dispose()
 
     asyncio.run(main())
+
+
+def test_remembered_keys_are_bounded_and_per_generation() -> None:
+    remembered: Remembered[int] = Remembered(max_entries=3)
+    for i in range(5):
+        remembered.put(f"AKIA{i}", "g1", i)
+    assert len(remembered) == 3
+    assert remembered.get("AKIA0", "g1") is None  # the least recently used went first
+    assert remembered.get("AKIA4", "g1") == 4
+    assert remembered.get("AKIA4", "g2") is None  # another generation: not used, and dropped
+    assert remembered.get("AKIA4", "g1") is None
+    remembered.discard("AKIA3")
+    assert remembered.get("AKIA3", "g1") is None

@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import String, bindparam, insert, select
 
 from cargobay.audit.redact import redact, service_of
 from cargobay.events.model import iso_time
@@ -36,6 +36,8 @@ log = logging.getLogger("cargobay.audit")
 
 MAX_BATCH = 500
 MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
+# One encoder for every record: `json.dumps` with arguments builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -135,7 +137,7 @@ def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "read_only": event.read_only,
         "user_name": principal.user_name[:128] if principal else None,
         "access_key_id": principal.access_key_id[:128] if principal else None,
-        "record": json.dumps(cloudtrail_record(event), separators=(",", ":")),
+        "record": _ENCODE(cloudtrail_record(event)),
     }
     # Names come from requests (also refused ones): cut to the columns' sizes and without NUL
     # (which PostgreSQL's text refuses), so one odd request cannot make its batch fail.
@@ -150,29 +152,37 @@ def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return row, resources
 
 
+# A record's resources, found by its event id: no ids to read back from the records' insert,
+# so both inserts are plain executemany statements.
+_t, _r = schema.audit_records, schema.audit_resources
+_INSERT_RESOURCES = insert(_r).from_select(
+    ["record_id", "resource_type", "resource_name"],
+    select(
+        _t.c.id,
+        bindparam("resource_type", type_=String),
+        bindparam("resource_name", type_=String),
+    ).where(_t.c.event_id == bindparam("event_id")),
+)
+
+
 async def write(db: Database, events: list[AuditEvent]) -> None:
     """Insert records (and the resources they name) in one transaction."""
     built = [_rows(e) for e in events]
     if not built:
         return
-    t, r = schema.audit_records, schema.audit_resources
+    resources = {
+        (res["event_id"], res["resource_type"], res["resource_name"])
+        for _, rows in built
+        for res in rows
+    }
     async with db.write() as conn:
-        result = await conn.execute(
-            insert(t).returning(t.c.id, t.c.event_id, sort_by_parameter_order=True),
-            [row for row, _ in built],
-        )
-        ids = {row.event_id: row.id for row in result.all()}
-        resources = {
-            (ids[res["event_id"]], res["resource_type"], res["resource_name"])
-            for _, rows in built
-            for res in rows
-        }
+        await conn.execute(insert(_t), [row for row, _ in built])
         if resources:
             await conn.execute(
-                insert(r),
+                _INSERT_RESOURCES,
                 [
-                    {"record_id": i, "resource_type": kind, "resource_name": name}
-                    for i, kind, name in sorted(resources)
+                    {"event_id": e, "resource_type": kind, "resource_name": name}
+                    for e, kind, name in sorted(resources)
                 ],
             )
 

@@ -48,15 +48,27 @@ def service_of(event_source: str) -> str:
     return event_source.split(".", 1)[0].lower()
 
 
+def _keys(service: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The keys hidden and hashed in a service's records."""
+    extra = SENSITIVE.get(service, {})
+    hide = frozenset(_COMMON_HIDE | extra.get("hide", set()))
+    return hide, frozenset(_COMMON_HASH | extra.get("hash", set()))
+
+
+# Built once per service (the audit writer redacts every record of every call).
+_KEYS = {service: _keys(service) for service in SENSITIVE}
+_DEFAULT_KEYS = _keys("")
+
+
 def redact(service: str, value: Any) -> Any:
     """A copy of `value` with the service's sensitive keys hidden or hashed."""
-    extra = SENSITIVE.get(service, {})
-    hide = _COMMON_HIDE | extra.get("hide", set())
-    hashed = _COMMON_HASH | extra.get("hash", set())
+    if value is None:
+        return None
+    hide, hashed = _KEYS.get(service, _DEFAULT_KEYS)
     return _walk(value, hide, hashed)
 
 
-def _walk(value: Any, hide: set[str], hashed: set[str]) -> Any:
+def _walk(value: Any, hide: frozenset[str], hashed: frozenset[str]) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():

@@ -55,6 +55,8 @@ async def ensure_admin(
                 await conn.execute(
                     schema.access_keys.delete().where(schema.access_keys.c.id == key_id)
                 )
+                await store.changing(conn)  # no process may keep the old secret
+            store.forget(key_id)
             await store.add_access_key(user_id, key_id, secret)
         log.info("administrator access key %s taken from the environment", key_id)
         return key_id

@@ -8,6 +8,11 @@ dictionary lookup, and a wrong secret never matches a cached entry.
 Nor does it open the sealed secret: each key stores a keyed verifier of its secret
 (SecretBox.verifier) that a presented secret is compared against, so serving processes never
 load `cryptography`. Only SigV4 (`lookup`) needs the plaintext.
+
+SigV4 (`lookup`, on every ECR, IAM and AWS JSON call) remembers a key's row, with its opened
+secret, for as long as the credentials generation (`keygeneration`) is unchanged: every status
+change or deletion writes a new generation in its own transaction, so it is refused by every
+worker and node from the next request on, at the cost of one tiny read per request.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from sqlalchemy import Update, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from cargobay.errors import LimitExceeded, UserAlreadyExists, UserNotFound
+from cargobay.iam import keygeneration
+from cargobay.iam.keygeneration import EPOCH_KEY, Generation, Remembered
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import SecretBox
 from cargobay.metadata import schema
-from cargobay.metadata.db import Database
-from cargobay.metadata.sql import upsert
+from cargobay.metadata.db import Conn, Database
 
 log = logging.getLogger("cargobay")
 
@@ -37,8 +43,8 @@ _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CACHE_SECONDS = 30.0
 # How often a process checks whether any key was revoked anywhere (see `revoke`).
 EPOCH_CHECK_SECONDS = 1.0
-EPOCH_KEY = "credentials-epoch"
 OPENED_SECRETS = 1024
+REMEMBERED_KEYS = 1024
 
 
 def new_access_key_id() -> str:
@@ -77,6 +83,9 @@ class CredentialStore:
         self._opened: OrderedDict[str, str] = OrderedDict()
         self._epoch: str | None = None
         self._epoch_checked_at = float("-inf")
+        self.generation = Generation(db)
+        # Key id -> its row and opened secret, valid in the generation it was read in.
+        self._records: Remembered[KeyRecord] = Remembered(REMEMBERED_KEYS)
 
     async def create_user(self, account_id: str, name: str, *, is_admin: bool = False) -> int:
         async with self.db.write() as conn:
@@ -157,11 +166,22 @@ class CredentialStore:
         return _KeyRow(principal, row.status == "Active", row.secret, row.secret_verifier)
 
     async def lookup(self, key_id: str) -> KeyRecord | None:
-        """The principal and plaintext secret behind an access key id (SigV4 needs it)."""
+        """The principal, plaintext secret and status behind an access key id (SigV4 needs
+        them): remembered while the credentials generation is unchanged (read first, so a row
+        read before a change is never kept under the generation after it)."""
+        generation = await self.generation.current()
+        if generation != self._epoch:  # a revocation somewhere: Basic checks are dropped too
+            self._epoch, self._epoch_checked_at = generation, time.monotonic()
+            self._verified.clear()
+        record = self._records.get(key_id, generation)
+        if record is not None:
+            return record
         row = await self._key_row(key_id)
         if row is None:
             return None
-        return KeyRecord(row.principal, self._open(row.sealed), row.active)
+        record = KeyRecord(row.principal, self._open(row.sealed), row.active)
+        self._records.put(key_id, generation, record)
+        return record
 
     def _open(self, sealed: str) -> str:
         """The plaintext of a sealed secret, remembered for the OPENED_SECRETS most recent."""
@@ -271,23 +291,27 @@ class CredentialStore:
 
     async def revoke(self, *key_ids: str) -> None:
         """A key was deleted or made Inactive: forget it here at once and tell every other
-        process, through the shared epoch, to drop what it remembers."""
+        process, through the shared epoch, to drop what it remembers. Prefer `changing` inside
+        the transaction that makes the change, which leaves no gap between the two."""
         self.forget(*key_ids)
         async with self.db.write() as conn:
-            await upsert(
-                conn,
-                schema.server_keys,
-                ["name"],
-                name=EPOCH_KEY,
-                value=secrets.token_hex(8),
-                created_at=time.time(),
-            )
+            await keygeneration.bump(conn)
+
+    async def changing(self, conn: Conn) -> None:
+        """Inside the write transaction that changes or deletes keys or users: start a new
+        credentials generation with it, so no process uses what it remembers of them once the
+        change commits. Call `forget` for the keys after the commit."""
+        await keygeneration.bump(conn)
+
+    def close(self) -> None:
+        self.generation.close()
 
     def forget(self, *key_ids: str) -> None:
         """Drop this process's remembered verifications of these keys (deleted or made
         Inactive), so it refuses them from the next request on. Other processes keep theirs
         for at most CACHE_SECONDS."""
         gone = set(key_ids)
+        self._records.discard(*gone)
         if gone and self._verified:
             self._verified = {
                 fingerprint: entry

@@ -124,7 +124,8 @@ class UserService:
             for table in (schema.access_keys, schema.user_policies):
                 await conn.execute(table.delete().where(table.c.user_id == user.id))
             await conn.execute(schema.users.delete().where(schema.users.c.id == user.id))
-        await self.credentials.revoke(*keys)
+            await self.credentials.changing(conn)
+        self.credentials.forget(*keys)
 
     async def create_access_key(
         self, account_id: str, name: str, *, limit: int | None = None
@@ -164,25 +165,29 @@ class UserService:
         k = schema.access_keys
         async with self.db.write() as conn:
             result = await conn.execute(k.delete().where(k.c.id == key_id, k.c.user_id == user.id))
+            if result.rowcount:
+                await self.credentials.changing(conn)
         if not result.rowcount:
             raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
-        await self.credentials.revoke(key_id)
+        self.credentials.forget(key_id)
 
     async def set_access_key_status(
         self, account_id: str, name: str, key_id: str, status: str
     ) -> None:
-        """Make a key Active or Inactive; an Inactive key stops authenticating at once in this
-        process and within about a second in every other (see CredentialStore.revoke)."""
+        """Make a key Active or Inactive, with a new credentials generation in the same
+        transaction: SigV4 refuses an Inactive key at once in every process and node, Basic
+        checks within about a second (see CredentialStore)."""
         user = await self.get(account_id, name)
         k = schema.access_keys
         async with self.db.write() as conn:
             result = await conn.execute(
                 k.update().where(k.c.id == key_id, k.c.user_id == user.id).values(status=status)
             )
+            if result.rowcount:
+                await self.credentials.changing(conn)
         if not result.rowcount:
             raise UserNotFound(f"The Access Key with id {key_id} cannot be found.")
-        if status != "Active":
-            await self.credentials.revoke(key_id)
+        self.credentials.forget(key_id)
 
     async def tags(self, account_id: str, name: str) -> dict[str, str]:
         """The user's tags (what `aws:PrincipalTag/*` conditions read), in insertion order."""

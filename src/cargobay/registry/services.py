@@ -196,4 +196,5 @@ class Services:
         await self.pullthrough.close()
         await self.usage.close()
         await audit_record.close_for(self.db)  # the buffered audit records
+        self.credentials.close()
         await self.db.dispose()
