@@ -78,6 +78,20 @@ async def many_for_pull(conn: Conn, repository_id: int, digests: list[str]) -> d
     return {row.digest: row for row in await conn.execute(query)}
 
 
+async def referencing_blob(conn: Conn, repository_id: int, digest: str) -> Any | None:
+    """One manifest of the repository that references the blob `digest` (its digest,
+    media_type and content, sealed as stored), or None when none does: the pull-through cache
+    reads the blob's size from it. Not a pull: nothing is recorded."""
+    query = (
+        select(m.c.digest, m.c.media_type, m.c.content)
+        .join(mr, and_(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest))
+        .where(mr.c.repository_id == repository_id, mr.c.target_digest == digest)
+        .where(mr.c.kind == "blob")
+        .limit(1)
+    )
+    return (await conn.execute(query)).first()
+
+
 async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
     """Which of `digests` the repository holds."""
     query = select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(digests))
