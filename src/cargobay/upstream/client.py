@@ -9,6 +9,7 @@ the transport's job (`transport.py`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import aiohttp
 
 from cargobay.oci.digest import Digest, compute, is_digest, parse_digest
 from cargobay.oci.errors import RegistryError
+from cargobay.threads import ProcessPool
 from cargobay.upstream.auth import CredentialProvider, Credentials, TokenCache
 from cargobay.upstream.errors import BadResponse, DigestMismatch, UpstreamUnavailable
 from cargobay.upstream.transport import DEFAULT_TIMEOUT, NETWORK_ERRORS, Transport
@@ -30,6 +32,8 @@ MANIFEST_TYPES = (
     "application/vnd.oci.artifact.manifest.v1+json",
 )
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what Distribution accepts
+# Threads hashing blob bytes off the event loop, per process: one busy per blob being fetched.
+_HASHING = ProcessPool(4, "upstream-hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,17 +191,24 @@ class UpstreamClient:
         async with self.transport.fetch("GET", f"/v2/{name}/blobs/{digest}", _pull(name)) as r:
             await self.transport.expect(r, 200, f"blob {digest}")
             hasher = parsed.hasher()
+            hashing: asyncio.Future[None] | None = None
             total = 0
             held = b""
             try:
-                async for chunk in r.content.iter_chunked(self.chunk_size):
-                    hasher.update(chunk)
-                    total += len(chunk)
+                async for block in _blocks(r.content, self.chunk_size):
+                    total += len(block)
                     if size is not None and total > size:
                         break
+                    # Hashed in a thread (hashlib lets go of the GIL) while the loop hands the
+                    # block before on and receives the next; one block at a time, in order.
+                    if hashing is not None:
+                        await hashing
+                    hashing = asyncio.wrap_future(_HASHING.get().submit(hasher.update, block))
                     if held:
                         yield held
-                    held = chunk
+                    held = block
+                if hashing is not None:
+                    await hashing
             except NETWORK_ERRORS as exc:
                 raise self._error(
                     UpstreamUnavailable, f"blob {digest} cut short: {exc!r}"
@@ -214,6 +225,22 @@ class UpstreamClient:
             return parse_digest(value)
         except RegistryError:
             raise self._error(BadResponse, f"upstream sent an invalid digest {value!r}") from None
+
+
+async def _blocks(body: aiohttp.StreamReader, size: int) -> AsyncIterator[bytes]:
+    """The body in blocks of at least `size` bytes (the last may be shorter). The socket
+    gives a few hundred kB at a time, and every piece handed on costs the tee, the store and
+    the client's response a round of Python work; joining them costs one copy."""
+    pieces: list[bytes] = []
+    pending = 0
+    async for piece in body.iter_any():
+        pieces.append(piece)
+        pending += len(piece)
+        if pending >= size:
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            pieces, pending = [], 0
+    if pieces:
+        yield b"".join(pieces)
 
 
 def _requested_digest(digest: str) -> Digest:
