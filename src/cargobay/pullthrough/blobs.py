@@ -78,7 +78,7 @@ class BlobFills:
 
     async def _stored_size(self, repo: Repository, digest: str) -> int | None:
         async with self.db.read_now() as conn:
-            size = await blob_records.size(conn, digest)
+            size = await blob_records.stored_size(conn, digest)
         if size is None or not await self.blobs.held(repo, digest):
             return None
         return size

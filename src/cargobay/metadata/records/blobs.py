@@ -38,7 +38,7 @@ async def linked_size_locked(conn: Conn, repository_id: int, digest: str) -> int
     return None if row is None else int(row.size)
 
 
-async def size(conn: Conn, digest: str) -> int | None:
+async def stored_size(conn: Conn, digest: str) -> int | None:
     """The size of a blob the deployment holds (in any repository), or None."""
     found = (await conn.execute(select(b.c.size).where(b.c.digest == digest))).scalar_one_or_none()
     return None if found is None else int(found)
