@@ -12,12 +12,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from cargobay.errors import BlobUnknown, UpstreamFailed
+from cargobay.errors import BlobUnknown, ImageArchived, UpstreamFailed
 from cargobay.iam.authz import RequestContext
 from cargobay.iam.principal import Principal
 from cargobay.metadata.leases import LeaseBusy
 from cargobay.metadata.records import blobs as blob_records
 from cargobay.metadata.records import manifests as manifest_records
+from cargobay.metadata.records.archives import ARCHIVED
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.manifest import parse_manifest
 from cargobay.pullthrough import failures, fills
@@ -60,6 +61,12 @@ class BlobFills:
             row = await manifest_records.referencing_blob(conn, repo.id, digest)
         if row is None:
             return None
+        if row.archive_status == ARCHIVED:  # as a pull of that image is refused
+            raise ImageArchived(
+                f"the image {row.digest} in repository '{repo.name}' is archived: its blobs "
+                "are not fetched; restore it with UpdateImageStorageClass",
+                detail={"digest": digest},
+            )
         content = row.content
         if repo.kms_key_id is not None:  # sealed under the repository's key (a template's)
             content = await opened(self.blobs.encryption, repo.registry_id, row.digest, content)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.records.archives import ARCHIVED
 from cargobay.metadata.sql import insert_ignore
 
 m, mr = schema.manifests, schema.manifest_references
@@ -79,14 +80,18 @@ async def many_for_pull(conn: Conn, repository_id: int, digests: list[str]) -> d
 
 
 async def referencing_blob(conn: Conn, repository_id: int, digest: str) -> Any | None:
-    """One manifest of the repository that references the blob `digest` (its digest,
-    media_type and content, sealed as stored), or None when none does: the pull-through cache
-    reads the blob's size from it. Not a pull: nothing is recorded."""
+    """A manifest of the repository that references the blob `digest` (its digest,
+    media_type, content sealed as stored, and archive_status), one not archived when there is
+    one; None when none does. The pull-through cache reads the blob's size from it: not a
+    pull, so nothing is recorded."""
+    archived = case((a.c.status == ARCHIVED, 1), else_=0)
+    referencing = and_(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest)
     query = (
-        select(m.c.digest, m.c.media_type, m.c.content)
-        .join(mr, and_(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest))
+        select(m.c.digest, m.c.media_type, m.c.content, a.c.status.label("archive_status"))
+        .select_from(m.join(mr, referencing).outerjoin(a, _archived()))
         .where(mr.c.repository_id == repository_id, mr.c.target_digest == digest)
         .where(mr.c.kind == "blob")
+        .order_by(archived)
         .limit(1)
     )
     return (await conn.execute(query)).first()
