@@ -60,15 +60,15 @@ def create_rule(server: Server, prefix: str, url: str, credential_arn: str | Non
     )
 
 
-def iam_user(server: Server, actions: list[str]) -> tuple[str, str]:
-    """A user allowed `actions` on everything, made through the IAM API with boto3 (quicker
-    than the admin CLI); its access key."""
+def iam_user(server: Server, actions: list[str], name: str | None = None) -> tuple[str, str]:
+    """A user (named `name`, or a fresh name) allowed `actions` on everything, made through
+    the IAM API with boto3 (quicker than the admin CLI); its access key."""
     key, secret = server.credentials
     iam = boto3.client(
         "iam", endpoint_url=server.url, region_name=REGION,
         aws_access_key_id=key, aws_secret_access_key=secret,
     )  # fmt: skip
-    name = unique("puller")
+    name = name or unique("puller")
     iam.create_user(UserName=name)
     if actions:
         policy = {

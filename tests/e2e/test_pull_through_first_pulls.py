@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from e2e.ecrhelp import pull, pulled_blob, pulled_manifest
-from e2e.test_pull_through_cache import create_rule
+from e2e.ecrhelp import ACCOUNT, client, pull, pulled_blob, pulled_manifest, unique
+from e2e.test_pull_through_cache import create_rule, iam_user
 from e2e.webhookhelp import Receiver
 from imagebuilder import build_image, sha256
 from server import Server
@@ -222,3 +223,37 @@ def test_failed_fills_emit_failed_cache_actions(setup: Setup, tmp_path: Path) ->
         if e["detail"]["sync-status"] == "SUCCESS"
     ]
     assert "tampered/team/tampered" in successes  # the manifest's fill succeeded
+
+
+def test_only_real_pulls_record_a_pull_time(setup: Setup, tmp_path: Path) -> None:
+    """A blob fill reads the cached manifest for the blob's size: that is not a pull of it.
+    A principal excluded from pull-time updates pulls an image through the cache first
+    (manifest and every blob fetched from the upstream): no lastRecordedPullTime. Another
+    principal's pull of the same image then records one."""
+    server, upstream = setup.server, setup.upstream
+    image = build_image(tmp_path / "img", [4096, 200_000], tag="v1")
+    upstream.push(f"oci:{image.layout}:v1", "app/pulltime:v1")
+    ecr = client(server)
+    excluded, other = unique("excluded"), unique("counted")
+    excluded_key = iam_user(server, ["ecr:*"], excluded)
+    other_key = iam_user(server, ["ecr:*"], other)
+    excluded_arn = f"arn:aws:iam::{ACCOUNT}:user/{excluded}"
+    ecr.register_pull_time_update_exclusion(principalArn=excluded_arn)
+
+    def pull_time() -> object:
+        details = ecr.describe_images(repositoryName="up/app/pulltime")["imageDetails"]
+        return details[0].get("lastRecordedPullTime")
+
+    try:
+        pull(server, "up/app/pulltime:v1", tmp_path / "excluded", creds=":".join(excluded_key))
+        for digest in image.blobs:
+            assert upstream_requests(upstream, f"/v2/app/pulltime/blobs/{digest}") == 1
+        time.sleep(2)  # pull times are recorded in the background: give one the time to land
+        assert pull_time() is None
+        pull(server, "up/app/pulltime:v1", tmp_path / "counted", creds=":".join(other_key))
+        deadline = time.monotonic() + 60
+        while pull_time() is None:
+            assert time.monotonic() < deadline, "the counted pull's time was never recorded"
+            time.sleep(0.5)
+    finally:
+        ecr.deregister_pull_time_update_exclusion(principalArn=excluded_arn)

@@ -17,6 +17,8 @@ from cargobay.errors import BlobUnknown
 from cargobay.iam.authz import Authorizer
 from cargobay.iam.secrets import load_box
 from cargobay.metadata.db import Database
+from cargobay.metadata.records import archives as archive_records
+from cargobay.metadata.records import manifests as manifest_records
 from cargobay.pullthrough.fills import StoreSink
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.encryption import Encryption
@@ -62,6 +64,43 @@ def test_a_fill_stores_and_links_only_verified_bytes(tmp_path: Path) -> None:
                 await blobs.stat(repo, wrong)
             assert await store.stat(wrong) is None
             assert await store.expire_uploads(float("inf")) == 0  # no upload data left behind
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_the_manifest_a_fill_reads_sizes_from(tmp_path: Path) -> None:
+    """`records.manifests.referencing_blob`: a manifest of the repository referencing the blob,
+    an active one before an archived one, none for a blob no manifest references; reading it
+    records no pull."""
+    blob = "sha256:" + "b" * 64
+
+    async def scenario() -> None:
+        db = Database(await database_url(tmp_path))
+        repositories = RepositoryService(db, Settings(data_dir=tmp_path), Authorizer(db))
+        repo, _ = await repositories.create("000000000000", "hub/library/refs")
+        try:
+            async with db.write() as conn:
+                for digest in ("sha256:" + "1" * 64, "sha256:" + "2" * 64):
+                    await manifest_records.insert(
+                        conn, repo.id, digest, blobs=[blob], children=[],
+                        media_type="application/vnd.oci.image.manifest.v1+json",
+                        size=2, content=b"{}",
+                    )  # fmt: skip
+                await archive_records.archive(conn, repo.id, "sha256:" + "1" * 64, 1.0)
+            async with db.read() as conn:
+                found = await manifest_records.referencing_blob(conn, repo.id, blob)
+                assert found.digest == "sha256:" + "2" * 64 and found.archive_status is None
+                other = "sha256:" + "c" * 64
+                assert await manifest_records.referencing_blob(conn, repo.id, other) is None
+            async with db.write() as conn:
+                await archive_records.archive(conn, repo.id, "sha256:" + "2" * 64, 2.0)
+            async with db.read() as conn:
+                found = await manifest_records.referencing_blob(conn, repo.id, blob)
+                assert found.archive_status == archive_records.ARCHIVED
+                pulled = await manifest_records.many_for_pull(conn, repo.id, [found.digest])
+                assert pulled[found.digest].last_pulled_at is None
         finally:
             await db.dispose()
 

@@ -57,6 +57,21 @@ def test_fetches_an_image_byte_identical(upstream: Upstream) -> None:
     assert size == len(image.layers[1])
 
 
+def test_blob_chunks_are_whole_blocks_but_the_last(upstream: Upstream) -> None:
+    """The socket's pieces are joined into blocks of at least `chunk_size` (fewer hand-offs
+    downstream); the bytes are the blob's, in order, verified."""
+    layer = upstream.image.layers[1]  # 300,000 bytes: four 64 KiB blocks and a tail
+
+    async def scenario() -> list[bytes]:
+        async with client_for(upstream) as client:
+            return [c async for c in client.get_blob("app/single", _sha256(layer), size=len(layer))]
+
+    chunks = asyncio.run(scenario())
+    assert b"".join(chunks) == layer
+    assert len(chunks) > 1 and all(len(c) >= 64 * 1024 for c in chunks[:-1])
+    assert chunks[-1]
+
+
 def test_fetches_a_multi_arch_index_and_its_children(upstream: Upstream) -> None:
     index = upstream.index
 

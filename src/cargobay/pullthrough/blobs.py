@@ -12,25 +12,21 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from cargobay import regions
-from cargobay.errors import BlobUnknown, UpstreamFailed
+from cargobay.errors import BlobUnknown, ImageArchived, UpstreamFailed
 from cargobay.iam.authz import RequestContext
 from cargobay.iam.principal import Principal
-from cargobay.metadata import schema
-from cargobay.metadata.db import Database
-from cargobay.metadata.leases import LeaseBusy, Leases
+from cargobay.metadata.leases import LeaseBusy
+from cargobay.metadata.records import blobs as blob_records
+from cargobay.metadata.records import manifests as manifest_records
+from cargobay.metadata.records.archives import ARCHIVED
 from cargobay.oci.digest import parse_digest
 from cargobay.oci.manifest import parse_manifest
 from cargobay.pullthrough import failures, fills
-from cargobay.pullthrough.access import CacheAccess
-from cargobay.pullthrough.clients import UpstreamClients
+from cargobay.pullthrough.parts import CacheParts
 from cargobay.pullthrough.rules import Rule, find_rule
-from cargobay.registry.blobs import BlobService
-from cargobay.registry.manifests import ManifestService
+from cargobay.registry.encryption import opened
 from cargobay.registry.repositories import Repository
-from cargobay.storage import BlobStore
 from cargobay.upstream.tee import Tee
 
 log = logging.getLogger("cargobay.pullthrough")
@@ -49,47 +45,33 @@ class BlobFill:
 
 
 class BlobFills:
-    def __init__(
-        self,
-        db: Database,
-        store: BlobStore,
-        blobs: BlobService,
-        clients: UpstreamClients,
-        access: CacheAccess,
-        leases: Leases,
-        manifests: ManifestService,
-    ) -> None:
-        self.db = db
-        self.manifests = manifests
-        self.leases = leases
-        self.store = store
-        self.blobs = blobs
-        self.clients = clients
-        self.access = access
+    def __init__(self, parts: CacheParts) -> None:
+        self.db = parts.db
+        self.leases = parts.leases
+        self.store = parts.store
+        self.blobs = parts.blobs
+        self.clients = parts.clients
+        self.access = parts.access
         self._background: set[asyncio.Task[None]] = set()
 
     async def _referenced_size(self, repo: Repository, digest: str) -> int | None:
         """The size a cached manifest of the repository gives the blob; None when none
-        references it (the cache fetches only what its images need)."""
-        m, ref = schema.manifests, schema.manifest_references
-        query = (
-            select(m.c.digest)
-            .join(
-                ref,
-                (ref.c.repository_id == m.c.repository_id) & (ref.c.manifest_digest == m.c.digest),
-            )
-            .where(ref.c.repository_id == repo.id, ref.c.target_digest == digest)
-            .where(ref.c.kind == "blob")
-            .limit(1)
-        )
+        references it (the cache fetches only what its images need). Read for the cache's own
+        use: no pull of the manifest is recorded."""
         async with self.db.read_now() as conn:
-            row = (await conn.execute(query)).first()
+            row = await manifest_records.referencing_blob(conn, repo.id, digest)
         if row is None:
             return None
-        # Through the manifest service: under a KMS key (a template's) the row is sealed.
-        found = await self.manifests.get(repo.registry_id, repo.name, row.digest)
-        parsed = parse_manifest(found.content, found.media_type)
-        for descriptor in parsed.blob_references():
+        if row.archive_status == ARCHIVED:  # as a pull of that image is refused
+            raise ImageArchived(
+                f"the image {row.digest} in repository '{repo.name}' is archived: its blobs "
+                "are not fetched; restore it with UpdateImageStorageClass",
+                detail={"digest": digest},
+            )
+        content = row.content
+        if repo.kms_key_id is not None:  # sealed under the repository's key (a template's)
+            content = await opened(self.blobs.encryption, repo.registry_id, row.digest, content)
+        for descriptor in parse_manifest(content, row.media_type).blob_references():
             if descriptor.digest == digest:
                 return descriptor.size
         return None
@@ -103,14 +85,11 @@ class BlobFills:
         return rule, size
 
     async def _stored_size(self, repo: Repository, digest: str) -> int | None:
-        b = schema.blobs
         async with self.db.read_now() as conn:
-            size = (
-                await conn.execute(select(b.c.size).where(b.c.digest == digest))
-            ).scalar_one_or_none()
+            size = await blob_records.stored_size(conn, digest)
         if size is None or not await self.blobs.held(repo, digest):
             return None
-        return int(size)
+        return size
 
     async def blob_size(self, repo: Repository, digest: str) -> int:
         """The size of a blob a cached manifest references (HEAD), not fetching it."""

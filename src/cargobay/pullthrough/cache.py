@@ -24,16 +24,14 @@ import hashlib
 import logging
 import time
 
-from sqlalchemy import select
-
 from cargobay import regions
 from cargobay.config import Settings
 from cargobay.errors import DomainError, ImageNotFound, UpstreamFailed
 from cargobay.iam.authz import Authorizer, RequestContext
 from cargobay.iam.principal import Principal
-from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import LeaseBusy, Leases
+from cargobay.metadata.records import manifests as manifest_records
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import parse_manifest
 from cargobay.oci.names import validate_tag
@@ -41,6 +39,7 @@ from cargobay.pullthrough import failures
 from cargobay.pullthrough.access import CacheAccess
 from cargobay.pullthrough.blobs import FILL_POLL_SECONDS, FILL_WAIT_SECONDS, BlobFill, BlobFills
 from cargobay.pullthrough.clients import UpstreamClients
+from cargobay.pullthrough.parts import CacheParts
 from cargobay.pullthrough.rules import Rule, RuleService, find_rule
 from cargobay.pullthrough.tags import TagChecks
 from cargobay.registry.blobs import BlobService
@@ -79,7 +78,9 @@ class PullThroughCache:
         self.clients = UpstreamClients(rules)
         self.access = CacheAccess(settings, authorizer, repositories)
         self.tags = TagChecks(db, settings)
-        self.fills = BlobFills(db, store, blobs, self.clients, self.access, leases, manifests)
+        self.fills = BlobFills(
+            CacheParts(db, settings, store, blobs, leases, self.clients, self.access)
+        )
 
     async def close(self) -> None:
         await self.clients.close()
@@ -249,12 +250,8 @@ class PullThroughCache:
         )
 
     async def _has_manifest(self, repo: Repository, digest: str) -> bool:
-        m = schema.manifests
         async with self.db.read_now() as conn:
-            found = await conn.execute(
-                select(m.c.digest).where(m.c.repository_id == repo.id, m.c.digest == digest)
-            )
-            return found.first() is not None
+            return bool(await manifest_records.present(conn, repo.id, [digest]))
 
     # -- blobs ----------------------------------------------------------------------------------
 

@@ -43,6 +43,14 @@ class StoreSink:
 
     async def _put(self, item: object) -> None:
         assert self._task is not None
+        if self._task.done():
+            self._task.result()  # raises the store's failure
+            raise OSError("the store stopped reading the blob")
+        try:
+            self._queue.put_nowait(item)  # the usual case: the writer keeps up
+            return
+        except asyncio.QueueFull:
+            pass
         put = asyncio.ensure_future(self._queue.put(item))
         await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if not put.done():

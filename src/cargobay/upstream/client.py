@@ -190,14 +190,16 @@ class UpstreamClient:
             total = 0
             held = b""
             try:
-                async for chunk in r.content.iter_chunked(self.chunk_size):
-                    hasher.update(chunk)
-                    total += len(chunk)
+                async for block in _blocks(r.content, self.chunk_size):
+                    total += len(block)
                     if size is not None and total > size:
                         break
+                    # On the loop: handing each block to a thread to hash was measured at
+                    # 0.3 CPU s/GiB more (what a pull through the cache competes for).
+                    hasher.update(block)
                     if held:
                         yield held
-                    held = chunk
+                    held = block
             except NETWORK_ERRORS as exc:
                 raise self._error(
                     UpstreamUnavailable, f"blob {digest} cut short: {exc!r}"
@@ -214,6 +216,22 @@ class UpstreamClient:
             return parse_digest(value)
         except RegistryError:
             raise self._error(BadResponse, f"upstream sent an invalid digest {value!r}") from None
+
+
+async def _blocks(body: aiohttp.StreamReader, size: int) -> AsyncIterator[bytes]:
+    """The body in blocks of at least `size` bytes (the last may be shorter). The socket
+    gives a few hundred kB at a time, and every piece handed on costs the tee, the store and
+    the client's response a round of Python work; joining them costs one copy."""
+    pieces: list[bytes] = []
+    pending = 0
+    async for piece in body.iter_any():
+        pieces.append(piece)
+        pending += len(piece)
+        if pending >= size:
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            pieces, pending = [], 0
+    if pieces:
+        yield b"".join(pieces)
 
 
 def _requested_digest(digest: str) -> Digest:

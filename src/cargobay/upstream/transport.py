@@ -41,6 +41,10 @@ DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15,
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _REDIRECTS = (301, 302, 303, 307, 308)
 MAX_TOKEN_ANSWER = 1024 * 1024  # tokens are a few kB; a larger answer is refused, not buffered
+# A response's receive buffer (aiohttp stops reading at twice this): at its 64 KiB default,
+# every 256 KiB read of a blob paused and resumed the socket; measured at 1 MiB, with the
+# client's 1 MiB blocks, a fill costs about 12 % less CPU.
+READ_BUFFER = 1024 * 1024
 
 
 class Transport:
@@ -81,7 +85,9 @@ class Transport:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, auto_decompress=False, read_bufsize=READ_BUFFER
+            )
         return self._session
 
     async def raw(self, method: str, url: str, headers: dict[str, str]) -> aiohttp.ClientResponse:

@@ -38,6 +38,12 @@ async def linked_size_locked(conn: Conn, repository_id: int, digest: str) -> int
     return None if row is None else int(row.size)
 
 
+async def stored_size(conn: Conn, digest: str) -> int | None:
+    """The size of a blob the deployment holds (in any repository), or None."""
+    found = (await conn.execute(select(b.c.size).where(b.c.digest == digest))).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
 async def record(conn: Conn, digest: str, size: int) -> None:
     """Record committed bytes (idempotent)."""
     await insert_ignore(conn, b, digest=digest, size=size, created_at=time.time())

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.records.archives import ARCHIVED
 from cargobay.metadata.sql import insert_ignore
 
 m, mr = schema.manifests, schema.manifest_references
@@ -81,6 +82,24 @@ async def many_for_pull(conn: Conn, repository_id: int, digests: list[str]) -> d
         .where(m.c.repository_id == repository_id, m.c.digest.in_(sorted(set(digests))))
     )
     return {row.digest: row for row in await conn.execute(query)}
+
+
+async def referencing_blob(conn: Conn, repository_id: int, digest: str) -> Any | None:
+    """A manifest of the repository that references the blob `digest` (its digest,
+    media_type, content sealed as stored, and archive_status), one not archived when there is
+    one; None when none does. The pull-through cache reads the blob's size from it: not a
+    pull, so nothing is recorded."""
+    archived = case((a.c.status == ARCHIVED, 1), else_=0)
+    referencing = and_(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest)
+    query = (
+        select(m.c.digest, m.c.media_type, m.c.content, a.c.status.label("archive_status"))
+        .select_from(m.join(mr, referencing).outerjoin(a, _archived()))
+        .where(mr.c.repository_id == repository_id, mr.c.target_digest == digest)
+        .where(mr.c.kind == "blob")
+        .order_by(archived)
+        .limit(1)
+    )
+    return (await conn.execute(query)).first()
 
 
 async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
