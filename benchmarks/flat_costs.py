@@ -369,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke, seconds)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--no-gc", action="store_true")
+    parser.add_argument("--gc-only", action="store_true", help="only the GC runs")
     parser.add_argument("--charts", type=Path, help="write PNG charts into this directory")
     args = parser.parse_args(argv)
     knobs, gc_knobs = (QUICK, GC_QUICK) if args.quick else (FULL, GC_FULL)
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "gc": [],
     }
     with tempfile.TemporaryDirectory(prefix="cargobay-flat-") as tmp:
-        for size in knobs["sizes"]:
+        for size in () if args.gc_only else knobs["sizes"]:
             workdir = Path(tmp) / f"size-{size}"
             workdir.mkdir()
             report["sizes"][str(size)] = measure_size(workdir, size, knobs)
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["gc"].append(measure_gc(Path(tmp), rows, garbage, full))
                 print(f"gc {rows:,}/{garbage:,}{' --full' if full else ''}: done", file=sys.stderr)
             _per_garbage(report["gc"])
-    report["ratios"] = ratios(report["sizes"])
+    report["ratios"] = ratios(report["sizes"]) if report["sizes"] else {}
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report["client_peak_rss_mib"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, select, tuple_
+from sqlalchemy import and_, exists, or_, select, tuple_
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
@@ -31,6 +31,16 @@ Condition = Callable[[float], Any]
 Gone = Callable[[str, Any], Awaitable[None]]
 
 
+def _pairs(repository: Any, digest: Any, keys: Sequence[tuple[int, str]]) -> Any:
+    """`(repository, digest) IN keys` as one `repository = ? AND digest IN (...)` per
+    repository: a primary-key lookup per key on every backend (a row-value IN list can make
+    SQLite scan the table)."""
+    grouped: dict[int, list[str]] = {}
+    for r, d in keys:
+        grouped.setdefault(r, []).append(d)
+    return or_(*(and_(repository == r, digest.in_(ds)) for r, ds in grouped.items()))
+
+
 def eligible(cutoff: float) -> Any:
     """Queue rows whose grace period is over."""
     return q.c.since < cutoff
@@ -39,43 +49,69 @@ def eligible(cutoff: float) -> Any:
 async def _take(conn: Conn, keys: Sequence[tuple[int, str]], cutoff: float) -> list[Any]:
     statement = (
         q.delete()
-        .where(tuple_(q.c.repository_id, q.c.digest).in_(keys), eligible(cutoff))
+        .where(_pairs(q.c.repository_id, q.c.digest, keys), eligible(cutoff))
         .returning(q.c.repository_id, q.c.digest)
     )
     return list(await conn.execute(statement))
 
 
-async def _remove_links(
-    conn: Conn, pairs: list[tuple[int, str]], unreferenced: Condition, cutoff: float
+async def _lock(conn: Conn, table: Any, match: Any) -> None:
+    """Lock the matching rows FOR UPDATE (PostgreSQL; SQLite's write transaction already
+    excludes every other writer)."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(select(*table.primary_key.columns).where(match).with_for_update())
+
+
+async def _handle(
+    conn: Conn,
+    claimed: list[Any],
+    cutoff: float,
+    conditions: dict[str, Condition],
+    blob_gone: Gone,
+    copy_gone: Gone,
 ) -> int:
-    if not pairs:
-        return 0
-    match = tuple_(rb.c.repository_id, rb.c.digest).in_(pairs)
-    await conn.execute(select(rb.c.digest).where(match).with_for_update())  # not SQLite
-    gone = await conn.execute(rb.delete().where(match, unreferenced(cutoff)).returning(rb.c.digest))
-    return len(gone.all())
-
-
-async def _waiting(
-    conn: Conn, pairs: list[tuple[int, str]], digests: list[str], conditions: dict[str, Condition]
-) -> list[dict[str, Any]]:
-    """Queue rows for the candidates that would be garbage but for their grace period."""
-    rows: dict[tuple[int, str], float] = {}
+    """Links, then blobs, then encrypted copies of the taken queue rows, each locked and
+    re-checked in the statement that deletes it; what is garbage but for its grace period goes
+    back on the queue. Returns the links removed. (Three statements per batch when every
+    candidate is an orphan blob without copies.)"""
+    pairs = [(r, d) for r, d in claimed if r != gcqueue.NO_REPOSITORY]
+    digests = sorted({d for _r, d in claimed})
+    waiting: dict[tuple[int, str], float] = {}
+    removed = 0
     if pairs:
-        match = tuple_(rb.c.repository_id, rb.c.digest).in_(pairs)
-        query = select(rb.c.repository_id, rb.c.digest, rb.c.created_at).where(
+        match = _pairs(rb.c.repository_id, rb.c.digest, pairs)
+        await _lock(conn, rb, match)
+        statement = rb.delete().where(match, conditions["link"](cutoff)).returning(rb.c.digest)
+        removed = len((await conn.execute(statement)).all())
+        young = select(rb.c.repository_id, rb.c.digest, rb.c.created_at).where(
             match, conditions["link"](FOREVER)
         )
-        for row in await conn.execute(query):
-            rows[(row.repository_id, row.digest)] = row.created_at
-    for name, table in (("blob", b), ("copy", schema.blob_copies)):
-        query = select(table.c.digest, table.c.created_at).where(
-            table.c.digest.in_(digests), conditions[name](FOREVER)
+        for row in await conn.execute(young):
+            waiting[(row.repository_id, row.digest)] = row.created_at
+    gone = await _remove(conn, b, digests, conditions["blob"](cutoff), blob_gone)
+    rest = [d for d in digests if d not in gone]
+    if rest:
+        young = select(b.c.digest, b.c.created_at).where(
+            b.c.digest.in_(rest), conditions["blob"](FOREVER)
         )
-        for row in await conn.execute(query):
+        for row in await conn.execute(young):
+            waiting[(gcqueue.NO_REPOSITORY, row.digest)] = row.created_at
+    c = schema.blob_copies
+    copies = (await conn.execute(select(c.c.digest).where(c.c.digest.in_(digests)))).all()
+    if copies:
+        with_copies = sorted({row.digest for row in copies})
+        await _remove(conn, c, with_copies, conditions["copy"](cutoff), copy_gone)
+        young = select(c.c.digest, c.c.created_at).where(
+            c.c.digest.in_(with_copies), conditions["copy"](FOREVER)
+        )
+        for row in await conn.execute(young):
             key = (gcqueue.NO_REPOSITORY, row.digest)
-            rows[key] = max(rows.get(key, 0.0), row.created_at)
-    return [{"repository_id": r, "digest": d, "since": s} for (r, d), s in rows.items()]
+            waiting[key] = max(waiting.get(key, 0.0), row.created_at)
+    if waiting:
+        await _requeue(
+            conn, [{"repository_id": r, "digest": d, "since": t} for (r, d), t in waiting.items()]
+        )
+    return removed
 
 
 async def drain(
@@ -109,29 +145,28 @@ async def drain(
             async with db.write() as conn:
                 claimed = await _take(conn, candidates[start : start + per_write], cutoff)
                 taken += len(claimed)
-                pairs = [(r, d) for r, d in claimed if r != gcqueue.NO_REPOSITORY]
-                digests = sorted({d for _r, d in claimed})
-                links_removed += await _remove_links(conn, pairs, conditions["link"], cutoff)
-                if digests:
-                    await _remove(conn, b, digests, conditions["blob"](cutoff), blob_gone)
-                    c = schema.blob_copies
-                    await _remove(conn, c, digests, conditions["copy"](cutoff), copy_gone)
-                    waiting = await _waiting(conn, pairs, digests, conditions)
-                    if waiting:
-                        await _requeue(conn, waiting)
+                if claimed:
+                    links_removed += await _handle(
+                        conn, claimed, cutoff, conditions, blob_gone, copy_gone
+                    )
         if len(candidates) < batch:
             return taken, links_removed
 
 
-async def _remove(conn: Conn, table: Any, digests: list[str], condition: Any, gone: Gone) -> None:
+async def _remove(
+    conn: Conn, table: Any, digests: list[str], condition: Any, gone: Gone
+) -> set[str]:
     """Lock the rows of these digests, delete those that still match, and call `gone` for
-    each before the transaction commits."""
+    each before the transaction commits; the digests deleted."""
     match = table.c.digest.in_(digests)
-    await conn.execute(select(table.c.digest).where(match).with_for_update())  # not SQLite
+    await _lock(conn, table, match)
     columns = [*table.primary_key.columns, *([table.c.size] if "size" in table.c else [])]
     statement = table.delete().where(match, condition).returning(*columns)
+    deleted = set()
     for row in (await conn.execute(statement)).all():
+        deleted.add(row.digest)
         await gone(row.digest, row)
+    return deleted
 
 
 async def _requeue(conn: Conn, rows: list[dict[str, Any]]) -> None:

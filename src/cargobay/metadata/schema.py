@@ -911,7 +911,6 @@ gc_queue = Table(
     Column("digest", Name(200), primary_key=True),
     Column("since", Float, nullable=False),
 )
-Index("ix_gc_queue_since", gc_queue.c.since)
 # Lifecycle rules by push time (issue 19): `sinceImagePushed` and `imageCountMoreThan` read an
 # index range of the repository's images instead of all of them.
 Index("ix_manifests_pushed", manifests.c.repository_id, manifests.c.pushed_at, manifests.c.digest)

@@ -55,7 +55,8 @@ def upgrade() -> None:
         sa.Column("since", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("repository_id", "digest", name=op.f("pk_gc_queue")),
     )
-    op.create_index("ix_gc_queue_since", "gc_queue", ["since"])
+    # No index on `since`: GC reads the queue in key order, once per run (an index on `since`
+    # made SQLite sort the whole queue for every batch).
     op.create_index("ix_manifests_pushed", "manifests", ["repository_id", "pushed_at", "digest"])
     for statement in (_SEED_LINKS, _SEED_BLOBS, _SEED_COPIES):
         op.execute(statement)
@@ -63,5 +64,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_manifests_pushed", table_name="manifests")
-    op.drop_index("ix_gc_queue_since", table_name="gc_queue")
     op.drop_table("gc_queue")
