@@ -152,9 +152,9 @@ def flat_curves(flat: dict[str, Any], out: Path) -> Path:
 def gc(flat: dict[str, Any], out: Path) -> Path:
     runs = flat["gc"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for rows in sorted({r["blob_rows"] for r in runs}):
-        sel = [r for r in runs if r["blob_rows"] == rows]
-        label = f"{rows:,} blob rows"
+    for rows, mode in sorted({(r["blob_rows"], r.get("mode", "queue")) for r in runs}):
+        sel = [r for r in runs if r["blob_rows"] == rows and r.get("mode", "queue") == mode]
+        label = f"{rows:,} blob rows" + (" (--full sweep)" if mode == "full" else "")
         left.plot([r["garbage"] for r in sel], [r["seconds"] for r in sel], "o-", label=label)
         right.plot([r["garbage"] for r in sel], [r["peak_rss_mib"] for r in sel], "o-", label=label)
     left.set_xlabel("garbage blobs")

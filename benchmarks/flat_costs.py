@@ -10,15 +10,20 @@ runs on it (embedded defaults, auth on) and one keep-alive client repeats each r
 
 - repositories axis, on a repository in the middle of the catalog: push (PUT of a new manifest
   under a new tag), manifest GET by tag, tags/list page (n=100), `_catalog` page (n=100 from the
-  middle), DescribeImages page (maxResults=100, SigV4-signed), lifecycle preview evaluation
-  (StartLifecyclePolicyPreview, which evaluates in the request);
+  middle), DescribeImages page (maxResults=100, SigV4-signed), lifecycle preview page
+  (StartLifecyclePolicyPreview, which evaluates in the request, of a rule expiring what was
+  pushed over a week ago, a constant number of images; then GetLifecyclePolicyPreview with
+  maxResults=100);
 - tags axis, on `bench/tags`: the same, minus `_catalog`, with tags/list from the middle tag.
 
 The figure per size is the median latency (p99 beside it); the ratio is largest size's median
-over the smallest's (issue 19's target: at most 1.5x). GC: `cargobay gc` on a registry of
-1,000,000 blob rows (`--quick`: 5,000) with none, then more and more of them garbage, and on a
-registry a tenth of the size with the third amount: its time (and per garbage blob, over the
-run without garbage), and its peak RSS (VmHWM, sampled every 50 ms).
+over the smallest's (issue 19's target: at most 1.5x). Apart: a preview of a rule expiring all
+but the 50 newest images of `bench/tags`, linear in its output, as microseconds per image
+expired. GC: `cargobay gc` (from its queue) on a registry of 1,000,000 blob rows (`--quick`:
+5,000) with none, then more and more of them garbage, and on a registry a tenth of the size
+with the third amount, and `cargobay gc --full` (the sweep) on the largest with that amount:
+its time (and per garbage blob, over the run without garbage), and its peak RSS (VmHWM,
+sampled every 50 ms).
 Charts and a Markdown table go to benchmarks/charts/ with `--charts`. No figure is asserted.
 """
 
@@ -47,7 +52,27 @@ from benchmarks.registries import Cargobay
 
 REGION = "us-east-1"
 TARGET = "AmazonEC2ContainerRegistry_V20150921."
+# The timed lifecycle request: a preview of a rule that selects the images pushed over a week
+# ago (a constant number, flat_seed.OLD_IMAGES, at every size), then its first page.
 POLICY = json.dumps(
+    {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "expire what is older than a week",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 7,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+)
+# Reported apart, linear in its output: a rule that expires all but the 50 newest images.
+POLICY_MOST = json.dumps(
     {
         "rules": [
             {
@@ -63,6 +88,7 @@ POLICY = json.dumps(
         ]
     }
 )
+PAGE = 100
 FULL = {"sizes": (100, 10_000, 100_000), "repeats": 200, "previews": 5}
 QUICK = {"sizes": (10, 100, 1_000), "repeats": 15, "previews": 2}
 GC_FULL = {"total": 1_000_000, "garbage": (0, 1_000, 10_000, 100_000)}
@@ -143,8 +169,9 @@ def _scenarios(
 
     def preview(_i: int) -> Callable[[], object]:
         body = {"repositoryName": repo, "lifecyclePolicyText": POLICY}
-        headers, data = s.ecr("StartLifecyclePolicyPreview", body)
-        return lambda: s._post(headers, data)
+        start = s.ecr("StartLifecyclePolicyPreview", body)
+        page = s.ecr("GetLifecyclePolicyPreview", {"repositoryName": repo, "maxResults": PAGE})
+        return lambda: (s._post(*start), s._post(*page))
 
     return {
         "push": push,
@@ -193,10 +220,28 @@ def measure_size(workdir: Path, size: int, knobs: dict[str, Any]) -> dict[str, A
                 result.setdefault(axis, {})[name] = _figures(samples)
         done = s.call("GetLifecyclePolicyPreview", {"repositoryName": seed.TAGS_REPO})
         result["preview_status"] = done["status"]
+        result["preview_selected"] = done["summary"]["expiringImageTotalCount"]
+        result["expire_most"] = _expire_most(s, knobs["previews"])
         s.client.close()
     finally:
         registry.stop()
     return result
+
+
+def _expire_most(s: Session, repeats: int) -> dict[str, Any]:
+    """StartLifecyclePolicyPreview of a rule expiring all but 50 of `bench/tags`' images: linear
+    in its output by nature; reported as microseconds per image it expires."""
+    body = {"repositoryName": seed.TAGS_REPO, "lifecyclePolicyText": POLICY_MOST}
+
+    def start(_i: int) -> Callable[[], object]:
+        headers, data = s.ecr("StartLifecyclePolicyPreview", body)
+        return lambda: s._post(headers, data)
+
+    figures = _figures(s.time(start, repeats))
+    page = s.call("GetLifecyclePolicyPreview", {"repositoryName": seed.TAGS_REPO, "maxResults": 1})
+    expired = page["summary"]["expiringImageTotalCount"]
+    per = round(figures["p50_ms"] * 1000 / expired, 2) if expired else None
+    return {**figures, "expired": expired, "us_per_expired_image": per}
 
 
 def _high_water_kib(pid: int) -> int:
@@ -213,9 +258,10 @@ def _high_water_kib(pid: int) -> int:
     return 0
 
 
-def measure_gc(workdir: Path, total: int, garbage: int) -> dict[str, Any]:
-    """`cargobay gc` on a registry of `total` blob rows, `garbage` of them unreferenced."""
-    data_dir = workdir / f"gc-{total}-{garbage}"
+def measure_gc(workdir: Path, total: int, garbage: int, full: bool = False) -> dict[str, Any]:
+    """`cargobay gc` (`--full`: a sweep of every table) on a registry of `total` blob rows,
+    `garbage` of them unreferenced and queued."""
+    data_dir = workdir / f"gc-{total}-{garbage}-{'full' if full else 'queue'}"
     base = [sys.executable, "-m", "cargobay"]
     subprocess.run(
         [*base, "db", "upgrade", "--data-dir", str(data_dir)],
@@ -228,7 +274,7 @@ def measure_gc(workdir: Path, total: int, garbage: int) -> dict[str, Any]:
     generated = time.monotonic() - started
     started = time.monotonic()
     proc = subprocess.Popen(
-        [*base, "gc", "--json", "--data-dir", str(data_dir)],
+        [*base, "gc", "--json", "--data-dir", str(data_dir), *(["--full"] if full else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -242,6 +288,7 @@ def measure_gc(workdir: Path, total: int, garbage: int) -> dict[str, Any]:
         raise RuntimeError(f"cargobay gc failed: {err[-2000:]!r}")
     report = json.loads(out)
     return {
+        "mode": "full" if full else "queue",
         "blob_rows": total,
         "garbage": garbage,
         "blobs_deleted": report["blobs_deleted"],
@@ -256,6 +303,9 @@ def _per_garbage(runs: list[dict[str, Any]]) -> None:
     is process start-up plus finding nothing to do)."""
     baseline = {r["blob_rows"]: r["seconds"] for r in runs if r["garbage"] == 0}
     for r in runs:
+        if r["mode"] == "full":
+            r["ms_per_garbage_blob"] = None
+            continue
         base = baseline.get(r["blob_rows"], baseline.get(max(baseline), 0.0) if baseline else 0)
         r["ms_per_garbage_blob"] = (
             round((r["seconds"] - base) * 1000 / r["garbage"], 3) if r["garbage"] else None
@@ -286,16 +336,29 @@ def table(report: dict[str, Any]) -> str:
             )
             mark = "" if ratio <= 1.5 else " (over 1.5x)"
             rows.append(f"| {axis} | {name} | {cells} | {ratio:.2f}x{mark} |")
+    rows += [
+        "",
+        "| size | preview expiring all but 50: p50 (p99) ms | images expired | µs per image |",
+        "|---|---|---|---|",
+    ]
+    for k in keys:
+        most = report["sizes"][k].get("expire_most")
+        if most:
+            rows.append(
+                f"| {int(k):,} | {most['p50_ms']:.2f} ({most['p99_ms']:.2f}) | "
+                f"{most['expired']:,} | {most['us_per_expired_image']} |"
+            )
     if report.get("gc"):
         rows += [
             "",
-            "| blob rows | garbage | deleted | seconds | ms per garbage blob | peak RSS (MiB) |",
-            "|---|---|---|---|---|---|",
+            "| mode | blob rows | garbage | deleted | seconds | ms per garbage blob "
+            "| peak RSS (MiB) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for g in report["gc"]:
             per = g["ms_per_garbage_blob"]
             rows.append(
-                f"| {g['blob_rows']:,} | {g['garbage']:,} | {g['blobs_deleted']:,} | "
+                f"| {g['mode']} | {g['blob_rows']:,} | {g['garbage']:,} | {g['blobs_deleted']:,} | "
                 f"{g['seconds']} | {'-' if per is None else per} | {g['peak_rss_mib']} |"
             )
     return "\n".join(rows)
@@ -306,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke, seconds)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--no-gc", action="store_true")
+    parser.add_argument("--gc-only", action="store_true", help="only the GC runs")
     parser.add_argument("--charts", type=Path, help="write PNG charts into this directory")
     args = parser.parse_args(argv)
     knobs, gc_knobs = (QUICK, GC_QUICK) if args.quick else (FULL, GC_FULL)
@@ -316,20 +380,21 @@ def main(argv: list[str] | None = None) -> int:
         "gc": [],
     }
     with tempfile.TemporaryDirectory(prefix="cargobay-flat-") as tmp:
-        for size in knobs["sizes"]:
+        for size in () if args.gc_only else knobs["sizes"]:
             workdir = Path(tmp) / f"size-{size}"
             workdir.mkdir()
             report["sizes"][str(size)] = measure_size(workdir, size, knobs)
             print(f"size {size:,}: done", file=sys.stderr)
         if not args.no_gc:
             total = gc_knobs["total"]
-            runs = [(total, g) for g in gc_knobs["garbage"]]
-            runs.append((total // 10, gc_knobs["garbage"][2]))
-            for rows, garbage in runs:
-                report["gc"].append(measure_gc(Path(tmp), rows, garbage))
-                print(f"gc {rows:,}/{garbage:,}: done", file=sys.stderr)
+            runs = [(total, g, False) for g in gc_knobs["garbage"]]
+            runs.append((total // 10, gc_knobs["garbage"][2], False))
+            runs.append((total, gc_knobs["garbage"][2], True))  # the sweep, for comparison
+            for rows, garbage, full in runs:
+                report["gc"].append(measure_gc(Path(tmp), rows, garbage, full))
+                print(f"gc {rows:,}/{garbage:,}{' --full' if full else ''}: done", file=sys.stderr)
             _per_garbage(report["gc"])
-    report["ratios"] = ratios(report["sizes"])
+    report["ratios"] = ratios(report["sizes"]) if report["sizes"] else {}
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report["client_peak_rss_mib"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1

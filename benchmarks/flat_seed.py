@@ -8,12 +8,15 @@ rows are exactly what a push writes); everything else is inserted with SQL into 
 - `repositories(n)`: n - 2 more repositories `bench/r<i>`, each linking the same two blobs and
   holding a copy of the pushed manifest under tag `v1`;
 - `tags(n)`: n distinct manifests (the pushed one plus an annotation `n: <i>`, so each has a
-  digest of its own) in the repository `bench/tags`, each under tag `t<i>`.
+  digest of its own) in the repository `bench/tags`, each under tag `t<i>`, pushed one a
+  second; the oldest `OLD_IMAGES` of them (all but the real push, if fewer) 30 days earlier, so
+  a `sinceImagePushed` rule of a week selects the same number of images at every size.
 
 GC's registry (`gc_registry`) has only blob rows and their links and references: `total` blob
 rows of which `garbage` are linked to nothing (old enough for GC), the rest linked from and
-referenced by one manifest row each. Their bytes are not written: GC deletes a missing file as
-a no-op, so the figure is GC's own work in the database.
+referenced by one manifest row each. The garbage is in GC's queue (`gc_queue`), as the image
+deletes that made it would have left it. Their bytes are not written: GC deletes a missing file
+as a no-op, so the figure is GC's own work in the database.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from benchmarks import client as cl
 BASE_REPO = "bench/base"
 TAGS_REPO = "bench/tags"
 DAY = 86400.0
+OLD_IMAGES = 50  # images of `bench/tags` pushed a month ago, whatever the size
 
 
 def _connect(data_dir: Path) -> sqlite3.Connection:
@@ -115,6 +119,8 @@ def add_tags(data_dir: Path, image: cl.SmallImage, count: int) -> None:
                 content = cl.manifest_for(image.config, image.layers, {"n": str(i)})
                 digest = "sha256:" + hashlib.sha256(content).hexdigest()
                 pushed = row[2] - (count - i)  # one a second, the newest last
+                if i <= OLD_IMAGES:
+                    pushed -= 30 * DAY
                 manifests.append(
                     (repo, digest, row[0], json.dumps({"n": str(i)}), len(content), row[1],
                      content, pushed)
@@ -174,6 +180,10 @@ def gc_registry(data_dir: Path, total: int, garbage: int) -> None:
                 "INSERT INTO manifest_references (repository_id, manifest_digest, target_digest,"
                 " kind) VALUES (?, ?, ?, 'blob')",
                 ((repo, manifest, d) for d in live),
+            )
+            db.executemany(
+                "INSERT INTO gc_queue (repository_id, digest, since) VALUES (0, ?, 0)",
+                ((d,) for d in digests[total - garbage :]),
             )
     finally:
         db.close()

@@ -16,7 +16,7 @@ from cargobay.registry.services import Services
 from cargobay.scans.job import Scanner
 
 
-def gc_job(services: Services, *, dry_run: bool = False) -> Job:
+def gc_job(services: Services, *, dry_run: bool = False, full: bool = False) -> Job:
     settings = services.settings
 
     async def run() -> dict[str, Any]:
@@ -26,6 +26,7 @@ def gc_job(services: Services, *, dry_run: bool = False) -> Job:
             grace=settings.gc_grace_seconds,
             upload_expiry=settings.upload_expiry_seconds,
             dry_run=dry_run,
+            full=full,
         )
         return report.as_dict()
 

@@ -104,7 +104,7 @@ def test_sweep_deletes_exactly_the_scattered_garbage_over_many_batches(
         try:
             await _seed(db, total, garbage)
             store = DeletedBytes()
-            report = await gc.collect(db, store, grace=60, upload_expiry=60, now=NOW)
+            report = await gc.collect(db, store, grace=60, upload_expiry=60, now=NOW, full=True)
             first_live = min(i for i in range(total) if i not in garbage)
             gone = {_digest(i) for i in garbage} | {_digest(first_live)}
             assert report.links_removed == 1
@@ -115,7 +115,7 @@ def test_sweep_deletes_exactly_the_scattered_garbage_over_many_batches(
             async with db.read() as conn:
                 left = set((await conn.execute(select(schema.blobs.c.digest))).scalars())
             assert left == {_digest(i) for i in range(total)} - gone
-            again = await gc.collect(db, store, grace=60, upload_expiry=60, now=NOW)
+            again = await gc.collect(db, store, grace=60, upload_expiry=60, now=NOW, full=True)
             assert (again.blobs_deleted, again.links_removed) == (0, 0)
         finally:
             await db.dispose()

@@ -11,7 +11,13 @@ from cargobay.cli.common import _fail, _settings, _storage_options, _with_servic
 @_storage_options
 @click.option("--dry-run", is_flag=True, help="Report what would be freed; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def gc(dry_run: bool, as_json: bool, **options: object) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Scan every blob, not only GC's queue of candidates (a safety net; for garbage from "
+    "before the queue existed).",
+)
+def gc(dry_run: bool, as_json: bool, full: bool, **options: object) -> None:
     """Delete blobs no image references (after the grace period) and stale uploads."""
     import json
 
@@ -21,7 +27,7 @@ def gc(dry_run: bool, as_json: bool, **options: object) -> None:
     settings = _settings(**options)
 
     async def work(services):
-        job = gc_job(services, dry_run=dry_run)
+        job = gc_job(services, dry_run=dry_run, full=full)
         if dry_run:
             return await job.run()
         return await run_once(services.db, job, force=True)

@@ -1,8 +1,10 @@
 """Online garbage collection: reclaim blobs no manifest references, while pushes go on.
 
 Reference tracking lives in the database (`manifest_references`, `repository_blobs`), so GC is a
-set of indexed queries, never a storage walk, and needs no read-only mode. See docs/gc.md for
-the race analysis; in short:
+set of indexed queries, never a storage walk, and needs no read-only mode. A run reads only the
+queue of candidates (`gc_queue`, jobs/gc_queue.py) that every path linking a blob or removing
+a link or reference writes; `full` sweeps every table first. See docs/gc.md for the race
+analysis; in short (the same conditions either way):
 
 1. A repository link (`repository_blobs`) older than the grace period that no manifest of that
    repository references is removed. The removal re-checks the references inside its own write
@@ -31,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, select, tuple_
 
+from cargobay.jobs import gc_queue
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.storage import BlobStore
@@ -49,6 +52,8 @@ class GcReport:
     bytes_freed: int = 0
     uploads_expired: int = 0
     copies_deleted: int = 0
+    full: bool = False  # a sweep of every table, not only the queue
+    queued: int = 0  # queue entries taken
     digests: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,22 +88,6 @@ def _orphan_copy(now_cutoff: float):
         r.c.kms_key.endswith(c.c.key_id),
     )
     return and_(c.c.created_at < now_cutoff, ~linked_under_key)
-
-
-async def _collect_copies(db: Database, store: BlobStore, cutoff: float, report: GcReport) -> None:
-    c = schema.blob_copies
-
-    async def gone(row: Any) -> None:
-        # Here, not at the top: a deployment without KMS repositories never loads it.
-        from cargobay.storage.encrypted import stored_address
-
-        address = stored_address(row.digest, row.key_id)
-        report.bytes_freed += await store.stat(address) or 0
-        await store.delete(address)
-
-    report.copies_deleted += await _sweep(
-        db, c, (c.c.digest, c.c.key_id), _orphan_copy(cutoff), deleted=gone
-    )
 
 
 async def _sweep(
@@ -159,48 +148,24 @@ async def collect(
     upload_expiry: float,
     dry_run: bool = False,
     now: float | None = None,
+    full: bool = False,
 ) -> GcReport:
+    """One GC run: from the queue of candidates (`gc_queue`), or, with `full`, a sweep of
+    every table first (for garbage from before the queue, and as a safety net)."""
     now = time.time() if now is None else now
     cutoff = now - grace
-    report = GcReport(dry_run=dry_run)
-    rb, b, u = schema.repository_blobs, schema.blobs, schema.uploads
+    report = GcReport(dry_run=dry_run, full=full)
+    u = schema.uploads
 
     if dry_run:
-        # Blobs whose every link would go: no live link and no reference.
-        live_link = and_(rb.c.digest == b.c.digest, ~_unreferenced_link(cutoff))
+        await _dry_run(db, cutoff, report, full=full)
         async with db.read() as conn:
-            report.links_removed = len(
-                (await conn.execute(select(rb.c.digest).where(_unreferenced_link(cutoff)))).all()
-            )
-            rows = (
-                await conn.execute(
-                    select(b.c.digest, b.c.size).where(
-                        b.c.created_at < cutoff, ~exists().where(live_link)
-                    )
-                )
-            ).all()
             report.uploads_expired = len(
                 (
                     await conn.execute(select(u.c.id).where(u.c.updated_at < now - upload_expiry))
                 ).all()
             )
-        report.blobs_deleted = len(rows)
-        report.bytes_freed = sum(int(r.size) for r in rows)
-        report.digests = [r.digest for r in rows]
-        async with db.read() as conn:
-            report.copies_deleted = len(
-                (
-                    await conn.execute(
-                        select(schema.blob_copies.c.digest).where(_orphan_copy(cutoff))
-                    )
-                ).all()
-            )
         return report
-
-    # 1. Links nothing references any more.
-    report.links_removed += await _sweep(
-        db, rb, (rb.c.repository_id, rb.c.digest), _unreferenced_link(cutoff)
-    )
 
     # 2. Blobs with neither links nor references. The bytes go inside the transaction that
     #    deletes the row: an upload of the same digest that skipped writing because the bytes
@@ -208,17 +173,57 @@ async def collect(
     #    fails cleanly instead of exposing a blob without bytes. A crash after the bytes went
     #    leaves only an orphan row nothing can see, which the next run removes.
 
-    async def blob_gone(row: Any) -> None:
-        await store.delete(row.digest)
+    async def blob_gone(digest: str, row: Any) -> None:
+        await store.delete(digest)
         report.blobs_deleted += 1
         report.bytes_freed += int(row.size)
         if len(report.digests) < DIGESTS_SHOWN:
-            report.digests.append(row.digest)
+            report.digests.append(digest)
 
-    await _sweep(db, b, (b.c.digest,), _orphan_blob(cutoff), extra=(b.c.size,), deleted=blob_gone)
+    async def copy_gone(digest: str, row: Any) -> None:
+        # Here, not at the top: a deployment without KMS repositories never loads it.
+        from cargobay.storage.encrypted import stored_address
 
-    # 4. Encrypted copies no repository under their key links.
-    await _collect_copies(db, store, cutoff, report)
+        address = stored_address(digest, row.key_id)
+        report.bytes_freed += await store.stat(address) or 0
+        await store.delete(address)
+        report.copies_deleted += 1
+
+    if full:
+        rb, b, c = schema.repository_blobs, schema.blobs, schema.blob_copies
+        # 1. Links nothing references any more.
+        report.links_removed += await _sweep(
+            db, rb, (rb.c.repository_id, rb.c.digest), _unreferenced_link(cutoff)
+        )
+        await _sweep(
+            db,
+            b,
+            (b.c.digest,),
+            _orphan_blob(cutoff),
+            extra=(b.c.size,),
+            deleted=lambda row: blob_gone(row.digest, row),
+        )
+        # 4. Encrypted copies no repository under their key links.
+        await _sweep(
+            db,
+            c,
+            (c.c.digest, c.c.key_id),
+            _orphan_copy(cutoff),
+            deleted=lambda row: copy_gone(row.digest, row),
+        )
+
+    # The queue: every candidate the delete, upload and mount paths wrote (after a full sweep,
+    # what is left of it, so the queue does not grow).
+    report.queued, links = await gc_queue.drain(
+        db,
+        cutoff,
+        {"link": _unreferenced_link, "blob": _orphan_blob, "copy": _orphan_copy},
+        blob_gone=blob_gone,
+        copy_gone=copy_gone,
+        batch=BATCH,
+        per_write=ROWS_PER_WRITE,
+    )
+    report.links_removed += links
 
     # 3. Abandoned upload sessions.
     async with db.read() as conn:
@@ -241,10 +246,33 @@ async def collect(
         await expire(now - upload_expiry)
 
     log.info(
-        "gc freed %d bytes in %d blobs, removed %d unused links and %d stale uploads",
+        "gc%s freed %d bytes in %d blobs, removed %d unused links and %d stale uploads",
+        " --full" if full else "",
         report.bytes_freed,
         report.blobs_deleted,
         report.links_removed,
         report.uploads_expired,
     )
     return report
+
+
+async def _dry_run(db: Database, cutoff: float, report: GcReport, *, full: bool) -> None:
+    """What a run would free: blobs whose every link would go, with no reference; without
+    `full`, among the queued candidates only."""
+    rb, b, c = schema.repository_blobs, schema.blobs, schema.blob_copies
+    links = _unreferenced_link(cutoff)
+    blobs = and_(b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest, ~links))
+    blobs = and_(blobs, ~exists().where(schema.manifest_references.c.target_digest == b.c.digest))
+    copies = _orphan_copy(cutoff)
+    if not full:
+        queued = gc_queue.queued_digests(cutoff)
+        links = and_(links, gc_queue.queued_pair(cutoff))
+        blobs = and_(blobs, b.c.digest.in_(queued))
+        copies = and_(copies, c.c.digest.in_(queued))
+    async with db.read() as conn:
+        report.links_removed = len((await conn.execute(select(rb.c.digest).where(links))).all())
+        rows = (await conn.execute(select(b.c.digest, b.c.size).where(blobs))).all()
+        report.copies_deleted = len((await conn.execute(select(c.c.digest).where(copies))).all())
+    report.blobs_deleted = len(rows)
+    report.bytes_freed = sum(int(r.size) for r in rows)
+    report.digests = [r.digest for r in rows[:DIGESTS_SHOWN]]

@@ -90,6 +90,15 @@ def in_class(selection: Selection, image: Image) -> bool:
     return (image.status == "ARCHIVED") == (selection.storage_class == ARCHIVE)
 
 
+def first_rule(policy: LifecyclePolicy, image: Image) -> Rule | None:
+    """The rule that decides the image's fate: the first by priority whose storage class and
+    tag criteria it matches (the rules after it may count it, never act on it)."""
+    for rule in policy.rules:
+        if in_class(rule.selection, image) and rule.selection.matches(image.tags):
+            return rule
+    return None
+
+
 def evaluate(policy: LifecyclePolicy, images: Iterable[I], now: float) -> list[tuple[I, Rule]]:
     """The images the policy acts on and the rule that acts on each, oldest push first (the
     rule's `action` says whether it expires or archives the image)."""

@@ -23,7 +23,9 @@ from cargobay.errors import (
     LifecyclePolicyPreviewNotFound,
 )
 from cargobay.jobs import leases
-from cargobay.lifecycle.evaluate import evaluate
+from cargobay.lifecycle import candidates
+from cargobay.lifecycle.evaluate import candidates as candidates_of
+from cargobay.lifecycle.evaluate import first_rule
 from cargobay.lifecycle.policy import LifecyclePolicy, LifecyclePolicyError, Rule, parse_policy
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
@@ -38,6 +40,7 @@ JOB_NAME = "lifecycle"
 MIN_TEXT, MAX_TEXT = 100, 30_720
 # A preview left IN_PROGRESS longer than this (its worker died) no longer blocks a new one.
 PREVIEW_STALE_SECONDS = 300.0
+DESCRIBE_CHUNK = 5000  # digests per describe query (an IN list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,26 +107,36 @@ class LifecycleService:
 
     # -- what a policy selects ------------------------------------------------------------------
 
-    async def index_children(self, repo: Repository) -> set[str]:
-        """Digests of manifests an image index in the repository lists."""
-        r = schema.manifest_references
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(r.c.target_digest).where(
-                    r.c.repository_id == repo.id, r.c.kind == "manifest"
-                )
-            )
-            return {row.target_digest for row in rows}
-
     async def plan(
         self, repo: Repository, policy: LifecyclePolicy, now: float
     ) -> list[tuple[ImageRow, Rule]]:
         """What the policy expires or archives in the repository now: (image, rule) pairs,
-        oldest first.
-        Images an index lists are parts of it, neither counted nor expired."""
-        images = await self.images.describe(repo)
-        children = await self.index_children(repo)
-        return evaluate(policy, [i for i in images if i.digest not in children], now)
+        oldest first. Images an index lists are parts of it, neither counted nor expired.
+
+        Each rule's candidates come from an index (lifecycle.candidates), and only they are
+        described, so this costs what the policy selects; each candidate goes to the first
+        rule by priority whose storage class and tags it matches, and is acted on only if
+        that rule's count criterion marks it (ECR: at most one rule per image, the
+        lowest-priority-number one; an image a higher-priority rule's tags match is never
+        expired by a lower one)."""
+        marked: dict[int, set[str]] = {}
+        async with self.db.read() as conn:
+            for rule in policy.rules:
+                marked[rule.priority] = set(await candidates.for_rule(conn, repo.id, rule, now))
+        digests = sorted(set().union(*marked.values()))
+        images: list[ImageRow] = []
+        for start in range(0, len(digests), DESCRIBE_CHUNK):
+            images += await self.images.describe(repo, digests[start : start + DESCRIBE_CHUNK])
+        planned = []
+        for image in images:
+            rule = first_rule(policy, image)
+            if rule is None or image.digest not in marked[rule.priority]:
+                continue
+            if rule.selection.count_type == "imageCountMoreThan" or candidates_of(
+                rule.selection, [image], now
+            ):
+                planned.append((image, rule))
+        return sorted(planned, key=lambda pair: (pair[0].pushed_at, pair[0].digest))
 
     # -- previews -------------------------------------------------------------------------------
 

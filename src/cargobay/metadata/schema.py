@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0024"
+SCHEMA_REVISION = "0023"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -906,3 +906,18 @@ repositories.append_column(Column("region", String(32), nullable=False, server_d
 repositories.append_constraint(
     UniqueConstraint("registry_id", "region", "name", name="uq_repositories_region_name")
 )
+
+# GC's queue of candidates (issue 19, migration 0023): a (repository, digest) whose link or
+# last reference went, or that an upload or mount just linked, written in the transaction that
+# changed it. GC re-checks each under lock and reads only this, never the whole blob table.
+# `since` is when GC's grace period starts (0: at once); repository_id 0 names no repository.
+gc_queue = Table(
+    "gc_queue",
+    metadata,
+    Column("repository_id", Integer, primary_key=True, autoincrement=False),
+    Column("digest", Name(200), primary_key=True),
+    Column("since", Float, nullable=False),
+)
+# Lifecycle rules by push time (issue 19): `sinceImagePushed` and `imageCountMoreThan` read an
+# index range of the repository's images instead of all of them.
+Index("ix_manifests_pushed", manifests.c.repository_id, manifests.c.pushed_at, manifests.c.digest)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.records import gcqueue
 from cargobay.metadata.sql import insert_ignore, upsert
 
 b, rb = schema.blobs, schema.repository_blobs
@@ -54,18 +55,21 @@ async def link(conn: Conn, repository_id: int, digest: str, size: int) -> None:
     now = time.time()
     await insert_ignore(conn, b, digest=digest, size=size, created_at=now)
     await insert_ignore(conn, rb, repository_id=repository_id, digest=digest, created_at=now)
+    await gcqueue.enqueue(conn, repository_id, [digest], now)  # reclaimed if never referenced
 
 
 async def relink(conn: Conn, repository_id: int, digest: str) -> None:
     """Link a recorded blob, or refresh its link's time (restarting GC's grace period)."""
+    now = time.time()
     await upsert(
         conn,
         rb,
         ["repository_id", "digest"],
         repository_id=repository_id,
         digest=digest,
-        created_at=time.time(),
+        created_at=now,
     )
+    await gcqueue.enqueue(conn, repository_id, [digest], now)  # reclaimed if never referenced
 
 
 async def unlink(conn: Conn, repository_id: int, digest: str) -> bool:
@@ -73,6 +77,8 @@ async def unlink(conn: Conn, repository_id: int, digest: str) -> bool:
     result = await conn.execute(
         rb.delete().where(rb.c.repository_id == repository_id, rb.c.digest == digest)
     )
+    if result.rowcount:
+        await gcqueue.enqueue(conn, gcqueue.NO_REPOSITORY, [digest], gcqueue.AT_ONCE)
     return bool(result.rowcount)
 
 

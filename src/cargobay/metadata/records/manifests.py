@@ -10,6 +10,7 @@ from sqlalchemy import Select, and_, bindparam, case, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.records import gcqueue
 from cargobay.metadata.records.archives import ARCHIVED
 from cargobay.metadata.sql import insert_ignore
 
@@ -164,10 +165,15 @@ async def delete(conn: Conn, repository_id: int, digest: str) -> bool:
 
 
 async def delete_references(conn: Conn, repository_id: int, digest: str) -> None:
-    """Delete the references a manifest makes."""
-    await conn.execute(
-        mr.delete().where(mr.c.repository_id == repository_id, mr.c.manifest_digest == digest)
+    """Delete the references a manifest makes, queueing the blobs it referenced for GC (in
+    this transaction: whatever commits the removal also commits the candidates)."""
+    gone = await conn.execute(
+        mr.delete()
+        .where(mr.c.repository_id == repository_id, mr.c.manifest_digest == digest)
+        .returning(mr.c.target_digest, mr.c.kind)
     )
+    blobs = [row.target_digest for row in gone if row.kind == "blob"]
+    await gcqueue.enqueue(conn, repository_id, blobs, gcqueue.AT_ONCE)
 
 
 async def count(conn: Conn, repository_id: int) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.records import gcqueue
 from cargobay.metadata.sql import insert_ignore, upsert
 
 r = schema.repositories
@@ -118,7 +119,8 @@ async def has_images(conn: Conn, repository_id: int) -> bool:
 
 
 async def delete(conn: Conn, repository_id: int) -> None:
-    """Delete a repository and every row it owns."""
+    """Delete a repository and every row it owns (its blobs queued for GC first)."""
+    await gcqueue.enqueue_repository(conn, repository_id)
     for table in OWNED:
         await conn.execute(table.delete().where(table.c.repository_id == repository_id))
     await conn.execute(r.delete().where(r.c.id == repository_id))
