@@ -42,7 +42,9 @@ pg_log=""
 pg_pid=""
 if [ "${CARGOBAY_TEST_POSTGRES:-1}" != 0 ]; then
   pg_log="$(mktemp)"
-  pg_tmp="$(mktemp -d)"
+  # Lower case only: podman derives image names from the paths of OCI layouts under it.
+  pg_tmp="/tmp/cargobay-backend-tests-$$"
+  rm -rf "$pg_tmp" && mkdir -m 0700 "$pg_tmp"
   CARGOBAY_TEST_DATABASE=postgres CARGOBAY_TEST_STORAGE=s3 python3 -m pytest -m backend \
     -p no:cacheprovider --basetemp "$pg_tmp/t" "$@" >"$pg_log" 2>&1 &
   pg_pid=$!

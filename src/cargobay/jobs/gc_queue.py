@@ -23,6 +23,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import gcqueue
+from cargobay.metadata.sql import lock_rows
 
 q, b, rb = schema.gc_queue, schema.blobs, schema.repository_blobs
 FOREVER = 1e18  # a cutoff no time reaches: "garbage once its grace period is over"
@@ -56,10 +57,8 @@ async def _take(conn: Conn, keys: Sequence[tuple[int, str]], cutoff: float) -> l
 
 
 async def _lock(conn: Conn, table: Any, match: Any) -> None:
-    """Lock the matching rows FOR UPDATE (PostgreSQL; SQLite's write transaction already
-    excludes every other writer)."""
-    if conn.dialect.name != "sqlite":
-        await conn.execute(select(*table.primary_key.columns).where(match).with_for_update())
+    """Lock the matching rows FOR UPDATE (`metadata.sql.lock_rows`)."""
+    await lock_rows(conn, table, match)
 
 
 async def _handle(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 
 from cargobay.metadata.conn import Conn
 
@@ -61,3 +61,11 @@ async def names_in_order(conn: Conn, query: Any) -> list[str]:
         array = (await conn.execute(select(func.json_group_array(names.c[0])))).scalar()
         return sorted(json.loads(array or "[]"))
     return list((await conn.execute(query)).scalars())
+
+
+async def lock_rows(conn: Conn, table: Table, match: Any) -> None:
+    """Lock the rows of `table` that `match` selects FOR UPDATE until the transaction ends, on
+    PostgreSQL; nothing on SQLite, whose write transaction already excludes every other
+    writer (so no statement is spent there)."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(select(*table.primary_key.columns).where(match).with_for_update())
