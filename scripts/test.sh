@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(skopeo podman buildah docker.io docker-registry wrk curl postgresql nginx-light
+  util-linux-extra
   chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

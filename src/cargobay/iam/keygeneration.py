@@ -8,7 +8,7 @@ it only while the generation is still that value. So a deactivated key is refuse
 worker and node from the first request after the change commits, and a remembered row costs one
 tiny indexed read instead of the join of `access_keys` and `users`.
 
-The read is `metadata.generations`' (a few microseconds on a SQLite file; elsewhere one
+The read is `metadata.generations`' (a few microseconds on a SQLite file; on PostgreSQL one
 primary-key SELECT). Nothing here caches a decision: the signature is still checked, and
 authorization still runs, on every request.
 """
