@@ -29,17 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from benchmarks import client as cl
 from benchmarks import ecr_writes
 from benchmarks.registries import Cargobay, Registry, process_tree
 from benchmarks.scenarios import ScenarioError, run_wrk
 
-REGION = "us-east-1"
-TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+REGION = ecr_writes.REGION
 # ECR's default per-account, per-region rate quotas (requests per second).
 QUOTAS = {
     "BatchGetImage": 2000,
@@ -130,21 +126,10 @@ def _bodies(tag: str, layer: str) -> dict[str, dict[str, Any]]:
 
 
 def _lua(url: str, operation: str, body: dict[str, Any], creds: tuple[str, str]) -> str:
-    """A wrk script that replays one SigV4-signed ECR request."""
-    data = json.dumps(body)
-    request = AWSRequest(
-        method="POST",
-        url=url + "/",
-        data=data,
-        headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": TARGET_PREFIX + operation,
-        },
-    )
-    SigV4Auth(Credentials(*creds), "ecr", REGION).add_auth(request)
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(data)}"]
-    for name, value in request.headers.items():
-        text = value.decode() if isinstance(value, bytes) else value
+    """A wrk script that replays one SigV4-signed ECR request (`ecr_writes.sign`)."""
+    data, headers = ecr_writes.sign(url, operation, body, creds)
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(data.decode())}"]
+    for name, text in headers.items():
         lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(text)}")
     return "\n".join(lines) + "\n"
 
