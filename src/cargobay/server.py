@@ -133,9 +133,9 @@ def exec_supervisor(settings: Settings) -> None:
     The settings travel pickled through a pipe whose read end the new program inherits (never
     a file or the command line: they may hold the deployment's secret key)."""
     data = pickle.dumps(settings)
-    read, write = os.pipe()
     if len(data) > 60_000:  # more than a pipe holds before a reader drains it
         raise RuntimeError("settings too large to hand over")
+    read, write = os.pipe()
     os.write(write, data)
     os.close(write)
     os.set_inheritable(read, True)
