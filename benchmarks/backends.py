@@ -3,34 +3,29 @@ server, both on loopback, shared by the two registries under test.
 
 cargobay gets a database in the cluster and a bucket; Distribution gets its own bucket through
 its `s3` storage driver, so both registries store blobs in the same S3 server. Unlike the test
-cluster (tests/pgcluster.py, which turns fsync off for speed), this one keeps PostgreSQL's
+cluster, the one tests/pgcluster.py starts for the PostgreSQL suite, this one keeps PostgreSQL's
 durable defaults (fsync and synchronous_commit on), as a production primary would.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from benchmarks.registries import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import pgcluster  # tests/ is not a package; pg_capacity imports it the same way
 
 MOTO_KEY_ID = "AKIACARGOBAYBENCH000"
 MOTO_SECRET = "cargobay-bench-secret"
 REGION = "us-east-1"
-
-
-def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-    if not found:
-        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
-    return Path(found[-1])
 
 
 class ScaleOut:
@@ -39,11 +34,10 @@ class ScaleOut:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.pg_root: Path | None = None
-        self.pg_port = free_port()
+        self.cluster: pgcluster.Cluster | None = None
+        self.pg_port = 0
         self.moto_port = free_port()
         self.moto: subprocess.Popen[bytes] | None = None
-        self._run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     @property
     def s3_endpoint(self) -> str:
@@ -58,75 +52,12 @@ class ScaleOut:
         return self
 
     def _start_postgres(self) -> None:
-        bin_dir = _pg_bin()
-        root = Path(tempfile.mkdtemp(prefix="cargobay-bench-pg-"))
-        if self._run_as:
-            shutil.chown(root, "postgres", "postgres")
-        self.pg_root = root
-        subprocess.run(
-            [
-                *self._run_as,
-                str(bin_dir / "initdb"),
-                "-D",
-                str(root / "data"),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-            ],
-            check=True,
-            capture_output=True,
-            cwd=root,
-        )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.pg_port} "
-            f"-c unix_socket_directories={root} -c max_connections=200 -c shared_buffers=128MB"
-        )
-        subprocess.run(
-            [
-                *self._run_as,
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(root / "data"),
-                "-l",
-                str(root / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            cwd=root,
-        )
+        self.cluster = pgcluster.Cluster.start(durable=True)
+        self.pg_port = int(make_url(self.cluster.admin_url).port or 5432)
 
     def _psql(self, sql: str) -> str:
-        result = subprocess.run(
-            [
-                str(_pg_bin() / "psql"),
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.pg_port),
-                "-U",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.strip()
+        assert self.cluster is not None
+        return self.cluster.psql(sql)
 
     def _start_moto(self) -> None:
         log = open(self.workdir / "moto-s3.log", "ab")  # noqa: SIM115 (the child keeps it)
@@ -205,20 +136,6 @@ class ScaleOut:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.moto.wait(10)
         self.moto = None
-        if self.pg_root is not None:
-            subprocess.run(
-                [
-                    *self._run_as,
-                    str(_pg_bin() / "pg_ctl"),
-                    "-D",
-                    str(self.pg_root / "data"),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-                capture_output=True,
-                cwd=self.pg_root,
-            )
-            shutil.rmtree(self.pg_root, ignore_errors=True)
-            self.pg_root = None
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None

@@ -67,7 +67,10 @@ class Cluster:
     # -- a private cluster ---------------------------------------------------------------------
 
     @classmethod
-    def start(cls) -> Cluster:
+    def start(cls, *, durable: bool = False) -> Cluster:
+        """A private cluster. The tests' turns fsync off for speed; `durable` keeps
+        PostgreSQL's defaults (fsync, synchronous_commit), as a production primary has them,
+        for the benchmarks."""
         bin_dir = _bin_dir()
         root = Path(tempfile.mkdtemp(prefix="cargobay-pg-"))
         as_root = os.geteuid() == 0
@@ -91,7 +94,7 @@ class Cluster:
                 "--locale=C.UTF-8",
                 "--locale-provider=icu",
                 "--icu-locale=en-US",
-                "--no-sync",
+                *([] if durable else ["--no-sync"]),
             ],
             check=True,
             capture_output=True,
@@ -103,10 +106,16 @@ class Cluster:
                 f"-c port={port}",
                 f"-c unix_socket_directories={root}",
                 "-c max_connections=400",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c shared_buffers=64MB",
+                *(
+                    ["-c shared_buffers=128MB"]
+                    if durable
+                    else [
+                        "-c fsync=off",
+                        "-c synchronous_commit=off",
+                        "-c full_page_writes=off",
+                        "-c shared_buffers=64MB",
+                    ]
+                ),
             ]
         )
         subprocess.run(
