@@ -6,15 +6,16 @@ much: the CPU seconds the registry's process tree spent (utime + stime from /pro
 MiB it served per CPU second, the load average at the time, and how much of the registry's
 data sat in the page cache before the pull (`fincore`).
 
-"Cold" means: `sync`, then `posix_fadvise(POSIX_FADV_DONTNEED)` on every file under the
-registry's data directory, for each registry alike (clean pages only, hence the sync). It
-needs no root and leaves the rest of the shared machine's page cache alone; `cold_method` in
-the JSON says so.
+Each warm sample is checked to be warm first, and each cold one cold (`pagecache`: this VM
+pages files out on its own), the client's CPU is recorded beside the server's (a single curl
+receiving a sendfile stream is the bound of scenario 11), and the storm records each worker's
+CPU (how evenly SO_REUSEPORT spread the 50 connections).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from benchmarks import client as cl
 from benchmarks.config import MiB
+from benchmarks.pagecache import COLD_METHOD, damon_paged_out_mib, evict, resident_mib
 from benchmarks.registries import Registry, process_tree
 from benchmarks.scenarios import (
     Context,
@@ -38,59 +40,32 @@ from benchmarks.scenarios import (
     median,
 )
 
-COLD_METHOD = "sync + posix_fadvise(DONTNEED) on every file of the registry's data dir"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(registry: Registry) -> float:
     """utime + stime of the registry's process tree so far."""
-    total = 0
+    return sum(worker_cpu(registry).values())
+
+
+def worker_cpu(registry: Registry) -> dict[int, float]:
+    """utime + stime of each process of the registry's tree so far (how the load spreads
+    over the workers)."""
+    found = {}
     for pid in process_tree(registry.pid):
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+        found[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return found
 
 
-def data_dir(registry: Registry) -> Path:
-    """Everything the registry stores (its data, database and log) is under here."""
-    return registry.workdir
-
-
-def _files(root: Path) -> list[Path]:
-    return [Path(d) / f for d, _, names in os.walk(root) for f in names]
-
-
-def evict(registries: list[Registry]) -> None:
-    """Push every file of the registries' data out of the page cache (see the docstring)."""
-    os.sync()
-    for registry in registries:
-        for path in _files(data_dir(registry)):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
-def resident_mib(registry: Registry) -> float | None:
-    """MiB of the registry's data files in the page cache (`fincore`), None without it."""
-    files = [str(p) for p in _files(data_dir(registry)) if p.stat().st_size]
-    if not files or shutil.which("fincore") is None:
-        return None
-    out = subprocess.run(
-        ["fincore", "--bytes", "--noheadings", "--raw", "-o", "RES", *files],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return sum(int(x) for x in out.stdout.split() if x.isdigit()) / MiB
+def _children_cpu() -> float:
+    """utime + stime of this process's waited-for children (the clients) so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _note(ctx: Context, key: str, registry: Registry, rep: int, **values: object) -> None:
@@ -101,19 +76,24 @@ def _note(ctx: Context, key: str, registry: Registry, rep: int, **values: object
 
 
 class _Measured:
-    """Wall and server CPU seconds of one step."""
+    """Wall, server CPU and client CPU seconds of one step (the clients: the subprocesses
+    this process waited for meanwhile)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
     def __enter__(self) -> _Measured:
-        self.cpu = cpu_seconds(self.registry)
+        self.workers = worker_cpu(self.registry)
+        self.client = _children_cpu()
         self.started = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.started
-        self.cpu = cpu_seconds(self.registry) - self.cpu
+        self.client = _children_cpu() - self.client
+        after = worker_cpu(self.registry)
+        self.workers = {pid: after[pid] - self.workers.get(pid, 0.0) for pid in after}
+        self.cpu = sum(self.workers.values())
 
 
 class PullScenario(Scenario):
@@ -173,6 +153,7 @@ class PullAfterPush(PullScenario):
             rep,
             resident_mib_after_push=cached_after_push,
             resident_mib_after_evict=cached_cold,
+            client_cpu_s={"warm": round(warm.client, 3), "cold": round(cold.client, 3)},
         )
         return {
             "push_s": push.wall,
@@ -212,6 +193,9 @@ class BlobGet(PullScenario):
         Metric("cold_mib_s", "cold (evicted), median", "MiB/s", "higher"),
         Metric("warm_mib_per_cpu_s", "warm, MiB per server CPU s", "MiB/CPU s", "higher"),
         Metric("cold_mib_per_cpu_s", "cold, MiB per server CPU s", "MiB/CPU s", "higher"),
+        # curl's own CPU to receive a warm GiB: the single client's bound (RESULTS, stop 23).
+        Metric("warm_client_cpu_s_per_gib", "warm, client CPU s per GiB", "CPU s", "lower"),
+        Metric("warm_spread", "warm, fastest / slowest sample", "x", "lower"),
     )
     repo = "bench/blobget"
 
@@ -224,7 +208,7 @@ class BlobGet(PullScenario):
         path, digest = ctx.shared["blobget_file"], ctx.shared["blobget_digest"]
         curl_upload(ctx, registry, self.repo, path, digest)  # type: ignore[arg-type]
 
-    def _get(self, ctx: Context, registry: Registry) -> tuple[float, float]:
+    def _get(self, ctx: Context, registry: Registry) -> _Measured:
         digest = ctx.shared["blobget_digest"]
         with _Measured(registry) as get:
             out = _run(
@@ -235,30 +219,60 @@ class BlobGet(PullScenario):
         code, size = out.split()
         if code != "200" or int(size) != ctx.knobs.blob_bytes:
             raise ScenarioError(f"download answered {code} with {size} bytes")
-        mib = int(size) / MiB
-        return mib / get.wall, mib / max(get.cpu, 1 / _TICK)
+        return get
+
+    def _warm_get(self, ctx: Context, registry: Registry) -> tuple[_Measured, float, int]:
+        """A GET of a blob fully in the page cache (see `pagecache`): re-warmed by untimed
+        GETs while `fincore` finds less; the sample, its residency and the re-warms."""
+        want = ctx.knobs.blob_bytes / MiB
+        rewarms = 0
+        while (cached := resident_mib(registry, ctx.knobs.blob_bytes)) is not None:
+            if cached >= want * 0.999 or rewarms == 3:
+                break
+            self._get(ctx, registry)
+            rewarms += 1
+        return self._get(ctx, registry), cached or 0.0, rewarms
 
     def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
         k = ctx.knobs
+        mib = k.blob_bytes / MiB
+        damon = damon_paged_out_mib()
         self._get(ctx, registry)  # untimed: the blob is in the page cache from here on
-        warm = [self._get(ctx, registry) for _ in range(k.blob_get_samples)]
-        cold = []
+        warm, resident, rewarms = [], [], 0
+        for _ in range(k.blob_get_samples):
+            sample, cached, again = self._warm_get(ctx, registry)
+            warm.append(sample)
+            resident.append(round(cached))
+            rewarms += again
+        cold, cold_resident = [], []
         for _ in range(k.blob_get_cold_samples):
             evict([registry])
+            cold_resident.append(resident_mib(registry, k.blob_bytes))
             cold.append(self._get(ctx, registry))
+        after = damon_paged_out_mib()
         _note(
             ctx,
             self.key,
             registry,
             rep,
-            warm_mib_s=[round(w, 1) for w, _ in warm],
-            cold_mib_s=[round(c, 1) for c, _ in cold],
+            warm_mib_s=[round(mib / w.wall, 1) for w in warm],
+            cold_mib_s=[round(mib / c.wall, 1) for c in cold],
+            warm_server_cpu_s=[round(w.cpu, 3) for w in warm],
+            warm_client_cpu_s=[round(w.client, 3) for w in warm],
+            cold_server_cpu_s=[round(c.cpu, 3) for c in cold],
+            warm_resident_mib=resident,
+            warm_rewarms=rewarms,
+            cold_resident_mib=cold_resident,
+            damon_paged_out_mib=None if damon is None or after is None else after - damon,
         )
+        gib = mib / 1024
         return {
-            "warm_mib_s": median([w for w, _ in warm]),
-            "cold_mib_s": median([c for c, _ in cold]),
-            "warm_mib_per_cpu_s": median([c for _, c in warm]),
-            "cold_mib_per_cpu_s": median([c for _, c in cold]),
+            "warm_mib_s": median([mib / w.wall for w in warm]),
+            "cold_mib_s": median([mib / c.wall for c in cold]),
+            "warm_mib_per_cpu_s": median([mib / max(w.cpu, 1 / _TICK) for w in warm]),
+            "cold_mib_per_cpu_s": median([mib / max(c.cpu, 1 / _TICK) for c in cold]),
+            "warm_client_cpu_s_per_gib": median([w.client / gib for w in warm]),
+            "warm_spread": max(mib / w.wall for w in warm) / min(mib / w.wall for w in warm),
         }
 
 
@@ -350,6 +364,7 @@ class PullStorm(PullScenario):
         threads = [threading.Thread(target=client) for _ in range(k.storm_clients)]
         for thread in threads:
             thread.start()
+        cached = resident_mib(registry)
         with _Measured(registry) as storm:
             started = time.perf_counter()
             gate.wait()
@@ -361,7 +376,19 @@ class PullStorm(PullScenario):
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered) + 0.999999) - 1)]
         if errors:
             ctx.shared.setdefault(f"storm_errors_{registry.name}", []).extend(errors)  # type: ignore[union-attr]
-        _note(ctx, self.key, registry, rep, wall_s=round(storm.wall, 3), errors=errors[:5])
+        _note(
+            ctx,
+            self.key,
+            registry,
+            rep,
+            wall_s=round(storm.wall, 3),
+            errors=errors[:5],
+            resident_mib_before=cached,
+            server_cpu_s=round(storm.cpu, 3),
+            # Per process of the tree, largest first: how evenly the workers shared it.
+            worker_cpu_s=sorted((round(v, 3) for v in storm.workers.values()), reverse=True),
+            client_cpu_s=round(storm.client, 3),
+        )
         return {
             "mib_s": total_mib / storm.wall,
             "p99_s": p99,

@@ -49,13 +49,25 @@ def _wait_resident(path: Path, size: int) -> int:
 def test_an_evicted_file_is_read_back_into_the_page_cache(tmp_path: Path) -> None:
     size = 48 * MiB  # past what one WILLNEED call reads on any device
     path = _evicted_file(tmp_path, size)
-    job = readahead.start(path, 0, size)
-    assert job is not None
-    try:
-        assert job.finished.wait(60)
-        assert _wait_resident(path, size) == size
-    finally:
-        job.release()
+    # A second try only when the first was evicted again behind it: this machine pages files
+    # out on its own (DAMON's pageout, other sessions' drop_caches; benchmarks/pagecache.py),
+    # and a readahead that reads nothing fails both.
+    for attempt in (1, 2):
+        job = readahead.start(path, 0, size)
+        assert job is not None
+        try:
+            assert job.finished.wait(60)
+            resident = _wait_resident(path, size)
+        finally:
+            job.release()
+        if resident == size or attempt == 2:
+            break
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # all out again, so a readahead starts
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    assert resident == size
 
 
 def test_only_the_asked_range_is_read(tmp_path: Path) -> None:

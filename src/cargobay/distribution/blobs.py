@@ -36,7 +36,7 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
             "Accept-Ranges": "bytes",
         }
         try:
-            info = await services.blobs.stat(repo, digest)
+            info = await services.blobs.stat_for_pull(repo, digest)
         except BlobUnknown:
             # Not stored yet: the pull-through cache fetches it (BlobUnknown again when the
             # repository is no cache, or none of its images references the blob).
@@ -57,9 +57,10 @@ async def blob(call: Call, digest: str) -> web.StreamResponse:
                 call.count_transfer(repo.id, fill.size if wanted is None else wanted[1] - wanted[0])
                 return await stream_fill(call, fill, headers, wanted)
             info = await services.blobs.stat(repo, digest)
-        else:
-            # Stored: refused (404) when only archived images use it, until one is restored.
-            await services.archive.check_blob(repo, digest)
+        if info.archived:
+            # Stored, but refused (404) while only archived images use it, until one is
+            # restored (a blob the pull-through cache just filled is never archived).
+            services.archive.refuse_blob(repo, digest)
         call.count_transfer(repo.id, info.size)
         if method == "HEAD":
             headers["Content-Length"] = str(info.size)

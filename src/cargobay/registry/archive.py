@@ -72,12 +72,18 @@ class ArchiveService:
         async with self.db.read_now() as conn:
             archived = await records.blob_archived(conn, repo.id, digest)
         if archived:
-            raise LayerArchived(
-                f"The layer '{digest}' belongs only to archived images in the repository with "
-                f"name '{repo.name}' in registry with id '{repo.registry_id}'; restore an image "
-                "with UpdateImageStorageClass (targetStorageClass STANDARD) to pull it",
-                detail={"digest": digest},
-            )
+            self.refuse_blob(repo, digest)
+
+    @staticmethod
+    def refuse_blob(repo: Repository, digest: str) -> None:
+        """Raise `check_blob`'s LayerArchived for a blob already known to be archived only
+        (`BlobService.stat_for_pull` says so in the statement that found it)."""
+        raise LayerArchived(
+            f"The layer '{digest}' belongs only to archived images in the repository with "
+            f"name '{repo.name}' in registry with id '{repo.registry_id}'; restore an image "
+            "with UpdateImageStorageClass (targetStorageClass STANDARD) to pull it",
+            detail={"digest": digest},
+        )
 
     async def update(
         self, repo: Repository, digest: str, target: str, *, now: float | None = None

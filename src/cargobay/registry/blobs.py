@@ -23,6 +23,9 @@ from cargobay.storage import BlobStore, readahead
 class BlobInfo:
     digest: str
     size: int
+    # Only archived images of the repository reference it (`stat_for_pull` says; False
+    # from `stat`, which does not look).
+    archived: bool = False
 
 
 class BlobService:
@@ -38,6 +41,14 @@ class BlobService:
         if size is None:
             raise BlobUnknown(detail={"digest": digest})
         return BlobInfo(digest, size)
+
+    async def stat_for_pull(self, repo: Repository, digest: str) -> BlobInfo:
+        """`stat` for a blob GET or HEAD, with `archived` filled in by the same statement
+        (the archive check used to be a second one); BLOB_UNKNOWN when not linked."""
+        found = await records.pull_stat(self.db, repo.id, digest)
+        if found is None:
+            raise BlobUnknown(detail={"digest": digest})
+        return BlobInfo(digest, *found)
 
     def local_path(self, repo: Repository, digest: str) -> Path | None:
         """A file to send as is (sendfile); never for a repository under a KMS key."""

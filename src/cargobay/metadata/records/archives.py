@@ -57,9 +57,17 @@ async def archived_blobs(conn: Conn, repository_id: int, digests: list[str]) -> 
 
 async def blob_archived(conn: Conn, repository_id: int, digest: str) -> bool:
     """Whether only archived images of the repository reference the blob (a layer or config),
-    in one query on primary keys: the archived references are found from the repository's
-    `image_archives` rows (none in a repository that never archived anything), then any
-    reference by an image that is not archived makes the blob pullable."""
+    in one query on primary keys (`blob_archived_clause`)."""
+    query = select(blob_archived_clause(repository_id, digest))
+    return bool((await conn.execute(query)).scalar())
+
+
+def blob_archived_clause(repository_id: Any, digest: Any) -> Any:
+    """The SQL truth of `blob_archived`, for a column of a larger statement (the blob GET's
+    lookup, `records.blobs.pull_stat`): the archived references are found from the
+    repository's `image_archives` rows (none in a repository that never archived anything),
+    then any reference by an image that is not archived makes the blob pullable. Either
+    argument may be a bound parameter."""
     joined = and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest)
     by_archived = (
         select(a.c.digest)
@@ -81,8 +89,7 @@ async def blob_archived(conn: Conn, repository_id: int, digest: str) -> bool:
             or_(a.c.status.is_(None), a.c.status != ARCHIVED),
         )
     )
-    query = select(and_(exists(by_archived), ~exists(by_active)))
-    return bool((await conn.execute(query)).scalar())
+    return and_(exists(by_archived), ~exists(by_active))
 
 
 async def children(conn: Conn, repository_id: int, digest: str) -> list[str]:

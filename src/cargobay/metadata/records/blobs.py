@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 from cargobay.metadata.records import gcqueue
+from cargobay.metadata.records.archives import blob_archived_clause
 from cargobay.metadata.sql import insert_ignore, upsert
 
 b, rb = schema.blobs, schema.repository_blobs
@@ -28,6 +31,24 @@ async def linked_size(conn: Conn, repository_id: int, digest: str) -> int | None
     """The size of a blob linked to the repository, or None."""
     row = (await conn.execute(_linked_size(repository_id, digest))).first()
     return None if row is None else int(row.size)
+
+
+_PULL_STAT = HotRead(
+    select(
+        b.c.size,
+        blob_archived_clause(bindparam("repository_id"), bindparam("digest")).label("archived"),
+    )
+    .join(rb, rb.c.digest == b.c.digest)
+    .where(rb.c.repository_id == bindparam("repository_id"), rb.c.digest == bindparam("digest"))
+)
+
+
+async def pull_stat(db: Database, repository_id: int, digest: str) -> tuple[int, bool] | None:
+    """For a blob GET or HEAD, in one statement (a `HotRead`): the size of a blob linked to
+    the repository and whether only archived images of it reference the blob
+    (`archives.blob_archived`), or None when it is not linked."""
+    row = await _PULL_STAT.first(db, {"repository_id": repository_id, "digest": digest})
+    return None if row is None else (int(row.size), bool(row.archived))
 
 
 async def linked_size_locked(conn: Conn, repository_id: int, digest: str) -> int | None:
