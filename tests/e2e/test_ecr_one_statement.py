@@ -198,6 +198,10 @@ def test_batches_answer_each_id_as_before(server, image) -> None:
         "ImageTagDoesNotMatchDigest",
         "InvalidImageDigest",
     ]
+    # Ids that name nothing at all: the statement reads the repository alone.
+    empty = ecr.batch_get_image(repositoryName=name, imageIds=[{}, {}])
+    assert empty["images"] == []
+    assert [f["failureCode"] for f in empty["failures"]] == ["MissingDigestAndTag"] * 2
     checked = ecr.batch_check_layer_availability(
         repositoryName=name, layerDigests=[image["layer"], missing, "sha256:bad", image["layer"]]
     )
