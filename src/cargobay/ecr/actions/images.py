@@ -216,8 +216,8 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     # The authorization's statement read the images already, unless a pull-through rule
     # covers the repository (the cache imports what is missing first, then they are read).
     read = call.read if call.read is not None and not call.read.cached else None
-    images = read.images if read is not None else None
-    imported = {} if images is not None else await _import_through_cache(call, payload)
+    prefetched = read.images if read is not None else None
+    imported = {} if prefetched is not None else await _import_through_cache(call, payload)
     repo = await call.repository(payload)
     accepted = payload.get("acceptedMediaTypes")
     if accepted is not None and (
@@ -230,8 +230,8 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     wanted = [i for i in range(len(image_ids)) if i not in imported]
     refs = [_ref(image_ids[i]) for i in wanted]
     manifests_service = call.services.manifests
-    if images is not None:
-        tagged, rows = images
+    if prefetched is not None:
+        tagged, rows = prefetched
         found = await manifests_service.serve_batch(repo, refs, tagged, rows, call.principal.arn)
     else:
         found = await manifests_service.get_batch(repo, refs, call.principal.arn)
