@@ -62,6 +62,7 @@ async def _measure(data_dir: Path, creds: tuple[str, str], layer: str, n: int) -
     from cargobay.aws import shapes
     from cargobay.config import load_settings
     from cargobay.iam import authz
+    from cargobay.registry import ecrreads
     from cargobay.registry.deletes import ImageRef
     from cargobay.registry.services import Services
 
@@ -77,6 +78,9 @@ async def _measure(data_dir: Path, creds: tuple[str, str], layer: str, n: int) -
         body = {"repositoryName": ecr_api.REPO, "imageIds": [{"imageTag": "v1"}]}
         raw = json.dumps(body).encode()
         found = await services.manifests.get_batch(repo, [ImageRef(tag="v1")], principal.arn)
+        loaded = await ecrreads.read(services.db, resource, principal, tags=["v1"], digests=[])
+        assert loaded is not None and loaded.images is not None
+        images = loaded.images
         answer = {"images": [{"imageManifest": found[0].content.decode()}], "failures": []}
 
         async def key_row() -> object:  # what every call read before this round
@@ -127,6 +131,33 @@ async def _measure(data_dir: Path, creds: tuple[str, str], layer: str, n: int) -
             ),
             "blob size (GetDownloadUrlForLayer)": await _best_us_async(
                 lambda: services.blobs.stat(repo, layer), n
+            ),
+            "one statement, BatchGetImage (ecrreads: repository, policies, manifests)": (
+                await _best_us_async(
+                    lambda: ecrreads.read(
+                        services.db, resource, principal, tags=["v1"], digests=[]
+                    ),
+                    n,
+                )
+            ),
+            "one statement, GetDownloadUrlForLayer (ecrreads: ..., layer)": (
+                await _best_us_async(
+                    lambda: ecrreads.read(services.db, resource, principal, layer=layer), n
+                )
+            ),
+            "authorization on what that statement read": await _best_us_async(
+                lambda: services.authorizer.require(
+                    principal, "ecr:BatchGetImage", resource, None, loaded.policies
+                ),
+                n,
+            ),
+            "manifests served from that statement (pull record, no statement)": (
+                await _best_us_async(
+                    lambda: services.manifests.serve_batch(
+                        repo, [ImageRef(tag="v1")], *images, principal.arn
+                    ),
+                    n,
+                )
             ),
             "JSON answer encode": _best_us(lambda: json.dumps(answer).encode(), n),
             "audit record, written in batches of 100 (per record)": round(

@@ -147,3 +147,7 @@ def test_a_warm_manifest_get_by_tag_is_one_statement(counted: Server) -> None:
     ):
         counts[operation] = ecr_count(ecr, operation, params)
     print({"statements per request": counts})
+    # The ECR reads: their authorization, the repository and what they serve in one statement,
+    # as GetAuthorizationToken's authorization is one (both beside the door's own).
+    for operation in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability"):
+        assert counts[operation] <= counts["GetAuthorizationToken"], counts

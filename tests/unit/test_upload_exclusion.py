@@ -143,3 +143,48 @@ def test_a_crashed_worker_s_replacement_continues_its_upload(
                 await node.close()
 
     asyncio.run(scenario())
+
+
+def test_a_chunk_s_size_and_the_end_of_its_lease_commit_together(
+    tmp_path: Path, storage_url: str
+) -> None:
+    """The transaction that records a chunk's new size also deletes the upload's lease row:
+    nothing of the lease is left once the append returns, so the same worker and another
+    node each append the next chunk at once."""
+    from sqlalchemy import select
+
+    from cargobay.metadata import schema
+
+    async def leases_of(node: Node, upload_id: str) -> list[str]:
+        t = schema.resource_leases
+        async with node.db.read_now() as conn:
+            rows = await conn.execute(select(t.c.name).where(t.c.name == f"upload:{upload_id}"))
+            return [row.name for row in rows]
+
+    async def scenario() -> None:
+        url = await pgcluster.migrated_database(tmp_path)
+        a = Node(url, storage_url, node_holder(tmp_path / "a", 0))
+        b = Node(url, storage_url, node_holder(tmp_path / "b", 0))
+        try:
+            repo, _ = await _repos(a.db).create(ACCOUNT, "exclusion/fold")
+            upload = await a.uploads.start(repo)
+            assert (await a.uploads.append(repo, upload.id, _chunks(b"one"))).size == 3
+            assert await leases_of(a, upload.id) == []
+            assert not a.leases._held
+            assert (await a.uploads.append(repo, upload.id, _chunks(b"-two"), start=3)).size == 7
+            assert (await b.uploads.append(repo, upload.id, _chunks(b"-three"), start=7)).size == 13
+            assert await leases_of(b, upload.id) == []
+            # A chunk refused (it does not start where the upload ends) leaves no lease either.
+            with pytest.raises(RangeInvalid):
+                await a.uploads.append(repo, upload.id, _chunks(b"x"), start=3)
+            assert await leases_of(a, upload.id) == [] and not a.leases._held
+            data = b"one-two-three"
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            info = await a.uploads.complete(repo, upload.id, digest, None)
+            assert info.size == len(data)
+            assert b"".join([c async for c in a.store.read(digest)]) == data
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())

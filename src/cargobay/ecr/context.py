@@ -17,6 +17,8 @@ from cargobay.iam import authz, permissions
 from cargobay.iam.permissions import Permission
 from cargobay.iam.principal import Principal
 from cargobay.oci.names import validate_name
+from cargobay.registry import ecrreads
+from cargobay.registry.ecrreads import EcrRead
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
@@ -41,6 +43,51 @@ def token_texts(value: Any, count: int) -> bool:
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+# Operations on one repository whose authorization reads the repository with its policies in
+# one statement (`registry.ecrreads`), with what the operation reads when it is a read.
+ONE_STATEMENT = frozenset(
+    {
+        "BatchGetImage",
+        "GetDownloadUrlForLayer",
+        "BatchCheckLayerAvailability",
+        "DescribeImages",
+        "ListImages",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+        "PutImage",
+    }
+)
+# The most names of one kind a batch lists (BatchGetImage, BatchCheckLayerAvailability).
+_BATCH = 100
+
+
+def _distinct_texts(values: list[Any]) -> list[str]:
+    return sorted({v for v in values if isinstance(v, str) and v})
+
+
+def _reads(operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What the operation's statement reads beside the repository (`ecrreads.read`'s keywords),
+    from a payload the action checks again: anything unexpected reads the repository alone."""
+    if operation == "GetDownloadUrlForLayer":
+        digest = payload.get("layerDigest")
+        return {"layer": digest} if isinstance(digest, str) and digest else {}
+    if operation == "BatchCheckLayerAvailability":
+        digests = payload.get("layerDigests")
+        if isinstance(digests, list) and 1 <= len(digests) <= _BATCH:
+            return {"layers": _distinct_texts(digests)}
+        return {}
+    if operation == "BatchGetImage":
+        ids = payload.get("imageIds")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= _BATCH:
+            return {}
+        if not all(isinstance(i, dict) for i in ids):
+            return {}
+        tags = [i.get("imageTag") for i in ids]
+        digests = [i.get("imageDigest") for i in ids if not i.get("imageTag")]
+        return {"tags": _distinct_texts(tags), "digests": _distinct_texts(digests)}
+    return {}
+
 
 class EcrCall:
     def __init__(
@@ -54,6 +101,9 @@ class EcrCall:
         self.region = regions.current(services.settings.region)  # the request's (SigV4 scope)
         self.registry_id = principal.account_id
         self.repository_name = ""
+        # The repository, its policies and the operation's rows, when one statement read them
+        # for the authorization (`ONE_STATEMENT`); None otherwise.
+        self.read: EcrRead | None = None
 
     # -- identity and naming -----------------------------------------------------------------
 
@@ -97,10 +147,14 @@ class EcrCall:
     def resource_for(self, name: str | None) -> authz.Resource:
         return authz.Resource(self.registry_id, self.region, name)
 
-    async def require(self, action: str, name: str | None = None) -> None:
+    async def require(
+        self, action: str, name: str | None = None, loaded: authz.LoadedPolicies | None = None
+    ) -> None:
         """A check beyond the authorization table's (the dispatcher has done that one)."""
         resource = self.resource_for(name)
-        await self.services.authorizer.require(self.principal, action, resource, self.context())
+        await self.services.authorizer.require(
+            self.principal, action, resource, self.context(), loaded
+        )
 
     # -- parameters --------------------------------------------------------------------------
 
@@ -128,7 +182,11 @@ class EcrCall:
         """The repository named in the payload (the dispatcher has authorized the call on it
         already; RepositoryNotFound when it does not exist)."""
         self.use_registry(payload)
-        return await self.services.repositories.get(self.registry_id, self.name_param(payload))
+        name = self.name_param(payload)
+        read = self.read
+        if read is not None and read.policies.resource == self.resource_for(name):
+            return read.repository
+        return await self.services.repositories.get(self.registry_id, name)
 
     def arn_repository(self, payload: dict[str, Any]) -> dict[str, str]:
         """`resourceArn` as the `registryId` and `repositoryName` it names."""
@@ -152,8 +210,17 @@ class EcrCall:
             payload = self.arn_repository(payload)
             kind = permissions.REPOSITORY
         self.use_registry(payload)
+        loaded = None
         if kind == permissions.REPOSITORY:
             names = [self.name_param(payload)]
+            if self.action in ONE_STATEMENT and permission.resource == permissions.REPOSITORY:
+                self.read = await ecrreads.read(
+                    self.services.db,
+                    self.resource_for(names[0]),
+                    self.principal,
+                    **_reads(self.action, payload),
+                )
+                loaded = self.read.policies if self.read is not None else None
         elif kind == permissions.REPOSITORIES and payload.get("repositoryNames") is not None:
             listed = payload["repositoryNames"]
             if not isinstance(listed, list) or not 1 <= len(listed) <= 100:
@@ -161,7 +228,7 @@ class EcrCall:
             names = [self.name_param({"repositoryName": name}) for name in listed]
         for name in names:
             for action in permission.actions:
-                await self.require(action, name)
+                await self.require(action, name, loaded)
 
     @staticmethod
     def page_size(payload: dict[str, Any], maximum: int = 1000, default: int = 100) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import CompoundSelect, Select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -23,11 +23,12 @@ from cargobay.metadata.db import Database
 
 
 class HotRead:
-    """One SELECT whose first row is read by `first`, with named columns like a Row's."""
+    """One SELECT whose first row is read by `first` (or every row, by `all`), with named
+    columns like a Row's."""
 
     __slots__ = ("_compiled", "row_type", "statement")
 
-    def __init__(self, statement: Select) -> None:
+    def __init__(self, statement: Select | CompoundSelect) -> None:
         self.statement = statement
         self.row_type = namedtuple("HotRow", [c.key for c in statement.selected_columns])  # type: ignore[misc]
         # (dialect name) -> (SQL text, bind names in order, literal binds' values)
@@ -55,6 +56,34 @@ class HotRead:
         row = driver.execute(sql, [params[n] if n in params else constants[n] for n in names])
         found = row.fetchone()
         return None if found is None else self.row_type(*found)
+
+    async def all(self, db: Database, params: dict[str, Any]) -> list[Any]:
+        """Every row of the statement (for a statement whose rows are bounded by its
+        parameters: a batch's <= 100 names)."""
+        driver = db.loop_driver()
+        if driver is None:
+            return await self._all_elsewhere(db, params)
+        entry = self._compiled.get("sqlite") or self._compile(sqlite.dialect())
+        sql, names, constants = entry
+        count = roundtrips.current()
+        if count is not None:
+            count.value += 1
+        rows = driver.execute(sql, [params[n] if n in params else constants[n] for n in names])
+        return [self.row_type(*found) for found in rows.fetchall()]
+
+    async def _all_elsewhere(self, db: Database, params: dict[str, Any]) -> list[Any]:
+        engine = db.autocommit_reader()
+        if engine is None:  # in-memory SQLite (tests)
+            async with db.read_now() as conn:
+                return list((await conn.execute(self.statement, params)).all())
+        for attempt in (1, 2):
+            try:
+                async with engine.connect() as conn:
+                    return list((await conn.execute(self.statement, params)).all())
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _first_elsewhere(self, db: Database, params: dict[str, Any]) -> Any | None:
         """On PostgreSQL: one round trip on the autocommit engine, retried once on a

@@ -32,11 +32,13 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import or_
 
 from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore
 
@@ -49,6 +51,16 @@ PURGE_EVERY = 600.0  # how often a process sweeps out leases that expired long a
 
 class LeaseBusy(Exception):
     """Another holder has the lease."""
+
+
+@dataclass(slots=True)
+class Lease:
+    """One acquisition `hold` gives its block; `released` once the holder deleted its row in a
+    transaction of its own that committed (`Leases.release_in`)."""
+
+    name: str
+    token: str
+    released: bool = False
 
 
 def node_id(data_dir: Path) -> str:
@@ -147,24 +159,37 @@ class Leases:
             self._held.discard(name)
 
     @contextlib.asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[None]:
+    async def hold(self, name: str) -> AsyncIterator[Lease]:
         """Hold the lease on `name` for the block, renewed while it runs; LeaseBusy if taken."""
         token = await self.acquire(name)
+        lease = Lease(name, token)
         try:
             renewal = asyncio.ensure_future(self._keep(name, token))
             try:
-                yield
+                yield lease
             finally:
                 renewal.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewal
         finally:
-            # Released even when the request was cancelled: otherwise the resource stays busy
-            # until the lease expires (which is also what happens if the release fails).
-            try:
-                await asyncio.shield(self.release(name, token))
-            except Exception:
-                log.exception("releasing the lease on %s failed; it will expire", name)
+            if lease.released:  # its row went with the holder's own transaction
+                self._held.discard(name)
+            else:
+                # Released even when the request was cancelled: otherwise the resource stays
+                # busy until the lease expires (which is also what happens if the release
+                # fails).
+                try:
+                    await asyncio.shield(self.release(name, token))
+                except Exception:
+                    log.exception("releasing the lease on %s failed; it will expire", name)
+
+    @staticmethod
+    async def release_in(conn: Conn, lease: Lease) -> None:
+        """Delete a held lease's row inside the holder's own write transaction; once that
+        transaction has committed, the holder sets `lease.released` (the block's end then
+        costs no transaction of its own)."""
+        t = schema.resource_leases
+        await conn.execute(t.delete().where(t.c.name == lease.name, t.c.token == lease.token))
 
     async def _keep(self, name: str, token: str) -> None:
         while True:

@@ -76,6 +76,19 @@ def _refuse_archived(row: Any, repo_name: str, reference: str) -> None:
         )
 
 
+def _named(refs: Sequence[ImageRef], results: list[Any], tagged: dict[str, str]) -> dict[int, str]:
+    """The digest each checked reference of a batch names (by position); a reference that
+    names none gets its error in `results`."""
+    named: dict[int, str] = {}
+    for i, ref in enumerate(refs):
+        if results[i] is None:
+            try:
+                named[i] = named_digest(ref, tagged)
+            except DomainError as exc:
+                results[i] = exc
+    return named
+
+
 def _check_reference(reference: str) -> None:
     if is_digest(reference):
         parse_digest(reference)
@@ -151,17 +164,36 @@ class ManifestService:
         reference's own check) gives. Two queries whatever the batch's size: the tags, then
         the manifests; the pulls are recorded as `get` records them."""
         results: list[Manifest | DomainError | None] = list(check_refs(refs))
-        named: dict[int, str] = {}
         async with self.db.read() as conn:
             tags = [ref.tag for i, ref in enumerate(refs) if results[i] is None and ref.tag]
             tagged = await tag_records.digests_of(conn, repo.id, tags)
-            for i, ref in enumerate(refs):
-                if results[i] is None:
-                    try:
-                        named[i] = named_digest(ref, tagged)
-                    except DomainError as exc:
-                        results[i] = exc
+            named = _named(refs, results, tagged)
             rows = await records.many_for_pull(conn, repo.id, list(named.values()))
+        return await self._batch_served(repo, results, named, rows, puller)
+
+    async def serve_batch(
+        self,
+        repo: Repository,
+        refs: Sequence[ImageRef],
+        tagged: dict[str, str],
+        rows: dict[str, Any],
+        puller: str | None = None,
+    ) -> list[Manifest | DomainError]:
+        """`get_batch` on what the caller's statement read (`registry.ecrreads`): the digest
+        of every existing tag of `refs`, and the manifest rows (`many_for_pull`'s columns) of
+        every digest they name; no statement of its own."""
+        results: list[Manifest | DomainError | None] = list(check_refs(refs))
+        named = _named(refs, results, tagged)
+        return await self._batch_served(repo, results, named, rows, puller)
+
+    async def _batch_served(
+        self,
+        repo: Repository,
+        results: list[Manifest | DomainError | None],
+        named: dict[int, str],
+        rows: dict[str, Any],
+        puller: str | None,
+    ) -> list[Manifest | DomainError]:
         pulled = []
         for i, digest in named.items():
             row = rows.get(digest)

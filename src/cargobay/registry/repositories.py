@@ -74,9 +74,14 @@ class RepositoryService:
         self.encryption = encryption
 
     async def find(self, registry_id: str, name: str) -> Repository | None:
-        async with self.db.read_now() as conn:
-            row = await records.find(conn, registry_id, name, regions.current_key())
-        return None if row is None else Repository(*row)
+        """The repository in the request's region, or None: one `metadata.hot` lookup (every
+        call on a repository reads it), which sees what has been committed."""
+        row = await records.find_now(self.db, registry_id, name, regions.current_key())
+        if row is None:
+            return None
+        values = list(row)
+        values[5] = bool(values[5])  # scan_on_push
+        return Repository(*values)
 
     async def get(self, registry_id: str, name: str) -> Repository:
         validate_name(name)

@@ -32,7 +32,7 @@ from cargobay.errors import (
     UploadNotFound,
 )
 from cargobay.metadata.db import Database
-from cargobay.metadata.leases import LeaseBusy, Leases
+from cargobay.metadata.leases import Lease, LeaseBusy, Leases
 from cargobay.metadata.records import blobs as blob_records
 from cargobay.metadata.records import uploads as records
 from cargobay.oci.digest import parse_digest
@@ -97,14 +97,13 @@ class UploadService:
     async def get(self, repo: Repository, upload_id: str) -> Upload:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise UploadNotFound(_missing(repo, upload_id), detail={"uuid": upload_id})
-        async with self.db.read_now() as conn:
-            row = await records.find(conn, repo.id, upload_id)
+        row = await records.find_now(self.db, repo.id, upload_id)
         if row is None:
             raise UploadNotFound(_missing(repo, upload_id), detail={"uuid": upload_id})
         return Upload(row.id, row.repository_id, int(row.size), row.created_at)
 
     @asynccontextmanager
-    async def _exclusive(self, repo: Repository, upload_id: str) -> AsyncIterator[None]:
+    async def _exclusive(self, repo: Repository, upload_id: str) -> AsyncIterator[Lease]:
         """Hold the upload alone, across workers and nodes (a database lease), while writing or
         committing it. Otherwise a racing request could write under bytes another worker has
         hashed, or into the data after it became a blob. The loser gets 416 with the current
@@ -112,8 +111,8 @@ class UploadService:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise UploadNotFound(detail={"uuid": upload_id})
         try:
-            async with self.leases.hold(f"upload:{upload_id}"):
-                yield
+            async with self.leases.hold(f"upload:{upload_id}") as lease:
+                yield lease
         except LeaseBusy:
             upload = await self.get(repo, upload_id)
             raise RangeInvalid(
@@ -133,8 +132,8 @@ class UploadService:
         end: int | None = None,
     ) -> Upload:
         """Append a chunk; with a Content-Range, it must start where the upload ends."""
-        async with self._exclusive(repo, upload_id):
-            return await self._append(repo, upload_id, blocks, start=start, end=end)
+        async with self._exclusive(repo, upload_id) as lease:
+            return await self._append(repo, upload_id, blocks, start=start, end=end, lease=lease)
 
     async def _append(
         self,
@@ -144,7 +143,10 @@ class UploadService:
         *,
         start: int | None = None,
         end: int | None = None,
+        lease: Lease | None = None,
     ) -> Upload:
+        """`append` under the upload's lease; with `lease`, the transaction that records the
+        new size also ends the lease (one write transaction less per chunk)."""
         # The size is read under the lock, so no other writer can move it until we are done.
         upload = await self.get(repo, upload_id)
         if start is not None and start != upload.size:
@@ -170,11 +172,20 @@ class UploadService:
                 f"Content-Range ends at {end} but {new_size - upload.size} bytes were sent",
                 size=upload.size,
             )
+        # Encrypted staging settles after the size is recorded, still under the lease.
+        ends_lease = lease is not None and staged is None
         async with self.db.write() as conn:
             grown = await records.grow(conn, upload.id, upload.size, new_size)
+            if ends_lease and grown:
+                assert lease is not None
+                await self.leases.release_in(conn, lease)
         if not grown:
             raise UploadInvalid("the upload was changed by a concurrent request")
+        # The hash state is this worker's: kept before the next request of it can run.
         self._remember(upload.id, new_size, hasher, staged)
+        if ends_lease:
+            assert lease is not None
+            lease.released = True
         if staged is not None:
             await self.encryption.staging.settle(upload.id, upload.size, new_size)
         return Upload(upload.id, upload.repository_id, new_size, upload.created_at)

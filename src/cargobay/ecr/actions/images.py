@@ -213,7 +213,11 @@ async def _import_through_cache(call: EcrCall, payload: dict[str, Any]) -> dict[
 
 @action("BatchGetImage")
 async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
-    imported = await _import_through_cache(call, payload)
+    # The authorization's statement read the images already, unless a pull-through rule
+    # covers the repository (the cache imports what is missing first, then they are read).
+    read = call.read if call.read is not None and not call.read.cached else None
+    prefetched = read.images if read is not None else None
+    imported = {} if prefetched is not None else await _import_through_cache(call, payload)
     repo = await call.repository(payload)
     accepted = payload.get("acceptedMediaTypes")
     if accepted is not None and (
@@ -221,12 +225,16 @@ async def batch_get_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, A
     ):
         raise errors.InvalidParameter("acceptedMediaTypes must be a list of strings")
     image_ids = _image_ids(payload)
-    # All the images at once (two queries), failures per image as ECR reports them; an
-    # archived image's failure is ImageInaccessible, saying why.
+    # All the images at once, failures per image as ECR reports them; an archived image's
+    # failure is ImageInaccessible, saying why.
     wanted = [i for i in range(len(image_ids)) if i not in imported]
-    found = await call.services.manifests.get_batch(
-        repo, [_ref(image_ids[i]) for i in wanted], call.principal.arn
-    )
+    refs = [_ref(image_ids[i]) for i in wanted]
+    manifests_service = call.services.manifests
+    if prefetched is not None:
+        tagged, rows = prefetched
+        found = await manifests_service.serve_batch(repo, refs, tagged, rows, call.principal.arn)
+    else:
+        found = await manifests_service.get_batch(repo, refs, call.principal.arn)
     manifests = dict(zip(wanted, found, strict=True))
     images, failures = [], []
     for i, image_id in enumerate(image_ids):

@@ -22,6 +22,8 @@ from cargobay.errors import (
     SizeInvalid,
 )
 from cargobay.oci.digest import parse_digest
+from cargobay.registry.blobs import BlobInfo
+from cargobay.registry.ecrreads import LayerState, layer_archived
 from cargobay.registry.repositories import Repository
 
 # ECR's advertised part size for direct API uploads.
@@ -42,9 +44,15 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
     if not isinstance(digests, list) or not 1 <= len(digests) <= 100:
         raise errors.InvalidParameter("layerDigests must list 1 to 100 digests")
     layers, failures = [], []
+    # The authorization's statement read every named layer's state (`registry.ecrreads`).
+    states = call.read.layers if call.read is not None else None
     # Layers only archived images use are ARCHIVED (the model's LayerAvailability).
-    archived = await call.services.archive.archived_blobs(
-        repo, [d for d in digests if isinstance(d, str) and d]
+    archived = (
+        {d for d, state in states.items() if state.archived}
+        if states is not None
+        else await call.services.archive.archived_blobs(
+            repo, [d for d in digests if isinstance(d, str) and d]
+        )
     )
     for digest in digests:
         if not digest:
@@ -58,7 +66,7 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
             continue
         try:
             parse_digest(digest)
-            info = await call.services.blobs.stat(repo, digest)
+            info = await _stat(call, repo, digest, states)
         except (DigestInvalid, DigestUnsupported):
             failures.append(
                 {
@@ -80,6 +88,18 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
             }
         )
     return {"layers": layers, "failures": failures}
+
+
+async def _stat(
+    call: EcrCall, repo: Repository, digest: str, states: dict[str, LayerState] | None
+) -> BlobInfo:
+    """`blobs.stat`, answered from the states the authorization's statement read if it did."""
+    if states is None:
+        return await call.services.blobs.stat(repo, digest)
+    state = states.get(digest)
+    if state is None:
+        raise BlobUnknown(detail={"digest": digest})
+    return BlobInfo(digest, state.size)
 
 
 @action("InitiateLayerUpload")
@@ -183,9 +203,11 @@ async def get_download_url_for_layer(call: EcrCall, payload: dict[str, Any]) -> 
     digest = payload.get("layerDigest")
     if not isinstance(digest, str):
         raise errors.InvalidParameter("layerDigest is required")
+    # The authorization's statement read the layer's state (`registry.ecrreads`).
+    states = call.read.layers if call.read is not None else None
     try:
         parse_digest(digest)
-        await call.services.blobs.stat(repo, digest)
+        await _stat(call, repo, digest, states)
     except (DigestInvalid, DigestUnsupported):
         raise errors.InvalidParameter(f"layerDigest {digest!r} is not a valid digest") from None
     except BlobUnknown:
@@ -194,7 +216,10 @@ async def get_download_url_for_layer(call: EcrCall, payload: dict[str, Any]) -> 
             f"'{repo.name}' in registry with id '{repo.registry_id}'"
         ) from None
     # LayerInaccessibleException when only archived images use the layer.
-    await call.services.archive.check_blob(repo, digest)
+    if states is None:
+        await call.services.archive.check_blob(repo, digest)
+    elif states[digest].archived:
+        raise layer_archived(repo, digest)
     url = await call.services.download_url(
         call.principal, repo, digest, time.time() + DOWNLOAD_URL_SECONDS, call.base_url()
     )

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 from cargobay.metadata.records import gcqueue
 from cargobay.metadata.sql import insert_ignore, upsert
 
@@ -50,6 +52,21 @@ async def find(conn: Conn, registry_id: str, name: str, region: str = "") -> Any
         r.c.registry_id == registry_id, r.c.region == region, r.c.name == name
     )
     return (await conn.execute(query)).first()
+
+
+_FIND = HotRead(
+    select(*COLUMNS).where(
+        r.c.registry_id == bindparam("registry_id"),
+        r.c.region == bindparam("region", type_=String),
+        r.c.name == bindparam("name", type_=String),
+    )
+)
+
+
+async def find_now(db: Database, registry_id: str, name: str, region: str = "") -> Any | None:
+    """`find` as one `metadata.hot` lookup, outside any transaction (`scan_on_push` may come
+    back as an integer on SQLite's own driver)."""
+    return await _FIND.first(db, {"registry_id": registry_id, "region": region, "name": name})
 
 
 async def insert(conn: Conn, registry_id: str, name: str, region: str = "", **values: Any) -> bool:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 
 u = schema.uploads
 
@@ -28,6 +30,18 @@ async def find(conn: Conn, repository_id: int, upload_id: str) -> Any | None:
         u.c.id == upload_id, u.c.repository_id == repository_id
     )
     return (await conn.execute(query)).first()
+
+
+_FIND = HotRead(
+    select(u.c.id, u.c.repository_id, u.c.size, u.c.created_at).where(
+        u.c.id == bindparam("upload_id"), u.c.repository_id == bindparam("repository_id")
+    )
+)
+
+
+async def find_now(db: Database, repository_id: int, upload_id: str) -> Any | None:
+    """`find` as one `metadata.hot` lookup (every part of an upload reads its size first)."""
+    return await _FIND.first(db, {"upload_id": upload_id, "repository_id": repository_id})
 
 
 async def grow(conn: Conn, upload_id: str, size: int, new_size: int) -> bool:

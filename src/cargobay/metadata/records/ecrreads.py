@@ -1,0 +1,303 @@
+"""The ECR read operations' lookups: a repository with everything its authorization needs and
+what the operation reads, in one statement (`metadata.hot`).
+
+Every statement starts from the repository row (in one region) and returns, in each of its
+rows, the columns `registry.repositories.Repository` takes, the repository's and registry's
+policy texts, the registry's policy scope, whether a pull-through cache rule covers the name,
+the caller's access key status and, for a caller that is not an account administrator, the
+caller's tags and identity policies (the same head as the pull lookup, `records.pulls`). Then,
+per statement:
+
+- `repository`: nothing more (one row);
+- `layer`: the linked size of one blob and whether only archived images reference it;
+- `layers`: one row per linked blob of <= 100 (size, archived), or one row of NULLs;
+- `images`: one row per requested tag (with the manifest it names) and one per manifest
+  requested by digest alone: BatchGetImage's two queries as one.
+
+No row at all: the repository does not exist in that region. Policies are read by the very
+statement that serves the call, so a change made anywhere applies to the next call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+
+from cargobay.metadata import schema
+from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
+from cargobay.metadata.records.pulls import (
+    _ROOT_PREFIX,
+    POLICY_SCOPE_SETTING,
+    POLICY_SEPARATOR,
+    _joined,
+)
+from cargobay.metadata.records.repositories import COLUMNS
+
+r, t, m, a = schema.repositories, schema.tags, schema.manifests, schema.image_archives
+rp, rs = schema.registry_policies, schema.registry_account_settings
+rules, u, up = schema.pull_through_cache_rules, schema.users, schema.user_policies
+k, b, rb, mr = schema.access_keys, schema.blobs, schema.repository_blobs, schema.manifest_references
+
+__all__ = ["POLICY_SEPARATOR", "images", "layer", "layers", "repository"]
+
+# registry.archive.ARCHIVED (not imported: the registry layer imports this module).
+_ARCHIVED = "ARCHIVED"
+# Statements built per batch shape (number of tags, digests), kept at most.
+_SHAPES = 512
+
+
+def _head(with_identity: bool) -> list[Any]:
+    """The columns every statement starts with (see the module docstring)."""
+    account, name = bindparam("registry_id"), bindparam("name", type_=String)
+    covered = exists().where(
+        rules.c.registry_id == account,
+        (rules.c.prefix == _ROOT_PREFIX)
+        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
+    )
+    caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
+    columns: list[Any] = [column.label(f"repo_{column.key}") for column in COLUMNS]
+    columns += [
+        r.c.policy_text.label("repository_policy"),
+        select(rp.c.policy_text)
+        .where(rp.c.registry_id == account)
+        .scalar_subquery()
+        .label("registry_policy"),
+        select(rs.c.value)
+        .where(rs.c.registry_id == account, rs.c.name == POLICY_SCOPE_SETTING)
+        .scalar_subquery()
+        .label("policy_scope"),
+        covered.label("cached"),
+        # NULL unless the caller's key is still Active and its user's: else the is_admin.
+        select(u.c.is_admin)
+        .select_from(k.join(u, u.c.id == k.c.user_id))
+        .where(k.c.id == bindparam("caller_key"), k.c.status == "Active", *caller)
+        .scalar_subquery()
+        .label("caller_admin"),
+    ]
+    if with_identity:
+        columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
+        columns.append(
+            select(_joined(up.c.document, literal(POLICY_SEPARATOR, String)))
+            .select_from(u.join(up, up.c.user_id == u.c.id))
+            .where(*caller)
+            .scalar_subquery()
+            .label("caller_policies")
+        )
+    return columns
+
+
+def _in_repository() -> tuple[ColumnElement[bool], ...]:
+    return (
+        r.c.registry_id == bindparam("registry_id"),
+        r.c.region == bindparam("region", type_=String),
+        r.c.name == bindparam("name", type_=String),
+    )
+
+
+def _only_archived(digest: Any) -> ColumnElement[bool]:
+    """`records.archives.blob_archived` as an expression of the blob `digest`: an archived
+    image of the repository references it, and no image that is not archived does."""
+    joined = and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest)
+    by_archived = (
+        select(a.c.digest)
+        .select_from(a.join(mr, joined))
+        .where(
+            a.c.repository_id == r.c.id,
+            a.c.status == _ARCHIVED,
+            mr.c.target_digest == digest,
+            mr.c.kind == "blob",
+        )
+    )
+    by_active = (
+        select(mr.c.manifest_digest)
+        .select_from(mr.outerjoin(a, joined))
+        .where(
+            mr.c.repository_id == r.c.id,
+            mr.c.target_digest == digest,
+            mr.c.kind == "blob",
+            or_(a.c.status.is_(None), a.c.status != _ARCHIVED),
+        )
+    )
+    return and_(exists(by_archived), ~exists(by_active))
+
+
+def _repository(with_identity: bool) -> Select:
+    return select(*_head(with_identity)).where(*_in_repository())
+
+
+def _layer(with_identity: bool) -> Select:
+    digest = bindparam("digest", type_=String)
+    size = (
+        select(b.c.size)
+        .select_from(rb.join(b, b.c.digest == rb.c.digest))
+        .where(rb.c.repository_id == r.c.id, rb.c.digest == digest)
+        .scalar_subquery()
+    )
+    return select(
+        *_head(with_identity), size.label("layer_size"), _only_archived(digest).label("archived")
+    ).where(*_in_repository())
+
+
+def _layers(count: int, with_identity: bool) -> Select:
+    wanted = [bindparam(f"d{i}", type_=String) for i in range(count)]
+    source = r.outerjoin(rb, and_(rb.c.repository_id == r.c.id, rb.c.digest.in_(wanted))).outerjoin(
+        b, b.c.digest == rb.c.digest
+    )
+    return (
+        select(
+            *_head(with_identity),
+            rb.c.digest.label("layer_digest"),
+            b.c.size.label("layer_size"),
+            _only_archived(rb.c.digest).label("archived"),
+        )
+        .select_from(source)
+        .where(*_in_repository())
+    )
+
+
+def _images(tags: int, digests: int, with_identity: bool) -> Select | CompoundSelect:
+    """One row per requested tag that exists (else one row of NULLs) with its manifest, then
+    one per manifest requested by digest alone (`tag` NULL)."""
+    manifest = [
+        m.c.repository_id,
+        m.c.digest,
+        m.c.media_type,
+        m.c.content,
+        m.c.last_pulled_at,
+        a.c.status.label("archive_status"),
+    ]
+    archived = and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
+    if tags:
+        named = [bindparam(f"t{i}", type_=String) for i in range(tags)]
+        source = (
+            r.outerjoin(t, and_(t.c.repository_id == r.c.id, t.c.name.in_(named)))
+            .outerjoin(m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
+            .outerjoin(a, archived)
+        )
+        by_tag = select(*_head(with_identity), t.c.name.label("tag"), *manifest)
+    else:
+        source = r.outerjoin(m, false()).outerjoin(a, archived)
+        by_tag = select(*_head(with_identity), cast(null(), String).label("tag"), *manifest)
+    by_tag = by_tag.select_from(source).where(*_in_repository())
+    if not digests:
+        return by_tag
+    listed = [bindparam(f"d{i}", type_=String) for i in range(digests)]
+    by_digest = (
+        select(*_head(with_identity), cast(null(), String).label("tag"), *manifest)
+        .select_from(
+            r.join(m, and_(m.c.repository_id == r.c.id, m.c.digest.in_(listed))).outerjoin(
+                a, archived
+            )
+        )
+        .where(*_in_repository())
+    )
+    return union_all(by_tag, by_digest)
+
+
+_REPOSITORY = {w: HotRead(_repository(w)) for w in (False, True)}
+_LAYER = {w: HotRead(_layer(w)) for w in (False, True)}
+_LAYERS: dict[tuple[int, bool], HotRead] = {}
+_IMAGES: dict[tuple[int, int, bool], HotRead] = {}
+
+
+def _params(
+    registry_id: str, name: str, region: str, caller: tuple[str, str, str]
+) -> dict[str, Any]:
+    params = {"registry_id": registry_id, "region": region, "name": name}
+    params["caller_account"], params["caller"], params["caller_key"] = caller
+    return params
+
+
+def _shaped(cache: dict[Any, HotRead], key: Any, build: Any) -> HotRead:
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= _SHAPES:
+            cache.clear()
+        found = cache[key] = HotRead(build(*key))
+    return found
+
+
+async def repository(
+    db: Database,
+    registry_id: str,
+    name: str,
+    region: str,
+    caller: tuple[str, str, str],
+    with_identity: bool,
+) -> Any | None:
+    """The head row (module docstring), or None when the repository does not exist.
+    `caller` is (account, user name, access key id)."""
+    params = _params(registry_id, name, region, caller)
+    return await _REPOSITORY[with_identity].first(db, params)
+
+
+async def layer(
+    db: Database,
+    registry_id: str,
+    name: str,
+    region: str,
+    caller: tuple[str, str, str],
+    with_identity: bool,
+    digest: str,
+) -> Any | None:
+    """The head row with `layer_size` (None when the blob is not linked to the repository)
+    and `archived`, or None when the repository does not exist."""
+    params = _params(registry_id, name, region, caller)
+    params["digest"] = digest
+    return await _LAYER[with_identity].first(db, params)
+
+
+async def layers(
+    db: Database,
+    registry_id: str,
+    name: str,
+    region: str,
+    caller: tuple[str, str, str],
+    with_identity: bool,
+    digests: list[str],
+) -> list[Any]:
+    """Head rows with `layer_digest`, `layer_size` and `archived` for each linked blob of
+    `digests` (distinct, 1 to 100); one row with NULL `layer_digest` when none is linked;
+    no row when the repository does not exist."""
+    params = _params(registry_id, name, region, caller)
+    params.update((f"d{i}", digest) for i, digest in enumerate(digests))
+    statement = _shaped(_LAYERS, (len(digests), with_identity), _layers)
+    return await statement.all(db, params)
+
+
+async def images(
+    db: Database,
+    registry_id: str,
+    name: str,
+    region: str,
+    caller: tuple[str, str, str],
+    with_identity: bool,
+    tags: list[str],
+    digests: list[str],
+) -> list[Any]:
+    """Head rows with `tag` and the manifest's columns (`records.manifests.many_for_pull`'s)
+    for each of `tags` that exists and each of `digests` (distinct, at most 100 each) stored;
+    one row at least when the repository exists, none when it does not."""
+    params = _params(registry_id, name, region, caller)
+    params.update((f"t{i}", tag) for i, tag in enumerate(tags))
+    params.update((f"d{i}", digest) for i, digest in enumerate(digests))
+    statement = _shaped(_IMAGES, (len(tags), len(digests), with_identity), _images)
+    return await statement.all(db, params)

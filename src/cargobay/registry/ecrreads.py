@@ -1,0 +1,137 @@
+"""The ECR read operations' one statement: the repository, the policies that authorize the
+call and what the operation reads (`metadata.records.ecrreads`), as the door needs them.
+
+The door authorizes with `policies` before anything of the rows is answered; a call that no
+row can serve (the repository does not exist, the caller's key or standing changed since the
+credential store remembered it) gets None and goes the long way, which decides as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cargobay import regions
+from cargobay.errors import LayerArchived
+from cargobay.iam.authz import LoadedPolicies, Resource
+from cargobay.iam.principal import Principal
+from cargobay.metadata.db import Database
+from cargobay.metadata.records import ecrreads as records
+from cargobay.registry.repositories import Repository
+
+_REPOSITORY_COLUMNS = 10  # records.repositories.COLUMNS, the head's first columns
+
+
+@dataclass(frozen=True, slots=True)
+class LayerState:
+    """A blob linked to the repository: its size, and whether only archived images use it."""
+
+    size: int
+    archived: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EcrRead:
+    """What one statement read for a call on an existing repository."""
+
+    repository: Repository
+    policies: LoadedPolicies
+    cached: bool  # a pull-through cache rule covers the repository
+    # With `layer` or `layers`: the named blobs linked to the repository (others absent).
+    layers: dict[str, LayerState] | None = None
+    # With `tags` and `digests`: the digest each existing tag names, and the manifest rows
+    # (`records.manifests.many_for_pull`'s columns) by digest: BatchGetImage's two queries.
+    images: tuple[dict[str, str], dict[str, Any]] | None = None
+
+
+def layer_archived(repo: Repository, digest: str) -> LayerArchived:
+    """The error of a blob only archived images use (`ArchiveService.check_blob`'s)."""
+    return LayerArchived(
+        f"The layer '{digest}' belongs only to archived images in the repository with "
+        f"name '{repo.name}' in registry with id '{repo.registry_id}'; restore an image "
+        "with UpdateImageStorageClass (targetStorageClass STANDARD) to pull it",
+        detail={"digest": digest},
+    )
+
+
+def _states(rows: Sequence[Any], digest: str | None) -> dict[str, LayerState]:
+    return {
+        digest or row.layer_digest: LayerState(int(row.layer_size), bool(row.archived))
+        for row in rows
+        if row.layer_size is not None
+    }
+
+
+def _images(rows: Sequence[Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    tagged: dict[str, str] = {}
+    manifests: dict[str, Any] = {}
+    for row in rows:
+        if row.digest is None:
+            continue
+        if row.tag is not None:
+            tagged[row.tag] = row.digest
+        manifests[row.digest] = row
+    return tagged, manifests
+
+
+async def read(
+    db: Database,
+    resource: Resource,
+    principal: Principal,
+    *,
+    layer: str | None = None,
+    layers: list[str] | None = None,
+    tags: list[str] | None = None,
+    digests: list[str] | None = None,
+) -> EcrRead | None:
+    """One statement for a call on the repository `resource` names: with `layer`, that
+    blob's state; with `layers` (distinct, 1 to 100), theirs; with `tags` and `digests`
+    (distinct, at most 100 each), the manifests they name; else the repository alone."""
+    assert resource.name is not None
+    caller = (principal.account_id, principal.user_name, principal.access_key_id)
+    args = (db, resource.account_id, resource.name, regions.current_key(), caller)
+    identity = not principal.is_admin
+    rows: Sequence[Any]
+    if layer is not None:
+        found = await records.layer(*args, identity, layer)
+        rows = [found] if found is not None else []
+    elif layers:
+        rows = await records.layers(*args, identity, layers)
+    elif tags is not None and digests is not None:
+        rows = await records.images(*args, identity, tags, digests)
+    else:
+        found = await records.repository(*args, identity)
+        rows = [found] if found is not None else []
+    if not rows:
+        return None
+    head = rows[0]
+    if head.caller_admin is None or bool(head.caller_admin) != principal.is_admin:
+        # Revoked, or the user's standing changed, since the credential store remembered the
+        # key: the long way decides as it always did.
+        return None
+    values = list(head[:_REPOSITORY_COLUMNS])
+    values[5] = bool(values[5])  # scan_on_push, an integer on SQLite's own driver
+    repository = Repository(*values)
+    identity_read = None
+    if identity:
+        documents = (
+            head.caller_policies.split(records.POLICY_SEPARATOR) if head.caller_policies else []
+        )
+        identity_read = (documents, json.loads(head.caller_tags) if head.caller_tags else {})
+    policies = LoadedPolicies(
+        resource,
+        repository.id,
+        head.repository_policy,
+        head.registry_policy,
+        head.policy_scope,
+        identity_read,
+        principal.arn,
+    )
+    read = EcrRead(repository, policies, bool(head.cached))
+    if layer is not None or layers:
+        return replace(read, layers=_states(rows, layer))
+    if tags is not None and digests is not None:
+        return replace(read, images=_images(rows))
+    return read
