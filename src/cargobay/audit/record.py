@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from cargobay.events.model import iso_time
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.requestids import new_id
 
 log = logging.getLogger("cargobay.audit")
 
@@ -126,7 +126,7 @@ def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
 
 def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     event.event_time = event.event_time or time.time()
-    event.event_id = event.event_id or str(uuid.uuid4())
+    event.event_id = event.event_id or new_id()
     principal = event.principal
     row = {
         "event_id": event.event_id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from cargobay.iam.permissions import ECR_OPERATIONS
 from cargobay.iam.principal import Principal
 from cargobay.iam.sigv4 import SigV4Error
 from cargobay.registry.services import Services
+from cargobay.requestids import new_id
 
 log = logging.getLogger("cargobay.ecr")
 
@@ -58,7 +58,7 @@ def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
 
 async def handle(request: web.Request, services: Services) -> web.Response:
     """Serve one ECR API call, and audit it (also when it fails or is denied)."""
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     target = request.headers.get("X-Amz-Target", "")
     name = ""
     principal: Principal | None = None

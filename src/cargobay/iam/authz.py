@@ -26,6 +26,7 @@ from cargobay.iam.policy import AuthRequest, Policy, PolicyError, decide, parse_
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 
 log = logging.getLogger("cargobay.authz")
 
@@ -42,17 +43,23 @@ def _resource_policies_query() -> Select:
     account, name = bindparam("account_id"), bindparam("name")
     in_repo = (r.c.registry_id == account, r.c.region == bindparam("region"), r.c.name == name)
     return select(
-        select(r.c.policy_text).where(*in_repo).scalar_subquery(),
-        select(r.c.id).where(*in_repo).scalar_subquery(),
-        select(p.c.policy_text).where(p.c.registry_id == account).scalar_subquery(),
+        select(r.c.policy_text).where(*in_repo).scalar_subquery().label("repository_policy"),
+        select(r.c.id).where(*in_repo).scalar_subquery().label("repository_id"),
+        select(p.c.policy_text)
+        .where(p.c.registry_id == account)
+        .scalar_subquery()
+        .label("registry_policy"),
         # REGISTRY_POLICY_SCOPE: under V1 the registry policy decides only a few actions.
         select(s.c.value)
         .where(s.c.registry_id == account, s.c.name == policyscope.SETTING)
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("policy_scope"),
     )
 
 
-_RESOURCE_POLICIES = _resource_policies_query()
+# On the driver (`metadata.hot`): through SQLAlchemy's execution machinery this one indexed
+# statement cost about 90 us of the request, on the driver about 10.
+_RESOURCE_POLICIES = HotRead(_resource_policies_query())
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +197,9 @@ class Authorizer:
                 "region": regions.current_key(),
                 "name": resource.name,
             }
-            async with self.db.read_now() as conn:
-                row = tuple((await conn.execute(_RESOURCE_POLICIES, params)).one())
+            found = await _RESOURCE_POLICIES.first(self.db, params)
+            assert found is not None  # a SELECT of scalar subqueries: always one row
+            row = tuple(found)
         registry_policy = row[2] if policyscope.applies(row[3], action) else None
         texts = [t for t in (row[0], registry_policy) if t]
         return texts, row[1]
