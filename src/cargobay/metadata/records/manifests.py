@@ -12,7 +12,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.records import gcqueue
 from cargobay.metadata.records.archives import ARCHIVED
-from cargobay.metadata.sql import insert_ignore
+from cargobay.metadata.sql import ignoring
 
 m, mr = schema.manifests, schema.manifest_references
 r, t, a = schema.repositories, schema.tags, schema.image_archives
@@ -128,20 +128,17 @@ async def insert(
 ) -> bool:
     """Insert a manifest row and its references (to `blobs` and child manifests); False,
     and nothing written, when the repository already holds it."""
-    result = await insert_ignore(
-        conn, m, repository_id=repository_id, digest=digest, pushed_at=time.time(), **values
-    )
+    row = {"repository_id": repository_id, "digest": digest, "pushed_at": time.time(), **values}
+    result = await conn.execute(ignoring(conn, m), row)
     if not result.rowcount:
         return False
-    for target, kind in [*((d, "blob") for d in blobs), *((d, "manifest") for d in children)]:
-        await insert_ignore(
-            conn,
-            mr,
-            repository_id=repository_id,
-            manifest_digest=digest,
-            target_digest=target,
-            kind=kind,
-        )
+    targets = [*((d, "blob") for d in blobs), *((d, "manifest") for d in children)]
+    references = [
+        {"repository_id": repository_id, "manifest_digest": digest, "target_digest": d, "kind": k}
+        for d, k in targets
+    ]
+    if references:
+        await conn.execute(ignoring(conn, mr), references)  # one executemany
     return True
 
 
