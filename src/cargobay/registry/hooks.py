@@ -102,13 +102,13 @@ class Hooks:
         """Run `hook` in every push's transaction; `reads` (name -> a scalar subquery that
         binds `PUSHED_REGISTRY`) are read for it first, with every other hook's, in one
         statement, into `Pushed.settings`."""
-        self.push.append(hook)
         if reads:
             clash = self.push_reads.keys() & reads.keys()
             if clash:
                 raise ValueError(f"push reads registered twice: {sorted(clash)}")
             self.push_reads.update(reads)
             self._settings_query = None
+        self.push.append(hook)
         return hook
 
     def on_delete(self, hook: DeleteHook) -> DeleteHook:
