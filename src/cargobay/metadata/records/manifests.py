@@ -15,6 +15,7 @@ from cargobay.metadata.records.archives import ARCHIVED
 from cargobay.metadata.sql import ignoring
 
 m, mr = schema.manifests, schema.manifest_references
+rb = schema.repository_blobs
 r, t, a = schema.repositories, schema.tags, schema.image_archives
 
 
@@ -101,6 +102,26 @@ async def referencing_blob(conn: Conn, repository_id: int, digest: str) -> Any |
         .limit(1)
     )
     return (await conn.execute(query)).first()
+
+
+# The push's check of the blobs a manifest references, built once (constructing and keying
+# the statement cost more than running it on every push): `records.blobs.linked`'s query.
+_LINKED_BLOBS = (
+    select(rb.c.digest)
+    .where(
+        rb.c.repository_id == bindparam("repository_id"),
+        rb.c.digest.in_(bindparam("digests", expanding=True)),
+    )
+    .with_for_update(read=True)  # SQLite leaves it out
+)
+
+
+async def linked_blobs(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
+    """Which of the blobs `digests` a manifest about to be inserted references are linked to
+    the repository, the links locked for share on PostgreSQL: garbage collection locks a link
+    before removing it, so it either waits for the push or the push sees the link gone."""
+    params = {"repository_id": repository_id, "digests": digests}
+    return {row.digest for row in await conn.execute(_LINKED_BLOBS, params)}
 
 
 async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
