@@ -62,18 +62,23 @@ class Checkpointer:
         self._commits = 0
         self._last = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._pid = 0
         self._conn: tuple[int, sqlite3.Connection] | None = None
 
     def committed(self) -> None:
         """Count a commit of this process (on the event loop, its writer lock released)."""
         self._commits += 1
-        if self._task is not None and not self._task.done():
+        loop = asyncio.get_running_loop()
+        task = self._task
+        # A task of another process (inherited over a fork) or of a finished loop never ends.
+        mine = task is not None and task.get_loop() is loop and self._pid == os.getpid()
+        if mine and task is not None and not task.done():
             return
         now = time.monotonic()
         if self._commits < self.EVERY_COMMITS and now - self._last < self.EVERY_SECONDS:
             return
         self._commits, self._last = 0, now
-        self._task = asyncio.get_running_loop().create_task(self._checkpoint())
+        self._task, self._pid = loop.create_task(self._checkpoint()), os.getpid()
 
     async def _checkpoint(self) -> None:
         loop = asyncio.get_running_loop()
