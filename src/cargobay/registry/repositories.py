@@ -19,7 +19,7 @@ from cargobay.iam.principal import Principal
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import repositories as records
 from cargobay.oci.names import validate_name
-from cargobay.pullthrough.rules import Rule, find_rule, rule_for
+from cargobay.pullthrough.rules import find_rule
 from cargobay.registry.encryption import key_id_of, resolve_key
 from cargobay.registry.mutability import TagMutability
 from cargobay.registry.mutability import load as load_mutability
@@ -56,16 +56,6 @@ def _missing(registry_id: str, name: str) -> str:
     return (
         f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
     )
-
-
-def _refuse_cache_push(rule: Rule | None, name: str) -> None:
-    if rule is not None:
-        raise CacheRepositoryPush(
-            f"The repository '{name}' is a pull through cache of {rule.upstream_url} "
-            f"(rule prefix '{rule.prefix}'): its images come from the upstream, and "
-            "pushing into it is not supported",
-            detail={"name": name, "ecrRepositoryPrefix": rule.prefix},
-        )
 
 
 class RepositoryService:
@@ -160,12 +150,10 @@ class RepositoryService:
         create-on-push and the caller may create repositories (every door pushes through
         here, so the rule and its authorization cannot differ between doors)."""
         validate_name(name)
-        async with self.db.read_now() as conn:  # one connection for both lookups
-            rule = await rule_for(conn, registry_id, name)
-            row = await records.find(conn, registry_id, name, regions.current_key())
-        _refuse_cache_push(rule, name)
-        if row is not None:
-            return Repository(*row)
+        await self.check_push(registry_id, name)
+        repo = await self.find(registry_id, name)
+        if repo is not None:
+            return repo
         replica = applied_for == "REPLICATION"  # ECR creates replicas whatever the setting
         if not replica and not await self.create_on_push(registry_id, self.settings.create_on_push):
             raise RepositoryNotFound(_missing(registry_id, name), detail={"name": name})
@@ -178,7 +166,14 @@ class RepositoryService:
     async def check_push(self, registry_id: str, name: str) -> None:
         """Pushes into a pull-through cache repository are refused, as ECR refuses them: its
         images come from the upstream only."""
-        _refuse_cache_push(await find_rule(self.db, registry_id, name), name)
+        rule = await find_rule(self.db, registry_id, name)
+        if rule is not None:
+            raise CacheRepositoryPush(
+                f"The repository '{name}' is a pull through cache of {rule.upstream_url} "
+                f"(rule prefix '{rule.prefix}'): its images come from the upstream, and "
+                "pushing into it is not supported",
+                detail={"name": name, "ecrRepositoryPrefix": rule.prefix},
+            )
 
     async def list_names(self, registry_id: str, last: str | None, limit: int | None) -> list[str]:
         """Names in lexical order after `last`; one indexed range scan."""

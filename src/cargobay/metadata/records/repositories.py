@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
@@ -44,19 +44,12 @@ OWNED = (
 # deployment's default region: `cargobay.regions.key`).
 
 
-# Built once (every push and most ECR calls look a repository up): constructing the statement
-# cost more than running it.
-_FIND = select(*COLUMNS).where(
-    r.c.registry_id == bindparam("registry_id"),
-    r.c.region == bindparam("region"),
-    r.c.name == bindparam("name"),
-)
-
-
 async def find(conn: Conn, registry_id: str, name: str, region: str = "") -> Any | None:
     """The repository row (`COLUMNS`), or None."""
-    params = {"registry_id": registry_id, "region": region, "name": name}
-    return (await conn.execute(_FIND, params)).first()
+    query = select(*COLUMNS).where(
+        r.c.registry_id == registry_id, r.c.region == region, r.c.name == name
+    )
+    return (await conn.execute(query)).first()
 
 
 async def insert(conn: Conn, registry_id: str, name: str, region: str = "", **values: Any) -> bool:
