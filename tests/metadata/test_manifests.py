@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.records import manifests, tags
+from cargobay.metadata.records import blobs, manifests, tags
 from metadata.conftest import Store
 from metadata.helpers import digest, new_manifest, new_repo
 
@@ -147,5 +147,24 @@ def test_deleting_a_manifest_its_tags_and_references(store: Store) -> None:
             mr = schema.manifest_references
             left = select(func.count()).select_from(mr).where(mr.c.repository_id == repo)
             assert await conn.scalar(left) == 0
+
+    store.run(scenario)
+
+
+def test_a_push_finds_only_the_blobs_linked_to_its_repository(store: Store) -> None:
+    async def scenario(db: Database, registry_id: str) -> None:
+        layer, config, other = digest("lb/layer"), digest("lb/config"), digest("lb/other")
+        async with db.write() as conn:
+            source = await new_repo(conn, registry_id, "lb/source")
+            target = await new_repo(conn, registry_id, "lb/target")
+            await blobs.link(conn, source, layer, 42)
+            await blobs.link(conn, source, config, 7)
+            await blobs.link(conn, target, other, 1)
+            # In the push's own transaction (locked for share on PostgreSQL), any number of
+            # digests with one built statement.
+            found = await manifests.linked_blobs(conn, source, [layer, config, other])
+            assert found == {layer, config}
+            assert await manifests.linked_blobs(conn, source, [other]) == set()
+            assert await manifests.linked_blobs(conn, target, [layer, other]) == {other}
 
     store.run(scenario)

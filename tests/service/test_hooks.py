@@ -5,10 +5,11 @@ half-committed)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cargobay.metadata import schema
 from cargobay.registry.hooks import Deleted, Pushed
@@ -86,5 +87,60 @@ def test_a_failing_hook_rolls_the_push_back(tmp_path: Path) -> None:
                 "GET", "rolled/manifests/v1", headers={"Accept": OCI_MANIFEST}
             )
             assert reply.status == 404
+
+    asyncio.run(scenario())
+
+
+def test_the_push_reads_see_a_configuration_change_at_the_very_next_push(tmp_path: Path) -> None:
+    """The hooks' settings are one statement inside each push's transaction: a webhook added
+    (or disabled) just before a push decides that push's deliveries, and a hook's own
+    registered read sees what was committed before it."""
+
+    async def deliveries(registry) -> int:
+        d = schema.webhook_deliveries
+        async with registry.services.db.read() as conn:
+            return len((await conn.execute(select(d.c.id))).all())
+
+    async def push(registry, manifest: bytes, tag: str) -> None:
+        reply = await registry.v2(
+            "PUT", f"configured/manifests/{tag}", manifest, {"Content-Type": OCI_MANIFEST}
+        )
+        assert reply.status == 201
+
+    async def scenario() -> None:
+        async with running(tmp_path) as registry:
+            hooks = registry.services.hooks
+            seen: list[int] = []
+
+            async def probe(conn, event: Pushed) -> None:
+                seen.append(event.settings["probe_webhooks"])
+
+            w = schema.webhooks
+            count = select(func.count()).select_from(w).where(w.c.enabled.is_(True))
+            hooks.on_push(probe, reads={"probe_webhooks": count.scalar_subquery()})
+            with pytest.raises(ValueError):  # one name, one read
+                hooks.on_push(probe, reads={"probe_webhooks": count.scalar_subquery()})
+
+            await push(registry, await registry.image("configured"), "v1")
+            assert await deliveries(registry) == 0
+            async with registry.services.db.write() as conn:
+                await conn.execute(
+                    w.insert().values(
+                        account_id=None,
+                        url="https://hooks.example/cargobay",
+                        secret="sealed",
+                        pattern=None,
+                        enabled=True,
+                        origin="admin",
+                        created_at=time.time(),
+                    )
+                )
+            await push(registry, await registry.image("configured"), "v2")
+            assert await deliveries(registry) == 1
+            async with registry.services.db.write() as conn:
+                await conn.execute(w.update().values(enabled=False))
+            await push(registry, await registry.image("configured"), "v3")
+            assert await deliveries(registry) == 1
+            assert seen == [0, 1, 0]
 
     asyncio.run(scenario())

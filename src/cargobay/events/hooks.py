@@ -27,7 +27,7 @@ from sqlalchemy import select
 from cargobay import regions
 from cargobay.events import model, outbox
 from cargobay.metadata import schema
-from cargobay.registry.hooks import PULL_THROUGH_CACHE, Deleted, Hooks, Pushed
+from cargobay.registry.hooks import PULL_THROUGH_CACHE, PUSHED_REGISTRY, Deleted, Hooks, Pushed
 
 LIFECYCLE = "lifecycle"
 
@@ -37,8 +37,11 @@ def register(hooks: Hooks, default_region: str) -> None:
 
     async def pushed(conn: Any, event: Pushed) -> None:
         region = regions.from_key(event.repo.region_key, default_region)  # the repository's
+        # Read with the push's other settings: without any webhook for the account, the
+        # events are written and no webhook is read again.
+        webhooks = bool(event.settings.get("webhooks", True))
         if event.origin == PULL_THROUGH_CACHE:
-            await _cache_filled(conn, event, region)
+            await _cache_filled(conn, event, region, webhooks)
         if event.replica_of is not None:
             # A replica from another deployment completed here: the same event a copy within
             # a deployment emits (replication/job.py), in the push's own transaction.
@@ -53,6 +56,7 @@ def register(hooks: Hooks, default_region: str) -> None:
                     source_account=event.replica_of.account,
                     source_region=event.replica_of.region,
                 ),
+                webhooks=webhooks,
             )
         await image_pushed(
             conn,
@@ -60,6 +64,7 @@ def register(hooks: Hooks, default_region: str) -> None:
             tag=event.tag,
             media_type=event.media_type,
             artifact_type=event.artifact_type,
+            webhooks=webhooks,
         )
 
     async def deleted(conn: Any, event: Deleted) -> None:
@@ -82,7 +87,7 @@ def register(hooks: Hooks, default_region: str) -> None:
                 tag=event.tag,
             )
 
-    hooks.on_push(pushed)
+    hooks.on_push(pushed, reads={"webhooks": outbox.any_webhook(PUSHED_REGISTRY)})
     hooks.on_delete(deleted)
 
 
@@ -97,16 +102,14 @@ def _image(event: Pushed | Deleted, default_region: str) -> dict[str, str]:
     }
 
 
-async def _cache_filled(conn: Any, event: Pushed, region: str) -> None:
+async def _cache_filled(conn: Any, event: Pushed, region: str, webhooks: bool) -> None:
     """`ECR Pull Through Cache Action` SUCCESS: the cache stored an image from its upstream."""
     from cargobay.pullthrough.rules import rule_for
 
     rule = await rule_for(conn, event.repo.registry_id, event.repo.name)
     if rule is None:
         return
-    await emit(
-        conn,
-        model.pull_through_cache_action,
+    filled = model.pull_through_cache_action(
         account=event.repo.registry_id,
         region=region,
         repository=event.repo.name,
@@ -116,6 +119,7 @@ async def _cache_filled(conn: Any, event: Pushed, region: str) -> None:
         tag=event.tag,
         digest=event.digest,
     )
+    await outbox.emit(conn, filled, webhooks=webhooks)
 
 
 def register_scans(scans: Any, region: str) -> None:
@@ -167,15 +171,20 @@ async def image_replicated(db: Any, **fields: Any) -> None:
 
 
 async def image_pushed(
-    conn: Any, *, media_type: str | None, artifact_type: str | None = None, **fields: Any
+    conn: Any,
+    *,
+    media_type: str | None,
+    artifact_type: str | None = None,
+    webhooks: bool = True,
+    **fields: Any,
 ) -> int:
     """`ECR Image Action` PUSH (account, region, repository, digest, tag as
-    `model.image_action` names them); returns how many webhooks will receive it."""
-    return await emit(
-        conn,
-        model.image_action,
+    `model.image_action` names them); returns how many webhooks will receive it (`webhooks`
+    as `outbox.emit` takes it)."""
+    event = model.image_action(
         action="PUSH",
         manifest_media_type=media_type,
         artifact_media_type=artifact_type,
         **fields,
     )
+    return await outbox.emit(conn, event, webhooks=webhooks)

@@ -16,7 +16,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import bindparam, exists, func, insert, or_, select
 
 from cargobay.events.pattern import Pattern, compile_pattern
 from cargobay.metadata import schema
@@ -37,28 +37,46 @@ def serialise(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
-async def emit(conn: Any, event: dict[str, Any], *, now: float | None = None) -> int:
+# Built once: a reused statement's cache key is memoized (SQLAlchemy neither rebuilds nor
+# re-keys it per event); the values are bound at execution.
+_INSERT_EVENT = insert(schema.events)
+_w = schema.webhooks
+_ENABLED_WEBHOOKS = select(_w.c.id, _w.c.pattern).where(
+    _w.c.enabled.is_(True),
+    or_(_w.c.account_id.is_(None), _w.c.account_id == bindparam("account")),
+)
+
+
+def any_webhook(account: Any) -> Any:
+    """Whether any enabled webhook may receive `account`'s events (a boolean SQL expression:
+    the push hook reads it with the push's other settings, `registry.hooks`)."""
+    return exists().where(
+        _w.c.enabled.is_(True), or_(_w.c.account_id.is_(None), _w.c.account_id == account)
+    )
+
+
+async def emit(
+    conn: Any, event: dict[str, Any], *, now: float | None = None, webhooks: bool = True
+) -> int:
     """Write the event and its deliveries in the caller's write transaction (`db.write()`);
-    returns how many webhooks will receive it. Never commits, never does network I/O."""
+    returns how many webhooks will receive it. Never commits, never does network I/O.
+    `webhooks=False` says the caller read, in this transaction, that no enabled webhook
+    can receive the account's events (`any_webhook`): the webhooks are not read again."""
     now = time.time() if now is None else now
     account = event["account"]
     await conn.execute(
-        insert(schema.events).values(
-            id=event["id"],
-            account_id=account,
-            detail_type=event["detail-type"],
-            body=serialise(event),
-            created_at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "id": event["id"],
+            "account_id": account,
+            "detail_type": event["detail-type"],
+            "body": serialise(event),
+            "created_at": now,
+        },
     )
-    w = schema.webhooks
-    rows = (
-        await conn.execute(
-            select(w.c.id, w.c.pattern).where(
-                w.c.enabled.is_(True), or_(w.c.account_id.is_(None), w.c.account_id == account)
-            )
-        )
-    ).all()
+    if not webhooks:
+        return 0
+    rows = (await conn.execute(_ENABLED_WEBHOOKS, {"account": account})).all()
     targets = [r.id for r in rows if r.pattern is None or _compiled(r.pattern).matches(event)]
     if targets:
         await conn.execute(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import fcntl
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError
 
 from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.errors import SchemaOutOfDate
+from cargobay.metadata.sqlite_writes import Checkpointer, WriterLock, begin_immediate
 from cargobay.threads import ProcessPool, settle
 
 if TYPE_CHECKING:
@@ -42,6 +41,9 @@ THREAD_READS = 8
 # On PostgreSQL, per process: connections of `metadata.hot` lookups (no overflow), and the
 # pool (plus as many overflow) of `read_now` blocks; `read` and `write` have their own.
 HOT_CONNECTIONS = 4
+# WAL pages at which a SQLite writer checkpoints in its own commit (`Checkpointer` normally
+# copies the WAL long before).
+WAL_BACKSTOP_PAGES = 10_000
 
 
 def async_url(url: str) -> str:
@@ -65,7 +67,9 @@ class Database:
         # elsewhere: asyncio engines, and `read_now` is `read`.
         self._sync_reader: Engine | None = None
         self._sync_writer: Engine | None = None
-        self._writers: _WriterLock | None = None
+        self._writers: WriterLock | None = None
+        self._checkpoints: Checkpointer | None = None
+        self._writer_conn: tuple[int, Connection] | None = None  # (pid, held connection)
         self._thread_reader: Engine | None = None
         self._loop_driver: tuple[int, Any] | None = None  # (pid, pooled connection)
         self._autocommit_reader: AsyncEngine | None = None
@@ -91,7 +95,8 @@ class Database:
             self._thread_reader = self._sqlite_sync_engine(
                 sync_url, writer=False, pool_size=THREAD_READS, max_overflow=0
             )
-            self._writers = _WriterLock(f"{database}-writer.lock")
+            self._writers = WriterLock(f"{database}-writer.lock")
+            self._checkpoints = Checkpointer(database, self._writers)
         elif self.is_sqlite:
             self.reader = self._sqlite_engine(immediate=False)
             self.writer = self._sqlite_engine(immediate=True)
@@ -170,6 +175,12 @@ class Database:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute("PRAGMA busy_timeout=0")
+                # Checkpoints run off the write path (`Checkpointer`): an automatic one runs
+                # inside the commit that crosses its threshold, on the event loop, with every
+                # other writer queued behind it while it writes and fsyncs the database file.
+                # It stays as a backstop, at ten times SQLite's default WAL size, for a process
+                # that writes without ever letting the checkpointer's task run.
+                cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
             else:
                 cursor.execute("PRAGMA busy_timeout=5000")
                 cursor.execute("PRAGMA query_only=ON")
@@ -230,19 +241,39 @@ class Database:
             async with self.writer.begin() as conn:
                 yield conn
             return
-        assert self._sync_writer is not None
+        assert self._checkpoints is not None
         async with self._writers.held():
             # With the writer lock held, the transaction runs on the event loop: about 50 us
             # a statement instead of several aiosqlite thread hand-offs, so the database lock
             # that every worker's writes queue for is held for much less time.
-            with self._sync_writer.connect() as sync_conn:
-                await _begin_immediate(sync_conn)
-                try:
-                    yield _SyncReads(sync_conn)
-                except BaseException:
-                    sync_conn.rollback()
-                    raise
+            sync_conn = self._writer_connection()
+            try:
+                await begin_immediate(sync_conn)
+                yield _SyncReads(sync_conn)
                 sync_conn.commit()
+            except BaseException:
+                self._abandon(sync_conn)
+                raise
+        self._checkpoints.committed()
+
+    def _writer_connection(self) -> Connection:
+        """This process's writer connection, held between transactions: writes are one at a
+        time per process (`WriterLock`), and a pool checkout and return (with its reset)
+        cost more than a push's statements. Reopened after a fork or a failure."""
+        held = self._writer_conn
+        if held is None or held[0] != os.getpid() or held[1].closed or held[1].invalidated:
+            assert self._sync_writer is not None
+            held = self._writer_conn = (os.getpid(), self._sync_writer.connect())
+        return held[1]
+
+    def _abandon(self, conn: Connection) -> None:
+        """Roll a failed write back; a connection that cannot even roll back is closed (its
+        driver connection discarded), and the next write opens another."""
+        try:
+            conn.rollback()
+        except BaseException:
+            self._writer_conn = None
+            conn.invalidate()
 
     async def check_schema(self) -> None:
         """Raise SchemaOutOfDate unless the schema is at the revision this code needs: one
@@ -282,6 +313,11 @@ class Database:
         self._loop_driver = None
         if self._sync_reader is not None:
             self._sync_reader.dispose()
+        if self._writer_conn is not None and self._writer_conn[0] == os.getpid():
+            self._writer_conn[1].close()
+        self._writer_conn = None
+        if self._checkpoints is not None:
+            await self._checkpoints.close()
         if self._sync_writer is not None:
             self._sync_writer.dispose()
         if self._thread_reader is not None:
@@ -293,78 +329,6 @@ class Database:
             await self.reader.dispose()
         if self.writer is not None and self.writer is not self.reader:
             await self.writer.dispose()
-
-
-async def _begin_immediate(conn: Connection, timeout: float = 30.0) -> None:
-    """BEGIN IMMEDIATE, waiting (off the loop) while a writer outside this lock holds SQLite's
-    lock, as `busy_timeout` would; cargobay's own writers are already queued by _WriterLock."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        except OperationalError as exc:
-            conn.rollback()
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-class _WriterLock:
-    """Queues SQLite writers before `BEGIN IMMEDIATE`: one at a time per process (an asyncio
-    lock) and across processes (flock on a file beside the database, whose waiters the kernel
-    wakes as soon as it is released). SQLite's busy handler alone polls with sleeps of up to
-    100 ms, so under steady write load a worker could lose the race for seconds. The lock only
-    orders writers; SQLite's own locking still guarantees correctness if it is bypassed."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._pid = 0
-        self._lock: asyncio.Lock | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._owner: asyncio.Task[Any] | None = None
-
-    def _file(self) -> int:
-        # Reopened after a fork: flock only excludes other open file descriptions.
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._pid = os.getpid()
-        return self._fd
-
-    @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._loop is not loop:
-            self._lock, self._loop = asyncio.Lock(), loop
-        task = asyncio.current_task()
-        if task is not None and task is self._owner:
-            # SQLite has one writer: a write inside a write would wait for itself forever.
-            raise RuntimeError("nested write transaction")
-        async with self._lock:
-            fd = self._file()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                waiting = loop.run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
-                try:
-                    await asyncio.shield(waiting)
-                except asyncio.CancelledError:
-                    waiting.add_done_callback(lambda _: fcntl.flock(fd, fcntl.LOCK_UN))
-                    raise
-            self._owner = task
-            try:
-                yield
-            finally:
-                self._owner = None
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
 
 
 class _SyncReads:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from cargobay.errors import (
     AccessDenied,
@@ -128,6 +128,12 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
+# Built once: every push asks whether a rule covers its repository.
+_OF_REGISTRY = select(*_COLUMNS).where(
+    schema.pull_through_cache_rules.c.registry_id == bindparam("registry_id")
+)
+
+
 async def find_rule(db: Database, registry_id: str, name: str) -> Rule | None:
     """The rule a repository name falls under (the longest prefix), or None."""
     async with db.read_now() as conn:
@@ -136,8 +142,7 @@ async def find_rule(db: Database, registry_id: str, name: str) -> Rule | None:
 
 async def rule_for(conn: Any, registry_id: str, name: str) -> Rule | None:
     """`find_rule` on an open connection (inside a push's transaction, for its event)."""
-    t = schema.pull_through_cache_rules
-    rows = (await conn.execute(select(*_COLUMNS).where(t.c.registry_id == registry_id))).all()
+    rows = (await conn.execute(_OF_REGISTRY, {"registry_id": registry_id})).all()
     rules = [r for r in map(_row_rule, rows) if r.covers(name)]
     return max(rules, key=lambda r: -1 if r.prefix == ROOT else len(r.prefix), default=None)
 

@@ -5,13 +5,22 @@ registers a hook here; the manifest and delete services call every hook inside t
 transaction, with that transaction's connection, so what a hook writes (an outbox row, a
 task) commits or rolls back with the change itself: a crash never loses it, and a failed push
 never starts it. Hooks only write rows; the slow work runs later from the task queue.
+
+What hooks need to know about the registry's configuration (event targets, replication,
+signing, scan on push) is read once per push, in one statement inside the push's transaction:
+each hook registers the scalar subqueries it needs (`on_push(hook, reads=...)`), and the hooks
+find the values in `Pushed.settings`. A configuration change applies to the very next push on
+every node, as if each hook had read it itself, for one statement instead of one each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, bindparam, select
 
 if TYPE_CHECKING:
     from cargobay.iam.principal import Principal
@@ -23,6 +32,9 @@ CLIENT = "client"
 REPLICATION = "replication"
 PULL_THROUGH_CACHE = "pull-through-cache"
 REGISTRY = "registry"  # SBOMs, signatures and other artifacts cargobay attaches itself
+
+# The bound parameter of every push read: the pushed repository's registry (account) id.
+PUSHED_REGISTRY = bindparam("pushed_registry_id", type_=String)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,9 @@ class Pushed:
     replica_of: ReplicaSource | None = None
     # Who pushed through a door (managed signing signs as them); None for the registry's own.
     pusher: Principal | None = None
+    # What the hooks' registered reads found, in the push's transaction (see the module's
+    # note); empty when the hooks are called without them, and a hook then reads for itself.
+    settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +94,20 @@ class Hooks:
     def __init__(self) -> None:
         self.push: list[PushHook] = []
         self.delete: list[DeleteHook] = []
+        # name -> scalar subquery (bound to PUSHED_REGISTRY) read for every push.
+        self.push_reads: dict[str, Any] = {}
+        self._settings_query: Any = None
 
-    def on_push(self, hook: PushHook) -> PushHook:
+    def on_push(self, hook: PushHook, reads: Mapping[str, Any] | None = None) -> PushHook:
+        """Run `hook` in every push's transaction; `reads` (name -> a scalar subquery that
+        binds `PUSHED_REGISTRY`) are read for it first, with every other hook's, in one
+        statement, into `Pushed.settings`."""
+        if reads:
+            clash = self.push_reads.keys() & reads.keys()
+            if clash:
+                raise ValueError(f"push reads registered twice: {sorted(clash)}")
+            self.push_reads.update(reads)
+            self._settings_query = None
         self.push.append(hook)
         return hook
 
@@ -89,8 +116,21 @@ class Hooks:
         return hook
 
     async def pushed(self, conn: Conn, event: Pushed) -> None:
+        if self.push_reads:
+            event = dataclasses.replace(event, settings=await self._settings(conn, event))
         for hook in self.push:
             await hook(conn, event)
+
+    async def _settings(self, conn: Conn, event: Pushed) -> Mapping[str, Any]:
+        # Built once (and again after a registration): a reused statement's cache key is
+        # memoized, so SQLAlchemy neither rebuilds nor re-keys it on every push.
+        if self._settings_query is None:
+            self._settings_query = select(
+                *(read.label(name) for name, read in self.push_reads.items())
+            )
+        params = {"pushed_registry_id": event.repo.registry_id}
+        row = (await conn.execute(self._settings_query, params)).one()
+        return dict(row._mapping)
 
     async def deleted(self, conn: Conn, event: Deleted) -> None:
         for hook in self.delete:

@@ -26,7 +26,6 @@ from cargobay.errors import (
 from cargobay.iam.principal import Principal
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
-from cargobay.metadata.records import blobs as blob_records
 from cargobay.metadata.records import manifests as records
 from cargobay.metadata.records import tags as tag_records
 from cargobay.oci.digest import compute, is_digest, parse_digest
@@ -343,7 +342,7 @@ class ManifestService:
         child_refs = {d.digest: d for d in parsed.manifests}
         if blob_refs and not lazy_blobs:
             # Locked for share: GC either waits for this push or this push sees a link gone.
-            present = await blob_records.linked(conn, repo.id, list(blob_refs))
+            present = await records.linked_blobs(conn, repo.id, list(blob_refs))
             missing = [d for d in blob_refs if d not in present]
             if missing:
                 raise LayersNotFound(

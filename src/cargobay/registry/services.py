@@ -91,10 +91,10 @@ class Services:
         repositories.templates = TemplateService(db)
         hooks = Hooks()
         scans = ScanService(db)
-        hooks.on_push(scans.on_push)
+        hooks.on_push(scans.on_push, reads=scans.push_reads())
         hooks.on_delete(scans.on_delete)
         signing = SigningService(db)
-        hooks.on_push(signing.on_push)
+        hooks.on_push(signing.on_push, reads=signing.push_reads())
         hooks.on_delete(signing.on_delete)
         secrets = SecretsService(db, box, region=settings.region)
         authorizer.secret_policies = secrets.resource_policy  # secret policies in decisions

@@ -22,7 +22,7 @@ from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
-from cargobay.registry.hooks import CLIENT, Hooks, Pushed
+from cargobay.registry.hooks import CLIENT, PUSHED_REGISTRY, Hooks, Pushed
 from cargobay.replication.backfill import BackfillService
 from cargobay.replication.config import (
     Destination,
@@ -56,7 +56,10 @@ class ReplicationService:
         self.db = db
         self.default_region = region
         self.known_regions = frozenset({region, *remote_regions})
-        hooks.on_push(self._pushed)
+        r = schema.replication_configurations
+        mine = select(r.c.configuration).where(r.c.registry_id == PUSHED_REGISTRY)
+        # Read with the other hooks' settings, in the push's one settings statement.
+        hooks.on_push(self._pushed, reads={"replication": mine.scalar_subquery()})
         self.backfills = BackfillService(db, self)
         # Set by the process that runs the task queue: look for the new task soon after the
         # push commits (other processes see it within their poll).
@@ -73,7 +76,13 @@ class ReplicationService:
         if event.origin != CLIENT:
             return
         repo = event.repo
-        await self.on_push(conn, repo.id, repo.registry_id, repo.name, event.digest, event.tag)
+        config = None
+        if "replication" in event.settings:
+            text = event.settings["replication"]
+            config = from_stored(json.loads(text)) if text else ReplicationConfiguration()
+        await self.on_push(
+            conn, repo.id, repo.registry_id, repo.name, event.digest, event.tag, config
+        )
 
     async def configuration(self, registry_id: str, conn: Any = None) -> ReplicationConfiguration:
         r = schema.replication_configurations
@@ -112,10 +121,13 @@ class ReplicationService:
         name: str,
         digest: str,
         tag: str | None,
+        config: ReplicationConfiguration | None = None,
     ) -> list[Destination]:
         """Inside the push's transaction: one task and one IN_PROGRESS status per
-        destination whose rules match the repository."""
-        config = await self.configuration(registry_id, conn)
+        destination whose rules match the repository (`config`: the registry's, when the
+        caller read it in this transaction already)."""
+        if config is None:
+            config = await self.configuration(registry_id, conn)
         # With several regions served, one configuration is every region's: never the region
         # and account pushed to (a replica arriving there must not replicate onto itself).
         here = (self.region, registry_id)

@@ -37,7 +37,7 @@ from cargobay.registry.hooks import REGISTRY, Deleted, Pushed
 from cargobay.registry.repositories import Repository
 from cargobay.scanning.walk import IMAGE_CONFIGS
 from cargobay.scans import config as cfg
-from cargobay.scans.settings import ScanSettings, read_configuration
+from cargobay.scans.settings import ScanSettings, push_configuration, push_reads
 
 log = logging.getLogger("cargobay.scans")
 
@@ -187,6 +187,11 @@ class ScanService:
                 updated_at=time.time(),
             )
 
+    @staticmethod
+    def push_reads() -> dict[str, Any]:
+        """What `on_push` needs, read with the other hooks' settings (`registry.hooks`)."""
+        return push_reads()
+
     async def on_push(self, conn: Any, event: Pushed) -> None:
         """The push hook: queue a scan of a new image whose repository scans on push (its own
         scanOnPush, or a registry SCAN_ON_PUSH/CONTINUOUS_SCAN rule matching its name)."""
@@ -194,7 +199,7 @@ class ScanService:
             return
         if event.subject or (event.artifact_type and event.artifact_type not in IMAGE_CONFIGS):
             return  # an artifact, or something attached to an image: nothing to scan
-        configuration = await read_configuration(conn, event.repo.registry_id)
+        configuration = await push_configuration(conn, event.repo.registry_id, event.settings)
         frequency, _ = configuration.frequency(event.repo.name, event.repo.scan_on_push)
         if frequency == cfg.MANUAL:
             return

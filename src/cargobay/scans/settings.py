@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -11,11 +12,12 @@ from sqlalchemy import select
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
+from cargobay.registry.hooks import PUSHED_REGISTRY
 from cargobay.scans import config as cfg
 
 
 async def read_configuration(conn: Any, registry_id: str) -> cfg.ScanningConfiguration:
-    """A registry's scanning configuration, in the caller's transaction (the push hook's)."""
+    """A registry's scanning configuration, in the caller's transaction."""
     c = schema.registry_scanning_configurations
     row = (
         await conn.execute(select(c.c.scan_type, c.c.rules).where(c.c.registry_id == registry_id))
@@ -23,6 +25,28 @@ async def read_configuration(conn: Any, registry_id: str) -> cfg.ScanningConfigu
     if row is None:
         return cfg.ScanningConfiguration()
     return cfg.load(row.scan_type, json.loads(row.rules))
+
+
+def push_reads() -> dict[str, Any]:
+    """The scanning configuration as the push hook reads it (`registry.hooks`): the pushed
+    registry's scan type and rules, both None when it has none."""
+    c = schema.registry_scanning_configurations
+    mine = c.c.registry_id == PUSHED_REGISTRY
+    return {
+        "scan_type": select(c.c.scan_type).where(mine).scalar_subquery(),
+        "scan_rules": select(c.c.rules).where(mine).scalar_subquery(),
+    }
+
+
+async def push_configuration(
+    conn: Any, registry_id: str, settings: Mapping[str, Any]
+) -> cfg.ScanningConfiguration:
+    """The configuration `push_reads` read for this push, or read now if it was not."""
+    if "scan_rules" not in settings:
+        return await read_configuration(conn, registry_id)
+    if settings["scan_rules"] is None:
+        return cfg.ScanningConfiguration()
+    return cfg.load(settings["scan_type"], json.loads(settings["scan_rules"]))
 
 
 class ScanSettings:

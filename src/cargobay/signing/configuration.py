@@ -22,7 +22,7 @@ from cargobay.errors import SigningConfigurationNotFound
 from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.sql import upsert
-from cargobay.registry.hooks import CLIENT, Deleted, Pushed
+from cargobay.registry.hooks import CLIENT, PUSHED_REGISTRY, Deleted, Pushed
 from cargobay.wildcards import Glob, tokens
 
 if TYPE_CHECKING:
@@ -113,14 +113,23 @@ class SigningService:
 
     # -- hooks -------------------------------------------------------------------------------
 
+    @staticmethod
+    def push_reads() -> dict[str, Any]:
+        """What `on_push` needs, read with the other hooks' settings (`registry.hooks`): the
+        pushed registry's signing rules (None without a configuration)."""
+        query = select(C.c.rules).where(C.c.registry_id == PUSHED_REGISTRY)
+        return {"signing_rules": query.scalar_subquery()}
+
     async def on_push(self, conn: Any, event: Pushed) -> None:
         """Queue a signature per matching profile for a new image a client pushed (not for the
         referrers attached to an image, signatures included, nor for replicas and cache fills)."""
         if event.origin != CLIENT or not event.created or event.subject:
             return
-        text = (
-            await conn.execute(select(C.c.rules).where(C.c.registry_id == event.repo.registry_id))
-        ).scalar_one_or_none()
+        if "signing_rules" in event.settings:  # read with the push's other settings
+            text = event.settings["signing_rules"]
+        else:
+            query = select(C.c.rules).where(C.c.registry_id == event.repo.registry_id)
+            text = (await conn.execute(query)).scalar_one_or_none()
         if text is None:
             return
         arns = profiles_for(json.loads(text), event.repo.name)

@@ -12,9 +12,10 @@ from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.records import gcqueue
 from cargobay.metadata.records.archives import ARCHIVED
-from cargobay.metadata.sql import insert_ignore
+from cargobay.metadata.sql import ignoring
 
 m, mr = schema.manifests, schema.manifest_references
+rb = schema.repository_blobs
 r, t, a = schema.repositories, schema.tags, schema.image_archives
 
 
@@ -103,6 +104,26 @@ async def referencing_blob(conn: Conn, repository_id: int, digest: str) -> Any |
     return (await conn.execute(query)).first()
 
 
+# The push's check of the blobs a manifest references, built once (constructing and keying
+# the statement cost more than running it on every push): `records.blobs.linked`'s query.
+_LINKED_BLOBS = (
+    select(rb.c.digest)
+    .where(
+        rb.c.repository_id == bindparam("repository_id"),
+        rb.c.digest.in_(bindparam("digests", expanding=True)),
+    )
+    .with_for_update(read=True)  # SQLite leaves it out
+)
+
+
+async def linked_blobs(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
+    """Which of the blobs `digests` a manifest about to be inserted references are linked to
+    the repository, the links locked for share on PostgreSQL: garbage collection locks a link
+    before removing it, so it either waits for the push or the push sees the link gone."""
+    params = {"repository_id": repository_id, "digests": digests}
+    return {row.digest for row in await conn.execute(_LINKED_BLOBS, params)}
+
+
 async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
     """Which of `digests` the repository holds."""
     query = select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(digests))
@@ -128,20 +149,17 @@ async def insert(
 ) -> bool:
     """Insert a manifest row and its references (to `blobs` and child manifests); False,
     and nothing written, when the repository already holds it."""
-    result = await insert_ignore(
-        conn, m, repository_id=repository_id, digest=digest, pushed_at=time.time(), **values
-    )
+    row = {"repository_id": repository_id, "digest": digest, "pushed_at": time.time(), **values}
+    result = await conn.execute(ignoring(conn, m), row)
     if not result.rowcount:
         return False
-    for target, kind in [*((d, "blob") for d in blobs), *((d, "manifest") for d in children)]:
-        await insert_ignore(
-            conn,
-            mr,
-            repository_id=repository_id,
-            manifest_digest=digest,
-            target_digest=target,
-            kind=kind,
-        )
+    targets = [*((d, "blob") for d in blobs), *((d, "manifest") for d in children)]
+    references = [
+        {"repository_id": repository_id, "manifest_digest": digest, "target_digest": d, "kind": k}
+        for d, k in targets
+    ]
+    if references:
+        await conn.execute(ignoring(conn, mr), references)  # one executemany
     return True
 
 

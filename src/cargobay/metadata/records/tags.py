@@ -8,9 +8,10 @@ from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
-from cargobay.metadata.sql import insert_ignore, names_in_order, upsert
+from cargobay.metadata.sql import ignoring, names_in_order, upserting
 
 t = schema.tags
+_KEY = ("repository_id", "name")
 
 
 async def digest_of(conn: Conn, repository_id: int, tag: str) -> str | None:
@@ -53,23 +54,15 @@ async def on_each(conn: Conn, repository_id: int, digests: list[str]) -> dict[st
 
 async def insert_if_absent(conn: Conn, repository_id: int, tag: str, digest: str) -> bool:
     """Point a new tag at `digest`; False (and nothing changed) when the tag exists."""
-    result = await insert_ignore(
-        conn, t, repository_id=repository_id, name=tag, digest=digest, updated_at=time.time()
-    )
+    row = {"repository_id": repository_id, "name": tag, "digest": digest, "updated_at": time.time()}
+    result = await conn.execute(ignoring(conn, t), row)
     return bool(result.rowcount)
 
 
 async def put(conn: Conn, repository_id: int, tag: str, digest: str) -> None:
     """Point `tag` at `digest`, moving it if it named another manifest."""
-    await upsert(
-        conn,
-        t,
-        ["repository_id", "name"],
-        repository_id=repository_id,
-        name=tag,
-        digest=digest,
-        updated_at=time.time(),
-    )
+    row = {"repository_id": repository_id, "name": tag, "digest": digest, "updated_at": time.time()}
+    await conn.execute(upserting(conn, t, _KEY, ("digest", "updated_at")), row)
 
 
 async def delete(conn: Conn, repository_id: int, tag: str) -> bool:
