@@ -30,8 +30,6 @@ def test_links_make_blobs_visible_per_repository(store: Store) -> None:
         async with db.read_now() as conn:
             assert await blobs.linked_size(conn, target, layer) == 42
             assert await blobs.linked_size(conn, target, other) is None
-        async with db.read() as conn:
-            assert await blobs.linked(conn, source, [layer, other]) == {layer}
         async with db.write() as conn:
             assert await blobs.unlink(conn, source, layer)
             assert not await blobs.unlink(conn, source, layer)

@@ -103,15 +103,6 @@ async def unlink(conn: Conn, repository_id: int, digest: str) -> bool:
     return bool(result.rowcount)
 
 
-async def linked(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
-    """Which of `digests` are linked to the repository, the links locked for share on
-    PostgreSQL: garbage collection locks a link before removing it, so it either waits for
-    the caller's transaction or the caller sees the link gone."""
-    query = select(rb.c.digest).where(rb.c.repository_id == repository_id, rb.c.digest.in_(digests))
-    query = query.with_for_update(read=True)  # SQLite leaves it out
-    return {row.digest for row in await conn.execute(query)}
-
-
 async def record_copy(conn: Conn, digest: str, key_id: str) -> None:
     """Note that the copy of `digest` under `key_id` exists, refreshing its time."""
     await upsert(

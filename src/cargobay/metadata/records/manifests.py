@@ -105,7 +105,7 @@ async def referencing_blob(conn: Conn, repository_id: int, digest: str) -> Any |
 
 
 # The push's check of the blobs a manifest references, built once (constructing and keying
-# the statement cost more than running it on every push): `records.blobs.linked`'s query.
+# the statement cost more than running it on every push).
 _LINKED_BLOBS = (
     select(rb.c.digest)
     .where(
