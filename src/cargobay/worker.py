@@ -89,6 +89,8 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
         trusted_proxies=settings.trusted_proxies,
     )
     app.middlewares.append(guard.middleware)
+    if malloc.tuned():  # upload buffers stay in the heap while uploads last, not for good
+        app.middlewares.append(malloc.Trimmer().middleware)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access"),
