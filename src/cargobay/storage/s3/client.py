@@ -96,7 +96,9 @@ class S3Client:
         _, headers, _ = self.transport.request("HEAD", key)
         return int(headers.get("Content-Length", "0"))
 
-    def put_object(self, key: str, body: bytes, *, if_none_match: bool = False) -> None:
+    def put_object(
+        self, key: str, body: bytes | list[bytes], *, if_none_match: bool = False
+    ) -> None:
         headers = {"content-type": OCTETS, **self.sse}
         if if_none_match:
             headers["if-none-match"] = "*"

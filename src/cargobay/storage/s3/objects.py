@@ -43,7 +43,10 @@ class Objects:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(method, *args, **kwargs))
 
-    async def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None:
+    async def put(
+        self, key: str, body: bytes | list[bytes], *, if_none_match: bool = False
+    ) -> None:
+        """Write an object; a list body is sent piece by piece (never joined)."""
         await self.call(self.client.put_object, key, body, if_none_match=if_none_match)
 
     async def size(self, key: str) -> int | None:

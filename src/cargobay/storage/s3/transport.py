@@ -283,31 +283,36 @@ class Transport:
         *,
         query: Sequence[tuple[str, str]] = (),
         headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
+        body: bytes | Sequence[bytes] = b"",
         stream: bool = False,
     ) -> tuple[int, http.client.HTTPMessage, bytes | Body]:
         """One call, retried on connection errors, 5xx and throttling (not on other 4xx);
-        S3Error for an error answer, also one sent with status 200."""
+        S3Error for an error answer, also one sent with status 200. A body may be a list of
+        pieces, sent one after the other (a part is never joined into one more copy)."""
         path = self.path(key)
         target = f"{path}?{encode_query(query)}" if query else path
-        if body and len(body) >= SIGN_BODY_BELOW:
+        pieces = [body] if isinstance(body, bytes) else list(body)
+        size = sum(len(piece) for piece in pieces)
+        if size >= SIGN_BODY_BELOW:
             payload_hash = UNSIGNED_PAYLOAD
         else:
-            payload_hash = hashlib.sha256(body).hexdigest()
+            payload_hash = hashlib.sha256(b"".join(pieces)).hexdigest()
         attempt = 0
         while True:
             attempt += 1
             sent = {k.lower(): v for k, v in (headers or {}).items()}
             sent["host"] = self.host
             sent["user-agent"] = USER_AGENT
+            if size or method in ("PUT", "POST"):
+                sent["content-length"] = str(size)
             self.signer.sign(method, path, query, sent, payload_hash)
             conn, reused = self.pool.get()
             try:
                 if conn.sock is None:
                     conn.connect()
                     conn.sock.settimeout(READ_TIMEOUT)
-                payload = body if body or method in ("PUT", "POST") else None
-                conn.request(method, target, body=payload, headers=sent)
+                payload = pieces[0] if len(pieces) == 1 else iter(pieces)
+                conn.request(method, target, body=payload or None, headers=sent)
                 response = conn.getresponse()
                 status = response.status
                 if stream and status < 300:

@@ -150,7 +150,7 @@ class Uploads:
             if len(kept) + len(written) >= MAX_PARTS:
                 raise OSError(f"upload {upload_id} exceeds {MAX_PARTS} parts; raise part_size")
             piece = Piece(f"{token}-{len(written):05d}", buffered)
-            await self.objects.put(folder + piece.name, b"".join(buffer))
+            await self.objects.put(folder + piece.name, buffer)
             written.append(piece)
             buffer, buffered = [], 0
 
