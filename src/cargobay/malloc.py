@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web  # only serving workers import this module
 
@@ -79,9 +79,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Trimmer:
     """Counts request bodies in flight and trims the heap once none has been for a while."""
 
-    def __init__(self, delay: float = TRIM_DELAY, trim: Callable[[], object] = release) -> None:
+    def __init__(
+        self,
+        delay: float = TRIM_DELAY,
+        trim: Callable[[], object] = release,
+        before: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.delay = delay
         self.trim = trim
+        self.before = tuple(before)  # frees other upload buffers (direct I/O staging) first
         self.trims = 0
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -105,5 +111,7 @@ class Trimmer:
     def _run(self) -> None:
         self._timer = None
         if self._in_flight == 0:
+            for free in self.before:
+                free()
             self.trim()
             self.trims += 1

@@ -5,11 +5,18 @@ away would come back)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cargobay import malloc
+from cargobay.storage import direct
+from cargobay.storage.direct import AppendWriter
 
 MIB = 1024 * 1024
 
@@ -38,7 +45,10 @@ def test_trims_once_after_uploads_stop_and_not_for_small_requests() -> None:
     trims: list[int] = []
 
     async def scenario() -> None:
-        trimmer = malloc.Trimmer(delay=0.3, trim=lambda: trims.append(1))
+        freed: list[int] = []
+        trimmer = malloc.Trimmer(
+            delay=0.3, trim=lambda: trims.append(1), before=[lambda: freed.append(1)]
+        )
         client = await _client(trimmer)
         try:
             for _ in range(5):  # small requests never trim
@@ -52,26 +62,55 @@ def test_trims_once_after_uploads_stop_and_not_for_small_requests() -> None:
                 assert await response.text() == str(2 * MIB)
             assert trims == []
             await asyncio.sleep(0.8)
-            assert trims == [1] and trimmer.trims == 1
+            assert trims == [1] and trimmer.trims == 1 and freed == [1]
         finally:
             await client.close()
 
     asyncio.run(scenario())
 
 
-def _rss_kib() -> int:
+# In a fresh interpreter: how much heap a test process already holds would blur the figure.
+RELEASE_PROBE = """
+from cargobay import malloc
+
+def rss_kib():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
+assert malloc.tune() and malloc.tuned()
+# 1 MiB blocks come from the heap (under the mmap threshold); one block allocated after them
+# keeps the heap's top in use, so freeing them trims nothing by itself.
+blocks = [bytearray(1024 * 1024) for _ in range(24)]
+pin = bytearray(64 * 1024)
+del blocks
+before = rss_kib()
+released = malloc.release()
+print(released, before - rss_kib())
+"""
+
 
 def test_release_returns_freed_heap_to_the_kernel() -> None:
-    assert malloc.tune() is True and malloc.tuned()
-    # 1 MiB blocks come from the heap (under the mmap threshold); one block allocated after
-    # them keeps the heap's top in use, so freeing them trims nothing by itself.
-    blocks = [bytearray(MIB) for _ in range(24)]
-    pin = bytearray(64 * 1024)
-    del blocks
-    before = _rss_kib()
-    assert malloc.release() is True
-    assert before - _rss_kib() > 8 * 1024
-    del pin
+    result = subprocess.run(
+        [sys.executable, "-c", RELEASE_PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    released, dropped_kib = result.stdout.split()
+    assert released == "True"
+    assert int(dropped_kib) > 8 * 1024
+
+
+def test_idle_staging_buffers_are_unmapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(direct, "DIRECT_FROM", 0)  # direct from the first byte
+    path = tmp_path / "upload"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    writer = AppendWriter(fd, 0, str(path))
+    try:
+        writer.write([os.urandom(direct.STAGING_BYTES + 1)])
+        writer.finish()
+    finally:
+        writer.close()
+        os.close(fd)
+    pooled = list(direct._pool)
+    assert pooled, "the staging buffer was not returned to the pool"
+    assert direct.release_staging() == len(pooled)
+    assert direct._pool == [] and all(staging.closed for staging in pooled)
