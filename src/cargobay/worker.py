@@ -27,6 +27,7 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.leases import node_holder, node_id, release_node
 from cargobay.registry.services import Services
 from cargobay.schedule import periodic_jobs, task_runner
+from cargobay.storage import direct
 
 
 async def prepare(settings: Settings) -> None:
@@ -89,6 +90,9 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
         trusted_proxies=settings.trusted_proxies,
     )
     app.middlewares.append(guard.middleware)
+    if malloc.tuned():  # upload buffers stay in the heap while uploads last, not for good
+        trimmer = malloc.Trimmer(before=[direct.release_staging])
+        app.middlewares.append(trimmer.middleware)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access"),

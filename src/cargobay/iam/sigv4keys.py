@@ -21,8 +21,6 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
-from botocore.utils import normalize_url_path
-
 TERMINATOR = "aws4_request"
 _QUERY_SAFE = "-_.~"
 
@@ -66,7 +64,10 @@ class SigningKeys:
 
 def _canonical_path(path: str) -> str:
     # As botocore: the path of the URL it signs, dot segments and repeated slashes removed,
-    # then quoted (again) with only '/' and '~' left bare.
+    # then quoted (again) with only '/' and '~' left bare. Imported here, not at the top: the
+    # S3 storage client signs with this module and must not load botocore.
+    from botocore.utils import normalize_url_path
+
     return quote(normalize_url_path(urlsplit("https://verifier.invalid" + path).path), safe="/~")
 
 
@@ -94,8 +95,12 @@ def canonical_request(
     signed: Sequence[str],
     headers: Mapping[str, list[str]],
     payload_hash: str,
+    *,
+    normalize_path: bool = True,
 ) -> str:
-    """The SigV4 canonical request: method, path, query, headers, signed names, payload hash."""
+    """The SigV4 canonical request: method, path, query, headers, signed names, payload hash.
+    S3 signs its path as sent (`normalize_path=False`: already quoted, dot segments kept)."""
     block, names = _canonical_headers(signed, headers)
-    parts = (method.upper(), _canonical_path(path), _canonical_query(params))
+    canonical_path = _canonical_path(path) if normalize_path else path
+    parts = (method.upper(), canonical_path, _canonical_query(params))
     return "\n".join((*parts, block, names, payload_hash))

@@ -42,6 +42,18 @@ DIRECT_FROM = 32 * 1024 * 1024  # a multiple of ALIGN
 _direct_works = hasattr(os, "O_DIRECT")
 
 
+def release_staging() -> int:
+    """Unmap the pooled staging buffers (a worker with no upload in flight: malloc.Trimmer);
+    how many were released. The next upload maps a fresh one."""
+    with _pool_lock:
+        idle = _pool[:]
+        _pool.clear()
+    for staging in idle:
+        with contextlib.suppress(BufferError):
+            staging.close()
+    return len(idle)
+
+
 def writes_direct() -> bool:
     """Whether uploads here go past the page cache (after `DIRECT_FROM`)."""
     return _direct_works

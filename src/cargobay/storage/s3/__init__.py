@@ -1,8 +1,10 @@
 """The S3 backend: `config` (the `s3://` URL), `objects` (bucket calls), `uploads` (the
 upload-piece state machine and multipart assembly) and `store` (the BlobStore).
 
-`S3Store` loads boto3, so it is imported on first use: checking a storage URL (which the
-`serve` supervisor does) costs no AWS library."""
+`S3Store` (with `client`, the S3 calls over http.client, and `transport`, their signing and
+retries) is imported on first use: checking a storage URL (which the `serve` supervisor does)
+loads no client at all, and a serving worker loads no AWS library (see credentials.py for
+the one exception)."""
 
 from __future__ import annotations
 

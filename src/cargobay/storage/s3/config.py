@@ -1,13 +1,14 @@
-"""The `s3://` storage URL: its parameters, their checks, and the boto3 client they describe.
+"""The `s3://` storage URL: its parameters and their checks (client.py makes the calls).
 
     s3://BUCKET[/PREFIX]?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true
         &sse=AES256|aws:kms&kms_key_id=KEY&part_size=8388608
         &access_key_id=ID&secret_access_key=SECRET
 
 Every parameter is optional. Credentials come from the standard AWS chain (environment, shared
-config and credentials files, instance roles) unless `access_key_id`/`secret_access_key` are
-given. `sse` adds server-side encryption headers (SSE-S3 `AES256`, or SSE-KMS `aws:kms` with an
-optional `kms_key_id`) to every write: pieces, state, copies and the blobs themselves.
+config and credentials files, instance roles; see credentials.py) unless `access_key_id` and
+`secret_access_key` are given. `sse` adds server-side encryption headers (SSE-S3 `AES256`, or
+SSE-KMS `aws:kms` with an optional `kms_key_id`) to every write: pieces, state, copies and the
+blobs themselves.
 
 Parsing imports no AWS library: the configuration is checked by the `serve` supervisor, which
 never opens the store.
@@ -16,14 +17,13 @@ never opens the store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 MIB = 1024 * 1024
 MIN_PART = 5 * MIB  # S3's smallest non-last multipart part
 MAX_PART = 5 * 1024 * MIB  # S3's largest part and largest CopyObject source
 DEFAULT_PART_SIZE = 8 * MIB
-CONNECTIONS = 16  # boto3 connection pool and the store's threads
+CONNECTIONS = 16  # the S3 client's connection pool and the store's threads
 
 _KNOWN = frozenset(
     {
@@ -54,16 +54,6 @@ class S3Config:
     part_size: int = DEFAULT_PART_SIZE
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
-
-    @property
-    def sse_headers(self) -> dict[str, str]:
-        """The encryption arguments every write (PutObject, CopyObject, multipart) carries."""
-        headers: dict[str, str] = {}
-        if self.sse:
-            headers["ServerSideEncryption"] = self.sse
-            if self.kms_key_id:
-                headers["SSEKMSKeyId"] = self.kms_key_id
-        return headers
 
 
 def _params(query: str) -> dict[str, str]:
@@ -117,36 +107,4 @@ def parse_url(url: str) -> S3Config:
         part_size=part_size,
         access_key_id=params.get("access_key_id") or None,
         secret_access_key=params.get("secret_access_key") or None,
-    )
-
-
-def connect(config: S3Config) -> Any:
-    """A boto3 S3 client for the configuration (path-style by default with an endpoint)."""
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session(
-        aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key,
-        region_name=config.region,
-    )
-    path_style = config.path_style
-    if path_style is None:
-        path_style = config.endpoint is not None
-    return session.client(
-        "s3",
-        endpoint_url=config.endpoint,
-        region_name=config.region or session.region_name or "us-east-1",
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path" if path_style else "auto"},
-            max_pool_connections=CONNECTIONS,
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=120,
-            # Only the checksums S3 requires: newer default trailers are not understood by
-            # every S3-compatible server.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
     )

@@ -1,5 +1,6 @@
-"""Asynchronous object calls on one bucket and prefix: boto3's blocking calls run in the store's
-threads, and its "not found" errors become FileNotFoundError (or None) for the layers above."""
+"""Asynchronous object calls on one bucket and prefix: the S3 client's blocking calls run in
+the store's threads, and its "not found" errors become FileNotFoundError (or None) for the
+layers above."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cargobay.storage.s3.config import CONNECTIONS, MIB, S3Config, connect
+from cargobay.storage.s3.client import ObjectInfo, S3Client
+from cargobay.storage.s3.config import CONNECTIONS, MIB, S3Config
+from cargobay.storage.s3.transport import NETWORK_ERRORS, S3Error
 
 log = logging.getLogger("cargobay.storage.s3")
 
@@ -21,15 +22,11 @@ READ_RETRIES = 3  # ranged GETs re-issued when a download stream breaks
 CONCURRENCY = 8  # deletes (and UploadPartCopy calls) in flight at once
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 TAKEN = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
+FAILURES = (S3Error, *NETWORK_ERRORS)  # what an S3 call raises when it fails
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def missing(exc: ClientError) -> bool:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return error_code(exc) in _NOT_FOUND or status == 404
+def missing(exc: S3Error) -> bool:
+    return exc.code in _NOT_FOUND or exc.status == 404
 
 
 class Objects:
@@ -39,51 +36,39 @@ class Objects:
         self.config = config
         self.bucket = config.bucket
         self.prefix = f"{config.prefix}/" if config.prefix else ""
-        self.client = connect(config)
-        self.sse = config.sse_headers
+        self.client = S3Client(config, CONNECTIONS)
         self._executor = ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="cargobay-s3")
 
-    async def call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+    async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(method, **kwargs))
+        return await loop.run_in_executor(self._executor, partial(method, *args, **kwargs))
 
-    async def put(self, key: str, body: bytes, **extra: Any) -> None:
-        await self.call(
-            self.client.put_object,
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/octet-stream",
-            **self.sse,
-            **extra,
-        )
+    async def put(
+        self, key: str, body: bytes | list[bytes], *, if_none_match: bool = False
+    ) -> None:
+        """Write an object; a list body is sent piece by piece (never joined)."""
+        await self.call(self.client.put_object, key, body, if_none_match=if_none_match)
 
     async def size(self, key: str) -> int | None:
         """An object's size, or None when there is none."""
         try:
-            head = await self.call(self.client.head_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
+            return int(await self.call(self.client.head_object, key))
+        except S3Error as exc:
             if missing(exc):
                 return None
             raise
-        return int(head["ContentLength"])
 
     async def get_bytes(self, key: str) -> bytes:
         """A small object's whole body; FileNotFoundError when it does not exist."""
         try:
-            response = await self.call(self.client.get_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
+            return bytes(await self.call(self.client.get_bytes, key))
+        except S3Error as exc:
             if missing(exc):
                 raise FileNotFoundError(key) from None
             raise
-        body = response["Body"]
-        try:
-            return bytes(await self.call(body.read))
-        finally:
-            body.close()
 
     async def delete(self, key: str) -> None:
-        await self.call(self.client.delete_object, Bucket=self.bucket, Key=key)
+        await self.call(self.client.delete_object, key)
 
     async def delete_keys(self, keys: list[str]) -> None:
         """Delete objects, a few at a time; a failure is logged (expiry sweeps up later)."""
@@ -93,45 +78,41 @@ class Objects:
             async with semaphore:
                 try:
                     await self.delete(key)
-                except (ClientError, BotoCoreError) as exc:
+                except FAILURES as exc:
                     log.warning("could not delete s3://%s/%s: %s", self.bucket, key, exc)
 
         await asyncio.gather(*(one(k) for k in keys))
 
-    async def list(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self.call(self.client.list_objects_v2, **kwargs)
-            for item in page.get("Contents", []):
+            page = await self.call(self.client.list_objects, prefix, token)
+            for item in page.items:
                 yield item
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            token = page.next_token
+            if token is None:
                 return
 
     async def stream(self, key: str, start: int, end: int | None) -> AsyncIterator[bytes]:
         """Bytes [start, end) of an object with ranged GETs, resuming a broken stream."""
         position, failures = start, 0
         while end is None or position < end:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+            byte_range = None
             if position or end is not None:
                 # An open range on an empty object is a 416, so ask for a range only when needed.
-                kwargs["Range"] = f"bytes={position}-{'' if end is None else end - 1}"
+                byte_range = f"bytes={position}-{'' if end is None else end - 1}"
             try:
-                response = await self.call(self.client.get_object, **kwargs)
-            except ClientError as exc:
+                body = await self.call(self.client.get_object, key, byte_range)
+            except S3Error as exc:
                 if missing(exc):
                     raise FileNotFoundError(key) from None
-                if error_code(exc) == "InvalidRange":
+                if exc.code == "InvalidRange":
                     return  # the object ends at or before `position`: yield what exists
                 raise
-            body = response["Body"]
             try:
                 while end is None or position < end:
                     size = READ_BLOCK if end is None else min(READ_BLOCK, end - position)
-                    data = await self.call(body.read, amt=size)
+                    data = await self.call(body.read, size)
                     if not data:
                         break
                     position += len(data)
@@ -140,7 +121,7 @@ class Objects:
                 if end is None or position >= end:
                     return
                 error: Exception = OSError(f"s3://{self.bucket}/{key} ended at byte {position}")
-            except (BotoCoreError, ConnectionError, TimeoutError) as exc:
+            except NETWORK_ERRORS as exc:
                 error = exc
             finally:
                 body.close()
@@ -154,3 +135,4 @@ class Objects:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.client.close()

@@ -67,15 +67,12 @@ class S3Store:
 
     async def download_url(self, digest: str, expires_in: int) -> str | None:
         """A presigned GET for the blob, valid `expires_in` seconds (at most 7 days)."""
-        return await self.objects.call(
-            self.client.generate_presigned_url,
-            ClientMethod="get_object",
-            Params={"Bucket": self.bucket, "Key": self._blob_key(digest)},
-            ExpiresIn=max(1, min(int(expires_in), PRESIGN_MAX)),
-        )
+        expires = max(1, min(int(expires_in), PRESIGN_MAX))
+        # In a thread: role credentials may refresh over the network.
+        return await self.objects.call(self.client.presigned_get, self._blob_key(digest), expires)
 
     async def ready(self) -> None:
-        await self.objects.call(self.client.head_bucket, Bucket=self.bucket)
+        await self.objects.call(self.client.head_bucket)
 
     # -- uploads -------------------------------------------------------------------------
 

@@ -33,13 +33,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from cargobay.storage.base import Observer
 from cargobay.storage.s3.config import MIN_PART
-from cargobay.storage.s3.objects import CONCURRENCY, TAKEN, Objects, error_code
+from cargobay.storage.s3.objects import CONCURRENCY, FAILURES, TAKEN, Objects
+from cargobay.storage.s3.transport import S3Error
 
 MAX_PARTS = 10_000
 STATE = "state.json"
@@ -90,14 +88,16 @@ class Uploads:
             raise FileNotFoundError(f"upload {upload_id}") from None
         return State.from_json(data)
 
-    async def _save(self, upload_id: str, state: State, **extra: Any) -> None:
-        await self.objects.put(self.folder(upload_id) + STATE, state.to_json(), **extra)
+    async def _save(self, upload_id: str, state: State, *, if_none_match: bool = False) -> None:
+        await self.objects.put(
+            self.folder(upload_id) + STATE, state.to_json(), if_none_match=if_none_match
+        )
 
     async def create(self, upload_id: str) -> None:
         try:
-            await self._save(upload_id, State(time.time(), []), IfNoneMatch="*")
-        except ClientError as exc:
-            if error_code(exc) in TAKEN:
+            await self._save(upload_id, State(time.time(), []), if_none_match=True)
+        except S3Error as exc:
+            if exc.code in TAKEN or str(exc.status) in TAKEN:
                 raise FileExistsError(f"upload {upload_id}") from None
             raise
 
@@ -150,7 +150,7 @@ class Uploads:
             if len(kept) + len(written) >= MAX_PARTS:
                 raise OSError(f"upload {upload_id} exceeds {MAX_PARTS} parts; raise part_size")
             piece = Piece(f"{token}-{len(written):05d}", buffered)
-            await self.objects.put(folder + piece.name, b"".join(buffer))
+            await self.objects.put(folder + piece.name, buffer)
             written.append(piece)
             buffer, buffered = [], 0
 
@@ -222,13 +222,7 @@ class Uploads:
         if not ranges:
             await objects.put(target, b"")
         elif len(ranges) == 1 and ranges[0][1] == ranges[0][0].size:
-            await objects.call(
-                objects.client.copy_object,
-                Bucket=objects.bucket,
-                Key=target,
-                CopySource={"Bucket": objects.bucket, "Key": folder + ranges[0][0].name},
-                **objects.sse,
-            )
+            await objects.call(objects.client.copy_object, target, folder + ranges[0][0].name)
         else:
             await self._assemble(target, [(folder + p.name, n, p.size) for p, n in ranges])
         await self.delete(upload_id)
@@ -236,56 +230,30 @@ class Uploads:
     async def _assemble(self, target: str, sources: list[tuple[str, int, int]]) -> None:
         """One multipart upload at `target` whose parts are server-side copies of `sources`
         (key, bytes to take from its start, its size); visible only once complete."""
-        objects, client, bucket = self.objects, self.objects.client, self.objects.bucket
-        created = await objects.call(
-            client.create_multipart_upload,
-            Bucket=bucket,
-            Key=target,
-            ContentType="application/octet-stream",
-            **objects.sse,
-        )
-        mpu = created["UploadId"]
+        objects, client = self.objects, self.objects.client
+        mpu = await objects.call(client.create_multipart_upload, target)
         semaphore = asyncio.Semaphore(CONCURRENCY)
 
-        async def copy(number: int, key: str, take: int, size: int) -> dict[str, Any]:
-            kwargs: dict[str, Any] = {}
-            if take != size:
-                kwargs["CopySourceRange"] = f"bytes=0-{take - 1}"
+        async def copy(number: int, key: str, take: int, size: int) -> str:
+            byte_range = f"bytes=0-{take - 1}" if take != size else None
             async with semaphore:
-                result = await objects.call(
-                    client.upload_part_copy,
-                    Bucket=bucket,
-                    Key=target,
-                    UploadId=mpu,
-                    PartNumber=number,
-                    CopySource={"Bucket": bucket, "Key": key},
-                    **kwargs,
+                return await objects.call(
+                    client.upload_part_copy, target, mpu, number, key, byte_range
                 )
-            return {"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]}
 
         try:
-            parts = await asyncio.gather(
+            etags = await asyncio.gather(
                 *(copy(i + 1, *source) for i, source in enumerate(sources))
             )
-            await objects.call(
-                client.complete_multipart_upload,
-                Bucket=bucket,
-                Key=target,
-                UploadId=mpu,
-                MultipartUpload={"Parts": list(parts)},
-            )
+            await objects.call(client.complete_multipart_upload, target, mpu, list(etags))
         except BaseException:
-            with contextlib.suppress(ClientError, BotoCoreError):
-                await asyncio.shield(
-                    objects.call(
-                        client.abort_multipart_upload, Bucket=bucket, Key=target, UploadId=mpu
-                    )
-                )
+            with contextlib.suppress(*FAILURES):
+                await asyncio.shield(objects.call(client.abort_multipart_upload, target, mpu))
             raise
 
     async def delete(self, upload_id: str) -> None:
         folder = self.folder(upload_id)
-        keys = [item["Key"] async for item in self.objects.list(folder)]
+        keys = [item.key async for item in self.objects.list(folder)]
         state = folder + STATE
         if state in keys:
             # The state first: from then on the upload is gone for every node.
@@ -300,10 +268,10 @@ class Uploads:
         latest: dict[str, float] = {}
         keys: dict[str, list[str]] = {}
         async for item in self.objects.list(self.root):
-            upload_id = item["Key"][len(self.root) :].partition("/")[0]
-            modified = item["LastModified"].timestamp()
+            upload_id = item.key[len(self.root) :].partition("/")[0]
+            modified = item.modified.timestamp()
             latest[upload_id] = max(latest.get(upload_id, 0.0), modified)
-            keys.setdefault(upload_id, []).append(item["Key"])
+            keys.setdefault(upload_id, []).append(item.key)
         removed = 0
         for upload_id, modified in latest.items():
             if modified < older_than:
@@ -313,28 +281,18 @@ class Uploads:
         return removed + await self._abort_multipart(older_than, blob_root)
 
     async def _abort_multipart(self, older_than: float, prefix: str) -> int:
-        objects, removed = self.objects, 0
-        marker: dict[str, str] = {}
+        objects, client, removed = self.objects, self.objects.client, 0
+        key_marker: str | None = None
+        upload_marker: str | None = None
         while True:
             page = await objects.call(
-                objects.client.list_multipart_uploads,
-                Bucket=objects.bucket,
-                Prefix=prefix,
-                **marker,
+                client.list_multipart_uploads, prefix, key_marker, upload_marker
             )
-            for item in page.get("Uploads", []):
-                if item["Initiated"].timestamp() < older_than:
-                    with contextlib.suppress(ClientError):
-                        await objects.call(
-                            objects.client.abort_multipart_upload,
-                            Bucket=objects.bucket,
-                            Key=item["Key"],
-                            UploadId=item["UploadId"],
-                        )
+            for item in page.items:
+                if item.initiated.timestamp() < older_than:
+                    with contextlib.suppress(S3Error):
+                        await objects.call(client.abort_multipart_upload, item.key, item.upload_id)
                         removed += 1
-            if not page.get("IsTruncated"):
+            if page.next_token is None and page.next_upload_id is None:
                 return removed
-            marker = {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
-            }
+            key_marker, upload_marker = page.next_token, page.next_upload_id
