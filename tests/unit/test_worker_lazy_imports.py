@@ -1,5 +1,6 @@
 """A serving worker loads rarely used subsystems on first use: the image scanner and the
-vulnerability database (with `packaging`) load with the first scan, not with every worker.
+vulnerability database (with `packaging`) load with the first scan, the pull-through cache and
+its upstream client with the first pull of something this registry does not hold.
 
 The worker is built as `worker._run_worker` builds it (services, application, periodic jobs,
 task runner, webhook deliverer) in a fresh interpreter, on a registry prepared by another one
@@ -19,6 +20,9 @@ LAZY = (
     "cargobay.vulndb.store",
     "cargobay.vulndb.matching",
     "packaging",
+    "cargobay.pullthrough.cache",
+    "cargobay.upstream.client",
+    "cargobay.upstream.transport",
 )
 
 _PREPARE = """
@@ -71,6 +75,8 @@ def test_a_fresh_worker_has_not_loaded_the_scanner(tmp_path: Path) -> None:
 def test_the_check_sees_a_scanner_loaded_eagerly(tmp_path: Path) -> None:
     # What the first scan of a worker loads; the check above would fail if the build did.
     loaded = _loaded(
-        tmp_path, "from cargobay.scanning import scan, sbom; import cargobay.vulndb.store"
+        tmp_path,
+        "from cargobay.scanning import scan, sbom; import cargobay.vulndb.store; "
+        "services.pullthrough",
     )
     assert loaded == sorted(LAZY)
