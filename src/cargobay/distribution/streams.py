@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from cargobay.distribution import sendthread
 from cargobay.distribution.call import Call
 from cargobay.errors import BlobUnknown, DomainError, UpstreamFailed
-from cargobay.pullthrough.blobs import BlobFill
 from cargobay.registry.repositories import Repository
+
+if TYPE_CHECKING:
+    from cargobay.pullthrough.blobs import BlobFill
 
 log = logging.getLogger("cargobay.distribution")
 

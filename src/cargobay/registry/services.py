@@ -18,7 +18,6 @@ from cargobay.iam.tokens import TokenClaims, TokenError, TokenSigner, blob_scope
 from cargobay.lifecycle.service import LifecycleService
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Leases, process_holder
-from cargobay.pullthrough.cache import PullThroughCache
 from cargobay.pullthrough.rules import RuleService
 from cargobay.registry.archive import ArchiveService
 from cargobay.registry.blobs import BlobService
@@ -40,6 +39,7 @@ from cargobay.storage import BlobStore, open_store
 if TYPE_CHECKING:
     from cargobay.kms.authz import KmsAuthorizer
     from cargobay.kms.service import KmsService
+    from cargobay.pullthrough.cache import PullThroughCache
 
 SIGNER_REFRESH = 300.0
 SIGNER_RETRY = 10.0
@@ -66,12 +66,12 @@ class Services:
     replication: ReplicationService
     secrets: SecretsService
     pull_through_rules: RuleService
-    pullthrough: PullThroughCache
     scans: ScanService
     encryption: Encryption
     archive: ArchiveService
     signing: SigningService
     _signer: TokenSigner | None = field(default=None, repr=False)
+    _pullthrough: PullThroughCache | None = field(default=None, repr=False)
     _signer_loaded: float = 0.0
 
     @classmethod
@@ -130,14 +130,31 @@ class Services:
             ),
             secrets=secrets,
             pull_through_rules=rules,
-            pullthrough=PullThroughCache(
-                db, settings, store, authorizer, repositories, manifests, blobs, rules, leases
-            ),
             scans=scans,
             encryption=encryption,
             archive=archive,
             signing=signing,
         )
+
+    @property
+    def pullthrough(self) -> PullThroughCache:
+        """The pull-through cache, built (and its upstream client loaded) on first use: a
+        manifest or blob this registry does not hold, or a cache's ECR call."""
+        if self._pullthrough is None:
+            from cargobay.pullthrough.cache import PullThroughCache
+
+            self._pullthrough = PullThroughCache(
+                self.db,
+                self.settings,
+                self.store,
+                self.authorizer,
+                self.repositories,
+                self.manifests,
+                self.blobs,
+                self.pull_through_rules,
+                self.leases,
+            )
+        return self._pullthrough
 
     @property
     def kms(self) -> KmsService:
@@ -193,7 +210,8 @@ class Services:
         )
 
     async def close(self) -> None:
-        await self.pullthrough.close()
+        if self._pullthrough is not None:
+            await self._pullthrough.close()
         await self.usage.close()
         await audit_record.close_for(self.db)  # the buffered audit records
         self.credentials.close()

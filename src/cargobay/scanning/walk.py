@@ -10,6 +10,7 @@ from typing import Any
 from cargobay.scanning import inventory
 from cargobay.scanning.errors import UnsupportedImage
 from cargobay.scanning.layers import Inspector, MergedTree
+from cargobay.scanning.mediatypes import IMAGE_CONFIGS, INDEXES
 from cargobay.scanning.model import Inventory
 from cargobay.scanning.stream import ChunkPipe, decompressed
 from cargobay.threads import ProcessPool, settle
@@ -17,14 +18,6 @@ from cargobay.threads import ProcessPool, settle
 # Reads a blob's bytes by digest, as BlobStore.read does.
 BlobReader = Callable[[str], AsyncIterator[bytes]]
 
-IMAGE_CONFIGS = (
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-)
-INDEXES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
 
 # Layer walks run here: one thread per concurrent scan, so scans never crowd request threads.
 _threads = ProcessPool(2, "scan")

@@ -22,9 +22,7 @@ from cargobay.errors import ImageArchived, ImageNotFound
 from cargobay.jobs.queue import Fail, Retry, Task
 from cargobay.oci.manifest import OCI_EMPTY_JSON, OCI_MANIFEST
 from cargobay.registry.hooks import REGISTRY
-from cargobay.scanning import sbom
 from cargobay.scanning.errors import ScanError, UnsupportedImage
-from cargobay.scanning.scan import platforms, scan_image
 from cargobay.scans.service import (
     COMPLETE,
     FAILED,
@@ -37,7 +35,6 @@ from cargobay.scans.service import (
     scan_kind,
 )
 from cargobay.vulndb.cvss import SEVERITIES
-from cargobay.vulndb.store import VulnDB
 
 IMAGE_ARCHIVED = "IMAGE_ARCHIVED"  # the model's ScanStatus for an archived image
 
@@ -155,6 +152,10 @@ class Scanner:
         )
 
     async def _image(self, repo: Repository, digest: str, content: bytes, media_type: str) -> None:
+        # The engine and the vulnerability database load on a worker's first scan.
+        from cargobay.scanning.scan import scan_image
+        from cargobay.vulndb.store import VulnDB
+
         blobs = self.services.blobs
 
         async def read(blob_digest: str) -> AsyncIterator[bytes]:
@@ -197,6 +198,8 @@ class Scanner:
     ) -> tuple[list[dict[str, Any]], dict[str, int], tuple[float | None, int | None]]:
         """Each platform's findings (scanned here unless its own scan is done or running),
         merged."""
+        from cargobay.scanning.scan import platforms
+
         collected: list[dict[str, Any]] = []
         source: tuple[float | None, int | None] = (None, None)
         for descriptor in platforms(content):
@@ -229,6 +232,8 @@ class Scanner:
     ) -> None:
         """Push the SBOM as an OCI artifact whose subject is the image (once per image: an
         image's inventory never changes, only its findings do)."""
+        from cargobay.scanning import sbom
+
         services = self.services
         listed = json.loads(
             await services.manifests.referrers(repo, digest, sbom.CYCLONEDX_MEDIA_TYPE)

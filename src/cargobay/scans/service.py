@@ -35,7 +35,7 @@ from cargobay.oci.manifest import INDEX_TYPES
 from cargobay.registry.archive import ARCHIVED
 from cargobay.registry.hooks import REGISTRY, Deleted, Pushed
 from cargobay.registry.repositories import Repository
-from cargobay.scanning.walk import IMAGE_CONFIGS
+from cargobay.scanning.mediatypes import IMAGE_CONFIGS
 from cargobay.scans import config as cfg
 from cargobay.scans.settings import ScanSettings, push_configuration, push_reads
 
