@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import String, bindparam, insert, select
-from sqlalchemy.dialects import sqlite
 
 from cargobay.audit.redact import redact, service_of
 from cargobay.iam.principal import Principal
-from cargobay.metadata import roundtrips, schema
+from cargobay.metadata import schema
+from cargobay.metadata.batch import BatchInsert
 from cargobay.metadata.db import Database
 from cargobay.requestids import new_id
 
@@ -188,28 +188,13 @@ _INSERT_RESOURCES = insert(_r).from_select(
 )
 
 
-def _driver_sql(statement: Any, names: tuple[str, ...], keys: list[str] | None = None) -> Any:
-    """(SQLite text, the positions of `names` its `?` parameters take), compiled once."""
-    compiled = statement.compile(dialect=sqlite.dialect(), column_keys=keys)
-    return str(compiled), tuple(names.index(n) for n in compiled.positiontup or ())
-
-
-_SQLITE_RECORDS = _driver_sql(_INSERT_RECORDS, _COLUMNS, list(_COLUMNS))
-_SQLITE_RESOURCES = _driver_sql(_INSERT_RESOURCES, _RESOURCE_PARAMS)
-
-
-def _ordered(rows: list[Row], order: tuple[int, ...]) -> list[Row]:
-    if order == tuple(range(len(order))):
-        return rows
-    return [tuple(row[i] for i in order) for row in rows]
+_RECORDS = BatchInsert(_INSERT_RECORDS, _COLUMNS, column_keys=True)
+_RESOURCES = BatchInsert(_INSERT_RESOURCES, _RESOURCE_PARAMS)
 
 
 async def write(db: Database, events: list[AuditEvent]) -> None:
-    """Insert records (and the resources they name) in one transaction.
-
-    On SQLite the two statements run on the writer's driver connection (`executemany` of SQL
-    compiled once): SQLAlchemy's execution machinery cost more than SQLite's inserts, and
-    SQLite writes run on the event loop under the writer lock. Elsewhere through SQLAlchemy."""
+    """Insert records (and the resources they name) in one transaction: two executemany
+    statements, at the driver level on SQLite (`metadata.batch`)."""
     if not events:
         return
     records: list[Row] = []
@@ -223,27 +208,8 @@ async def write(db: Database, events: list[AuditEvent]) -> None:
     # batches take their locks in one order.
     resources = sorted(set(named)) if named else []
     async with db.write() as conn:
-        driver = getattr(conn, "driver", None)
-        if driver is not None and conn.dialect.name == "sqlite":
-            _write_driver(driver(), records, resources)
-            return
-        await conn.execute(_INSERT_RECORDS, [dict(zip(_COLUMNS, r, strict=True)) for r in records])
-        if resources:
-            await conn.execute(
-                _INSERT_RESOURCES,
-                [dict(zip(_RESOURCE_PARAMS, r, strict=True)) for r in resources],
-            )
-
-
-def _write_driver(driver: Any, records: list[Row], resources: list[Row]) -> None:
-    count = roundtrips.current()
-    sql, order = _SQLITE_RECORDS
-    driver.executemany(sql, _ordered(records, order))
-    if resources:
-        sql, order = _SQLITE_RESOURCES
-        driver.executemany(sql, _ordered(resources, order))
-    if count is not None:
-        count.value += 2 if resources else 1
+        await _RECORDS.run(conn, records)
+        await _RESOURCES.run(conn, resources)
 
 
 class AuditRecorder:
