@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import String, bindparam, insert, select
 
 from cargobay.audit.redact import redact, service_of
-from cargobay.events.model import iso_time
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
+from cargobay.metadata.batch import BatchInsert
 from cargobay.metadata.db import Database
 from cargobay.requestids import new_id
 
@@ -87,10 +87,13 @@ def user_identity(principal: Principal | None, account_id: str) -> dict[str, Any
 def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
     """The CloudTrail event JSON (what LookupEvents returns as CloudTrailEvent), redacted."""
     service = service_of(event.event_source)
+    account = event.account_id
+    # Keys in CloudTrail's order, assigned one by one (no intermediate dicts: every call's
+    # record is built here).
     record: dict[str, Any] = {
         "eventVersion": "1.08",
-        "userIdentity": user_identity(event.principal, event.account_id),
-        "eventTime": iso_time(event.event_time or time.time()),
+        "userIdentity": user_identity(event.principal, account),
+        "eventTime": _iso_time(event.event_time or time.time()),
         "eventSource": event.event_source,
         "eventName": event.event_name,
         "awsRegion": event.region,
@@ -102,52 +105,71 @@ def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
     if event.error_code:
         record["errorCode"] = event.error_code
         record["errorMessage"] = event.error_message or ""
-    record.update(
-        {
-            "requestID": event.request_id,
-            "eventID": event.event_id,
-            "readOnly": event.read_only,
-            "resources": [
-                {
-                    k: v
-                    for k, v in (("ARN", r.arn), ("accountId", event.account_id), ("type", r.type))
-                    if v
-                }
-                for r in event.resources
-            ],
-            "eventType": "AwsApiCall",
-            "managementEvent": True,
-            "recipientAccountId": event.account_id,
-            "eventCategory": "Management",
-        }
-    )
+    record["requestID"] = event.request_id
+    record["eventID"] = event.event_id
+    record["readOnly"] = event.read_only
+    record["resources"] = [_resource(r, account) for r in event.resources]
+    record["eventType"] = "AwsApiCall"
+    record["managementEvent"] = True
+    record["recipientAccountId"] = account
+    record["eventCategory"] = "Management"
     return record
 
 
-def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _resource(resource: Resource, account: str) -> dict[str, str]:
+    """A resource as CloudTrail lists it: ARN, accountId and type, each only when set."""
+    out: dict[str, str] = {}
+    if resource.arn:
+        out["ARN"] = resource.arn
+    if account:
+        out["accountId"] = account
+    if resource.type:
+        out["type"] = resource.type
+    return out
+
+
+def _iso_time(epoch: float) -> str:
+    """`events.model.iso_time` (whole seconds, UTC, with a Z) without building a datetime."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+# The records' columns, in the order `_rows` builds each row's values.
+_COLUMNS = (
+    "event_id",
+    "account_id",
+    "event_time",
+    "event_source",
+    "event_name",
+    "read_only",
+    "user_name",
+    "access_key_id",
+    "record",
+)
+_RESOURCE_PARAMS = ("event_id", "resource_type", "resource_name")
+
+Row = tuple[Any, ...]
+
+
+def _rows(event: AuditEvent) -> tuple[Row, list[Row]]:
+    """A record's values (in `_COLUMNS` order) and its resources' (`_RESOURCE_PARAMS`)."""
     event.event_time = event.event_time or time.time()
-    event.event_id = event.event_id or new_id()
+    event_id = event.event_id = event.event_id or new_id()
     principal = event.principal
-    row = {
-        "event_id": event.event_id,
-        "account_id": event.account_id,
-        "event_time": event.event_time,
-        "event_source": event.event_source,
-        "event_name": event.event_name,
-        "read_only": event.read_only,
-        "user_name": principal.user_name[:128] if principal else None,
-        "access_key_id": principal.access_key_id[:128] if principal else None,
-        "record": _ENCODE(cloudtrail_record(event)),
-    }
+    row = (
+        event_id,
+        event.account_id,
+        event.event_time,
+        event.event_source,
+        event.event_name,
+        event.read_only,
+        principal.user_name[:128] if principal else None,
+        principal.access_key_id[:128] if principal else None,
+        _ENCODE(cloudtrail_record(event)),
+    )
     # Names come from requests (also refused ones): cut to the columns' sizes and without NUL
     # (which PostgreSQL's text refuses), so one odd request cannot make its batch fail.
     resources = [
-        {
-            "event_id": event.event_id,
-            "resource_type": r.type[:64],
-            "resource_name": r.name[:1024].replace("\x00", "\ufffd"),
-        }
-        for r in event.resources
+        (event_id, r.type[:64], r.name[:1024].replace("\x00", "\ufffd")) for r in event.resources
     ]
     return row, resources
 
@@ -155,6 +177,7 @@ def _rows(event: AuditEvent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 # A record's resources, found by its event id: no ids to read back from the records' insert,
 # so both inserts are plain executemany statements.
 _t, _r = schema.audit_records, schema.audit_resources
+_INSERT_RECORDS = insert(_t)
 _INSERT_RESOURCES = insert(_r).from_select(
     ["record_id", "resource_type", "resource_name"],
     select(
@@ -165,26 +188,28 @@ _INSERT_RESOURCES = insert(_r).from_select(
 )
 
 
+_RECORDS = BatchInsert(_INSERT_RECORDS, _COLUMNS, column_keys=True)
+_RESOURCES = BatchInsert(_INSERT_RESOURCES, _RESOURCE_PARAMS)
+
+
 async def write(db: Database, events: list[AuditEvent]) -> None:
-    """Insert records (and the resources they name) in one transaction."""
-    built = [_rows(e) for e in events]
-    if not built:
+    """Insert records (and the resources they name) in one transaction: two executemany
+    statements, at the driver level on SQLite (`metadata.batch`)."""
+    if not events:
         return
-    resources = {
-        (res["event_id"], res["resource_type"], res["resource_name"])
-        for _, rows in built
-        for res in rows
-    }
-    async with db.write() as conn:
-        await conn.execute(insert(_t), [row for row, _ in built])
+    records: list[Row] = []
+    named: list[Row] = []
+    for event in events:
+        row, resources = _rows(event)
+        records.append(row)
         if resources:
-            await conn.execute(
-                _INSERT_RESOURCES,
-                [
-                    {"event_id": e, "resource_type": kind, "resource_name": name}
-                    for e, kind, name in sorted(resources)
-                ],
-            )
+            named.extend(resources)
+    # A resource named twice by one call is one row (the table's key); sorted, so concurrent
+    # batches take their locks in one order.
+    resources = sorted(set(named)) if named else []
+    async with db.write() as conn:
+        await _RECORDS.run(conn, records)
+        await _RESOURCES.run(conn, resources)
 
 
 class AuditRecorder:

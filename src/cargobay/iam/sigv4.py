@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from botocore.auth import SIGV4_TIMESTAMP
@@ -59,6 +60,12 @@ SIGNING_KEYS = SigningKeys()  # this process's derived keys, shared by every ver
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BASIC_TIMESTAMP = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 _EXPIRES = re.compile(r"[0-9]{1,9}")
+_SEPARATORS = re.compile(r"[,\s]+")
+# The Authorization header as every SDK writes it; parsed in one match. What it accepts is
+# exactly what the general parse (`_fields`) makes of such a header; anything else goes there.
+_SDK_AUTHORIZATION = re.compile(
+    r"Credential=([^,\s]+), ?SignedHeaders=([^,\s]+), ?Signature=([^,\s]+)"
+)
 
 
 class SigV4Error(Exception):
@@ -78,9 +85,9 @@ class SignedIdentity:
     service: str
 
 
-@dataclass(frozen=True)
-class _Auth:
-    """The signature parameters, wherever they came from (header or query)."""
+class _Auth(NamedTuple):
+    """The signature parameters, wherever they came from (header or query). A NamedTuple: a
+    frozen dataclass's construction costs a microsecond or two on every call."""
 
     access_key_id: str
     scope_date: str
@@ -101,7 +108,12 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, list[str]]:
     # items() of a multidict (aiohttp's CIMultiDictProxy) yields every value of a repeated header.
     out: dict[str, list[str]] = {}
     for name, value in headers.items():
-        out.setdefault(name.lower().strip(), []).append(value)
+        key = name.lower().strip()
+        found = out.get(key)
+        if found is None:
+            out[key] = [value]
+        else:
+            found.append(value)
     return out
 
 
@@ -128,7 +140,7 @@ def _parse_credential(credential: str) -> tuple[str, str, str, str]:
 
 
 def _parse_signed_headers(value: str) -> tuple[str, ...]:
-    names = tuple(n.strip().lower() for n in value.split(";"))
+    names = tuple([n.strip().lower() for n in value.split(";")])
     if not all(names):
         raise _fail(INCOMPLETE_SIGNATURE, f"Invalid SignedHeaders value: '{value}'")
     if "host" not in names and ":authority" not in names:
@@ -143,8 +155,32 @@ def _parse_authorization(header: str, has_date: bool) -> _Auth:
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise _fail(INCOMPLETE_SIGNATURE, f"Unsupported AWS 'algorithm': '{algorithm}'.")
+    rest = rest.strip()
+    if has_date and (sdk := _SDK_AUTHORIZATION.fullmatch(rest)):
+        credential, signed, signature = sdk.groups()
+    else:
+        fields = _fields(header, rest, has_date)
+        credential, signed, signature = (
+            fields["Credential"],
+            fields["SignedHeaders"],
+            fields["Signature"],
+        )
+    key_id, date, region, service = _parse_credential(credential)
+    return _Auth(
+        access_key_id=key_id,
+        scope_date=date,
+        region=region,
+        service=service,
+        signed_headers=_parse_signed_headers(signed),
+        signature=signature,
+        presigned=False,
+    )
+
+
+def _fields(header: str, rest: str, has_date: bool) -> dict[str, str]:
+    """The Authorization header's key=value pairs, with AWS's message for what is missing."""
     fields: dict[str, str] = {}
-    for part in re.split(r"[,\s]+", rest.strip()):
+    for part in _SEPARATORS.split(rest):
         if not part:
             continue
         key, eq, value = part.partition("=")
@@ -166,16 +202,7 @@ def _parse_authorization(header: str, has_date: bool) -> _Auth:
         )
     if problems:
         raise _fail(INCOMPLETE_SIGNATURE, " ".join([*problems, f"Authorization={header}"]))
-    key_id, date, region, service = _parse_credential(fields["Credential"])
-    return _Auth(
-        access_key_id=key_id,
-        scope_date=date,
-        region=region,
-        service=service,
-        signed_headers=_parse_signed_headers(fields["SignedHeaders"]),
-        signature=fields["Signature"],
-        presigned=False,
-    )
+    return fields
 
 
 def _parse_presigned(query: dict[str, str]) -> _Auth:
@@ -260,12 +287,11 @@ def _fmt(when: datetime) -> str:
 
 
 def _check_time(auth: _Auth, ts: str, when: datetime, now: datetime, max_skew: timedelta) -> None:
-    minutes = f"{int(max_skew.total_seconds() // 60)} min."
     if when > now + max_skew:
         raise _fail(
             INVALID_SIGNATURE,
             f"Signature not yet current: {ts} is still later than {_fmt(now + max_skew)} "
-            f"({_fmt(now)} + {minutes})",
+            f"({_fmt(now)} + {_minutes(max_skew)})",
         )
     if auth.expires is not None:  # presigned: valid from X-Amz-Date for X-Amz-Expires seconds
         if when < now - timedelta(seconds=auth.expires):
@@ -279,8 +305,12 @@ def _check_time(auth: _Auth, ts: str, when: datetime, now: datetime, max_skew: t
         raise _fail(
             INVALID_SIGNATURE,
             f"Signature expired: {ts} is now earlier than {_fmt(now - max_skew)} "
-            f"({_fmt(now)} - {minutes})",
+            f"({_fmt(now)} - {_minutes(max_skew)})",
         )
+
+
+def _minutes(skew: timedelta) -> str:
+    return f"{int(skew.total_seconds() // 60)} min."
 
 
 async def verify(
@@ -305,9 +335,10 @@ async def verify(
     Derived signing keys come from `signing_keys` (the process-wide cache by default).
     """
     lowered = _lower_headers(headers)
-    query = parse_qsl(query_string, keep_blank_values=True)
-    query_auth = {k: v for k, v in query if k.startswith("X-Amz-")}
-    authorization = lowered.get("authorization", [""])[0].strip()
+    # The ECR API's calls have no query string: nothing to parse.
+    query = parse_qsl(query_string, keep_blank_values=True) if query_string else []
+    query_auth = {k: v for k, v in query if k.startswith("X-Amz-")} if query else {}
+    authorization = lowered["authorization"][0].strip() if "authorization" in lowered else ""
     presigned = "X-Amz-Algorithm" in query_auth or "X-Amz-Signature" in query_auth
 
     if authorization and presigned:
@@ -366,10 +397,9 @@ async def verify(
     )
     keys = SIGNING_KEYS if signing_keys is None else signing_keys
     key = keys.get(secret, ts[:8], auth.region, auth.service)
-    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
     provided = auth.signature.strip().lower()
-    if not _HEX64.fullmatch(provided) or not hmac.compare_digest(
-        expected.encode(), provided.encode()
-    ):
+    # Both ASCII once `provided` is 64 hex digits: compare_digest takes the strings as they are.
+    if not _HEX64.fullmatch(provided) or not hmac.compare_digest(expected, provided):
         raise _fail(INVALID_SIGNATURE, MSG_SIGNATURE_MISMATCH)
     return SignedIdentity(auth.access_key_id, auth.region, auth.service)

@@ -66,6 +66,8 @@ def _canonical_path(path: str) -> str:
     # As botocore: the path of the URL it signs, dot segments and repeated slashes removed,
     # then quoted (again) with only '/' and '~' left bare. Imported here, not at the top: the
     # S3 storage client signs with this module and must not load botocore.
+    if path == "/":  # every ECR and IAM API call: what botocore's normalising makes of it
+        return path
     from botocore.utils import normalize_url_path
 
     return quote(normalize_url_path(urlsplit("https://verifier.invalid" + path).path), safe="/~")
@@ -79,6 +81,12 @@ def _canonical_query(params: Sequence[tuple[str, str]]) -> str:
 def _canonical_headers(signed: Sequence[str], headers: Mapping[str, list[str]]) -> tuple[str, str]:
     """The canonical header block and the signed-headers line. As botocore: a name listed twice
     contributes its values twice, and a listed header the request lacks is left out of both."""
+    if len(set(signed)) == len(signed):  # each name once (every SDK): one line per header
+        names = [name for name in sorted(signed) if headers.get(name)]
+        lines = [
+            f"{name}:{','.join([' '.join(v.split()) for v in headers[name]])}" for name in names
+        ]
+        return "\n".join(lines) + "\n", ";".join(names)
     values: dict[str, list[str]] = {}
     for name in signed:
         for value in headers.get(name, ()):

@@ -349,6 +349,11 @@ class _SyncReads:
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return self._conn.scalar(statement, parameters)
 
+    def driver(self) -> Any:
+        """The driver (sqlite3) connection under this transaction: `audit.record` runs its
+        batch inserts on it, without SQLAlchemy's per-statement machinery."""
+        return self._conn.connection.driver_connection
+
 
 class _ThreadReads:
     """A read transaction on a synchronous SQLite connection whose statements run, one at a
