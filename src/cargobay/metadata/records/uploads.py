@@ -57,3 +57,13 @@ async def grow(conn: Conn, upload_id: str, size: int, new_size: int) -> bool:
 
 async def end(conn: Conn, upload_id: str) -> None:
     await conn.execute(u.delete().where(u.c.id == upload_id))
+
+
+_END_AT = u.delete().where(u.c.id == bindparam("upload_id"), u.c.size == bindparam("size"))
+
+
+async def end_at(conn: Conn, upload_id: str, size: int) -> bool:
+    """End a session that still holds `size` bytes; False when it does not (a concurrent
+    request changed or ended it first)."""
+    result = await conn.execute(_END_AT, {"upload_id": upload_id, "size": size})
+    return bool(result.rowcount)
