@@ -324,8 +324,7 @@ class UploadService:
                     await records.end(conn, upload_id)
                 elif not await records.end_at(conn, upload_id, held_size):
                     raise UploadInvalid("the upload was changed by a concurrent request")
-            await blob_records.record(conn, digest, size)
-            await blob_records.relink(conn, repo.id, digest)
+            await records.register(conn, repo.id, digest, size)
             if lease is not None:
                 await self.leases.release_in(conn, lease)
         if lease is not None:
