@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.ecrhelp import client, unique
-from e2e.ocihttp import Client
+from e2e.ocihttp import Client, sha256
 from e2e.roundtriphelp import HEADER, ecr_count, v2_count
 from server import Server, storage_backend
 
@@ -160,3 +160,25 @@ def test_a_warm_manifest_get_by_tag_is_one_statement(counted: Server) -> None:
     # as GetAuthorizationToken's authorization is one (both beside the door's own).
     for operation in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability"):
         assert counts[operation] <= counts["GetAuthorizationToken"], counts
+
+
+def test_a_small_blob_push_completes_in_one_write_transaction(counted: Server) -> None:
+    """Scenario 8's blob push: `POST /blobs/uploads/`, then `PUT ?digest=` with the body. The
+    PUT takes the upload's lease, then one transaction ends the session, registers the blob
+    and releases the lease (issue 19: it was four transactions, 15 statements)."""
+    name = unique("rt/blob")
+    http = Client(counted)
+    counts = []
+    for i in range(4):
+        data = f"small blob {i}".encode() * 100
+        started = http.post(f"/v2/{name}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        location = started.headers["Location"]
+        done = http.put(f"{location}?digest={sha256(data)}", data=data)
+        assert done.status_code == 201, done.text
+        counts.append(int(done.headers[HEADER]))
+        fetched = http.get(f"/v2/{name}/blobs/{sha256(data)}", allow_redirects=False)
+        assert fetched.status_code in (200, 307), fetched.status_code
+    # Authorization, repository, the session's row; BEGIN and the lease; BEGIN, the
+    # conditional end of the session, blob, link, GC queue entry, the lease's release.
+    assert min(counts[1:]) <= 11, counts

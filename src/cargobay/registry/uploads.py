@@ -197,14 +197,36 @@ class UploadService:
         if not digest:
             raise DigestInvalid("the digest query parameter is required")
         parse_digest(digest)
-        async with self._exclusive(repo, upload_id):
-            return await self._complete(repo, upload_id, digest, blocks)
+        async with self._exclusive(repo, upload_id) as lease:
+            return await self._complete(repo, upload_id, digest, blocks, lease)
 
     async def _complete(
-        self, repo: Repository, upload_id: str, digest: str, blocks: Blocks | None
+        self,
+        repo: Repository,
+        upload_id: str,
+        digest: str,
+        blocks: Blocks | None,
+        lease: Lease,
     ) -> BlobInfo:
         expected = parse_digest(digest)
         upload = await self.get(repo, upload_id)
+        if blocks is not None and repo.kms_key_id is None and expected.algorithm == "sha256":
+            # The last chunk's new size is never recorded: the transaction that makes the
+            # blob visible ends the session only if it still holds the bytes we read
+            # (`end_at`), and ends the lease too (one write transaction, not three).
+            hasher, _ = await self._state_at(repo, upload.id, upload.size)
+            new_size = await self._write_plain(upload, blocks, hasher)
+            actual = "sha256:" + hasher.hexdigest()
+            if actual != str(expected):
+                await self.cancel(repo, upload_id)
+                raise LayerDigestMismatch(
+                    "provided digest did not match uploaded content",
+                    detail={"digest": digest, "actual": actual},
+                )
+            await self._commit(repo, upload.id, actual, new_size)
+            return await self._register(
+                repo, actual, new_size, upload.id, held_size=upload.size, lease=lease
+            )
         if blocks is not None:
             upload = await self._append(repo, upload_id, blocks)
         staged = None
@@ -223,6 +245,15 @@ class UploadService:
         await self._commit(repo, upload.id, actual, upload.size, staged)
         self._hashers.pop(upload.id, None)
         return await self._register(repo, actual, upload.size, upload.id)
+
+    async def _write_plain(self, upload: Upload, blocks: Blocks, hasher: hashlib._Hash) -> int:
+        """Append a plaintext chunk at the upload's recorded end; its new size."""
+        try:
+            return await self.store.upload_append(
+                upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
+            )
+        except FileNotFoundError:
+            raise UploadNotFound("upload data is missing", detail={"uuid": upload.id}) from None
 
     async def upload_whole(self, repo: Repository, digest: str, blocks: Blocks) -> BlobInfo:
         """A monolithic upload (`POST ?digest=`): one request, no session row."""
@@ -273,15 +304,33 @@ class UploadService:
         return await self.encryption.blobs.exists(digest, key_id)
 
     async def _register(
-        self, repo: Repository, digest: str, size: int, upload_id: str | None = None
+        self,
+        repo: Repository,
+        digest: str,
+        size: int,
+        upload_id: str | None = None,
+        *,
+        held_size: int | None = None,
+        lease: Lease | None = None,
     ) -> BlobInfo:
         """Make committed bytes visible: the blob row, the repository's link (refreshed, so the
-        GC grace period starts again) and the end of the upload session, in one transaction."""
+        GC grace period starts again) and the end of the upload session, in one transaction.
+        With `held_size`, the session ends only if it still records that size (otherwise a
+        concurrent request changed it, and nothing is registered); with `lease`, the same
+        transaction releases the upload's lease."""
         async with self.db.write() as conn:
-            await blob_records.record(conn, digest, size)
-            await blob_records.relink(conn, repo.id, digest)
             if upload_id is not None:
-                await records.end(conn, upload_id)
+                if held_size is None:
+                    await records.end(conn, upload_id)
+                elif not await records.end_at(conn, upload_id, held_size):
+                    raise UploadInvalid("the upload was changed by a concurrent request")
+            await records.register(conn, repo.id, digest, size)
+            if lease is not None:
+                await self.leases.release_in(conn, lease)
+        if lease is not None:
+            lease.released = True
+        if upload_id is not None:
+            self._hashers.pop(upload_id, None)
         if not await self._exists(repo, digest):
             # Garbage collection removed identical bytes between our dedup check and the
             # commit: undo the link and let the client push again, rather than expose a blob

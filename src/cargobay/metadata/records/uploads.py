@@ -12,16 +12,26 @@ from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
+from cargobay.metadata.sql import ignoring, upserting
 
 u = schema.uploads
 
+# The upload path's statements, built once: constructing and keying a statement cost about
+# as much as running it on SQLite, and a small blob's push is a handful of them.
+_START = u.insert()
+_END = u.delete().where(u.c.id == bindparam("upload_id"))
+_END_AT = u.delete().where(u.c.id == bindparam("upload_id"), u.c.size == bindparam("size"))
+
 
 async def start(conn: Conn, upload_id: str, repository_id: int, now: float) -> None:
-    await conn.execute(
-        u.insert().values(
-            id=upload_id, repository_id=repository_id, size=0, created_at=now, updated_at=now
-        )
-    )
+    row = {
+        "id": upload_id,
+        "repository_id": repository_id,
+        "size": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await conn.execute(_START, row)
 
 
 async def find(conn: Conn, repository_id: int, upload_id: str) -> Any | None:
@@ -56,4 +66,28 @@ async def grow(conn: Conn, upload_id: str, size: int, new_size: int) -> bool:
 
 
 async def end(conn: Conn, upload_id: str) -> None:
-    await conn.execute(u.delete().where(u.c.id == upload_id))
+    await conn.execute(_END, {"upload_id": upload_id})
+
+
+async def end_at(conn: Conn, upload_id: str, size: int) -> bool:
+    """End a session that still holds `size` bytes; False when it does not (a concurrent
+    request changed or ended it first)."""
+    result = await conn.execute(_END_AT, {"upload_id": upload_id, "size": size})
+    return bool(result.rowcount)
+
+
+async def register(conn: Conn, repository_id: int, digest: str, size: int) -> None:
+    """Make an uploaded blob visible in the repository: its row (idempotent), its link (its
+    time refreshed, so GC's grace period starts again) and its GC queue entry (reclaimed if
+    no manifest comes to reference it), with statements built once per dialect."""
+    now = time.time()
+    await conn.execute(
+        ignoring(conn, schema.blobs), {"digest": digest, "size": size, "created_at": now}
+    )
+    link = {"repository_id": repository_id, "digest": digest}
+    keys = ("repository_id", "digest")
+    await conn.execute(
+        upserting(conn, schema.repository_blobs, keys, ("created_at",)),
+        {**link, "created_at": now},
+    )
+    await conn.execute(upserting(conn, schema.gc_queue, keys, ("since",)), {**link, "since": now})
