@@ -30,12 +30,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
-    exists,
     false,
-    func,
-    literal,
     null,
-    or_,
     select,
     union_all,
 )
@@ -43,65 +39,23 @@ from sqlalchemy import (
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
-from cargobay.metadata.records.pulls import (
-    _ROOT_PREFIX,
-    POLICY_SCOPE_SETTING,
-    POLICY_SEPARATOR,
-    _joined,
-)
+from cargobay.metadata.records.archives import blob_archived_clause
+from cargobay.metadata.records.pulls import POLICY_SEPARATOR, authorization_columns
 from cargobay.metadata.records.repositories import COLUMNS
 
 r, t, m, a = schema.repositories, schema.tags, schema.manifests, schema.image_archives
-rp, rs = schema.registry_policies, schema.registry_account_settings
-rules, u, up = schema.pull_through_cache_rules, schema.users, schema.user_policies
-k, b, rb, mr = schema.access_keys, schema.blobs, schema.repository_blobs, schema.manifest_references
+b, rb = schema.blobs, schema.repository_blobs
 
 __all__ = ["POLICY_SEPARATOR", "images", "layer", "layers", "repository"]
 
-# registry.archive.ARCHIVED (not imported: the registry layer imports this module).
-_ARCHIVED = "ARCHIVED"
 # Statements built per batch shape (number of tags, digests), kept at most.
 _SHAPES = 512
 
 
 def _head(with_identity: bool) -> list[Any]:
     """The columns every statement starts with (see the module docstring)."""
-    account, name = bindparam("registry_id"), bindparam("name", type_=String)
-    covered = exists().where(
-        rules.c.registry_id == account,
-        (rules.c.prefix == _ROOT_PREFIX)
-        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
-    )
-    caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
     columns: list[Any] = [column.label(f"repo_{column.key}") for column in COLUMNS]
-    columns += [
-        r.c.policy_text.label("repository_policy"),
-        select(rp.c.policy_text)
-        .where(rp.c.registry_id == account)
-        .scalar_subquery()
-        .label("registry_policy"),
-        select(rs.c.value)
-        .where(rs.c.registry_id == account, rs.c.name == POLICY_SCOPE_SETTING)
-        .scalar_subquery()
-        .label("policy_scope"),
-        covered.label("cached"),
-        # NULL unless the caller's key is still Active and its user's: else the is_admin.
-        select(u.c.is_admin)
-        .select_from(k.join(u, u.c.id == k.c.user_id))
-        .where(k.c.id == bindparam("caller_key"), k.c.status == "Active", *caller)
-        .scalar_subquery()
-        .label("caller_admin"),
-    ]
-    if with_identity:
-        columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
-        columns.append(
-            select(_joined(up.c.document, literal(POLICY_SEPARATOR, String)))
-            .select_from(u.join(up, up.c.user_id == u.c.id))
-            .where(*caller)
-            .scalar_subquery()
-            .label("caller_policies")
-        )
-    return columns
+    return columns + authorization_columns(with_identity)
 
 
 def _in_repository() -> tuple[ColumnElement[bool], ...]:
@@ -113,30 +67,8 @@ def _in_repository() -> tuple[ColumnElement[bool], ...]:
 
 
 def _only_archived(digest: Any) -> ColumnElement[bool]:
-    """`records.archives.blob_archived` as an expression of the blob `digest`: an archived
-    image of the repository references it, and no image that is not archived does."""
-    joined = and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest)
-    by_archived = (
-        select(a.c.digest)
-        .select_from(a.join(mr, joined))
-        .where(
-            a.c.repository_id == r.c.id,
-            a.c.status == _ARCHIVED,
-            mr.c.target_digest == digest,
-            mr.c.kind == "blob",
-        )
-    )
-    by_active = (
-        select(mr.c.manifest_digest)
-        .select_from(mr.outerjoin(a, joined))
-        .where(
-            mr.c.repository_id == r.c.id,
-            mr.c.target_digest == digest,
-            mr.c.kind == "blob",
-            or_(a.c.status.is_(None), a.c.status != _ARCHIVED),
-        )
-    )
-    return and_(exists(by_archived), ~exists(by_active))
+    """`records.archives.blob_archived` of the statement's repository row and `digest`."""
+    return blob_archived_clause(r.c.id, digest)
 
 
 def _repository(with_identity: bool) -> Select:

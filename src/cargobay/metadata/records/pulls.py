@@ -55,6 +55,51 @@ def _group_concat(element: _joined, compiler: Any, **kw: Any) -> str:
     return f"group_concat({compiler.process(element.clauses, **kw)})"
 
 
+def authorization_columns(with_identity: bool) -> list[Any]:
+    """The columns of a lookup from the repository row `r` that authorize the call on it (also
+    the ECR reads', `records.ecrreads`): the repository's and registry's policy texts, the
+    registry's policy scope, whether a pull-through rule covers the name (`cached`), the
+    caller's access key status (`caller_admin`: NULL unless the key is still Active and its
+    user's, else the user's is_admin: the revocation check of a verification the credential
+    store remembers) and, `with_identity`, the caller's `caller_tags` and `caller_policies`.
+    Parameters: registry_id, name, caller_account, caller, caller_key."""
+    account, name = bindparam("registry_id"), bindparam("name", type_=String)
+    # Rule.covers in SQL: the ROOT rule, or the name starts with "<prefix>/".
+    covered = exists().where(
+        rules.c.registry_id == account,
+        (rules.c.prefix == _ROOT_PREFIX)
+        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
+    )
+    caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
+    columns: list[Any] = [
+        r.c.policy_text.label("repository_policy"),
+        select(rp.c.policy_text)
+        .where(rp.c.registry_id == account)
+        .scalar_subquery()
+        .label("registry_policy"),
+        select(rs.c.value)
+        .where(rs.c.registry_id == account, rs.c.name == POLICY_SCOPE_SETTING)
+        .scalar_subquery()
+        .label("policy_scope"),
+        covered.label("cached"),
+        select(u.c.is_admin)
+        .select_from(k.join(u, u.c.id == k.c.user_id))
+        .where(k.c.id == bindparam("caller_key"), k.c.status == "Active", *caller)
+        .scalar_subquery()
+        .label("caller_admin"),
+    ]
+    if with_identity:
+        columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
+        columns.append(
+            select(_joined(up.c.document, literal(POLICY_SEPARATOR, String)))
+            .select_from(u.join(up, up.c.user_id == u.c.id))
+            .where(*caller)
+            .scalar_subquery()
+            .label("caller_policies")
+        )
+    return columns
+
+
 def _build(by_digest: bool, with_identity: bool) -> Select:
     """One of the four statements; built once (constructing one costs more than running it)."""
     account, name = bindparam("registry_id"), bindparam("name", type_=String)
@@ -68,51 +113,17 @@ def _build(by_digest: bool, with_identity: bool) -> Select:
     source = source.outerjoin(
         a, and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
     )
-    # Rule.covers in SQL: the ROOT rule, or the name starts with "<prefix>/".
-    covered = exists().where(
-        rules.c.registry_id == account,
-        (rules.c.prefix == _ROOT_PREFIX)
-        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
-    )
     columns: list[Any] = [
         r.c.id.label("repository_id"),
         r.c.encryption_type,
         r.c.kms_key,
-        r.c.policy_text.label("repository_policy"),
-        select(rp.c.policy_text)
-        .where(rp.c.registry_id == account)
-        .scalar_subquery()
-        .label("registry_policy"),
-        select(rs.c.value)
-        .where(rs.c.registry_id == account, rs.c.name == POLICY_SCOPE_SETTING)
-        .scalar_subquery()
-        .label("policy_scope"),
-        covered.label("cached"),
         m.c.digest,
         m.c.media_type,
         m.c.content,
         m.c.last_pulled_at,
         a.c.status.label("archive_status"),
+        *authorization_columns(with_identity),
     ]
-    caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
-    # The caller's access key, still Active and still its user's: the revocation check of a
-    # verification the credential store remembers. NULL when revoked, else the user's is_admin.
-    columns.append(
-        select(u.c.is_admin)
-        .select_from(k.join(u, u.c.id == k.c.user_id))
-        .where(k.c.id == bindparam("caller_key"), k.c.status == "Active", *caller)
-        .scalar_subquery()
-        .label("caller_admin")
-    )
-    if with_identity:
-        columns.append(select(u.c.tags).where(*caller).scalar_subquery().label("caller_tags"))
-        columns.append(
-            select(_joined(up.c.document, literal(POLICY_SEPARATOR, String)))
-            .select_from(u.join(up, up.c.user_id == u.c.id))
-            .where(*caller)
-            .scalar_subquery()
-            .label("caller_policies")
-        )
     return (
         select(*columns)
         .select_from(source)
