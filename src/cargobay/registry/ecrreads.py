@@ -8,7 +8,6 @@ credential store remembered it) gets None and goes the long way, which decides a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,6 +18,7 @@ from cargobay.iam.authz import LoadedPolicies, Resource
 from cargobay.iam.principal import Principal
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import ecrreads as records
+from cargobay.registry.pulls import policies_read
 from cargobay.registry.repositories import Repository
 
 _REPOSITORY_COLUMNS = 10  # records.repositories.COLUMNS, the head's first columns
@@ -114,21 +114,7 @@ async def read(
     values = list(head[:_REPOSITORY_COLUMNS])
     values[5] = bool(values[5])  # scan_on_push, an integer on SQLite's own driver
     repository = Repository(*values)
-    identity_read = None
-    if identity:
-        documents = (
-            head.caller_policies.split(records.POLICY_SEPARATOR) if head.caller_policies else []
-        )
-        identity_read = (documents, json.loads(head.caller_tags) if head.caller_tags else {})
-    policies = LoadedPolicies(
-        resource,
-        repository.id,
-        head.repository_policy,
-        head.registry_policy,
-        head.policy_scope,
-        identity_read,
-        principal.arn,
-    )
+    policies = policies_read(head, resource, repository.id, principal)
     read = EcrRead(repository, policies, bool(head.cached))
     if layer is not None or layers:
         return replace(read, layers=_states(rows, layer))

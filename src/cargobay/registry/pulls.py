@@ -79,19 +79,28 @@ async def lookup(
         raise Unauthenticated("the access key is not active")
     if bool(row.caller_admin) != principal.is_admin:
         return None  # the user's standing changed since: the long way decides as it does
+    policies = policies_read(row, resource, row.repository_id, principal)
+    return PullLookup(reference, row, policies, bool(row.cached))
+
+
+def policies_read(
+    row: Any, resource: Resource, repository_id: int, principal: Principal
+) -> LoadedPolicies:
+    """The policies a one-statement lookup read with its row (the columns of
+    `records.pulls.authorization_columns`), for the one `Authorizer` decision; the caller's
+    identity policies and tags were read only for a caller that is not an administrator."""
     identity = None
     if not principal.is_admin:
         documents = (
             row.caller_policies.split(records.POLICY_SEPARATOR) if row.caller_policies else []
         )
         identity = (documents, json.loads(row.caller_tags) if row.caller_tags else {})
-    policies = LoadedPolicies(
+    return LoadedPolicies(
         resource,
-        row.repository_id,
+        repository_id,
         row.repository_policy,
         row.registry_policy,
         row.policy_scope,
         identity,
         principal.arn,
     )
-    return PullLookup(reference, row, policies, bool(row.cached))
