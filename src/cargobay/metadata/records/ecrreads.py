@@ -40,6 +40,7 @@ from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
 from cargobay.metadata.records.archives import blob_archived_clause
+from cargobay.metadata.records.manifests import PULL_COLUMNS
 from cargobay.metadata.records.pulls import POLICY_SEPARATOR, authorization_columns
 from cargobay.metadata.records.repositories import COLUMNS
 
@@ -108,14 +109,7 @@ def _layers(count: int, with_identity: bool) -> Select:
 def _images(tags: int, digests: int, with_identity: bool) -> Select | CompoundSelect:
     """One row per requested tag that exists (else one row of NULLs) with its manifest, then
     one per manifest requested by digest alone (`tag` NULL)."""
-    manifest = [
-        m.c.repository_id,
-        m.c.digest,
-        m.c.media_type,
-        m.c.content,
-        m.c.last_pulled_at,
-        a.c.status.label("archive_status"),
-    ]
+    manifest = list(PULL_COLUMNS)
     archived = and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest)
     if tags:
         named = [bindparam(f"t{i}", type_=String) for i in range(tags)]

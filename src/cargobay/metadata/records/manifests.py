@@ -66,20 +66,25 @@ async def for_pull(
     return (await conn.execute(_BY_DIGEST if by_digest else _BY_TAG, params)).first()
 
 
+# The columns of a manifest served to a pull (`many_for_pull`, the ECR reads' BatchGetImage
+# rows in `records.ecrreads`), its archive state from an outer join of `image_archives`.
+PULL_COLUMNS = (
+    m.c.repository_id,
+    m.c.digest,
+    m.c.media_type,
+    m.c.content,
+    m.c.last_pulled_at,
+    a.c.status.label("archive_status"),
+)
+
+
 async def many_for_pull(conn: Conn, repository_id: int, digests: list[str]) -> dict[str, Any]:
     """`for_pull`'s rows (without the repository's columns) for many manifests of one
     repository in one query, by digest; absent digests are left out."""
     if not digests:
         return {}
     query = (
-        select(
-            m.c.repository_id,
-            m.c.digest,
-            m.c.media_type,
-            m.c.content,
-            m.c.last_pulled_at,
-            a.c.status.label("archive_status"),
-        )
+        select(*PULL_COLUMNS)
         .select_from(m.outerjoin(a, _archived()))
         .where(m.c.repository_id == repository_id, m.c.digest.in_(sorted(set(digests))))
     )
