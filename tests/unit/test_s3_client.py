@@ -5,9 +5,10 @@ errors and retries (against a small local HTTP server that fails on purpose)."""
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,12 +16,21 @@ import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
+from botocore.httpchecksum import Crc32Checksum
 
 from cargobay.storage.s3 import parse_url
 from cargobay.storage.s3 import transport as transport_module
 from cargobay.storage.s3.client import S3Client
 from cargobay.storage.s3.credentials import Credentials, credential_source, region_of
-from cargobay.storage.s3.transport import Signer, Transport, encode_query, parse_error
+from cargobay.storage.s3.transport import (
+    SIGN_BODY_BELOW,
+    Signer,
+    Transport,
+    crc32_headers,
+    encode_query,
+    parse_error,
+)
+from s3server import MotoServer
 
 WHEN = datetime(2026, 11, 30, 9, 30, 15, tzinfo=UTC)
 CREDS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token/+=")
@@ -135,9 +145,11 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     script: list[tuple[int, bytes]] = []
     seen: list[str] = []
+    headers_seen: list[dict[str, str]] = []
 
     def _answer(self) -> None:
         self.seen.append(f"{self.command} {self.path}")
+        self.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -155,7 +167,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
-    handler = type("Handler", (_Flaky,), {"script": [], "seen": []})
+    handler = type("Handler", (_Flaky,), {"script": [], "seen": [], "headers_seen": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -164,8 +176,8 @@ def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
     server.server_close()
 
 
-def _client(endpoint: str) -> S3Client:
-    config = parse_url(f"s3://bkt?endpoint={endpoint}&access_key_id=AK&secret_access_key=SK")
+def _client(endpoint: str, extra: str = "") -> S3Client:
+    config = parse_url(f"s3://bkt?endpoint={endpoint}&access_key_id=AK&secret_access_key=SK{extra}")
     return S3Client(config, 2)
 
 
@@ -208,3 +220,71 @@ def test_complete_multipart_error_in_a_200_is_an_error(
     with pytest.raises(transport_module.S3Error) as info:
         _client(endpoint).complete_multipart_upload("k", "u1", ['"etag1"'])
     assert info.value.code == "InvalidPart"
+
+
+def test_crc32_header_is_botocore_s() -> None:
+    body = [b"a" * 700_000, b"piece two", b""]
+    expected = Crc32Checksum()
+    for piece in body:
+        expected.update(piece)
+    assert crc32_headers(body) == {
+        "x-amz-checksum-crc32": expected.b64digest(),
+        "x-amz-sdk-checksum-algorithm": "CRC32",
+    }
+
+
+def test_unsigned_bodies_carry_their_crc32_and_signed_ones_their_hash(
+    flaky: tuple[str, type[_Flaky]],
+) -> None:
+    endpoint, handler = flaky
+    big = [b"x" * SIGN_BODY_BELOW, b"tail"]
+    _client(endpoint).put_object("big", big)
+    _client(endpoint).put_object("small", b"state")
+    _client(endpoint, "&checksum=off").put_object("plain", big)
+    sent_big, sent_small, sent_plain = handler.headers_seen
+    assert sent_big["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert sent_big["x-amz-checksum-crc32"] == crc32_headers(big)["x-amz-checksum-crc32"]
+    assert "x-amz-checksum-crc32" in sent_big["authorization"]  # signed, so not replaceable
+    assert "x-amz-checksum-crc32" not in sent_small  # its SHA-256 is signed instead
+    assert sent_small["x-amz-content-sha256"] != "UNSIGNED-PAYLOAD"
+    assert "x-amz-checksum-crc32" not in sent_plain
+    with pytest.raises(ValueError, match="checksum must be crc32 or off"):
+        parse_url("s3://bkt?checksum=md5")
+
+
+def test_a_skewed_clock_is_corrected_from_the_server_date(
+    flaky: tuple[str, type[_Flaky]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = transport_module._clock
+    monkeypatch.setattr(transport_module, "_clock", lambda: real() + timedelta(hours=1))
+    endpoint, handler = flaky
+    skewed = (
+        b"<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the "
+        b"request time and the current time is too large.</Message></Error>"
+    )
+    handler.script = [(403, skewed), (200, b"state")]
+    client = _client(endpoint)
+    assert client.get_bytes("k") == b"state"
+    first, second = (
+        datetime.strptime(h["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        for h in handler.headers_seen
+    )
+    now = real()
+    assert abs(first - now - timedelta(hours=1)) < timedelta(minutes=5)
+    assert abs(second - now) < timedelta(minutes=5)  # signed on the server's clock
+    handler.script = [(403, skewed)] * 6  # a server that keeps refusing is not retried forever
+    with pytest.raises(transport_module.S3Error) as info:
+        client.get_bytes("k")
+    assert info.value.code == "RequestTimeTooSkewed" and len(handler.seen) == 4
+
+
+def test_moto_stores_the_crc32_cargobay_sent(s3_server: MotoServer) -> None:
+    bucket = s3_server.create_bucket("checksums")
+    client = S3Client(parse_url(s3_server.storage_url(bucket, "", with_credentials=True)), 2)
+    body = [os.urandom(SIGN_BODY_BELOW), os.urandom(1000)]
+    client.put_object("blob", body)
+    _, headers, _ = client.transport.request(
+        "HEAD", "blob", headers={"x-amz-checksum-mode": "ENABLED"}
+    )
+    assert headers["x-amz-checksum-crc32"] == crc32_headers(body)["x-amz-checksum-crc32"]
+    assert client.get_bytes("blob") == b"".join(body)

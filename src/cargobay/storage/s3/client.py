@@ -76,6 +76,7 @@ class S3Client:
             config.path_style,
             credential_source(config),
             connections,
+            checksum=config.checksum,
         )
         self.sse: dict[str, str] = {}
         if config.sse:

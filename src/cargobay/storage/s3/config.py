@@ -2,13 +2,15 @@
 
     s3://BUCKET[/PREFIX]?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true
         &sse=AES256|aws:kms&kms_key_id=KEY&part_size=8388608
-        &access_key_id=ID&secret_access_key=SECRET
+        &access_key_id=ID&secret_access_key=SECRET&checksum=crc32|off
 
 Every parameter is optional. Credentials come from the standard AWS chain (environment, shared
 config and credentials files, instance roles; see credentials.py) unless `access_key_id` and
 `secret_access_key` are given. `sse` adds server-side encryption headers (SSE-S3 `AES256`, or
 SSE-KMS `aws:kms` with an optional `kms_key_id`) to every write: pieces, state, copies and the
-blobs themselves.
+blobs themselves. `checksum=crc32` (the default) sends each unsigned body's CRC32
+(`x-amz-checksum-crc32`), so S3 refuses a part damaged on the way; `off` is for an S3-compatible
+store that rejects the header.
 
 Parsing imports no AWS library: the configuration is checked by the `serve` supervisor, which
 never opens the store.
@@ -35,6 +37,7 @@ _KNOWN = frozenset(
         "part_size",
         "access_key_id",
         "secret_access_key",
+        "checksum",
     }
 )
 _SSE = {"AES256", "aws:kms"}
@@ -54,6 +57,7 @@ class S3Config:
     part_size: int = DEFAULT_PART_SIZE
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
+    checksum: bool = True  # CRC32 of every unsigned body
 
 
 def _params(query: str) -> dict[str, str]:
@@ -96,6 +100,9 @@ def parse_url(url: str) -> S3Config:
         raise ValueError("S3 storage URL: endpoint must be an http:// or https:// URL")
     if bool(params.get("access_key_id")) != bool(params.get("secret_access_key")):
         raise ValueError("S3 storage URL: access_key_id and secret_access_key go together")
+    checksum = (params.get("checksum") or "crc32").lower()
+    if checksum not in ("crc32", "off"):
+        raise ValueError("S3 storage URL: checksum must be crc32 or off")
     return S3Config(
         bucket=parts.netloc,
         prefix=parts.path.strip("/"),
@@ -107,4 +114,5 @@ def parse_url(url: str) -> S3Config:
         part_size=part_size,
         access_key_id=params.get("access_key_id") or None,
         secret_access_key=params.get("secret_access_key") or None,
+        checksum=checksum == "crc32",
     )

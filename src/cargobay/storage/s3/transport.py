@@ -1,6 +1,12 @@
 """Signed S3 requests over `http.client`: addressing, a keep-alive connection pool, SigV4
 (with `cargobay.iam.sigv4keys`), retries like botocore's standard mode, and S3's XML errors.
 
+A body too large to hash for its signature goes as `UNSIGNED-PAYLOAD` with its CRC32 in
+`x-amz-checksum-crc32`, which S3 checks, so a part damaged on the way (plain `http://`
+endpoints have no TLS to catch it) is refused rather than stored. A `RequestTimeTooSkewed`
+answer moves the signer's clock to the server's `Date` and the call is retried, as AWS's SDKs
+correct a node whose clock drifted.
+
 Calls are blocking and run in the store's threads (objects.py). A response body is either read
 whole (the small XML answers) or handed out as a `Body` to stream, whose connection goes back
 to the pool only once the body has been read to its end.
@@ -8,14 +14,17 @@ to the pool only once the body has been read to its end.
 
 from __future__ import annotations
 
+import base64
+import email.utils
 import hashlib
 import hmac
 import http.client
 import random
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
@@ -50,6 +59,7 @@ _RETRY_CODES = frozenset(
         "PriorRequestNotComplete",
     }
 )
+_SKEW_CODES = frozenset({"RequestTimeTooSkewed"})
 _UNSIGNED_HEADERS = frozenset({"user-agent", "expect", "content-length"})
 NETWORK_ERRORS = (OSError, http.client.HTTPException)
 _QUERY_SAFE = "-_.~"
@@ -160,6 +170,23 @@ class Signer:
         self.credentials = credentials
         self.region = region
         self._keys = SigningKeys(max_entries=4)
+        self.skew = timedelta(0)  # the server's clock minus ours, once S3 said it differs
+
+    def now(self) -> datetime:
+        return _clock() + self.skew
+
+    def correct(self, server_date: str | None) -> bool:
+        """Adopt the server's clock from a `Date` header; False when there is none to use."""
+        if not server_date:
+            return False
+        try:
+            server = email.utils.parsedate_to_datetime(server_date)
+        except (TypeError, ValueError):
+            return False
+        if server.tzinfo is None:
+            return False
+        self.skew = server - _clock()
+        return True
 
     def _scope(self, creds: Credentials, when: datetime) -> tuple[str, str, bytes]:
         date = when.strftime("%Y%m%d")
@@ -185,7 +212,7 @@ class Signer:
         """Add x-amz-date, x-amz-content-sha256, the token and Authorization to `headers`
         (lower-case names; `path` as sent, already quoted)."""
         creds = self.credentials()
-        stamp, scope, key = self._scope(creds, when or datetime.now(UTC))
+        stamp, scope, key = self._scope(creds, when or self.now())
         headers["x-amz-date"] = stamp
         headers["x-amz-content-sha256"] = payload_hash
         if creds.session_token:
@@ -206,7 +233,7 @@ class Signer:
     ) -> list[tuple[str, str]]:
         """The query of a presigned GET of `path` on `host`, valid `expires` seconds."""
         creds = self.credentials()
-        stamp, scope, key = self._scope(creds, when or datetime.now(UTC))
+        stamp, scope, key = self._scope(creds, when or self.now())
         query = [
             ("X-Amz-Algorithm", ALGORITHM),
             ("X-Amz-Credential", f"{creds.access_key_id}/{scope}"),
@@ -252,6 +279,8 @@ class Transport:
         path_style: bool | None,
         credentials: CredentialSource,
         connections: int,
+        *,
+        checksum: bool = True,
     ) -> None:
         suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
         parts = urlsplit(endpoint or f"https://s3.{region}.{suffix}")
@@ -265,6 +294,7 @@ class Transport:
         self.origin = f"{parts.scheme}://{self.host}"
         self.signer = Signer(credentials, region)
         self.pool = _Pool(parts.scheme, self.host, connections)
+        self.checksum = checksum
 
     def path(self, key: str | None) -> str:
         """The request path of an object (or of the bucket when `key` is None)."""
@@ -293,14 +323,19 @@ class Transport:
         target = f"{path}?{encode_query(query)}" if query else path
         pieces = [body] if isinstance(body, bytes) else list(body)
         size = sum(len(piece) for piece in pieces)
+        extra: dict[str, str] = {}
         if size >= SIGN_BODY_BELOW:
             payload_hash = UNSIGNED_PAYLOAD
+            if self.checksum:
+                extra = crc32_headers(pieces)
         else:
             payload_hash = hashlib.sha256(b"".join(pieces)).hexdigest()
         attempt = 0
+        corrected = False
         while True:
             attempt += 1
             sent = {k.lower(): v for k, v in (headers or {}).items()}
+            sent.update(extra)
             sent["host"] = self.host
             sent["user-agent"] = USER_AGENT
             if size or method in ("PUT", "POST"):
@@ -332,6 +367,10 @@ class Transport:
             error = parse_error(status, data)
             if error is None:
                 return status, response.headers, data
+            if error.code in _SKEW_CODES and not corrected and attempt < MAX_ATTEMPTS:
+                corrected = self.signer.correct(response.headers.get("Date"))
+                if corrected:
+                    continue
             if attempt < MAX_ATTEMPTS and (status in _RETRY_STATUS or error.code in _RETRY_CODES):
                 _backoff(attempt)
                 continue
@@ -339,6 +378,19 @@ class Transport:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def crc32_headers(pieces: Sequence[bytes]) -> dict[str, str]:
+    """S3's flexible-checksum headers for a body: its CRC32, big-endian, in base64."""
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    value = base64.b64encode(crc.to_bytes(4, "big")).decode()
+    return {"x-amz-checksum-crc32": value, "x-amz-sdk-checksum-algorithm": "CRC32"}
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _backoff(attempt: int) -> None:
