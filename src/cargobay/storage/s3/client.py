@@ -127,26 +127,31 @@ class S3Client:
     def presigned_get(self, key: str, expires: int) -> str:
         return self.transport.presigned_get(key, expires)
 
+    def _listing(
+        self, query: list[tuple[str, str]], entry: str
+    ) -> tuple[dict[str, str], bool, list[dict[str, str]]]:
+        """One listing page: its top-level fields, whether keys come URL-encoded, and the
+        fields of each `entry` element (`Contents` or `Upload`)."""
+        _, _, body = self.transport.request("GET", query=query)
+        root = _root(body)  # type: ignore[arg-type]
+        top = _children(root)
+        entries = [_children(e) for e in root if strip(e.tag) == entry]
+        return top, top.get("EncodingType") == "url", entries
+
     def list_objects(self, prefix: str, token: str | None = None) -> Page[ObjectInfo]:
         """One ListObjectsV2 page (keys URL-encoded on the wire, so any key survives XML)."""
         query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
         if token:
             query.append(("continuation-token", token))
-        _, _, body = self.transport.request("GET", query=query)
-        root = _root(body)  # type: ignore[arg-type]
-        top = _children(root)
-        encoded = top.get("EncodingType") == "url"
-        items = []
-        for element in root:
-            if strip(element.tag) == "Contents":
-                fields = _children(element)
-                items.append(
-                    ObjectInfo(
-                        _decode(fields["Key"], encoded),
-                        int(fields.get("Size") or 0),
-                        _timestamp(fields["LastModified"]),
-                    )
-                )
+        top, encoded, entries = self._listing(query, "Contents")
+        items = [
+            ObjectInfo(
+                _decode(fields["Key"], encoded),
+                int(fields.get("Size") or 0),
+                _timestamp(fields["LastModified"]),
+            )
+            for fields in entries
+        ]
         truncated = top.get("IsTruncated") == "true"
         return Page(items, (top.get("NextContinuationToken") or None) if truncated else None)
 
@@ -199,21 +204,15 @@ class S3Client:
             query.append(("key-marker", key_marker))
         if upload_id_marker:
             query.append(("upload-id-marker", upload_id_marker))
-        _, _, body = self.transport.request("GET", query=query)
-        root = _root(body)  # type: ignore[arg-type]
-        top = _children(root)
-        encoded = top.get("EncodingType") == "url"
-        items = []
-        for element in root:
-            if strip(element.tag) == "Upload":
-                fields = _children(element)
-                items.append(
-                    MultipartInfo(
-                        _decode(fields["Key"], encoded),
-                        fields["UploadId"],
-                        _timestamp(fields["Initiated"]),
-                    )
-                )
+        top, encoded, entries = self._listing(query, "Upload")
+        items = [
+            MultipartInfo(
+                _decode(fields["Key"], encoded),
+                fields["UploadId"],
+                _timestamp(fields["Initiated"]),
+            )
+            for fields in entries
+        ]
         if top.get("IsTruncated") != "true":
             return Page(items, None)
         marker = _decode(top.get("NextKeyMarker", ""), encoded)
