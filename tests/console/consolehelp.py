@@ -8,6 +8,9 @@ from typing import Any
 
 import requests
 
+# The two-region deployment of the `regional` fixture (conftest.py).
+REGION_DEFAULT, REGION_OTHER = "us-east-1", "eu-west-1"
+REGION_SUFFIX = "registry.example.test"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

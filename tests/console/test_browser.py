@@ -50,7 +50,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture
@@ -221,3 +221,25 @@ def test_phone_width(browser, console_server, pushed) -> None:
     )
     assert overflow <= 0
     browser.save_screenshot(str(SCREENSHOTS / "repository-phone.png"))
+
+
+def test_region_picker_switches_every_page(browser, regional) -> None:
+    """Choosing a region in the header's picker (its script submits the form on change)
+    shows that region's repositories, on the page it was chosen from and on the next ones."""
+    server, home, away = regional
+    sign_in(browser, server, *server.credentials)
+    browser.get(f"{server.url}/console/repositories?prefix=regional/")
+    table = wait(browser, ec.presence_of_element_located((By.TAG_NAME, "table")))
+    assert home in table.text and away not in table.text
+    picker = Select(browser.find_element(By.ID, "region-picker"))
+    assert picker.first_selected_option.text == "us-east-1"
+    picker.select_by_value("eu-west-1")
+    wait(browser, ec.text_to_be_present_in_element((By.TAG_NAME, "table"), away))
+    assert browser.current_url.endswith("/console/repositories?prefix=regional/")
+    assert home not in browser.find_element(By.TAG_NAME, "table").text
+    browser.find_element(By.LINK_TEXT, away).click()
+    uri = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "dl.facts code")))
+    assert ".dkr.ecr.eu-west-1." in uri.text
+    selected = Select(browser.find_element(By.ID, "region-picker")).first_selected_option
+    assert selected.text == "eu-west-1"
+    assert csp_violations(browser) == []

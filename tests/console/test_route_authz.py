@@ -22,6 +22,7 @@ DENIED = {
     ("GET", "/usage.json"): ("", 403),
     ("GET", "/registry"): ("", 200),  # sections show their own denials
     ("POST", "/signout"): ("", 303),  # anyone signed in may sign out
+    ("POST", "/region"): ("", 400),  # anyone may choose a region; this form names none
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.ecr import actions as _actions  # noqa: F401  (registers the actions)
 from cargobay.ecr import errors
 from cargobay.ecr.api import ACTIONS, record_call
@@ -87,5 +88,6 @@ async def allowed(
     """Whether the authorizer would allow `action` on a repository of the principal's own
     registry (to decide which controls a page shows; the action itself checks again)."""
     context = request_context(request, services.settings.trusted_proxies)
-    resource = authz.Resource(principal.account_id, services.settings.region, repository)
+    region = regions.current(services.settings.region)  # the page's (`web.chosen_region`)
+    resource = authz.Resource(principal.account_id, region, repository)
     return await services.authorizer.allowed(principal, action, resource, context)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
+from cargobay import regions
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.records.repositories import COLUMNS as _COLUMNS
@@ -30,7 +31,8 @@ class RepositoryRow:
 
 def _filtered(query: Select, registry_id: str, prefix: str) -> Select:
     r = schema.repositories
-    query = query.where(r.c.registry_id == registry_id)
+    # The page's region only (`web.chosen_region`), as DescribeRepositories lists.
+    query = query.where(r.c.registry_id == registry_id, r.c.region == regions.current_key())
     if prefix:
         # A range on the (registry_id, name) index rather than LIKE (no escaping, no scan).
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -34,6 +34,7 @@ ROUTES = (
     ("GET", "/usage", "usage:usage_page"),
     ("GET", "/usage.json", "usage:usage_data"),
     ("GET", "/registry", "registry:registry"),
+    ("POST", "/region", "region:choose"),
 )
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.console import csrf
 from cargobay.console.ecr import ConsoleError
 from cargobay.console.routes import PREFIX, SESSIONS
@@ -25,6 +26,8 @@ from cargobay.requestinfo import request_context
 
 SESSION_COOKIE = "cargobay_console"
 SIGNIN_COOKIE = "cargobay_console_signin"
+# The region the visitor's pages show, on a deployment serving several (`regions_served`).
+REGION_COOKIE = "cargobay_console_region"
 # No inline script or style anywhere: scripts, styles and the chart come from /console/static.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -105,9 +108,35 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={**HEADERS, "Location": location})
 
 
+def local_target(value: object) -> str:
+    """Where to go after a form (signing in, switching region): only a console path on this
+    site, never another origin."""
+    if (
+        isinstance(value, str)
+        and value.startswith(f"{PREFIX}/")
+        and "//" not in value
+        and "\\" not in value
+        and not any(ord(c) < 32 for c in value)
+    ):
+        return value
+    return f"{PREFIX}/repositories"
+
+
+def chosen_region(request: web.Request) -> str:
+    """The region the visitor chose (its cookie) when this deployment serves it, else the
+    default one: a region dropped from `regions_served` falls back rather than failing."""
+    settings = services_of(request).settings
+    wanted = request.cookies.get(REGION_COOKIE, "")
+    return wanted if wanted in settings.served_regions else settings.region
+
+
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     visitor = request.get("console_visitor")
+    settings = services_of(request).settings
     page = _env.get_template(template).render(
+        region=request.get("console_region", settings.region),
+        regions=settings.served_regions,
+        here=request.path_qs,
         visitor=visitor,
         principal=visitor.principal if visitor else None,
         csrf_field=csrf.FIELD,
@@ -160,6 +189,11 @@ def page(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRespon
             target = quote(request.path_qs, safe="")
             raise web.HTTPSeeOther(f"{PREFIX}/signin?next={target}")
         request["console_visitor"] = visitor
+        # Every ECR call, query and audit record of this page is in the chosen region, as the
+        # AWS console's region picker scopes a page (`regions.use` is this request's own).
+        region = chosen_region(request)
+        regions.use(region, services_of(request).settings.region)
+        request["console_region"] = region
         if request.method == "POST":
             form = await request.post()
             if not csrf.matches(visitor.csrf_token, form.get(csrf.FIELD)):

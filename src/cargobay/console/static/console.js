@@ -85,7 +85,15 @@ function setupUsageChart() {
     .catch(function (error) { box.textContent = error.message; });
 }
 
+function setupRegionPicker() {
+  var picker = document.getElementById("region-picker");
+  if (picker) {
+    picker.addEventListener("change", function () { picker.form.submit(); });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   setupCopyButtons();
+  setupRegionPicker();
   setupUsageChart();
 });

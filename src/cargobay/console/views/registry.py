@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay import regions
 from cargobay.audit.door import LOOKUP_EVENTS, TrailResource
 from cargobay.audit.query import lookup_events
 from cargobay.console import ecr, queries
@@ -56,7 +57,7 @@ async def _kms_keys(request: web.Request, visitor: Visitor) -> list[dict[str, An
     """The account's KMS keys, authorized as kms:ListKeys is (identity policies alone)."""
     services, principal = services_of(request), visitor.principal
     context = request_context(request, services.settings.trusted_proxies)
-    region = services.settings.region
+    region = regions.current(services.settings.region)  # the page's (`web.chosen_region`)
     try:
         await services.kms_authorizer.require_identity(
             principal, "kms:ListKeys", region, context=context

@@ -82,5 +82,7 @@ async def repository(request: web.Request, visitor: Visitor) -> web.Response:
         expanded=expanded,
         tag_status=status,
         next_token=images.get("nextToken"),
-        host=request.host,
+        # The registry host of the repository's URI: the region's ECR-form host when the
+        # deployment has a `host_suffix`, else the address this page was reached at.
+        host=repo["repositoryUri"][: -(len(repo["repositoryName"]) + 1)],
     )

@@ -16,6 +16,7 @@ from cargobay.console.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     Visitor,
+    local_target,
     page,
     redirect,
     render,
@@ -32,19 +33,6 @@ MAX_FIELD = 1024
 THROTTLE = SignInThrottle()
 
 
-def _next(value: object) -> str:
-    """Where to go after signing in: only a console path on this site."""
-    if (
-        isinstance(value, str)
-        and value.startswith(f"{PREFIX}/")
-        and "//" not in value
-        and "\\" not in value
-        and not any(ord(c) < 32 for c in value)
-    ):
-        return value
-    return f"{PREFIX}/repositories"
-
-
 def _form(request: web.Request, status: int = 200, **context: object) -> web.Response:
     token = csrf.new_signin_token()
     response = render(
@@ -53,7 +41,7 @@ def _form(request: web.Request, status: int = 200, **context: object) -> web.Res
         status=status,
         title="Sign in",
         signin_token=token,
-        next=_next(request.query.get("next") or context.pop("next", None)),
+        next=local_target(request.query.get("next") or context.pop("next", None)),
         **context,
     )
     set_cookie(request, response, SIGNIN_COOKIE, token, max_age=3600)
@@ -84,7 +72,7 @@ async def home(request: web.Request) -> web.Response:
 
 async def signin_form(request: web.Request) -> web.Response:
     if await visitor_of(request) is not None:  # signed in already: straight on
-        return redirect(_next(request.query.get("next")))
+        return redirect(local_target(request.query.get("next")))
     return _form(request)
 
 
@@ -93,7 +81,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     if not csrf.matches(request.cookies.get(SIGNIN_COOKIE), form.get(csrf.FIELD)):
         return _form(request, status=403, error="The sign-in form expired; try again.")
     key_id, secret = form.get("access_key_id"), form.get("secret_access_key")
-    target = _next(form.get("next"))
+    target = local_target(form.get("next"))
     if (
         not isinstance(key_id, str)
         or not isinstance(secret, str)
