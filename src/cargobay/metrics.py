@@ -13,16 +13,27 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _repository_labels(entry: dict) -> str:
+    """A repository's labels: its region too, so the same name in two regions
+    (`regions_served`) is two series rather than one repeated."""
+    return (
+        f'registry_id="{entry["registry_id"]}",region="{entry["region"]}",'
+        f'repository="{_label(entry["repository"])}"'
+    )
+
+
 async def render(services, registry_id: str | None = None) -> str:
     """The metrics of one account's registry (None: every account)."""
-    data = await usage.report(services.db, registry_id=registry_id)
+    data = await usage.report(
+        services.db, registry_id=registry_id, default_region=services.settings.region
+    )
     lines = [
         "# HELP cargobay_repository_stored_bytes Compressed bytes of layers and configs images "
         "in the repository reference.",
         "# TYPE cargobay_repository_stored_bytes gauge",
     ]
     for entry in data["repositories"]:
-        labels = f'registry_id="{entry["registry_id"]}",repository="{_label(entry["repository"])}"'
+        labels = _repository_labels(entry)
         lines.append(f"cargobay_repository_stored_bytes{{{labels}}} {entry['stored_bytes']}")
     lines += [
         "# HELP cargobay_repository_transferred_bytes_total Bytes served by blob and manifest "
@@ -30,7 +41,7 @@ async def render(services, registry_id: str | None = None) -> str:
         "# TYPE cargobay_repository_transferred_bytes_total counter",
     ]
     for entry in data["repositories"]:
-        labels = f'registry_id="{entry["registry_id"]}",repository="{_label(entry["repository"])}"'
+        labels = _repository_labels(entry)
         lines.append(
             f"cargobay_repository_transferred_bytes_total{{{labels}}} {entry['transferred_bytes']}"
         )

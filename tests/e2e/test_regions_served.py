@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import boto3
@@ -269,3 +270,42 @@ def test_skopeo_push_and_pull_through_the_region_host(
     assert pulled_manifest(pulled) == (image.manifest_digest, image.manifest)
     for digest, data in image.blobs.items():
         assert pulled_blob(pulled, digest) == data
+
+
+def test_usage_and_metrics_tell_the_regions_apart(server: Server) -> None:
+    """The same name pushed in two regions is two repositories in `cargobay usage` (each with
+    its region, `--region` to pick one) and two Prometheus series (a `region` label)."""
+    name = unique("meter/regional")
+    here = _v2(server, DEFAULT).push_image(name, "v1", layer_sizes=(2048,))
+    there = _v2(server, OTHER).push_image(name, "v1", layer_sizes=(50_000,))
+
+    def usage(*args: str) -> subprocess.CompletedProcess[str]:
+        command = ["cargobay", "usage", "--data-dir", str(server.data_dir), *args]
+        return subprocess.run(
+            [sys.executable, "-m", *command],
+            capture_output=True,
+            text=True,
+            env=server.process_env,
+            timeout=120,
+        )
+
+    def stored(region: str) -> int:
+        return sum(len(blob) for blob in (here if region == DEFAULT else there).blobs.values())
+
+    report = json.loads(usage("--json").stdout)
+    rows = {(r["region"], r["repository"]): r for r in report["repositories"]}
+    assert rows[(DEFAULT, name)]["stored_bytes"] == stored(DEFAULT)
+    assert rows[(OTHER, name)]["stored_bytes"] == stored(OTHER)
+    only = json.loads(usage("--json", "--region", OTHER).stdout)["repositories"]
+    assert {r["region"] for r in only} == {OTHER}
+    assert [r["stored_bytes"] for r in only if r["repository"] == name] == [stored(OTHER)]
+    refused = usage("--region", NOT_SERVED)
+    assert refused.returncode == 2 and f"{NOT_SERVED} is not served here" in refused.stderr
+
+    metrics = Client(server).get("/metrics").text
+    for region in (DEFAULT, OTHER):
+        series = (
+            f'cargobay_repository_stored_bytes{{registry_id="{ACCOUNT}",region="{region}",'
+            f'repository="{name}"}} {stored(region)}'
+        )
+        assert series in metrics

@@ -72,7 +72,7 @@ def test_usage_matches_bytes_pushed_and_pulled(tmp_path: Path, image) -> None:
         server.start()
         metrics = Client(server).get("/metrics").text
         assert (
-            f'cargobay_repository_stored_bytes{{registry_id="000000000000",'
+            f'cargobay_repository_stored_bytes{{registry_id="000000000000",region="us-east-1",'
             f'repository="meter/app"}} {stored}'
         ) in metrics
         assert requests.get(f"{server.url}/metrics").status_code == 401

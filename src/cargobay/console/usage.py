@@ -1,5 +1,6 @@
-"""Usage read model for the console: stored bytes and bytes out of one account's repositories,
-per day and per repository, in a few grouped queries (no query per repository)."""
+"""Usage read model for the console: stored bytes and bytes out of one account's repositories
+in the page's region, per day and per repository, in a few grouped queries (no query per
+repository)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from cargobay import regions
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 
 TOP_REPOSITORIES = 100
+
+
+def _mine(r, registry_id: str) -> tuple:
+    """The account's repositories in the page's region (the console's region picker)."""
+    return r.c.registry_id == registry_id, r.c.region == regions.current_key()
 
 
 def _days(count: int, today: datetime) -> list[str]:
@@ -26,7 +33,7 @@ async def series(db: Database, registry_id: str, days: int = 30) -> dict[str, li
     today = datetime.now(UTC)
     labels = _days(days, today)
     start = datetime.strptime(labels[0], "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-    in_account = m.c.repository_id.in_(select(r.c.id).where(r.c.registry_id == registry_id))
+    in_account = m.c.repository_id.in_(select(r.c.id).where(*_mine(r, registry_id)))
     before = select(func.coalesce(func.sum(m.c.image_size), 0)).where(
         in_account, m.c.pushed_at < start
     )
@@ -34,7 +41,7 @@ async def series(db: Database, registry_id: str, days: int = 30) -> dict[str, li
     out = (
         select(t.c.day, func.sum(t.c.bytes))
         .join(r, r.c.id == t.c.repository_id)
-        .where(r.c.registry_id == registry_id, t.c.day >= labels[0])
+        .where(*_mine(r, registry_id), t.c.day >= labels[0])
         .group_by(t.c.day)
     )
     added: dict[str, int] = defaultdict(int)
@@ -62,7 +69,7 @@ async def by_repository(db: Database, registry_id: str, since_day: str) -> list[
     distinct = (
         select(mr.c.repository_id, mr.c.target_digest)
         .join(r, r.c.id == mr.c.repository_id)
-        .where(r.c.registry_id == registry_id, mr.c.kind == "blob")
+        .where(*_mine(r, registry_id), mr.c.kind == "blob")
         .distinct()
         .subquery()
     )
@@ -74,7 +81,7 @@ async def by_repository(db: Database, registry_id: str, since_day: str) -> list[
     out_q = (
         select(t.c.repository_id, func.sum(t.c.bytes))
         .join(r, r.c.id == t.c.repository_id)
-        .where(r.c.registry_id == registry_id, t.c.day >= since_day)
+        .where(*_mine(r, registry_id), t.c.day >= since_day)
         .group_by(t.c.repository_id)
     )
     async with db.read() as conn:

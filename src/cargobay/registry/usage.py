@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from sqlalchemy import and_, case, func, select
 
+from cargobay import regions
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import add_counts
@@ -135,10 +136,17 @@ async def stored_bytes(db: Database) -> dict[int, int]:
 
 
 async def report(
-    db: Database, since_day: str | None = None, registry_id: str | None = None
+    db: Database,
+    since_day: str | None = None,
+    registry_id: str | None = None,
+    *,
+    default_region: str,
+    region: str | None = None,
 ) -> dict[str, object]:
-    """Usage per repository and per principal, plus account totals; with `registry_id`, only
-    that account's repositories and the bytes its repositories served."""
+    """Usage per repository (with its region: the same name in two regions is two
+    repositories) and per principal, plus account totals; with `registry_id`, only that
+    account's repositories and the bytes its repositories served; with `region`, only that
+    region's (`default_region` is the deployment's, stored as "")."""
     r, t = schema.repositories, schema.transfer_usage
     stored = await stored_by_class(db)
     transfer_q = select(t.c.repository_id, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
@@ -147,15 +155,18 @@ async def report(
     principal_q = select(t.c.principal_arn, func.sum(t.c.bytes), func.sum(t.c.requests)).group_by(
         t.c.principal_arn
     )
-    repos_q = select(r.c.id, r.c.registry_id, r.c.name)
+    repos_q = select(r.c.id, r.c.registry_id, r.c.name, r.c.region)
     if since_day:
         transfer_q = transfer_q.where(t.c.day >= since_day)
         principal_q = principal_q.where(t.c.day >= since_day)
+    scope = []
     if registry_id is not None:
-        repos_q = repos_q.where(r.c.registry_id == registry_id)
-        principal_q = principal_q.join(r, r.c.id == t.c.repository_id).where(
-            r.c.registry_id == registry_id
-        )
+        scope.append(r.c.registry_id == registry_id)
+    if region is not None:
+        scope.append(r.c.region == regions.key(region, default_region))
+    if scope:
+        repos_q = repos_q.where(*scope)
+        principal_q = principal_q.join(r, r.c.id == t.c.repository_id).where(*scope)
     async with db.read() as conn:
         repos = (await conn.execute(repos_q)).all()
         transfers = {
@@ -167,10 +178,11 @@ async def report(
         ]
     repositories = []
     accounts: dict[str, dict[str, int]] = {}
-    for repo_id, registry_id, name in sorted(repos, key=lambda row: (row[1], row[2])):
+    for repo_id, registry_id, name, key in sorted(repos, key=lambda row: (row[1], row[3], row[2])):
         sent, pulls = transfers.get(repo_id, (0, 0))
         entry = {
             "registry_id": registry_id,
+            "region": regions.from_key(key, default_region),
             "repository": name,
             "stored_bytes": stored.get(repo_id, (0, 0))[0],
             "archived_bytes": stored.get(repo_id, (0, 0))[1],
