@@ -288,3 +288,28 @@ def test_the_schema_revision_constant_is_the_migrations_head() -> None:
     from cargobay.metadata import migrations, schema
 
     assert migrations.head() == schema.SCHEMA_REVISION
+
+
+def test_audit_records_take_their_region_from_their_json(server: Server) -> None:
+    """Migration 0028 fills the new region column of existing audit records from the
+    `awsRegion` each record's JSON carries (LookupEvents filters on the column)."""
+    import importlib
+
+    before = importlib.import_module(
+        "cargobay.metadata.migrations.versions.0028_audit_regions"
+    ).down_revision
+    made = cargobay(server, "db", "upgrade", *db_args(server), "--revision", before)
+    assert made.returncode == 0, made.stderr
+    rows = [("e-1", {"awsRegion": "eu-west-1"}), ("e-2", {"awsRegion": "us-east-1"}), ("e-3", {})]
+    for event_id, record in rows:
+        sql(
+            server,
+            "INSERT INTO audit_records (event_id, account_id, event_time, event_source,"
+            " event_name, read_only, record) VALUES (:id, '000000000000', 1.0,"
+            " 'ecr.amazonaws.com', 'PutImage', false, :record)",
+            params={"id": event_id, "record": json.dumps({"eventName": "PutImage", **record})},
+        )
+    upgraded = cargobay(server, "db", "upgrade", *db_args(server))
+    assert upgraded.returncode == 0, upgraded.stderr
+    regions = sql(server, "SELECT event_id, region FROM audit_records ORDER BY event_id")
+    assert regions == [["e-1", "eu-west-1"], ["e-2", "us-east-1"], ["e-3", ""]]

@@ -309,3 +309,31 @@ def test_usage_and_metrics_tell_the_regions_apart(server: Server) -> None:
             f'repository="{name}"}} {stored(region)}'
         )
         assert series in metrics
+
+
+def test_cloudtrail_lookups_are_regional(server: Server) -> None:
+    """CloudTrail's event history is regional: LookupEvents signed for a region answers the
+    calls made in it (the CreateRepository of the same name in each region is found once in
+    each, with that region's awsRegion and ARN)."""
+    import time
+
+    name = unique("audited/app")
+    client(server).create_repository(repositoryName=name)
+    _aws(server, "ecr", OTHER).create_repository(repositoryName=name)
+
+    def created(region: str) -> list[dict]:
+        found = _aws(server, "cloudtrail", region).lookup_events(
+            LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": name}]
+        )["Events"]
+        return [e for e in found if e["EventName"] == "CreateRepository"]
+
+    deadline = time.monotonic() + 60  # records are flushed in batches (`audit_flush_ms`)
+    while (len(created(DEFAULT)), len(created(OTHER))) != (1, 1):
+        assert time.monotonic() < deadline, (created(DEFAULT), created(OTHER))
+        time.sleep(0.2)
+    for region in (DEFAULT, OTHER):
+        (event,) = created(region)
+        record = json.loads(event["CloudTrailEvent"])
+        assert record["awsRegion"] == region
+        arn = f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{name}"
+        assert arn in json.dumps(record), record

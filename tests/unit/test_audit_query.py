@@ -137,15 +137,18 @@ def test_lookup_events_speaks_botocore_shapes(tmp_path: Path) -> None:
                 "StartTime": T0,
                 "MaxResults": 2,
             }
-            first = await query.lookup_events(db, ACCOUNT, request)
+            first = await query.lookup_events(db, ACCOUNT, request, region="us-east-1")
             second = await query.lookup_events(
-                db, ACCOUNT, {**request, "NextToken": first["NextToken"]}
+                db, ACCOUNT, {**request, "NextToken": first["NextToken"]}, region="us-east-1"
             )
             assert "NextToken" not in second
             assert len(first["Events"]) + len(second["Events"]) == 3
             with pytest.raises(query.InvalidLookupAttributes):
                 await query.lookup_events(
-                    db, ACCOUNT, {"LookupAttributes": request["LookupAttributes"] * 2}
+                    db,
+                    ACCOUNT,
+                    {"LookupAttributes": request["LookupAttributes"] * 2},
+                    region="us-east-1",
                 )
             return first
         finally:
@@ -302,6 +305,34 @@ def test_a_record_the_database_refuses_does_not_block_its_batch(tmp_path: Path) 
             (carol,) = [r for r in records if r.user_name == "carol"]
             ((_, name),) = carol.resources
             assert name.startswith("a\ufffdbc") and len(name) == 1024
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_lookup_events_is_regional(tmp_path: Path) -> None:
+    """LookupEvents answers the records of the region it is called in (CloudTrail's event
+    history is regional); a page token of one region is refused in another."""
+
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            calls = [_call(i, "PutImage", "alice") for i in range(4)]
+            for call in calls[2:]:
+                call.region = "eu-west-1"
+            await write(db, calls)
+            here = await query.lookup_events(db, ACCOUNT, {}, region="us-east-1")
+            there = await query.lookup_events(db, ACCOUNT, {"MaxResults": 1}, region="eu-west-1")
+            assert [e["EventId"] for e in here["Events"]] == [c.event_id for c in calls[1::-1]]
+            assert [e["EventId"] for e in there["Events"]] == [calls[3].event_id]
+            assert json.loads(there["Events"][0]["CloudTrailEvent"])["awsRegion"] == "eu-west-1"
+            with pytest.raises(query.InvalidNextToken):
+                await query.lookup_events(
+                    db, ACCOUNT, {"NextToken": there["NextToken"]}, region="us-east-1"
+                )
+            everywhere, _ = await query.lookup(db, ACCOUNT)  # the CLI's default: all regions
+            assert len(everywhere) == 4
         finally:
             await db.dispose()
 

@@ -148,13 +148,16 @@ def test_driver_batch_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
                 "00000000-0000-0000-0000-000000000002",
             ]
             assert resources[1][2] == ("b\ufffdob" + "x" * 2000)[:1024]
-            second = json.loads(records[1][-1])
+            names = [c.name for c in schema.audit_records.c if c.name != "id"]
+            record, region = names.index("record"), names.index("region")
+            assert {row[region] for row in records} == {"us-east-1"}
+            second = json.loads(records[1][record])
             assert second["responseElements"]["AccessKey"]["SecretAccessKey"] == (
                 "HIDDEN_DUE_TO_SECURITY_REASONS"
             )
             assert second["errorCode"] == "AccessDenied" and second["errorMessage"] == ""
             assert second["userIdentity"] == {"type": "Unknown", "accountId": ACCOUNT}
-            first = json.loads(records[0][-1])
+            first = json.loads(records[0][record])
             assert first["eventTime"] == "2023-11-14T22:13:20Z"
             assert records[0][5] in (True, 1) and records[1][5] in (False, 0)
         finally:

@@ -48,6 +48,7 @@ def parse_time(value: str, now: float | None = None) -> float:
 @click.option("--access-key-id", default=None, help="Only calls signed with this key.")
 @click.option("--event-name", default=None, help="Only this API call, e.g. PutImage.")
 @click.option("--limit", type=int, default=0, help="At most this many records (0: all).")
+@click.option("--region", default=None, help="Only calls made in this region (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: one CloudTrail record each.")
 def audit(
     since: str,
@@ -56,6 +57,7 @@ def audit(
     access_key_id: str | None,
     event_name: str | None,
     limit: int,
+    region: str | None,
     as_json: bool,
     **options: object,
 ) -> None:
@@ -99,6 +101,7 @@ def audit(
                     max_results=size,
                     next_token=token,
                     page_limit=PAGE,
+                    region=region,
                 )
                 for record in records:
                     click.echo(record.record if as_json else _line(record.record))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cargobay import regions
 from cargobay.audit.query import AuditQueryError, lookup_events
 from cargobay.awsjson.door import JsonCall, JsonService, Operation
 
@@ -36,7 +37,8 @@ async def authorize(call: JsonCall, payload: dict[str, Any]) -> None:
 
 
 async def lookup(call: JsonCall, payload: dict[str, Any]) -> dict[str, Any]:
-    return await lookup_events(call.services.db, call.account_id, payload)
+    region = regions.current(call.services.settings.region)  # the request's SigV4 scope
+    return await lookup_events(call.services.db, call.account_id, payload, region=region)
 
 
 def map_error(exc: Exception) -> tuple[str, int] | None:

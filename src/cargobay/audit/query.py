@@ -112,8 +112,10 @@ def _condition(key: str, value: str) -> Any:
     return column == value
 
 
-def _fingerprint(account_id: str, attributes: Sequence[tuple[str, str]], start, end) -> str:
-    text = json.dumps([account_id, sorted(attributes), start, end])
+def _fingerprint(
+    account_id: str, attributes: Sequence[tuple[str, str]], start, end, region: str | None
+) -> str:
+    text = json.dumps([account_id, sorted(attributes), start, end, region])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -144,22 +146,26 @@ async def lookup(
     max_results: int = MAX_RESULTS,
     next_token: str | None = None,
     page_limit: int = MAX_RESULTS,
+    region: str | None = None,
 ) -> tuple[list[Record], str | None]:
     """One page of the account's records, newest first, and the token of the next page.
     Several attributes all apply (LookupEvents itself allows one); `page_limit` caps
-    `max_results` (the CLI reads bigger pages than the API allows)."""
+    `max_results` (the CLI reads bigger pages than the API allows); `region`, when given,
+    keeps that region's records only (LookupEvents is regional; the CLI may read all)."""
     if not 1 <= max_results <= page_limit:
         raise InvalidMaxResults(f"MaxResults must be between 1 and {page_limit}")
     if start is not None and end is not None and start > end:
         raise InvalidTimeRange("StartTime is after EndTime")
     t = schema.audit_records
     conditions = [t.c.account_id == account_id]
+    if region is not None:
+        conditions.append(t.c.region == region)
     conditions += [_condition(key, value) for key, value in attributes]
     if start is not None:
         conditions.append(t.c.event_time >= start)
     if end is not None:
         conditions.append(t.c.event_time <= end)
-    fingerprint = _fingerprint(account_id, attributes, start, end)
+    fingerprint = _fingerprint(account_id, attributes, start, end, region)
     if next_token:
         at, last_id = _untoken(next_token, fingerprint)
         conditions.append(or_(t.c.event_time < at, and_(t.c.event_time == at, t.c.id < last_id)))
@@ -212,9 +218,12 @@ def _time(value: Any, name: str) -> float | None:
     return float(value)
 
 
-async def lookup_events(db: Database, account_id: str, request: dict[str, Any]) -> dict[str, Any]:
-    """LookupEvents: botocore's request shape in, its response shape out (JSON-ready: times as
-    epoch seconds, as the AWS JSON protocol sends them)."""
+async def lookup_events(
+    db: Database, account_id: str, request: dict[str, Any], *, region: str
+) -> dict[str, Any]:
+    """LookupEvents in `region` (the request's: CloudTrail's event history is regional):
+    botocore's request shape in, its response shape out (JSON-ready: times as epoch seconds,
+    as the AWS JSON protocol sends them)."""
     raw = request.get("LookupAttributes") or []
     if not isinstance(raw, list) or len(raw) > 1:
         raise InvalidLookupAttributes("LookupAttributes can contain only one item")
@@ -240,6 +249,7 @@ async def lookup_events(db: Database, account_id: str, request: dict[str, Any]) 
         end=end,
         max_results=max_results,
         next_token=request.get("NextToken"),
+        region=region,
     )
     response: dict[str, Any] = {"Events": [record.shape() for record in records]}
     if token:

@@ -143,6 +143,7 @@ _COLUMNS = (
     "read_only",
     "user_name",
     "access_key_id",
+    "region",
     "record",
 )
 _RESOURCE_PARAMS = ("event_id", "resource_type", "resource_name")
@@ -164,6 +165,7 @@ def _rows(event: AuditEvent) -> tuple[Row, list[Row]]:
         event.read_only,
         principal.user_name[:128] if principal else None,
         principal.access_key_id[:128] if principal else None,
+        event.region,
         _ENCODE(cloudtrail_record(event)),
     )
     # Names come from requests (also refused ones): cut to the columns' sizes and without NUL

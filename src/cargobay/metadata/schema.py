@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0023"
+SCHEMA_REVISION = "0028"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -687,8 +687,16 @@ audit_records = Table(
     Column("user_name", String(128)),
     Column("access_key_id", String(128)),
     Column("record", Text, nullable=False),
+    # The region the call was made in (the record's awsRegion): LookupEvents is regional.
+    Column("region", String(32), nullable=False, server_default=""),
 )
 Index("ix_audit_records_time", audit_records.c.account_id, audit_records.c.event_time)
+Index(
+    "ix_audit_records_region",
+    audit_records.c.account_id,
+    audit_records.c.region,
+    audit_records.c.event_time,
+)
 Index(
     "ix_audit_records_name",
     audit_records.c.account_id,

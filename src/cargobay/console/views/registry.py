@@ -49,7 +49,12 @@ async def _audit(request: web.Request, visitor: Visitor) -> list[dict[str, Any]]
     resource = TrailResource(principal.account_id)
     if not await services.authorizer.allowed(principal, LOOKUP_EVENTS, resource, context):
         raise _denied(LOOKUP_EVENTS)
-    found = await lookup_events(services.db, principal.account_id, {"MaxResults": AUDIT_RECORDS})
+    found = await lookup_events(
+        services.db,
+        principal.account_id,
+        {"MaxResults": AUDIT_RECORDS},
+        region=regions.current(services.settings.region),  # the page's (`web.chosen_region`)
+    )
     return found.get("Events", [])
 
 
