@@ -244,6 +244,12 @@ class UploadService:
         # Commit exactly the counted bytes: an interrupted write may have left more behind.
         await self._commit(repo, upload.id, actual, upload.size, staged)
         self._hashers.pop(upload.id, None)
+        if blocks is None:
+            # The size was read under the lease: the transaction that makes the blob visible
+            # ends the session at that size and the lease with it (one transaction, not two).
+            return await self._register(
+                repo, actual, upload.size, upload.id, held_size=upload.size, lease=lease
+            )
         return await self._register(repo, actual, upload.size, upload.id)
 
     async def _write_plain(self, upload: Upload, blocks: Blocks, hasher: hashlib._Hash) -> int:
@@ -374,6 +380,8 @@ class UploadService:
         if cached is not None and cached[0] == offset:
             return cached[1], cached[2]
         hasher = hashlib.sha256()
+        if offset == 0 and repo.kms_key_id is None:
+            return hasher, None  # nothing stored to hash (a first part, on any worker)
         return hasher, await self._read_back(repo, upload_id, offset, hasher)
 
     async def _rehash(self, repo: Repository, upload_id: str, size: int, algorithm: str) -> str:
