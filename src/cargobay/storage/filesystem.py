@@ -137,9 +137,13 @@ class FilesystemStore:
             os.close(fd)
 
         try:
-            if os.fstat(fd).st_size < offset:
+            stored = os.fstat(fd).st_size
+            if stored < offset:
                 raise FileNotFoundError(f"upload {upload_id} has lost data")
-            os.ftruncate(fd, offset)
+            if stored > offset:
+                # Leftovers of an interrupted write. Only then: on ext4, truncating a file to
+                # nothing (a first part) makes its close start writing it out (auto_da_alloc).
+                os.ftruncate(fd, offset)
             size = offset
 
             # While the loop receives the next block, threads hash this one and write it: in
@@ -192,6 +196,12 @@ class FilesystemStore:
 
     async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         with open(self._upload_path(upload_id), "rb") as fh:
+            if length <= SMALL_BODY:
+                # As small a read as a small body's write (just written, in the page cache):
+                # here, rather than a thread hand-off that costs more than the read.
+                if length > 0 and (data := fh.read(length)):
+                    yield data
+                return
             while length > 0 and (
                 data := await asyncio.to_thread(fh.read, min(READ_BLOCK, length))
             ):
