@@ -19,6 +19,8 @@ from botocore.exceptions import ClientError
 from e2e.ecrhelp import client, pull, pulled_blob, raises, unique
 from imagebuilder import random_layer, sha256
 
+pytestmark = pytest.mark.backend
+
 PART = 40_000  # well under SMALL_BODY (128 KiB): every part takes the small-body path
 
 
