@@ -111,7 +111,9 @@ class FilesystemStore:
         return None  # served by the registry itself (sendfile)
 
     async def upload_create(self, upload_id: str) -> None:
-        self._upload_path(upload_id).touch(exist_ok=False)
+        # Path.touch's equivalent (a new, empty file; never an existing one), in one call.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        os.close(os.open(self._upload_path(upload_id), flags, 0o666))
 
     async def upload_size(self, upload_id: str) -> int | None:
         try:
