@@ -12,7 +12,7 @@ last is at least 5 MiB, the S3 minimum for a non-last multipart part. `state.jso
 after the pieces it names and is the only mutable object, so every request sees either the old
 or the new upload, on any node: a PATCH that lands on another node, or after a restart, reads
 the state and carries on, and `read` (re-hashing after such a hop) reads the pieces back with
-ranged GETs. Only one request appends at a time: the registry holds a database lease on the
+ranged GETs. Only one request appends at a time: the registry holds a lease on the
 upload around every append and commit.
 
 Commit. The object's key is fixed when a multipart upload is created, and the digest is only
