@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 
 import pgcluster
 from cargobay.config import Settings
+from cargobay.errors import LayerDigestMismatch, UploadNotFound
 from cargobay.iam.authz import Authorizer
 from cargobay.iam.secrets import load_box
 from cargobay.metadata.db import Database
@@ -132,8 +134,20 @@ def test_a_crashed_worker_s_replacement_continues_its_upload(
             repo, _ = await _repos(dead.db).create(ACCOUNT, "exclusion/crash")
             upload = await dead.uploads.start(repo)
             await dead.uploads.append(repo, upload.id, _chunks(b"before the crash"))
+            name = f"upload:{upload.id}"
+            if dead.uploads.locks is not None:
+                # On a SQLite file the upload is held by a lock of this host, which the kernel
+                # drops with its holder (closing the descriptor is what dying does to it):
+                # any worker continues at once.
+                dead.uploads.locks.acquire(name)
+                with pytest.raises(RangeInvalid):
+                    await other.uploads.append(repo, upload.id, _chunks(b"too soon"))
+                dead.uploads.locks.close()
+                state = await other.uploads.append(repo, upload.id, _chunks(b", after"))
+                assert state.size == len(b"before the crash, after")
+                return
             # The worker dies while it holds the upload: its lease stays behind, unexpired.
-            await dead.leases.acquire(f"upload:{upload.id}")
+            await dead.leases.acquire(name)
             with pytest.raises(RangeInvalid):
                 await other.uploads.append(repo, upload.id, _chunks(b"too soon"))
             state = await replacement.uploads.append(repo, upload.id, _chunks(b", after"))
@@ -183,6 +197,63 @@ def test_a_chunk_s_size_and_the_end_of_its_lease_commit_together(
             info = await a.uploads.complete(repo, upload.id, digest, None)
             assert info.size == len(data)
             assert b"".join([c async for c in a.store.read(digest)]) == data
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_completion_ends_its_session_and_lease_in_the_registering_transaction(
+    tmp_path: Path, storage_url: str
+) -> None:
+    """A completion without a body (ECR's CompleteLayerUpload, `/v2/` PUT with no chunk) takes
+    two write transactions, the lease's claim and the registration that also ends the session
+    and the lease, not a third to release the lease (on a SQLite file, where a lock of the host
+    holds the upload, the registration alone); a refused completion leaves nothing held."""
+    from sqlalchemy import select
+
+    from cargobay.metadata import schema
+
+    async def scenario() -> None:
+        url = await pgcluster.migrated_database(tmp_path)
+        a = Node(url, storage_url, node_holder(tmp_path / "a", 0))
+        b = Node(url, storage_url, node_holder(tmp_path / "b", 0))
+        writes = 0
+        real_write = a.db.write
+
+        def counted_write():  # type: ignore[no-untyped-def]
+            nonlocal writes
+            writes += 1
+            return real_write()
+
+        a.db.write = counted_write  # type: ignore[method-assign]
+        t = schema.resource_leases
+        try:
+            repo, _ = await _repos(b.db).create(ACCOUNT, "exclusion/complete")
+            # Refused: the digest is not the content's; the lease goes with the session.
+            upload = await b.uploads.start(repo)
+            await b.uploads.append(repo, upload.id, _chunks(b"wrong"))
+            with pytest.raises(LayerDigestMismatch):
+                await a.uploads.complete(repo, upload.id, "sha256:" + "1" * 64, None)
+            assert not a.leases._held
+            # Completed from another node than the one that wrote it (it re-hashes the bytes).
+            upload = await b.uploads.start(repo)
+            data = os.urandom(5000)
+            await b.uploads.append(repo, upload.id, _chunks(data), start=0, end=len(data) - 1)
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            writes = 0
+            info = await a.uploads.complete(repo, upload.id, digest, None)
+            assert (info.digest, info.size) == (digest, len(data))
+            assert writes == (1 if a.uploads.locks is not None else 2)
+            assert not a.leases._held
+            assert a.uploads.locks is None or not a.uploads.locks._held
+            async with a.db.read_now() as conn:
+                left = await conn.execute(select(t.c.name).where(t.c.name.like("upload:%")))
+                assert [row.name for row in left] == []
+            with pytest.raises(UploadNotFound):
+                await b.uploads.get(repo, upload.id)
+            assert b"".join([c async for c in b.store.read(digest)]) == data
         finally:
             await a.close()
             await b.close()

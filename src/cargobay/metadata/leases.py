@@ -35,18 +35,44 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
-from cargobay.metadata.sql import insert_ignore
+from cargobay.metadata.hotwrite import HotWrite
+from cargobay.metadata.sql import insert_statement
 
 log = logging.getLogger("cargobay.leases")
 
 TTL = 60.0  # seconds a lease lives after its last renewal
 RENEW = 15.0  # how often a held lease is renewed
 PURGE_EVERY = 600.0  # how often a process sweeps out leases that expired long ago
+
+
+_t = schema.resource_leases
+_COLUMNS = ("name", "holder", "token", "acquired_at", "expires_at")
+# A request that writes an upload claims and releases a lease: statements built once (see
+# `metadata.hotwrite`), not per call.
+_INSERT = HotWrite(
+    lambda dialect: insert_statement(dialect, _t).on_conflict_do_nothing(), names=_COLUMNS
+)
+_TAKE_OVER = HotWrite.of(
+    _t.update()
+    .where(
+        _t.c.name == bindparam("lease"),
+        or_(_t.c.expires_at < bindparam("now"), _t.c.holder == bindparam("me")),
+    )
+    .values(
+        holder=bindparam("me"),
+        token=bindparam("new_token"),
+        acquired_at=bindparam("now"),
+        expires_at=bindparam("until"),
+    )
+)
+_DELETE = HotWrite.of(
+    _t.delete().where(_t.c.name == bindparam("lease"), _t.c.token == bindparam("held"))
+)
 
 
 class LeaseBusy(Exception):
@@ -119,21 +145,22 @@ class Leases:
     async def _claim(self, name: str, now: float) -> str:
         t = schema.resource_leases
         token = uuid.uuid4().hex
-        values = {"holder": self.holder, "token": token, "expires_at": now + self.ttl}
+        row = {
+            "name": name,
+            "holder": self.holder,
+            "token": token,
+            "acquired_at": now,
+            "expires_at": now + self.ttl,
+        }
         async with self.db.write() as conn:
             if now - self._purged > PURGE_EVERY:
                 self._purged = now
                 await conn.execute(t.delete().where(t.c.expires_at < now - self.ttl))
-            inserted = await insert_ignore(conn, t, name=name, acquired_at=now, **values)
-            if inserted.rowcount != 1:
+            if await _INSERT.run(conn, row) != 1:
                 # Not in self._held, so a row naming this holder is an earlier life's: the
                 # process that held it has died and this one replaced it.
-                taken = await conn.execute(
-                    t.update()
-                    .where(t.c.name == name, or_(t.c.expires_at < now, t.c.holder == self.holder))
-                    .values(acquired_at=now, **values)
-                )
-                if taken.rowcount != 1:
+                claim = {"lease": name, "me": self.holder, "new_token": token, "now": now}
+                if await _TAKE_OVER.run(conn, {**claim, "until": now + self.ttl}) != 1:
                     raise LeaseBusy(name)
                 log.info("took over the lease on %s", name)
         return token
@@ -151,10 +178,9 @@ class Leases:
         return result.rowcount == 1
 
     async def release(self, name: str, token: str) -> None:
-        t = schema.resource_leases
         try:
             async with self.db.write() as conn:
-                await conn.execute(t.delete().where(t.c.name == name, t.c.token == token))
+                await _DELETE.run(conn, {"lease": name, "held": token})
         finally:
             self._held.discard(name)
 
@@ -164,13 +190,21 @@ class Leases:
         token = await self.acquire(name)
         lease = Lease(name, token)
         try:
-            renewal = asyncio.ensure_future(self._keep(name, token))
+            # The renewing task starts only once the block has outlived one renewal period
+            # (a timer costs far less than a task started and cancelled with every request).
+            loop = asyncio.get_running_loop()
+            renewal: list[asyncio.Task[None]] = []
+            timer = loop.call_later(
+                self.renew_every, lambda: renewal.append(loop.create_task(self._keep(name, token)))
+            )
             try:
                 yield lease
             finally:
-                renewal.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewal
+                timer.cancel()
+                for task in renewal:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             if lease.released:  # its row went with the holder's own transaction
                 self._held.discard(name)
@@ -188,15 +222,15 @@ class Leases:
         """Delete a held lease's row inside the holder's own write transaction; once that
         transaction has committed, the holder sets `lease.released` (the block's end then
         costs no transaction of its own)."""
-        t = schema.resource_leases
-        await conn.execute(t.delete().where(t.c.name == lease.name, t.c.token == lease.token))
+        await _DELETE.run(conn, {"lease": lease.name, "held": lease.token})
 
     async def _keep(self, name: str, token: str) -> None:
+        """Renew now (one period after the claim), then every period."""
         while True:
-            await asyncio.sleep(self.renew_every)
             try:
                 if not await self.renew(name, token):
                     log.error("lost the lease on %s (not renewed within %.0f s)", name, self.ttl)
                     return
             except Exception:
                 log.exception("renewing the lease on %s failed; retrying", name)
+            await asyncio.sleep(self.renew_every)

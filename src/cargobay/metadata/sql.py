@@ -13,7 +13,12 @@ from cargobay.metadata.conn import Conn
 def _insert(conn: Conn, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT; each dialect is imported only where it is
     used, so an embedded (SQLite) process never loads PostgreSQL's."""
-    if conn.dialect.name == "sqlite":
+    return insert_statement(conn.dialect.name, table)
+
+
+def insert_statement(dialect: str, table: Table) -> Any:
+    """`_insert` by the dialect's name (for statements built once, `metadata.hotwrite`)."""
+    if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert

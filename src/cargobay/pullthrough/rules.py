@@ -29,6 +29,7 @@ from cargobay.errors import (
 )
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 from cargobay.metadata.sql import insert_ignore
 from cargobay.secrets import errors as secret_errors
 from cargobay.secrets.pullthrough import CredentialSecretInvalid, pull_through_credentials
@@ -134,15 +135,21 @@ _OF_REGISTRY = select(*_COLUMNS).where(
 )
 
 
+# Every upload's start asks it too (InitiateLayerUpload, a `/v2/` POST): one hot lookup.
+_OF_REGISTRY_NOW = HotRead(_OF_REGISTRY)
+
+
 async def find_rule(db: Database, registry_id: str, name: str) -> Rule | None:
     """The rule a repository name falls under (the longest prefix), or None."""
-    async with db.read_now() as conn:
-        return await rule_for(conn, registry_id, name)
+    return _longest(await _OF_REGISTRY_NOW.all(db, {"registry_id": registry_id}), name)
 
 
 async def rule_for(conn: Any, registry_id: str, name: str) -> Rule | None:
     """`find_rule` on an open connection (inside a push's transaction, for its event)."""
-    rows = (await conn.execute(_OF_REGISTRY, {"registry_id": registry_id})).all()
+    return _longest((await conn.execute(_OF_REGISTRY, {"registry_id": registry_id})).all(), name)
+
+
+def _longest(rows: Any, name: str) -> Rule | None:
     rules = [r for r in map(_row_rule, rows) if r.covers(name)]
     return max(rules, key=lambda r: -1 if r.prefix == ROOT else len(r.prefix), default=None)
 

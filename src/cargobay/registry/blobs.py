@@ -36,8 +36,7 @@ class BlobService:
 
     async def stat(self, repo: Repository, digest: str) -> BlobInfo:
         """Size of a blob linked to the repository, or BLOB_UNKNOWN."""
-        async with self.db.read_now() as conn:
-            size = await records.linked_size(conn, repo.id, digest)
+        size = await records.linked_size_now(self.db, repo.id, digest)
         if size is None:
             raise BlobUnknown(detail={"digest": digest})
         return BlobInfo(digest, size)

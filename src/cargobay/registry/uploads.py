@@ -33,6 +33,7 @@ from cargobay.errors import (
 )
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import Lease, LeaseBusy, Leases
+from cargobay.metadata.locallocks import LocalLocks
 from cargobay.metadata.records import blobs as blob_records
 from cargobay.metadata.records import uploads as records
 from cargobay.oci.digest import parse_digest
@@ -74,6 +75,9 @@ class UploadService:
         self.store = store
         self.leases = leases
         self.encryption = encryption
+        # On a SQLite file, uploads are excluded by locks of this host (no transaction to
+        # claim them); on PostgreSQL, by the database leases shared by every node.
+        self.locks = LocalLocks.for_database(db, "-uploads.lock")
         # upload id -> (offset the hash covers, sha256 state, where encrypted staging ends);
         # this worker's uploads only.
         self._hashers: OrderedDict[str, _State] = OrderedDict()
@@ -103,16 +107,21 @@ class UploadService:
         return Upload(row.id, row.repository_id, int(row.size), row.created_at)
 
     @asynccontextmanager
-    async def _exclusive(self, repo: Repository, upload_id: str) -> AsyncIterator[Lease]:
-        """Hold the upload alone, across workers and nodes (a database lease), while writing or
-        committing it. Otherwise a racing request could write under bytes another worker has
-        hashed, or into the data after it became a blob. The loser gets 416 with the current
-        Range and may retry."""
+    async def _exclusive(self, repo: Repository, upload_id: str) -> AsyncIterator[Lease | None]:
+        """Hold the upload alone, across workers and nodes, while writing or committing it:
+        a database lease (yielded, for the holder's last transaction to end), or on a SQLite
+        file a lock of this host (`metadata.locallocks`; None is yielded). Otherwise a racing
+        request could write under bytes another worker has hashed, or into the data after it
+        became a blob. The loser gets 416 with the current Range and may retry."""
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise UploadNotFound(detail={"uuid": upload_id})
         try:
-            async with self.leases.hold(f"upload:{upload_id}") as lease:
-                yield lease
+            if self.locks is not None:
+                with self.locks.hold(f"upload:{upload_id}"):
+                    yield None
+            else:
+                async with self.leases.hold(f"upload:{upload_id}") as lease:
+                    yield lease
         except LeaseBusy:
             upload = await self.get(repo, upload_id)
             raise RangeInvalid(
@@ -206,7 +215,7 @@ class UploadService:
         upload_id: str,
         digest: str,
         blocks: Blocks | None,
-        lease: Lease,
+        lease: Lease | None,
     ) -> BlobInfo:
         expected = parse_digest(digest)
         upload = await self.get(repo, upload_id)
@@ -244,6 +253,12 @@ class UploadService:
         # Commit exactly the counted bytes: an interrupted write may have left more behind.
         await self._commit(repo, upload.id, actual, upload.size, staged)
         self._hashers.pop(upload.id, None)
+        if blocks is None:
+            # The size was read under the lease: the transaction that makes the blob visible
+            # ends the session at that size and the lease with it (one transaction, not two).
+            return await self._register(
+                repo, actual, upload.size, upload.id, held_size=upload.size, lease=lease
+            )
         return await self._register(repo, actual, upload.size, upload.id)
 
     async def _write_plain(self, upload: Upload, blocks: Blocks, hasher: hashlib._Hash) -> int:
@@ -374,6 +389,8 @@ class UploadService:
         if cached is not None and cached[0] == offset:
             return cached[1], cached[2]
         hasher = hashlib.sha256()
+        if offset == 0 and repo.kms_key_id is None:
+            return hasher, None  # nothing stored to hash (a first part, on any worker)
         return hasher, await self._read_back(repo, upload_id, offset, hasher)
 
     async def _rehash(self, repo: Repository, upload_id: str, size: int, algorithm: str) -> str:

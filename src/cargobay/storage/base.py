@@ -1,8 +1,9 @@
 """The BlobStore interface: content-addressed blobs plus in-progress upload data.
 
 A store knows nothing about repositories or visibility: the metadata database decides what
-exists, and who may write an upload (the registry holds a database lease on an upload around
-each append and commit, so a store never sees two writers of one upload at once). A store only
+exists, and who may write an upload (the registry holds a lease on an upload around each
+append and commit: a database lease, or on a SQLite file a lock of the host; so a store never
+sees two writers of one upload at once). A store only
 promises that a committed blob's bytes are durable and complete before `commit` returns, and
 that partial uploads never appear at a blob's address.
 """

@@ -33,6 +33,20 @@ async def linked_size(conn: Conn, repository_id: int, digest: str) -> int | None
     return None if row is None else int(row.size)
 
 
+_LINKED_SIZE = HotRead(
+    select(b.c.size)
+    .join(rb, rb.c.digest == b.c.digest)
+    .where(rb.c.repository_id == bindparam("repository_id"), rb.c.digest == bindparam("digest"))
+)
+
+
+async def linked_size_now(db: Database, repository_id: int, digest: str) -> int | None:
+    """`linked_size` as one `metadata.hot` lookup (CompleteLayerUpload asks it of every
+    layer it registers)."""
+    row = await _LINKED_SIZE.first(db, {"repository_id": repository_id, "digest": digest})
+    return None if row is None else int(row.size)
+
+
 _PULL_STAT = HotRead(
     select(
         b.c.size,

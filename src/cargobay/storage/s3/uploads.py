@@ -12,7 +12,7 @@ last is at least 5 MiB, the S3 minimum for a non-last multipart part. `state.jso
 after the pieces it names and is the only mutable object, so every request sees either the old
 or the new upload, on any node: a PATCH that lands on another node, or after a restart, reads
 the state and carries on, and `read` (re-hashing after such a hop) reads the pieces back with
-ranged GETs. Only one request appends at a time: the registry holds a database lease on the
+ranged GETs. Only one request appends at a time: the registry holds a lease on the
 upload around every append and commit.
 
 Commit. The object's key is fixed when a multipart upload is created, and the digest is only
@@ -41,6 +41,8 @@ from cargobay.storage.s3.transport import S3Error
 
 MAX_PARTS = 10_000
 STATE = "state.json"
+# A block up to this size (an ECR part, a small blob) is hashed on the loop, not in a thread.
+HASH_HERE = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +167,14 @@ class Uploads:
                 if pending is not None:
                     await pending
                     pending = None
+                length = sum(len(b) for b in block)
                 if observe is not None:
-                    pending = asyncio.ensure_future(asyncio.to_thread(observe, block))
+                    if length <= HASH_HERE:
+                        observe(block)  # microseconds: less than a thread hand-off
+                    else:
+                        pending = asyncio.ensure_future(asyncio.to_thread(observe, block))
                 buffer.extend(block)
-                buffered += sum(len(b) for b in block)
+                buffered += length
                 if buffered >= self.objects.config.part_size:
                     await flush()
             if pending is not None:
@@ -186,9 +192,9 @@ class Uploads:
                 await asyncio.shield(self.objects.delete_keys([folder + p.name for p in written]))
             raise
         # The pieces the new state no longer names (a re-read tail, cut parts) are garbage now.
-        await self.objects.delete_keys(
-            [folder + p.name for p in state.pieces if p not in new.pieces]
-        )
+        dropped = [folder + p.name for p in state.pieces if p not in new.pieces]
+        if dropped:
+            await self.objects.delete_keys(dropped)
         return new.size
 
     async def read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:

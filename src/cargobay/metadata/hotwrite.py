@@ -1,0 +1,72 @@
+"""One statement of a write transaction, at the driver level where that is cheaper.
+
+The upload path's transactions are a few single-row statements each (claim a lease, move an
+upload's size, register a blob). On a SQLite file they run on the event loop under the writer
+lock (`Database.write`), and SQLAlchemy's execution machinery (statement keying, execution
+context, result set-up) costs several times what SQLite takes to run them: a `HotWrite`
+compiles its statement once per dialect and, in such a transaction, runs it on the driver
+(sqlite3) connection. Elsewhere (PostgreSQL, an in-memory SQLite of tests) it is SQLAlchemy's
+execution of the same statement. Either way it counts as one statement (`roundtrips`), and
+`run` returns the rows it changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.dialects import sqlite
+
+from cargobay.metadata import roundtrips
+from cargobay.metadata.conn import Conn
+
+
+class HotWrite:
+    """An INSERT, UPDATE or DELETE whose values are bound at execution, by name. `build` makes
+    it for a dialect's name (an ON CONFLICT clause differs by dialect); `names` are the
+    columns of an INSERT whose values are all bound (its parameters' names)."""
+
+    __slots__ = ("_build", "_built", "_names", "_sqlite")
+
+    def __init__(self, build: Callable[[str], Any], names: tuple[str, ...] = ()) -> None:
+        self._build = build
+        self._names = names
+        self._built: dict[str, Any] = {}
+        # (SQLite text, bind names in order, literal binds' values), compiled on first use
+        self._sqlite: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, statement: Any) -> HotWrite:
+        """A statement that is the same on every dialect."""
+        return cls(lambda _dialect: statement)
+
+    def statement(self, dialect: str) -> Any:
+        built = self._built.get(dialect)
+        if built is None:
+            built = self._built[dialect] = self._build(dialect)
+        return built
+
+    def _compiled(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        if self._sqlite is None:
+            compiled = self.statement("sqlite").compile(
+                dialect=sqlite.dialect(), column_keys=list(self._names) or None
+            )
+            constants = {
+                k: v for k, v in compiled.construct_params(_check=False).items() if v is not None
+            }
+            self._sqlite = (str(compiled), tuple(compiled.positiontup or ()), constants)
+        return self._sqlite
+
+    async def run(self, conn: Conn, params: dict[str, Any]) -> int:
+        """Run the statement in `conn`'s transaction; the number of rows it changed."""
+        dialect = conn.dialect.name
+        driver = getattr(conn, "driver", None)
+        if driver is not None and dialect == "sqlite":
+            sql, names, constants = self._compiled()
+            count = roundtrips.current()
+            if count is not None:
+                count.value += 1
+            values = [params[n] if n in params else constants[n] for n in names]
+            return int(driver().execute(sql, values).rowcount)
+        result = await conn.execute(self.statement(dialect), params)
+        return int(result.rowcount or 0)
