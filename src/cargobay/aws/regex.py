@@ -26,9 +26,10 @@ CHAR, SPLIT, JMP, BOL, EOL, LOOK, MATCH = range(7)
 MAX_PROGRAM = 20_000
 MAX_CACHE = 8192
 # Answers remembered per pattern for texts this short (names, tags, digests: what requests
-# repeat), at most MAX_ANSWERS of them: a walk of the DFA costs ~0.15 µs per character.
+# repeat), at most MAX_ANSWERS of them (under 300 KiB a pattern): a walk of the DFA costs
+# ~0.15 µs per character.
 MAX_ANSWERED_TEXT = 256
-MAX_ANSWERS = 4096
+MAX_ANSWERS = 1024
 
 
 class _Compiler:
