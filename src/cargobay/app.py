@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cargobay import metrics
+from cargobay import gctune, metrics
 from cargobay.console.routes import add_console
 from cargobay.distribution.auth import authenticate
 from cargobay.distribution.errors import error_response
@@ -59,6 +59,7 @@ async def ecr_api(request: web.Request) -> web.Response:
     from cargobay.ecr.api import handle as ecr_handle
     from cargobay.iamapi import api as iam_api
 
+    gctune.settle("ecr")  # the modules just loaded live as long as the worker
     if iam_api.wants(request):
         return await iam_api.handle(request, request.app[SERVICES])
     target = request.headers.get("X-Amz-Target", "")
@@ -66,6 +67,7 @@ async def ecr_api(request: web.Request) -> web.Response:
         from cargobay import awsjson
 
         service = awsjson.find(target)
+        gctune.settle("awsjson")
         if service is not None:
             return await awsjson.serve(service, request, request.app[SERVICES])
     return await ecr_handle(request, request.app[SERVICES])
@@ -76,6 +78,7 @@ async def signer_api(request: web.Request) -> web.Response:
     loaded on its first call like the other AWS doors."""
     from cargobay.signing.door import handle
 
+    gctune.settle("signer")
     return await handle(request)
 
 

@@ -13,7 +13,7 @@ import ssl
 
 from aiohttp import web
 
-from cargobay import logs, malloc
+from cargobay import gctune, logs, malloc
 from cargobay.app import build_app
 from cargobay.audit import record as audit_record
 from cargobay.config import Settings
@@ -120,6 +120,7 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
         tasks.start()
         deliverer = event_jobs.deliverer(settings, services.db)
         deliverer.start()
+    gctune.tune()  # everything start-up made lives as long as the worker
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -185,3 +185,69 @@ def test_a_failed_driver_batch_writes_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("epoch", [0.0, 1_700_000_000.999, 951_782_400.5, 4_102_444_799.0])
 def test_event_time_matches_iso_time(epoch: float) -> None:
     assert record._iso_time(epoch) == iso_time(epoch)
+
+
+def test_a_long_batch_lets_other_tasks_run_while_it_encodes(tmp_path: Path) -> None:
+    """Encoding a batch yields to the event loop every ENCODE_CHUNK records, so requests in
+    flight are not held for the whole batch; every record is still written, in one write."""
+
+    async def scenario() -> None:
+        db = await _database(tmp_path, "chunks")
+        turns = 0
+        stop = asyncio.Event()
+
+        async def other_request() -> None:
+            nonlocal turns
+            while not stop.is_set():
+                turns += 1
+                await asyncio.sleep(0)
+
+        count = record.ENCODE_CHUNK * 3 + 1
+        events = [
+            AuditEvent(ACCOUNT, "ecr.amazonaws.com", "BatchGetImage", True, "us-east-1")
+            for _ in range(count)
+        ]
+        try:
+            other = asyncio.create_task(other_request())
+            await asyncio.sleep(0)
+            before = turns
+            await write(db, events)
+            during = turns - before
+            stop.set()
+            await other
+            assert during >= 3  # a turn between each two chunks
+            records, _ = await _stored(db)
+            assert len(records) == count
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_the_recorder_writes_at_most_max_batch_records_a_transaction(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = await _database(tmp_path, "batches")
+        written: list[int] = []
+        real_write = record.write
+
+        async def counting_write(target: Database, events: list[AuditEvent]) -> None:
+            written.append(len(events))
+            await real_write(target, events)
+
+        record.write = counting_write  # type: ignore[assignment]
+        try:
+            recorder = record.AuditRecorder(db, flush_ms=10_000)
+            for _ in range(record.MAX_BATCH * 2 + 5):
+                await recorder.record(
+                    AuditEvent(ACCOUNT, "ecr.amazonaws.com", "GetAuthorizationToken", True, "x")
+                )
+            await recorder.close()
+            assert sum(written) == record.MAX_BATCH * 2 + 5
+            assert max(written) <= record.MAX_BATCH
+            records, _ = await _stored(db)
+            assert len(records) == record.MAX_BATCH * 2 + 5
+        finally:
+            record.write = real_write  # type: ignore[assignment]
+            await db.dispose()
+
+    asyncio.run(scenario())

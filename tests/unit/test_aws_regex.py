@@ -74,3 +74,23 @@ def test_unicode_properties_and_java_classes() -> None:
 def test_unsupported_constructs_are_refused(pattern: str) -> None:
     with pytest.raises(regex.PatternUnsupported):
         regex.compile_pattern(pattern)
+
+
+def test_answers_for_short_texts_are_remembered_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(regex, "MAX_ANSWERS", 3)
+    pattern = regex.Pattern(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+    assert pattern._fast is None  # the DFA path, where answers are remembered
+    assert pattern.fullmatch("team/app") is True
+    assert pattern.fullmatch("team//app") is False
+    # Asked again, each gives the same answer, now from the memo.
+    assert pattern._answers == {"team/app": True, "team//app": False}
+    assert pattern.fullmatch("team/app") is True
+    assert pattern.fullmatch("team//app") is False
+    pattern.fullmatch("a")
+    pattern.fullmatch("b")  # the fourth answer: the memo starts over
+    assert len(pattern._answers) <= 3
+    long_text = "a" * (regex.MAX_ANSWERED_TEXT + 1)
+    assert pattern.fullmatch(long_text) is True
+    assert long_text not in pattern._answers

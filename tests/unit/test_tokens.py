@@ -49,6 +49,20 @@ def test_round_trip() -> None:
     assert CLAIMS.principal == PRINCIPAL
 
 
+def test_a_scoped_token_round_trips_with_its_scope_and_lifetime() -> None:
+    s = signer()
+    claims = TokenClaims.for_principal(PRINCIPAL, now=NOW, lifetime=1200.0, scope="blob:x/y@z")
+    assert (claims.scope, claims.expires_at, claims.principal) == (
+        "blob:x/y@z",
+        NOW + 1200,
+        PRINCIPAL,
+    )
+    token = s.issue(claims)
+    body = json.loads(base64.urlsafe_b64decode(token.split(".")[2] + "=="))
+    assert list(body) == sorted(body)  # one spelling of the claims: keys in order, no spaces
+    assert s.verify(token, now=NOW + 60) == claims
+
+
 def test_round_trip_admin_and_odd_names() -> None:
     s = signer()
     claims = TokenClaims("000000000000", "ünïcode:user/with.dots", "AKIA2", True, NOW + 5.5, NOW)

@@ -6,7 +6,11 @@ Hook for the doors (after the call, whether it succeeded, failed or was denied):
 
 Records are buffered per process and written in one transaction every `flush_ms` (default
 200 ms) or every `MAX_BATCH` records: a request never waits for the audit insert, and on SQLite
-one write-lock turn per batch instead of per call keeps pushes fast. The trade-off, chosen
+one write-lock turn per batch instead of per call keeps pushes fast. A batch runs on the event
+loop (~33 µs a record: 15 to encode, 18 to insert), so it is kept short for the requests in
+flight: records are encoded `ENCODE_CHUNK` at a time with a turn of the loop between, and a
+transaction inserts at most `MAX_BATCH` (500 stalled a worker serving 2,000 calls/s for ~17 ms
+every flush, the ECR API's p99). The trade-off, chosen
 knowingly: a process killed with SIGKILL loses the records of its last `flush_ms` (graceful
 stops flush; `audit_flush_ms = 0` writes each record before the call returns, at the cost of a
 write transaction per call). The buffer only delays writes of records this process made; nothing
@@ -34,7 +38,8 @@ from cargobay.requestids import new_id
 
 log = logging.getLogger("cargobay.audit")
 
-MAX_BATCH = 500
+MAX_BATCH = 200
+ENCODE_CHUNK = 50  # records encoded between two turns of the event loop
 MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
 # One encoder for every record: `json.dumps` with arguments builds a new one per call.
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
@@ -201,7 +206,9 @@ async def write(db: Database, events: list[AuditEvent]) -> None:
         return
     records: list[Row] = []
     named: list[Row] = []
-    for event in events:
+    for index, event in enumerate(events):
+        if index and not index % ENCODE_CHUNK:
+            await asyncio.sleep(0)  # the requests in flight go on between chunks
         row, resources = _rows(event)
         records.append(row)
         if resources:

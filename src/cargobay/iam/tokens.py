@@ -49,6 +49,8 @@ KEY_PREFIX = "token-key:"
 MAX_TOKEN_LENGTH = 4096
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+# One encoder for every token: `json.dumps` with arguments builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,22 @@ class TokenClaims:
 
     @classmethod
     def for_principal(
-        cls, principal: Principal, *, now: float | None = None, lifetime: float = TOKEN_LIFETIME
+        cls,
+        principal: Principal,
+        *,
+        now: float | None = None,
+        lifetime: float = TOKEN_LIFETIME,
+        scope: str = "",
     ) -> TokenClaims:
         issued = time.time() if now is None else now
         return cls(
-            account_id=principal.account_id,
-            user_name=principal.user_name,
-            access_key_id=principal.access_key_id,
-            is_admin=principal.is_admin,
-            expires_at=issued + lifetime,
-            issued_at=issued,
+            principal.account_id,
+            principal.user_name,
+            principal.access_key_id,
+            principal.is_admin,
+            issued + lifetime,
+            issued,
+            scope,
         )
 
 
@@ -142,7 +150,7 @@ class TokenSigner:
         }
         if claims.scope:
             body["s"] = claims.scope
-        payload = _b64e(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+        payload = _b64e(_ENCODE(body).encode())
         signed = f"{VERSION}.{self.current_key_id}.{payload}"
         return f"{signed}.{_b64e(self._mac(self.current_key_id, signed))}"
 

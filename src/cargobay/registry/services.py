@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -198,8 +198,9 @@ class Services:
             presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
             if presigned is not None:
                 return presigned
-        claims = replace(
-            TokenClaims.for_principal(principal, lifetime=expires_at - time.time()),
+        claims = TokenClaims.for_principal(
+            principal,
+            lifetime=expires_at - time.time(),
             scope=blob_scope(repo.registry_id, repo.name, digest, repo.region_key),
         )
         token = (await self.token_signer()).issue(claims)
