@@ -81,6 +81,9 @@ def test_statement_counts_do_not_grow_with_the_repository(counted: Server) -> No
         ecr_count(ecr, "DescribeImages", {"repositoryName": small}),
         ecr_count(ecr, "DescribeImages", {"repositoryName": large}),
     )
+    # A page's images with their tags, archive status and scans come with the authorization:
+    # one statement beside the door's own, as GetAuthorizationToken's (issue 19: it was 6).
+    assert report["DescribeImages 3 vs 30"][0] <= ecr_count(ecr, "GetAuthorizationToken", {})
     print({label: counts[0] for label, counts in report.items()})
 
 
@@ -158,7 +161,13 @@ def test_a_warm_manifest_get_by_tag_is_one_statement(counted: Server) -> None:
     print({"statements per request": counts})
     # The ECR reads: their authorization, the repository and what they serve in one statement,
     # as GetAuthorizationToken's authorization is one (both beside the door's own).
-    for operation in ("BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability"):
+    # DescribeImages too: its images, their tags, archive status and scans (issue 19: 8).
+    for operation in (
+        "BatchGetImage",
+        "GetDownloadUrlForLayer",
+        "BatchCheckLayerAvailability",
+        "DescribeImages",
+    ):
         assert counts[operation] <= counts["GetAuthorizationToken"], counts
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cargobay import regions
-from cargobay.errors import LayerArchived
+from cargobay.errors import LayerArchived, RepositoryNotFound
 from cargobay.iam.authz import LoadedPolicies, Resource
 from cargobay.iam.principal import Principal
 from cargobay.metadata.db import Database
@@ -33,6 +33,34 @@ class LayerState:
 
 
 @dataclass(frozen=True, slots=True)
+class DescribeQuery:
+    """The images DescribeImages reads: those `tags` or `digests` name (distinct, at most
+    100 each, one at least), or else a page of `limit` after the digest `after` ("" for the
+    first page), filtered by `tag_status` and `image_status` (ECR's enums, "ANY" for all)."""
+
+    tag_status: str = "ANY"
+    image_status: str = "ANY"
+    after: str = ""
+    limit: int = 100
+    tags: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
+
+    @property
+    def by_id(self) -> bool:
+        return bool(self.tags or self.digests)
+
+    def statement(self) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
+        """(shape, values) for `records.described`."""
+        if self.by_id:
+            values = {f"d{i}": digest for i, digest in enumerate(self.digests)}
+            values.update((f"t{i}", tag) for i, tag in enumerate(self.tags))
+            return ("ids", len(self.digests), len(self.tags)), values
+        filtered = self.image_status != "ANY"
+        values = {"after": self.after, "limit": self.limit, "image_status": self.image_status}
+        return ("page", self.tag_status, filtered), values
+
+
+@dataclass(frozen=True, slots=True)
 class EcrRead:
     """What one statement read for a call on an existing repository."""
 
@@ -44,6 +72,8 @@ class EcrRead:
     # With `tags` and `digests`: the digest each existing tag names, and the manifest rows
     # (`records.manifests.many_for_pull`'s columns) by digest: BatchGetImage's two queries.
     images: tuple[dict[str, str], dict[str, Any]] | None = None
+    # With `describe`: the rows of the images DescribeImages answers (`records.described`).
+    described: list[Any] | None = None
 
 
 def layer_archived(repo: Repository, digest: str) -> LayerArchived:
@@ -85,10 +115,12 @@ async def read(
     layers: list[str] | None = None,
     tags: list[str] | None = None,
     digests: list[str] | None = None,
+    describe: DescribeQuery | None = None,
 ) -> EcrRead | None:
     """One statement for a call on the repository `resource` names: with `layer`, that
     blob's state; with `layers` (distinct, 1 to 100), theirs; with `tags` and `digests`
-    (distinct, at most 100 each), the manifests they name; else the repository alone."""
+    (distinct, at most 100 each), the manifests they name; with `describe`, the images
+    DescribeImages answers; else the repository alone."""
     assert resource.name is not None
     caller = (principal.account_id, principal.user_name, principal.access_key_id)
     args = (db, resource.account_id, resource.name, regions.current_key(), caller)
@@ -101,6 +133,8 @@ async def read(
         rows = await records.layers(*args, identity, layers)
     elif tags is not None and digests is not None:
         rows = await records.images(*args, identity, tags, digests)
+    elif describe is not None:
+        rows = await records.described(*args, identity, *describe.statement())
     else:
         found = await records.repository(*args, identity)
         rows = [found] if found is not None else []
@@ -120,4 +154,23 @@ async def read(
         return replace(read, layers=_states(rows, layer))
     if tags is not None and digests is not None:
         return replace(read, images=_images(rows))
+    if describe is not None:
+        return replace(read, described=[row for row in rows if row.digest is not None])
     return read
+
+
+async def described(
+    db: Database, repo: Repository, principal: Principal, query: DescribeQuery
+) -> list[Any]:
+    """The rows of `read(..., describe=query)` for a call authorized the long way (the
+    caller's columns are read but not used); RepositoryNotFound when the repository went."""
+    caller = (principal.account_id, principal.user_name, principal.access_key_id)
+    args = (db, repo.registry_id, repo.name, regions.current_key(), caller)
+    rows = await records.described(*args, False, *query.statement())
+    if not rows:
+        raise RepositoryNotFound(
+            f"The repository with name '{repo.name}' does not exist in the registry with id "
+            f"'{repo.registry_id}'",
+            detail={"name": repo.name},
+        )
+    return [row for row in rows if row.digest is not None]
