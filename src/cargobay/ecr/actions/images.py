@@ -222,7 +222,11 @@ def _declares_media_type(manifest: str) -> bool:
 @action("PutImage")
 async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
-    await call.services.repositories.check_push(repo.registry_id, repo.name)
+    read = call.read
+    if read is None or read.repository is not repo or read.cached:
+        # The authorization's statement said whether a pull-through rule covers the name;
+        # without it (or when one does, to name the rule) the service decides.
+        await call.services.repositories.check_push(repo.registry_id, repo.name)
     manifest = payload.get("imageManifest")
     if not isinstance(manifest, str) or not manifest:
         raise errors.InvalidParameter("imageManifest is required")
