@@ -290,9 +290,15 @@ class ManifestService:
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         stored, annotations = await sealed_row(self.encryption, repo, actual, payload, annotations)
         async with self.db.write() as conn:
+            created = await self._insert(
+                conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
+            )
+            # A tag can name the manifest only if the repository held it already: a new
+            # image needs no look at the tag (the raise undoes nothing, nothing was written).
             if (
                 tag is not None
                 and refuse_existing
+                and not created
                 and await tag_records.digest_of(conn, repo.id, tag) == actual
             ):
                 raise ImageAlreadyExists(
@@ -301,9 +307,6 @@ class ManifestService:
                     f"'{repo.registry_id}'",
                     detail={"digest": actual, "tag": tag},
                 )
-            created = await self._insert(
-                conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
-            )
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual)
             subject = parsed.subject.digest if parsed.subject else None
