@@ -14,10 +14,9 @@ from typing import Any
 
 from cargobay.ecr import errors
 from cargobay.errors import DomainError, ImageNotFound
-from cargobay.metadata.records.ecrreads import TAG_SEPARATOR
 from cargobay.registry.archive import ACTIVATING, ACTIVE, ARCHIVED
 from cargobay.registry.deletes import ImageRef, check_refs, named_digest
-from cargobay.registry.ecrreads import DescribeQuery
+from cargobay.registry.ecrreads import TAG_SEPARATOR, DescribeQuery
 from cargobay.registry.repositories import Repository
 from cargobay.scans.service import COMPLETE
 

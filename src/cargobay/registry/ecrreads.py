@@ -21,6 +21,7 @@ from cargobay.metadata.records import ecrreads as records
 from cargobay.registry.pulls import policies_read
 from cargobay.registry.repositories import Repository
 
+TAG_SEPARATOR = records.TAG_SEPARATOR  # between the tags of a `described` row
 _REPOSITORY_COLUMNS = 10  # records.repositories.COLUMNS, the head's first columns
 
 
