@@ -36,8 +36,9 @@ class LayerState:
 @dataclass(frozen=True, slots=True)
 class DescribeQuery:
     """The images DescribeImages reads: those `tags` or `digests` name (distinct, at most
-    100 each, one at least), or else a page of `limit` after the digest `after` ("" for the
-    first page), filtered by `tag_status` and `image_status` (ECR's enums, "ANY" for all)."""
+    100 each, one at least), or else the first `limit` images after the digest `after` (""
+    for the first page; DescribeImages reads one more than its page, to tell whether another
+    follows), filtered by `tag_status` and `image_status` (ECR's enums, "ANY" for all)."""
 
     tag_status: str = "ANY"
     image_status: str = "ANY"
