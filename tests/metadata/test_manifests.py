@@ -3,12 +3,16 @@ pull lookups (one and many), tag moves, listing in byte order, deletes and their
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from sqlalchemy import func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import blobs, manifests, tags
+from cargobay.registry.hooks import Hooks
+from cargobay.scans.settings import push_reads
 from metadata.conftest import Store
 from metadata.helpers import digest, new_manifest, new_repo
 
@@ -166,5 +170,40 @@ def test_a_push_finds_only_the_blobs_linked_to_its_repository(store: Store) -> N
             assert found == {layer, config}
             assert await manifests.linked_blobs(conn, source, [other]) == set()
             assert await manifests.linked_blobs(conn, target, [layer, other]) == {other}
+
+    store.run(scenario)
+
+
+def test_the_blob_check_reads_the_push_hooks_settings_in_its_statement(store: Store) -> None:
+    """`Hooks.widened`: the push's blob check carries the hooks' settings (one statement
+    fewer per push), the same values `Hooks` reads on its own, on every backend."""
+    hooks = Hooks()
+
+    async def hook(conn, event) -> None:
+        return None
+
+    hooks.on_push(hook, reads=push_reads())
+
+    async def scenario(db: Database, registry_id: str) -> None:
+        layer = digest("wb/layer")
+        async with db.write() as conn:
+            repo = await new_repo(conn, registry_id, "wb/app")
+            await blobs.link(conn, repo, layer, 42)
+            params = hooks.settings_params(registry_id)
+            rows = await manifests.linked_blob_rows(conn, repo, [layer], hooks.widened, params)
+            assert [row.digest for row in rows] == [layer]
+            assert hooks.settings_of(rows[0]) == {"scan_type": None, "scan_rules": None}
+            await conn.execute(
+                schema.registry_scanning_configurations.insert().values(
+                    registry_id=registry_id, scan_type="BASIC", rules="[]", updated_at=0
+                )
+            )
+            rows = await manifests.linked_blob_rows(conn, repo, [layer], hooks.widened, params)
+            widened = hooks.settings_of(rows[0])
+            assert widened == {"scan_type": "BASIC", "scan_rules": "[]"}
+            pushed = SimpleNamespace(repo=SimpleNamespace(registry_id=registry_id))
+            assert await hooks._settings(conn, pushed) == widened  # type: ignore[arg-type]
+            # The statement is built once per registration.
+            assert hooks.widened(manifests._LINKED_BLOBS) is hooks.widened(manifests._LINKED_BLOBS)
 
     store.run(scenario)

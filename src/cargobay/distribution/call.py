@@ -15,6 +15,7 @@ from cargobay.errors import AccessDenied, InvalidParameter
 from cargobay.iam import authz
 from cargobay.iam.principal import Principal
 from cargobay.registry import hooks
+from cargobay.registry.ecrreads import EcrRead
 from cargobay.registry.pulls import PullLookup
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
@@ -51,6 +52,17 @@ class Call:
         # A manifest GET's one statement (distribution.manifests.look_up), read before the
         # dispatcher authorizes with the policies it holds.
         self.pull: PullLookup | None = None
+        # A manifest PUT's one statement: the repository, its policies and whether a
+        # pull-through rule covers it (`registry.ecrreads`), read before the dispatcher
+        # authorizes with those policies; None when the long way decides.
+        self.push: EcrRead | None = None
+
+    @property
+    def policies(self) -> authz.LoadedPolicies | None:
+        """The policies a lookup read before the authorization (`pull` or `push`), if any."""
+        if self.pull is not None:
+            return self.pull.policies
+        return self.push.policies if self.push is not None else None
 
     def context(self) -> authz.RequestContext:
         return request_context(self.request, self.services.settings.trusted_proxies)
@@ -74,7 +86,10 @@ class Call:
 
     async def push_target(self) -> Repository:
         """`RepositoryService.get_for_push`: create-on-push and its authorization are the
-        service's, the same for every door."""
+        service's, the same for every door. When the push lookup found the repository and no
+        pull-through rule covers it, that is all `get_for_push` would read."""
+        if self.push is not None and not self.push.cached:
+            return self.push.repository
         return await self.services.repositories.get_for_push(
             self.principal,
             self.registry_id,

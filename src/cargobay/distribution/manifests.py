@@ -12,7 +12,7 @@ from cargobay.errors import ImageNotFound, Unsupported
 from cargobay.oci.digest import is_digest, parse_digest
 from cargobay.oci.manifest import OCI_INDEX, accepts
 from cargobay.oci.names import validate_tag
-from cargobay.registry import pulls
+from cargobay.registry import ecrreads, pulls
 from cargobay.registry.deletes import ImageRef
 from cargobay.registry.manifests import Manifest
 
@@ -77,9 +77,14 @@ async def manifest(call: Call, reference: str) -> web.StreamResponse:
 async def look_up(call: Call, reference: str) -> None:
     """A GET or HEAD's pull lookup (`registry.pulls`): the manifest, the policies that
     authorize it and whether a pull-through rule covers the repository, in one statement read
-    before the dispatcher authorizes (with those policies); nothing of it is answered before."""
-    if call.request.method in ("GET", "HEAD"):
+    before the dispatcher authorizes (with those policies); nothing of it is answered before.
+    A PUT's push lookup reads the repository, its policies and the rule the same way
+    (`registry.ecrreads`): the three statements before the push's transaction as one."""
+    method = call.request.method
+    if method in ("GET", "HEAD"):
         call.pull = await pulls.lookup(call.services.db, call.resource, reference, call.principal)
+    elif method == "PUT" and call.resource.name is not None:
+        call.push = await ecrreads.read(call.services.db, call.resource, call.principal)
 
 
 async def _through_cache(call: Call, reference: str) -> Manifest:

@@ -90,7 +90,7 @@ async def _authorize(call: Call, kind: str) -> None:
         return
     name = call.name if permission.resource == permissions.REPOSITORY else None
     resource = Resource(call.registry_id, call.resource.region, name)
-    loaded = call.pull.policies if call.pull is not None else None
+    loaded = call.policies
     for action in permission.actions:
         await call.services.authorizer.require(
             call.principal, action, resource, call.context(), loaded

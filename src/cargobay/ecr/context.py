@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from cargobay import regions
-from cargobay.ecr import errors
+from cargobay.ecr import describing, errors
 from cargobay.errors import NameInvalid
 from cargobay.iam import authz, permissions
 from cargobay.iam.permissions import Permission
@@ -86,6 +86,15 @@ def _reads(operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         tags = [i.get("imageTag") for i in ids]
         digests = [i.get("imageDigest") for i in ids if not i.get("imageTag")]
         return {"tags": _distinct_texts(tags), "digests": _distinct_texts(digests)}
+    if operation == "DescribeImages":
+        by_id = payload.get("imageIds") is not None
+        try:
+            limit = 0 if by_id else EcrCall.page_size(payload)
+            after = None if by_id else EcrCall.decode_token(payload, token_text)
+            query = describing.query(payload, limit, after)
+        except errors.EcrError:  # the action answers it
+            return {}
+        return {"describe": query} if query is not None else {}
     return {}
 
 

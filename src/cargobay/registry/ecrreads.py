@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cargobay import regions
-from cargobay.errors import LayerArchived
+from cargobay.errors import LayerArchived, RepositoryNotFound
 from cargobay.iam.authz import LoadedPolicies, Resource
 from cargobay.iam.principal import Principal
 from cargobay.metadata.db import Database
@@ -21,6 +21,7 @@ from cargobay.metadata.records import ecrreads as records
 from cargobay.registry.pulls import policies_read
 from cargobay.registry.repositories import Repository
 
+TAG_SEPARATOR = records.TAG_SEPARATOR  # between the tags of a `described` row
 _REPOSITORY_COLUMNS = 10  # records.repositories.COLUMNS, the head's first columns
 
 
@@ -30,6 +31,35 @@ class LayerState:
 
     size: int
     archived: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeQuery:
+    """The images DescribeImages reads: those `tags` or `digests` name (distinct, at most
+    100 each, one at least), or else the first `limit` images after the digest `after` (""
+    for the first page; DescribeImages reads one more than its page, to tell whether another
+    follows), filtered by `tag_status` and `image_status` (ECR's enums, "ANY" for all)."""
+
+    tag_status: str = "ANY"
+    image_status: str = "ANY"
+    after: str = ""
+    limit: int = 100
+    tags: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
+
+    @property
+    def by_id(self) -> bool:
+        return bool(self.tags or self.digests)
+
+    def statement(self) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
+        """(shape, values) for `records.described`."""
+        if self.by_id:
+            values = {f"d{i}": digest for i, digest in enumerate(self.digests)}
+            values.update((f"t{i}", tag) for i, tag in enumerate(self.tags))
+            return ("ids", len(self.digests), len(self.tags)), values
+        filtered = self.image_status != "ANY"
+        values = {"after": self.after, "limit": self.limit, "image_status": self.image_status}
+        return ("page", self.tag_status, filtered), values
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +74,8 @@ class EcrRead:
     # With `tags` and `digests`: the digest each existing tag names, and the manifest rows
     # (`records.manifests.many_for_pull`'s columns) by digest: BatchGetImage's two queries.
     images: tuple[dict[str, str], dict[str, Any]] | None = None
+    # With `describe`: the rows of the images DescribeImages answers (`records.described`).
+    described: list[Any] | None = None
 
 
 def layer_archived(repo: Repository, digest: str) -> LayerArchived:
@@ -85,10 +117,12 @@ async def read(
     layers: list[str] | None = None,
     tags: list[str] | None = None,
     digests: list[str] | None = None,
+    describe: DescribeQuery | None = None,
 ) -> EcrRead | None:
     """One statement for a call on the repository `resource` names: with `layer`, that
     blob's state; with `layers` (distinct, 1 to 100), theirs; with `tags` and `digests`
-    (distinct, at most 100 each), the manifests they name; else the repository alone."""
+    (distinct, at most 100 each), the manifests they name; with `describe`, the images
+    DescribeImages answers; else the repository alone."""
     assert resource.name is not None
     caller = (principal.account_id, principal.user_name, principal.access_key_id)
     args = (db, resource.account_id, resource.name, regions.current_key(), caller)
@@ -101,6 +135,8 @@ async def read(
         rows = await records.layers(*args, identity, layers)
     elif tags is not None and digests is not None:
         rows = await records.images(*args, identity, tags, digests)
+    elif describe is not None:
+        rows = await records.described(*args, identity, *describe.statement())
     else:
         found = await records.repository(*args, identity)
         rows = [found] if found is not None else []
@@ -116,6 +152,28 @@ async def read(
     repository = Repository(*values)
     policies = policies_read(head, resource, repository.id, principal)
     # Built once with what the operation read (dataclasses.replace costs a few µs a call).
-    states = _states(rows, layer) if layer is not None or layers else None
-    images = _images(rows) if states is None and tags is not None and digests is not None else None
-    return EcrRead(repository, policies, bool(head.cached), states, images)
+    if layer is not None or layers:
+        return EcrRead(repository, policies, bool(head.cached), layers=_states(rows, layer))
+    if tags is not None and digests is not None:
+        return EcrRead(repository, policies, bool(head.cached), images=_images(rows))
+    if describe is not None:
+        found = [row for row in rows if row.digest is not None]
+        return EcrRead(repository, policies, bool(head.cached), described=found)
+    return EcrRead(repository, policies, bool(head.cached))
+
+
+async def described(
+    db: Database, repo: Repository, principal: Principal, query: DescribeQuery
+) -> list[Any]:
+    """The rows of `read(..., describe=query)` for a call authorized the long way (the
+    caller's columns are read but not used); RepositoryNotFound when the repository went."""
+    caller = (principal.account_id, principal.user_name, principal.access_key_id)
+    args = (db, repo.registry_id, repo.name, regions.current_key(), caller)
+    rows = await records.described(*args, False, *query.statement())
+    if not rows:
+        raise RepositoryNotFound(
+            f"The repository with name '{repo.name}' does not exist in the registry with id "
+            f"'{repo.registry_id}'",
+            detail={"name": repo.name},
+        )
+    return [row for row in rows if row.digest is not None]

@@ -97,6 +97,8 @@ class Hooks:
         # name -> scalar subquery (bound to PUSHED_REGISTRY) read for every push.
         self.push_reads: dict[str, Any] = {}
         self._settings_query: Any = None
+        # id(statement) -> the statement with the push reads beside its columns (`widened`).
+        self._widened: dict[int, Any] = {}
 
     def on_push(self, hook: PushHook, reads: Mapping[str, Any] | None = None) -> PushHook:
         """Run `hook` in every push's transaction; `reads` (name -> a scalar subquery that
@@ -108,6 +110,7 @@ class Hooks:
                 raise ValueError(f"push reads registered twice: {sorted(clash)}")
             self.push_reads.update(reads)
             self._settings_query = None
+            self._widened = {}
         self.push.append(hook)
         return hook
 
@@ -115,9 +118,35 @@ class Hooks:
         self.delete.append(hook)
         return hook
 
-    async def pushed(self, conn: Conn, event: Pushed) -> None:
+    def widened(self, statement: Any) -> Any:
+        """`statement` (a SELECT of the push, built once) with the push reads as labelled
+        columns beside its own, bound to `PUSHED_REGISTRY` as `settings_params` gives it: a
+        push that reads them so passes `settings` to `pushed`, one statement fewer. Built
+        once per statement (and again after a registration)."""
+        found = self._widened.get(id(statement))
+        if found is None:
+            columns = (read.label(name) for name, read in self.push_reads.items())
+            found = self._widened[id(statement)] = statement.add_columns(*columns)
+        return found
+
+    @staticmethod
+    def settings_params(registry_id: str) -> dict[str, Any]:
+        return {"pushed_registry_id": registry_id}
+
+    def settings_of(self, row: Any) -> Mapping[str, Any]:
+        """The push reads' values in a row of a `widened` statement."""
+        mapping = row._mapping
+        return {name: mapping[name] for name in self.push_reads}
+
+    async def pushed(
+        self, conn: Conn, event: Pushed, settings: Mapping[str, Any] | None = None
+    ) -> None:
+        """Run the push hooks; `settings`: the push reads, when the push read them already
+        (`widened`), in this transaction."""
         if self.push_reads:
-            event = dataclasses.replace(event, settings=await self._settings(conn, event))
+            if settings is None:
+                settings = await self._settings(conn, event)
+            event = dataclasses.replace(event, settings=settings)
         for hook in self.push:
             await hook(conn, event)
 
@@ -128,7 +157,7 @@ class Hooks:
             self._settings_query = select(
                 *(read.label(name) for name, read in self.push_reads.items())
             )
-        params = {"pushed_registry_id": event.repo.registry_id}
+        params = self.settings_params(event.repo.registry_id)
         row = (await conn.execute(self._settings_query, params)).one()
         return dict(row._mapping)
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -290,9 +290,15 @@ class ManifestService:
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         stored, annotations = await sealed_row(self.encryption, repo, actual, payload, annotations)
         async with self.db.write() as conn:
+            created, settings = await self._insert(
+                conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
+            )
+            # A tag can name the manifest only if the repository held it already: a new
+            # image needs no look at the tag (the raise undoes nothing, nothing was written).
             if (
                 tag is not None
                 and refuse_existing
+                and not created
                 and await tag_records.digest_of(conn, repo.id, tag) == actual
             ):
                 raise ImageAlreadyExists(
@@ -301,9 +307,6 @@ class ManifestService:
                     f"'{repo.registry_id}'",
                     detail={"digest": actual, "tag": tag},
                 )
-            created = await self._insert(
-                conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
-            )
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual)
             subject = parsed.subject.digest if parsed.subject else None
@@ -321,6 +324,7 @@ class ManifestService:
                     replica_of,
                     pusher,
                 ),
+                settings,
             )
         return PutResult(actual, subject, created, parsed.media_type)
 
@@ -334,15 +338,27 @@ class ManifestService:
         stored: bytes,
         annotations: str | None,
         lazy_blobs: bool = False,
-    ) -> bool:
+    ) -> tuple[bool, Mapping[str, Any] | None]:
         """Insert the manifest row (`stored` and `annotations`: sealed under the repository's
-        KMS key if it has one) and its references after checking they exist; False when the
-        repository already held it."""
+        KMS key if it has one) and its references after checking they exist: whether the
+        repository did not hold it yet, and the push hooks' settings when the blob check
+        read them with the links (`Hooks.widened`; else None, and the hooks read them)."""
         blob_refs = {d.digest: d for d in parsed.blob_references()}
         child_refs = {d.digest: d for d in parsed.manifests}
+        settings = None
         if blob_refs and not lazy_blobs:
             # Locked for share: GC either waits for this push or this push sees a link gone.
-            present = await records.linked_blobs(conn, repo.id, list(blob_refs))
+            hooks = self.hooks if self.hooks.push_reads else None
+            rows = await records.linked_blob_rows(
+                conn,
+                repo.id,
+                list(blob_refs),
+                hooks.widened if hooks else None,
+                hooks.settings_params(repo.registry_id) if hooks else None,
+            )
+            if rows and hooks:
+                settings = hooks.settings_of(rows[0])
+            present = {row.digest for row in rows}
             missing = [d for d in blob_refs if d not in present]
             if missing:
                 raise LayersNotFound(
@@ -364,7 +380,7 @@ class ManifestService:
         image_size = sum(d.size for d in blob_refs.values())
         if child_refs:
             image_size = await records.largest_image(conn, repo.id, list(child_refs))
-        return await records.insert(
+        created = await records.insert(
             conn,
             repo.id,
             digest,
@@ -378,6 +394,7 @@ class ManifestService:
             image_size=image_size,
             content=stored,
         )
+        return created, settings
 
     async def _set_tag(self, conn: Conn, repo: Repository, tag: str, digest: str) -> None:
         if repo.mutability.is_immutable(tag):

@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cargobay.ecr import errors
+from cargobay.ecr import describing, errors
 from cargobay.ecr.api import action
 from cargobay.ecr.context import EcrCall, token_text, token_texts
+from cargobay.ecr.describing import image_ids as _image_ids
+from cargobay.ecr.describing import image_status as _image_status
+from cargobay.ecr.describing import ref as _ref
+from cargobay.ecr.describing import tag_status as _tag_status
 from cargobay.errors import (
     DomainError,
     ImageArchived,
@@ -23,13 +27,9 @@ from cargobay.oci.manifest import (
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from cargobay.registry.archive import ACTIVATING, ACTIVE, ARCHIVED
-from cargobay.registry.deletes import ImageRef
+from cargobay.registry import ecrreads
 from cargobay.registry.repositories import Repository
 from cargobay.scans.service import COMPLETE, ScanRecord
-
-TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
-IMAGE_STATUS = (ACTIVE, ARCHIVED, ACTIVATING, "ANY")
 
 
 def scan_status(record: ScanRecord) -> dict[str, str]:
@@ -50,43 +50,6 @@ def findings_summary(record: ScanRecord) -> dict[str, Any] | None:
     if record.source_updated_at is not None:
         summary["vulnerabilitySourceUpdatedAt"] = record.source_updated_at
     return summary
-
-
-def _tag_status(payload: dict[str, Any]) -> str:
-    value = (payload.get("filter") or {}).get("tagStatus", "ANY")
-    if value not in TAG_STATUS:
-        raise errors.InvalidParameter(
-            "Invalid parameter at 'filter.tagStatus' failed to satisfy constraint: "
-            "'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]'"
-        )
-    return value
-
-
-def _image_status(payload: dict[str, Any]) -> str:
-    """`filter.imageStatus`: ECR lists ACTIVE images unless asked for others."""
-    value = (payload.get("filter") or {}).get("imageStatus", ACTIVE)
-    if value not in IMAGE_STATUS:
-        raise errors.InvalidParameter(
-            "Invalid parameter at 'filter.imageStatus' failed to satisfy constraint: "
-            "'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]'"
-        )
-    return value
-
-
-def _image_ids(payload: dict[str, Any], key: str = "imageIds") -> list[dict[str, str]]:
-    ids = payload.get(key)
-    if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
-        raise errors.InvalidParameter(f"{key} must list 1 to 100 image identifiers")
-    if not all(isinstance(i, dict) for i in ids):
-        raise errors.InvalidParameter(f"{key} entries must be objects")
-    return ids
-
-
-def _ref(image_id: dict[str, Any]) -> ImageRef:
-    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-    return ImageRef(
-        digest if isinstance(digest, str) else None, tag if isinstance(tag, str) else None
-    )
 
 
 async def resolve_image(call: EcrCall, repo: Repository, image_id: dict[str, str]) -> str:
@@ -124,65 +87,27 @@ async def list_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
 
 @action("DescribeImages")
 async def describe_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    """The images and everything ECR details of them come from one statement, the one that
+    authorized the call when it could (`ecr.context`), else one of its own."""
     repo = await call.repository(payload)
-    images = call.services.images
-    if payload.get("imageIds") is not None:
-        image_ids = _image_ids(payload)
-        resolved = await images.resolve(repo, [_ref(i) for i in image_ids])
-        digests = []
-        for image_id, digest in zip(image_ids, resolved, strict=True):
-            if isinstance(digest, DomainError):
-                raise ImageNotFound(
-                    f"The image with imageId {image_id} does not exist within the repository "
-                    f"with name '{repo.name}' in the registry with id '{repo.registry_id}'"
-                )
-            digests.append(digest)
-        rows = await images.describe(repo, digests)
-        next_token = None
+    by_id = payload.get("imageIds") is not None
+    limit = 0 if by_id else call.page_size(payload)
+    after = None if by_id else call.decode_token(payload, token_text)
+    query = describing.query(payload, limit, after)
+    read = call.read
+    if query is None:
+        rows = []
+    elif read is not None and read.described is not None and read.repository is repo:
+        rows = read.described
     else:
-        limit = call.page_size(payload)
-        after = call.decode_token(payload, token_text)
-        rows = await images.describe(
-            repo,
-            tag_status=_tag_status(payload),
-            after=after,
-            limit=limit + 1,
-            image_status=_image_status(payload),
-        )
-        next_token = call.encode_token(rows[limit - 1].digest) if len(rows) > limit else None
+        rows = await ecrreads.described(call.services.db, repo, call.principal, query)
+    next_token = None
+    if by_id:
+        rows = describing.pick(repo, payload["imageIds"], rows)
+    elif len(rows) > limit:
+        next_token = call.encode_token(rows[limit - 1].digest)
         rows = rows[:limit]
-    scans = await call.services.scans.summaries(repo, [row.digest for row in rows])
-    details = []
-    for row in rows:
-        detail: dict[str, Any] = {
-            "registryId": repo.registry_id,
-            "repositoryName": repo.name,
-            "imageDigest": row.digest,
-            "imageSizeInBytes": row.image_size,
-            "imagePushedAt": row.pushed_at,
-            "imageManifestMediaType": row.media_type,
-            "imageStatus": row.status,
-        }
-        if row.archived_at is not None:
-            detail["lastArchivedAt"] = row.archived_at
-        if row.activated_at is not None:
-            detail["lastActivatedAt"] = row.activated_at
-        if row.tags:
-            detail["imageTags"] = row.tags
-        if row.artifact_type:
-            detail["artifactMediaType"] = row.artifact_type
-        if row.last_pulled_at:
-            detail["lastRecordedPullTime"] = row.last_pulled_at
-        if row.subject_digest:
-            detail["subjectManifestDigest"] = row.subject_digest
-        scan = scans.get(row.digest)
-        if scan is not None:
-            detail["imageScanStatus"] = scan_status(scan)
-            summary = findings_summary(scan)
-            if summary is not None:
-                detail["imageScanFindingsSummary"] = summary
-        details.append(detail)
-    result: dict[str, Any] = {"imageDetails": details}
+    result: dict[str, Any] = {"imageDetails": describing.details(repo, rows)}
     if next_token:
         result["nextToken"] = next_token
     return result
@@ -297,7 +222,11 @@ def _declares_media_type(manifest: str) -> bool:
 @action("PutImage")
 async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
     repo = await call.repository(payload)
-    await call.services.repositories.check_push(repo.registry_id, repo.name)
+    read = call.read
+    if read is None or read.repository is not repo or read.cached:
+        # The authorization's statement said whether a pull-through rule covers the name;
+        # without it (or when one does, to name the rule) the service decides.
+        await call.services.repositories.check_push(repo.registry_id, repo.name)
     manifest = payload.get("imageManifest")
     if not isinstance(manifest, str) or not manifest:
         raise errors.InvalidParameter("imageManifest is required")

@@ -12,7 +12,10 @@ per statement:
 - `layer`: the linked size of one blob and whether only archived images reference it;
 - `layers`: one row per linked blob of <= 100 (size, archived), or one row of NULLs;
 - `images`: one row per requested tag (with the manifest it names) and one per manifest
-  requested by digest alone: BatchGetImage's two queries as one.
+  requested by digest alone: BatchGetImage's two queries as one;
+- `described` (DescribeImages): one row per image of a page (or per image named by tag or
+  digest), in digest order, with its tags (joined by commas), archive status and latest scan:
+  the four queries it took as one; one row of NULLs when none.
 
 No row at all: the repository does not exist in that region. Policies are read by the very
 statement that serves the call, so a change made anywhere applies to the next call.
@@ -25,13 +28,17 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
+    Integer,
     Select,
     String,
     and_,
     bindparam,
     cast,
     false,
+    func,
+    literal,
     null,
+    or_,
     select,
     union_all,
 )
@@ -39,15 +46,17 @@ from sqlalchemy import (
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
-from cargobay.metadata.records.archives import blob_archived_clause
+from cargobay.metadata.records.archives import ACTIVE, blob_archived_clause
 from cargobay.metadata.records.manifests import PULL_COLUMNS
-from cargobay.metadata.records.pulls import POLICY_SEPARATOR, authorization_columns
+from cargobay.metadata.records.pulls import POLICY_SEPARATOR, authorization_columns, joined_texts
 from cargobay.metadata.records.repositories import COLUMNS
 
 r, t, m, a = schema.repositories, schema.tags, schema.manifests, schema.image_archives
-b, rb = schema.blobs, schema.repository_blobs
+b, rb, s = schema.blobs, schema.repository_blobs, schema.image_scans
 
-__all__ = ["POLICY_SEPARATOR", "images", "layer", "layers", "repository"]
+__all__ = ["POLICY_SEPARATOR", "described", "images", "layer", "layers", "repository"]
+# Tag names cannot hold a comma (the OCI tag grammar): `described` joins them with one.
+TAG_SEPARATOR = ","
 
 # Statements built per batch shape (number of tags, digests), kept at most.
 _SHAPES = 512
@@ -138,10 +147,80 @@ def _images(tags: int, digests: int, with_identity: bool) -> Select | CompoundSe
     return union_all(by_tag, by_digest)
 
 
+def _described(shape: tuple[Any, ...]) -> Select:
+    """DescribeImages' statement. `shape` is ("page", tag_status, filtered, with_identity)
+    (parameters after, limit and, when filtered, image_status) or ("ids", digests, tags,
+    with_identity) (parameters d0.. and t0..). The images are selected in a subquery of
+    their own repository row (a page's LIMIT applies to them), which the head's repository
+    row is outer-joined to."""
+    kind, first, second, with_identity = shape
+    own = r.alias("own")
+    status = func.coalesce(a.c.status, ACTIVE)
+    on_image = (t.c.repository_id == m.c.repository_id, t.c.digest == m.c.digest)
+    tags = select(joined_texts(t.c.name, literal(TAG_SEPARATOR, String))).where(*on_image)
+    images = (
+        select(
+            m.c.repository_id.label("owner"),
+            m.c.digest,
+            m.c.media_type,
+            m.c.artifact_type,
+            m.c.subject_digest,
+            m.c.image_size,
+            m.c.pushed_at,
+            m.c.last_pulled_at,
+            status.label("status"),
+            a.c.archived_at,
+            a.c.activated_at,
+            tags.scalar_subquery().label("tags"),
+            s.c.status.label("scan_status"),
+            s.c.description.label("scan_description"),
+            s.c.severity_counts,
+            s.c.completed_at.label("scan_completed_at"),
+            s.c.source_updated_at.label("scan_source_updated_at"),
+        )
+        .select_from(
+            m.join(own, own.c.id == m.c.repository_id)
+            .outerjoin(a, and_(a.c.repository_id == m.c.repository_id, a.c.digest == m.c.digest))
+            .outerjoin(s, and_(s.c.repository_id == m.c.repository_id, s.c.digest == m.c.digest))
+        )
+        .where(
+            own.c.registry_id == bindparam("registry_id"),
+            own.c.region == bindparam("region", type_=String),
+            own.c.name == bindparam("name", type_=String),
+        )
+        .order_by(m.c.digest)
+    )
+    if kind == "page":
+        tagged = select(t.c.name).where(*on_image).exists()
+        images = images.where(m.c.digest > bindparam("after", type_=String))
+        if first == "TAGGED":
+            images = images.where(tagged)
+        elif first == "UNTAGGED":
+            images = images.where(~tagged)
+        if second:
+            images = images.where(status == bindparam("image_status", type_=String))
+        images = images.limit(bindparam("limit", type_=Integer))
+    else:
+        named = [m.c.digest.in_([bindparam(f"d{i}", type_=String) for i in range(first)])]
+        if second:
+            wanted = [bindparam(f"t{i}", type_=String) for i in range(second)]
+            by_tag = select(t.c.digest).where(t.c.repository_id == m.c.repository_id)
+            named.append(m.c.digest.in_(by_tag.where(t.c.name.in_(wanted))))
+        images = images.where(or_(*named) if first else named[-1])
+    page = images.subquery("described")
+    return (
+        select(*_head(with_identity), *[c for c in page.c if c.key != "owner"])
+        .select_from(r.outerjoin(page, page.c.owner == r.c.id))
+        .where(*_in_repository())
+        .order_by(page.c.digest)
+    )
+
+
 _REPOSITORY = {w: HotRead(_repository(w)) for w in (False, True)}
 _LAYER = {w: HotRead(_layer(w)) for w in (False, True)}
 _LAYERS: dict[tuple[int, bool], HotRead] = {}
 _IMAGES: dict[tuple[int, int, bool], HotRead] = {}
+_DESCRIBED: dict[tuple[Any, ...], HotRead] = {}
 
 
 def _params(
@@ -226,4 +305,24 @@ async def images(
     params.update((f"t{i}", tag) for i, tag in enumerate(tags))
     params.update((f"d{i}", digest) for i, digest in enumerate(digests))
     statement = _shaped(_IMAGES, (len(tags), len(digests), with_identity), _images)
+    return await statement.all(db, params)
+
+
+async def described(
+    db: Database,
+    registry_id: str,
+    name: str,
+    region: str,
+    caller: tuple[str, str, str],
+    with_identity: bool,
+    shape: tuple[Any, Any],
+    values: dict[str, Any],
+) -> list[Any]:
+    """Head rows with the columns of the images DescribeImages answers (module docstring):
+    `shape` is ("page", tag_status, filtered) with `values` after, limit and image_status,
+    or ("ids", digests, tags) with `values` d0.. and t0.. (at most 100 each, digests >= 1 or
+    tags >= 1); none when the repository does not exist."""
+    params = _params(registry_id, name, region, caller)
+    params.update(values)
+    statement = _shaped(_DESCRIBED, (*shape, with_identity), lambda *key: _described(key))
     return await statement.all(db, params)

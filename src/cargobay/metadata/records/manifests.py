@@ -4,6 +4,7 @@ references it makes to blobs and child manifests, and the lookups the pull path 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, case, func, select
@@ -125,8 +126,22 @@ async def linked_blobs(conn: Conn, repository_id: int, digests: list[str]) -> se
     """Which of the blobs `digests` a manifest about to be inserted references are linked to
     the repository, the links locked for share on PostgreSQL: garbage collection locks a link
     before removing it, so it either waits for the push or the push sees the link gone."""
-    params = {"repository_id": repository_id, "digests": digests}
-    return {row.digest for row in await conn.execute(_LINKED_BLOBS, params)}
+    return {row.digest for row in await linked_blob_rows(conn, repository_id, digests)}
+
+
+async def linked_blob_rows(
+    conn: Conn,
+    repository_id: int,
+    digests: list[str],
+    widen: Callable[[Select], Select] | None = None,
+    params: dict[str, Any] | None = None,
+) -> list[Any]:
+    """`linked_blobs`' rows (`digest`), with the columns `widen` adds to its statement (and
+    their `params`) in each: the push reads its hooks' settings this way
+    (`registry.hooks.Hooks.widened`), in the same statement."""
+    statement = _LINKED_BLOBS if widen is None else widen(_LINKED_BLOBS)
+    values = {"repository_id": repository_id, "digests": digests, **(params or {})}
+    return list((await conn.execute(statement, values)).all())
 
 
 async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:

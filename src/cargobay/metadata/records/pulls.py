@@ -55,6 +55,10 @@ def _group_concat(element: _joined, compiler: Any, **kw: Any) -> str:
     return f"group_concat({compiler.process(element.clauses, **kw)})"
 
 
+# The public name of the aggregate, for the other one-statement lookups (`records.ecrreads`).
+joined_texts = _joined
+
+
 def authorization_columns(with_identity: bool) -> list[Any]:
     """The columns of a lookup from the repository row `r` that authorize the call on it (also
     the ECR reads', `records.ecrreads`): the repository's and registry's policy texts, the
