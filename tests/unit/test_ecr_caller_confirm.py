@@ -9,13 +9,19 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from sqlalchemy import create_engine
 
 from cargobay.iam.authz import Resource
+from cargobay.iam.awsrequest import signed_caller
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.keygeneration import Remembered
 from cargobay.iam.principal import Principal
 from cargobay.iam.secrets import SecretBox, new_key
+from cargobay.iam.sigv4 import SigV4Error
 from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import Database
 from cargobay.registry.ecrreads import CallerUnconfirmed, read
@@ -151,3 +157,69 @@ def test_peek_ignores_the_generation_and_keeps_the_entry() -> None:
     assert remembered.peek("a") == 1
     remembered.put("c", "g1", 3)  # `peek` did not make "a" recent
     assert remembered.peek("a") is None and remembered.peek("b") == 2
+
+
+def _request(key_id: str, secret: str, body: bytes):
+    """A request botocore signs now, as aiohttp hands it to the door."""
+    aws = AWSRequest(
+        method="POST",
+        url="http://registry.test/",
+        data=body,
+        headers={"X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.BatchGetImage"},
+    )
+    SigV4Auth(Credentials(key_id, secret), "ecr", "us-east-1").add_auth(aws)
+    headers = {"Host": "registry.test", **dict(aws.prepare().headers)}
+    return make_mocked_request("POST", "/", headers=headers)
+
+
+def test_signed_caller_skips_the_generation_read_and_re_reads_before_refusing(
+    tmp_path: Path,
+) -> None:
+    """With a remembered row, no generation read and the row's verifier to confirm; a
+    signature the remembered secret does not verify (the key re-installed with a new secret)
+    is checked with the key re-read, and accepted with nothing left to confirm; a wrong secret
+    is still refused."""
+    url = "sqlite:///" + str(tmp_path / "meta.db")
+    body = b'{"repositoryName": "a/b"}'
+
+    async def main() -> None:
+        await migrations.upgrade(url)
+        db = Database(url)
+        store = CredentialStore(db, SecretBox(new_key()))
+        reads: list[None] = []
+        real = store.generation.current
+
+        async def counted() -> str | None:
+            reads.append(None)
+            return await real()
+
+        store.generation.current = counted  # type: ignore[method-assign]
+        try:
+            user = await store.create_user(ACCOUNT, "carol")
+            key_id, secret = await store.add_access_key(user)
+            principal, pending = await signed_caller(
+                _request(key_id, secret, body), store, body, "ecr"
+            )
+            assert principal.user_name == "carol" and pending is None  # not remembered yet
+            assert len(reads) == 1
+            principal, pending = await signed_caller(
+                _request(key_id, secret, body), store, body, "ecr"
+            )
+            assert pending == store.box.verifier(secret) and len(reads) == 1
+            k = schema.access_keys
+            async with db.write() as conn:  # re-installed elsewhere: this store still remembers
+                await conn.execute(k.delete().where(k.c.id == key_id))
+            new = "a-new-secret-for-the-same-key-id-0123"
+            await store.add_access_key(user, key_id, new)
+            principal, pending = await signed_caller(
+                _request(key_id, new, body), store, body, "ecr"
+            )
+            assert principal.access_key_id == key_id and pending is None and len(reads) == 2
+            with pytest.raises(SigV4Error) as refused:
+                await signed_caller(_request(key_id, "not-the-secret", body), store, body, "ecr")
+            assert refused.value.code == "InvalidSignatureException"
+        finally:
+            store.close()
+            await db.dispose()
+
+    asyncio.run(main())
