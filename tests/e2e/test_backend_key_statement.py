@@ -78,6 +78,10 @@ def _refused(ecr: Any, image: dict[str, Any], code: str) -> None:
                 read()
 
 
+def _bad_name(ecr: Any) -> None:
+    ecr.batch_get_image(repositoryName="Not/A-Valid-Name", imageIds=[{"imageTag": "v1"}])
+
+
 def _image(server: Server) -> dict[str, Any]:
     name = unique("keystmt/img")
     session = requests.Session()
@@ -104,8 +108,14 @@ def test_a_key_changed_on_one_node_is_refused_by_the_reads_of_the_other(tmp_path
         ecr = ecr_client(second, key["AccessKeyId"], key["SecretAccessKey"])
         _answered(ecr, image)
 
+        for _ in range(CALLS):  # a call that fails before its statement (a bad name) ...
+            with raises("InvalidParameterException"):
+                _bad_name(ecr)
         iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
         _refused(ecr, image, "UnrecognizedClientException")
+        for _ in range(CALLS):  # ... is refused as well once the key is inactive
+            with raises("UnrecognizedClientException"):
+                _bad_name(ecr)
         iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
         _answered(ecr, image)
         # Losing the standing the remembered row has (no key change at all) is seen too.

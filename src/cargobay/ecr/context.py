@@ -245,6 +245,8 @@ class EcrCall:
             if not isinstance(listed, list) or not 1 <= len(listed) <= 100:
                 raise errors.InvalidParameter("repositoryNames must list 1 to 100 names")
             names = [self.name_param({"repositoryName": name}) for name in listed]
+        if self.confirm is not None:  # no statement confirmed the caller: never decide for it
+            raise ecrreads.CallerUnconfirmed
         for name in names:
             for action in permission.actions:
                 await self.require(action, name, loaded)
