@@ -112,10 +112,13 @@ def test_a_key_changed_on_one_node_is_refused_by_the_reads_of_the_other(tmp_path
             with raises("InvalidParameterException"):
                 _bad_name(ecr)
         iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
-        _refused(ecr, image, "UnrecognizedClientException")
         for _ in range(CALLS):  # ... is refused as well once the key is inactive
             with raises("UnrecognizedClientException"):
                 _bad_name(ecr)
+        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
+        _answered(ecr, image)
+        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+        _refused(ecr, image, "UnrecognizedClientException")
         iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
         _answered(ecr, image)
         # Losing the standing the remembered row has (no key change at all) is seen too.
