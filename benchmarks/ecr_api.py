@@ -224,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated operations (default: all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--charts", type=Path, help="write ecr_api.png into this directory")
+    parser.add_argument(
+        "--backend",
+        choices=("embedded", "postgres-s3"),
+        default="embedded",
+        help="cargobay's metadata and storage (postgres-s3: `benchmarks.backends.ScaleOut`)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed", file=sys.stderr)
@@ -231,7 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 2 if args.quick else args.seconds
     with tempfile.TemporaryDirectory(prefix="cargobay-ecr-api-") as tmp:
         workdir = Path(tmp)
-        cargobay = Cargobay(workdir, 60).start()
+        scaleout = None
+        if args.backend == "postgres-s3":
+            from benchmarks.backends import ScaleOut
+
+            scaleout = ScaleOut(workdir).start()
+        cargobay = Cargobay(workdir, 60)
+        if scaleout is not None:
+            cargobay.env = scaleout.cargobay_env()
+        cargobay.start()
         moto: Registry | None = None
         try:
             assert cargobay.auth is not None
@@ -246,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             cargobay.stop()
             if moto is not None:
                 moto.stop()
+            if scaleout is not None:
+                scaleout.stop()
     print(report(ours, theirs))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     if args.out:

@@ -19,13 +19,13 @@ from cargobay import regions
 from cargobay.audit.hooks import audit_api_call
 from cargobay.audit.record import Resource
 from cargobay.aws import shapes
-from cargobay.ecr import errors
+from cargobay.ecr import caller, errors
 from cargobay.ecr.context import EcrCall
 from cargobay.errors import DomainError
-from cargobay.iam.awsrequest import BodyTooLarge, read_body, signed_principal
+from cargobay.iam.awsrequest import BodyTooLarge, read_body
 from cargobay.iam.permissions import ECR_OPERATIONS
 from cargobay.iam.principal import Principal
-from cargobay.iam.sigv4 import SigV4Error
+from cargobay.registry.ecrreads import CallerUnconfirmed
 from cargobay.registry.services import Services
 from cargobay.requestids import new_id
 
@@ -65,6 +65,9 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     payload: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: errors.EcrError | None = None
+    unconfirmed: str | None = None  # the caller's key row awaits its statement (ecr.caller)
+    call: EcrCall | None = None
+    body_bytes = b""
     try:
         operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
         if operation not in ACTIONS or operation not in ECR_OPERATIONS:
@@ -74,18 +77,7 @@ async def handle(request: web.Request, services: Services) -> web.Response:
             body_bytes = await read_body(request, MAX_BODY)
         except BodyTooLarge:
             raise errors.Validation("request body is too large") from None
-        try:
-            settings = services.settings
-            principal = await signed_principal(
-                request,
-                services.credentials,
-                body_bytes,
-                "ecr",
-                settings.served_regions,
-                default_region=settings.region,
-            )
-        except SigV4Error as exc:
-            raise errors.EcrError(exc.code, exc.message, exc.status) from None
+        principal, unconfirmed = await caller.signed(request, services, body_bytes, name)
         try:
             payload = json.loads(body_bytes or b"{}")
         except (ValueError, RecursionError):
@@ -98,8 +90,14 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         except shapes.ShapeError as exc:
             raise errors.EcrError(exc.code, exc.message, 400) from None
         # ----------------------------------------------------------------------------------
-        call = EcrCall(request, services, principal, name)
-        await call.authorize(ECR_OPERATIONS[name], payload)
+        call = EcrCall(request, services, principal, name, unconfirmed)
+        try:
+            await call.authorize(ECR_OPERATIONS[name], payload)
+        except CallerUnconfirmed:  # the key changed since remembered: the long way
+            principal, unconfirmed, call = None, None, None
+            principal = await caller.confirmed(request, services, body_bytes)
+            call = EcrCall(request, services, principal, name)
+            await call.authorize(ECR_OPERATIONS[name], payload)
         result = await ACTIONS[name](call, payload)
     except errors.EcrError as exc:
         error = exc
@@ -110,6 +108,13 @@ async def handle(request: web.Request, services: Services) -> web.Response:
     except Exception:
         log.exception("ECR %s failed", target)
         error = errors.Server("internal error")
+    if call is not None:
+        unconfirmed = call.confirm
+    if unconfirmed is not None:  # answered before its statement confirmed the caller's key
+        try:
+            principal = await caller.confirmed(request, services, body_bytes)
+        except errors.EcrError as exc:
+            principal, result, error = None, None, exc
     if name:
         await record_call(request, services, name, principal, payload, result, error, request_id)
     if error is not None:

@@ -100,7 +100,12 @@ def _reads(operation: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 class EcrCall:
     def __init__(
-        self, request: web.Request, services: Services, principal: Principal, action: str
+        self,
+        request: web.Request,
+        services: Services,
+        principal: Principal,
+        action: str,
+        confirm: str | None = None,
     ) -> None:
         self.request = request
         self.services = services
@@ -113,6 +118,9 @@ class EcrCall:
         # The repository, its policies and the operation's rows, when one statement read them
         # for the authorization (`ONE_STATEMENT`); None otherwise.
         self.read: EcrRead | None = None
+        # The verifier of the remembered key row the caller was verified with, until the
+        # call's statement confirms it (`ecr.caller`); None once confirmed, or never needed.
+        self.confirm = confirm
 
     # -- identity and naming -----------------------------------------------------------------
 
@@ -228,13 +236,17 @@ class EcrCall:
                     self.resource_for(names[0]),
                     self.principal,
                     **_reads(self.action, payload),
+                    confirm=self.confirm,
                 )
+                self.confirm = None  # the statement confirmed the caller's key (or raised)
                 loaded = self.read.policies if self.read is not None else None
         elif kind == permissions.REPOSITORIES and payload.get("repositoryNames") is not None:
             listed = payload["repositoryNames"]
             if not isinstance(listed, list) or not 1 <= len(listed) <= 100:
                 raise errors.InvalidParameter("repositoryNames must list 1 to 100 names")
             names = [self.name_param({"repositoryName": name}) for name in listed]
+        if self.confirm is not None:  # no statement confirmed the caller: never decide for it
+            raise ecrreads.CallerUnconfirmed
         for name in names:
             for action in permission.actions:
                 await self.require(action, name, loaded)

@@ -39,15 +39,18 @@ async def signed_principal(
     regions: tuple[str, ...] | None = None,
     *,
     default_region: str | None = None,
+    reload: bool = False,
 ) -> Principal:
     """The principal of an active access key whose SigV4 signature covers this request and is
     scoped to `service` (and one of `regions`, when given); `sigv4.SigV4Error` (with AWS's
     code, message and status) otherwise. With `default_region` (a regional service's door),
-    the request is served in the region its signature is scoped to (`cargobay.regions`)."""
+    the request is served in the region its signature is scoped to (`cargobay.regions`).
+    With `reload`, the key's row is read even if one is remembered (`CredentialStore.reload`)."""
     found: dict[str, KeyRecord] = {}
+    load = credentials.reload if reload else credentials.lookup
 
     async def secret_for(key_id: str) -> str | None:
-        record = await credentials.lookup(key_id)
+        record = await load(key_id)
         if record is None or not record.active:
             return None
         found[key_id] = record
@@ -66,3 +69,57 @@ async def signed_principal(
     if default_region is not None:
         served.use(identity.region, default_region)
     return found[identity.access_key_id].principal
+
+
+async def signed_caller(
+    request: web.Request,
+    credentials: CredentialStore,
+    body: bytes,
+    service: str,
+    regions: tuple[str, ...] | None = None,
+    *,
+    default_region: str | None = None,
+) -> tuple[Principal, str | None]:
+    """`signed_principal` without the credentials-generation read when the key's row is
+    remembered: the principal, and the verifier (`KeyRecord.verifier`) of the remembered
+    secret it was verified with, which the caller must have confirmed (with the key's status
+    and user) by a statement before answering anything, or else call `signed_principal(...,
+    reload=True)`. None when the usual read was made (nothing left to confirm). A signature
+    that the remembered secret does not verify is checked again with the key's row re-read
+    (the key may have been re-installed with a new secret), never refused on it."""
+    found: dict[str, KeyRecord] = {}
+    remembered: list[KeyRecord] = []
+
+    async def secret_for(key_id: str) -> str | None:
+        record = credentials.remembered(key_id)
+        if record is not None and record.active:
+            remembered.append(record)
+        else:
+            record = await credentials.lookup(key_id)
+            if record is None or not record.active:
+                return None
+        found[key_id] = record
+        return record.secret
+
+    try:
+        identity = await sigv4.verify(
+            request.method,
+            request.rel_url.raw_path,
+            request.query_string,
+            request.headers,
+            body,
+            secret_for,
+            expected_service=service,
+            expected_regions=regions,
+        )
+    except sigv4.SigV4Error:
+        if not remembered:
+            raise
+        principal = await signed_principal(
+            request, credentials, body, service, regions, default_region=default_region, reload=True
+        )
+        return principal, None
+    if default_region is not None:
+        served.use(identity.region, default_region)
+    record = found[identity.access_key_id]
+    return record.principal, (record.verifier if remembered else None)

@@ -13,6 +13,11 @@ SigV4 (`lookup`, on every ECR, IAM and AWS JSON call) remembers a key's row, wit
 secret, for as long as the credentials generation (`keygeneration`) is unchanged: every status
 change or deletion writes a new generation in its own transaction, so it is refused by every
 worker and node from the next request on, at the cost of one tiny read per request.
+
+A door whose one statement re-reads the caller's key anyway (the ECR reads, `ecr.context`)
+skips that read: it verifies with the key's `remembered` row, whatever generation it was read
+in, and has the statement confirm the row's status, user and secret (`KeyRecord.verifier`); when
+the statement does not, it goes the long way with `reload`.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ class KeyRecord:
     principal: Principal
     secret: str
     active: bool
+    # The keyed digest (SecretBox.verifier) of `secret`: a statement that compares it with the
+    # row's `secret_verifier` confirms the row still holds the secret this record was opened from.
+    verifier: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,17 +177,36 @@ class CredentialStore:
         """The principal, plaintext secret and status behind an access key id (SigV4 needs
         them): remembered while the credentials generation is unchanged (read first, so a row
         read before a change is never kept under the generation after it)."""
+        generation = await self._generation()
+        record = self._records.get(key_id, generation)
+        if record is not None:
+            return record
+        return await self._load(key_id, generation)
+
+    async def reload(self, key_id: str) -> KeyRecord | None:
+        """`lookup` that reads the key's row even when one is remembered in this generation:
+        the long way of a caller whose statement did not confirm the `remembered` row."""
+        self._records.discard(key_id)
+        return await self._load(key_id, await self._generation())
+
+    def remembered(self, key_id: str) -> KeyRecord | None:
+        """The key's last row read here, in whatever generation: only for a caller that has a
+        statement confirm it (`KeyRecord.verifier`, status, user) before it answers anything."""
+        return self._records.peek(key_id)
+
+    async def _generation(self) -> str | None:
         generation = await self.generation.current()
         if generation != self._epoch:  # a revocation somewhere: Basic checks are dropped too
             self._epoch, self._epoch_checked_at = generation, time.monotonic()
             self._verified.clear()
-        record = self._records.get(key_id, generation)
-        if record is not None:
-            return record
+        return generation
+
+    async def _load(self, key_id: str, generation: str | None) -> KeyRecord | None:
         row = await self._key_row(key_id)
         if row is None:
             return None
-        record = KeyRecord(row.principal, self._open(row.sealed), row.active)
+        secret = self._open(row.sealed)
+        record = KeyRecord(row.principal, secret, row.active, self.box.verifier(secret))
         self._records.put(key_id, generation, record)
         return record
 

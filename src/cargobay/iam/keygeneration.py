@@ -61,6 +61,11 @@ class Remembered(Generic[T]):
         self._entries.move_to_end(key_id)
         return entry[1]
 
+    def peek(self, key_id: str) -> T | None:
+        """The value last put for the key, in whatever generation (kept, not moved)."""
+        entry = self._entries.get(key_id)
+        return None if entry is None else entry[1]
+
     def put(self, key_id: str, generation: str | None, value: T) -> None:
         self._entries[key_id] = (generation, value)
         self._entries.move_to_end(key_id)

@@ -4,10 +4,14 @@ call and what the operation reads (`metadata.records.ecrreads`), as the door nee
 The door authorizes with `policies` before anything of the rows is answered; a call that no
 row can serve (the repository does not exist, the caller's key or standing changed since the
 credential store remembered it) gets None and goes the long way, which decides as before.
+A caller verified with a remembered key row the credentials generation was not read for
+(`confirm`) must be confirmed by the statement instead: when it is not, `CallerUnconfirmed`
+sends the door the long way (the key re-read, the signature checked again).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +27,23 @@ from cargobay.registry.repositories import Repository
 
 TAG_SEPARATOR = records.TAG_SEPARATOR  # between the tags of a `described` row
 _REPOSITORY_COLUMNS = 10  # records.repositories.COLUMNS, the head's first columns
+
+
+class CallerUnconfirmed(Exception):
+    """The statement did not confirm the remembered key row the caller was verified with: the
+    key is gone, not Active, another user's or administrator standing, or holds another secret
+    (or the repository does not exist, so no row said). Not a domain error: the door re-reads
+    the key, verifies the signature again and authorizes again."""
+
+
+def _confirmed(head: Any, principal: Principal, verifier: str) -> bool:
+    stored = head.caller_verifier
+    return (
+        head.caller_admin is not None
+        and bool(head.caller_admin) == principal.is_admin
+        and stored is not None
+        and hmac.compare_digest(stored, verifier)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +139,14 @@ async def read(
     tags: list[str] | None = None,
     digests: list[str] | None = None,
     describe: DescribeQuery | None = None,
+    confirm: str | None = None,
 ) -> EcrRead | None:
     """One statement for a call on the repository `resource` names: with `layer`, that
     blob's state; with `layers` (distinct, 1 to 100), theirs; with `tags` and `digests`
     (distinct, at most 100 each), the manifests they name; with `describe`, the images
-    DescribeImages answers; else the repository alone."""
+    DescribeImages answers; else the repository alone. With `confirm` (the verifier of the
+    remembered secret the caller was verified with), CallerUnconfirmed unless the statement
+    confirms the caller's key row."""
     assert resource.name is not None
     caller = (principal.account_id, principal.user_name, principal.access_key_id)
     args = (db, resource.account_id, resource.name, regions.current_key(), caller)
@@ -140,6 +164,8 @@ async def read(
     else:
         found = await records.repository(*args, identity)
         rows = [found] if found is not None else []
+    if confirm is not None and (not rows or not _confirmed(rows[0], principal, confirm)):
+        raise CallerUnconfirmed
     if not rows:
         return None
     head = rows[0]

@@ -63,9 +63,17 @@ _SHAPES = 512
 
 
 def _head(with_identity: bool) -> list[Any]:
-    """The columns every statement starts with (see the module docstring)."""
+    """The columns every statement starts with (see the module docstring), and the caller's
+    key's `caller_verifier`: the door confirms with it that the key still holds the secret
+    its remembered row was opened from (`iam.awsrequest.signed_caller`)."""
     columns: list[Any] = [column.label(f"repo_{column.key}") for column in COLUMNS]
-    return columns + authorization_columns(with_identity)
+    key = schema.access_keys
+    verifier = select(key.c.secret_verifier).where(key.c.id == bindparam("caller_key"))
+    return [
+        *columns,
+        *authorization_columns(with_identity),
+        verifier.scalar_subquery().label("caller_verifier"),
+    ]
 
 
 def _in_repository() -> tuple[ColumnElement[bool], ...]:
