@@ -5,11 +5,13 @@ refused, and a one-region deployment shows no picker."""
 
 from __future__ import annotations
 
+import boto3
+
 from console.consolehelp import REGION_DEFAULT as DEFAULT
 from console.consolehelp import REGION_OTHER as OTHER
 from console.consolehelp import REGION_SUFFIX as SUFFIX
 from console.consolehelp import csrf_token, signed_in
-from e2e.ecrhelp import ACCOUNT
+from e2e.ecrhelp import ACCOUNT, unique
 from server import Server
 
 
@@ -82,3 +84,42 @@ def test_one_region_shows_no_picker(console_server: Server) -> None:
     listing = signed_in(console_server).get("repositories")
     assert listing.status_code == 200 and "Repositories" in listing.text
     assert "region-picker" not in listing.text
+
+
+def test_the_registry_page_shows_the_chosen_region_s_settings(
+    regional: tuple[Server, str, str],
+) -> None:
+    """Pull-through rules and the replication configuration are per region: the Registry page
+    lists the chosen region's only."""
+    server, _, _ = regional
+    key, secret = server.credentials
+    away = boto3.client(
+        "ecr",
+        endpoint_url=server.url,
+        region_name=OTHER,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    )
+    prefix = unique("awayrule")
+    away.create_pull_through_cache_rule(
+        ecrRepositoryPrefix=prefix, upstreamRegistryUrl="registry.example.invalid"
+    )
+    filters = [{"filter": f"{prefix}-repl", "filterType": "PREFIX_MATCH"}]
+    destination = [{"region": DEFAULT, "registryId": ACCOUNT}]
+    away.put_replication_configuration(
+        replicationConfiguration={
+            "rules": [{"destinations": destination, "repositoryFilters": filters}]
+        }
+    )
+    try:
+        visitor = signed_in(server)
+        here = visitor.get("registry")
+        assert here.status_code == 200 and "Registry" in here.text
+        assert prefix not in here.text
+        moved = visitor.submit("registry", "region", {"region": OTHER, "next": "/console/registry"})
+        assert moved.status_code == 303
+        there = visitor.get("registry")
+        assert f"<code>{prefix}</code>" in there.text and f"{prefix}-repl" in there.text
+    finally:
+        away.delete_pull_through_cache_rule(ecrRepositoryPrefix=prefix)
+        away.put_replication_configuration(replicationConfiguration={"rules": []})

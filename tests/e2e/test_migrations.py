@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import async_url
+from e2e.ecrhelp import client
 from server import Server
 
 FIRST = "0001"
@@ -313,3 +314,53 @@ def test_audit_records_take_their_region_from_their_json(server: Server) -> None
     assert upgraded.returncode == 0, upgraded.stderr
     regions = sql(server, "SELECT event_id, region FROM audit_records ORDER BY event_id")
     assert regions == [["e-1", "eu-west-1"], ["e-2", "us-east-1"], ["e-3", ""]]
+
+
+def test_registry_settings_written_before_0029_are_the_default_region_s(server: Server) -> None:
+    """Migration 0029 makes registry-level settings regional: rows written before it are the
+    default region's (key ""), which the server then answers, and the same keys may be set
+    again for another region (the region is part of each primary key)."""
+    import importlib
+
+    before = importlib.import_module(
+        "cargobay.metadata.migrations.versions.0029_regional_registry_settings"
+    ).down_revision
+    made = cargobay(server, "db", "upgrade", *db_args(server), "--revision", before)
+    assert made.returncode == 0, made.stderr
+    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    rows = {
+        "registry_policies": "(registry_id, policy_text, updated_at) VALUES (:a, :p, :t)",
+        "replication_configurations": "(registry_id, configuration, updated_at)"
+        " VALUES (:a, '{\"rules\": []}', :t)",
+        "registry_scanning_configurations": "(registry_id, scan_type, rules, updated_at)"
+        " VALUES (:a, 'BASIC', '[]', :t)",
+        "pull_through_cache_rules": "(registry_id, prefix, upstream_url, upstream_registry,"
+        " created_at, updated_at) VALUES (:a, 'hub', 'registry-1.docker.io', 'docker-hub',"
+        " :t, :t)",
+        "repository_creation_templates": "(registry_id, prefix, encryption_type,"
+        " image_tag_mutability, applied_for, created_at, updated_at)"
+        " VALUES (:a, 'team', 'AES256', 'IMMUTABLE', '[\"CREATE_ON_PUSH\"]', :t, :t)",
+        "registry_account_settings": "(registry_id, name, value, updated_at)"
+        " VALUES (:a, 'BASIC_SCAN_TYPE_VERSION', 'CLAIR', :t)",
+    }
+    params = {"a": "000000000000", "p": policy, "t": time.time()}
+    sql(server, *(f"INSERT INTO {table} {values}" for table, values in rows.items()), params=params)
+    upgraded = cargobay(server, "db", "upgrade", *db_args(server))
+    assert upgraded.returncode == 0, upgraded.stderr
+    for table in rows:
+        assert sql(server, f"SELECT registry_id, region FROM {table}") == [["000000000000", ""]]
+    # The same key in another region is another row.
+    sql(
+        server,
+        "INSERT INTO registry_policies (registry_id, region, policy_text, updated_at)"
+        " VALUES (:a, 'eu-west-1', :p, :t)",
+        params=params,
+    )
+    server.start()
+    ecr = client(server)
+    assert ecr.get_registry_policy()["policyText"] == policy
+    assert ecr.get_account_setting(name="BASIC_SCAN_TYPE_VERSION")["value"] == "CLAIR"
+    [template] = ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]
+    assert (template["prefix"], template["imageTagMutability"]) == ("team", "IMMUTABLE")
+    [rule] = ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
+    assert rule["ecrRepositoryPrefix"] == "hub"

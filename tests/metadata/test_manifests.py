@@ -201,8 +201,12 @@ def test_the_blob_check_reads_the_push_hooks_settings_in_its_statement(store: St
             rows = await manifests.linked_blob_rows(conn, repo, [layer], hooks.widened, params)
             widened = hooks.settings_of(rows[0])
             assert widened == {"scan_type": "BASIC", "scan_rules": "[]"}
-            pushed = SimpleNamespace(repo=SimpleNamespace(registry_id=registry_id))
+            pushed = SimpleNamespace(repo=SimpleNamespace(registry_id=registry_id, region_key=""))
             assert await hooks._settings(conn, pushed) == widened  # type: ignore[arg-type]
+            # Registry settings are per region: another region's push reads none of these.
+            elsewhere = hooks.settings_params(registry_id, "eu-west-1")
+            rows = await manifests.linked_blob_rows(conn, repo, [layer], hooks.widened, elsewhere)
+            assert hooks.settings_of(rows[0]) == {"scan_type": None, "scan_rules": None}
             # The statement is built once per registration.
             assert hooks.widened(manifests._LINKED_BLOBS) is hooks.widened(manifests._LINKED_BLOBS)
 

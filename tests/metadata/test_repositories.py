@@ -85,21 +85,24 @@ def test_settings_and_resource_tags(store: Store) -> None:
 def test_registry_policy_and_create_on_push(store: Store) -> None:
     async def scenario(db: Database, registry_id: str) -> None:
         async with db.read() as conn:
-            assert await repositories.registry_policy(conn, registry_id) is None
+            assert await repositories.registry_policy(conn, registry_id, "") is None
             assert await repositories.create_on_push(conn, registry_id) is None
         async with db.write() as conn:
-            assert not await repositories.delete_registry_policy(conn, registry_id)
-            await repositories.put_registry_policy(conn, registry_id, "one")
-            await repositories.put_registry_policy(conn, registry_id, "two")
+            assert not await repositories.delete_registry_policy(conn, registry_id, "")
+            await repositories.put_registry_policy(conn, registry_id, "", "one")
+            await repositories.put_registry_policy(conn, registry_id, "", "two")
+            await repositories.put_registry_policy(conn, registry_id, "eu-west-1", "three")
             await repositories.set_create_on_push(conn, registry_id, False)
         async with db.read_now() as conn:
-            assert await repositories.registry_policy(conn, registry_id) == "two"
+            assert await repositories.registry_policy(conn, registry_id, "") == "two"
+            assert await repositories.registry_policy(conn, registry_id, "eu-west-1") == "three"
             assert await repositories.create_on_push(conn, registry_id) is False
         async with db.write() as conn:
-            assert await repositories.delete_registry_policy(conn, registry_id)
+            assert await repositories.delete_registry_policy(conn, registry_id, "")
             await repositories.set_create_on_push(conn, registry_id, None)
         async with db.read() as conn:
-            assert await repositories.registry_policy(conn, registry_id) is None
+            assert await repositories.registry_policy(conn, registry_id, "") is None
+            assert await repositories.registry_policy(conn, registry_id, "eu-west-1") == "three"
             assert await repositories.create_on_push(conn, registry_id) is None
 
     store.run(scenario)

@@ -106,7 +106,7 @@ async def _cache_filled(conn: Any, event: Pushed, region: str, webhooks: bool) -
     """`ECR Pull Through Cache Action` SUCCESS: the cache stored an image from its upstream."""
     from cargobay.pullthrough.rules import rule_for
 
-    rule = await rule_for(conn, event.repo.registry_id, event.repo.name)
+    rule = await rule_for(conn, event.repo.registry_id, event.repo.name, event.repo.region_key)
     if rule is None:
         return
     filled = model.pull_through_cache_action(

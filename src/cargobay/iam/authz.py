@@ -36,22 +36,22 @@ _POLICY_CACHE_SIZE = 1024
 
 def _resource_policies_query() -> Select:
     """The repository's policy and id, the registry's policy and its scope (account setting
-    REGISTRY_POLICY_SCOPE), in one indexed read. Built once: constructing the statement cost
-    more than running it on every request."""
+    REGISTRY_POLICY_SCOPE), all of the request's region, in one indexed read. Built once:
+    constructing the statement cost more than running it on every request."""
     r, p = schema.repositories, schema.registry_policies
     s = schema.registry_account_settings
-    account, name = bindparam("account_id"), bindparam("name")
-    in_repo = (r.c.registry_id == account, r.c.region == bindparam("region"), r.c.name == name)
+    account, name, region = bindparam("account_id"), bindparam("name"), bindparam("region")
+    in_repo = (r.c.registry_id == account, r.c.region == region, r.c.name == name)
     return select(
         select(r.c.policy_text).where(*in_repo).scalar_subquery().label("repository_policy"),
         select(r.c.id).where(*in_repo).scalar_subquery().label("repository_id"),
         select(p.c.policy_text)
-        .where(p.c.registry_id == account)
+        .where(p.c.registry_id == account, p.c.region == region)
         .scalar_subquery()
         .label("registry_policy"),
         # REGISTRY_POLICY_SCOPE: under V1 the registry policy decides only a few actions.
         select(s.c.value)
-        .where(s.c.registry_id == account, s.c.name == policyscope.SETTING)
+        .where(s.c.registry_id == account, s.c.region == region, s.c.name == policyscope.SETTING)
         .scalar_subquery()
         .label("policy_scope"),
     )

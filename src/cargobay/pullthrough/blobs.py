@@ -78,7 +78,7 @@ class BlobFills:
 
     async def _cache_target(self, repo: Repository, digest: str) -> tuple[Rule, int]:
         parse_digest(digest)
-        rule = await find_rule(self.db, repo.registry_id, repo.name)
+        rule = await find_rule(self.db, repo.registry_id, repo.name, repo.region_key)
         size = None if rule is None else await self._referenced_size(repo, digest)
         if rule is None or size is None:
             raise BlobUnknown(detail={"digest": digest})

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from cargobay import regions
 from cargobay.errors import (
     AccessDenied,
     InvalidParameter,
@@ -129,9 +130,11 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
-# Built once: every push asks whether a rule covers its repository.
+# Built once: every push asks whether a rule covers its repository. Rules are per account and
+# region (`region`: its key, `cargobay.regions.key`), as in ECR.
 _OF_REGISTRY = select(*_COLUMNS).where(
-    schema.pull_through_cache_rules.c.registry_id == bindparam("registry_id")
+    schema.pull_through_cache_rules.c.registry_id == bindparam("registry_id"),
+    schema.pull_through_cache_rules.c.region == bindparam("region"),
 )
 
 
@@ -139,14 +142,26 @@ _OF_REGISTRY = select(*_COLUMNS).where(
 _OF_REGISTRY_NOW = HotRead(_OF_REGISTRY)
 
 
-async def find_rule(db: Database, registry_id: str, name: str) -> Rule | None:
-    """The rule a repository name falls under (the longest prefix), or None."""
-    return _longest(await _OF_REGISTRY_NOW.all(db, {"registry_id": registry_id}), name)
+def _params(registry_id: str, region: str | None) -> dict[str, str]:
+    return {
+        "registry_id": registry_id,
+        "region": regions.current_key() if region is None else region,
+    }
 
 
-async def rule_for(conn: Any, registry_id: str, name: str) -> Rule | None:
+async def find_rule(
+    db: Database, registry_id: str, name: str, region: str | None = None
+) -> Rule | None:
+    """The rule a repository name falls under (the longest prefix) in a region (its key;
+    default the request's), or None."""
+    return _longest(await _OF_REGISTRY_NOW.all(db, _params(registry_id, region)), name)
+
+
+async def rule_for(
+    conn: Any, registry_id: str, name: str, region: str | None = None
+) -> Rule | None:
     """`find_rule` on an open connection (inside a push's transaction, for its event)."""
-    return _longest((await conn.execute(_OF_REGISTRY, {"registry_id": registry_id})).all(), name)
+    return _longest((await conn.execute(_OF_REGISTRY, _params(registry_id, region))).all(), name)
 
 
 def _longest(rows: Any, name: str) -> Rule | None:
@@ -188,7 +203,11 @@ class RuleService:
         async with self.db.read_now() as conn:
             row = (
                 await conn.execute(
-                    select(*_COLUMNS).where(t.c.registry_id == registry_id, t.c.prefix == prefix)
+                    select(*_COLUMNS).where(
+                        t.c.registry_id == registry_id,
+                        t.c.region == regions.current_key(),
+                        t.c.prefix == prefix,
+                    )
                 )
             ).first()
         if row is None:
@@ -201,7 +220,11 @@ class RuleService:
 
     async def list(self, registry_id: str, prefixes: list[str] | None = None) -> list[Rule]:
         t = schema.pull_through_cache_rules
-        query = select(*_COLUMNS).where(t.c.registry_id == registry_id).order_by(t.c.prefix)
+        query = (
+            select(*_COLUMNS)
+            .where(t.c.registry_id == registry_id, t.c.region == regions.current_key())
+            .order_by(t.c.prefix)
+        )
         if prefixes:
             query = query.where(t.c.prefix.in_(prefixes))
         async with self.db.read() as conn:
@@ -254,7 +277,13 @@ class RuleService:
         t = schema.pull_through_cache_rules
         async with self.db.write() as conn:
             count = len(
-                (await conn.execute(select(t.c.prefix).where(t.c.registry_id == registry_id)))
+                (
+                    await conn.execute(
+                        select(t.c.prefix).where(
+                            t.c.registry_id == registry_id, t.c.region == regions.current_key()
+                        )
+                    )
+                )
                 .scalars()
                 .all()
             )
@@ -266,6 +295,7 @@ class RuleService:
                 conn,
                 t,
                 registry_id=registry_id,
+                region=regions.current_key(),
                 prefix=prefix,
                 upstream_url=upstream.url,
                 upstream_registry=upstream.kind,
@@ -300,7 +330,11 @@ class RuleService:
         async with self.db.write() as conn:
             await conn.execute(
                 t.update()
-                .where(t.c.registry_id == registry_id, t.c.prefix == rule.prefix)
+                .where(
+                    t.c.registry_id == registry_id,
+                    t.c.region == regions.current_key(),
+                    t.c.prefix == rule.prefix,
+                )
                 .values(**values)
             )
         return updated
@@ -310,7 +344,11 @@ class RuleService:
         t = schema.pull_through_cache_rules
         async with self.db.write() as conn:
             await conn.execute(
-                t.delete().where(t.c.registry_id == registry_id, t.c.prefix == rule.prefix)
+                t.delete().where(
+                    t.c.registry_id == registry_id,
+                    t.c.region == regions.current_key(),
+                    t.c.prefix == rule.prefix,
+                )
             )
         return rule
 

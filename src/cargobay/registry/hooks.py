@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, bindparam, select
 
+from cargobay import regions
+
 if TYPE_CHECKING:
     from cargobay.iam.principal import Principal
     from cargobay.metadata.conn import Conn
@@ -33,8 +35,10 @@ REPLICATION = "replication"
 PULL_THROUGH_CACHE = "pull-through-cache"
 REGISTRY = "registry"  # SBOMs, signatures and other artifacts cargobay attaches itself
 
-# The bound parameter of every push read: the pushed repository's registry (account) id.
+# The bound parameters of every push read: the pushed repository's registry (account) id and
+# region key (`cargobay.regions.key`): registry-level settings are per account and region.
 PUSHED_REGISTRY = bindparam("pushed_registry_id", type_=String)
+PUSHED_REGION = bindparam("pushed_region", type_=String)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +134,11 @@ class Hooks:
         return found
 
     @staticmethod
-    def settings_params(registry_id: str) -> dict[str, Any]:
-        return {"pushed_registry_id": registry_id}
+    def settings_params(registry_id: str, region_key: str | None = None) -> dict[str, Any]:
+        """The push reads' parameters; `region_key` defaults to the request's region's."""
+        if region_key is None:
+            region_key = regions.current_key()
+        return {"pushed_registry_id": registry_id, "pushed_region": region_key}
 
     def settings_of(self, row: Any) -> Mapping[str, Any]:
         """The push reads' values in a row of a `widened` statement."""
@@ -157,7 +164,7 @@ class Hooks:
             self._settings_query = select(
                 *(read.label(name) for name, read in self.push_reads.items())
             )
-        params = self.settings_params(event.repo.registry_id)
+        params = self.settings_params(event.repo.registry_id, event.repo.region_key)
         row = (await conn.execute(self._settings_query, params)).one()
         return dict(row._mapping)
 

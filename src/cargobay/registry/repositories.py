@@ -243,15 +243,18 @@ class RepositoryService:
     # -- registry policy -------------------------------------------------------------------
 
     async def registry_policy(self, registry_id: str) -> str | None:
+        """The registry policy of the request's region (`cargobay.regions`)."""
         async with self.db.read() as conn:
-            return await records.registry_policy(conn, registry_id)
+            return await records.registry_policy(conn, registry_id, regions.current_key())
 
     async def set_registry_policy(self, registry_id: str, text: str | None) -> bool:
-        """Store (or with None, delete) the registry policy; False if there was none to delete."""
+        """Store (or with None, delete) the registry policy of the request's region; False if
+        there was none to delete."""
+        region = regions.current_key()
         async with self.db.write() as conn:
             if text is None:
-                return await records.delete_registry_policy(conn, registry_id)
-            await records.put_registry_policy(conn, registry_id, text)
+                return await records.delete_registry_policy(conn, registry_id, region)
+            await records.put_registry_policy(conn, registry_id, region, text)
             return True
 
     # -- account settings ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from cargobay import regions
 from cargobay.errors import LimitExceeded, TemplateAlreadyExists, TemplateNotFound
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
@@ -144,7 +145,16 @@ def _from_row(row: Any) -> Template:
     )
 
 
+def _mine(registry_id: str) -> tuple[Any, Any]:
+    """The templates of an account in the request's region."""
+    t = schema.repository_creation_templates
+    return t.c.registry_id == registry_id, t.c.region == regions.current_key()
+
+
 class TemplateService:
+    """Creation templates per account and region: each method works in the request's (or
+    task's) region (`cargobay.regions`), as ECR's templates are regional."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -152,9 +162,7 @@ class TemplateService:
         t = schema.repository_creation_templates
         now = time.time()
         async with self.db.write() as conn:
-            count = len(
-                (await conn.execute(select(t.c.prefix).where(t.c.registry_id == registry_id))).all()
-            )
+            count = len((await conn.execute(select(t.c.prefix).where(*_mine(registry_id)))).all())
             if count >= MAX_TEMPLATES:
                 raise LimitExceeded(
                     f"The maximum number of repository creation templates ({MAX_TEMPLATES}) "
@@ -164,6 +172,7 @@ class TemplateService:
                 conn,
                 t,
                 registry_id=registry_id,
+                region=regions.current_key(),
                 created_at=now,
                 updated_at=now,
                 **_row_values(template),
@@ -181,7 +190,7 @@ class TemplateService:
             row = (
                 await conn.execute(
                     select(*(t.c[c] for c in _COLUMNS)).where(
-                        t.c.registry_id == registry_id, t.c.prefix == normalize(prefix)
+                        *_mine(registry_id), t.c.prefix == normalize(prefix)
                     )
                 )
             ).first()
@@ -203,7 +212,7 @@ class TemplateService:
         async with self.db.write() as conn:
             result = await conn.execute(
                 t.update()
-                .where(t.c.registry_id == registry_id, t.c.prefix == normalize(prefix))
+                .where(*_mine(registry_id), t.c.prefix == normalize(prefix))
                 .values(updated_at=time.time(), **row)
             )
             if not result.rowcount:
@@ -215,14 +224,14 @@ class TemplateService:
         t = schema.repository_creation_templates
         async with self.db.write() as conn:
             await conn.execute(
-                t.delete().where(t.c.registry_id == registry_id, t.c.prefix == normalize(prefix))
+                t.delete().where(*_mine(registry_id), t.c.prefix == normalize(prefix))
             )
         return current
 
     async def list(self, registry_id: str, prefixes: list[str] | None = None) -> list[Template]:
         """Templates in prefix order (ROOT sorts as its name does)."""
         t = schema.repository_creation_templates
-        query = select(*(t.c[c] for c in _COLUMNS)).where(t.c.registry_id == registry_id)
+        query = select(*(t.c[c] for c in _COLUMNS)).where(*_mine(registry_id))
         if prefixes:
             query = query.where(t.c.prefix.in_([normalize(p) for p in prefixes]))
         async with self.db.read() as conn:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from cargobay import regions
 from cargobay.errors import (
     InvalidParameter,
     ReplicationBackfillInProgress,
@@ -215,8 +216,11 @@ class BackfillService:
         async with self.db.read() as conn:
             repositories = (
                 await conn.execute(
+                    # The task runs in the region of the request that started it (`jobs.queue`):
+                    # that region's configuration and repositories.
                     select(repos.c.id, repos.c.name).where(
-                        repos.c.registry_id == backfill.registry_id
+                        repos.c.registry_id == backfill.registry_id,
+                        repos.c.region == regions.current_key(),
                     )
                 )
             ).all()

@@ -1,4 +1,5 @@
-"""Replication as the rest of the registry sees it: the configuration per registry, the
+"""Replication as the rest of the registry sees it: the configuration per registry and region
+(as in ECR: a push replicates by its own region's configuration), the
 tasks a push leaves behind, and where each image stands at each destination.
 
 A push writes one `replicate` task per destination in its own transaction (`on_push`), so a
@@ -22,7 +23,7 @@ from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import upsert
-from cargobay.registry.hooks import CLIENT, PUSHED_REGISTRY, Hooks, Pushed
+from cargobay.registry.hooks import CLIENT, PUSHED_REGION, PUSHED_REGISTRY, Hooks, Pushed
 from cargobay.replication.backfill import BackfillService
 from cargobay.replication.config import (
     Destination,
@@ -57,7 +58,9 @@ class ReplicationService:
         self.default_region = region
         self.known_regions = frozenset({region, *remote_regions})
         r = schema.replication_configurations
-        mine = select(r.c.configuration).where(r.c.registry_id == PUSHED_REGISTRY)
+        mine = select(r.c.configuration).where(
+            r.c.registry_id == PUSHED_REGISTRY, r.c.region == PUSHED_REGION
+        )
         # Read with the other hooks' settings, in the push's one settings statement.
         hooks.on_push(self._pushed, reads={"replication": mine.scalar_subquery()})
         self.backfills = BackfillService(db, self)
@@ -85,8 +88,11 @@ class ReplicationService:
         )
 
     async def configuration(self, registry_id: str, conn: Any = None) -> ReplicationConfiguration:
+        """The registry's configuration in the request's (or task's) region."""
         r = schema.replication_configurations
-        query = select(r.c.configuration).where(r.c.registry_id == registry_id)
+        query = select(r.c.configuration).where(
+            r.c.registry_id == registry_id, r.c.region == regions.current_key()
+        )
         if conn is not None:
             text = (await conn.execute(query)).scalar_one_or_none()
         else:
@@ -106,8 +112,9 @@ class ReplicationService:
             await upsert(
                 conn,
                 schema.replication_configurations,
-                ["registry_id"],
+                ["registry_id", "region"],
                 registry_id=registry_id,
+                region=regions.current_key(),
                 configuration=json.dumps(config.to_json()),
                 updated_at=time.time(),
             )
@@ -128,8 +135,8 @@ class ReplicationService:
         caller read it in this transaction already)."""
         if config is None:
             config = await self.configuration(registry_id, conn)
-        # With several regions served, one configuration is every region's: never the region
-        # and account pushed to (a replica arriving there must not replicate onto itself).
+        # Never the region and account pushed to (a replica arriving there must not replicate
+        # onto itself).
         here = (self.region, registry_id)
         destinations = [
             d for d in config.destinations_for(name) if (d.region, d.registry_id) != here

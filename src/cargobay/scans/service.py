@@ -199,7 +199,9 @@ class ScanService:
             return
         if event.subject or (event.artifact_type and event.artifact_type not in IMAGE_CONFIGS):
             return  # an artifact, or something attached to an image: nothing to scan
-        configuration = await push_configuration(conn, event.repo.registry_id, event.settings)
+        configuration = await push_configuration(
+            conn, event.repo.registry_id, event.settings, event.repo.region_key
+        )
         frequency, _ = configuration.frequency(event.repo.name, event.repo.scan_on_push)
         if frequency == cfg.MANUAL:
             return
@@ -244,7 +246,7 @@ class ScanService:
                     await conn.execute(
                         select(
                             r.c.id, r.c.name, r.c.created_at, r.c.scan_on_push, r.c.region
-                        ).where(r.c.registry_id == row.registry_id)
+                        ).where(r.c.registry_id == row.registry_id, r.c.region == row.region)
                     )
                 ).all()
                 for repo_row in repos:

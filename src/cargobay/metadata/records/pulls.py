@@ -66,11 +66,14 @@ def authorization_columns(with_identity: bool) -> list[Any]:
     caller's access key status (`caller_admin`: NULL unless the key is still Active and its
     user's, else the user's is_admin: the revocation check of a verification the credential
     store remembers) and, `with_identity`, the caller's `caller_tags` and `caller_policies`.
-    Parameters: registry_id, name, caller_account, caller, caller_key."""
+    Registry-level settings are the repository's region's (`region`, its key).
+    Parameters: registry_id, region, name, caller_account, caller, caller_key."""
     account, name = bindparam("registry_id"), bindparam("name", type_=String)
+    region = bindparam("region", type_=String)
     # Rule.covers in SQL: the ROOT rule, or the name starts with "<prefix>/".
     covered = exists().where(
         rules.c.registry_id == account,
+        rules.c.region == region,
         (rules.c.prefix == _ROOT_PREFIX)
         | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
     )
@@ -78,11 +81,13 @@ def authorization_columns(with_identity: bool) -> list[Any]:
     columns: list[Any] = [
         r.c.policy_text.label("repository_policy"),
         select(rp.c.policy_text)
-        .where(rp.c.registry_id == account)
+        .where(rp.c.registry_id == account, rp.c.region == region)
         .scalar_subquery()
         .label("registry_policy"),
         select(rs.c.value)
-        .where(rs.c.registry_id == account, rs.c.name == POLICY_SCOPE_SETTING)
+        .where(
+            rs.c.registry_id == account, rs.c.region == region, rs.c.name == POLICY_SCOPE_SETTING
+        )
         .scalar_subquery()
         .label("policy_scope"),
         covered.label("cached"),

@@ -193,27 +193,31 @@ async def remove_resource_tags(conn: Conn, repository_id: int, keys: list[str]) 
 # -- registry policy and account settings ------------------------------------------------------
 
 
-async def registry_policy(conn: Conn, registry_id: str) -> str | None:
+async def registry_policy(conn: Conn, registry_id: str, region: str) -> str | None:
+    """The registry policy of an account in a region (its key, `cargobay.regions.key`)."""
     p = schema.registry_policies
-    query = select(p.c.policy_text).where(p.c.registry_id == registry_id)
+    query = select(p.c.policy_text).where(p.c.registry_id == registry_id, p.c.region == region)
     return (await conn.execute(query)).scalar_one_or_none()
 
 
-async def put_registry_policy(conn: Conn, registry_id: str, text: str) -> None:
+async def put_registry_policy(conn: Conn, registry_id: str, region: str, text: str) -> None:
     await upsert(
         conn,
         schema.registry_policies,
-        ["registry_id"],
+        ["registry_id", "region"],
         registry_id=registry_id,
+        region=region,
         policy_text=text,
         updated_at=time.time(),
     )
 
 
-async def delete_registry_policy(conn: Conn, registry_id: str) -> bool:
+async def delete_registry_policy(conn: Conn, registry_id: str, region: str) -> bool:
     """Whether there was a policy to delete."""
     p = schema.registry_policies
-    result = await conn.execute(p.delete().where(p.c.registry_id == registry_id))
+    result = await conn.execute(
+        p.delete().where(p.c.registry_id == registry_id, p.c.region == region)
+    )
     return bool(result.rowcount)
 
 

@@ -1,0 +1,54 @@
+"""Registry-level settings per account and region (issue 18's `regions_served`): the registry
+policy, replication and scanning configurations, pull-through cache rules, creation templates
+and ECR account settings gain a `region` column in their primary keys, "" for the deployment's
+default region, so every existing row is the default region's and no setting is needed here.
+
+Revision ID: 0029
+Revises: 0028
+Create Date: 2026-11-30 13:15:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0029"
+down_revision = "0028"  # the lead relinks the chain when merging
+branch_labels = None
+depends_on = None
+
+# Each table and the primary key it had before this revision.
+_KEYS = {
+    "registry_policies": ["registry_id"],
+    "replication_configurations": ["registry_id"],
+    "registry_scanning_configurations": ["registry_id"],
+    "pull_through_cache_rules": ["registry_id", "prefix"],
+    "repository_creation_templates": ["registry_id", "prefix"],
+    "registry_account_settings": ["registry_id", "name"],
+}
+
+
+def upgrade() -> None:
+    for table, key in _KEYS.items():
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(
+                sa.Column("region", sa.String(32), nullable=False, server_default=sa.text("''"))
+            )
+            batch.drop_constraint(f"pk_{table}", type_="primary")
+            batch.create_primary_key(f"pk_{table}", [*key, "region"])
+
+
+def downgrade() -> None:
+    # Settings of other regions would collide with the default region's: refuse rather than
+    # lose them.
+    bind = op.get_bind()
+    for table in _KEYS:
+        others = bind.execute(sa.text(f"SELECT count(*) FROM {table} WHERE region <> ''"))
+        if others.scalar():
+            raise RuntimeError(f"{table} has rows of other regions; delete them to downgrade")
+    for table, key in _KEYS.items():
+        with op.batch_alter_table(table) as batch:
+            batch.drop_constraint(f"pk_{table}", type_="primary")
+            batch.create_primary_key(f"pk_{table}", key)
+            batch.drop_column("region")
