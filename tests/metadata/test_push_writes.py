@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from cargobay.errors import ImageAlreadyExists, ImageTagAlreadyExists
 from cargobay.events import hooks as event_hooks
 from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.hotwrite import HotSelect
 from cargobay.metadata.records import blobs, repositories
 from cargobay.oci.manifest import OCI_INDEX, OCI_MANIFEST
 from cargobay.registry.hooks import Hooks
@@ -218,5 +219,35 @@ def test_a_refused_push_leaves_nothing_of_its_driver_writes(store: Store) -> Non
         assert [row[0] for row in stored["manifests"]] == [_digest(_image(1))]
         assert {d for d, _, _ in stored["references"]} == {_digest(_image(1))}
         assert len(stored["events"]) == 1
+
+    store.run(scenario)
+
+
+def test_a_hot_select_spreads_its_list_as_sqlalchemy_expands_it(store: Store) -> None:
+    """`HotSelect`'s one expanding parameter, spread into placeholders on the driver, finds
+    what SQLAlchemy's expansion finds, for one, several or no items."""
+    rb = schema.repository_blobs
+    statement = (
+        select(rb.c.digest, rb.c.repository_id)
+        .where(
+            rb.c.repository_id == bindparam("repository_id"),
+            rb.c.digest.in_(bindparam("digests", expanding=True)),
+        )
+        .order_by(rb.c.digest)
+    )
+    hot = HotSelect(statement, "digests")
+    absent = _digest(b"absent")
+
+    async def scenario(db: Database, registry_id: str) -> None:
+        repo = await _repo(db, registry_id, "push/select", "MUTABLE")
+        for digests in ([_digest(CONFIG)], [_digest(CONFIG), absent, _digest(LAYER)], []):
+            params = {"repository_id": repo.id, "digests": digests}
+            async with db.write() as conn:
+                with roundtrips.counting() as count:
+                    found = [tuple(row) for row in await hot.all(conn, params)]
+                assert count.value == 1
+                expected = [tuple(row) for row in (await conn.execute(statement, params)).all()]
+            assert found == expected
+            assert [row[0] for row in found] == sorted(d for d in digests if d != absent)
 
     store.run(scenario)

@@ -121,14 +121,18 @@ _LINKED_BLOBS = (
     )
     .with_for_update(read=True)  # SQLite leaves it out
 )
-# `HotSelect`s of `_LINKED_BLOBS` and of its widened forms, by the statement's id (each
-# kept beside it, so the id stays its own).
+# `HotSelect`s of `_LINKED_BLOBS` and of its widened forms (one per `Hooks`), by the
+# statement's id, each kept beside its statement so the id stays its own; bounded, as a
+# process that builds many `Hooks` (tests) would otherwise keep every one.
 _LINKED_HOT: dict[int, tuple[Select, HotSelect]] = {}
+_LINKED_HOT_MAX = 64
 
 
 def _linked_hot(statement: Select) -> HotSelect:
     found = _LINKED_HOT.get(id(statement))
     if found is None or found[0] is not statement:
+        if len(_LINKED_HOT) >= _LINKED_HOT_MAX:
+            _LINKED_HOT.clear()
         found = _LINKED_HOT[id(statement)] = (statement, HotSelect(statement, "digests"))
     return found[1]
 
