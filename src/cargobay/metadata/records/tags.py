@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import select
 
@@ -16,7 +17,7 @@ _KEY = ("repository_id", "name")
 _COLUMNS = (*_KEY, "digest", "updated_at")
 
 
-def _upsert(dialect: str) -> object:
+def _upsert(dialect: str) -> Any:
     base = insert_statement(dialect, t)
     moved = {k: base.excluded[k] for k in ("digest", "updated_at")}
     return base.on_conflict_do_update(index_elements=list(_KEY), set_=moved)
