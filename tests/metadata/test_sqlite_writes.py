@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from cargobay.metadata import roundtrips
 from cargobay.metadata.db import WAL_BACKSTOP_PAGES, Database
+from cargobay.metadata.hotwrite import HotWrite
 
 
 def _database(tmp_path: Path) -> tuple[Path, Database]:
@@ -78,6 +80,44 @@ def test_a_failed_write_leaves_nothing_and_the_next_one_commits(tmp_path: Path) 
             assert db._writer_conn is not None and db._writer_conn[1] is not held[1]
             assert _count(path) == 2
         finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_driver_begun_writes_wait_for_an_outside_writer_and_roll_back_whole(
+    tmp_path: Path,
+) -> None:
+    """BEGIN IMMEDIATE and the commit run on the driver: a write waits while a writer outside
+    the process holds SQLite's lock, then commits; a failed write of driver statements only
+    (no SQLAlchemy transaction under it) leaves nothing; each BEGIN tried counts as a
+    statement."""
+    path, db = _database(tmp_path)
+    insert = HotWrite.of(text("INSERT INTO rows (body) VALUES (x'03')"))
+
+    async def scenario() -> None:
+        outside = sqlite3.connect(path, isolation_level=None)
+        try:
+            outside.execute("BEGIN IMMEDIATE")
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.2, outside.execute, "COMMIT")
+            with roundtrips.counting() as count:
+                async with db.write() as conn:
+                    assert await insert.run(conn, {}) == 1
+            assert count.value > 2  # each BEGIN IMMEDIATE tried, and the insert
+            assert _count(path) == 1
+            with pytest.raises(RuntimeError):
+                async with db.write() as conn:
+                    assert await insert.run(conn, {}) == 1
+                    raise RuntimeError("refused")
+            assert _count(path) == 1
+            with roundtrips.counting() as count:
+                async with db.write() as conn:  # the writer connection holds no transaction
+                    await insert.run(conn, {})
+            assert count.value == 2
+            assert _count(path) == 2
+        finally:
+            outside.close()
             await db.dispose()
 
     asyncio.run(scenario())

@@ -320,6 +320,17 @@ def test_invalid_manifests(payload: bytes, content_type: str | None) -> None:
     assert oci_error(caught.value) == ("MANIFEST_INVALID", 400)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
+def test_a_lone_surrogate_escape_is_refused_in_every_json_encoding(encoding: str) -> None:
+    """The surrogate check runs only on documents with a `\\u` escape or a NUL byte (any
+    UTF-16/32 document): in every encoding JSON allows, a lone one is still refused."""
+    text = raw(image(annotations={"a": "x"})).decode().replace('"x"', '"\\ud800"')
+    with pytest.raises(errors.ManifestInvalid, match="surrogate"):
+        parse_manifest(text.encode(encoding), OCI_MANIFEST)
+    paired = text.replace("\\ud800", "\\ud83d\\ude00")
+    assert parse_manifest(paired.encode(encoding), OCI_MANIFEST).annotations == {"a": "\U0001f600"}
+
+
 # -- Accept negotiation -----------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, exists, func, insert, or_, select
 
 from cargobay.events.pattern import Pattern, compile_pattern
 from cargobay.metadata import schema
+from cargobay.metadata.hotwrite import HotWrite
 from cargobay.metadata.sql import add_counts_many
 
 # Delivery latency histogram bounds (seconds), from "at once" to "after a day of retries".
@@ -37,9 +38,12 @@ def serialise(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
-# Built once: a reused statement's cache key is memoized (SQLAlchemy neither rebuilds nor
-# re-keys it per event); the values are bound at execution.
-_INSERT_EVENT = insert(schema.events)
+# Built once and, in a SQLite file's write transaction, run on the driver
+# (`metadata.hotwrite`): an event is written in every push's transaction.
+_INSERT_EVENT = HotWrite(
+    lambda _dialect: insert(schema.events),
+    names=("id", "account_id", "detail_type", "body", "created_at"),
+)
 _w = schema.webhooks
 _ENABLED_WEBHOOKS = select(_w.c.id, _w.c.pattern).where(
     _w.c.enabled.is_(True),
@@ -64,8 +68,8 @@ async def emit(
     can receive the account's events (`any_webhook`): the webhooks are not read again."""
     now = time.time() if now is None else now
     account = event["account"]
-    await conn.execute(
-        _INSERT_EVENT,
+    await _INSERT_EVENT.run(
+        conn,
         {
             "id": event["id"],
             "account_id": account,

@@ -250,7 +250,10 @@ class Database:
             try:
                 await begin_immediate(sync_conn)
                 yield _SyncReads(sync_conn)
-                sync_conn.commit()
+                if sync_conn.in_transaction():  # a statement of SQLAlchemy's autobegan one
+                    sync_conn.commit()  # the driver's COMMIT, through SQLAlchemy
+                else:
+                    sync_conn.connection.driver_connection.commit()
             except BaseException:
                 self._abandon(sync_conn)
                 raise
@@ -270,7 +273,8 @@ class Database:
         """Roll a failed write back; a connection that cannot even roll back is closed (its
         driver connection discarded), and the next write opens another."""
         try:
-            conn.rollback()
+            conn.rollback()  # SQLAlchemy's state (nothing when it began no transaction) ...
+            conn.connection.driver_connection.rollback()  # ... and the driver's BEGIN's
         except BaseException:
             self._writer_conn = None
             conn.invalidate()

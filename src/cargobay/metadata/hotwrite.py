@@ -1,4 +1,4 @@
-"""One statement of a write transaction, at the driver level where that is cheaper.
+"""The statements of a write transaction, at the driver level where that is cheaper.
 
 The upload path's transactions are a few single-row statements each (claim a lease, move an
 upload's size, register a blob). On a SQLite file they run on the event loop under the writer
@@ -7,11 +7,13 @@ context, result set-up) costs several times what SQLite takes to run them: a `Ho
 compiles its statement once per dialect and, in such a transaction, runs it on the driver
 (sqlite3) connection. Elsewhere (PostgreSQL, an in-memory SQLite of tests) it is SQLAlchemy's
 execution of the same statement. Either way it counts as one statement (`roundtrips`), and
-`run` returns the rows it changed.
+`run` returns the rows it changed (`run_many`, one executemany of many rows). A `HotSelect` is
+the same for a SELECT read inside such a transaction (the push's check of its blobs).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
@@ -70,3 +72,61 @@ class HotWrite:
             return int(driver().execute(sql, values).rowcount)
         result = await conn.execute(self.statement(dialect), params)
         return int(result.rowcount or 0)
+
+    async def run_many(self, conn: Conn, rows: list[dict[str, Any]]) -> None:
+        """Run the statement once per row of `rows`, as one executemany (one statement)."""
+        dialect = conn.dialect.name
+        driver = getattr(conn, "driver", None)
+        if driver is not None and dialect == "sqlite":
+            sql, names, constants = self._compiled()
+            count = roundtrips.current()
+            if count is not None:
+                count.value += 1
+            values = [[row[n] if n in row else constants[n] for n in names] for row in rows]
+            driver().executemany(sql, values)
+            return
+        await conn.execute(self.statement(dialect), rows)
+
+
+class HotSelect:
+    """A SELECT run in a write transaction, its rows with named columns (attributes, like a
+    Row's). At most one bound parameter may be an expanding one (`IN`), named `expanding`:
+    its list is spread into as many placeholders as it has items."""
+
+    __slots__ = ("_expanding", "_sqlite", "row_type", "statement")
+
+    def __init__(self, statement: Any, expanding: str | None = None) -> None:
+        self.statement = statement
+        self._expanding = expanding
+        self.row_type = namedtuple("HotRow", [c.key for c in statement.selected_columns])  # type: ignore[misc]
+        self._sqlite: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+
+    def _compiled(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        if self._sqlite is None:
+            compiled = self.statement.compile(dialect=sqlite.dialect())
+            constants = {
+                k: v for k, v in compiled.construct_params(_check=False).items() if v is not None
+            }
+            self._sqlite = (str(compiled), tuple(compiled.positiontup or ()), constants)
+        return self._sqlite
+
+    async def all(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
+        """Every row of the statement in `conn`'s transaction."""
+        driver = getattr(conn, "driver", None)
+        spread = params[self._expanding] if self._expanding else None
+        if driver is None or conn.dialect.name != "sqlite" or spread == []:
+            return list((await conn.execute(self.statement, params)).all())
+        sql, names, constants = self._compiled()
+        values: list[Any] = []
+        for name in names:
+            if name == self._expanding:
+                values.extend(spread)  # type: ignore[arg-type]
+            else:
+                values.append(params[name] if name in params else constants[name])
+        if spread is not None:
+            token = f"__[POSTCOMPILE_{self._expanding}]"
+            sql = sql.replace(token, ", ".join("?" * len(spread)))
+        count = roundtrips.current()
+        if count is not None:
+            count.value += 1
+        return [self.row_type(*row) for row in driver().execute(sql, values).fetchall()]

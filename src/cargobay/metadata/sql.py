@@ -37,34 +37,6 @@ def upsert(conn: Conn, table: Table, keys: list[str], **values: Any) -> Any:
     return conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update))
 
 
-# Statements of the push path, built once per dialect and table: a reused statement's cache
-# key is memoized, so executing it costs neither construction nor re-keying (each cost about
-# as much as running the statement on SQLite). The values are bound at execution.
-_BUILT: dict[tuple[str, str, tuple[str, ...]], Any] = {}
-
-
-def ignoring(conn: Conn, table: Table) -> Any:
-    """`insert_ignore`'s statement, values bound at execution (`conn.execute(stmt, row)`, or a
-    list of rows for one executemany)."""
-    key = (conn.dialect.name, table.name, ())
-    stmt = _BUILT.get(key)
-    if stmt is None:
-        stmt = _BUILT[key] = _insert(conn, table).on_conflict_do_nothing()
-    return stmt
-
-
-def upserting(conn: Conn, table: Table, keys: tuple[str, ...], updated: tuple[str, ...]) -> Any:
-    """`upsert`'s statement, values bound at execution: ON CONFLICT (keys) DO UPDATE SET each
-    of `updated` to the row's new value."""
-    key = (conn.dialect.name, table.name, (*keys, "|", *updated))
-    stmt = _BUILT.get(key)
-    if stmt is None:
-        base = _insert(conn, table)
-        set_ = {k: base.excluded[k] for k in updated}
-        stmt = _BUILT[key] = base.on_conflict_do_update(index_elements=list(keys), set_=set_)
-    return stmt
-
-
 def add_counts(conn: Conn, table: Table, keys: list[str], **values: Any) -> Any:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET counter = counter + new: lossless counters
     that many workers and nodes can add to at once."""

@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 
+from cargobay.metadata import roundtrips
 from cargobay.threads import ProcessPool
 
 log = logging.getLogger("cargobay.db")
@@ -23,15 +23,22 @@ log = logging.getLogger("cargobay.db")
 
 async def begin_immediate(conn: Connection, timeout: float = 30.0) -> None:
     """BEGIN IMMEDIATE, waiting (off the loop) while a writer outside this lock holds SQLite's
-    lock, as `busy_timeout` would; cargobay's own writers are already queued by WriterLock."""
+    lock, as `busy_timeout` would; cargobay's own writers are already queued by WriterLock.
+    Issued on the driver (sqlite3) connection, counted as a statement (`roundtrips`):
+    SQLAlchemy's execution cost more than SQLite's BEGIN, and SQLAlchemy needs no transaction
+    of its own over the driver's (its statements' autobegin issues nothing on SQLite; the
+    writer commits or rolls back on the driver, `Database.write`)."""
+    driver = conn.connection.driver_connection
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
+        count = roundtrips.current()
+        if count is not None:
+            count.value += 1
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            driver.execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
-            conn.rollback()
+        except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(delay)

@@ -137,6 +137,10 @@ def _load_json(payload: bytes) -> Any:
         raise ManifestInvalid("manifest is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    if b"\\u" not in payload and b"\x00" not in payload:
+        # Only a "\u" escape decodes to a lone surrogate (a UTF-8 document that holds one
+        # does not decode; a UTF-16 or -32 one holds NULs), so most documents skip the check.
+        return body
     try:  # "\ud800" escapes decode to lone surrogates, which are not Unicode text
         json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

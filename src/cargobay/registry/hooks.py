@@ -141,9 +141,9 @@ class Hooks:
         return {"pushed_registry_id": registry_id, "pushed_region": region_key}
 
     def settings_of(self, row: Any) -> Mapping[str, Any]:
-        """The push reads' values in a row of a `widened` statement."""
-        mapping = row._mapping
-        return {name: mapping[name] for name in self.push_reads}
+        """The push reads' values in a row of a `widened` statement (a Row, or a named
+        tuple of the driver's, `metadata.hotwrite.HotSelect`)."""
+        return {name: getattr(row, name) for name in self.push_reads}
 
     async def pushed(
         self, conn: Conn, event: Pushed, settings: Mapping[str, Any] | None = None

@@ -11,9 +11,10 @@ from sqlalchemy import Select, and_, bindparam, case, func, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
+from cargobay.metadata.hotwrite import HotSelect, HotWrite
 from cargobay.metadata.records import gcqueue
 from cargobay.metadata.records.archives import ARCHIVED
-from cargobay.metadata.sql import ignoring
+from cargobay.metadata.sql import insert_statement
 
 m, mr = schema.manifests, schema.manifest_references
 rb = schema.repository_blobs
@@ -120,6 +121,20 @@ _LINKED_BLOBS = (
     )
     .with_for_update(read=True)  # SQLite leaves it out
 )
+# `HotSelect`s of `_LINKED_BLOBS` and of its widened forms (one per `Hooks`), by the
+# statement's id, each kept beside its statement so the id stays its own; bounded, as a
+# process that builds many `Hooks` (tests) would otherwise keep every one.
+_LINKED_HOT: dict[int, tuple[Select, HotSelect]] = {}
+_LINKED_HOT_MAX = 64
+
+
+def _linked_hot(statement: Select) -> HotSelect:
+    found = _LINKED_HOT.get(id(statement))
+    if found is None or found[0] is not statement:
+        if len(_LINKED_HOT) >= _LINKED_HOT_MAX:
+            _LINKED_HOT.clear()
+        found = _LINKED_HOT[id(statement)] = (statement, HotSelect(statement, "digests"))
+    return found[1]
 
 
 async def linked_blobs(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
@@ -141,7 +156,7 @@ async def linked_blob_rows(
     (`registry.hooks.Hooks.widened`), in the same statement."""
     statement = _LINKED_BLOBS if widen is None else widen(_LINKED_BLOBS)
     values = {"repository_id": repository_id, "digests": digests, **(params or {})}
-    return list((await conn.execute(statement, values)).all())
+    return await _linked_hot(statement).all(conn, values)
 
 
 async def present(conn: Conn, repository_id: int, digests: list[str]) -> set[str]:
@@ -158,6 +173,32 @@ async def largest_image(conn: Conn, repository_id: int, digests: list[str]) -> i
     return (await conn.execute(query)).scalar_one() or 0
 
 
+# The push's inserts, built once per dialect and run on the driver in a SQLite file's write
+# transaction (`metadata.hotwrite`): SQLAlchemy's execution cost more than SQLite's.
+_MANIFEST_COLUMNS = (
+    "repository_id",
+    "digest",
+    "pushed_at",
+    "media_type",
+    "artifact_type",
+    "subject_digest",
+    "annotations",
+    "size",
+    "image_size",
+    "content",
+)
+# The columns an insert may leave out, as the table's defaults fill them.
+_OPTIONAL = {"artifact_type": None, "subject_digest": None, "annotations": None, "image_size": 0}
+_INSERT_MANIFEST = HotWrite(
+    lambda dialect: insert_statement(dialect, m).on_conflict_do_nothing(),
+    names=_MANIFEST_COLUMNS,
+)
+_INSERT_REFERENCES = HotWrite(
+    lambda dialect: insert_statement(dialect, mr).on_conflict_do_nothing(),
+    names=("repository_id", "manifest_digest", "target_digest", "kind"),
+)
+
+
 async def insert(
     conn: Conn,
     repository_id: int,
@@ -169,9 +210,14 @@ async def insert(
 ) -> bool:
     """Insert a manifest row and its references (to `blobs` and child manifests); False,
     and nothing written, when the repository already holds it."""
-    row = {"repository_id": repository_id, "digest": digest, "pushed_at": time.time(), **values}
-    result = await conn.execute(ignoring(conn, m), row)
-    if not result.rowcount:
+    row = {
+        **_OPTIONAL,
+        "repository_id": repository_id,
+        "digest": digest,
+        "pushed_at": time.time(),
+        **values,
+    }
+    if not await _INSERT_MANIFEST.run(conn, row):
         return False
     targets = [*((d, "blob") for d in blobs), *((d, "manifest") for d in children)]
     references = [
@@ -179,7 +225,7 @@ async def insert(
         for d, k in targets
     ]
     if references:
-        await conn.execute(ignoring(conn, mr), references)  # one executemany
+        await _INSERT_REFERENCES.run_many(conn, references)  # one executemany
     return True
 
 

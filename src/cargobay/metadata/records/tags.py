@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
-from cargobay.metadata.sql import ignoring, names_in_order, upserting
+from cargobay.metadata.hotwrite import HotWrite
+from cargobay.metadata.sql import insert_statement, names_in_order
 
 t = schema.tags
 _KEY = ("repository_id", "name")
+_COLUMNS = (*_KEY, "digest", "updated_at")
+
+
+def _upsert(dialect: str) -> Any:
+    base = insert_statement(dialect, t)
+    moved = {k: base.excluded[k] for k in ("digest", "updated_at")}
+    return base.on_conflict_do_update(index_elements=list(_KEY), set_=moved)
+
+
+# A push's tag writes, built once per dialect and run on the driver in a SQLite file's write
+# transaction (`metadata.hotwrite`).
+_INSERT_IF_ABSENT = HotWrite(
+    lambda dialect: insert_statement(dialect, t).on_conflict_do_nothing(), names=_COLUMNS
+)
+_PUT = HotWrite(_upsert, names=_COLUMNS)
 
 
 async def digest_of(conn: Conn, repository_id: int, tag: str) -> str | None:
@@ -55,14 +72,13 @@ async def on_each(conn: Conn, repository_id: int, digests: list[str]) -> dict[st
 async def insert_if_absent(conn: Conn, repository_id: int, tag: str, digest: str) -> bool:
     """Point a new tag at `digest`; False (and nothing changed) when the tag exists."""
     row = {"repository_id": repository_id, "name": tag, "digest": digest, "updated_at": time.time()}
-    result = await conn.execute(ignoring(conn, t), row)
-    return bool(result.rowcount)
+    return bool(await _INSERT_IF_ABSENT.run(conn, row))
 
 
 async def put(conn: Conn, repository_id: int, tag: str, digest: str) -> None:
     """Point `tag` at `digest`, moving it if it named another manifest."""
     row = {"repository_id": repository_id, "name": tag, "digest": digest, "updated_at": time.time()}
-    await conn.execute(upserting(conn, t, _KEY, ("digest", "updated_at")), row)
+    await _PUT.run(conn, row)
 
 
 async def delete(conn: Conn, repository_id: int, tag: str) -> bool:
