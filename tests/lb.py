@@ -62,7 +62,7 @@ class Nginx:
             try:
                 requests.get(f"{self.url}/healthz", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError("nginx did not start")
 

@@ -170,8 +170,8 @@ class Server:
                 # Every worker must answer, so wait for a few consecutive successes.
                 if all(requests.get(f"{self.url}/healthz", timeout=1).ok for _ in range(6)):
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or a worker still busy starting: the deadline decides
             time.sleep(0.1)
         raise RuntimeError(f"cargobay did not start:\n{self.log_path.read_text()}")
 

@@ -164,7 +164,7 @@ def test_tls(tmp_path: Path, image) -> None:
             try:
                 requests.get(f"{url}/healthz", verify=str(cert), timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         response = requests.get(f"{url}/v2/", auth=server.credentials, verify=str(cert))
         assert response.status_code == 200
