@@ -1,8 +1,9 @@
 """DescribeImages' one statement (`records.ecrreads.described`) reads only the rows it answers,
 however many images the repository holds: its plan on this run's backend (SQLite, or
 PostgreSQL with CARGOBAY_TEST_DATABASE=postgres) on a repository of 2,000 images. On
-PostgreSQL the rows every plan node returned (EXPLAIN ANALYZE's rows x loops) stay under a
-bound that one pass over the repository's images exceeds; on SQLite every table is reached
+PostgreSQL (tables analyzed) the manifest and tag rows every plan node returned or filtered
+out (EXPLAIN ANALYZE's rows x loops) stay under a bound that one pass over the repository's
+images exceeds; on SQLite every table is reached
 through an index (SEARCH), never scanned."""
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from cargobay.metadata.records import ecrreads
 ACCOUNT = "123456789012"
 IMAGES = 2000
 DIGESTS = [f"sha256:{i:064x}" for i in range(IMAGES)]
-TABLES = {"manifests", "tags", "image_archives", "image_scans"}
+# The tables a repository's images fill. (image_archives and image_scans are looked up by
+# their primary key too, but on tables this small PostgreSQL rightly reads them whole.)
+TABLES = {"manifests", "tags"}
 # (shape, values, bound on the image rows PostgreSQL reads): an id lookup reads a few rows per
 # id; a page of 100 reads about 100 (200 when every other image is filtered out) per table.
 SHAPES: dict[str, tuple[tuple[Any, ...], dict[str, Any], int]] = {
