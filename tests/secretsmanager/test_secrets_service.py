@@ -48,7 +48,9 @@ def test_create_and_get_by_name_full_arn_and_partial_arn(run) -> None:
             assert (got["ARN"], got["VersionId"]) == (created["ARN"], created["VersionId"])
             assert got["CreatedDate"] == clock.now
         other_account = created["ARN"].replace(ACCOUNT, "999999999999")
-        for missing in ("nope", other_account, created["ARN"][:-1] + "Z", partial[:-1]):
+        # The ARN with its random suffix's last character changed (never to itself).
+        wrong_suffix = created["ARN"][:-1] + ("Y" if created["ARN"].endswith("Z") else "Z")
+        for missing in ("nope", other_account, wrong_suffix, partial[:-1]):
             with raises(errors.ResourceNotFoundException, "GetSecretValue"):
                 await svc.get_secret_value(ACCOUNT, secret_id=missing)
         with raises(errors.ResourceNotFoundException, "GetSecretValue"):
