@@ -4,6 +4,8 @@ whose access key signed it (SigV4)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from cargobay import regions as served
@@ -31,6 +33,25 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+async def _verify(
+    request: web.Request,
+    body: bytes,
+    secret_for: Callable[[str], Awaitable[str | None]],
+    service: str,
+    regions: tuple[str, ...] | None,
+) -> sigv4.SignedIdentity:
+    return await sigv4.verify(
+        request.method,
+        request.rel_url.raw_path,
+        request.query_string,
+        request.headers,
+        body,
+        secret_for,
+        expected_service=service,
+        expected_regions=regions,
+    )
+
+
 async def signed_principal(
     request: web.Request,
     credentials: CredentialStore,
@@ -56,16 +77,7 @@ async def signed_principal(
         found[key_id] = record
         return record.secret
 
-    identity = await sigv4.verify(
-        request.method,
-        request.rel_url.raw_path,
-        request.query_string,
-        request.headers,
-        body,
-        secret_for,
-        expected_service=service,
-        expected_regions=regions,
-    )
+    identity = await _verify(request, body, secret_for, service, regions)
     if default_region is not None:
         served.use(identity.region, default_region)
     return found[identity.access_key_id].principal
@@ -102,16 +114,7 @@ async def signed_caller(
         return record.secret
 
     try:
-        identity = await sigv4.verify(
-            request.method,
-            request.rel_url.raw_path,
-            request.query_string,
-            request.headers,
-            body,
-            secret_for,
-            expected_service=service,
-            expected_regions=regions,
-        )
+        identity = await _verify(request, body, secret_for, service, regions)
     except sigv4.SigV4Error:
         if not remembered:
             raise

@@ -23,6 +23,18 @@ from cargobay.metadata import roundtrips
 from cargobay.metadata.conn import Conn
 
 
+def _driver(conn: Conn) -> Any | None:
+    """The sqlite3 connection of a SQLite file's write transaction, with the statement about
+    to run on it counted (`roundtrips`); None where SQLAlchemy runs it."""
+    driver = getattr(conn, "driver", None)
+    if driver is None or conn.dialect.name != "sqlite":
+        return None
+    count = roundtrips.current()
+    if count is not None:
+        count.value += 1
+    return driver()
+
+
 class HotWrite:
     """An INSERT, UPDATE or DELETE whose values are bound at execution, by name. `build` makes
     it for a dialect's name (an ON CONFLICT clause differs by dialect); `names` are the
@@ -61,31 +73,23 @@ class HotWrite:
 
     async def run(self, conn: Conn, params: dict[str, Any]) -> int:
         """Run the statement in `conn`'s transaction; the number of rows it changed."""
-        dialect = conn.dialect.name
-        driver = getattr(conn, "driver", None)
-        if driver is not None and dialect == "sqlite":
+        driver = _driver(conn)
+        if driver is not None:
             sql, names, constants = self._compiled()
-            count = roundtrips.current()
-            if count is not None:
-                count.value += 1
             values = [params[n] if n in params else constants[n] for n in names]
-            return int(driver().execute(sql, values).rowcount)
-        result = await conn.execute(self.statement(dialect), params)
+            return int(driver.execute(sql, values).rowcount)
+        result = await conn.execute(self.statement(conn.dialect.name), params)
         return int(result.rowcount or 0)
 
     async def run_many(self, conn: Conn, rows: list[dict[str, Any]]) -> None:
         """Run the statement once per row of `rows`, as one executemany (one statement)."""
-        dialect = conn.dialect.name
-        driver = getattr(conn, "driver", None)
-        if driver is not None and dialect == "sqlite":
+        driver = _driver(conn)
+        if driver is not None:
             sql, names, constants = self._compiled()
-            count = roundtrips.current()
-            if count is not None:
-                count.value += 1
             values = [[row[n] if n in row else constants[n] for n in names] for row in rows]
-            driver().executemany(sql, values)
+            driver.executemany(sql, values)
             return
-        await conn.execute(self.statement(dialect), rows)
+        await conn.execute(self.statement(conn.dialect.name), rows)
 
 
 class HotSelect:
@@ -112,9 +116,9 @@ class HotSelect:
 
     async def all(self, conn: Conn, params: dict[str, Any]) -> list[Any]:
         """Every row of the statement in `conn`'s transaction."""
-        driver = getattr(conn, "driver", None)
         spread = params[self._expanding] if self._expanding else None
-        if driver is None or conn.dialect.name != "sqlite" or spread == []:
+        driver = None if spread == [] else _driver(conn)
+        if driver is None:
             return list((await conn.execute(self.statement, params)).all())
         sql, names, constants = self._compiled()
         values: list[Any] = []
@@ -126,7 +130,4 @@ class HotSelect:
         if spread is not None:
             token = f"__[POSTCOMPILE_{self._expanding}]"
             sql = sql.replace(token, ", ".join("?" * len(spread)))
-        count = roundtrips.current()
-        if count is not None:
-            count.value += 1
-        return [self.row_type(*row) for row in driver().execute(sql, values).fetchall()]
+        return [self.row_type(*row) for row in driver.execute(sql, values).fetchall()]
