@@ -25,8 +25,9 @@ def test_links_make_blobs_visible_per_repository(store: Store) -> None:
             await blobs.link(conn, source, layer, 42)  # idempotent
             assert await blobs.linked_size_locked(conn, source, layer) == 42
             assert await blobs.linked_size_locked(conn, target, layer) is None
-            await blobs.relink(conn, target, layer)  # a mount
-            await blobs.relink(conn, target, layer)  # a re-mount refreshes the link
+            assert await blobs.mount(conn, source, target, layer) == 42
+            assert await blobs.mount(conn, source, target, layer) == 42  # refreshes the link
+            assert await blobs.mount(conn, source, target, other) is None  # not the source's
         async with db.read_now() as conn:
             assert await blobs.linked_size(conn, target, layer) == 42
             assert await blobs.linked_size(conn, target, other) is None
@@ -72,8 +73,7 @@ def test_an_upload_session_grows_only_from_the_size_it_holds(store: Store) -> No
             assert row is not None and (row.size, row.created_at) == (100, 1.0)
             assert await uploads.find(conn, other, session) is None
         async with db.write() as conn:
-            await blobs.record(conn, digest("b/uploaded"), 100)
-            await blobs.relink(conn, repo, digest("b/uploaded"))
+            await blobs.link(conn, repo, digest("b/uploaded"), 100)
             await uploads.end(conn, session)
         async with db.read() as conn:
             assert await uploads.find(conn, repo, session) is None

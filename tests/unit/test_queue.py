@@ -128,10 +128,14 @@ def test_a_dead_claimants_task_is_taken_over_after_its_lease(tmp_path: Path) -> 
         try:
             async with db.write() as conn:
                 await queue.enqueue(conn, "demo", {"n": 1})
-            [task] = await queue.claim(db, ["demo"], "dead", lease=0.2)
+            # A lease long enough that a loaded machine cannot let it lapse before the check.
+            [task] = await queue.claim(db, ["demo"], "dead", lease=2.0)
             assert await queue.claim(db, ["demo"], "alive") == []
-            await asyncio.sleep(0.3)
-            [again] = await queue.claim(db, ["demo"], "alive")
+            deadline = time.monotonic() + 30
+            while not (taken := await queue.claim(db, ["demo"], "alive")):
+                assert time.monotonic() < deadline, "the lapsed lease was never taken over"
+                await asyncio.sleep(0.1)
+            [again] = taken
             assert again.id == task.id and again.attempts == 2
             # The dead claimant's late outcome no longer counts.
             await queue.complete(db, task, "dead")

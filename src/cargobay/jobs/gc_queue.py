@@ -48,11 +48,11 @@ def eligible(cutoff: float) -> Any:
 
 
 async def _take(conn: Conn, keys: Sequence[tuple[int, str]], cutoff: float) -> list[Any]:
-    statement = (
-        q.delete()
-        .where(_pairs(q.c.repository_id, q.c.digest, keys), eligible(cutoff))
-        .returning(q.c.repository_id, q.c.digest)
-    )
+    """Delete and return the keys' queue rows whose grace period is over, locked in key order
+    first (the DELETE alone would lock them in the table's physical order)."""
+    match = _pairs(q.c.repository_id, q.c.digest, keys)
+    await _lock(conn, q, match)
+    statement = q.delete().where(match, eligible(cutoff)).returning(q.c.repository_id, q.c.digest)
     return list(await conn.execute(statement))
 
 
@@ -71,11 +71,18 @@ async def _handle(
 ) -> int:
     """Links, then blobs, then encrypted copies of the taken queue rows, each locked and
     re-checked in the statement that deletes it; what is garbage but for its grace period goes
-    back on the queue. Returns the links removed. (Three statements per batch when every
-    candidate is an orphan blob without copies.)"""
+    back on the queue, under a key this transaction took (a blob under any of its digest's
+    keys: GC checks a key's link, then its blob), so GC writes no queue row it has not locked
+    first (the lock order, `records.gcqueue`). Returns the links removed. (Three statements
+    per batch when every candidate is an orphan blob without copies.)"""
     pairs = [(r, d) for r, d in claimed if r != gcqueue.NO_REPOSITORY]
     digests = sorted({d for _r, d in claimed})
+    key_of = {d: (r, d) for r, d in claimed}
     waiting: dict[tuple[int, str], float] = {}
+
+    def wait(key: tuple[int, str], since: float) -> None:
+        waiting[key] = max(waiting.get(key, 0.0), since)
+
     removed = 0
     if pairs:
         match = _pairs(rb.c.repository_id, rb.c.digest, pairs)
@@ -86,7 +93,7 @@ async def _handle(
             match, conditions["link"](FOREVER)
         )
         for row in await conn.execute(young):
-            waiting[(row.repository_id, row.digest)] = row.created_at
+            wait((row.repository_id, row.digest), row.created_at)
     gone = await _remove(conn, b, digests, conditions["blob"](cutoff), blob_gone)
     rest = [d for d in digests if d not in gone]
     if rest:
@@ -94,7 +101,7 @@ async def _handle(
             b.c.digest.in_(rest), conditions["blob"](FOREVER)
         )
         for row in await conn.execute(young):
-            waiting[(gcqueue.NO_REPOSITORY, row.digest)] = row.created_at
+            wait(key_of[row.digest], row.created_at)
     c = schema.blob_copies
     copies = (await conn.execute(select(c.c.digest).where(c.c.digest.in_(digests)))).all()
     if copies:
@@ -104,8 +111,7 @@ async def _handle(
             c.c.digest.in_(with_copies), conditions["copy"](FOREVER)
         )
         for row in await conn.execute(young):
-            key = (gcqueue.NO_REPOSITORY, row.digest)
-            waiting[key] = max(waiting.get(key, 0.0), row.created_at)
+            wait(key_of[row.digest], row.created_at)
     if waiting:
         await _requeue(
             conn, [{"repository_id": r, "digest": d, "since": t} for (r, d), t in waiting.items()]

@@ -69,8 +69,10 @@ async def names_in_order(conn: Conn, query: Any) -> list[str]:
 
 
 async def lock_rows(conn: Conn, table: Table, match: Any) -> None:
-    """Lock the rows of `table` that `match` selects FOR UPDATE until the transaction ends, on
+    """Lock the rows of `table` that `match` selects FOR UPDATE until the transaction ends, in
+    primary-key order (two transactions locking overlapping sets so cannot deadlock), on
     PostgreSQL; nothing on SQLite, whose write transaction already excludes every other
     writer (so no statement is spent there)."""
     if conn.dialect.name != "sqlite":
-        await conn.execute(select(*table.primary_key.columns).where(match).with_for_update())
+        key = list(table.primary_key.columns)
+        await conn.execute(select(*key).where(match).order_by(*key).with_for_update())

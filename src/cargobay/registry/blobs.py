@@ -139,11 +139,8 @@ class BlobService:
             except BlobUnknown:
                 return None
         async with self.db.write() as conn:
-            size = await records.linked_size_locked(conn, source.id, digest)
-            if size is None:
-                return None
-            await records.relink(conn, target.id, digest)
-        return BlobInfo(digest, size)
+            size = await records.mount(conn, source.id, target.id, digest)
+        return None if size is None else BlobInfo(digest, size)
 
     async def copy(self, source: Repository, target: Repository, digest: str, size: int) -> None:
         """Make a blob `source` holds visible in `target` whatever the keys of the two

@@ -80,40 +80,41 @@ async def stored_size(conn: Conn, digest: str) -> int | None:
     return None if found is None else int(found)
 
 
-async def record(conn: Conn, digest: str, size: int) -> None:
-    """Record committed bytes (idempotent)."""
-    await insert_ignore(conn, b, digest=digest, size=size, created_at=time.time())
-
-
 async def link(conn: Conn, repository_id: int, digest: str, size: int) -> None:
     """Record committed bytes and link them to the repository (idempotent)."""
     now = time.time()
     await insert_ignore(conn, b, digest=digest, size=size, created_at=now)
+    await gcqueue.enqueue(conn, repository_id, [digest], now)  # reclaimed if never referenced
     await insert_ignore(conn, rb, repository_id=repository_id, digest=digest, created_at=now)
-    await gcqueue.enqueue(conn, repository_id, [digest], now)  # reclaimed if never referenced
 
 
-async def relink(conn: Conn, repository_id: int, digest: str) -> None:
-    """Link a recorded blob, or refresh its link's time (restarting GC's grace period)."""
+async def mount(conn: Conn, source_id: int, target_id: int, digest: str) -> int | None:
+    """Link the blob the source repository links into the target (a cross-repository mount);
+    its size, or None (and nothing linked) when the source does not link it. The blob row is
+    locked for share on PostgreSQL, so GC cannot remove it before the transaction ends; the
+    target's queue row is taken before that lock, in GC's lock order (`records.gcqueue`)."""
     now = time.time()
-    await upsert(
-        conn,
-        rb,
-        ["repository_id", "digest"],
-        repository_id=repository_id,
-        digest=digest,
-        created_at=now,
-    )
-    await gcqueue.enqueue(conn, repository_id, [digest], now)  # reclaimed if never referenced
+    await gcqueue.enqueue(conn, target_id, [digest], now)  # reclaimed if never referenced
+    size = await linked_size_locked(conn, source_id, digest)
+    if size is not None:
+        await upsert(
+            conn,
+            rb,
+            ["repository_id", "digest"],
+            repository_id=target_id,
+            digest=digest,
+            created_at=now,
+        )
+    return size
 
 
 async def unlink(conn: Conn, repository_id: int, digest: str) -> bool:
-    """Remove a blob's link; whether there was one."""
+    """Remove a blob's link; whether there was one. The blob is queued first (GC's lock
+    order, `records.gcqueue`), whether or not the link was there: GC finds it in use then."""
+    await gcqueue.enqueue(conn, gcqueue.NO_REPOSITORY, [digest], gcqueue.AT_ONCE)
     result = await conn.execute(
         rb.delete().where(rb.c.repository_id == repository_id, rb.c.digest == digest)
     )
-    if result.rowcount:
-        await gcqueue.enqueue(conn, gcqueue.NO_REPOSITORY, [digest], gcqueue.AT_ONCE)
     return bool(result.rowcount)
 
 

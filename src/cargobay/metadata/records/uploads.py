@@ -106,11 +106,12 @@ async def end_at(conn: Conn, upload_id: str, size: int) -> bool:
 
 
 async def register(conn: Conn, repository_id: int, digest: str, size: int) -> None:
-    """Make an uploaded blob visible in the repository: its row (idempotent), its link (its
-    time refreshed, so GC's grace period starts again) and its GC queue entry (reclaimed if
-    no manifest comes to reference it), with statements built once per dialect."""
+    """Make an uploaded blob visible in the repository: its row (idempotent), its GC queue
+    entry (reclaimed if no manifest comes to reference it) and its link (its time refreshed,
+    so GC's grace period starts again), with statements built once per dialect. The queue row
+    is written before the link: GC's lock order (`records.gcqueue`)."""
     now = time.time()
     await _BLOB.run(conn, {"digest": digest, "size": size, "created_at": now})
     link = {"repository_id": repository_id, "digest": digest}
-    await _LINK.run(conn, {**link, "created_at": now})
     await _QUEUE.run(conn, {**link, "since": now})
+    await _LINK.run(conn, {**link, "created_at": now})
