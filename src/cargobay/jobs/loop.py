@@ -20,8 +20,14 @@ class BackgroundLoop:
         self._task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            # CPython 3.11's `asyncio.wait_for` returns the inner result instead of raising
+            # when the cancellation and that result arrive together, and the loop goes on:
+            # the cancellation is sent again until the task ends.
+            while not (await asyncio.wait({task}, timeout=1.0))[0]:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
             self._task = None

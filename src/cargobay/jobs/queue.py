@@ -270,6 +270,9 @@ class TaskRunner(BackgroundLoop):
                 raise
             except Exception:
                 log.exception("claiming tasks failed")
+            # `asyncio.timeout`, not `wait_for`: on CPython 3.11, `wait_for` loses a
+            # cancellation that arrives with the wake-up, and the runner never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick)
+                async with asyncio.timeout(self.tick):
+                    await self._wake.wait()
             self._wake.clear()
