@@ -364,3 +364,36 @@ def test_registry_settings_written_before_0029_are_the_default_region_s(server: 
     assert (template["prefix"], template["imageTagMutability"]) == ("team", "IMMUTABLE")
     [rule] = ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
     assert rule["ecrRepositoryPrefix"] == "hub"
+
+
+def test_signing_configuration_and_exclusions_from_before_0030_are_the_default_region_s(
+    server: Server,
+) -> None:
+    """Migration 0030 makes the signing configuration and the pull-time update exclusions
+    regional: rows written before it are the default region's, which the server answers."""
+    import importlib
+
+    before = importlib.import_module(
+        "cargobay.metadata.migrations.versions.0030_regional_signing_and_exclusions"
+    ).down_revision
+    made = cargobay(server, "db", "upgrade", *db_args(server), "--revision", before)
+    assert made.returncode == 0, made.stderr
+    arn = "arn:aws:iam::000000000000:user/scanner"
+    rules = [{"signingProfileArn": "arn:aws:signer:us-east-1:000000000000:/signing-profiles/prof"}]
+    params = {"a": "000000000000", "arn": arn, "r": json.dumps(rules), "t": time.time()}
+    sql(
+        server,
+        "INSERT INTO registry_signing_configurations (registry_id, rules, updated_at)"
+        " VALUES (:a, :r, :t)",
+        "INSERT INTO pull_time_update_exclusions (registry_id, principal_arn, created_at)"
+        " VALUES (:a, :arn, :t)",
+        params=params,
+    )
+    upgraded = cargobay(server, "db", "upgrade", *db_args(server))
+    assert upgraded.returncode == 0, upgraded.stderr
+    for table in ("registry_signing_configurations", "pull_time_update_exclusions"):
+        assert sql(server, f"SELECT registry_id, region FROM {table}") == [["000000000000", ""]]
+    server.start()
+    ecr = client(server)
+    assert ecr.get_signing_configuration()["signingConfiguration"]["rules"] == rules
+    assert ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"] == [arn]

@@ -1,8 +1,8 @@
 """Registry-level settings are per account and region, as in ECR: one `cargobay serve` answering
 for two regions (`regions_served`), boto3 clients signed for each. A registry policy, a
-replication or scanning configuration, pull-through cache rules, creation templates and
-account settings set in one region are invisible in the other and change nothing there; the
-default region keeps its own."""
+replication or scanning configuration, pull-through cache rules, creation templates, account
+settings, a signing configuration and pull-time update exclusions set in one region are
+invisible in the other and change nothing there; the default region keeps its own."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from e2e.ecrhelp import ACCOUNT, allow, client, make_user, raises, unique
 from e2e.ocihttp import Client
+from e2e.signinghelp import profile_name, wait_signed
 from server import Server
 
 pytestmark = pytest.mark.backend
@@ -252,3 +253,56 @@ def test_creation_templates_apply_in_their_region_only(server: Server) -> None:
         )
     finally:
         there.delete_repository_creation_template(prefix=prefix)
+
+
+def test_a_signing_configuration_signs_its_region_s_pushes_only(server: Server) -> None:
+    """A signing rule of the other region queues a signature for that region's pushes (here
+    FAILED: its profile does not exist, which is enough to show the rule matched); the same
+    push in the default region, which has no configuration, has no signing status."""
+    prefix = unique("regsign")
+    arn = f"arn:aws:signer:{OTHER}:{ACCOUNT}:/signing-profiles/{profile_name('absent')}"
+    rules = [
+        {
+            "signingProfileArn": arn,
+            "repositoryFilters": [{"filter": f"{prefix}*", "filterType": "WILDCARD_MATCH"}],
+        }
+    ]
+    there, here = _ecr(server, OTHER), client(server)
+    there.put_signing_configuration(signingConfiguration={"rules": rules})
+    try:
+        assert there.get_signing_configuration()["signingConfiguration"]["rules"] == rules
+        with raises("SigningConfigurationNotFoundException"):
+            here.get_signing_configuration()
+        with raises("SigningConfigurationNotFoundException"):
+            here.delete_signing_configuration()
+        name = f"{prefix}-app"
+        pushed = {region: _v2(server, region).push_image(name, "v1") for region in (DEFAULT, OTHER)}
+        [status] = wait_signed(there, name, pushed[OTHER].digest)
+        assert (status["signingProfileArn"], status["status"]) == (arn, "FAILED")
+        mine = here.describe_image_signing_status(
+            repositoryName=name, imageId={"imageDigest": pushed[DEFAULT].digest}
+        )
+        assert mine["signingStatuses"] == []
+    finally:
+        there.delete_signing_configuration()
+    with raises("SigningConfigurationNotFoundException"):
+        there.get_signing_configuration()
+
+
+def test_pull_time_exclusions_are_regional(server: Server) -> None:
+    """An exclusion registered in the other region is listed there only, and deregistering it
+    in the default region finds nothing."""
+    arn = f"arn:aws:iam::{ACCOUNT}:user/{unique('regscanner')}"
+    there, here = _ecr(server, OTHER), client(server)
+    there.register_pull_time_update_exclusion(principalArn=arn)
+    try:
+        assert arn in there.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]
+        assert arn not in here.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]
+        with raises("ExclusionNotFoundException"):
+            here.deregister_pull_time_update_exclusion(principalArn=arn)
+        here.register_pull_time_update_exclusion(principalArn=arn)  # its own row here
+        here.deregister_pull_time_update_exclusion(principalArn=arn)
+        assert arn in there.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]
+    finally:
+        there.deregister_pull_time_update_exclusion(principalArn=arn)
+    assert arn not in there.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]

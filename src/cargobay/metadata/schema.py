@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0029"
+SCHEMA_REVISION = "0030"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -930,10 +930,11 @@ gc_queue = Table(
 # index range of the repository's images instead of all of them.
 Index("ix_manifests_pushed", manifests.c.repository_id, manifests.c.pushed_at, manifests.c.digest)
 
-# Registry-level settings per account AND region, as in ECR (issue 18's `regions_served`,
-# migration 0029): the registry policy, replication and scanning configurations, pull-through
-# cache rules, creation templates and ECR account settings each gain a `region` key column,
-# "" for the deployment's default region (`cargobay.regions.key`), like repositories.
+# Registry-level settings per account AND region, as in ECR (issue 18's `regions_served`):
+# the registry policy, replication and scanning configurations, pull-through cache rules,
+# creation templates and ECR account settings (migration 0029), the signing configuration and
+# the pull-time update exclusions (0030) each gain a `region` key column, "" for the
+# deployment's default region (`cargobay.regions.key`), like repositories.
 REGIONAL_SETTINGS = (
     registry_policies,
     replication_configurations,
@@ -941,6 +942,8 @@ REGIONAL_SETTINGS = (
     pull_through_cache_rules,
     repository_creation_templates,
     registry_account_settings,
+    registry_signing_configurations,
+    pull_time_update_exclusions,
 )
 for _regional in REGIONAL_SETTINGS:
     _regional.append_column(

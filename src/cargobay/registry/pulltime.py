@@ -1,6 +1,7 @@
 """Pull-time update exclusions (ECR's RegisterPullTimeUpdateExclusion and friends): principals
 whose pulls leave an image's lastRecordedPullTime alone, so scanners, replication and other
-automation do not keep images "recently pulled" for lifecycle rules."""
+automation do not keep images "recently pulled" for lifecycle rules. Exclusions are per
+account and region (the request's, `cargobay.regions`), as in ECR."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
+from cargobay import regions
 from cargobay.errors import (
     ExclusionAlreadyExists,
     ExclusionNotFound,
@@ -43,22 +45,33 @@ def check_arn(arn: object) -> str:
     return arn
 
 
+_X = schema.pull_time_update_exclusions
+
+
+def _mine(registry_id: str) -> object:
+    """The registry's exclusions in the request's region."""
+    return and_(_X.c.registry_id == registry_id, _X.c.region == regions.current_key())
+
+
 class PullTimeExclusions:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def register(self, registry_id: str, arn: str) -> Exclusion:
         check_arn(arn)
-        x = schema.pull_time_update_exclusions
+        x = _X
         now = time.time()
         async with self.db.write() as conn:
             count = (
-                await conn.execute(
-                    select(func.count()).select_from(x).where(x.c.registry_id == registry_id)
-                )
+                await conn.execute(select(func.count()).select_from(x).where(_mine(registry_id)))
             ).scalar_one()
             inserted = await insert_ignore(
-                conn, x, registry_id=registry_id, principal_arn=arn, created_at=now
+                conn,
+                x,
+                registry_id=registry_id,
+                region=regions.current_key(),
+                principal_arn=arn,
+                created_at=now,
             )
             if not inserted.rowcount:
                 raise ExclusionAlreadyExists(
@@ -74,10 +87,10 @@ class PullTimeExclusions:
 
     async def deregister(self, registry_id: str, arn: str) -> None:
         check_arn(arn)
-        x = schema.pull_time_update_exclusions
+        x = _X
         async with self.db.write() as conn:
             result = await conn.execute(
-                x.delete().where(x.c.registry_id == registry_id, x.c.principal_arn == arn)
+                x.delete().where(_mine(registry_id), x.c.principal_arn == arn)
             )
         if not result.rowcount:
             raise ExclusionNotFound(
@@ -87,8 +100,8 @@ class PullTimeExclusions:
 
     async def list(self, registry_id: str, after: str | None, limit: int) -> list[str]:
         """Excluded principal ARNs in ARN order, after `after`."""
-        x = schema.pull_time_update_exclusions
-        query = select(x.c.principal_arn).where(x.c.registry_id == registry_id)
+        x = _X
+        query = select(x.c.principal_arn).where(_mine(registry_id))
         if after:
             query = query.where(x.c.principal_arn > after)
         async with self.db.read() as conn:
@@ -99,13 +112,11 @@ class PullTimeExclusions:
         """Whether a pull by `arn` (None: the registry itself) leaves pull times alone."""
         if arn is None:
             return False
-        x = schema.pull_time_update_exclusions
+        x = _X
         async with self.db.read_now() as conn:
             row = (
                 await conn.execute(
-                    select(x.c.principal_arn).where(
-                        x.c.registry_id == registry_id, x.c.principal_arn == arn
-                    )
+                    select(x.c.principal_arn).where(_mine(registry_id), x.c.principal_arn == arn)
                 )
             ).first()
         return row is not None

@@ -1,5 +1,6 @@
-"""The registry's signing configuration (ECR's Put/Get/DeleteSigningConfiguration), which
-pushes it signs, and each image's signing status per profile (DescribeImageSigningStatus).
+"""The registry's signing configuration (ECR's Put/Get/DeleteSigningConfiguration, per account
+and region: the request's, `cargobay.regions`), which pushes it signs, and each image's signing
+status per profile (DescribeImageSigningStatus).
 
 A push runs `on_push` inside its own transaction (registry.hooks): for each signing profile a
 matching rule names, a status row (IN_PROGRESS) and a `sign` task are written with the push, so
@@ -16,13 +17,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
+from cargobay import regions
 from cargobay.errors import SigningConfigurationNotFound
 from cargobay.jobs import queue
 from cargobay.metadata import schema
 from cargobay.metadata.sql import upsert
-from cargobay.registry.hooks import CLIENT, PUSHED_REGISTRY, Deleted, Pushed
+from cargobay.registry.hooks import CLIENT, PUSHED_REGION, PUSHED_REGISTRY, Deleted, Pushed
 from cargobay.wildcards import Glob, tokens
 
 if TYPE_CHECKING:
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
 C, S = schema.registry_signing_configurations, schema.image_signing_statuses
 TASK_KIND = "sign"
 IN_PROGRESS, COMPLETE, FAILED = "IN_PROGRESS", "COMPLETE", "FAILED"
+
+
+def _mine(registry_id: str, region_key: str | None = None) -> Any:
+    """The registry's configuration row in a region (its key; default the request's)."""
+    region_key = regions.current_key() if region_key is None else region_key
+    return and_(C.c.registry_id == registry_id, C.c.region == region_key)
 
 
 def normalized(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,8 +89,9 @@ class SigningService:
             await upsert(
                 conn,
                 C,
-                ["registry_id"],
+                ["registry_id", "region"],
                 registry_id=registry_id,
+                region=regions.current_key(),
                 rules=json.dumps(rules),
                 updated_at=time.time(),
             )
@@ -91,7 +100,7 @@ class SigningService:
     async def get_configuration(self, registry_id: str) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             text = (
-                await conn.execute(select(C.c.rules).where(C.c.registry_id == registry_id))
+                await conn.execute(select(C.c.rules).where(_mine(registry_id)))
             ).scalar_one_or_none()
         if text is None:
             raise SigningConfigurationNotFound(
@@ -102,13 +111,13 @@ class SigningService:
     async def delete_configuration(self, registry_id: str) -> list[dict[str, Any]]:
         async with self.db.write() as conn:
             text = (
-                await conn.execute(select(C.c.rules).where(C.c.registry_id == registry_id))
+                await conn.execute(select(C.c.rules).where(_mine(registry_id)))
             ).scalar_one_or_none()
             if text is None:
                 raise SigningConfigurationNotFound(
                     f"Signing configuration not found for registry {registry_id}"
                 )
-            await conn.execute(C.delete().where(C.c.registry_id == registry_id))
+            await conn.execute(C.delete().where(_mine(registry_id)))
         return json.loads(text)
 
     # -- hooks -------------------------------------------------------------------------------
@@ -117,7 +126,9 @@ class SigningService:
     def push_reads() -> dict[str, Any]:
         """What `on_push` needs, read with the other hooks' settings (`registry.hooks`): the
         pushed registry's signing rules (None without a configuration)."""
-        query = select(C.c.rules).where(C.c.registry_id == PUSHED_REGISTRY)
+        query = select(C.c.rules).where(
+            C.c.registry_id == PUSHED_REGISTRY, C.c.region == PUSHED_REGION
+        )
         return {"signing_rules": query.scalar_subquery()}
 
     async def on_push(self, conn: Any, event: Pushed) -> None:
@@ -128,7 +139,7 @@ class SigningService:
         if "signing_rules" in event.settings:  # read with the push's other settings
             text = event.settings["signing_rules"]
         else:
-            query = select(C.c.rules).where(C.c.registry_id == event.repo.registry_id)
+            query = select(C.c.rules).where(_mine(event.repo.registry_id, event.repo.region_key))
             text = (await conn.execute(query)).scalar_one_or_none()
         if text is None:
             return
