@@ -306,3 +306,42 @@ def test_pull_time_exclusions_are_regional(server: Server) -> None:
     finally:
         there.deregister_pull_time_update_exclusion(principalArn=arn)
     assert arn not in there.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]
+
+
+def test_a_replication_backfill_belongs_to_its_region(server: Server) -> None:
+    """A backfill started in the other region copies that region's images only, and is
+    listed, read and stopped there only."""
+    prefix = unique("regfill")
+    name = f"{prefix}/app"
+    pushed = {region: _v2(server, region).push_image(name, "v1") for region in (DEFAULT, OTHER)}
+    rules = [
+        {
+            "destinations": [{"region": DEFAULT, "registryId": ACCOUNT}],
+            "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
+        }
+    ]
+    there, here = _ecr(server, OTHER), client(server)
+    there.put_replication_configuration(replicationConfiguration={"rules": rules})
+    try:
+        started = there.start_replication_backfill(
+            destination={"region": DEFAULT, "registryId": ACCOUNT}
+        )
+        backfill = started["replicationBackfillId"]
+        with raises("ReplicationBackfillNotFoundException"):
+            here.describe_replication_backfill_results(replicationBackfillId=backfill)
+        with raises("ReplicationBackfillNotFoundException"):
+            here.stop_replication_backfill(replicationBackfillId=backfill)
+        listed = here.list_replication_backfills()["backfills"]
+        assert backfill not in {b["replicationBackfillId"] for b in listed}
+        listed = there.list_replication_backfills()["backfills"]
+        assert backfill in {b["replicationBackfillId"] for b in listed}
+        deadline = time.monotonic() + 120
+        while (
+            results := there.describe_replication_backfill_results(replicationBackfillId=backfill)
+        )["status"] != "COMPLETE":
+            assert time.monotonic() < deadline, results
+            time.sleep(0.3)
+        copied = [r["imageId"]["imageDigest"] for r in results["results"]]
+        assert copied == [pushed[OTHER].digest]
+    finally:
+        there.put_replication_configuration(replicationConfiguration={"rules": []})

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0030"
+SCHEMA_REVISION = "0031"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -395,8 +395,15 @@ replication_backfills = Table(
     Column("failure_code", String(64)),
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
+    # The region the backfill was started in (migration 0031; "" for the default region):
+    # backfills are listed per region, as in ECR. `region` is the destination's.
+    Column("source_region", String(32), nullable=False, server_default=""),
 )
-Index("ix_replication_backfills_registry", replication_backfills.c.registry_id)
+Index(
+    "ix_replication_backfills_registry",
+    replication_backfills.c.registry_id,
+    replication_backfills.c.source_region,
+)
 
 # One row per image a backfill copies; its status follows the image's replication task.
 replication_backfill_results = Table(

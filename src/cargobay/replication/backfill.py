@@ -5,7 +5,8 @@ A backfill is a row (PREPARING → IN_PROGRESS → COMPLETE, or STOPPED); starti
 `replication-backfill` task that lists the images of every repository whose rules name the
 destination and queues one ordinary `replicate` task per image, each tied to a result row.
 The backfill completes when its last result does. Stopping it makes the remaining tasks
-skip their work.
+skip their work. A backfill belongs to the region it was started in (`source_region`), where
+it is listed, read and stopped, as in ECR.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from cargobay import regions
 from cargobay.errors import (
@@ -59,6 +60,12 @@ class Backfill:
         return body
 
 
+def _mine(registry_id: str) -> Any:
+    """The registry's backfills started in the request's region."""
+    b = schema.replication_backfills
+    return and_(b.c.registry_id == registry_id, b.c.source_region == regions.current_key())
+
+
 def _backfill(row: Any) -> Backfill:
     return Backfill(
         row.id,
@@ -90,7 +97,7 @@ class BackfillService:
             running = (
                 await conn.execute(
                     select(b.c.id).where(
-                        b.c.registry_id == registry_id,
+                        _mine(registry_id),
                         b.c.region == destination.region,
                         b.c.destination_registry_id == destination.registry_id,
                         b.c.status.in_(ACTIVE),
@@ -105,6 +112,7 @@ class BackfillService:
                 b.insert().values(
                     id=backfill_id,
                     registry_id=registry_id,
+                    source_region=regions.current_key(),
                     region=destination.region,
                     destination_registry_id=destination.registry_id,
                     status=PREPARING,
@@ -118,9 +126,7 @@ class BackfillService:
         b = schema.replication_backfills
         async with self.db.read_now() as conn:
             row = (
-                await conn.execute(
-                    select(b).where(b.c.id == backfill_id, b.c.registry_id == registry_id)
-                )
+                await conn.execute(select(b).where(b.c.id == backfill_id, _mine(registry_id)))
             ).first()
         if row is None:
             raise ReplicationBackfillNotFound(
@@ -149,7 +155,7 @@ class BackfillService:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(b).where(b.c.registry_id == registry_id).order_by(b.c.started_at.desc())
+                    select(b).where(_mine(registry_id)).order_by(b.c.started_at.desc())
                 )
             ).all()
         return [_backfill(row) for row in rows]
