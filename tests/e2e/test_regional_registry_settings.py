@@ -55,6 +55,16 @@ def _v2(server: Server, region: str, creds: tuple[str, str] | None = None) -> Cl
     return Client(server, session)
 
 
+def _to_default_region(prefix: str) -> list[dict]:
+    """Replication rules that copy the names under `prefix` to the default region."""
+    return [
+        {
+            "destinations": [{"region": DEFAULT, "registryId": ACCOUNT}],
+            "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
+        }
+    ]
+
+
 def test_a_registry_policy_applies_in_its_region_only(server: Server, tmp_path: Path) -> None:
     """A Deny in the other region's registry policy refuses the user's reads there (ECR API
     and `/v2/`), not the same reads in the default region, which has no policy at all."""
@@ -111,12 +121,7 @@ def test_a_replication_configuration_replicates_its_region_s_pushes_only(server:
     """The other region replicates its pushes to the default region; a push of a matching
     name in the default region, whose configuration is empty, replicates nowhere."""
     prefix = unique("regrepl")
-    rules = [
-        {
-            "destinations": [{"region": DEFAULT, "registryId": ACCOUNT}],
-            "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
-        }
-    ]
+    rules = _to_default_region(prefix)
     there, here = _ecr(server, OTHER), client(server)
     there.put_replication_configuration(replicationConfiguration={"rules": rules})
     try:
@@ -314,12 +319,7 @@ def test_a_replication_backfill_belongs_to_its_region(server: Server) -> None:
     prefix = unique("regfill")
     name = f"{prefix}/app"
     pushed = {region: _v2(server, region).push_image(name, "v1") for region in (DEFAULT, OTHER)}
-    rules = [
-        {
-            "destinations": [{"region": DEFAULT, "registryId": ACCOUNT}],
-            "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
-        }
-    ]
+    rules = _to_default_region(prefix)
     there, here = _ecr(server, OTHER), client(server)
     there.put_replication_configuration(replicationConfiguration={"rules": rules})
     try:

@@ -10,8 +10,7 @@ Create Date: 2026-11-30 13:15:00.000000
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
+from cargobay.metadata.migrations.regional import add_region_to_keys, drop_region_from_keys
 
 revision = "0029"
 down_revision = "0028"  # the lead relinks the chain when merging
@@ -30,25 +29,8 @@ _KEYS = {
 
 
 def upgrade() -> None:
-    for table, key in _KEYS.items():
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(
-                sa.Column("region", sa.String(32), nullable=False, server_default=sa.text("''"))
-            )
-            batch.drop_constraint(f"pk_{table}", type_="primary")
-            batch.create_primary_key(f"pk_{table}", [*key, "region"])
+    add_region_to_keys(_KEYS)
 
 
 def downgrade() -> None:
-    # Settings of other regions would collide with the default region's: refuse rather than
-    # lose them.
-    bind = op.get_bind()
-    for table in _KEYS:
-        others = bind.execute(sa.text(f"SELECT count(*) FROM {table} WHERE region <> ''"))
-        if others.scalar():
-            raise RuntimeError(f"{table} has rows of other regions; delete them to downgrade")
-    for table, key in _KEYS.items():
-        with op.batch_alter_table(table) as batch:
-            batch.drop_constraint(f"pk_{table}", type_="primary")
-            batch.create_primary_key(f"pk_{table}", key)
-            batch.drop_column("region")
+    drop_region_from_keys(_KEYS)
