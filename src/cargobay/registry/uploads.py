@@ -224,10 +224,7 @@ class UploadService:
             actual = "sha256:" + hasher.hexdigest()
             if actual != str(expected):
                 await self.cancel(repo, upload_id)
-                raise LayerDigestMismatch(
-                    "provided digest did not match uploaded content",
-                    detail={"digest": digest, "actual": actual},
-                )
+                raise _mismatch(digest, actual)
             await self._commit(repo, upload.id, actual, new_size)
             return await self._register(
                 repo, actual, new_size, upload.id, held_size=upload.size, lease=lease
@@ -242,10 +239,7 @@ class UploadService:
             actual = await self.hashes.rehash(repo, upload.id, upload.size, expected.algorithm)
         if actual != str(expected):
             await self.cancel(repo, upload_id)
-            raise LayerDigestMismatch(
-                "provided digest did not match uploaded content",
-                detail={"digest": digest, "actual": actual},
-            )
+            raise _mismatch(digest, actual)
         # Commit exactly the counted bytes: an interrupted write may have left more behind.
         await self._commit(repo, upload.id, actual, upload.size, staged)
         self.hashes.forget(upload.id)
@@ -282,10 +276,7 @@ class UploadService:
             )
             actual = f"{expected.algorithm}:{hasher.hexdigest()}"
             if actual != str(expected):
-                raise LayerDigestMismatch(
-                    "provided digest did not match uploaded content",
-                    detail={"digest": digest, "actual": actual},
-                )
+                raise _mismatch(digest, actual)
             await self._commit(repo, upload_id, actual, size)
         finally:
             await self.store.upload_delete(upload_id)
@@ -360,6 +351,14 @@ class UploadService:
         else:
             await self.store.upload_delete(upload.id)
         self.hashes.forget(upload.id)
+
+
+def _mismatch(digest: str, actual: str) -> LayerDigestMismatch:
+    """The client's digest is not that of the bytes it sent (`actual`)."""
+    return LayerDigestMismatch(
+        "provided digest did not match uploaded content",
+        detail={"digest": digest, "actual": actual},
+    )
 
 
 def _missing(repo: Repository, upload_id: str) -> str:
