@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -372,6 +373,44 @@ def make_user(
         admin(server, "put-user-policy", name, "inline", str(path), account=account)
     key = admin(server, "create-access-key", name, account=account)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+# -- IAM users through the IAM API ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiUser:
+    """An IAM user made through the IAM API, with one access key."""
+
+    name: str
+    key: str
+    secret: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT}:user/{self.name}"
+
+    @property
+    def creds(self) -> tuple[str, str]:
+        return self.key, self.secret
+
+    def ecr(self, server) -> Any:
+        """Its model-checked ECR client on `server` (`client`)."""
+        return client(server, self.key, self.secret)
+
+
+def api_user(
+    server, prefix: str, policy: dict[str, Any] | None = None, *, iam: Any = None
+) -> ApiUser:
+    """A new IAM user named `prefix-<unique>` (with `policy` inline) and an access key, made
+    with `iam` (default: the administrator's IAM client on `server`)."""
+    iam = iam or aws_client(server, "iam")
+    name = unique(prefix)
+    iam.create_user(UserName=name)
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return ApiUser(name, key["AccessKeyId"], key["SecretAccessKey"])
 
 
 def allow(*actions: str, resource: str = "*") -> dict[str, Any]:

@@ -1,14 +1,33 @@
-"""Reading a request's database statement count (`count_db_statements`) from its response."""
+"""Reading a request's database statement count (`count_db_statements`) from its response,
+and the server that reports it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import botocore
+import pytest
 
 from e2e.ocihttp import Client
+from server import Server
 
 HEADER = "X-Cargobay-Db-Statements"
+
+
+def counting_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **env: str
+) -> Iterator[Server]:
+    """A module's own one-worker server that reports each request's statement count (one
+    worker: every call warms and is counted by the same process); `yield from` it in a
+    fixture. `env`: more settings."""
+    started = Server(
+        tmp_path_factory.mktemp(name) / "data",
+        workers=1,
+        env={"CARGOBAY_COUNT_DB_STATEMENTS": "true", **env},
+    ).start()
+    yield started
+    started.discard()
 
 
 def v2_count(server: Any, path: str, method: str = "GET") -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from e2e.ecrhelp import allow, aws_client, raises, unique
+from e2e.ecrhelp import allow, api_user, aws_client, raises, unique
 from e2e.ecrhelp import client as ecr_client
 from e2e.ocihttp import Client
 from server import Server
@@ -101,32 +101,30 @@ def test_a_key_changed_on_one_node_is_refused_by_the_reads_of_the_other(tmp_path
         second = _node(tmp_path, "node-b", first, _shared(ADMIN_SECRET))
         image = _image(first)
         iam = aws_client(first, "iam", (ADMIN_KEY, ADMIN_SECRET))
-        name = unique("keystmt")
-        iam.create_user(UserName=name)
-        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(allow(*READS)))
-        key = iam.create_access_key(UserName=name)["AccessKey"]
-        ecr = ecr_client(second, key["AccessKeyId"], key["SecretAccessKey"])
+        user = api_user(first, "keystmt", allow(*READS), iam=iam)
+        name, key = user.name, user.key
+        ecr = user.ecr(second)
         _answered(ecr, image)
 
         for _ in range(CALLS):  # a call that fails before its statement (a bad name) ...
             with raises("InvalidParameterException"):
                 _bad_name(ecr)
-        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+        iam.update_access_key(UserName=name, AccessKeyId=key, Status="Inactive")
         for _ in range(CALLS):  # ... is refused as well once the key is inactive
             with raises("UnrecognizedClientException"):
                 _bad_name(ecr)
-        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
+        iam.update_access_key(UserName=name, AccessKeyId=key, Status="Active")
         _answered(ecr, image)
-        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+        iam.update_access_key(UserName=name, AccessKeyId=key, Status="Inactive")
         _refused(ecr, image, "UnrecognizedClientException")
-        iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
+        iam.update_access_key(UserName=name, AccessKeyId=key, Status="Active")
         _answered(ecr, image)
         # Losing the standing the remembered row has (no key change at all) is seen too.
         iam.delete_user_policy(UserName=name, PolicyName="p")
         _refused(ecr, image, "AccessDeniedException")
         iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(allow(*READS)))
         _answered(ecr, image)
-        iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+        iam.delete_access_key(UserName=name, AccessKeyId=key)
         _refused(ecr, image, "UnrecognizedClientException")
     finally:
         if second is not None:

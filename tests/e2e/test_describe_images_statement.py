@@ -15,7 +15,7 @@ import pytest
 from e2e.ecrhelp import (
     ACCOUNT,
     allow,
-    aws_client,
+    api_user,
     check_shape,
     client,
     raises,
@@ -23,7 +23,7 @@ from e2e.ecrhelp import (
     unique,
 )
 from e2e.ocihttp import Client
-from e2e.roundtriphelp import ecr_count
+from e2e.roundtriphelp import counting_server, ecr_count
 from server import Server
 
 pytestmark = pytest.mark.backend
@@ -31,13 +31,7 @@ pytestmark = pytest.mark.backend
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = Server(
-        tmp_path_factory.mktemp("describe") / "data",
-        workers=1,
-        env={"CARGOBAY_COUNT_DB_STATEMENTS": "true"},
-    ).start()
-    yield started
-    started.discard()
+    yield from counting_server(tmp_path_factory, "describe")
 
 
 # Tags of each of the five images; None: pushed by digest, untagged.
@@ -57,15 +51,9 @@ def images(server: Server) -> dict[str, Any]:
     return {"name": name, "digests": digests}
 
 
-def _user(server: Server, policy: dict[str, Any] | None) -> tuple[Any, str, tuple[str, str]]:
-    iam = aws_client(server, "iam")
-    name = unique("describer")
-    iam.create_user(UserName=name)
-    if policy is not None:
-        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    creds = (key["AccessKeyId"], key["SecretAccessKey"])
-    return client(server, *creds), name, creds
+def _caller(server: Server, who: str, policy: dict[str, Any]) -> Any:
+    """The administrator's ECR client, or that of a new user with `policy` inline."""
+    return client(server) if who == "admin" else api_user(server, "describer", policy).ecr(server)
 
 
 def _walk(ecr: Any, name: str, size: int, **kwargs: Any) -> list[dict[str, Any]]:
@@ -89,7 +77,7 @@ def _tags(details: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("who", ["admin", "user"])
 def test_pages_walk_every_image_once_with_its_tags(server, images, who) -> None:
-    ecr = client(server) if who == "admin" else _user(server, allow("ecr:DescribeImages"))[0]
+    ecr = _caller(server, who, allow("ecr:DescribeImages"))
     name, digests = images["name"], images["digests"]
     for size in (1, 2, 5, 100):
         details = _walk(ecr, name, size)
@@ -153,7 +141,8 @@ def test_errors_and_policies_apply_from_the_next_call(server, images) -> None:
     name = images["name"]
     with raises("RepositoryNotFoundException"):
         client(server).describe_images(repositoryName=unique("desc/missing"))
-    ecr, user, _ = _user(server, allow("ecr:DescribeImages"))
+    user = api_user(server, "describer", allow("ecr:DescribeImages"))
+    ecr = user.ecr(server)
     assert len(ecr.describe_images(repositoryName=name)["imageDetails"]) == 5
     admin = client(server)
     deny = {
@@ -161,7 +150,7 @@ def test_errors_and_policies_apply_from_the_next_call(server, images) -> None:
         "Statement": [
             {
                 "Effect": "Deny",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{user}"},
+                "Principal": {"AWS": user.arn},
                 "Action": "ecr:DescribeImages",
             }
         ],
@@ -175,7 +164,7 @@ def test_errors_and_policies_apply_from_the_next_call(server, images) -> None:
     finally:
         admin.delete_repository_policy(repositoryName=name)
     assert len(ecr.describe_images(repositoryName=name)["imageDetails"]) == 5
-    stranger, _, _ = _user(server, None)
+    stranger = api_user(server, "describer").ecr(server)
     with raises("AccessDeniedException"):
         stranger.describe_images(repositoryName=name)
 
@@ -185,7 +174,7 @@ def test_describe_images_is_one_statement_beside_the_door(server, images, who) -
     """A page or a list of ids: the door's own statements plus one, as GetAuthorizationToken
     (issue 19: 6 for a page, 8 for ids, before)."""
     policy = allow("ecr:DescribeImages", "ecr:GetAuthorizationToken")
-    ecr = client(server) if who == "admin" else _user(server, policy)[0]
+    ecr = _caller(server, who, policy)
     name = images["name"]
     door = ecr_count(ecr, "GetAuthorizationToken", {})
     ids = [{"imageTag": "a0"}, {"imageTag": "a1"}, {"imageDigest": sorted(images["digests"])[0]}]

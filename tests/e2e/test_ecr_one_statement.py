@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from e2e.ecrhelp import ACCOUNT, allow, aws_client, client, raises, unique
+from e2e.ecrhelp import ACCOUNT, allow, api_user, aws_client, client, raises, unique
 from e2e.ocihttp import Client
-from e2e.roundtriphelp import ecr_count
+from e2e.roundtriphelp import counting_server, ecr_count
 from server import Server
 
 pytestmark = pytest.mark.backend
@@ -24,13 +24,7 @@ READS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayer
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = Server(
-        tmp_path_factory.mktemp("one-statement") / "data",
-        workers=1,
-        env={"CARGOBAY_COUNT_DB_STATEMENTS": "true"},
-    ).start()
-    yield started
-    started.discard()
+    yield from counting_server(tmp_path_factory, "one-statement")
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +39,6 @@ def image(server: Server) -> dict[str, Any]:
         "manifest": pushed.manifest,
         "media_type": pushed.media_type,
     }
-
-
-def _user(server: Server, policy: dict[str, Any] | None) -> tuple[Any, str, tuple[str, str]]:
-    """A new IAM user (with `policy` inline): its ECR client, ARN and key."""
-    iam = aws_client(server, "iam")
-    name = unique("reader")
-    iam.create_user(UserName=name)
-    if policy is not None:
-        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    creds = (key["AccessKeyId"], key["SecretAccessKey"])
-    return client(server, *creds), f"arn:aws:iam::{ACCOUNT}:user/{name}", creds
 
 
 def _read_all(ecr: Any, image: dict[str, Any]) -> None:
@@ -97,10 +79,11 @@ def _deny(arn: str, resource: str | None = None) -> str:
 
 
 def test_a_repository_policy_change_applies_to_the_next_read(server, image) -> None:
-    ecr, arn, _ = _user(server, allow(*READS))
+    reader = api_user(server, "reader", allow(*READS))
+    ecr = reader.ecr(server)
     _read_all(ecr, image)
     admin = client(server)
-    admin.set_repository_policy(repositoryName=image["name"], policyText=_deny(arn))
+    admin.set_repository_policy(repositoryName=image["name"], policyText=_deny(reader.arn))
     try:
         _denied_all(ecr, image)
         _read_all(client(server), image)  # the administrator is not named
@@ -110,11 +93,12 @@ def test_a_repository_policy_change_applies_to_the_next_read(server, image) -> N
 
 
 def test_a_registry_policy_change_applies_to_the_next_read(server, image) -> None:
-    ecr, arn, _ = _user(server, allow(*READS))
+    reader = api_user(server, "reader", allow(*READS))
+    ecr = reader.ecr(server)
     _read_all(ecr, image)
     admin = client(server)
     repositories = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/*"
-    admin.put_registry_policy(policyText=_deny(arn, repositories))
+    admin.put_registry_policy(policyText=_deny(reader.arn, repositories))
     try:
         _denied_all(ecr, image)
     finally:
@@ -123,10 +107,11 @@ def test_a_registry_policy_change_applies_to_the_next_read(server, image) -> Non
 
 
 def test_an_identity_policy_change_applies_to_the_next_read(server, image) -> None:
-    ecr, arn, _ = _user(server, allow("ecr:DescribeImages"))
+    reader = api_user(server, "reader", allow("ecr:DescribeImages"))
+    ecr = reader.ecr(server)
     _denied_all(ecr, image)
     iam = aws_client(server, "iam")
-    user = arn.rsplit("/", 1)[1]
+    user = reader.name
     iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(allow(*READS)))
     _read_all(ecr, image)
     # An allow on another repository only is no allow on this one.
@@ -140,7 +125,7 @@ def test_an_identity_policy_change_applies_to_the_next_read(server, image) -> No
 
 
 def test_a_user_without_a_policy_is_denied_and_a_missing_repository_named(server, image) -> None:
-    ecr, _, _ = _user(server, None)
+    ecr = api_user(server, "reader").ecr(server)
     _denied_all(ecr, image)
     admin = client(server)
     with raises("RepositoryNotFoundException"):
@@ -152,11 +137,12 @@ def test_a_user_without_a_policy_is_denied_and_a_missing_repository_named(server
 
 
 def test_a_deactivated_key_is_refused_at_the_next_read(server, image) -> None:
-    ecr, arn, (key, _) = _user(server, allow(*READS))
+    reader = api_user(server, "reader", allow(*READS))
+    ecr = reader.ecr(server)
     _read_all(ecr, image)
     iam = aws_client(server, "iam")
-    user = arn.rsplit("/", 1)[1]
-    iam.update_access_key(UserName=user, AccessKeyId=key, Status="Inactive")
+    user = reader.name
+    iam.update_access_key(UserName=user, AccessKeyId=reader.key, Status="Inactive")
     for call in (
         lambda: ecr.batch_get_image(repositoryName=image["name"], imageIds=[{"imageTag": "v1"}]),
         lambda: ecr.get_download_url_for_layer(
@@ -168,7 +154,7 @@ def test_a_deactivated_key_is_refused_at_the_next_read(server, image) -> None:
     ):
         with raises("UnrecognizedClientException"):
             call()
-    iam.update_access_key(UserName=user, AccessKeyId=key, Status="Active")
+    iam.update_access_key(UserName=user, AccessKeyId=reader.key, Status="Active")
     _read_all(ecr, image)
 
 

@@ -82,3 +82,35 @@ def test_a_hot_write_rolls_back_with_its_transaction(store: Store) -> None:
         assert await uploads.find_now(db, repo, upload_id) is None
 
     store.run(scenario)
+
+
+def test_run_many_takes_dicts_or_tuples_in_names_order_as_one_statement(store: Store) -> None:
+    """The push's references (dicts) and the audit flush (tuples) share `run_many`: the same
+    rows either way, one counted statement a call, none for no rows. The names are in another
+    order than the table's columns, so a tuple row is reordered for the driver."""
+    mr = schema.manifest_references
+    names = ("kind", "target_digest", "manifest_digest", "repository_id")
+    insert_many = HotWrite.of(mr.insert(), names=names)
+
+    async def scenario(db: Database, registry_id: str) -> None:
+        async with db.write() as conn:
+            repo = await new_repo(conn, registry_id, "w/many")
+        as_tuples = [("blob", digest(f"t{i}"), digest("tuples"), repo) for i in range(3)]
+        as_dicts = [
+            dict(zip(names, (k, t, digest("dicts"), r), strict=True)) for k, t, _, r in as_tuples
+        ]
+        async with db.write() as conn:
+            for rows, statements in ((as_tuples, 1), (as_dicts, 1), ([], 0)):
+                with roundtrips.counting() as count:
+                    await insert_many.run_many(conn, rows)
+                assert count.value == statements
+        query = select(mr.c.manifest_digest, mr.c.target_digest, mr.c.kind).where(
+            mr.c.repository_id == repo
+        )
+        async with db.read_now() as conn:
+            rows = {tuple(r) for r in (await conn.execute(query)).all()}
+        for source in ("tuples", "dicts"):
+            stored = {(t, k) for m, t, k in rows if m == digest(source)}
+            assert stored == {(digest(f"t{i}"), "blob") for i in range(3)}, source
+
+    store.run(scenario)

@@ -20,6 +20,7 @@ import pgcluster
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import ecrreads
+from unit import seedrows
 
 ACCOUNT = "123456789012"
 IMAGES = 2000
@@ -52,17 +53,7 @@ async def _seed(db: Database) -> None:
     fifth archived (the other repository doubles every table, as a busy registry would)."""
     async with db.write() as conn:
         for rid, name in ((1, "team/app"), (2, "team/other")):
-            await conn.execute(
-                schema.repositories.insert().values(
-                    id=rid,
-                    registry_id=ACCOUNT,
-                    name=name,
-                    created_at=0,
-                    tag_mutability="MUTABLE",
-                    scan_on_push=False,
-                    encryption_type="AES256",
-                )
-            )
+            await conn.execute(seedrows.repository(rid, ACCOUNT, name))
         for rid in (1, 2):
             image = [{"repository_id": rid, "digest": d} for d in DIGESTS]
             await conn.execute(

@@ -18,6 +18,7 @@ from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import ecrreads, images, tags
 from cargobay.registry.ecrreads import DescribeQuery
+from unit import seedrows
 
 ACCOUNT = "123456789012"
 CALLER = (ACCOUNT, "dev", "AKIADEVDEVDEVDEVDEV0")
@@ -33,17 +34,7 @@ def db(tmp_path: Path):
     schema.metadata.create_all(engine)
     with engine.begin() as conn:
         for repo_id, name in ((1, "team/app"), (2, "team/other")):
-            conn.execute(
-                schema.repositories.insert().values(
-                    id=repo_id,
-                    registry_id=ACCOUNT,
-                    name=name,
-                    created_at=0,
-                    tag_mutability="MUTABLE",
-                    scan_on_push=False,
-                    encryption_type="AES256",
-                )
-            )
+            conn.execute(seedrows.repository(repo_id, ACCOUNT, name))
         for i, digest in enumerate(DIGESTS):
             conn.execute(
                 schema.manifests.insert().values(

@@ -25,6 +25,7 @@ from cargobay.iam.sigv4 import SigV4Error
 from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import Database
 from cargobay.registry.ecrreads import CallerUnconfirmed, read
+from unit import seedrows
 
 ACCOUNT = "123456789012"
 KEY = "AKIACONFIRMCONFIRM00"
@@ -39,17 +40,7 @@ def db(tmp_path: Path):
     engine = create_engine(url)
     schema.metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(
-            schema.repositories.insert().values(
-                id=1,
-                registry_id=ACCOUNT,
-                name="team/app",
-                created_at=0,
-                tag_mutability="MUTABLE",
-                scan_on_push=False,
-                encryption_type="AES256",
-            )
-        )
+        conn.execute(seedrows.repository(1, ACCOUNT, "team/app"))
         user_id = conn.execute(
             schema.users.insert().values(account_id=ACCOUNT, name="dev", created_at=0)
         ).inserted_primary_key[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cargobay.iam.authz import Authorizer
+from cargobay.iam.authz import Authorizer, RequestContext
 from cargobay.iam.policy import AuthRequest, parse_policy
 from cargobay.iam.principal import Principal
 from cargobay.kms.authz import KmsAuthorizer, kms_decide
@@ -163,6 +163,60 @@ def test_kms_authorizer_reads_the_stored_key_policy(tmp_path: Path) -> None:
             )
             assert not await access.allowed(
                 admin, "kms:Decrypt", key, encryption_context={"repository": "other"}
+            )
+        finally:
+            await kms.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_kms_authorizer_evaluates_the_global_keys_beside_the_kms_ones(tmp_path: Path) -> None:
+    """A key policy sees the global condition keys every door builds (`condition_keys`) and
+    the KMS ones; a call's own extra keys win over the KMS ones, as they always did."""
+    via = "ecr.us-east-1.amazonaws.com"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "kms:Encrypt",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "aws:username": "admin",
+                        "aws:PrincipalType": "User",
+                        "kms:CallerAccount": ACCOUNT,
+                        "kms:ViaService": via,
+                    },
+                    "IpAddress": {"aws:SourceIp": "10.0.0.0/8"},
+                    "Bool": {"aws:SecureTransport": "true"},
+                },
+            }
+        ],
+    }
+
+    async def scenario() -> None:
+        kms = await kms_service(tmp_path)
+        try:
+            access = KmsAuthorizer(Authorizer(kms.db))
+            admin = Principal(ACCOUNT, "admin", "AKIAADMIN", is_admin=True)
+            created = await kms.create_key(ACCOUNT, policy=json.dumps(policy))
+            key = await kms.key(ACCOUNT, created["KeyMetadata"]["KeyId"])
+            inside = RequestContext(source_ip="10.1.2.3", secure_transport=True)
+            outside = RequestContext(source_ip="192.168.1.1", secure_transport=True)
+            plain = RequestContext(source_ip="10.1.2.3")
+            assert await access.allowed(admin, "kms:Encrypt", key, context=inside, via_service=via)
+            for context in (outside, plain):
+                assert not await access.allowed(
+                    admin, "kms:Encrypt", key, context=context, via_service=via
+                )
+            assert not await access.allowed(admin, "kms:Encrypt", key, context=inside)
+            named = RequestContext("10.1.2.3", True, extra={"kms:ViaService": via})
+            assert await access.allowed(admin, "kms:Encrypt", key, context=named)
+            other = RequestContext("10.1.2.3", True, extra={"kms:ViaService": "s3.x"})
+            assert not await access.allowed(
+                admin, "kms:Encrypt", key, context=other, via_service=via
             )
         finally:
             await kms.db.dispose()

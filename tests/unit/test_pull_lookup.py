@@ -17,6 +17,7 @@ from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.records import pulls
 from cargobay.pullthrough.rules import ROOT, Rule
+from unit import seedrows
 
 ACCOUNT = "123456789012"
 DIGEST = "sha256:" + "a" * 64
@@ -31,15 +32,8 @@ def db(tmp_path: Path):
     with engine.begin() as conn:
         for repo_id, name in ((1, "hub/library/nginx"), (2, "team/app"), (3, "hubby/x")):
             conn.execute(
-                schema.repositories.insert().values(
-                    id=repo_id,
-                    registry_id=ACCOUNT,
-                    name=name,
-                    created_at=0,
-                    tag_mutability="MUTABLE",
-                    scan_on_push=False,
-                    encryption_type="AES256",
-                    policy_text='{"repo": 1}' if repo_id == 2 else None,
+                seedrows.repository(
+                    repo_id, ACCOUNT, name, policy_text='{"repo": 1}' if repo_id == 2 else None
                 )
             )
             conn.execute(

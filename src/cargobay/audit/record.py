@@ -32,8 +32,8 @@ from sqlalchemy import String, bindparam, insert, select
 from cargobay.audit.redact import redact, service_of
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
-from cargobay.metadata.batch import BatchInsert
 from cargobay.metadata.db import Database
+from cargobay.metadata.hotwrite import HotWrite
 from cargobay.requestids import new_id
 
 log = logging.getLogger("cargobay.audit")
@@ -195,13 +195,13 @@ _INSERT_RESOURCES = insert(_r).from_select(
 )
 
 
-_RECORDS = BatchInsert(_INSERT_RECORDS, _COLUMNS, column_keys=True)
-_RESOURCES = BatchInsert(_INSERT_RESOURCES, _RESOURCE_PARAMS)
+_RECORDS = HotWrite.of(_INSERT_RECORDS, names=_COLUMNS)
+_RESOURCES = HotWrite.of(_INSERT_RESOURCES, names=_RESOURCE_PARAMS)
 
 
 async def write(db: Database, events: list[AuditEvent]) -> None:
     """Insert records (and the resources they name) in one transaction: two executemany
-    statements, at the driver level on SQLite (`metadata.batch`)."""
+    statements, at the driver level on SQLite (`metadata.hotwrite`)."""
     if not events:
         return
     records: list[Row] = []
@@ -217,8 +217,8 @@ async def write(db: Database, events: list[AuditEvent]) -> None:
     # batches take their locks in one order.
     resources = sorted(set(named)) if named else []
     async with db.write() as conn:
-        await _RECORDS.run(conn, records)
-        await _RESOURCES.run(conn, resources)
+        await _RECORDS.run_many(conn, records)
+        await _RESOURCES.run_many(conn, resources)
 
 
 class AuditRecorder:

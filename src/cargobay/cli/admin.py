@@ -6,34 +6,18 @@ from pathlib import Path
 
 import click
 
-from cargobay.cli.common import _emit, _fail, _settings
+from cargobay.cli.common import _emit, _fail, _settings, _with_database
 from cargobay.config import Settings
 
 
 def _run(coro_factory, settings: Settings):
-    """Run one admin operation against the deployment's database."""
-    import asyncio
-
+    """Run one admin operation (`coro_factory(users)`) against the deployment's database."""
     from cargobay.iam.credentials import CredentialStore
-    from cargobay.iam.secrets import load_box
     from cargobay.iam.users import UserService
-    from cargobay.metadata import migrations
-    from cargobay.metadata.db import Database, SchemaOutOfDate
 
-    async def main():
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
-        db = Database(settings.database_url)
-        try:
-            store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
-            return await coro_factory(UserService(db, store))
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except SchemaOutOfDate as exc:
-        _fail(exc)
+    return _with_database(
+        settings, lambda db, box: coro_factory(UserService(db, CredentialStore(db, box)))
+    )
 
 
 @click.group()

@@ -56,6 +56,30 @@ def _storage_options(fn):
     return fn
 
 
+def _with_database(settings: Settings, work):
+    """Run `work(db, box)` against the deployment's database (schema checked or upgraded),
+    `box` sealing the secrets it stores; a schema that is behind is a message and exit 1."""
+    import asyncio
+
+    from cargobay.iam.secrets import load_box
+    from cargobay.metadata import migrations
+    from cargobay.metadata.db import Database, SchemaOutOfDate
+
+    async def main():
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
+        db = Database(settings.database_url)
+        try:
+            return await work(db, load_box(settings.secret_key, settings.data_dir))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except SchemaOutOfDate as exc:
+        _fail(exc)
+
+
 def _with_services(settings: Settings, work):
     """Run `work(services)` with one process's services, for command-line maintenance."""
     import asyncio

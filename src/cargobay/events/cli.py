@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
+from cargobay.cli.common import _emit, _fail, _with_database
 from cargobay.config import Settings
 
 # `cargobay.events.webhooks` (and SQLAlchemy with it) is imported inside each command: this
 # module is loaded by every `cargobay` invocation, `serve`'s supervisor included, which must
 # stay small (see server.py).
-
-
-def _emit(value: object) -> None:
-    click.echo(json.dumps(value, indent=4))
-
-
-def _fail(exc: Exception) -> None:
-    click.echo(f"cargobay: {exc}", err=True)
-    sys.exit(1)
-
-
-def _with_db(settings: Settings, work):
-    """Run `work(db, box)` against the deployment's database (schema checked or upgraded)."""
-    import asyncio
-
-    from cargobay.iam.secrets import load_box
-    from cargobay.metadata import migrations
-    from cargobay.metadata.db import Database, SchemaOutOfDate
-
-    async def main():
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
-        db = Database(settings.database_url)
-        try:
-            return await work(db, load_box(settings.secret_key, settings.data_dir))
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except SchemaOutOfDate as exc:
-        _fail(exc)
 
 
 @click.group("webhooks")
@@ -57,7 +23,7 @@ def webhooks_list(settings: Settings) -> None:
     """List the account's webhooks (and the deployment's, from the config file)."""
     from cargobay.events import webhooks as store
 
-    found = _with_db(settings, lambda db, _: store.list_webhooks(db, settings.account_id))
+    found = _with_database(settings, lambda db, _: store.list_webhooks(db, settings.account_id))
     _emit({"Webhooks": found})
 
 
@@ -71,7 +37,7 @@ def webhooks_add(settings: Settings, url: str, pattern: str | None, secret: str 
     from cargobay.events import webhooks as store
 
     try:
-        added = _with_db(
+        added = _with_database(
             settings,
             lambda db, box: store.add(
                 db, box, url, account_id=settings.account_id, pattern=pattern, secret=secret
@@ -90,7 +56,7 @@ def webhooks_remove(settings: Settings, webhook_id: int) -> None:
     from cargobay.events import webhooks as store
 
     try:
-        _with_db(settings, lambda db, _: store.remove(db, settings.account_id, webhook_id))
+        _with_database(settings, lambda db, _: store.remove(db, settings.account_id, webhook_id))
     except store.WebhookError as exc:
         _fail(exc)
 
@@ -104,7 +70,7 @@ def webhooks_deliveries(settings: Settings, webhook_id: int, limit: int) -> None
     from cargobay.events import webhooks as store
 
     try:
-        found = _with_db(
+        found = _with_database(
             settings,
             lambda db, _: store.deliveries(db, settings.account_id, webhook_id, limit),
         )

@@ -111,14 +111,18 @@ async def list_webhooks(db: Database, account_id: str | None) -> list[dict[str, 
     ]
 
 
+async def _require(conn: Any, account_id: str | None, webhook_id: int) -> None:
+    """WebhookError unless the webhook exists and `account_id` may see it (`_visible`)."""
+    w = schema.webhooks
+    query = select(w.c.id).where(w.c.id == webhook_id, _visible(account_id))
+    if (await conn.execute(query)).first() is None:
+        raise WebhookError(f"no webhook {webhook_id}")
+
+
 async def remove(db: Database, account_id: str | None, webhook_id: int) -> None:
     w, d = schema.webhooks, schema.webhook_deliveries
     async with db.write() as conn:
-        found = (
-            await conn.execute(select(w.c.id).where(w.c.id == webhook_id, _visible(account_id)))
-        ).first()
-        if found is None:
-            raise WebhookError(f"no webhook {webhook_id}")
+        await _require(conn, account_id, webhook_id)
         await conn.execute(delete(d).where(d.c.webhook_id == webhook_id))
         await conn.execute(delete(w).where(w.c.id == webhook_id))
 
@@ -127,13 +131,9 @@ async def deliveries(
     db: Database, account_id: str | None, webhook_id: int, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The newest deliveries of one webhook, with their state and last error."""
-    w, d, e = schema.webhooks, schema.webhook_deliveries, schema.events
+    d, e = schema.webhook_deliveries, schema.events
     async with db.read() as conn:
-        found = (
-            await conn.execute(select(w.c.id).where(w.c.id == webhook_id, _visible(account_id)))
-        ).first()
-        if found is None:
-            raise WebhookError(f"no webhook {webhook_id}")
+        await _require(conn, account_id, webhook_id)
         rows = (
             await conn.execute(
                 select(d, e.c.detail_type)

@@ -21,13 +21,11 @@ constraint met) allows it.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from cargobay.iam.authz import Authorizer, RequestContext
+from cargobay.iam.authz import Authorizer, RequestContext, condition_keys
 from cargobay.iam.policy import AuthRequest, Decision, Policy, decide, statement_effect
 from cargobay.iam.principal import Principal
 from cargobay.kms.errors import AccessDeniedException
@@ -114,22 +112,14 @@ class KmsAuthorizer:
         """`grant_check`, when given, must also hold for a grant that allows the request."""
         context = context or RequestContext()
         identity_texts, principal_tags = await self._identity(principal)
-        keys: dict[str, object] = {
-            "aws:SourceIp": context.source_ip or None,
-            "aws:SecureTransport": "true" if context.secure_transport else "false",
-            "aws:CurrentTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "aws:EpochTime": str(int(time.time())),
-            "aws:username": principal.user_name,
-            "aws:PrincipalAccount": principal.account_id,
-            "aws:PrincipalArn": principal.arn,
-            "aws:PrincipalType": "Account" if principal.user_name == "root" else "User",
+        # The KMS keys under the global ones every door builds (`iam.authz.condition_keys`):
+        # no name is in both but a door's extra keys, which win, as they do there.
+        keys = {
             **kms_condition_keys(
                 principal, key, via_service=via_service, encryption_context=encryption_context
             ),
-            **context.extra,
+            **condition_keys(principal, context, principal_tags),
         }
-        for name, value in principal_tags.items():
-            keys[f"aws:PrincipalTag/{name}"] = value
         request = AuthRequest(
             principal_arn=principal.arn,
             principal_account=principal.account_id,

@@ -7,14 +7,16 @@ context, result set-up) costs several times what SQLite takes to run them: a `Ho
 compiles its statement once per dialect and, in such a transaction, runs it on the driver
 (sqlite3) connection. Elsewhere (PostgreSQL, an in-memory SQLite of tests) it is SQLAlchemy's
 execution of the same statement. Either way it counts as one statement (`roundtrips`), and
-`run` returns the rows it changed (`run_many`, one executemany of many rows). A `HotSelect` is
-the same for a SELECT read inside such a transaction (the push's check of its blobs).
+`run` returns the rows it changed. `run_many` is one executemany of many rows, given as dicts
+(the push's references) or as tuples in `names` order (the audit flush, which builds tuples: a
+dict a row would cost more than SQLite's insert of it). A `HotSelect` is the same for a SELECT
+read inside such a transaction (the push's check of its blobs).
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -38,9 +40,10 @@ def _driver(conn: Conn) -> Any | None:
 class HotWrite:
     """An INSERT, UPDATE or DELETE whose values are bound at execution, by name. `build` makes
     it for a dialect's name (an ON CONFLICT clause differs by dialect); `names` are the
-    columns of an INSERT whose values are all bound (its parameters' names)."""
+    columns of an INSERT whose values are all bound, or an INSERT ... SELECT's parameters (the
+    order of a tuple row of `run_many`)."""
 
-    __slots__ = ("_build", "_built", "_names", "_sqlite")
+    __slots__ = ("_build", "_built", "_names", "_order", "_sqlite")
 
     def __init__(self, build: Callable[[str], Any], names: tuple[str, ...] = ()) -> None:
         self._build = build
@@ -48,11 +51,13 @@ class HotWrite:
         self._built: dict[str, Any] = {}
         # (SQLite text, bind names in order, literal binds' values), compiled on first use
         self._sqlite: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+        # the position in a tuple row of each `?` (`()`: in order), on first use
+        self._order: tuple[int, ...] | None = None
 
     @classmethod
-    def of(cls, statement: Any) -> HotWrite:
+    def of(cls, statement: Any, names: tuple[str, ...] = ()) -> HotWrite:
         """A statement that is the same on every dialect."""
-        return cls(lambda _dialect: statement)
+        return cls(lambda _dialect: statement, names)
 
     def statement(self, dialect: str) -> Any:
         built = self._built.get(dialect)
@@ -81,14 +86,38 @@ class HotWrite:
         result = await conn.execute(self.statement(conn.dialect.name), params)
         return int(result.rowcount or 0)
 
-    async def run_many(self, conn: Conn, rows: list[dict[str, Any]]) -> None:
-        """Run the statement once per row of `rows`, as one executemany (one statement)."""
+    def _tuple_order(self) -> tuple[int, ...] | None:
+        """Where in a tuple row each `?` of the SQLite text takes its value; None when the
+        rows are already in that order (they go to the driver as they are)."""
+        if self._order is None:
+            positions = tuple(self._names.index(n) for n in self._compiled()[1])
+            self._order = () if positions == tuple(range(len(positions))) else positions
+        return self._order or None
+
+    async def run_many(
+        self, conn: Conn, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Run the statement once per row of `rows`, as one executemany (one statement);
+        nothing when there are none. Rows are dicts by parameter name, or tuples in `names`
+        order (every parameter among them)."""
+        if not rows:
+            return
+        tuples = isinstance(rows[0], tuple)
         driver = _driver(conn)
         if driver is not None:
             sql, names, constants = self._compiled()
-            values = [[row[n] if n in row else constants[n] for n in names] for row in rows]
+            values: Sequence[Any]
+            if not tuples:
+                values = [[row[n] if n in row else constants[n] for n in names] for row in rows]
+            elif (order := self._tuple_order()) is not None:
+                values = [tuple(row[i] for i in order) for row in rows]
+            else:
+                values = rows
             driver.executemany(sql, values)
             return
+        if tuples:
+            keys = self._names
+            rows = [dict(zip(keys, row, strict=True)) for row in rows]
         await conn.execute(self.statement(conn.dialect.name), rows)
 
 

@@ -36,6 +36,19 @@ FILL_WAIT_SECONDS = 600.0
 FILL_POLL_SECONDS = 0.1
 
 
+async def wait_for_other_fetch(
+    deadline: float, what: str, rule: Rule, detail: dict[str, str]
+) -> None:
+    """Let another pull's fetch of `what` (a blob or a manifest, whose lease it holds) go on
+    for a poll interval; UpstreamFailed once it has taken past `deadline` (monotonic)."""
+    if time.monotonic() > deadline:
+        raise UpstreamFailed(
+            f"timed out waiting for another pull's fetch of {what} from {rule.upstream_url}",
+            detail=detail,
+        )
+    await asyncio.sleep(FILL_POLL_SECONDS)
+
+
 @dataclass
 class BlobFill:
     """A blob being fetched from the upstream by this request: stream `tee` to the client."""
@@ -126,13 +139,7 @@ class BlobFills:
                     await self.leases.release(lease, token)
                     continue
                 return await self._start_fill(rule, repo, digest, size, lease, token)
-            if time.monotonic() > deadline:
-                raise UpstreamFailed(
-                    f"timed out waiting for another pull's fetch of {digest} from "
-                    f"{rule.upstream_url}",
-                    detail={"digest": digest},
-                )
-            await asyncio.sleep(FILL_POLL_SECONDS)
+            await wait_for_other_fetch(deadline, digest, rule, {"digest": digest})
 
     async def _start_fill(
         self, rule: Rule, repo: Repository, digest: str, size: int, lease: str, token: str

@@ -19,7 +19,6 @@ permission checks and repository creation in `access`, the tag re-check clock in
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -32,12 +31,16 @@ from cargobay.iam.principal import Principal
 from cargobay.metadata.db import Database
 from cargobay.metadata.leases import LeaseBusy, Leases
 from cargobay.metadata.records import manifests as manifest_records
-from cargobay.oci.digest import is_digest, parse_digest
+from cargobay.oci.digest import is_digest
 from cargobay.oci.manifest import parse_manifest
-from cargobay.oci.names import validate_tag
 from cargobay.pullthrough import failures
 from cargobay.pullthrough.access import CacheAccess
-from cargobay.pullthrough.blobs import FILL_POLL_SECONDS, FILL_WAIT_SECONDS, BlobFill, BlobFills
+from cargobay.pullthrough.blobs import (
+    FILL_WAIT_SECONDS,
+    BlobFill,
+    BlobFills,
+    wait_for_other_fetch,
+)
 from cargobay.pullthrough.clients import UpstreamClients
 from cargobay.pullthrough.parts import CacheParts
 from cargobay.pullthrough.rules import Rule, RuleService, find_rule
@@ -45,6 +48,7 @@ from cargobay.pullthrough.tags import TagChecks
 from cargobay.registry.blobs import BlobService
 from cargobay.registry.hooks import PULL_THROUGH_CACHE
 from cargobay.registry.manifests import Manifest, ManifestService
+from cargobay.registry.pulls import valid_reference
 from cargobay.registry.repositories import Repository, RepositoryService
 from cargobay.storage import BlobStore
 from cargobay.upstream import errors as upstream_errors
@@ -135,13 +139,8 @@ class PullThroughCache:
             except LeaseBusy:
                 if local is not None:
                     return local  # another pull is re-checking the tag: serve the cached copy
-            if time.monotonic() > deadline:
-                raise UpstreamFailed(
-                    f"timed out waiting for another pull's fetch of {name}:{reference} from "
-                    f"{rule.upstream_url}",
-                    detail={"reference": reference},
-                )
-            await asyncio.sleep(FILL_POLL_SECONDS)
+            what = f"{name}:{reference}"
+            await wait_for_other_fetch(deadline, what, rule, {"reference": reference})
 
     async def _local(
         self, registry_id: str, name: str, reference: str, puller: str
@@ -280,10 +279,5 @@ def _lease_name(registry_id: str, name: str, reference: str) -> str:
 
 def _check_reference(reference: str) -> None:
     """A reference that is neither a tag nor a digest names nothing (ImageNotFound)."""
-    try:
-        if is_digest(reference):
-            parse_digest(reference)
-        else:
-            validate_tag(reference)
-    except DomainError:
-        raise ImageNotFound(detail={"reference": reference}) from None
+    if not valid_reference(reference):
+        raise ImageNotFound(detail={"reference": reference})

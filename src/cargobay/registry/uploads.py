@@ -3,7 +3,7 @@
 The upload's size lives in the database and advances only after its bytes are written, with a
 conditional update, so an interrupted or racing PATCH never moves it. The SHA-256 state stays
 in the worker that last wrote the upload; any other worker (or the same one after a restart)
-re-hashes the stored prefix and carries on.
+re-hashes the stored prefix and carries on (`registry.upload_hashes`).
 
 Into a repository under a KMS key, no plaintext byte is ever at rest: chunks are staged in the
 blob's final encrypted layout under a data key of the upload's own (`storage.staging`), a
@@ -17,7 +17,6 @@ import hashlib
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from cargobay.registry import sealed_uploads
 from cargobay.registry.blobs import BlobInfo, record_copy
 from cargobay.registry.encryption import Encryption
 from cargobay.registry.repositories import Repository
+from cargobay.registry.upload_hashes import UploadHashes, feed
 from cargobay.storage import BlobStore
 
 if TYPE_CHECKING:
@@ -48,10 +48,8 @@ if TYPE_CHECKING:
 
 # UUIDs with dashes, the form ECR's UploadId takes; both front doors share uploads.
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_HASHER_CACHE = 256
 
 Blocks = AsyncIterator[list[bytes]]
-_State = tuple[int, "hashlib._Hash", "StagedPosition | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +76,7 @@ class UploadService:
         # On a SQLite file, uploads are excluded by locks of this host (no transaction to
         # claim them); on PostgreSQL, by the database leases shared by every node.
         self.locks = LocalLocks.for_database(db, "-uploads.lock")
-        # upload id -> (offset the hash covers, sha256 state, where encrypted staging ends);
-        # this worker's uploads only.
-        self._hashers: OrderedDict[str, _State] = OrderedDict()
+        self.hashes = UploadHashes(store, encryption)
 
     async def start(self, repo: Repository) -> Upload:
         upload_id = str(uuid.uuid4())
@@ -95,7 +91,7 @@ class UploadService:
                 raise
         async with self.db.write() as conn:
             await records.start(conn, upload_id, repo.id, now)
-        self._remember(upload_id, 0, hashlib.sha256(), staged)
+        self.hashes.remember(upload_id, 0, hashlib.sha256(), staged)
         return Upload(upload_id, repo.id, 0, now)
 
     async def get(self, repo: Repository, upload_id: str) -> Upload:
@@ -163,11 +159,11 @@ class UploadService:
                 f"chunk starts at {start} but the upload has {upload.size} bytes",
                 size=upload.size,
             )
-        hasher, staged = await self._state_at(repo, upload.id, upload.size)
+        hasher, staged = await self.hashes.state_at(repo, upload.id, upload.size)
         try:
             if staged is None:
                 new_size = await self.store.upload_append(
-                    upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
+                    upload.id, upload.size, blocks, observe=lambda block: feed(hasher, block)
                 )
             else:
                 staged = await self.encryption.staging.append(
@@ -191,7 +187,7 @@ class UploadService:
         if not grown:
             raise UploadInvalid("the upload was changed by a concurrent request")
         # The hash state is this worker's: kept before the next request of it can run.
-        self._remember(upload.id, new_size, hasher, staged)
+        self.hashes.remember(upload.id, new_size, hasher, staged)
         if ends_lease:
             assert lease is not None
             lease.released = True
@@ -223,15 +219,12 @@ class UploadService:
             # The last chunk's new size is never recorded: the transaction that makes the
             # blob visible ends the session only if it still holds the bytes we read
             # (`end_at`), and ends the lease too (one write transaction, not three).
-            hasher, _ = await self._state_at(repo, upload.id, upload.size)
+            hasher, _ = await self.hashes.state_at(repo, upload.id, upload.size)
             new_size = await self._write_plain(upload, blocks, hasher)
             actual = "sha256:" + hasher.hexdigest()
             if actual != str(expected):
                 await self.cancel(repo, upload_id)
-                raise LayerDigestMismatch(
-                    "provided digest did not match uploaded content",
-                    detail={"digest": digest, "actual": actual},
-                )
+                raise _mismatch(digest, actual)
             await self._commit(repo, upload.id, actual, new_size)
             return await self._register(
                 repo, actual, new_size, upload.id, held_size=upload.size, lease=lease
@@ -240,19 +233,16 @@ class UploadService:
             upload = await self._append(repo, upload_id, blocks)
         staged = None
         if expected.algorithm == "sha256":
-            hasher, staged = await self._state_at(repo, upload.id, upload.size)
+            hasher, staged = await self.hashes.state_at(repo, upload.id, upload.size)
             actual = "sha256:" + hasher.hexdigest()
         else:
-            actual = await self._rehash(repo, upload.id, upload.size, expected.algorithm)
+            actual = await self.hashes.rehash(repo, upload.id, upload.size, expected.algorithm)
         if actual != str(expected):
             await self.cancel(repo, upload_id)
-            raise LayerDigestMismatch(
-                "provided digest did not match uploaded content",
-                detail={"digest": digest, "actual": actual},
-            )
+            raise _mismatch(digest, actual)
         # Commit exactly the counted bytes: an interrupted write may have left more behind.
         await self._commit(repo, upload.id, actual, upload.size, staged)
-        self._hashers.pop(upload.id, None)
+        self.hashes.forget(upload.id)
         if blocks is None:
             # The size was read under the lease: the transaction that makes the blob visible
             # ends the session at that size and the lease with it (one transaction, not two).
@@ -265,7 +255,7 @@ class UploadService:
         """Append a plaintext chunk at the upload's recorded end; its new size."""
         try:
             return await self.store.upload_append(
-                upload.id, upload.size, blocks, observe=lambda block: _feed(hasher, block)
+                upload.id, upload.size, blocks, observe=lambda block: feed(hasher, block)
             )
         except FileNotFoundError:
             raise UploadNotFound("upload data is missing", detail={"uuid": upload.id}) from None
@@ -282,14 +272,11 @@ class UploadService:
         await self.store.upload_create(upload_id)
         try:
             size = await self.store.upload_append(
-                upload_id, 0, blocks, observe=lambda block: _feed(hasher, block)
+                upload_id, 0, blocks, observe=lambda block: feed(hasher, block)
             )
             actual = f"{expected.algorithm}:{hasher.hexdigest()}"
             if actual != str(expected):
-                raise LayerDigestMismatch(
-                    "provided digest did not match uploaded content",
-                    detail={"digest": digest, "actual": actual},
-                )
+                raise _mismatch(digest, actual)
             await self._commit(repo, upload_id, actual, size)
         finally:
             await self.store.upload_delete(upload_id)
@@ -345,7 +332,7 @@ class UploadService:
         if lease is not None:
             lease.released = True
         if upload_id is not None:
-            self._hashers.pop(upload_id, None)
+            self.hashes.forget(upload_id)
         if not await self._exists(repo, digest):
             # Garbage collection removed identical bytes between our dedup check and the
             # commit: undo the link and let the client push again, rather than expose a blob
@@ -363,50 +350,15 @@ class UploadService:
             await self.encryption.staging.discard(upload.id, upload.size)
         else:
             await self.store.upload_delete(upload.id)
-        self._hashers.pop(upload.id, None)
+        self.hashes.forget(upload.id)
 
-    # -- hashing -------------------------------------------------------------------------
 
-    def _remember(
-        self,
-        upload_id: str,
-        offset: int,
-        hasher: hashlib._Hash,
-        staged: StagedPosition | None = None,
-    ) -> None:
-        self._hashers[upload_id] = (offset, hasher, staged)
-        self._hashers.move_to_end(upload_id)
-        while len(self._hashers) > _HASHER_CACHE:
-            self._hashers.popitem(last=False)
-
-    async def _state_at(
-        self, repo: Repository, upload_id: str, offset: int
-    ) -> tuple[hashlib._Hash, StagedPosition | None]:
-        """A SHA-256 state covering the upload's first `offset` bytes (and, for a KMS
-        repository, where its encrypted staging ends), taken from the cache (and removed from
-        it while a write may change it) or rebuilt from stored data."""
-        cached = self._hashers.pop(upload_id, None)
-        if cached is not None and cached[0] == offset:
-            return cached[1], cached[2]
-        hasher = hashlib.sha256()
-        if offset == 0 and repo.kms_key_id is None:
-            return hasher, None  # nothing stored to hash (a first part, on any worker)
-        return hasher, await self._read_back(repo, upload_id, offset, hasher)
-
-    async def _rehash(self, repo: Repository, upload_id: str, size: int, algorithm: str) -> str:
-        hasher = hashlib.new(algorithm)
-        await self._read_back(repo, upload_id, size, hasher)
-        return f"{algorithm}:{hasher.hexdigest()}"
-
-    async def _read_back(
-        self, repo: Repository, upload_id: str, size: int, hasher: hashlib._Hash
-    ) -> StagedPosition | None:
-        """Feed the upload's first `size` plaintext bytes to `hasher`."""
-        if repo.kms_key_id is None:
-            async for data in self.store.upload_read(upload_id, size):
-                hasher.update(data)
-            return None
-        return await sealed_uploads.read_back(self.encryption, repo, upload_id, size, hasher)
+def _mismatch(digest: str, actual: str) -> LayerDigestMismatch:
+    """The client's digest is not that of the bytes it sent (`actual`)."""
+    return LayerDigestMismatch(
+        "provided digest did not match uploaded content",
+        detail={"digest": digest, "actual": actual},
+    )
 
 
 def _missing(repo: Repository, upload_id: str) -> str:
@@ -414,8 +366,3 @@ def _missing(repo: Repository, upload_id: str) -> str:
         f"Upload with id '{upload_id}' does not exist in the repository with name "
         f"'{repo.name}' in registry with id '{repo.registry_id}'"
     )
-
-
-def _feed(hasher: hashlib._Hash, block: list[bytes]) -> None:
-    for chunk in block:
-        hasher.update(chunk)

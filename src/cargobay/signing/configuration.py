@@ -73,6 +73,18 @@ def profiles_for(rules: list[dict[str, Any]], repository: str) -> list[str]:
     return found
 
 
+async def _stored_rules(conn: Any, registry_id: str) -> str:
+    """The registry's configuration in the request's region as stored (JSON rules);
+    SigningConfigurationNotFound when it has none, as Get and Delete both answer."""
+    query = select(C.c.rules).where(_mine(registry_id))
+    text = (await conn.execute(query)).scalar_one_or_none()
+    if text is None:
+        raise SigningConfigurationNotFound(
+            f"Signing configuration not found for registry {registry_id}"
+        )
+    return text
+
+
 class SigningService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -99,24 +111,11 @@ class SigningService:
 
     async def get_configuration(self, registry_id: str) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
-            text = (
-                await conn.execute(select(C.c.rules).where(_mine(registry_id)))
-            ).scalar_one_or_none()
-        if text is None:
-            raise SigningConfigurationNotFound(
-                f"Signing configuration not found for registry {registry_id}"
-            )
-        return json.loads(text)
+            return json.loads(await _stored_rules(conn, registry_id))
 
     async def delete_configuration(self, registry_id: str) -> list[dict[str, Any]]:
         async with self.db.write() as conn:
-            text = (
-                await conn.execute(select(C.c.rules).where(_mine(registry_id)))
-            ).scalar_one_or_none()
-            if text is None:
-                raise SigningConfigurationNotFound(
-                    f"Signing configuration not found for registry {registry_id}"
-                )
+            text = await _stored_rules(conn, registry_id)
             await conn.execute(C.delete().where(_mine(registry_id)))
         return json.loads(text)
 
