@@ -58,20 +58,22 @@ class Knobs:
 
 FULL = Knobs()
 
+# Only shows every scenario runs end to end (tests/test_benchmark_quick.py): the smallest sizes
+# that still take each path (several chunks, paged listings, concurrent clients).
 QUICK = Knobs(
     repetitions=1,
-    blob_bytes=32 * MiB,
-    chunked_bytes=32 * MiB,
+    blob_bytes=16 * MiB,
+    chunked_bytes=16 * MiB,
     chunk_bytes=4 * MiB,
     skopeo_layer_bytes=1 * MiB,
-    get_seconds=2,
-    put_seconds=2,
-    tags=200,
-    catalog_repositories=200,
-    page_size=50,
+    get_seconds=1,
+    put_seconds=1,
+    tags=100,
+    catalog_repositories=100,
+    page_size=40,
     list_samples=3,
     catalog_full_samples=1,
-    clients=50,
+    clients=20,
     images_per_client=1,
     client_layer_bytes=16 * 1024,
     big_image_layers=2,

@@ -76,7 +76,7 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
         assert {run["registry"] for run in scenarios[key]["runs"]} == {"cargobay", "distribution"}
     # Warm blob GETs are timed only once fincore finds the blob cached (the VM pages files
     # out on its own); cold ones after the eviction left (almost) nothing cached.
-    blob_mib = 32  # --quick's blob_bytes
+    blob_mib = report["knobs"]["blob_bytes"] / 2**20
     for run in scenarios["blob_get"]["runs"]:
         if run["warm_resident_mib"][0] is not None:
             assert min(run["warm_resident_mib"]) >= blob_mib * 0.99 or run["warm_rewarms"] == 3

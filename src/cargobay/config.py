@@ -111,6 +111,10 @@ class Settings:
     jobs_tick_seconds: int = 30
     # How often each worker looks for queued after-commit work (replication, scans).
     tasks_tick_seconds: int = 1
+    # A failed task (a replication destination that is down, say) is retried after
+    # `task_backoff_seconds`, doubling per attempt up to `task_max_backoff_seconds`.
+    task_backoff_seconds: int = 2
+    task_max_backoff_seconds: int = 300
     gc_interval_seconds: int = 3600
     gc_grace_seconds: int = 86400
     upload_expiry_seconds: int = 86400
@@ -327,6 +331,10 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{name} must be between 1 and 86400, not {getattr(settings, name)}")
     if settings.max_connections_per_ip < 0:
         raise ConfigError("max_connections_per_ip must be 0 (no limit) or more")
+    if not 1 <= settings.task_backoff_seconds <= settings.task_max_backoff_seconds:
+        raise ConfigError(
+            "task_backoff_seconds must be at least 1 and at most task_max_backoff_seconds"
+        )
     if settings.pull_through_recheck_seconds < 0:
         raise ConfigError("pull_through_recheck_seconds must not be negative")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):

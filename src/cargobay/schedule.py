@@ -75,7 +75,12 @@ def task_runner(services: Services) -> TaskRunner:
         BACKFILL: replicator.prepare_backfill,
         **ImageSigner(services).handlers(),
     }
-    runner = TaskRunner(services.db, handlers, tick=settings.tasks_tick_seconds)
+    runner = TaskRunner(
+        services.db,
+        handlers,
+        tick=settings.tasks_tick_seconds,
+        backoff=(settings.task_backoff_seconds, settings.task_max_backoff_seconds),
+    )
     runner.on_stop.append(replicator.close)
     services.scans.wake = runner.wake
     services.replication.wake = runner.wake

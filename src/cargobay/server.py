@@ -29,6 +29,11 @@ log = logging.getLogger("cargobay")
 
 
 def _worker(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
+    # The fork inherited the supervisor's handlers, which would only note a SIGTERM and let a
+    # worker still starting up run on until the supervisor's 15-second SIGKILL. Until the
+    # worker's event loop takes over these signals (worker.py), they end it at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     from cargobay.worker import worker_main
 
     worker_main(settings, reuse_port, slot)

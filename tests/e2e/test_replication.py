@@ -28,7 +28,13 @@ def regions(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     table = {"eu-west-1": {"endpoint": b.url, "access_key_id": key, "secret_access_key": secret}}
     a = Server(
         tmp_path / "a",
-        env={"CARGOBAY_REGIONS": json.dumps(table), "CARGOBAY_TASKS_TICK_SECONDS": "1"},
+        env={
+            "CARGOBAY_REGIONS": json.dumps(table),
+            "CARGOBAY_TASKS_TICK_SECONDS": "1",
+            # A down destination is retried every 2 s (not 2, 4, 8, 16 s ...): B's return is
+            # seen at once, whatever its restart took.
+            "CARGOBAY_TASK_MAX_BACKOFF_SECONDS": "2",
+        },
     ).start()
     try:
         yield a, b

@@ -1,5 +1,6 @@
 """The durable task queue: enqueued in a transaction, claimed exactly once across nodes,
-retried with backoff, failed past its deadline, taken over when a claimant dies."""
+retried with backoff (its base and cap are settings), failed past its deadline, taken over
+when a claimant dies."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import pgcluster
+from cargobay.config import ConfigError, load_settings
 from cargobay.jobs import queue
 from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import Database
@@ -172,3 +174,54 @@ def test_the_runner_drains_what_is_due(tmp_path: Path) -> None:
             await db.dispose()
 
     asyncio.run(scenario())
+
+
+def test_backoff_doubles_from_its_base_up_to_its_cap() -> None:
+    assert [queue.backoff(n) for n in (1, 2, 3, 8, 9, 20)] == [2, 4, 8, 256, 300, 300]
+    assert [queue.backoff(n, 1, 4) for n in (1, 2, 3, 4, 10)] == [1, 2, 4, 4, 4]
+
+
+def test_the_runners_backoff_settings_set_when_a_retried_task_is_due(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(await _database(tmp_path))
+        try:
+            async with db.write() as conn:
+                await queue.enqueue(conn, "flaky", {})
+            for attempt in range(1, 5):
+                t = schema.tasks
+                async with db.write() as conn:
+                    await conn.execute(t.update().values(run_after=0.0))
+                [task] = await queue.claim(db, ["flaky"], "me")
+                before = time.time()
+
+                async def down(task: queue.Task) -> None:
+                    raise queue.Retry("destination down")
+
+                status = await queue.run_task(
+                    db, task, "me", down, backoff_base=1.0, backoff_cap=3.0
+                )
+                assert status == "pending"
+                async with db.read() as conn:
+                    [run_after] = (
+                        await conn.execute(t.select().with_only_columns(t.c.run_after))
+                    ).scalars()
+                wanted = min(3.0, 2 ** (attempt - 1))
+                assert before + wanted <= run_after <= time.time() + wanted
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_task_backoff_settings_are_read_and_checked() -> None:
+    settings = load_settings(environ={})
+    assert (settings.task_backoff_seconds, settings.task_max_backoff_seconds) == (2, 300)
+    env = {"CARGOBAY_TASK_BACKOFF_SECONDS": "1", "CARGOBAY_TASK_MAX_BACKOFF_SECONDS": "4"}
+    settings = load_settings(environ=env)
+    assert (settings.task_backoff_seconds, settings.task_max_backoff_seconds) == (1, 4)
+    for bad in (
+        {"CARGOBAY_TASK_BACKOFF_SECONDS": "0"},
+        {**env, "CARGOBAY_TASK_BACKOFF_SECONDS": "5"},
+    ):
+        with pytest.raises(ConfigError, match="task_backoff_seconds"):
+            load_settings(environ=bad)

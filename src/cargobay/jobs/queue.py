@@ -100,7 +100,8 @@ async def enqueue(
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
-    """Seconds before attempt `attempts + 1`: 2, 4, 8, ... up to five minutes."""
+    """Seconds before attempt `attempts + 1`: 2, 4, 8, ... up to five minutes (by default;
+    `task_backoff_seconds` and `task_max_backoff_seconds` set `base` and `cap`)."""
     return min(cap, base * (2 ** max(0, attempts - 1)))
 
 
@@ -188,14 +189,24 @@ async def fail(db: Database, task: Task, holder: str, reason: str) -> None:
     await _settle(db, task, holder, status=FAILED, last_error=reason[:1000])
 
 
-async def run_task(db: Database, task: Task, holder: str, handler: Handler) -> str:
+async def run_task(
+    db: Database,
+    task: Task,
+    holder: str,
+    handler: Handler,
+    *,
+    backoff_base: float = 2.0,
+    backoff_cap: float = 300.0,
+) -> str:
     """Run one claimed task and record its outcome; returns the new status."""
     region = task.payload.get(REGION_KEY, "") if isinstance(task.payload, dict) else ""
     try:
         with regions.serving_key(region if isinstance(region, str) else ""):
             await handler(task)
     except Retry as exc:
-        delay = backoff(task.attempts) if exc.delay is None else exc.delay
+        delay = (
+            backoff(task.attempts, backoff_base, backoff_cap) if exc.delay is None else exc.delay
+        )
         return PENDING if await retry(db, task, holder, exc.reason, delay) else FAILED
     except Fail as exc:
         await fail(db, task, holder, str(exc))
@@ -204,7 +215,7 @@ async def run_task(db: Database, task: Task, holder: str, handler: Handler) -> s
         raise
     except Exception as exc:  # a bug in a handler: keep retrying, loudly
         log.exception("task %s %d failed", task.kind, task.id)
-        delay = backoff(task.attempts)
+        delay = backoff(task.attempts, backoff_base, backoff_cap)
         reason = f"{type(exc).__name__}: {exc}"
         return PENDING if await retry(db, task, holder, reason, delay) else FAILED
     await complete(db, task, holder)
@@ -213,14 +224,22 @@ async def run_task(db: Database, task: Task, holder: str, handler: Handler) -> s
 
 class TaskRunner(BackgroundLoop):
     """Drains the queue in one process: polls every `tick` seconds, or at once when this
-    process enqueued something (`wake`), and runs at most `concurrency` tasks at a time."""
+    process enqueued something (`wake`), and runs at most `concurrency` tasks at a time; a
+    task that asks to be retried waits `backoff(attempts, *backoff)` seconds."""
 
     def __init__(
-        self, db: Database, handlers: dict[str, Handler], *, tick: float = 2.0, concurrency: int = 4
+        self,
+        db: Database,
+        handlers: dict[str, Handler],
+        *,
+        tick: float = 2.0,
+        concurrency: int = 4,
+        backoff: tuple[float, float] = (2.0, 300.0),
     ) -> None:
         self.db = db
         self.handlers = handlers
         self.tick = tick
+        self.backoff = backoff
         self.holder = holder_id()
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
@@ -251,7 +270,14 @@ class TaskRunner(BackgroundLoop):
         for task in tasks:
             await self._slots.acquire()
             job = asyncio.ensure_future(
-                run_task(self.db, task, self.holder, self.handlers[task.kind])
+                run_task(
+                    self.db,
+                    task,
+                    self.holder,
+                    self.handlers[task.kind],
+                    backoff_base=self.backoff[0],
+                    backoff_cap=self.backoff[1],
+                )
             )
             self._running.add(job)
             job.add_done_callback(self._finished)
