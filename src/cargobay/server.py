@@ -53,7 +53,7 @@ def _prepare_in_child(settings: Settings) -> None:
 
     def child() -> None:
         try:
-            from cargobay.worker import prepare_sync
+            from cargobay.startup import prepare_sync
 
             prepare_sync(settings)
         except SchemaOutOfDate as exc:

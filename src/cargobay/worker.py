@@ -1,5 +1,5 @@
-"""One serving process: the aiohttp application, its services, and the job scheduler. Also the
-start-up preparation (schema, administrator credential), which runs once before any worker.
+"""One serving process: the aiohttp application, its services, and the job scheduler (the
+start-up preparation that runs once before any worker is `cargobay.startup`).
 
 Only processes that serve import this module: the supervisor in `server.py` stays small."""
 
@@ -19,48 +19,11 @@ from cargobay.audit import record as audit_record
 from cargobay.config import Settings
 from cargobay.connections import ConnectionGuard, GuardedSite
 from cargobay.events import jobs as event_jobs
-from cargobay.iam.bootstrap import ensure_admin
-from cargobay.iam.credentials import CredentialStore
-from cargobay.iam.secrets import load_box
 from cargobay.jobs.leases import Scheduler
-from cargobay.metadata.db import Database
-from cargobay.metadata.leases import node_holder, node_id, release_node
+from cargobay.metadata.leases import node_holder
 from cargobay.registry.services import Services
 from cargobay.schedule import periodic_jobs, task_runner
 from cargobay.storage import direct
-
-
-async def prepare(settings: Settings) -> None:
-    """Create the data directory, schema and administrator credential, drop the leases this
-    node's previous run left, and fill in access-key verifiers missing since before revision
-    0005 (idempotent). Raises SchemaOutOfDate when the schema is behind and may not be
-    upgraded here."""
-    from cargobay.metadata import migrations  # Alembic: loaded only where schemas change
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    await migrations.ensure(settings.database_url, upgrade_schema=settings.upgrade_on_start)
-    db = Database(settings.database_url)
-    try:
-        # No worker of this node runs yet: leases its previous run held are orphans.
-        await release_node(db, node_id(settings.data_dir))
-        store = CredentialStore(db, load_box(settings.secret_key, settings.data_dir))
-        await ensure_admin(
-            store,
-            settings.account_id,
-            settings.credentials_file,
-            settings.admin_access_key_id,
-            settings.admin_secret_access_key,
-        )
-        # Here, not in workers: opening old keys' secrets loads `cryptography`, which workers
-        # checking Basic credentials by verifier then never need.
-        await store.backfill_verifiers()
-        await event_jobs.sync_webhooks(settings, db)
-    finally:
-        await db.dispose()
-
-
-def prepare_sync(settings: Settings) -> None:
-    asyncio.run(prepare(settings))
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -126,8 +89,6 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    if tasks is not None:
-        await tasks.stop()
     if scheduler is not None:
         await scheduler.stop()
     if tasks is not None:

@@ -250,8 +250,11 @@ def test_nodes_starting_together_on_a_fresh_database(tmp_path: Path) -> None:
 
 
 def test_head_matches_schema_py(server: Server) -> None:
-    """The migrations and schema.py describe the same tables, columns, keys and indexes."""
-    assert cargobay(server, "db", "upgrade", *db_args(server)).returncode == 0
+    """The migrations and schema.py describe the same tables, columns, keys and indexes (every
+    revision replayed: an empty database brought straight to head is built from schema.py)."""
+    for revision in (FIRST, HEAD):
+        made = cargobay(server, "db", "upgrade", *db_args(server), "--revision", revision)
+        assert made.returncode == 0, made.stderr
 
     async def diff() -> list:
         engine = create_async_engine(async_url(server.settings.database_url))
@@ -397,3 +400,78 @@ def test_signing_configuration_and_exclusions_from_before_0030_are_the_default_r
     ecr = client(server)
     assert ecr.get_signing_configuration()["signingConfiguration"]["rules"] == rules
     assert ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"] == [arn]
+
+
+def _structure(server: Server) -> dict[str, dict]:
+    """Every table as the database itself describes it: columns (type, collation included on
+    PostgreSQL, nullability, server default), primary key, foreign keys with their ON DELETE,
+    unique constraints, indexes and check constraints; column order aside."""
+    from sqlalchemy import inspect
+
+    def describe(sync) -> dict[str, dict]:
+        seen = inspect(sync)
+        tables = {}
+        for table in sorted(set(seen.get_table_names()) - {"alembic_version"}):
+            columns = {
+                c["name"]: (str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in seen.get_columns(table)
+            }
+            pk = seen.get_pk_constraint(table)
+            foreign = sorted(
+                (
+                    tuple(f["constrained_columns"]),
+                    f["referred_table"],
+                    tuple(f["referred_columns"]),
+                    str((f.get("options") or {}).get("ondelete")),
+                )
+                for f in seen.get_foreign_keys(table)
+            )
+            tables[table] = {
+                "columns": columns,
+                "primary key": (pk.get("name"), tuple(pk["constrained_columns"])),
+                "foreign keys": foreign,
+                "unique": sorted(
+                    (u["name"], tuple(u["column_names"]))
+                    for u in seen.get_unique_constraints(table)
+                ),
+                "indexes": sorted(
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                    for i in seen.get_indexes(table)
+                ),
+                "checks": sorted(c["sqltext"] for c in seen.get_check_constraints(table)),
+            }
+        return tables
+
+    async def run() -> dict[str, dict]:
+        engine = create_async_engine(async_url(server.settings.database_url))
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(describe)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_a_new_database_is_built_as_the_migrations_build_it(tmp_path: Path) -> None:
+    """An empty database brought to head in one step (from schema.py, then stamped) has what
+    replaying every revision gives: the same tables, columns, defaults, collations, keys,
+    indexes and constraints, and the same revision."""
+    replayed, direct = Server(tmp_path / "replayed"), Server(tmp_path / "direct")
+    try:
+        for server in (replayed, direct):
+            server.data_dir.mkdir(parents=True)
+        for revision in (FIRST, HEAD):
+            made = cargobay(replayed, "db", "upgrade", *db_args(replayed), "--revision", revision)
+            assert made.returncode == 0, made.stderr
+        made = cargobay(direct, "db", "upgrade", *db_args(direct))
+        assert made.returncode == 0, made.stderr
+        revision = "SELECT version_num FROM alembic_version"
+        assert sql(replayed, revision) == sql(direct, revision) == [[HEAD]]
+        built, expected = _structure(direct), _structure(replayed)
+        assert set(built) == set(expected)
+        for table in expected:
+            assert built[table] == expected[table], table
+    finally:
+        replayed.discard()
+        direct.discard()

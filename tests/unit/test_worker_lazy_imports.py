@@ -28,7 +28,7 @@ LAZY = (
 _PREPARE = """
 import sys
 from cargobay.config import load_settings
-from cargobay.worker import prepare_sync
+from cargobay.startup import prepare_sync
 prepare_sync(load_settings(None, {"data_dir": sys.argv[1]}))
 """
 

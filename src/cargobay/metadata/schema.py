@@ -519,7 +519,7 @@ vulndb_versions = Table(
 vulndb_current = Table(
     "vulndb_current",
     metadata,
-    Column("id", Integer, primary_key=True),  # always 1
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
     Column("version", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
