@@ -20,9 +20,21 @@ from cargobay.iam.principal import Principal
 from cargobay.iam.sigv4 import SigV4Error
 from cargobay.registry.services import Services
 
-# The operations whose one statement confirms the caller's remembered key row.
+# The operations whose one statement confirms the caller's remembered key row: every call on
+# one repository whose authorization reads it with one statement (`ecr.context.ONE_STATEMENT`),
+# so for the writes too the statement runs before anything is written.
 CONFIRMED_BY_STATEMENT = frozenset(
-    {"BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability", "DescribeImages"}
+    {
+        "BatchGetImage",
+        "GetDownloadUrlForLayer",
+        "BatchCheckLayerAvailability",
+        "DescribeImages",
+        "ListImages",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+        "PutImage",
+    }
 )
 
 

@@ -18,7 +18,7 @@ from cargobay.iam.permissions import Permission
 from cargobay.iam.principal import Principal
 from cargobay.oci.names import validate_name
 from cargobay.registry import ecrreads
-from cargobay.registry.ecrreads import EcrRead
+from cargobay.registry.ecrreads import EcrRead, ListQuery
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
@@ -95,6 +95,16 @@ def _reads(operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         except errors.EcrError:  # the action answers it
             return {}
         return {"describe": query} if query is not None else {}
+    if operation == "ListImages":
+        try:
+            limit = EcrCall.page_size(payload)
+            after = EcrCall.decode_token(payload, lambda v: token_texts(v, 2))
+            tag_status = describing.tag_status(payload)
+            image_status = describing.image_status(payload)
+        except errors.EcrError:  # the action answers it
+            return {}
+        cursor = (after[0], after[1]) if after else None
+        return {"listing": ListQuery(tag_status, image_status, cursor, limit + 1)}
     return {}
 
 
