@@ -29,6 +29,9 @@ _HOST = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?"
 )
 _ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
+# The origin (`EcrCall.base_url`) of each (scheme, Host) pair seen, at most _MAX_ORIGINS.
+_ORIGINS: dict[tuple[str, str], str] = {}
+_MAX_ORIGINS = 256
 
 
 def token_text(value: Any) -> bool:
@@ -165,8 +168,17 @@ class EcrCall:
         return f"{self.registry_host()}/{name}"
 
     def base_url(self) -> str:
-        """This server as the caller reached it (scheme, host and port)."""
-        return str(self.request.url.origin())
+        """This server as the caller reached it (scheme, host and port): the request URL's
+        origin, which depends on the scheme and the Host header alone, so each pair's is
+        built once (building the URL was a tenth of GetDownloadUrlForLayer's action)."""
+        request = self.request
+        key = (request.scheme, request.host)
+        origin = _ORIGINS.get(key)
+        if origin is None:
+            if len(_ORIGINS) >= _MAX_ORIGINS:  # Host headers are the clients' to choose
+                _ORIGINS.clear()
+            origin = _ORIGINS[key] = str(request.url.origin())
+        return origin
 
     def context(self) -> authz.RequestContext:
         return request_context(self.request, self.settings.trusted_proxies)
