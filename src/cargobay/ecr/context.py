@@ -221,7 +221,9 @@ class EcrCall:
         """The repository named in the payload (the dispatcher has authorized the call on it
         already; RepositoryNotFound when it does not exist)."""
         self.use_registry(payload)
-        name = self.name_param(payload)
+        name = payload.get("repositoryName")
+        if not name or name != self.repository_name:  # not the name `authorize` checked
+            name = self.name_param(payload)
         read = self.read
         if read is not None and read.policies.resource == self.resource_for(name):
             return read.repository
