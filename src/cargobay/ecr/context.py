@@ -134,6 +134,8 @@ class EcrCall:
         # The verifier of the remembered key row the caller was verified with, until the
         # call's statement confirms it (`ecr.caller`); None once confirmed, or never needed.
         self.confirm = confirm
+        self._context: authz.RequestContext | None = None
+        self._resource: authz.Resource | None = None  # the last `resource_for`
 
     # -- identity and naming -----------------------------------------------------------------
 
@@ -181,10 +183,16 @@ class EcrCall:
         return origin
 
     def context(self) -> authz.RequestContext:
-        return request_context(self.request, self.settings.trusted_proxies)
+        """The request's facts for policy conditions, gathered once per call."""
+        if self._context is None:
+            self._context = request_context(self.request, self.settings.trusted_proxies)
+        return self._context
 
     def resource_for(self, name: str | None) -> authz.Resource:
-        return authz.Resource(self.registry_id, self.region, name)
+        resource = self._resource
+        if resource is None or resource.name != name or resource.account_id != self.registry_id:
+            resource = self._resource = authz.Resource(self.registry_id, self.region, name)
+        return resource
 
     async def require(
         self, action: str, name: str | None = None, loaded: authz.LoadedPolicies | None = None
