@@ -20,7 +20,6 @@ is decided in it, so a second node needs nothing from it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -29,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, insert, select
 
+from cargobay import jsontext
 from cargobay.audit.redact import redact, service_of
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
@@ -41,8 +41,8 @@ log = logging.getLogger("cargobay.audit")
 MAX_BATCH = 200
 ENCODE_CHUNK = 50  # records encoded between two turns of the event loop
 MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
-# One encoder for every record: `json.dumps` with arguments builds a new one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+# One encoder for every record, made once (`cargobay.jsontext`).
+_ENCODE = jsontext.compact
 
 
 @dataclass
