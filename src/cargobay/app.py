@@ -47,6 +47,20 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+# The ECR door's handler and the IAM door's module, once the first call loaded them (an import
+# statement per call cost about 7,000 instructions each, even of a module already loaded).
+_AWS_DOORS: tuple[Any, Any] | None = None
+
+
+def _load_aws_doors() -> tuple[Any, Any]:
+    global _AWS_DOORS
+    from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
+    from cargobay.ecr.api import handle as ecr_handle
+    from cargobay.iamapi import api as iam_api
+
+    gctune.settle("ecr")  # the modules just loaded live as long as the worker
+    _AWS_DOORS = (ecr_handle, iam_api)
+    return _AWS_DOORS
 
 
 async def ecr_api(request: web.Request) -> web.Response:
@@ -55,11 +69,7 @@ async def ecr_api(request: web.Request) -> web.Response:
 
     Both doors load on their first call: they bring botocore (SigV4), which a worker serving
     only `/v2/` never needs in memory."""
-    from cargobay.ecr import actions as _ecr_actions  # noqa: F401  (registers the actions)
-    from cargobay.ecr.api import handle as ecr_handle
-    from cargobay.iamapi import api as iam_api
-
-    gctune.settle("ecr")  # the modules just loaded live as long as the worker
+    ecr_handle, iam_api = _AWS_DOORS or _load_aws_doors()
     if iam_api.wants(request):
         return await iam_api.handle(request, request.app[SERVICES])
     target = request.headers.get("X-Amz-Target", "")

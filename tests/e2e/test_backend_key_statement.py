@@ -1,6 +1,8 @@
-"""The ECR reads (BatchGetImage, GetDownloadUrlForLayer, BatchCheckLayerAvailability,
-DescribeImages) verify SigV4 with the key row a worker remembers, without the credentials-
-generation read, and have their one statement confirm it (`ecr.caller`). On two nodes sharing
+"""The ECR calls on one repository (the reads BatchGetImage, GetDownloadUrlForLayer,
+BatchCheckLayerAvailability, DescribeImages, ListImages, and the writes InitiateLayerUpload,
+UploadLayerPart, CompleteLayerUpload, PutImage) verify SigV4 with the key row a worker
+remembers, without the credentials-generation read, and have their one statement confirm it
+(`ecr.caller`), before anything is answered or written. On two nodes sharing
 one metadata database: a key deactivated, re-activated or deleted on one node is refused or
 accepted by every worker of the other from the very next read, and an administrator key
 re-installed under the same id with a new secret stops verifying with the old secret at once,
@@ -9,6 +11,7 @@ while the new secret is accepted at once."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -31,6 +34,11 @@ READS = (
     "ecr:GetDownloadUrlForLayer",
     "ecr:BatchCheckLayerAvailability",
     "ecr:DescribeImages",
+    "ecr:ListImages",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
 )
 
 
@@ -59,23 +67,73 @@ def _reads(ecr: Any, image: dict[str, Any]) -> list[Callable[[], Any]]:
         lambda: ecr.get_download_url_for_layer(repositoryName=name, layerDigest=layer),
         lambda: ecr.batch_check_layer_availability(repositoryName=name, layerDigests=[layer]),
         lambda: ecr.describe_images(repositoryName=name),
+        lambda: ecr.list_images(repositoryName=name),
     ]
+
+
+def _writes(ecr: Any, image: dict[str, Any], upload_id: str) -> list[Callable[[], Any]]:
+    """The writes, each refused before it writes anything (`upload_id`: an upload started
+    while the key was active)."""
+    name, data = image["name"], os.urandom(16)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return [
+        lambda: ecr.initiate_layer_upload(repositoryName=name),
+        lambda: ecr.upload_layer_part(
+            repositoryName=name,
+            uploadId=upload_id,
+            partFirstByte=0,
+            partLastByte=len(data) - 1,
+            layerPartBlob=data,
+        ),
+        lambda: ecr.complete_layer_upload(
+            repositoryName=name, uploadId=upload_id, layerDigests=[digest]
+        ),
+        lambda: ecr.put_image(
+            repositoryName=name, imageManifest=image["manifest"], imageTag=unique("t")
+        ),
+    ]
+
+
+def _pushed(ecr: Any, image: dict[str, Any]) -> None:
+    """A layer uploaded and an image put through the ECR API."""
+    name, data = image["name"], os.urandom(32)
+    upload = ecr.initiate_layer_upload(repositoryName=name)["uploadId"]
+    part = ecr.upload_layer_part(
+        repositoryName=name,
+        uploadId=upload,
+        partFirstByte=0,
+        partLastByte=len(data) - 1,
+        layerPartBlob=data,
+    )
+    assert part["lastByteReceived"] == len(data) - 1
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    done = ecr.complete_layer_upload(repositoryName=name, uploadId=upload, layerDigests=[digest])
+    assert done["layerDigest"] == digest
+    tag = unique("t")
+    put = ecr.put_image(repositoryName=name, imageManifest=image["manifest"], imageTag=tag)
+    assert put["image"]["imageId"] == {"imageDigest": image["digest"], "imageTag": tag}
 
 
 def _answered(ecr: Any, image: dict[str, Any]) -> None:
     for _ in range(CALLS // 2):  # each worker answers some, and remembers the key
-        got, url, layers, described = (read() for read in _reads(ecr, image))
+        got, url, layers, described, listed = (read() for read in _reads(ecr, image))
         assert got["images"][0]["imageId"]["imageDigest"] == image["digest"]
         assert url["layerDigest"] == image["layer"]
         assert layers["layers"][0]["layerAvailability"] == "AVAILABLE"
         assert described["imageDetails"][0]["imageDigest"] == image["digest"]
+        assert image["digest"] in {i["imageDigest"] for i in listed["imageIds"]}
+        if "upload" in image:
+            _pushed(ecr, image)
 
 
 def _refused(ecr: Any, image: dict[str, Any], code: str) -> None:
     for _ in range(CALLS // 2):
-        for read in _reads(ecr, image):
+        calls = _reads(ecr, image)
+        if "upload" in image:
+            calls += _writes(ecr, image, image["upload"])
+        for call in calls:
             with raises(code):
-                read()
+                call()
 
 
 def _bad_name(ecr: Any) -> None:
@@ -88,7 +146,8 @@ def _image(server: Server) -> dict[str, Any]:
     session.auth = (ADMIN_KEY, ADMIN_SECRET)
     pushed = Client(server, session).push_image(name, "v1", layer_sizes=(48,))
     layer = next(d for d, data in pushed.blobs.items() if len(data) == 48)
-    return {"name": name, "digest": pushed.digest, "layer": layer}
+    manifest = pushed.manifest.decode()
+    return {"name": name, "digest": pushed.digest, "layer": layer, "manifest": manifest}
 
 
 def test_a_key_changed_on_one_node_is_refused_by_the_reads_of_the_other(tmp_path: Path) -> None:
@@ -104,6 +163,8 @@ def test_a_key_changed_on_one_node_is_refused_by_the_reads_of_the_other(tmp_path
         user = api_user(first, "keystmt", allow(*READS), iam=iam)
         name, key = user.name, user.key
         ecr = user.ecr(second)
+        # The writes as well: an upload this key started stays for the refused calls to name.
+        image["upload"] = ecr.initiate_layer_upload(repositoryName=image["name"])["uploadId"]
         _answered(ecr, image)
 
         for _ in range(CALLS):  # a call that fails before its statement (a bad name) ...

@@ -84,6 +84,8 @@ def test_statement_counts_do_not_grow_with_the_repository(counted: Server) -> No
     # A page's images with their tags, archive status and scans come with the authorization,
     # which confirms the caller's remembered key too: one statement (issue 19: it was 6).
     assert report["DescribeImages 3 vs 30"][0] == 1
+    # ListImages' page likewise (it was 3: the credentials generation, the repository, the page).
+    assert report["ListImages"][0] == 1
     print({label: counts[0] for label, counts in report.items()})
 
 

@@ -1,4 +1,4 @@
-"""DescribeImages' one statement (`records.ecrreads.described`) reads only the rows it answers,
+"""DescribeImages' one statement (`records.ecrdescribe.described`) reads only the rows it answers,
 however many images the repository holds: its plan on this run's backend (SQLite, or
 PostgreSQL with CARGOBAY_TEST_DATABASE=postgres) on a repository of 2,000 images. On
 PostgreSQL (tables analyzed) the manifest and tag rows every plan node returned or filtered
@@ -19,7 +19,7 @@ from sqlalchemy import text
 import pgcluster
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.records import ecrreads
+from cargobay.metadata.records import ecrdescribe
 from unit import seedrows
 
 ACCOUNT = "123456789012"
@@ -97,7 +97,7 @@ async def _analyze(db: Database) -> None:
 def _sql(conn: Any, shape: tuple[Any, ...], values: dict[str, Any]) -> str:
     params = {"registry_id": ACCOUNT, "region": "", "name": "team/app"}
     params |= {"caller_account": ACCOUNT, "caller": "dev", "caller_key": "AKIA"} | values
-    statement = ecrreads._described((*shape, True)).params(**params)
+    statement = ecrdescribe._described((*shape, True)).params(**params)
     compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
     return str(compiled)
 

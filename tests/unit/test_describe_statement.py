@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 from cargobay.ecr import describing
 from cargobay.metadata import roundtrips, schema
 from cargobay.metadata.db import Database
-from cargobay.metadata.records import ecrreads, images, tags
+from cargobay.metadata.records import ecrdescribe, ecrreads, images, tags
 from cargobay.registry.ecrreads import DescribeQuery
 from unit import seedrows
 
@@ -199,7 +199,7 @@ def test_the_driver_path_answers_as_sqlalchemy_does(db) -> None:
     query = DescribeQuery("TAGGED", "ANY", "", 5)
     shape, values = query.statement()
     fast = _described(db, query)
-    statement = ecrreads._DESCRIBED[(*shape, True)]
+    statement = ecrdescribe._DESCRIBED[(*shape, True)]
     params = {
         "registry_id": ACCOUNT,
         "region": "",

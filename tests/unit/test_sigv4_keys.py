@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from cargobay.iam.credentials import CredentialStore
 from cargobay.iam.keygeneration import Remembered
 from cargobay.iam.secrets import SecretBox, new_key
-from cargobay.iam.sigv4keys import SigningKeys, canonical_request, derive_key
+from cargobay.iam.sigv4keys import KeyedMac, SigningKeys, canonical_request, derive_key
 from cargobay.metadata import migrations, schema
 from cargobay.metadata.db import Database
 
@@ -236,3 +236,20 @@ def test_remembered_keys_are_bounded_and_per_generation() -> None:
     assert remembered.get("AKIA4", "g1") is None
     remembered.discard("AKIA3")
     assert remembered.get("AKIA3", "g1") is None
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 63, 64, 65, 200])
+def test_a_keyed_mac_is_hmac_sha256(key_size: int) -> None:
+    key = bytes(range(256))[:key_size]
+    mac = KeyedMac(key)
+    for message in (b"", b"x", b"AWS4-HMAC-SHA256\n20260101T000000Z\n" * 9):
+        assert mac.digest(message) == hmac.digest(key, message, "sha256")
+        assert mac.digest(message) == mac.digest(message)  # the prepared states stay as made
+
+
+def test_the_cached_mac_signs_with_the_derived_key() -> None:
+    keys = SigningKeys()
+    mac = keys.mac("secret", "20260101", "us-east-1", "ecr")
+    assert mac.key == derive_key("secret", "20260101", "us-east-1", "ecr")
+    assert keys.get("secret", "20260101", "us-east-1", "ecr") == mac.key
+    assert mac.digest(b"m") == hmac.digest(mac.key, b"m", "sha256")

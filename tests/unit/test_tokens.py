@@ -7,6 +7,7 @@ import base64
 import json
 import secrets
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from cargobay.iam.tokens import (
     TokenClaims,
     TokenError,
     TokenSigner,
+    claims_json,
     ecr_authorization_token,
     load_signer,
 )
@@ -67,6 +69,33 @@ def test_round_trip_admin_and_odd_names() -> None:
     s = signer()
     claims = TokenClaims("000000000000", "ünïcode:user/with.dots", "AKIA2", True, NOW + 5.5, NOW)
     assert s.verify(s.issue(claims), now=NOW) == claims
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        CLAIMS,
+        TokenClaims("000000000000", "root", "AKIA0", True, 1e16, 0.1, "blob:0/a@sha256:00#r"),
+        TokenClaims("1", 'us"er\\é\u2028\U0001f600', "k\x00", False, 1.5, 1.0, ""),
+    ],
+)
+def test_claims_are_written_as_the_json_encoder_writes_them(claims: TokenClaims) -> None:
+    body = {
+        "a": claims.account_id,
+        "u": claims.user_name,
+        "k": claims.access_key_id,
+        "adm": claims.is_admin,
+        "iat": claims.issued_at,
+        "exp": claims.expires_at,
+    }
+    if claims.scope:
+        body["s"] = claims.scope
+    assert claims_json(claims) == json.dumps(body, sort_keys=True, separators=(",", ":"))
+    signer = TokenSigner({"k1": b"k" * 32}, "k1")
+    token = signer.issue(claims)
+    assert signer.verify(token, now=claims.issued_at) == claims
+    # A download URL carries the token as it is (`Services.download_url`): nothing to quote.
+    assert quote(token, safe="") == token
 
 
 def test_token_has_no_colon_and_docker_login_form_decodes() -> None:

@@ -20,15 +20,16 @@ is decided in it, so a second node needs nothing from it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _text
 from typing import Any
 
 from sqlalchemy import String, bindparam, insert, select
 
+from cargobay import jsontext
 from cargobay.audit.redact import redact, service_of
 from cargobay.iam.principal import Principal
 from cargobay.metadata import schema
@@ -41,8 +42,8 @@ log = logging.getLogger("cargobay.audit")
 MAX_BATCH = 200
 ENCODE_CHUNK = 50  # records encoded between two turns of the event loop
 MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
-# One encoder for every record: `json.dumps` with arguments builds a new one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+# One encoder for every record, made once (`cargobay.jsontext`).
+_ENCODE = jsontext.compact
 
 
 @dataclass
@@ -121,6 +122,71 @@ def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
     return record
 
 
+def record_json(event: AuditEvent) -> str:
+    """`cloudtrail_record(event)` as compact JSON, written piece by piece: the same text as
+    encoding the dict, without building it (every call's record is written here; the dict and
+    its encoding were about 110,000 instructions of a read's ~830,000, callgrind). The
+    caller's identity is encoded once per principal."""
+    account = event.account_id
+    parameters = redact(service_of(event.event_source), event.request_parameters)
+    response = redact(service_of(event.event_source), event.response_elements)
+    parts = [
+        '{"eventVersion":"1.08","userIdentity":',
+        _identity_json(event.principal, account),
+        ',"eventTime":"',
+        _iso_time(event.event_time or time.time()),
+        '","eventSource":',
+        _json(event.event_source),
+        ',"eventName":',
+        _json(event.event_name),
+        ',"awsRegion":',
+        _json(event.region),
+        ',"sourceIPAddress":',
+        _json(event.source_ip),
+        ',"userAgent":',
+        _json(event.user_agent),
+        ',"requestParameters":',
+        "null" if parameters is None else _ENCODE(parameters),
+        ',"responseElements":',
+        "null" if response is None else _ENCODE(response),
+    ]
+    if event.error_code:
+        parts += [',"errorCode":', _json(event.error_code)]
+        parts += [',"errorMessage":', _json(event.error_message or "")]
+    parts += [
+        ',"requestID":',
+        _json(event.request_id),
+        ',"eventID":',
+        _json(event.event_id),
+        ',"readOnly":',
+        "true" if event.read_only else "false",
+        ',"resources":',
+        _ENCODE([_resource(r, account) for r in event.resources]),
+        ',"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":',
+        _json(account),
+        ',"eventCategory":"Management"}',
+    ]
+    return "".join(parts)
+
+
+def _json(value: Any) -> str:
+    """One JSON value; a string (the usual case) without the encoder's dispatch."""
+    return _text(value) if type(value) is str else _ENCODE(value)
+
+
+_IDENTITIES: dict[tuple[Principal | None, str], str] = {}
+
+
+def _identity_json(principal: Principal | None, account: str) -> str:
+    key = (principal, account)
+    found = _IDENTITIES.get(key)
+    if found is None:
+        if len(_IDENTITIES) >= 1024:
+            _IDENTITIES.clear()
+        found = _IDENTITIES[key] = _ENCODE(user_identity(principal, account))
+    return found
+
+
 def _resource(resource: Resource, account: str) -> dict[str, str]:
     """A resource as CloudTrail lists it: ARN, accountId and type, each only when set."""
     out: dict[str, str] = {}
@@ -171,7 +237,7 @@ def _rows(event: AuditEvent) -> tuple[Row, list[Row]]:
         principal.user_name[:128] if principal else None,
         principal.access_key_id[:128] if principal else None,
         event.region,
-        _ENCODE(cloudtrail_record(event)),
+        record_json(event),
     )
     # Names come from requests (also refused ones): cut to the columns' sizes and without NUL
     # (which PostgreSQL's text refuses), so one odd request cannot make its batch fail.

@@ -156,7 +156,10 @@ class _Walk:
                 raise ShapeError(self.faults.serialization, "the request is nested too deeply")
             shape = self.model.shapes[name]
             children = self.check(shape, value, path)
-            stack.extend((n, v, p, depth + 1) for n, v, p in reversed(children))
+            if children:
+                depth += 1
+                for n, v, p in reversed(children):
+                    stack.append((n, v, p, depth))
 
     def check(self, shape: dict[str, Any], value: Any, path: str) -> list[tuple[str, Any, str]]:
         """Check one value; the (shape, value, path) of its children still to check."""
@@ -166,11 +169,11 @@ class _Walk:
             if not isinstance(value, dict):
                 raise self.wrong_type(here, value, "an object")
             children = []
-            for member, ref in shape.get("members", {}).items():
+            for member, child, required in self.model.members(shape):
                 item = value.get(member)
                 if item is not None:
-                    children.append((_ref(ref), item, _join(path, member)))
-                elif member in shape.get("required", ()):
+                    children.append((child, item, _join(path, member)))
+                elif required:
                     self.violation(_join(path, member), None, "not be null")
             return children
         if kind == "list":
@@ -203,13 +206,15 @@ class _Walk:
                 raise ShapeError(
                     self.faults.serialization, f"Invalid UTF-16 (a lone surrogate) at '{path}'"
                 )
-            enum = shape.get("enum")
+            enum, low, high, pattern, compiled = self.model.string_rules(shape)
             if enum and value not in enum:
                 enum_text = ", ".join(enum)
                 self.violation(path, value, f"satisfy enum value set: [{enum_text}]", sensitive)
-            fits = self.size(shape, value, path, "length", sensitive)
-            pattern = shape.get("pattern")
-            if pattern and fits and not self.model.matches(pattern, value):
+            size = len(value)
+            fits = True
+            if (low is not None and size < low) or (high is not None and size > high):
+                fits = self.size(shape, value, path, "length", sensitive)  # says why
+            if pattern and fits and compiled is not None and not compiled.fullmatch(value):
                 self.violation(
                     path, value, f"satisfy regular expression pattern: {pattern}", sensitive
                 )
@@ -291,6 +296,33 @@ class ServiceModel:
         self.operations: dict[str, str | None] = table["operations"]
         self.shapes: dict[str, dict[str, Any]] = table["shapes"]
         self.faults = faults or FAULTS.get(self.service, DEFAULT_FAULTS)
+        # By id() of a shape of `shapes`, which lives as long as this model.
+        self._members: dict[int, tuple[tuple[str, str, bool], ...]] = {}
+        self._strings: dict[int, tuple[Any, Any, Any, Any, Any]] = {}
+
+    def members(self, shape: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:
+        """A structure's (member, member's shape name, required) in declared order, worked
+        out once per shape (every request walks its input structure)."""
+        found = self._members.get(id(shape))
+        if found is None:
+            required = shape.get("required", ())
+            found = tuple(
+                (member, _ref(ref), member in required)
+                for member, ref in shape.get("members", {}).items()
+            )
+            self._members[id(shape)] = found
+        return found
+
+    def string_rules(self, shape: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+        """A string shape's (enum, min, max, pattern, compiled pattern or None), worked out
+        once per shape."""
+        found = self._strings.get(id(shape))
+        if found is None:
+            pattern = shape.get("pattern")
+            compiled = self.pattern(pattern) if pattern else None
+            found = (shape.get("enum"), shape.get("min"), shape.get("max"), pattern, compiled)
+            self._strings[id(shape)] = found
+        return found
 
     def input_shape(self, operation: str) -> str | None:
         """The name of the operation's input shape (KeyError for an unknown operation)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cargobay import regions
+from cargobay import jsontext, regions
 from cargobay.audit.hooks import audit_api_call
 from cargobay.audit.record import Resource
 from cargobay.aws import shapes
@@ -53,7 +53,7 @@ def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
     headers = {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE}
     if "__type" in body:
         headers["x-amzn-ErrorType"] = body["__type"]
-    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+    return web.Response(status=status, body=jsontext.dumps(body).encode(), headers=headers)
 
 
 async def handle(request: web.Request, services: Services) -> web.Response:

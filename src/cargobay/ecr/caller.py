@@ -14,16 +14,41 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cargobay.config import Settings
 from cargobay.ecr import errors
 from cargobay.iam.awsrequest import signed_caller, signed_principal
 from cargobay.iam.principal import Principal
 from cargobay.iam.sigv4 import SigV4Error
 from cargobay.registry.services import Services
 
-# The operations whose one statement confirms the caller's remembered key row.
+# The operations whose one statement confirms the caller's remembered key row: every call on
+# one repository whose authorization reads it with one statement (`ecr.context.ONE_STATEMENT`),
+# so for the writes too the statement runs before anything is written.
 CONFIRMED_BY_STATEMENT = frozenset(
-    {"BatchGetImage", "GetDownloadUrlForLayer", "BatchCheckLayerAvailability", "DescribeImages"}
+    {
+        "BatchGetImage",
+        "GetDownloadUrlForLayer",
+        "BatchCheckLayerAvailability",
+        "DescribeImages",
+        "ListImages",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+        "PutImage",
+    }
 )
+
+
+_SERVED: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def _served(settings: Settings) -> tuple[str, ...]:
+    """`settings.served_regions`, parsed once per (region, regions_served) text."""
+    key = (settings.region, settings.regions_served)
+    served = _SERVED.get(key)
+    if served is None:
+        served = _SERVED[key] = settings.served_regions
+    return served
 
 
 def _refused(exc: SigV4Error) -> errors.EcrError:
@@ -35,7 +60,7 @@ async def signed(
 ) -> tuple[Principal, str | None]:
     """The caller, and the verifier its statement must confirm (None: nothing to confirm)."""
     settings = services.settings
-    args = (request, services.credentials, body, "ecr", settings.served_regions)
+    args = (request, services.credentials, body, "ecr", _served(settings))
     try:
         if operation in CONFIRMED_BY_STATEMENT:
             return await signed_caller(*args, default_region=settings.region)

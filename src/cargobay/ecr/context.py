@@ -18,7 +18,7 @@ from cargobay.iam.permissions import Permission
 from cargobay.iam.principal import Principal
 from cargobay.oci.names import validate_name
 from cargobay.registry import ecrreads
-from cargobay.registry.ecrreads import EcrRead
+from cargobay.registry.ecrreads import EcrRead, ListQuery
 from cargobay.registry.repositories import Repository
 from cargobay.registry.services import Services
 from cargobay.requestinfo import request_context
@@ -29,6 +29,9 @@ _HOST = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?"
 )
 _ARN = re.compile(r"^arn:aws[a-z-]*:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$")
+# The origin (`EcrCall.base_url`) of each (scheme, Host) pair seen, at most _MAX_ORIGINS.
+_ORIGINS: dict[tuple[str, str], str] = {}
+_MAX_ORIGINS = 256
 
 
 def token_text(value: Any) -> bool:
@@ -95,6 +98,16 @@ def _reads(operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         except errors.EcrError:  # the action answers it
             return {}
         return {"describe": query} if query is not None else {}
+    if operation == "ListImages":
+        try:
+            limit = EcrCall.page_size(payload)
+            after = EcrCall.decode_token(payload, lambda v: token_texts(v, 2))
+            tag_status = describing.tag_status(payload)
+            image_status = describing.image_status(payload)
+        except errors.EcrError:  # the action answers it
+            return {}
+        cursor = (after[0], after[1]) if after else None
+        return {"listing": ListQuery(tag_status, image_status, cursor, limit + 1)}
     return {}
 
 
@@ -121,6 +134,8 @@ class EcrCall:
         # The verifier of the remembered key row the caller was verified with, until the
         # call's statement confirms it (`ecr.caller`); None once confirmed, or never needed.
         self.confirm = confirm
+        self._context: authz.RequestContext | None = None
+        self._resource: authz.Resource | None = None  # the last `resource_for`
 
     # -- identity and naming -----------------------------------------------------------------
 
@@ -155,14 +170,29 @@ class EcrCall:
         return f"{self.registry_host()}/{name}"
 
     def base_url(self) -> str:
-        """This server as the caller reached it (scheme, host and port)."""
-        return str(self.request.url.origin())
+        """This server as the caller reached it (scheme, host and port): the request URL's
+        origin, which depends on the scheme and the Host header alone, so each pair's is
+        built once (building the URL was a tenth of GetDownloadUrlForLayer's action)."""
+        request = self.request
+        key = (request.scheme, request.host)
+        origin = _ORIGINS.get(key)
+        if origin is None:
+            if len(_ORIGINS) >= _MAX_ORIGINS:  # Host headers are the clients' to choose
+                _ORIGINS.clear()
+            origin = _ORIGINS[key] = str(request.url.origin())
+        return origin
 
     def context(self) -> authz.RequestContext:
-        return request_context(self.request, self.settings.trusted_proxies)
+        """The request's facts for policy conditions, gathered once per call."""
+        if self._context is None:
+            self._context = request_context(self.request, self.settings.trusted_proxies)
+        return self._context
 
     def resource_for(self, name: str | None) -> authz.Resource:
-        return authz.Resource(self.registry_id, self.region, name)
+        resource = self._resource
+        if resource is None or resource.name != name or resource.account_id != self.registry_id:
+            resource = self._resource = authz.Resource(self.registry_id, self.region, name)
+        return resource
 
     async def require(
         self, action: str, name: str | None = None, loaded: authz.LoadedPolicies | None = None
@@ -199,7 +229,9 @@ class EcrCall:
         """The repository named in the payload (the dispatcher has authorized the call on it
         already; RepositoryNotFound when it does not exist)."""
         self.use_registry(payload)
-        name = self.name_param(payload)
+        name = payload.get("repositoryName")
+        if not name or name != self.repository_name:  # not the name `authorize` checked
+            name = self.name_param(payload)
         read = self.read
         if read is not None and read.policies.resource == self.resource_for(name):
             return read.repository

@@ -25,12 +25,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise BodyTooLarge
     parts: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(1024 * 1024):
+    content = request.content
+    while chunk := await content.read(1024 * 1024):
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         parts.append(chunk)
-    return b"".join(parts)
+        if content.is_eof():  # all of it (an API call's body comes whole): no empty read
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def _verify(

@@ -396,8 +396,8 @@ async def verify(
         (ALGORITHM, ts, scope, hashlib.sha256(canonical.encode()).hexdigest())
     )
     keys = SIGNING_KEYS if signing_keys is None else signing_keys
-    key = keys.get(secret, ts[:8], auth.region, auth.service)
-    expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+    mac = keys.mac(secret, ts[:8], auth.region, auth.service)
+    expected = mac.digest(string_to_sign.encode()).hex()
     provided = auth.signature.strip().lower()
     # Both ASCII once `provided` is 64 hex digits: compare_digest takes the strings as they are.
     if not _HEX64.fullmatch(provided) or not hmac.compare_digest(expected, provided):

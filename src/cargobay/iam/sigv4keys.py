@@ -33,6 +33,34 @@ def derive_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+# RFC 2104's pads, as translation tables (SHA-256's block is 64 bytes; a signing key is 32).
+_INNER = bytes(b ^ 0x36 for b in range(256))
+_OUTER = bytes(b ^ 0x5C for b in range(256))
+
+
+class KeyedMac:
+    """HMAC-SHA256 with one key, its padded key blocks hashed once: each `digest` copies the
+    two hash states. `hmac.digest` sets the key up afresh in OpenSSL on every call, which
+    cost about 12,000 of a verification's instructions more than this (callgrind)."""
+
+    __slots__ = ("_inner", "_outer", "key")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        padded = key.ljust(64, b"\0")
+        self.key = key
+        self._inner = hashlib.sha256(padded.translate(_INNER))
+        self._outer = hashlib.sha256(padded.translate(_OUTER))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class SigningKeys:
     """A bounded LRU cache of derived signing keys."""
 
@@ -40,23 +68,28 @@ class SigningKeys:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._keys: OrderedDict[tuple[bytes, str, str, str], bytes] = OrderedDict()
+        self._keys: OrderedDict[tuple[bytes, str, str, str], KeyedMac] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def get(self, secret: str, date: str, region: str, service: str) -> bytes:
         """The signing key for this scope: from the cache, or derived and remembered."""
+        return self.mac(secret, date, region, service).key
+
+    def mac(self, secret: str, date: str, region: str, service: str) -> KeyedMac:
+        """The signing key for this scope as a `KeyedMac`: from the cache, or derived and
+        remembered."""
         slot = (hashlib.sha256(secret.encode()).digest(), date, region, service)
-        key = self._keys.get(slot)
-        if key is not None:
+        mac = self._keys.get(slot)
+        if mac is not None:
             self._keys.move_to_end(slot)
-            return key
-        key = derive_key(secret, date, region, service)
-        self._keys[slot] = key
+            return mac
+        mac = KeyedMac(derive_key(secret, date, region, service))
+        self._keys[slot] = mac
         if len(self._keys) > self.max_entries:
             self._keys.popitem(last=False)
-        return key
+        return mac
 
     def clear(self) -> None:
         self._keys.clear()

@@ -84,6 +84,18 @@ class DescribeQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The (digest, tag) pairs ListImages reads: the first `limit` after `after` (a digest
+    and tag, None for the first page), filtered by `tag_status` and `image_status` (ECR's
+    enums, "ANY" for all); ListImages reads one more than its page."""
+
+    tag_status: str
+    image_status: str
+    after: tuple[str, str] | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class EcrRead:
     """What one statement read for a call on an existing repository."""
 
@@ -97,6 +109,8 @@ class EcrRead:
     images: tuple[dict[str, str], dict[str, Any]] | None = None
     # With `describe`: the rows of the images DescribeImages answers (`records.described`).
     described: list[Any] | None = None
+    # With `listing`: ListImages' (digest, tag) pairs (`records.listed`).
+    listed: list[tuple[str, str | None]] | None = None
 
 
 def layer_archived(repo: Repository, digest: str) -> LayerArchived:
@@ -139,12 +153,14 @@ async def read(
     tags: list[str] | None = None,
     digests: list[str] | None = None,
     describe: DescribeQuery | None = None,
+    listing: ListQuery | None = None,
     confirm: str | None = None,
 ) -> EcrRead | None:
     """One statement for a call on the repository `resource` names: with `layer`, that
     blob's state; with `layers` (distinct, 1 to 100), theirs; with `tags` and `digests`
     (distinct, at most 100 each), the manifests they name; with `describe`, the images
-    DescribeImages answers; else the repository alone. With `confirm` (the verifier of the
+    DescribeImages answers; with `listing`, the pairs ListImages answers; else the
+    repository alone. With `confirm` (the verifier of the
     remembered secret the caller was verified with), CallerUnconfirmed unless the statement
     confirms the caller's key row."""
     assert resource.name is not None
@@ -161,6 +177,15 @@ async def read(
         rows = await records.images(*args, identity, tags, digests)
     elif describe is not None:
         rows = await records.described(*args, identity, *describe.statement())
+    elif listing is not None:
+        rows = await records.listed(
+            *args,
+            identity,
+            listing.tag_status,
+            listing.image_status,
+            listing.after,
+            listing.limit,
+        )
     else:
         found = await records.repository(*args, identity)
         rows = [found] if found is not None else []
@@ -185,6 +210,9 @@ async def read(
     if describe is not None:
         found = [row for row in rows if row.digest is not None]
         return EcrRead(repository, policies, bool(head.cached), described=found)
+    if listing is not None:
+        pairs = [(row.digest, row.tag) for row in rows if row.digest is not None]
+        return EcrRead(repository, policies, bool(head.cached), listed=pairs)
     return EcrRead(repository, policies, bool(head.cached))
 
 

@@ -62,16 +62,19 @@ async def resolve_image(call: EcrCall, repo: Repository, image_id: dict[str, str
 
 @action("ListImages")
 async def list_images(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
+    """The page comes from the statement that authorized the call when it could (it read
+    the pairs with the repository, `ecr.context`), else from one of its own."""
     repo = await call.repository(payload)
     limit = call.page_size(payload)
     after = call.decode_token(payload, lambda v: token_texts(v, 2))
-    rows = await call.services.images.list_ids(
-        repo,
-        _tag_status(payload),
-        tuple(after) if after else None,
-        limit + 1,
-        image_status=_image_status(payload),
-    )
+    tag_status, image_status = _tag_status(payload), _image_status(payload)
+    read = call.read
+    if read is not None and read.listed is not None and read.repository is repo:
+        rows = read.listed
+    else:
+        rows = await call.services.images.list_ids(
+            repo, tag_status, tuple(after) if after else None, limit + 1, image_status=image_status
+        )
     ids = []
     for digest, tag in rows[:limit]:
         entry = {"imageDigest": digest}
