@@ -119,22 +119,21 @@ class ManifestPush:
             if tag is not None:
                 await self._set_tag(conn, repo, tag, actual)
             subject = parsed.subject.digest if parsed.subject else None
-            await self.hooks.pushed(
-                conn,
-                Pushed(
-                    repo,
-                    actual,
-                    tag,
-                    parsed.media_type,
-                    parsed.artifact_type,
-                    subject,
-                    created,
-                    origin,
-                    replica_of,
-                    pusher,
-                ),
-                settings,
+            pushed = Pushed(
+                repo,
+                actual,
+                tag,
+                parsed.media_type,
+                parsed.artifact_type,
+                subject,
+                created,
+                origin,
+                replica_of,
+                pusher,
+                # Built with what the blob check read, so the hooks need not copy the event.
+                {} if settings is None else settings,
             )
+            await self.hooks.pushed(conn, pushed, settings)
         return PutResult(actual, subject, created, parsed.media_type)
 
     async def _insert(
