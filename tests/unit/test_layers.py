@@ -298,6 +298,7 @@ def test_no_dialect_branches_above_the_metadata_layer() -> None:
 ON_RECORDS = (
     "registry/repositories.py",
     "registry/manifests.py",
+    "registry/push.py",
     "registry/blobs.py",
     "registry/images.py",
     "registry/deletes.py",

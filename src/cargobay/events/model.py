@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 SOURCE = "aws.ecr"
@@ -35,7 +34,7 @@ SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 
 def iso_time(epoch: float) -> str:
     """EventBridge's `time`: ISO-8601 in UTC, whole seconds, with a Z."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))  # no datetime built
 
 
 def repository_arn(region: str, account: str, repository: str) -> str:

@@ -34,8 +34,12 @@ def _compiled(text: str) -> Pattern:
     return compile_pattern(text)
 
 
+# One encoder for every event: `json.dumps` with arguments builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def serialise(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(event)
 
 
 # Built once and, in a SQLite file's write transaction, run on the driver

@@ -338,10 +338,11 @@ class Database:
 class _SyncReads:
     """A synchronous connection behind the awaitable `Conn` surface the services use."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_driver")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._driver: Any = None
 
     @property
     def dialect(self) -> Any:
@@ -355,8 +356,11 @@ class _SyncReads:
 
     def driver(self) -> Any:
         """The driver (sqlite3) connection under this transaction: `audit.record` runs its
-        batch inserts on it, without SQLAlchemy's per-statement machinery."""
-        return self._conn.connection.driver_connection
+        batch inserts on it, without SQLAlchemy's per-statement machinery. Looked up once per
+        transaction: a push asks for it once per statement."""
+        if self._driver is None:
+            self._driver = self._conn.connection.driver_connection
+        return self._driver
 
 
 class _ThreadReads:

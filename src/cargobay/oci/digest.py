@@ -48,4 +48,6 @@ def is_digest(reference: str) -> bool:
 
 
 def compute(data: bytes, algorithm: str = "sha256") -> str:
+    if algorithm == "sha256":  # hashlib.new looks the name up on every call
+        return "sha256:" + hashlib.sha256(data).hexdigest()
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"

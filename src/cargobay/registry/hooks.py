@@ -153,7 +153,8 @@ class Hooks:
         if self.push_reads:
             if settings is None:
                 settings = await self._settings(conn, event)
-            event = dataclasses.replace(event, settings=settings)
+            if event.settings is not settings:  # else the caller built the event with them
+                event = dataclasses.replace(event, settings=settings)
         for hook in self.push:
             await hook(conn, event)
 

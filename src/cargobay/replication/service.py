@@ -82,7 +82,9 @@ class ReplicationService:
         config = None
         if "replication" in event.settings:
             text = event.settings["replication"]
-            config = from_stored(json.loads(text)) if text else ReplicationConfiguration()
+            if not text:
+                return  # no configuration, no rule: nothing to replicate
+            config = from_stored(json.loads(text))
         await self.on_push(
             conn, repo.id, repo.registry_id, repo.name, event.digest, event.tag, config
         )
