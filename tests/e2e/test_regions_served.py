@@ -182,19 +182,18 @@ def test_tasks_run_in_the_region_of_the_push(server: Server) -> None:
         "signingProfileArn": arn,
         "repositoryFilters": [{"filter": f"{prefix}/*", "filterType": "WILDCARD_MATCH"}],
     }
-    here = client(server)
-    here.put_signing_configuration(signingConfiguration={"rules": [rule]})
+    there = _aws(server, "ecr", OTHER)  # the signing configuration is regional, as in ECR
+    there.put_signing_configuration(signingConfiguration={"rules": [rule]})
     try:
         name = f"{prefix}/app"
         pushed = _v2(server, OTHER).push_image(name, "v1")
-        there = _aws(server, "ecr", OTHER)
         assert wait_signed(there, name, pushed.digest) == [
             {"signingProfileArn": arn, "status": "COMPLETE"}
         ]
         referrers = _v2(server, OTHER).get(f"/v2/{name}/referrers/{pushed.digest}").json()
         assert len(referrers["manifests"]) == 1
     finally:
-        here.delete_signing_configuration()
+        there.delete_signing_configuration()
 
 
 def test_replication_to_another_served_region_copies_locally(
