@@ -1,6 +1,7 @@
 """`cargobay serve`: prepare the data directory and database once, then run one worker process
-per core, each with its own event loop and database pool, all accepting on the same port
-(SO_REUSEPORT lets the kernel spread connections). A worker that dies is replaced.
+per core, each with its own event loop and database pool, all accepting from one listening
+socket the supervisor made (`cargobay.balance` spreads the connections evenly). A worker that
+dies is replaced.
 
 The supervisor imports only the standard library and the settings: each worker imports the
 application after it is forked. A supervisor that preloaded aiohttp and SQLAlchemy would carry
@@ -24,14 +25,17 @@ import time
 from cargobay import logs
 from cargobay.config import Settings
 from cargobay.metadata.errors import SchemaOutOfDate
+from cargobay.sharedport import Counts, SharedPort, listen
 
 log = logging.getLogger("cargobay")
 
 
-def _worker(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
+def _worker(
+    settings: Settings, reuse_port: bool, slot: int = 0, shared: SharedPort | None = None
+) -> None:
     from cargobay.worker import worker_main
 
-    worker_main(settings, reuse_port, slot)
+    worker_main(settings, reuse_port, slot, shared)
 
 
 def _free_port(host: str) -> int:
@@ -97,10 +101,13 @@ def _supervise(settings: Settings, count: int) -> None:
     context = multiprocessing.get_context("fork")
     stopping = False
     workers: list[multiprocessing.process.BaseProcess] = []
+    # One listening socket for all, connections spread by `cargobay.balance` (not SO_REUSEPORT).
+    shared = SharedPort(listen(settings.host, settings.port), Counts(count))
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
         # A replacement keeps its slot: it takes over the leases the dead worker held.
-        proc = context.Process(target=_worker, args=(settings, True, slot), daemon=True)
+        shared.counts.vacate(slot)
+        proc = context.Process(target=_worker, args=(settings, False, slot, shared), daemon=True)
         proc.start()
         return proc
 
