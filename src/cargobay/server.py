@@ -101,13 +101,17 @@ def _supervise(settings: Settings, count: int) -> None:
     context = multiprocessing.get_context("fork")
     stopping = False
     workers: list[multiprocessing.process.BaseProcess] = []
-    # One listening socket for all, connections spread by `cargobay.balance` (not SO_REUSEPORT).
-    shared = SharedPort(listen(settings.host, settings.port), Counts(count))
+    # One listening socket for all, connections spread by `cargobay.balance` (SO_REUSEPORT
+    # only for a host name with several addresses).
+    sock = listen(settings.host, settings.port)
+    shared = SharedPort(sock, Counts(count)) if sock is not None else None
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
         # A replacement keeps its slot: it takes over the leases the dead worker held.
-        shared.counts.vacate(slot)
-        proc = context.Process(target=_worker, args=(settings, False, slot, shared), daemon=True)
+        if shared is not None:
+            shared.counts.vacate(slot)
+        args = (settings, shared is None, slot, shared)
+        proc = context.Process(target=_worker, args=args, daemon=True)
         proc.start()
         return proc
 

@@ -12,13 +12,25 @@ BACKLOG = 1024
 VACANT = 2**30  # a slot whose worker is not accepting (starting, stopping, dead)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts from (made before they are forked)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+def listen(host: str, port: int) -> socket.socket | None:
+    """The listening socket every worker accepts from (made before they are forked); None
+    when `host` names more than one address (the workers then bind their own, as asyncio
+    does for such a host, with SO_REUSEPORT)."""
+    found = {
+        (family, address[:2])
+        for family, _type, _proto, _name, address in socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    }
+    if len(found) != 1:
+        return None
+    ((family, address),) = found
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        if family == socket.AF_INET6:  # as asyncio's create_server: IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
         sock.listen(BACKLOG)
         sock.setblocking(False)
     except BaseException:

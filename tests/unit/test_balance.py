@@ -51,6 +51,7 @@ async def _connect_all(port: int, how_many: int, accepted: list[list[asyncio.Bas
 def test_two_workers_take_turns_and_end_even() -> None:
     async def scenario() -> tuple[int, int]:
         sock = listen("127.0.0.1", 0)
+        assert sock is not None
         port = sock.getsockname()[1]
         counts = Counts(2)
         held: list[list[asyncio.BaseTransport]] = [[], []]
@@ -87,6 +88,7 @@ def test_a_worker_alone_takes_every_connection() -> None:
 
     async def scenario() -> int:
         sock = listen("127.0.0.1", 0)
+        assert sock is not None
         counts = Counts(2)
         held: list[list[asyncio.BaseTransport]] = [[], []]
         acceptor = Acceptor(sock, counts, 0, lambda: _Held(held[0]), lambda: len(held[0]))
@@ -109,4 +111,10 @@ def test_listen_refuses_a_port_in_use() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         with pytest.raises(OSError):
-            listen("127.0.0.1", taken.getsockname()[1]).close()
+            listen("127.0.0.1", taken.getsockname()[1])
+
+
+def test_a_host_of_several_addresses_gets_no_shared_socket() -> None:
+    """All interfaces ("" : IPv4 and IPv6) or a name with several addresses: the workers
+    bind their own sockets, as before."""
+    assert listen("", 0) is None or not socket.has_ipv6
