@@ -4,10 +4,15 @@
 - p50/p90/p99 and requests/s, per run, several runs interleaved when variants are compared;
 - how wrk's 32 connections split across the workers (counted from /proc during the run);
 - the CPU seconds of wrk and of each worker over the run (who holds the 2 cores);
-- a floor: a trivial aiohttp app (one JSON answer, same worker count, same port sharing)
-  under the same wrk load, i.e. the tail that scheduling alone gives on this machine.
+- floors: a trivial aiohttp app (one JSON answer, same worker count, SO_REUSEPORT) under the
+  same wrk load, answering at once (`--floor`) or after burning cargobay's CPU per request
+  (`--floor-cpu-us`): the tail that the CPU cost and the scheduling alone give on this machine,
+  with no stall and nothing else in the worker;
+- with `--probe`, each worker's event-loop turns by CPU time and the tasks whose turns held
+  the loop 2 ms or more (`benchmarks.loop_probe`).
 
-    PYTHONPATH=src python3 -m benchmarks.tail_latency [--runs 3] [--seconds 10] [--floor]
+    PYTHONPATH=src python3 -m benchmarks.tail_latency [--runs 3] [--seconds 10]
+        [--floor] [--floor-cpu-us N] [--probe]
         [--variant NAME=ENV=VALUE,...]
 
 Nothing here asserts a figure.
@@ -16,8 +21,11 @@ Nothing here asserts a figure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ecr_api
+from benchmarks import ecr_api, loop_probe
 from benchmarks.registries import Cargobay, Registry, process_tree
 from benchmarks.scenarios import _ms
 
@@ -132,6 +140,8 @@ def wrk(script: Path, url: str, seconds: int, root: int, port: int) -> dict[str,
     figures["rps"] = float(rps.group(1)) if rps else 0.0
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     figures["errors"] = int(bad.group(1)) if bad else 0
+    if len(workers) > 1 and root in workers and not split.get(root):
+        workers.remove(root)  # cargobay's supervisor: it holds the socket its workers accept from
     figures["split"] = sorted((split.get(pid, 0) for pid in workers), reverse=True)
     figures["cpu_workers"] = [round(_cpu(pid) - before[pid], 2) for pid in workers]
     figures["cpu_wrk"] = round(wrk_cpu[0], 2)
@@ -150,13 +160,18 @@ def _line(label: str, op: str, f: dict[str, Any]) -> str:
 
 _FLOOR_APP = textwrap.dedent(
     """
-    import asyncio, os, socket, sys
+    import asyncio, os, socket, sys, time
     from aiohttp import web
 
     BODY = b'{"images": [], "failures": []}' * 20
 
+    BURN = int(sys.argv[3]) / 1e6  # CPU seconds a request costs (cargobay's, measured)
+
     async def answer(request):
         await request.read()
+        until = time.thread_time() + BURN
+        while time.thread_time() < until:
+            pass
         return web.Response(body=BODY, content_type="application/x-amz-json-1.1")
 
     async def main(port):
@@ -178,12 +193,17 @@ _FLOOR_APP = textwrap.dedent(
 
 
 class Floor(Registry):
-    """A trivial aiohttp app with cargobay's worker count and port sharing."""
+    """A trivial aiohttp app with cargobay's worker count and port sharing, each request
+    costing `cpu_us` of CPU (0: nothing but aiohttp's own)."""
 
     name = "floor"
 
+    def __init__(self, workdir: Path, start_timeout: float, cpu_us: int = 0) -> None:
+        super().__init__(workdir, start_timeout)
+        self.cpu_us = cpu_us
+
     def command(self) -> list[str]:
-        return [sys.executable, "-c", _FLOOR_APP, str(self.port), "2"]
+        return [sys.executable, "-c", _FLOOR_APP, str(self.port), "2", str(self.cpu_us)]
 
     def _v2_status(self) -> int:
         import http.client
@@ -198,6 +218,39 @@ class Floor(Registry):
             conn.close()
 
 
+def _probed(env: dict[str, str], sub: Path) -> dict[str, str]:
+    """`env` with benchmarks/loop_probe.py installed as the served processes' sitecustomize."""
+    probe = sub / "probe"
+    probe.mkdir()
+    shutil.copy(Path(__file__).with_name("loop_probe.py"), probe / "sitecustomize.py")
+    path = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    return {
+        **env,
+        "PYTHONPATH": f"{probe}:{path}",
+        "CARGOBAY_LOOP_PROBE_DIR": str(probe),
+    }
+
+
+def _probe_report(name: str, server: Registry, sub: Path) -> None:
+    """Ask each worker for its callback figures (SIGUSR2) and print them."""
+    workers = [pid for pid in process_tree(server.pid) if pid != server.pid]
+    for pid in workers:
+        os.kill(pid, signal.SIGUSR2)
+    time.sleep(1.0)
+    for pid in workers:
+        try:
+            figures = json.loads((sub / "probe" / f"{pid}.json").read_text())
+        except (OSError, ValueError):
+            print(f"{name} worker {pid}: no probe figures", flush=True)
+            continue
+        order = [f"<{b:g}" for b in loop_probe.BUCKETS_MS] + ["10+"]
+        histogram = ", ".join(f"{b} ms: {figures['histogram'].get(b, 0):,}" for b in order)
+        print(f"{name} worker {pid} loop turns by CPU: {histogram}", flush=True)
+        stalls = sorted(figures["stalls"].items(), key=lambda kv: -kv[1])
+        print(f"  turns >= {loop_probe.STALL_MS:g} ms by task: {stalls}", flush=True)
+        print(f"  longest (ms, task): {figures['longest']}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -205,10 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", default=",".join(OPERATIONS))
     parser.add_argument("--floor", action="store_true", help="also the trivial aiohttp app")
     parser.add_argument(
+        "--floor-cpu-us",
+        type=int,
+        default=0,
+        help="also the trivial app with each request burning this much CPU (cargobay's)",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
         help="NAME=ENV=VALUE[;ENV=VALUE]: a cargobay started with this environment",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="time every event-loop callback's CPU in cargobay's workers (benchmarks.loop_probe)",
     )
     args = parser.parse_args(argv)
     variants: dict[str, dict[str, str]] = {}
@@ -224,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 sub = workdir / name
                 sub.mkdir()
                 server = Cargobay(sub, 60)
-                server.env = env
+                server.env = _probed(env, sub) if args.probe else env
                 server.start()
                 assert server.auth is not None
                 tag, _digest, layer, _image = ecr_api._seed(server, server.auth)
@@ -234,16 +298,19 @@ def main(argv: list[str] | None = None) -> int:
                     scripts[op] = sub / f"{op}.lua"
                     scripts[op].write_text(ecr_api._lua(server.url, op, bodies[op], server.auth))
                 servers[name] = (server, scripts)
-            if args.floor:
-                sub = workdir / "floor"
+            floors = {"floor": 0} if args.floor else {}
+            if args.floor_cpu_us:
+                floors[f"floor{args.floor_cpu_us}us"] = args.floor_cpu_us
+            for name, cpu_us in floors.items():
+                sub = workdir / name
                 sub.mkdir()
-                floor = Floor(sub, 30).start()
+                floor = Floor(sub, 30, cpu_us).start()
                 script = sub / "floor.lua"
                 script.write_text(
                     'wrk.method = "POST"\nwrk.body = "{}"\n'
                     'wrk.headers["Content-Type"] = "application/x-amz-json-1.1"\n'
                 )
-                servers["floor"] = (floor, dict.fromkeys(ops, script))
+                servers[name] = (floor, dict.fromkeys(ops, script))
             for server, scripts in servers.values():  # warm-up
                 for op in ops:
                     wrk(scripts[op], server.url, 1, server.pid, server.port)
@@ -252,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                     for name, (server, scripts) in servers.items():
                         found = wrk(scripts[op], server.url, args.seconds, server.pid, server.port)
                         print(_line(name, op, found), flush=True)
+            if args.probe:
+                for name in variants:
+                    _probe_report(name, servers[name][0], workdir / name)
         finally:
             for server, _ in servers.values():
                 server.stop()
