@@ -8,12 +8,13 @@ Records are buffered per process and written in one transaction every `flush_ms`
 200 ms) or every `MAX_BATCH` records: a request never waits for the audit insert, and on SQLite
 one write-lock turn per batch instead of per call keeps pushes fast. A batch runs on the event
 loop (~33 µs a record: 15 to encode, 18 to insert), so it is kept short for the requests in
-flight: a transaction inserts at most `MAX_BATCH` records. 500 stalled a worker serving 2,000
-calls/s for ~17 ms every flush; 200 still held the loop for 3.5-7.6 ms of CPU (15-45 ms of wall
-time on a busy 2-core machine) several times a second, the largest stalls a worker had, in the
-ECR API's p99 (benchmarks/tail_latency.py). With 25, encoded in one turn of the loop and
-inserted in the next, a turn holds it ~1.3 ms (50 took ~4 ms: the insert's cost is not
-linear), for the same CPU in all. The trade-off, chosen
+flight: records are encoded `ENCODE_CHUNK` at a time with a turn of the loop between, and
+inserted in a turn of their own; a transaction inserts at most `MAX_BATCH` (500 stalled a
+worker serving 2,000 calls/s for ~17 ms every flush, the ECR API's p99). That insert turn is
+still the longest a worker has under the ECR read load (~45 µs a record on a large table, 200
+records ~9 ms of CPU). Smaller transactions shorten it but cost ~0.6 ms a commit: 25 records
+held the loop under 2 ms but cost 20 µs more CPU a record, ~4% of a BatchGetImage, a
+throughput trade not taken (benchmarks/RESULTS.md, stop 25). The trade-off, chosen
 knowingly: a process killed with SIGKILL loses the records of its last `flush_ms` (graceful
 stops flush; `audit_flush_ms = 0` writes each record before the call returns, at the cost of a
 write transaction per call). The buffer only delays writes of records this process made; nothing
@@ -41,8 +42,8 @@ from cargobay.requestids import new_id
 
 log = logging.getLogger("cargobay.audit")
 
-MAX_BATCH = 25
-ENCODE_CHUNK = 25  # records encoded between two turns of the event loop
+MAX_BATCH = 200
+ENCODE_CHUNK = 50  # records encoded between two turns of the event loop
 MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
 # One encoder for every record: `json.dumps` with arguments builds a new one per call.
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
