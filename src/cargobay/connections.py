@@ -26,6 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
+from cargobay.balance import Acceptor
+from cargobay.sharedport import SharedPort
+
 log = logging.getLogger("cargobay.connections")
 
 _REFUSED = (
@@ -109,6 +112,8 @@ class ConnectionGuard:
         self._open: dict[_Guarded, None] = {}
         self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
         self._reaper: asyncio.Task[None] | None = None
+        # Called when a connection is admitted or released (`cargobay.balance` publishes it).
+        self.on_change: Callable[[], None] | None = None
 
     # -- connections ---------------------------------------------------------------------
 
@@ -136,6 +141,8 @@ class ConnectionGuard:
             self._per_ip[peer] += 1
         self._open[conn] = None
         self._by_transport[transport] = conn
+        if self.on_change is not None:
+            self.on_change()
         return True
 
     def release(self, conn: _Guarded) -> bool:
@@ -149,6 +156,8 @@ class ConnectionGuard:
             self._per_ip[conn.peer] -= 1
             if self._per_ip[conn.peer] <= 0:
                 del self._per_ip[conn.peer]
+        if self.on_change is not None:
+            self.on_change()
         return True
 
     @property
@@ -237,17 +246,40 @@ class ConnectionGuard:
 
 
 class GuardedSite(web.TCPSite):
-    """`web.TCPSite` whose connections go through a :class:`ConnectionGuard`."""
+    """`web.TCPSite` whose connections go through a :class:`ConnectionGuard`; with `shared`,
+    accepting from the supervisor's socket as `cargobay.balance` spreads them."""
 
-    def __init__(self, runner: web.BaseRunner, guard: ConnectionGuard, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        guard: ConnectionGuard,
+        shared: SharedPort | None = None,
+        slot: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(runner, **kwargs)
         self._guard = guard
+        self._shared = shared
+        self._slot = slot
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
+        if self._shared is not None:
+            acceptor = Acceptor(
+                self._shared.sock,
+                self._shared.counts,
+                self._slot,
+                self._guard.factory(server),
+                lambda: self._guard.open_connections,
+                self._ssl_context,
+            )
+            self._guard.on_change = acceptor.published
+            self._server = acceptor.start()  # type: ignore[assignment]
+            self._bound_port = self._shared.sock.getsockname()[1]
+            return
         self._server = await loop.create_server(
             self._guard.factory(server),
             self._host,

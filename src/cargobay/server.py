@@ -1,6 +1,7 @@
 """`cargobay serve`: prepare the data directory and database once, then run one worker process
-per core, each with its own event loop and database pool, all accepting on the same port
-(SO_REUSEPORT lets the kernel spread connections). A worker that dies is replaced.
+per core, each with its own event loop and database pool, all accepting from one listening
+socket the supervisor made (`cargobay.balance` spreads the connections evenly). A worker that
+dies is replaced.
 
 The supervisor imports only the standard library and the settings: each worker imports the
 application after it is forked. A supervisor that preloaded aiohttp and SQLAlchemy would carry
@@ -24,11 +25,14 @@ import time
 from cargobay import logs
 from cargobay.config import Settings
 from cargobay.metadata.errors import SchemaOutOfDate
+from cargobay.sharedport import Counts, SharedPort, listen
 
 log = logging.getLogger("cargobay")
 
 
-def _worker(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
+def _worker(
+    settings: Settings, reuse_port: bool, slot: int = 0, shared: SharedPort | None = None
+) -> None:
     # The fork inherited the supervisor's handlers, which would only note a SIGTERM and let a
     # worker still starting up run on until the supervisor's 15-second SIGKILL. Until the
     # worker's event loop takes over these signals (worker.py), they end it at once.
@@ -36,7 +40,7 @@ def _worker(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     from cargobay.worker import worker_main
 
-    worker_main(settings, reuse_port, slot)
+    worker_main(settings, reuse_port, slot, shared)
 
 
 def _free_port(host: str) -> int:
@@ -102,10 +106,17 @@ def _supervise(settings: Settings, count: int) -> None:
     context = multiprocessing.get_context("fork")
     stopping = False
     workers: list[multiprocessing.process.BaseProcess] = []
+    # One listening socket for all, connections spread by `cargobay.balance` (SO_REUSEPORT
+    # only for a host name with several addresses).
+    sock = listen(settings.host, settings.port)
+    shared = SharedPort(sock, Counts(count)) if sock is not None else None
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
         # A replacement keeps its slot: it takes over the leases the dead worker held.
-        proc = context.Process(target=_worker, args=(settings, True, slot), daemon=True)
+        if shared is not None:
+            shared.counts.vacate(slot)
+        args = (settings, shared is None, slot, shared)
+        proc = context.Process(target=_worker, args=args, daemon=True)
         proc.start()
         return proc
 

@@ -23,6 +23,7 @@ from cargobay.jobs.leases import Scheduler
 from cargobay.metadata.leases import node_holder
 from cargobay.registry.services import Services
 from cargobay.schedule import periodic_jobs, task_runner
+from cargobay.sharedport import SharedPort
 from cargobay.storage import direct
 
 
@@ -41,7 +42,9 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 READ_BUFSIZE = 512 * 1024
 
 
-async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
+async def _run_worker(
+    settings: Settings, reuse_port: bool, slot: int, shared: SharedPort | None = None
+) -> None:
     # The same holder id as the worker this one replaces, so it takes over that one's leases
     # (uploads a crash interrupted) at once.
     services = Services.build(settings, holder=node_holder(settings.data_dir, slot))
@@ -72,6 +75,8 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
         ssl_context=_ssl_context(settings),
         reuse_port=reuse_port,
         backlog=1024,
+        shared=shared,
+        slot=slot,
     )
     await site.start()
     guard.start()
@@ -100,9 +105,11 @@ async def _run_worker(settings: Settings, reuse_port: bool, slot: int) -> None:
     await runner.cleanup()
 
 
-def worker_main(settings: Settings, reuse_port: bool, slot: int = 0) -> None:
+def worker_main(
+    settings: Settings, reuse_port: bool, slot: int = 0, shared: SharedPort | None = None
+) -> None:
     """Serve until SIGTERM; `slot` is this worker's place under the supervisor (0 to n-1)."""
     malloc.tune()
     logs.setup(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_worker(settings, reuse_port, slot))
+        asyncio.run(_run_worker(settings, reuse_port, slot, shared))

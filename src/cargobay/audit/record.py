@@ -8,9 +8,13 @@ Records are buffered per process and written in one transaction every `flush_ms`
 200 ms) or every `MAX_BATCH` records: a request never waits for the audit insert, and on SQLite
 one write-lock turn per batch instead of per call keeps pushes fast. A batch runs on the event
 loop (~33 µs a record: 15 to encode, 18 to insert), so it is kept short for the requests in
-flight: records are encoded `ENCODE_CHUNK` at a time with a turn of the loop between, and a
-transaction inserts at most `MAX_BATCH` (500 stalled a worker serving 2,000 calls/s for ~17 ms
-every flush, the ECR API's p99). The trade-off, chosen
+flight: records are encoded `ENCODE_CHUNK` at a time with a turn of the loop between, and
+inserted in a turn of their own; a transaction inserts at most `MAX_BATCH` (500 stalled a
+worker serving 2,000 calls/s for ~17 ms every flush, the ECR API's p99). That insert turn is
+still the longest a worker has under the ECR read load (~45 µs a record on a large table, 200
+records ~9 ms of CPU). Smaller transactions shorten it but cost ~0.6 ms a commit: 25 records
+held the loop under 2 ms but cost 20 µs more CPU a record, ~4% of a BatchGetImage, a
+throughput trade not taken (benchmarks/RESULTS.md, stop 25). The trade-off, chosen
 knowingly: a process killed with SIGKILL loses the records of its last `flush_ms` (graceful
 stops flush; `audit_flush_ms = 0` writes each record before the call returns, at the cost of a
 write transaction per call). The buffer only delays writes of records this process made; nothing
@@ -282,6 +286,7 @@ async def write(db: Database, events: list[AuditEvent]) -> None:
     # A resource named twice by one call is one row (the table's key); sorted, so concurrent
     # batches take their locks in one order.
     resources = sorted(set(named)) if named else []
+    await asyncio.sleep(0)  # and between the encoding and the transaction
     async with db.write() as conn:
         await _RECORDS.run_many(conn, records)
         await _RESOURCES.run_many(conn, resources)
