@@ -21,7 +21,9 @@ def test_a_worker_sigtermed_while_starting_exits_at_once(monkeypatch: pytest.Mon
     context = multiprocessing.get_context("fork")
     starting = context.Event()
 
-    def still_starting(settings: Settings, reuse_port: bool, slot: int) -> None:
+    def still_starting(
+        settings: Settings, reuse_port: bool, slot: int, shared: object = None
+    ) -> None:
         starting.set()
         time.sleep(120)  # the imports, the database pool, ...: longer than the test waits
 
