@@ -158,6 +158,7 @@ def pgbench_lookup(
 
     statement = _STATEMENTS[(False, False)].statement.params(
         registry_id=account,
+        region="",  # the default region's key: without it the statement finds nothing
         name=REPO,
         reference="latest",
         caller_account=account,
