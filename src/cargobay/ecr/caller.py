@@ -16,6 +16,7 @@ from aiohttp import web
 
 from cargobay.config import Settings
 from cargobay.ecr import errors
+from cargobay.ecr.context import ONE_STATEMENT
 from cargobay.iam.awsrequest import signed_caller, signed_principal
 from cargobay.iam.principal import Principal
 from cargobay.iam.sigv4 import SigV4Error
@@ -24,19 +25,7 @@ from cargobay.registry.services import Services
 # The operations whose one statement confirms the caller's remembered key row: every call on
 # one repository whose authorization reads it with one statement (`ecr.context.ONE_STATEMENT`),
 # so for the writes too the statement runs before anything is written.
-CONFIRMED_BY_STATEMENT = frozenset(
-    {
-        "BatchGetImage",
-        "GetDownloadUrlForLayer",
-        "BatchCheckLayerAvailability",
-        "DescribeImages",
-        "ListImages",
-        "InitiateLayerUpload",
-        "UploadLayerPart",
-        "CompleteLayerUpload",
-        "PutImage",
-    }
-)
+CONFIRMED_BY_STATEMENT = ONE_STATEMENT
 
 
 _SERVED: dict[tuple[str, str], tuple[str, ...]] = {}
