@@ -68,8 +68,9 @@ def _socket_inodes(pid: int) -> set[str]:
     return found
 
 
-def _established(port: int) -> set[str]:
-    """Inodes of established TCP sockets whose local port is `port`."""
+def _sockets(port: int, state: str) -> set[str]:
+    """Inodes of the TCP sockets in `state` (hex, as /proc shows it: "01" established, "0A"
+    listening) whose local port is `port`."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -78,24 +79,18 @@ def _established(port: int) -> set[str]:
             continue
         for line in lines:
             parts = line.split()
-            local, state, inode = parts[1], parts[3], parts[9]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(inode)
+            if parts[3] == state and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
     return inodes
 
 
+def _established(port: int) -> set[str]:
+    """Inodes of established TCP sockets whose local port is `port`."""
+    return _sockets(port, "01")
+
+
 def _listens(pid: int, port: int) -> bool:
-    listening = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                listening.add(parts[9])
-    return bool(_socket_inodes(pid) & listening)
+    return bool(_socket_inodes(pid) & _sockets(port, "0A"))
 
 
 def connection_split(root: int, port: int) -> dict[int, int]:
