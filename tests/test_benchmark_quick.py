@@ -107,6 +107,12 @@ def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: 
     # moto implements these of the quota list (the others answer NotImplemented there).
     for operation in ("BatchGetImage", "GetAuthorizationToken", "PutImage"):
         assert report["moto"][operation]["requests"] > 0
+    # The reads with a quota are run again, paced at twice it (the target rates).
+    twice = {"BatchGetImage": 4000, "GetDownloadUrlForLayer": 6000, "GetAuthorizationToken": 1000}
+    for operation, rate in twice.items():
+        paced = report["cargobay"][operation]["paced"]
+        assert paced["rate"] == rate and paced["rps"] > 0, (operation, paced)
+    assert "Paced at twice the quota" in proc.stdout
     assert "x quota" in proc.stdout and "x moto" in proc.stdout
 
 
