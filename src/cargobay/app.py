@@ -70,16 +70,17 @@ async def ecr_api(request: web.Request) -> web.Response:
     Both doors load on their first call: they bring botocore (SigV4), which a worker serving
     only `/v2/` never needs in memory."""
     ecr_handle, iam_api = _AWS_DOORS or _load_aws_doors()
+    target = request.headers.get("X-Amz-Target", "")
+    if target.startswith(ECR_TARGET_PREFIX):  # the hot path first: an ECR call is no IAM one
+        return await ecr_handle(request, request.app[SERVICES])
     if iam_api.wants(request):
         return await iam_api.handle(request, request.app[SERVICES])
-    target = request.headers.get("X-Amz-Target", "")
-    if not target.startswith(ECR_TARGET_PREFIX):
-        from cargobay import awsjson
+    from cargobay import awsjson
 
-        service = awsjson.find(target)
-        gctune.settle("awsjson")
-        if service is not None:
-            return await awsjson.serve(service, request, request.app[SERVICES])
+    service = awsjson.find(target)
+    gctune.settle("awsjson")
+    if service is not None:
+        return await awsjson.serve(service, request, request.app[SERVICES])
     return await ecr_handle(request, request.app[SERVICES])
 
 

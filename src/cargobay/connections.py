@@ -22,7 +22,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -36,7 +36,26 @@ _REFUSED = (
     b"Connection: close\r\n\r\n"
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class Uploads(Protocol):
+    """What `ConnectionGuard.wrap` tells about request bodies (`cargobay.malloc.Trimmer`)."""
+
+    def begin(self, request: web.BaseRequest) -> bool: ...
+
+    def end(self) -> None: ...
+
+
+def _went_away(request: web.BaseRequest, exc: ConnectionResetError) -> web.Response:
+    log.info(
+        "%s %s: client %s went away mid-request (%s)",
+        request.method,
+        request.path[:200],
+        request.remote,
+        exc or "connection lost",
+    )
+    return web.Response(status=400)
 
 
 class _Guarded(asyncio.Protocol):
@@ -166,31 +185,38 @@ class ConnectionGuard:
 
     # -- stalled bodies ----------------------------------------------------------------------
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Note which connection carries the request (for the reaper), and turn a client that
-        went away mid-request into one info line instead of an error traceback."""
-        conn = self._by_transport.get(request.transport) if request.transport else None
-        if conn is not None:
-            conn.request = request
-            conn.head_since = None
-        try:
-            return await handler(request)
-        except ConnectionResetError as exc:
+    def wrap(self, handler: Handler, uploads: Uploads | None = None) -> Handler:
+        """The server's request handler around `handler` (the application's): it notes which
+        connection carries the request (for the reaper), counts uploads for `uploads` (the
+        heap trimmer), and turns a client that went away mid-request into one info line
+        instead of an error traceback.
+
+        One coroutine where two aiohttp middlewares were: with any middleware, aiohttp also runs
+        its own (which sets `match_info.current_app`) and a cached chain of partials on every
+        request, about 2% of a small API call's CPU."""
+        by_transport = self._by_transport
+
+        async def guarded(request: web.BaseRequest) -> web.StreamResponse:
             transport = request.transport
-            if transport is not None and not transport.is_closing():
-                raise  # not this client: a connection of ours (the object store, say) failed
-            log.info(
-                "%s %s: client %s went away mid-request (%s)",
-                request.method,
-                request.path[:200],
-                request.remote,
-                exc or "connection lost",
-            )
-            return web.Response(status=400)
-        finally:
+            conn = by_transport.get(transport) if transport is not None else None
             if conn is not None:
-                conn.request = None
+                conn.request = request
+                conn.head_since = None
+            upload = uploads is not None and uploads.begin(request)
+            try:
+                return await handler(request)
+            except ConnectionResetError as exc:
+                transport = request.transport  # None once the connection is lost
+                if transport is not None and not transport.is_closing():
+                    raise  # not this client: a connection of ours (the object store) failed
+                return _went_away(request, exc)
+            finally:
+                if upload:
+                    uploads.end()  # type: ignore[union-attr]
+                if conn is not None:
+                    conn.request = None
+
+        return guarded
 
     def reap(self, now: float | None = None) -> int:
         """Close connections whose request head or body stalled; how many were closed."""

@@ -92,21 +92,33 @@ class Trimmer:
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def begin(self, request: web.BaseRequest) -> bool:
+        """Note a request whose body counts as an upload (True); `end` must follow it."""
         length = request.content_length
         if not request.body_exists or (length is not None and length < LARGE_BODY):
-            return await handler(request)
+            return False
         self._in_flight += 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        return True
+
+    def end(self) -> None:
+        """An upload `begin` counted has been handled: trim once none has been for a while."""
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._run)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """`begin` and `end` around a handler (the worker calls them from its one request
+        handler, `connections.ConnectionGuard.wrap`, instead)."""
+        if not self.begin(request):
+            return await handler(request)
         try:
             return await handler(request)
         finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._timer = asyncio.get_running_loop().call_later(self.delay, self._run)
+            self.end()
 
     def _run(self) -> None:
         self._timer = None

@@ -55,10 +55,8 @@ async def _run_worker(
         body_idle_timeout=settings.body_idle_timeout_seconds,
         trusted_proxies=settings.trusted_proxies,
     )
-    app.middlewares.append(guard.middleware)
-    if malloc.tuned():  # upload buffers stay in the heap while uploads last, not for good
-        trimmer = malloc.Trimmer(before=[direct.release_staging])
-        app.middlewares.append(trimmer.middleware)
+    # Upload buffers stay in the heap while uploads last, not for good.
+    trimmer = malloc.Trimmer(before=[direct.release_staging]) if malloc.tuned() else None
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access"),
@@ -67,6 +65,11 @@ async def _run_worker(
         keepalive_timeout=settings.keepalive_timeout_seconds,
     )
     await runner.setup()
+    # The guard's and the trimmer's bookkeeping in the server's own request handler, around
+    # the application's (cheaper per request than aiohttp middlewares: ConnectionGuard.wrap).
+    server = runner.server
+    assert server is not None
+    server.request_handler = guard.wrap(server.request_handler, trimmer)
     site = GuardedSite(
         runner,
         guard,

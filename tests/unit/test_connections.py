@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from cargobay.connections import ConnectionGuard, _Guarded
 
 
@@ -105,3 +107,76 @@ def test_reaper_closes_only_stalled_bodies() -> None:
     assert guard.reap() == 1
     aborted = {c: c.transport.aborted for c in (stalled, finished, paused, idle, fresh)}  # type: ignore[union-attr]
     assert aborted == {stalled: True, finished: False, paused: False, idle: False, fresh: False}
+
+
+@dataclass
+class CarriedRequest:
+    """What `ConnectionGuard.wrap` reads of a request."""
+
+    transport: FakeTransport | None
+    content_length: int | None = None
+    body_exists: bool = False
+    method: str = "GET"
+    path: str = "/v2/"
+    remote: str = "10.0.0.1"
+
+
+class ClosingTransport(FakeTransport):
+    def __init__(self, peer: str, closing: bool) -> None:
+        super().__init__(peer)
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class CountedUploads:
+    def __init__(self) -> None:
+        self.begun = self.ended = 0
+
+    def begin(self, request: object) -> bool:
+        large = getattr(request, "content_length", 0) or 0
+        self.begun += large > 0
+        return large > 0
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+def test_wrap_notes_the_carried_request_and_counts_uploads() -> None:
+    guard = ConnectionGuard()
+    conn, _ = _conn(guard, "10.0.0.1")
+    conn.data_received(b"POST /v2/ HTTP/1.1\r\n")
+    assert conn.head_since is not None
+    uploads = CountedUploads()
+    seen: list[object] = []
+
+    async def handler(request: object) -> object:
+        seen.append((conn.request, conn.head_since))
+        return "answer"
+
+    wrapped = guard.wrap(handler, uploads)  # type: ignore[arg-type]
+    request = CarriedRequest(conn.transport, content_length=5 << 20, body_exists=True)  # type: ignore[arg-type]
+    assert asyncio.run(wrapped(request)) == "answer"  # type: ignore[arg-type,comparison-overlap]
+    assert seen == [(request, None)]  # the reaper saw the request, its head no longer pending
+    assert conn.request is None  # handled: the connection is idle again
+    assert (uploads.begun, uploads.ended) == (1, 1)
+    small = CarriedRequest(conn.transport)  # type: ignore[arg-type]
+    asyncio.run(wrapped(small))  # type: ignore[arg-type]
+    assert (uploads.begun, uploads.ended) == (1, 1)  # no body: not an upload
+
+
+def test_wrap_answers_400_only_for_a_client_that_went_away() -> None:
+    guard = ConnectionGuard()
+    uploads = CountedUploads()
+
+    async def handler(request: object) -> object:
+        raise ConnectionResetError("gone")
+
+    wrapped = guard.wrap(handler, uploads)  # type: ignore[arg-type]
+    gone = CarriedRequest(ClosingTransport("10.0.0.1", closing=True), content_length=1)
+    assert asyncio.run(wrapped(gone)).status == 400  # type: ignore[arg-type,attr-defined]
+    live = CarriedRequest(ClosingTransport("10.0.0.1", closing=False), content_length=1)
+    with pytest.raises(ConnectionResetError):  # a connection of ours failed: it stands
+        asyncio.run(wrapped(live))  # type: ignore[arg-type]
+    assert uploads.ended == 2  # every upload begun is ended, also when the handler failed
