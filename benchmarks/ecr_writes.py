@@ -168,5 +168,5 @@ Prepare = Callable[[str, str, int, tuple[str, str], cl.SmallImage], list[Signed]
 PREPARE: dict[str, tuple[Prepare, int, int]] = {
     "UploadLayerPart": (upload_layer_part, 4000, 300),
     "CompleteLayerUpload": (complete_layer_upload, 1500, 150),
-    "PutImage": (put_image, 600, 60),
+    "PutImage": (put_image, 2000, 60),
 }

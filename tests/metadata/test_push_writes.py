@@ -86,7 +86,10 @@ class _NoDriver:
 
 
 class _SqlAlchemyOnly:
-    """`db` whose write transactions offer no driver."""
+    """`db` whose write transactions offer no driver, one push a transaction (as on
+    PostgreSQL: no `registry.pushgroup`, whose savepoints would be SQLAlchemy's too)."""
+
+    writes_in_turn = False
 
     def __init__(self, db: Database) -> None:
         self._db = db

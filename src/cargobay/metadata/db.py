@@ -233,6 +233,13 @@ class Database:
         with self._sync_reader.connect() as conn:
             yield _SyncReads(conn)
 
+    @property
+    def writes_in_turn(self) -> bool:
+        """Whether this process's write transactions run one at a time, on one connection
+        on the event loop (a SQLite file; `write`): pushes may then share one
+        (`registry.pushgroup`)."""
+        return self._writers is not None
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
         """A write transaction, committed when the block ends and rolled back on an error."""

@@ -27,6 +27,7 @@ from cargobay.oci.manifest import ParsedManifest, parse_manifest
 from cargobay.oci.names import validate_tag
 from cargobay.registry.encryption import Encryption, sealed_row
 from cargobay.registry.hooks import CLIENT, Hooks, Pushed, ReplicaSource
+from cargobay.registry.pushgroup import PushGroup
 from cargobay.registry.repositories import Repository
 
 
@@ -52,6 +53,7 @@ class ManifestPush:
         self.max_manifest_bytes = max_manifest_bytes
         self.hooks = hooks or Hooks()
         self.encryption = encryption
+        self._group = PushGroup(db)
 
     async def put_image(
         self,
@@ -98,7 +100,8 @@ class ManifestPush:
             )
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         stored, annotations = await sealed_row(self.encryption, repo, actual, payload, annotations)
-        async with self.db.write() as conn:
+
+        async def transaction(conn: Conn) -> PutResult:
             created, settings = await self._insert(
                 conn, repo, actual, parsed, payload, stored, annotations, lazy_blobs
             )
@@ -134,7 +137,11 @@ class ManifestPush:
                 {} if settings is None else settings,
             )
             await self.hooks.pushed(conn, pushed, settings)
-        return PutResult(actual, subject, created, parsed.media_type)
+            return PutResult(actual, subject, created, parsed.media_type)
+
+        # Answered only once the transaction holding it has committed (maybe shared with
+        # this process's other pushes: `registry.pushgroup`).
+        return await self._group.run(transaction)
 
     async def _insert(
         self,
