@@ -151,3 +151,21 @@ def test_a_cancelled_push_neither_blocks_nor_joins_the_others(store: Store) -> N
         assert await _tag_committed(db, repo.id, "t2") is None
 
     store.run(scenario)
+
+
+def test_a_push_inside_a_write_transaction_is_refused_not_left_waiting(store: Store) -> None:
+    async def scenario(db: Database, registry_id: str) -> None:
+        repo = await _repo(db, registry_id, "group/nested", "MUTABLE")
+        service = _service(db)
+        if not db.writes_in_turn:  # PostgreSQL: a push's transaction of its own, no lock
+            return
+        async with db.write():
+            # In this task (asyncio.timeout, not wait_for's task of its own): a hang would fail.
+            with pytest.raises(RuntimeError, match="nested write transaction"):
+                async with asyncio.timeout(30):
+                    await service.put_image(repo, _image(1), None, tag="t1")
+        # The group is unharmed: the next push goes through.
+        put = await service.put_image(repo, _image(2), None, tag="t2")
+        assert await _tag_committed(db, repo.id, "t2") == put.digest
+
+    store.run(scenario)

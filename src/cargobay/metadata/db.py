@@ -240,6 +240,11 @@ class Database:
         (`registry.pushgroup`)."""
         return self._writers is not None
 
+    def writing_here(self) -> bool:
+        """Whether the running task is inside this process's SQLite write transaction (a
+        second one there would wait for itself)."""
+        return self._writers is not None and self._writers.held_here()
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
         """A write transaction, committed when the block ends and rolled back on an error."""

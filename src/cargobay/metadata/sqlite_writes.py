@@ -142,6 +142,11 @@ class WriterLock:
             self._pid = os.getpid()
         return self._fd
 
+    def held_here(self) -> bool:
+        """Whether the running task holds the lock (is inside a write transaction)."""
+        task = asyncio.current_task()
+        return task is not None and task is self._owner
+
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()

@@ -65,6 +65,10 @@ class PushGroup:
         if not self.db.writes_in_turn:
             async with self.db.write() as conn:
                 return await body(conn)
+        if self.db.writing_here():
+            # Queued behind its own transaction (a push from inside a write, or from a batch's
+            # push), it would wait for itself: refused as `Database.write` refuses it.
+            raise RuntimeError("nested write transaction")
         loop = asyncio.get_running_loop()
         member = _Member(loop, body)
         batch = self._batch
