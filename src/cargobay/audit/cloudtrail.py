@@ -11,7 +11,7 @@ from json.encoder import encode_basestring_ascii as _text
 from typing import Any
 
 from cargobay import jsontext
-from cargobay.audit.redact import redact, service_of
+from cargobay.audit.redact import encode_redacted, redact, service_of
 from cargobay.iam.principal import Principal
 
 # One encoder for every record, made once (`cargobay.jsontext`).
@@ -97,30 +97,20 @@ def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
 def record_json(event: AuditEvent) -> str:
     """`cloudtrail_record(event)` as compact JSON, written piece by piece: the same text as
     encoding the dict, without building it (every call's record is written here; the dict and
-    its encoding were about 110,000 instructions of a read's ~830,000, callgrind). The
-    caller's identity is encoded once per principal."""
+    its encoding were about 110,000 instructions of a read's ~830,000, callgrind). What repeats
+    from call to call is encoded once: the caller's identity, the run from eventSource to
+    userAgent, a single resource with the record's tail, the time's text within a second."""
     account = event.account_id
-    parameters = redact(service_of(event.event_source), event.request_parameters)
-    response = redact(service_of(event.event_source), event.response_elements)
+    service = service_of(event.event_source)
     parts = [
         '{"eventVersion":"1.08","userIdentity":',
         _identity_json(event.principal, account),
         ',"eventTime":"',
         _iso_time(event.event_time or time.time()),
-        '","eventSource":',
-        _json(event.event_source),
-        ',"eventName":',
-        _json(event.event_name),
-        ',"awsRegion":',
-        _json(event.region),
-        ',"sourceIPAddress":',
-        _json(event.source_ip),
-        ',"userAgent":',
-        _json(event.user_agent),
-        ',"requestParameters":',
-        "null" if parameters is None else _ENCODE(parameters),
+        _call_json(event),
+        encode_redacted(service, event.request_parameters, _ENCODE),
         ',"responseElements":',
-        "null" if response is None else _ENCODE(response),
+        encode_redacted(service, event.response_elements, _ENCODE),
     ]
     if event.error_code:
         parts += [',"errorCode":', _json(event.error_code)]
@@ -130,15 +120,66 @@ def record_json(event: AuditEvent) -> str:
         _json(event.request_id),
         ',"eventID":',
         _json(event.event_id),
-        ',"readOnly":',
-        "true" if event.read_only else "false",
-        ',"resources":',
-        _ENCODE([_resource(r, account) for r in event.resources]),
-        ',"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":',
-        _json(account),
-        ',"eventCategory":"Management"}',
+        ',"readOnly":true' if event.read_only else ',"readOnly":false',
+        _tail_json(event.resources, account),
     ]
     return "".join(parts)
+
+
+_CALLS: dict[tuple[Any, ...], str] = {}
+_TAILS: dict[tuple[str | None, str, str], str] = {}
+_CACHED = 1024  # entries a cache holds before it starts over
+
+
+def _call_json(event: AuditEvent) -> str:
+    """From the time's closing quote to `"requestParameters":`."""
+    key = (event.event_source, event.event_name, event.region, event.source_ip, event.user_agent)
+    found = _CALLS.get(key)
+    if found is None:
+        if len(_CALLS) >= _CACHED:
+            _CALLS.clear()
+        found = _CALLS[key] = "".join(
+            [
+                '","eventSource":',
+                _json(event.event_source),
+                ',"eventName":',
+                _json(event.event_name),
+                ',"awsRegion":',
+                _json(event.region),
+                ',"sourceIPAddress":',
+                _json(event.source_ip),
+                ',"userAgent":',
+                _json(event.user_agent),
+                ',"requestParameters":',
+            ]
+        )
+    return found
+
+
+def _tail_json(resources: list[Resource], account: str) -> str:
+    """From `,"resources":` to the record's end; remembered for a single resource."""
+    if len(resources) != 1:
+        return _tail(resources, account)
+    one = resources[0]
+    key = (one.arn, one.type, account)
+    found = _TAILS.get(key)
+    if found is None:
+        if len(_TAILS) >= _CACHED:
+            _TAILS.clear()
+        found = _TAILS[key] = _tail(resources, account)
+    return found
+
+
+def _tail(resources: list[Resource], account: str) -> str:
+    return "".join(
+        [
+            ',"resources":',
+            _ENCODE([_resource(r, account) for r in resources]),
+            ',"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":',
+            _json(account),
+            ',"eventCategory":"Management"}',
+        ]
+    )
 
 
 def _json(value: Any) -> str:
@@ -153,7 +194,7 @@ def _identity_json(principal: Principal | None, account: str) -> str:
     key = (principal, account)
     found = _IDENTITIES.get(key)
     if found is None:
-        if len(_IDENTITIES) >= 1024:
+        if len(_IDENTITIES) >= _CACHED:
             _IDENTITIES.clear()
         found = _IDENTITIES[key] = _ENCODE(user_identity(principal, account))
     return found
@@ -171,9 +212,16 @@ def _resource(resource: Resource, account: str) -> dict[str, str]:
     return out
 
 
+_SECOND: list[Any] = [None, ""]  # the last whole second written, and its text
+
+
 def _iso_time(epoch: float) -> str:
-    """`events.model.iso_time` (whole seconds, UTC, with a Z) without building a datetime."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    """`events.model.iso_time` (whole seconds, UTC, with a Z) without building a datetime,
+    remembered for the second (a batch's records share a few)."""
+    second = epoch // 1
+    if second != _SECOND[0]:
+        _SECOND[:] = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return _SECOND[1]
 
 
 def new_event_id(epoch: float) -> str:
@@ -183,5 +231,28 @@ def new_event_id(epoch: float) -> str:
     entry lands on a random page of a large index, which the batch's commit then writes out
     (and the WAL checkpoint copies) whole: on a table of 300,000 records the batch insert
     cost 45 µs a record with random ids, 19 with these (benchmarks/RESULTS.md, stop 26)."""
-    h = f"{int(epoch * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
+    h = f"{int(epoch * 1000) & 0xFFFFFFFFFFFF:012x}{_random_hex()}"
     return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_ENTROPY: list[Any] = ["", 0]  # random hex digits drawn at once, and the next unused one
+_DRAW = 4000  # bytes a draw: 400 ids
+
+
+def _random_hex() -> str:
+    """20 random hex digits (80 bits) from the operating system's generator, drawn for many
+    ids at once (a system call each was a tenth of an id's cost); forgotten across a fork, so
+    two processes never hand out the same."""
+    text, at = _ENTROPY
+    if at + 20 > len(text):
+        text, at = os.urandom(_DRAW).hex(), 0
+        _ENTROPY[0] = text
+    _ENTROPY[1] = at + 20
+    return text[at : at + 20]
+
+
+def _forget_entropy() -> None:
+    _ENTROPY[:] = ["", 0]
+
+
+os.register_at_fork(after_in_child=_forget_entropy)

@@ -148,8 +148,9 @@ async def _insert(conn: Conn, records: list[Row], resources: list[Row]) -> None:
         sqlite_batch.run(driver, batch)
         return
     # The transaction (and its connection) must outlive the thread's use of it: `settle`
-    # waits for the thread even if this task is cancelled meanwhile.
-    job = _INSERTS.get().submit(sqlite_batch.run, driver, batch)
+    # waits for the thread even if this task is cancelled meanwhile. The thread commits too:
+    # nothing else is written in this transaction (`write` ends it right after).
+    job = _INSERTS.get().submit(sqlite_batch.run, driver, batch, commit=True)
     if await settle(job):
         raise asyncio.CancelledError
     job.result()

@@ -70,7 +70,11 @@ def statements(
     return out
 
 
-def run(driver: sqlite3.Connection, batch: list[Statement]) -> None:
-    """Run the statements (in the caller's transaction; in the insert thread for a batch)."""
+def run(driver: sqlite3.Connection, batch: list[Statement], *, commit: bool = False) -> None:
+    """Run the statements in the caller's transaction, and COMMIT it if asked (the insert
+    thread does: writing a batch's pages to the WAL was ~1.3 ms of a loop turn; the writer's
+    own commit then finds no transaction open, and sqlite3 makes it a no-op)."""
     for sql, values in batch:
         driver.execute(sql, values)
+    if commit:
+        driver.commit()
