@@ -36,13 +36,20 @@ def _best_us(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
     return round(best * 1e6, 1)
 
 
-async def _best_us_async(fn: Callable[[], Awaitable[object]], n: int, rounds: int = 5) -> float:
+async def _best_us_async(
+    fn: Callable[[], Awaitable[object]],
+    n: int,
+    rounds: int = 5,
+    clock: Callable[[], float] = time.process_time,
+) -> float:
+    """Process CPU per call (every thread's: the audit's inserts run in one of their own), or
+    `clock`'s."""
     best = float("inf")
     for _ in range(rounds):
-        start = time.process_time()
+        start = clock()
         for _ in range(n):
             await fn()
-        best = min(best, (time.process_time() - start) / n)
+        best = min(best, (clock() - start) / n)
     return round(best * 1e6, 1)
 
 
@@ -162,6 +169,10 @@ async def _measure(data_dir: Path, creds: tuple[str, str], layer: str, n: int) -
             "JSON answer encode": _best_us(lambda: json.dumps(answer).encode(), n),
             "audit record, written in batches of 100 (per record)": round(
                 await _best_us_async(audit_record, max(2, n // 100)) / 100, 1
+            ),
+            "audit record, of that on the event loop's thread (per record)": round(
+                await _best_us_async(audit_record, max(2, n // 100), clock=time.thread_time) / 100,
+                1,
             ),
         }
         return parts

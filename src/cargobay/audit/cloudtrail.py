@@ -18,14 +18,14 @@ from cargobay.iam.principal import Principal
 _ENCODE = jsontext.compact
 
 
-@dataclass
+@dataclass(slots=True)
 class Resource:
     type: str  # e.g. AWS::ECR::Repository
     name: str  # e.g. team/app
     arn: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AuditEvent:
     """One API call, as the door saw it."""
 
