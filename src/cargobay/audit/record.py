@@ -164,6 +164,7 @@ class AuditRecorder:
         self.flush_ms = flush_ms
         self._buffer: list[AuditEvent] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False  # the timer is due at once (a full batch waits)
         self._flushing: set[asyncio.Task[None]] = set()
         self.dropped = 0
 
@@ -178,7 +179,8 @@ class AuditRecorder:
             self.dropped += excess
             log.error("audit buffer full: dropped %d records", excess)
         if len(self._buffer) >= MAX_BATCH:
-            self._schedule(0.0)
+            if not self._soon:  # not once more for each record until the flush starts
+                self._schedule(0.0)
         elif self._timer is None:
             self._schedule(self.flush_ms / 1000)
 
@@ -187,9 +189,10 @@ class AuditRecorder:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(delay, self._start_flush)
+        self._soon = delay <= 0
 
     def _start_flush(self) -> None:
-        self._timer = None
+        self._timer, self._soon = None, False
         task = asyncio.ensure_future(self.flush())
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
@@ -233,7 +236,7 @@ class AuditRecorder:
         """Write what is buffered (graceful stop)."""
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._soon = None, False
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
         while self._buffer:
