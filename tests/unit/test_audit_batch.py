@@ -146,7 +146,7 @@ def test_redacted_encoding_is_the_walks(service: str, value: object) -> None:
     name=st.sampled_from(["BatchGetImage", "PutImage"]),
     region=st.sampled_from(["us-east-1", "eu-west-1"]),
     ip=st.sampled_from([None, "10.0.0.1"]),
-    agent=st.sampled_from([None, "aws-cli/2", "é\u2028"]),
+    agent=st.sampled_from([None, "aws-cli/2", "é\u2028", "long/" * 80]),
     parameters=st.dictionaries(_KEYS, _VALUES, max_size=3) | st.none(),
     resources=st.lists(
         st.builds(

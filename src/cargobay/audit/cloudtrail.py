@@ -128,7 +128,8 @@ def record_json(event: AuditEvent) -> str:
 
 _CALLS: dict[tuple[Any, ...], str] = {}
 _TAILS: dict[tuple[str | None, str, str], str] = {}
-_CACHED = 1024  # entries a cache holds before it starts over
+_CACHED = 256  # entries a cache of pieces holds before it starts over
+_LONG = 256  # a user agent longer than this is encoded each time (the cache stays small)
 
 
 def _call_json(event: AuditEvent) -> str:
@@ -136,9 +137,7 @@ def _call_json(event: AuditEvent) -> str:
     key = (event.event_source, event.event_name, event.region, event.source_ip, event.user_agent)
     found = _CALLS.get(key)
     if found is None:
-        if len(_CALLS) >= _CACHED:
-            _CALLS.clear()
-        found = _CALLS[key] = "".join(
+        found = "".join(
             [
                 '","eventSource":',
                 _json(event.event_source),
@@ -153,6 +152,10 @@ def _call_json(event: AuditEvent) -> str:
                 ',"requestParameters":',
             ]
         )
+        if len(event.user_agent or "") <= _LONG:
+            if len(_CALLS) >= _CACHED:
+                _CALLS.clear()
+            _CALLS[key] = found
     return found
 
 
@@ -194,7 +197,7 @@ def _identity_json(principal: Principal | None, account: str) -> str:
     key = (principal, account)
     found = _IDENTITIES.get(key)
     if found is None:
-        if len(_IDENTITIES) >= _CACHED:
+        if len(_IDENTITIES) >= 1024:
             _IDENTITIES.clear()
         found = _IDENTITIES[key] = _ENCODE(user_identity(principal, account))
     return found
