@@ -136,12 +136,13 @@ async def write(db: Database, events: list[AuditEvent]) -> None:
 
 
 async def _insert(conn: Conn, records: list[Row], resources: list[Row]) -> None:
-    driver = sqlite_driver(conn, 2 if resources else 1)
+    driver = sqlite_driver(conn, 0)
     if driver is None:  # PostgreSQL (its driver awaits the server), an in-memory SQLite
         await _RECORDS.run_many(conn, records)
         await _RESOURCES.run_many(conn, resources)
         return
     batch = sqlite_batch.statements(driver, records, resources)
+    sqlite_driver(conn, len(batch))  # counted here, in the caller's context (`roundtrips`)
     if len(records) < OFF_LOOP_ROWS:
         sqlite_batch.run(driver, batch)
         return
