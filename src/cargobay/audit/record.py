@@ -1,4 +1,4 @@
-"""Building and storing audit records.
+"""Storing audit records.
 
 Hook for the doors (after the call, whether it succeeded, failed or was denied):
 
@@ -6,19 +6,17 @@ Hook for the doors (after the call, whether it succeeded, failed or was denied):
 
 Records are buffered per process and written in one transaction every `flush_ms` (default
 200 ms) or every `MAX_BATCH` records: a request never waits for the audit insert, and on SQLite
-one write-lock turn per batch instead of per call keeps pushes fast. A batch runs on the event
-loop (~33 µs a record: 15 to encode, 18 to insert), so it is kept short for the requests in
-flight: records are encoded `ENCODE_CHUNK` at a time with a turn of the loop between, and
-inserted in a turn of their own; a transaction inserts at most `MAX_BATCH` (500 stalled a
-worker serving 2,000 calls/s for ~17 ms every flush, the ECR API's p99). That insert turn is
-still the longest a worker has under the ECR read load (~45 µs a record on a large table, 200
-records ~9 ms of CPU). Smaller transactions shorten it but cost ~0.6 ms a commit: 25 records
-held the loop under 2 ms but cost 20 µs more CPU a record, ~4% of a BatchGetImage, a
-throughput trade not taken (benchmarks/RESULTS.md, stop 25). The trade-off, chosen
-knowingly: a process killed with SIGKILL loses the records of its last `flush_ms` (graceful
-stops flush; `audit_flush_ms = 0` writes each record before the call returns, at the cost of a
-write transaction per call). The buffer only delays writes of records this process made; nothing
-is decided in it, so a second node needs nothing from it.
+one write-lock turn per batch instead of per call keeps pushes fast. The records are encoded on
+the event loop, `ENCODE_CHUNK` at a time with a turn of the loop between (~6 µs a record).
+On a SQLite file, a batch's inserts run in a thread of their own (`OFF_LOOP_ROWS` records or
+more): sqlite3 lets go of the GIL while SQLite steps, so the requests in flight go on
+meanwhile, where the insert of 200 records on the loop was one turn of 3.5-9 ms, the read
+calls' p99 (stop 25). The writer lock is held meanwhile, as it was; a transaction inserts at
+most `MAX_BATCH` records (smaller ones cost ~0.3 ms more a commit, benchmarks/RESULTS.md, stops
+25 and 26). The trade-off, chosen knowingly: a process killed with SIGKILL loses the records of
+its last `flush_ms` (graceful stops flush; `audit_flush_ms = 0` writes each record before the
+call returns, at the cost of a write transaction per call). The buffer only delays writes of
+records this process made; nothing is decided in it, so a second node needs nothing from it.
 """
 
 from __future__ import annotations
@@ -27,226 +25,71 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _text
 from typing import Any
 
 from sqlalchemy import String, bindparam, insert, select
 
-from cargobay import jsontext
-from cargobay.audit.redact import redact, service_of
-from cargobay.iam.principal import Principal
+from cargobay.audit import sqlite_batch
+from cargobay.audit.cloudtrail import (
+    AuditEvent,
+    Resource,
+    cloudtrail_record,
+    new_event_id,
+    record_json,
+    user_identity,
+)
 from cargobay.metadata import schema
+from cargobay.metadata.conn import Conn
 from cargobay.metadata.db import Database
-from cargobay.metadata.hotwrite import HotWrite
-from cargobay.requestids import new_id
+from cargobay.metadata.hotwrite import HotWrite, sqlite_driver
+from cargobay.threads import ProcessPool, settle
+
+__all__ = [
+    "AuditEvent",
+    "AuditRecorder",
+    "Resource",
+    "cloudtrail_record",
+    "record",
+    "record_json",
+    "user_identity",
+    "write",
+]
 
 log = logging.getLogger("cargobay.audit")
 
 MAX_BATCH = 200
 ENCODE_CHUNK = 50  # records encoded between two turns of the event loop
+OFF_LOOP_ROWS = 20  # a SQLite batch of this many records or more is inserted in a thread
 MAX_BUFFER = 20_000  # beyond this (database down for long), the oldest records are dropped
-# One encoder for every record, made once (`cargobay.jsontext`).
-_ENCODE = jsontext.compact
 
-
-@dataclass
-class Resource:
-    type: str  # e.g. AWS::ECR::Repository
-    name: str  # e.g. team/app
-    arn: str | None = None
-
-
-@dataclass
-class AuditEvent:
-    """One API call, as the door saw it."""
-
-    account_id: str
-    event_source: str  # ecr.amazonaws.com, iam.amazonaws.com, registry.cargobay (/v2/)
-    event_name: str  # PutImage, CreateUser, ...
-    read_only: bool
-    region: str
-    principal: Principal | None = None
-    source_ip: str | None = None  # after trusted proxies (requestinfo.request_context)
-    user_agent: str | None = None
-    request_parameters: dict[str, Any] | None = None
-    response_elements: dict[str, Any] | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    request_id: str | None = None
-    resources: list[Resource] = field(default_factory=list)
-    event_time: float | None = None
-    event_id: str | None = None
-
-
-def user_identity(principal: Principal | None, account_id: str) -> dict[str, Any]:
-    if principal is None:
-        return {"type": "Unknown", "accountId": account_id}
-    root = principal.is_admin and principal.user_name == "root"
-    identity = {
-        "type": "Root" if root else "IAMUser",
-        "arn": principal.arn,
-        "accountId": principal.account_id,
-        "accessKeyId": principal.access_key_id,
-    }
-    if not root:
-        identity["userName"] = principal.user_name
-    return identity
-
-
-def cloudtrail_record(event: AuditEvent) -> dict[str, Any]:
-    """The CloudTrail event JSON (what LookupEvents returns as CloudTrailEvent), redacted."""
-    service = service_of(event.event_source)
-    account = event.account_id
-    # Keys in CloudTrail's order, assigned one by one (no intermediate dicts: every call's
-    # record is built here).
-    record: dict[str, Any] = {
-        "eventVersion": "1.08",
-        "userIdentity": user_identity(event.principal, account),
-        "eventTime": _iso_time(event.event_time or time.time()),
-        "eventSource": event.event_source,
-        "eventName": event.event_name,
-        "awsRegion": event.region,
-        "sourceIPAddress": event.source_ip,
-        "userAgent": event.user_agent,
-        "requestParameters": redact(service, event.request_parameters),
-        "responseElements": redact(service, event.response_elements),
-    }
-    if event.error_code:
-        record["errorCode"] = event.error_code
-        record["errorMessage"] = event.error_message or ""
-    record["requestID"] = event.request_id
-    record["eventID"] = event.event_id
-    record["readOnly"] = event.read_only
-    record["resources"] = [_resource(r, account) for r in event.resources]
-    record["eventType"] = "AwsApiCall"
-    record["managementEvent"] = True
-    record["recipientAccountId"] = account
-    record["eventCategory"] = "Management"
-    return record
-
-
-def record_json(event: AuditEvent) -> str:
-    """`cloudtrail_record(event)` as compact JSON, written piece by piece: the same text as
-    encoding the dict, without building it (every call's record is written here; the dict and
-    its encoding were about 110,000 instructions of a read's ~830,000, callgrind). The
-    caller's identity is encoded once per principal."""
-    account = event.account_id
-    parameters = redact(service_of(event.event_source), event.request_parameters)
-    response = redact(service_of(event.event_source), event.response_elements)
-    parts = [
-        '{"eventVersion":"1.08","userIdentity":',
-        _identity_json(event.principal, account),
-        ',"eventTime":"',
-        _iso_time(event.event_time or time.time()),
-        '","eventSource":',
-        _json(event.event_source),
-        ',"eventName":',
-        _json(event.event_name),
-        ',"awsRegion":',
-        _json(event.region),
-        ',"sourceIPAddress":',
-        _json(event.source_ip),
-        ',"userAgent":',
-        _json(event.user_agent),
-        ',"requestParameters":',
-        "null" if parameters is None else _ENCODE(parameters),
-        ',"responseElements":',
-        "null" if response is None else _ENCODE(response),
-    ]
-    if event.error_code:
-        parts += [',"errorCode":', _json(event.error_code)]
-        parts += [',"errorMessage":', _json(event.error_message or "")]
-    parts += [
-        ',"requestID":',
-        _json(event.request_id),
-        ',"eventID":',
-        _json(event.event_id),
-        ',"readOnly":',
-        "true" if event.read_only else "false",
-        ',"resources":',
-        _ENCODE([_resource(r, account) for r in event.resources]),
-        ',"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":',
-        _json(account),
-        ',"eventCategory":"Management"}',
-    ]
-    return "".join(parts)
-
-
-def _json(value: Any) -> str:
-    """One JSON value; a string (the usual case) without the encoder's dispatch."""
-    return _text(value) if type(value) is str else _ENCODE(value)
-
-
-_IDENTITIES: dict[tuple[Principal | None, str], str] = {}
-
-
-def _identity_json(principal: Principal | None, account: str) -> str:
-    key = (principal, account)
-    found = _IDENTITIES.get(key)
-    if found is None:
-        if len(_IDENTITIES) >= 1024:
-            _IDENTITIES.clear()
-        found = _IDENTITIES[key] = _ENCODE(user_identity(principal, account))
-    return found
-
-
-def _resource(resource: Resource, account: str) -> dict[str, str]:
-    """A resource as CloudTrail lists it: ARN, accountId and type, each only when set."""
-    out: dict[str, str] = {}
-    if resource.arn:
-        out["ARN"] = resource.arn
-    if account:
-        out["accountId"] = account
-    if resource.type:
-        out["type"] = resource.type
-    return out
-
-
-def _iso_time(epoch: float) -> str:
-    """`events.model.iso_time` (whole seconds, UTC, with a Z) without building a datetime."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-# The records' columns, in the order `_rows` builds each row's values.
-_COLUMNS = (
-    "event_id",
-    "account_id",
-    "event_time",
-    "event_source",
-    "event_name",
-    "read_only",
-    "user_name",
-    "access_key_id",
-    "region",
-    "record",
-)
-_RESOURCE_PARAMS = ("event_id", "resource_type", "resource_name")
+# The records' columns and the resources' parameters, in the order of `_rows`' tuples.
+_COLUMNS = sqlite_batch.RECORD_COLUMNS
+_RESOURCE_PARAMS = sqlite_batch.RESOURCE_VALUES
 
 Row = tuple[Any, ...]
 
 
 def _rows(event: AuditEvent) -> tuple[Row, list[Row]]:
     """A record's values (in `_COLUMNS` order) and its resources' (`_RESOURCE_PARAMS`)."""
-    event.event_time = event.event_time or time.time()
-    event_id = event.event_id = event.event_id or new_id()
+    event_time = event.event_time = event.event_time or time.time()
+    event_id = event.event_id = event.event_id or new_event_id(event_time)
     principal = event.principal
     row = (
         event_id,
         event.account_id,
-        event.event_time,
+        event_time,
         event.event_source,
         event.event_name,
         event.read_only,
         principal.user_name[:128] if principal else None,
         principal.access_key_id[:128] if principal else None,
-        event.region,
         record_json(event),
+        event.region,
     )
     # Names come from requests (also refused ones): cut to the columns' sizes and without NUL
     # (which PostgreSQL's text refuses), so one odd request cannot make its batch fail.
     resources = [
-        (event_id, r.type[:64], r.name[:1024].replace("\x00", "\ufffd")) for r in event.resources
+        (r.type[:64], r.name[:1024].replace("\x00", "\ufffd"), event_id) for r in event.resources
     ]
     return row, resources
 
@@ -267,11 +110,12 @@ _INSERT_RESOURCES = insert(_r).from_select(
 
 _RECORDS = HotWrite.of(_INSERT_RECORDS, names=_COLUMNS)
 _RESOURCES = HotWrite.of(_INSERT_RESOURCES, names=_RESOURCE_PARAMS)
+_INSERTS = ProcessPool(1, "audit-insert")
 
 
 async def write(db: Database, events: list[AuditEvent]) -> None:
     """Insert records (and the resources they name) in one transaction: two executemany
-    statements, at the driver level on SQLite (`metadata.hotwrite`)."""
+    statements, at the driver level on SQLite (`metadata.hotwrite`), in a thread for a batch."""
     if not events:
         return
     records: list[Row] = []
@@ -288,8 +132,27 @@ async def write(db: Database, events: list[AuditEvent]) -> None:
     resources = sorted(set(named)) if named else []
     await asyncio.sleep(0)  # and between the encoding and the transaction
     async with db.write() as conn:
+        await _insert(conn, records, resources)
+
+
+async def _insert(conn: Conn, records: list[Row], resources: list[Row]) -> None:
+    driver = sqlite_driver(conn, 0)
+    if driver is None:  # PostgreSQL (its driver awaits the server), an in-memory SQLite
         await _RECORDS.run_many(conn, records)
         await _RESOURCES.run_many(conn, resources)
+        return
+    batch = sqlite_batch.statements(driver, records, resources)
+    sqlite_driver(conn, len(batch))  # counted here, in the caller's context (`roundtrips`)
+    if len(records) < OFF_LOOP_ROWS:
+        sqlite_batch.run(driver, batch)
+        return
+    # The transaction (and its connection) must outlive the thread's use of it: `settle`
+    # waits for the thread even if this task is cancelled meanwhile. The thread commits too:
+    # nothing else is written in this transaction (`write` ends it right after).
+    job = _INSERTS.get().submit(sqlite_batch.run, driver, batch, commit=True)
+    if await settle(job):
+        raise asyncio.CancelledError
+    job.result()
 
 
 class AuditRecorder:
@@ -300,6 +163,7 @@ class AuditRecorder:
         self.flush_ms = flush_ms
         self._buffer: list[AuditEvent] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False  # the timer is due at once (a full batch waits)
         self._flushing: set[asyncio.Task[None]] = set()
         self.dropped = 0
 
@@ -314,7 +178,8 @@ class AuditRecorder:
             self.dropped += excess
             log.error("audit buffer full: dropped %d records", excess)
         if len(self._buffer) >= MAX_BATCH:
-            self._schedule(0.0)
+            if not self._soon:  # not once more for each record until the flush starts
+                self._schedule(0.0)
         elif self._timer is None:
             self._schedule(self.flush_ms / 1000)
 
@@ -323,9 +188,10 @@ class AuditRecorder:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(delay, self._start_flush)
+        self._soon = delay <= 0
 
     def _start_flush(self) -> None:
-        self._timer = None
+        self._timer, self._soon = None, False
         task = asyncio.ensure_future(self.flush())
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
@@ -369,7 +235,7 @@ class AuditRecorder:
         """Write what is buffered (graceful stop)."""
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._soon = None, False
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
         while self._buffer:

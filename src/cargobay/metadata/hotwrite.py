@@ -28,12 +28,19 @@ from cargobay.metadata.conn import Conn
 def _driver(conn: Conn) -> Any | None:
     """The sqlite3 connection of a SQLite file's write transaction, with the statement about
     to run on it counted (`roundtrips`); None where SQLAlchemy runs it."""
+    return sqlite_driver(conn, 1)
+
+
+def sqlite_driver(conn: Conn, statements: int) -> Any | None:
+    """`_driver` for a caller that runs SQLite text of its own (the audit flush's multi-row
+    inserts, run in a thread): its `statements` counted here, on the loop, in the request's
+    context; None where SQLAlchemy runs statements."""
     driver = getattr(conn, "driver", None)
     if driver is None or conn.dialect.name != "sqlite":
         return None
     count = roundtrips.current()
     if count is not None:
-        count.value += 1
+        count.value += statements
     return driver()
 
 

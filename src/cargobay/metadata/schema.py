@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The migration revision this schema is; serving processes compare the database against it
 # without loading Alembic (tests/e2e/test_migrations.py checks it is the migrations' head).
-SCHEMA_REVISION = "0031"
+SCHEMA_REVISION = "0032"
 
 # Deterministic constraint names, so later migrations can name what they alter on every backend.
 metadata = MetaData(
@@ -704,21 +704,27 @@ Index(
     audit_records.c.region,
     audit_records.c.event_time,
 )
+# LookupEvents is regional: its attribute filters are read from indexes that lead with the
+# account AND region (migration 0032; by (account, attribute, time) SQLite's planner chose the
+# region index and filtered it, a scan for a rare attribute).
 Index(
     "ix_audit_records_name",
     audit_records.c.account_id,
+    audit_records.c.region,
     audit_records.c.event_name,
     audit_records.c.event_time,
 )
 Index(
     "ix_audit_records_user",
     audit_records.c.account_id,
+    audit_records.c.region,
     audit_records.c.user_name,
     audit_records.c.event_time,
 )
 Index(
     "ix_audit_records_key",
     audit_records.c.account_id,
+    audit_records.c.region,
     audit_records.c.access_key_id,
     audit_records.c.event_time,
 )
@@ -737,7 +743,9 @@ audit_resources = Table(
     Column("resource_name", String(1024), primary_key=True),
 )
 Index("ix_audit_resources_name", audit_resources.c.resource_name)
-Index("ix_audit_resources_type", audit_resources.c.resource_type)
+# No index by resource type (dropped by 0032): no plan used it (a few types name every
+# record; a ResourceType lookup reads the region index and the key's), and each record paid
+# its insert.
 
 # KMS (issue 13): keys per account and region, their material versions (sealed under the
 # deployment key; rows deleted when a key's deletion date passes), and aliases.
