@@ -143,6 +143,11 @@ def _current(conn: Connection) -> str | None:
     if "schema_info" in tables:
         return LEGACY_REVISION
     if "repositories" in tables:
+        # Each read sees what had committed when it ran: another node may have built the schema
+        # between the two (its tables and its revision commit together), so look again.
+        revision = MigrationContext.configure(conn).get_current_revision()
+        if revision is not None:
+            return revision
         raise MigrationError(
             "the database holds cargobay tables but no schema revision; restore it from a backup"
         )
