@@ -115,4 +115,4 @@ def test_remembered_parses_give_what_a_fresh_parse_gives_and_failures_fail_again
 
 def test_an_empty_query_is_canonically_empty() -> None:
     assert sigv4keys._canonical_query([]) == ""
-    assert sigv4keys._canonical_query([("b", "2"), ("a", "1 ")]) == "a=1&b=2"
+    assert sigv4keys._canonical_query([("b", "2"), ("a", "1 ")]) == "a=1%20&b=2"
