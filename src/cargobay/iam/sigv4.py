@@ -171,15 +171,8 @@ def _parse_authorization(header: str, has_date: bool) -> _Auth:
             fields["Signature"],
         )
     key_id, date, region, service = _parse_credential(credential)
-    return _Auth(
-        access_key_id=key_id,
-        scope_date=date,
-        region=region,
-        service=service,
-        signed_headers=_parse_signed_headers(signed),
-        signature=signature,
-        presigned=False,
-    )
+    # Positional: a NamedTuple's keywords cost a second pass on every call.
+    return _Auth(key_id, date, region, service, _parse_signed_headers(signed), signature, False)
 
 
 def _fields(header: str, rest: str, has_date: bool) -> dict[str, str]:
