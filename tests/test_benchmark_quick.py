@@ -137,6 +137,25 @@ def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
     assert all(value > 0 for value in report.values()), report
 
 
+def test_quick_ecr_door_benchmark_times_every_read(tmp_path: Path) -> None:
+    out = tmp_path / "door.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ecr_door", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {
+        "GetDownloadUrlForLayer",
+        "BatchGetImage",
+        "BatchCheckLayerAvailability",
+    }
+    assert all(value > 0 for value in report.values()), report
+
+
 def test_quick_flat_costs_benchmark_reports_every_size_request_and_gc_run(tmp_path: Path) -> None:
     out = tmp_path / "flat.json"
     charts = ["--charts", str(tmp_path / "charts")]

@@ -103,7 +103,8 @@ def db(tmp_path: Path):
 
 def _described(db: Database, query: DescribeQuery, name: str = "team/app") -> list[Any]:
     shape, values = query.statement()
-    return asyncio.run(ecrreads.described(db, ACCOUNT, name, "", CALLER, True, shape, values))
+    call = ecrreads.Head(ACCOUNT, name, "", CALLER, True)
+    return asyncio.run(ecrreads.described(db, call, shape, values))
 
 
 def _replaced(db: Database, query: DescribeQuery) -> list[tuple[Any, ...]]:

@@ -87,3 +87,32 @@ def test_canonical_headers_once_each_as_in_general(signed: tuple[str, ...]) -> N
     expected = "".join(f"{n}:{','.join(values[n])}\n" for n in sorted(values))
     assert (block, names) == (expected, ";".join(sorted(values)))
     assert "x-missing" not in names
+
+
+def test_remembered_parses_give_what_a_fresh_parse_gives_and_failures_fail_again() -> None:
+    sigv4._TIMES.clear()
+    first = sigv4._parse_timestamp("20261130T120000Z")
+    assert (
+        sigv4._parse_timestamp("20261130T120000Z")
+        == first
+        == sigv4._parse_new_timestamp("20261130T120000Z")
+    )
+    assert sigv4._parse_timestamp("20261130T120001Z") != first
+    for _ in range(2):  # a text that fails is never remembered
+        with pytest.raises(SigV4Error, match="basic format"):
+            sigv4._parse_timestamp("20261130T126000Z")
+    for i in range(sigv4._MAX_TIMES + 10):  # bounded
+        sigv4._parse_timestamp(f"2026112{i % 10}T12{i // 60 % 60:02d}{i % 60:02d}Z")
+    assert len(sigv4._TIMES) <= sigv4._MAX_TIMES
+    assert sigv4._parse_credential(CREDENTIAL) == ("AKIAEXAMPLE", "20261130", "us-east-1", "ecr")
+    for _ in range(2):
+        with pytest.raises(SigV4Error, match="terminator"):
+            sigv4._parse_credential(CREDENTIAL.replace("aws4_", "aws5_"))
+        with pytest.raises(SigV4Error, match="'Host' or ':authority'"):
+            sigv4._parse_signed_headers("x-amz-date")
+    assert sigv4._parse_signed_headers("Host;X-Amz-Date") == ("host", "x-amz-date")
+
+
+def test_an_empty_query_is_canonically_empty() -> None:
+    assert sigv4keys._canonical_query([]) == ""
+    assert sigv4keys._canonical_query([("b", "2"), ("a", "1 ")]) == "a=1%20&b=2"

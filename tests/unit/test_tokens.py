@@ -295,3 +295,19 @@ def test_no_key_issues_beyond_thirty_days(tmp_path: Path) -> None:
             await db.dispose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("key_size", [16, 32, 64, 65, 100])
+def test_a_token_is_the_documented_form_with_an_hmac_sha256_and_base64url(key_size: int) -> None:
+    import hashlib
+    import hmac
+
+    key = secrets.token_bytes(key_size)
+    claims = TokenClaims.for_principal(PRINCIPAL, now=NOW, scope="blob:1/a@sha256:" + "f" * 64)
+    token = TokenSigner({"k1": key}, "k1").issue(claims)
+    version, key_id, payload, mac = token.split(".")
+    signed = f"{version}.{key_id}.{payload}"
+    expected = hmac.new(key, signed.encode(), hashlib.sha256).digest()
+    assert (version, key_id) == ("1", "k1")
+    assert mac == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+    assert payload == base64.urlsafe_b64encode(claims_json(claims).encode()).rstrip(b"=").decode()

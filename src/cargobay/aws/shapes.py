@@ -28,7 +28,7 @@ Constraint errors are collected as AWS does: `2 validation errors detected: Valu
 Value ...` (at most MAX_LISTED listed). Paths use lowerCamel member names, list items are
 `<list>.<n>.member` (1-based), map values `<map>.<key>`. Sensitive values are not echoed.
 Unknown members are ignored, as AWS does. The walk is iterative and bounded by the shape, so a
-deeply nested body costs nothing.
+deeply nested body costs nothing. A request that fits is answered by `aws.accepts` without it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from cargobay.aws.accepts import Acceptors
 from cargobay.aws.regex import Pattern, PatternUnsupported, compile_pattern
 
 MODELS = Path(__file__).with_name("models")  # package data (pyproject.toml)
@@ -299,6 +300,7 @@ class ServiceModel:
         # By id() of a shape of `shapes`, which lives as long as this model.
         self._members: dict[int, tuple[tuple[str, str, bool], ...]] = {}
         self._strings: dict[int, tuple[Any, Any, Any, Any, Any]] = {}
+        self._accepts = Acceptors(self, MAX_DEPTH)  # the quick yes (`aws.accepts`)
 
     def members(self, shape: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:
         """A structure's (member, member's shape name, required) in declared order, worked
@@ -344,7 +346,7 @@ class ServiceModel:
         """Raise ShapeError unless `params` (the decoded request) fits the operation's input.
         An operation the model does not have is a KeyError: a door bug, not a client error."""
         root = self.operations[operation]
-        if root is None:
+        if root is None or self._accepts.root(root)(params):
             return
         walk = _Walk(self, faults or self.faults)
         walk.run(root, params)

@@ -49,6 +49,15 @@ def action(name: str) -> Callable[[Action], Action]:
     return register
 
 
+def _decode(body: bytes) -> Any:
+    """`json.loads(body or b"{}")`. A body that opens with `{` and a non-NUL byte is UTF-8 to
+    `json.detect_encoding`: decoded here as `json.loads` would (surrogatepass), the
+    detection skipped."""
+    if body[:1] == b"{" and body[1:2] != b"\0":
+        return json.loads(body.decode("utf-8", "surrogatepass"))
+    return json.loads(body or b"{}")
+
+
 def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
     headers = {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE}
     if "__type" in body:
@@ -79,7 +88,7 @@ async def handle(request: web.Request, services: Services) -> web.Response:
             raise errors.Validation("request body is too large") from None
         principal, unconfirmed = await caller.signed(request, services, body_bytes, name)
         try:
-            payload = json.loads(body_bytes or b"{}")
+            payload = _decode(body_bytes)
         except (ValueError, RecursionError):
             raise errors.Serialization("the request body is not valid JSON") from None
         if not isinstance(payload, dict):

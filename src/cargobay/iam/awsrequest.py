@@ -20,12 +20,18 @@ class BodyTooLarge(Exception):
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body. `StreamReader.read(n)` returns what is buffered, up to n bytes, so a
-    large body arrives in many reads; stop as soon as it exceeds `limit`."""
+    large body arrives in many reads; stop as soon as it exceeds `limit`. A body that has all
+    arrived (an API call's usually has, with its headers) is taken at once."""
+    content = request.content
+    if content.is_eof():
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise BodyTooLarge
+        return whole
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge
     parts: list[bytes] = []
     size = 0
-    content = request.content
     while chunk := await content.read(1024 * 1024):
         size += len(chunk)
         if size > limit:

@@ -22,9 +22,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
@@ -78,8 +78,9 @@ class SigV4Error(Exception):
         self.status = STATUS.get(code, 400) if status is None else status
 
 
-@dataclass(frozen=True)
-class SignedIdentity:
+class SignedIdentity(NamedTuple):
+    """Who signed, for which region and service (a NamedTuple: built on every call)."""
+
     access_key_id: str
     region: str
     service: str
@@ -117,6 +118,9 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, list[str]]:
     return out
 
 
+# The scope and the signed-header list of a key's requests repeat (the signature does not):
+# each text is parsed once. A text that fails raises every time (nothing is kept for it).
+@lru_cache(maxsize=256)
 def _parse_credential(credential: str) -> tuple[str, str, str, str]:
     parts = credential.split("/")
     if len(parts) != 5:
@@ -139,6 +143,7 @@ def _parse_credential(credential: str) -> tuple[str, str, str, str]:
     return key_id, date, region, service
 
 
+@lru_cache(maxsize=256)
 def _parse_signed_headers(value: str) -> tuple[str, ...]:
     names = tuple([n.strip().lower() for n in value.split(";")])
     if not all(names):
@@ -166,15 +171,8 @@ def _parse_authorization(header: str, has_date: bool) -> _Auth:
             fields["Signature"],
         )
     key_id, date, region, service = _parse_credential(credential)
-    return _Auth(
-        access_key_id=key_id,
-        scope_date=date,
-        region=region,
-        service=service,
-        signed_headers=_parse_signed_headers(signed),
-        signature=signature,
-        presigned=False,
-    )
+    # Positional: a NamedTuple's keywords cost a second pass on every call.
+    return _Auth(key_id, date, region, service, _parse_signed_headers(signed), signature, False)
 
 
 def _fields(header: str, rest: str, has_date: bool) -> dict[str, str]:
@@ -248,7 +246,22 @@ def _parse_presigned(query: dict[str, str]) -> _Auth:
     )
 
 
+# Timestamps as parsed, by their text: the requests of one second share one (bounded).
+_TIMES: dict[str, datetime] = {}
+_MAX_TIMES = 256
+
+
 def _parse_timestamp(value: str) -> datetime:
+    when = _TIMES.get(value)
+    if when is None:
+        when = _parse_new_timestamp(value)
+        if len(_TIMES) >= _MAX_TIMES:
+            _TIMES.clear()
+        _TIMES[value] = when
+    return when
+
+
+def _parse_new_timestamp(value: str) -> datetime:
     try:
         # The form every SDK sends, without strptime (a sixth of a verification); anything
         # else still goes through strptime, so what it accepts is unchanged.

@@ -107,6 +107,8 @@ def _canonical_path(path: str) -> str:
 
 
 def _canonical_query(params: Sequence[tuple[str, str]]) -> str:
+    if not params:  # every ECR API call
+        return ""
     pairs = sorted((quote(k, safe=_QUERY_SAFE), quote(v, safe=_QUERY_SAFE)) for k, v in params)
     return "&".join(f"{k}={v}" for k, v in pairs)
 

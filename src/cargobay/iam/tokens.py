@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import math
@@ -37,6 +36,7 @@ from json.encoder import encode_basestring_ascii as _json_text
 from sqlalchemy import delete, select
 
 from cargobay.iam.principal import Principal
+from cargobay.iam.sigv4keys import KeyedMac
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
 from cargobay.metadata.sql import insert_ignore
@@ -101,8 +101,12 @@ class TokenError(Exception):
         self.reason = reason
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """base64url without padding (`base64.urlsafe_b64encode`'s text, unpadded, in one step)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _b64d(text: str) -> bytes:
@@ -128,9 +132,10 @@ class TokenSigner:
         if current_key_id not in keys:
             raise ValueError(f"current token key {current_key_id!r} is not among the keys")
         self._keys = dict(keys)
-        # Each key's HMAC with its key already absorbed: a copy per token skips the key setup
-        # (a third of the MAC's cost for a download URL's short message).
-        self._macs = {k: hmac.new(key, digestmod=hashlib.sha256) for k, key in keys.items()}
+        # Each key's HMAC-SHA256 with its padded key blocks hashed once (`KeyedMac`): a token
+        # copies two hash states instead of setting the key up (a third of the MAC's cost for
+        # a download URL's short message), all of it in C.
+        self._macs = {k: KeyedMac(key) for k, key in keys.items()}
         self.current_key_id = current_key_id
         self.refresh_at = refresh_at  # reload keys (load_signer) before this Unix time
 
@@ -139,9 +144,7 @@ class TokenSigner:
         return frozenset(self._keys)
 
     def _mac(self, key_id: str, signed: str) -> bytes:
-        mac = self._macs[key_id].copy()
-        mac.update(signed.encode("ascii"))
-        return mac.digest()
+        return self._macs[key_id].digest(signed.encode("ascii"))
 
     def issue(self, claims: TokenClaims) -> str:
         payload = _b64e(claims_json(claims).encode())

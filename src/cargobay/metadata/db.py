@@ -31,6 +31,18 @@ from cargobay.metadata.errors import SchemaOutOfDate
 from cargobay.metadata.sqlite_writes import Checkpointer, WriterLock, begin_immediate
 from cargobay.threads import ProcessPool, settle
 
+# This process's id, kept current across forks: `loop_driver` runs for every hot lookup, and
+# os.getpid() is a system call.
+_PID = os.getpid()
+
+
+def _forked() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -311,9 +323,9 @@ class Database:
         if self._sync_reader is None:
             return None
         held = self._loop_driver
-        if held is None or held[0] != os.getpid():
+        if held is None or held[0] != _PID:
             fairy = self._sync_reader.raw_connection()
-            held = self._loop_driver = (os.getpid(), fairy)
+            held = self._loop_driver = (_PID, fairy)
         return held[1].driver_connection
 
     def autocommit_reader(self) -> AsyncEngine | None:

@@ -7,54 +7,71 @@ statement once per dialect and, on a SQLite file, runs it on the process's own d
 connection (`Database.loop_driver`); on PostgreSQL it runs outside a transaction on an engine
 that does not ping (`Database.autocommit_reader`), so the statement is the one round trip.
 Either way it is counted as one statement (`roundtrips`).
+
+On SQLite the statement is compiled with named parameters (each name bound once however often
+the statement uses it) and its constants written into the text: SQLite binds a handful of
+values instead of every occurrence, the caller's dict is passed as it is, and the planner sees
+the constants.
 """
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select
+from sqlalchemy import CompoundSelect, Select, literal
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 
 from cargobay.metadata import roundtrips
 from cargobay.metadata.db import Database
 
+_NAMED = sqlite.dialect(paramstyle="named")
+_PARAMETER = re.compile(r":(\w+)")
+
+
+def _literal(value: Any) -> str:
+    """A constant as SQL text (SQLAlchemy's own literal rendering for SQLite)."""
+    return str(literal(value).compile(dialect=_NAMED, compile_kwargs={"literal_binds": True}))
+
 
 class HotRead:
     """One SELECT whose first row is read by `first` (or every row, by `all`), with named
     columns like a Row's."""
 
-    __slots__ = ("_compiled", "row_type", "statement")
+    __slots__ = ("_sqlite", "row_type", "statement")
 
     def __init__(self, statement: Select | CompoundSelect) -> None:
         self.statement = statement
         self.row_type = namedtuple("HotRow", [c.key for c in statement.selected_columns])  # type: ignore[misc]
-        # (dialect name) -> (SQL text, bind names in order, literal binds' values)
-        self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        self._sqlite: str | None = None  # the SQL text for SQLite's driver, once compiled
 
-    def _compile(self, dialect: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        compiled = self.statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
+    def _compile(self) -> str:
+        """The statement for SQLite's driver: named parameters, constants as literals (a
+        parameter that has a value when the statement is built is a constant: no caller
+        passes it)."""
+        compiled = self.statement.compile(dialect=_NAMED)
         constants = {
-            k: v for k, v in compiled.construct_params(_check=False).items() if v is not None
+            k: _literal(v)
+            for k, v in compiled.construct_params(_check=False).items()
+            if v is not None
         }
-        entry = (str(compiled), names, constants)
-        self._compiled[dialect.name] = entry
-        return entry
+
+        def substitute(match: re.Match[str]) -> str:
+            return constants.get(match.group(1), match.group(0))
+
+        self._sqlite = sql = _PARAMETER.sub(substitute, str(compiled))
+        return sql
 
     async def first(self, db: Database, params: dict[str, Any]) -> Any | None:
         driver = db.loop_driver()
         if driver is None:
             return await self._first_elsewhere(db, params)
-        entry = self._compiled.get("sqlite") or self._compile(sqlite.dialect())
-        sql, names, constants = entry
         count = roundtrips.current()
         if count is not None:
             count.value += 1
-        row = driver.execute(sql, [params[n] if n in params else constants[n] for n in names])
-        found = row.fetchone()
+        found = driver.execute(self._sqlite or self._compile(), params).fetchone()
         return None if found is None else self.row_type(*found)
 
     async def all(self, db: Database, params: dict[str, Any]) -> list[Any]:
@@ -63,13 +80,11 @@ class HotRead:
         driver = db.loop_driver()
         if driver is None:
             return await self._all_elsewhere(db, params)
-        entry = self._compiled.get("sqlite") or self._compile(sqlite.dialect())
-        sql, names, constants = entry
         count = roundtrips.current()
         if count is not None:
             count.value += 1
-        rows = driver.execute(sql, [params[n] if n in params else constants[n] for n in names])
-        return [self.row_type(*found) for found in rows.fetchall()]
+        rows = driver.execute(self._sqlite or self._compile(), params).fetchall()
+        return [self.row_type(*found) for found in rows]
 
     async def _all_elsewhere(self, db: Database, params: dict[str, Any]) -> list[Any]:
         engine = db.autocommit_reader()

@@ -164,30 +164,29 @@ async def read(
     remembered secret the caller was verified with), CallerUnconfirmed unless the statement
     confirms the caller's key row."""
     assert resource.name is not None
-    caller = (principal.account_id, principal.user_name, principal.access_key_id)
-    args = (db, resource.account_id, resource.name, regions.current_key(), caller)
-    identity = not principal.is_admin
+    call = records.Head(
+        resource.account_id,
+        resource.name,
+        regions.current_key(),
+        (principal.account_id, principal.user_name, principal.access_key_id),
+        not principal.is_admin,
+    )
     rows: Sequence[Any]
     if layer is not None:
-        found = await records.layer(*args, identity, layer)
+        found = await records.layer(db, call, layer)
         rows = [found] if found is not None else []
     elif layers:
-        rows = await records.layers(*args, identity, layers)
+        rows = await records.layers(db, call, layers)
     elif tags is not None and digests is not None:
-        rows = await records.images(*args, identity, tags, digests)
+        rows = await records.images(db, call, tags, digests)
     elif describe is not None:
-        rows = await records.described(*args, identity, *describe.statement())
+        rows = await records.described(db, call, *describe.statement())
     elif listing is not None:
         rows = await records.listed(
-            *args,
-            identity,
-            listing.tag_status,
-            listing.image_status,
-            listing.after,
-            listing.limit,
+            db, call, listing.tag_status, listing.image_status, listing.after, listing.limit
         )
     else:
-        found = await records.repository(*args, identity)
+        found = await records.repository(db, call)
         rows = [found] if found is not None else []
     if confirm is not None and (not rows or not _confirmed(rows[0], principal, confirm)):
         raise CallerUnconfirmed
@@ -222,8 +221,8 @@ async def described(
     """The rows of `read(..., describe=query)` for a call authorized the long way (the
     caller's columns are read but not used); RepositoryNotFound when the repository went."""
     caller = (principal.account_id, principal.user_name, principal.access_key_id)
-    args = (db, repo.registry_id, repo.name, regions.current_key(), caller)
-    rows = await records.described(*args, False, *query.statement())
+    call = records.Head(repo.registry_id, repo.name, regions.current_key(), caller, False)
+    rows = await records.described(db, call, *query.statement())
     if not rows:
         raise RepositoryNotFound(
             f"The repository with name '{repo.name}' does not exist in the registry with id "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, case, exists, false, func, or_, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.conn import Conn
@@ -65,20 +65,21 @@ async def blob_archived(conn: Conn, repository_id: int, digest: str) -> bool:
 def blob_archived_clause(repository_id: Any, digest: Any) -> Any:
     """The SQL truth of `blob_archived`, for a column of a larger statement (the blob GET's
     lookup, `records.blobs.pull_stat`): the archived references are found from the
-    repository's `image_archives` rows (none in a repository that never archived anything),
-    then any reference by an image that is not archived makes the blob pullable. Either
-    argument may be a bound parameter."""
-    joined = and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest)
-    by_archived = (
-        select(a.c.digest)
-        .select_from(a.join(mr, joined))
-        .where(
-            a.c.repository_id == repository_id,
-            a.c.status == ARCHIVED,
-            mr.c.target_digest == digest,
-            mr.c.kind == "blob",
-        )
+    repository's archived `image_archives` rows (none in a repository that never archived
+    anything: one index probe), each checked on `manifest_references`' primary key; only then
+    is any reference by an image that is not archived looked for, which makes the blob
+    pullable. Starting from the references instead walked every repository's reference to the
+    digest (a base layer's are many). Either argument may be a bound parameter."""
+    referenced = exists().where(
+        mr.c.repository_id == a.c.repository_id,
+        mr.c.manifest_digest == a.c.digest,
+        mr.c.target_digest == digest,
+        mr.c.kind == "blob",
     )
+    by_archived = exists().where(
+        a.c.repository_id == repository_id, a.c.status == ARCHIVED, referenced
+    )
+    joined = and_(a.c.repository_id == mr.c.repository_id, a.c.digest == mr.c.manifest_digest)
     by_active = (
         select(mr.c.manifest_digest)
         .select_from(mr.outerjoin(a, joined))
@@ -89,7 +90,8 @@ def blob_archived_clause(repository_id: Any, digest: Any) -> Any:
             or_(a.c.status.is_(None), a.c.status != ARCHIVED),
         )
     )
-    return and_(exists(by_archived), ~exists(by_active))
+    # CASE, not AND: the second probe runs only for a blob an archived image references.
+    return case((by_archived, ~exists(by_active)), else_=false())
 
 
 async def children(conn: Conn, repository_id: int, digest: str) -> list[str]:

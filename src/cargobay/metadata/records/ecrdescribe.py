@@ -31,7 +31,7 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
 from cargobay.metadata.records.archives import ACTIVE
 from cargobay.metadata.records.ecrhead import (
-    call_params,
+    Head,
     head,
     in_repository,
     own_repository_id,
@@ -206,20 +206,13 @@ _DESCRIBED: dict[tuple[Any, ...], HotRead] = {}
 
 
 async def described(
-    db: Database,
-    registry_id: str,
-    name: str,
-    region: str,
-    caller: tuple[str, str, str],
-    with_identity: bool,
-    shape: tuple[Any, Any],
-    values: dict[str, Any],
+    db: Database, call: Head, shape: tuple[Any, Any], values: dict[str, Any]
 ) -> list[Any]:
     """Head rows with the columns of the images DescribeImages answers (module docstring):
     `shape` is ("page", tag_status, filtered) with `values` after, limit and image_status,
     or ("ids", digests, tags) with `values` d0.. and t0.. (at most 100 each, digests >= 1 or
     tags >= 1); none when the repository does not exist."""
-    params = call_params(registry_id, name, region, caller)
+    params = call.params()
     params.update(values)
-    statement = shaped(_DESCRIBED, (*shape, with_identity), lambda *key: _described(key))
+    statement = shaped(_DESCRIBED, (*shape, call.with_identity), lambda *key: _described(key))
     return await statement.all(db, params)

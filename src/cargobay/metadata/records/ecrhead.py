@@ -5,16 +5,22 @@ and run: one `HotRead` per shape, built on first use."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, bindparam, select
+from sqlalchemy import ColumnElement, FromClause, String, and_, bindparam, literal, select
 
 from cargobay.metadata import schema
 from cargobay.metadata.hot import HotRead
-from cargobay.metadata.records.pulls import authorization_columns
+from cargobay.metadata.records.pulls import (
+    POLICY_SEPARATOR,
+    authorization_columns,
+    joined_texts,
+    registry_columns,
+)
 from cargobay.metadata.records.repositories import COLUMNS
 
 r = schema.repositories
+k, u, up = schema.access_keys, schema.users, schema.user_policies
 
 # Statements built per batch or page shape, kept at most (per kind).
 SHAPES = 512
@@ -25,13 +31,42 @@ def head(with_identity: bool) -> list[Any]:
     key's `caller_verifier`: the door confirms with it that the key still holds the secret
     its remembered row was opened from (`iam.awsrequest.signed_caller`)."""
     columns: list[Any] = [column.label(f"repo_{column.key}") for column in COLUMNS]
-    key = schema.access_keys
-    verifier = select(key.c.secret_verifier).where(key.c.id == bindparam("caller_key"))
+    verifier = select(k.c.secret_verifier).where(k.c.id == bindparam("caller_key"))
     return [
         *columns,
         *authorization_columns(with_identity),
         verifier.scalar_subquery().label("caller_verifier"),
     ]
+
+
+def joined_head(with_identity: bool) -> list[Any]:
+    """`head`'s columns for a statement of one row whose FROM is `with_caller(...)`: the
+    caller's columns come from the key and user rows joined once, not from a subquery each
+    (the key's row was read twice, the user's up to three times). Where the key is not
+    Active or not that user's, `caller_admin` is NULL, as `head`'s, and the other caller
+    columns are NULL too: nothing reads them then (`registry.ecrreads` goes the long way)."""
+    columns: list[Any] = [column.label(f"repo_{column.key}") for column in COLUMNS]
+    columns += [*registry_columns(), u.c.is_admin.label("caller_admin")]
+    if with_identity:
+        policies = select(joined_texts(up.c.document, literal(POLICY_SEPARATOR, String))).where(
+            up.c.user_id == u.c.id
+        )
+        columns.append(u.c.tags.label("caller_tags"))
+        columns.append(policies.scalar_subquery().label("caller_policies"))
+    columns.append(k.c.secret_verifier.label("caller_verifier"))
+    return columns
+
+
+def with_caller(source: FromClause) -> FromClause:
+    """`source` (the repository row, joined to at most one row of anything) with the caller's
+    Active key and its user outer-joined, for `joined_head`."""
+    key = and_(k.c.id == bindparam("caller_key"), k.c.status == "Active")
+    user = and_(
+        u.c.id == k.c.user_id,
+        u.c.account_id == bindparam("caller_account"),
+        u.c.name == bindparam("caller"),
+    )
+    return source.outerjoin(k, key).outerjoin(u, user)
 
 
 def in_repository() -> tuple[ColumnElement[bool], ...]:
@@ -57,12 +92,21 @@ def own_repository_id() -> Any:
     )
 
 
-def call_params(
-    registry_id: str, name: str, region: str, caller: tuple[str, str, str]
-) -> dict[str, Any]:
-    params = {"registry_id": registry_id, "region": region, "name": name}
-    params["caller_account"], params["caller"], params["caller_key"] = caller
-    return params
+class Head(NamedTuple):
+    """Whose call on which repository a statement reads: the parameters of `head` and
+    `in_repository`. `caller` is (account, user name, access key id); `with_identity`, for a
+    caller that is not an account administrator, reads its tags and identity policies."""
+
+    registry_id: str
+    name: str
+    region: str
+    caller: tuple[str, str, str]
+    with_identity: bool
+
+    def params(self) -> dict[str, Any]:
+        params = {"registry_id": self.registry_id, "region": self.region, "name": self.name}
+        params["caller_account"], params["caller"], params["caller_key"] = self.caller
+        return params
 
 
 def shaped(cache: dict[Any, HotRead], key: Any, build: Any) -> HotRead:

@@ -18,7 +18,7 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
 from cargobay.metadata.records.archives import ACTIVE
 from cargobay.metadata.records.ecrhead import (
-    call_params,
+    Head,
     head,
     in_repository,
     own_repository_id,
@@ -68,11 +68,7 @@ _LISTED: dict[tuple[Any, ...], HotRead] = {}
 
 async def listed(
     db: Database,
-    registry_id: str,
-    name: str,
-    region: str,
-    caller: tuple[str, str, str],
-    with_identity: bool,
+    call: Head,
     tag_status: str,
     image_status: str,
     after: tuple[str, str] | None,
@@ -80,12 +76,12 @@ async def listed(
 ) -> list[Any]:
     """Head rows with `digest` and `tag` of the first `limit` pairs after `after` (module
     docstring); `image_status` "ANY" for all. No row when the repository does not exist."""
-    values = call_params(registry_id, name, region, caller)
+    values = call.params()
     values["limit"] = limit
     filtered = image_status != "ANY"
     if filtered:
         values["image_status"] = image_status
     if after is not None:
         values["after_digest"], values["after_tag"] = after
-    key = (tag_status, filtered, after is not None, with_identity)
+    key = (tag_status, filtered, after is not None, call.with_identity)
     return await shaped(_LISTED, key, _listed).all(db, values)

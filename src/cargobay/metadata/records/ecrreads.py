@@ -10,6 +10,8 @@ per statement:
 
 - `repository`: nothing more (one row);
 - `layer`: the linked size of one blob and whether only archived images reference it;
+  these two statements of one row read the caller's key and user rows by a join
+  (`ecrhead.joined_head`), the others by subqueries (one probe per statement, not per row);
 - `layers`: one row per linked blob of <= 100 (size, archived), or one row of NULLs;
 - `images`: one row per requested tag (with the manifest it names) and one per manifest
   requested by digest alone: BatchGetImage's two queries as one;
@@ -44,7 +46,14 @@ from cargobay.metadata.db import Database
 from cargobay.metadata.hot import HotRead
 from cargobay.metadata.records.archives import blob_archived_clause
 from cargobay.metadata.records.ecrdescribe import TAG_SEPARATOR, described
-from cargobay.metadata.records.ecrhead import call_params, head, in_repository, shaped
+from cargobay.metadata.records.ecrhead import (
+    Head,
+    head,
+    in_repository,
+    joined_head,
+    shaped,
+    with_caller,
+)
 from cargobay.metadata.records.ecrlist import listed
 from cargobay.metadata.records.manifests import PULL_COLUMNS
 from cargobay.metadata.records.pulls import POLICY_SEPARATOR
@@ -55,6 +64,7 @@ b, rb = schema.blobs, schema.repository_blobs
 __all__ = [
     "POLICY_SEPARATOR",
     "TAG_SEPARATOR",
+    "Head",
     "described",
     "images",
     "layer",
@@ -70,7 +80,7 @@ def _only_archived(digest: Any) -> ColumnElement[bool]:
 
 
 def _repository(with_identity: bool) -> Select:
-    return select(*head(with_identity)).where(*in_repository())
+    return select(*joined_head(with_identity)).select_from(with_caller(r)).where(*in_repository())
 
 
 def _layer(with_identity: bool) -> Select:
@@ -81,9 +91,15 @@ def _layer(with_identity: bool) -> Select:
         .where(rb.c.repository_id == r.c.id, rb.c.digest == digest)
         .scalar_subquery()
     )
-    return select(
-        *head(with_identity), size.label("layer_size"), _only_archived(digest).label("archived")
-    ).where(*in_repository())
+    return (
+        select(
+            *joined_head(with_identity),
+            size.label("layer_size"),
+            _only_archived(digest).label("archived"),
+        )
+        .select_from(with_caller(r))
+        .where(*in_repository())
+    )
 
 
 def _layers(count: int, with_identity: bool) -> Select:
@@ -141,69 +157,35 @@ _LAYERS: dict[tuple[int, bool], HotRead] = {}
 _IMAGES: dict[tuple[int, int, bool], HotRead] = {}
 
 
-async def repository(
-    db: Database,
-    registry_id: str,
-    name: str,
-    region: str,
-    caller: tuple[str, str, str],
-    with_identity: bool,
-) -> Any | None:
-    """The head row (module docstring), or None when the repository does not exist.
-    `caller` is (account, user name, access key id)."""
-    params = call_params(registry_id, name, region, caller)
-    return await _REPOSITORY[with_identity].first(db, params)
+async def repository(db: Database, call: Head) -> Any | None:
+    """The head row (module docstring), or None when the repository does not exist."""
+    return await _REPOSITORY[call.with_identity].first(db, call.params())
 
 
-async def layer(
-    db: Database,
-    registry_id: str,
-    name: str,
-    region: str,
-    caller: tuple[str, str, str],
-    with_identity: bool,
-    digest: str,
-) -> Any | None:
+async def layer(db: Database, call: Head, digest: str) -> Any | None:
     """The head row with `layer_size` (None when the blob is not linked to the repository)
     and `archived`, or None when the repository does not exist."""
-    params = call_params(registry_id, name, region, caller)
+    params = call.params()
     params["digest"] = digest
-    return await _LAYER[with_identity].first(db, params)
+    return await _LAYER[call.with_identity].first(db, params)
 
 
-async def layers(
-    db: Database,
-    registry_id: str,
-    name: str,
-    region: str,
-    caller: tuple[str, str, str],
-    with_identity: bool,
-    digests: list[str],
-) -> list[Any]:
+async def layers(db: Database, call: Head, digests: list[str]) -> list[Any]:
     """Head rows with `layer_digest`, `layer_size` and `archived` for each linked blob of
     `digests` (distinct, 1 to 100); one row with NULL `layer_digest` when none is linked;
     no row when the repository does not exist."""
-    params = call_params(registry_id, name, region, caller)
+    params = call.params()
     params.update((f"d{i}", digest) for i, digest in enumerate(digests))
-    statement = shaped(_LAYERS, (len(digests), with_identity), _layers)
+    statement = shaped(_LAYERS, (len(digests), call.with_identity), _layers)
     return await statement.all(db, params)
 
 
-async def images(
-    db: Database,
-    registry_id: str,
-    name: str,
-    region: str,
-    caller: tuple[str, str, str],
-    with_identity: bool,
-    tags: list[str],
-    digests: list[str],
-) -> list[Any]:
+async def images(db: Database, call: Head, tags: list[str], digests: list[str]) -> list[Any]:
     """Head rows with `tag` and the manifest's columns (`records.manifests.many_for_pull`'s)
     for each of `tags` that exists and each of `digests` (distinct, at most 100 each) stored;
     one row at least when the repository exists, none when it does not."""
-    params = call_params(registry_id, name, region, caller)
+    params = call.params()
     params.update((f"t{i}", tag) for i, tag in enumerate(tags))
     params.update((f"d{i}", digest) for i, digest in enumerate(digests))
-    statement = shaped(_IMAGES, (len(tags), len(digests), with_identity), _images)
+    statement = shaped(_IMAGES, (len(tags), len(digests), call.with_identity), _images)
     return await statement.all(db, params)

@@ -61,36 +61,14 @@ joined_texts = _joined
 
 def authorization_columns(with_identity: bool) -> list[Any]:
     """The columns of a lookup from the repository row `r` that authorize the call on it (also
-    the ECR reads', `records.ecrreads`): the repository's and registry's policy texts, the
-    registry's policy scope, whether a pull-through rule covers the name (`cached`), the
-    caller's access key status (`caller_admin`: NULL unless the key is still Active and its
-    user's, else the user's is_admin: the revocation check of a verification the credential
-    store remembers) and, `with_identity`, the caller's `caller_tags` and `caller_policies`.
-    Registry-level settings are the repository's region's (`region`, its key).
+    the ECR reads', `records.ecrreads`): `registry_columns`, the caller's access key status
+    (`caller_admin`: NULL unless the key is still Active and its user's, else the user's
+    is_admin: the revocation check of a verification the credential store remembers) and,
+    `with_identity`, the caller's `caller_tags` and `caller_policies`.
     Parameters: registry_id, region, name, caller_account, caller, caller_key."""
-    account, name = bindparam("registry_id"), bindparam("name", type_=String)
-    region = bindparam("region", type_=String)
-    # Rule.covers in SQL: the ROOT rule, or the name starts with "<prefix>/".
-    covered = exists().where(
-        rules.c.registry_id == account,
-        rules.c.region == region,
-        (rules.c.prefix == _ROOT_PREFIX)
-        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
-    )
     caller = (u.c.account_id == bindparam("caller_account"), u.c.name == bindparam("caller"))
     columns: list[Any] = [
-        r.c.policy_text.label("repository_policy"),
-        select(rp.c.policy_text)
-        .where(rp.c.registry_id == account, rp.c.region == region)
-        .scalar_subquery()
-        .label("registry_policy"),
-        select(rs.c.value)
-        .where(
-            rs.c.registry_id == account, rs.c.region == region, rs.c.name == POLICY_SCOPE_SETTING
-        )
-        .scalar_subquery()
-        .label("policy_scope"),
-        covered.label("cached"),
+        *registry_columns(),
         select(u.c.is_admin)
         .select_from(k.join(u, u.c.id == k.c.user_id))
         .where(k.c.id == bindparam("caller_key"), k.c.status == "Active", *caller)
@@ -107,6 +85,36 @@ def authorization_columns(with_identity: bool) -> list[Any]:
             .label("caller_policies")
         )
     return columns
+
+
+def registry_columns() -> list[Any]:
+    """The policy columns of a lookup from the repository row `r`: the repository's and
+    registry's policy texts, the registry's policy scope, and whether a pull-through rule
+    covers the name (`cached`). Registry-level settings are the repository's region's
+    (`region`, its key). Parameters: registry_id, region, name."""
+    account, name = bindparam("registry_id"), bindparam("name", type_=String)
+    region = bindparam("region", type_=String)
+    # Rule.covers in SQL: the ROOT rule, or the name starts with "<prefix>/".
+    covered = exists().where(
+        rules.c.registry_id == account,
+        rules.c.region == region,
+        (rules.c.prefix == _ROOT_PREFIX)
+        | (func.substr(name, 1, func.length(rules.c.prefix) + 1) == rules.c.prefix + literal("/")),
+    )
+    return [
+        r.c.policy_text.label("repository_policy"),
+        select(rp.c.policy_text)
+        .where(rp.c.registry_id == account, rp.c.region == region)
+        .scalar_subquery()
+        .label("registry_policy"),
+        select(rs.c.value)
+        .where(
+            rs.c.registry_id == account, rs.c.region == region, rs.c.name == POLICY_SCOPE_SETTING
+        )
+        .scalar_subquery()
+        .label("policy_scope"),
+        covered.label("cached"),
+    ]
 
 
 def _build(by_digest: bool, with_identity: bool) -> Select:
