@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import Float, bindparam, select
 
 from cargobay.events.outbox import add_counters, latency_counts
 from cargobay.iam.secrets import SecretBox
@@ -34,6 +34,7 @@ from cargobay.jobs.leases import holder_id
 from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 
 log = logging.getLogger("cargobay.events")
 
@@ -51,6 +52,15 @@ def signature(secret: str, body: bytes) -> str:
 def verify_signature(secret: str, body: bytes, header: str) -> bool:
     """What a receiver does (constant-time); used by the tests and documented for users."""
     return hmac.compare_digest(signature(secret, body), header)
+
+
+_d = schema.webhook_deliveries
+_now = bindparam("now", type_=Float)
+_ANY_DUE = HotRead(
+    select(_d.c.id)
+    .where(_d.c.status == "pending", _d.c.next_attempt_at <= _now, _d.c.lease_expires_at < _now)
+    .limit(1)
+)
 
 
 @dataclass
@@ -134,21 +144,9 @@ class Deliverer(BackgroundLoop):
         return len(claimed)
 
     async def _any_due(self, now: float) -> bool:
-        """A cheap indexed read first, so idle loops never take the write lock."""
-        d = schema.webhook_deliveries
-        async with self.db.read_now() as conn:
-            row = (
-                await conn.execute(
-                    select(d.c.id)
-                    .where(
-                        d.c.status == "pending",
-                        d.c.next_attempt_at <= now,
-                        d.c.lease_expires_at < now,
-                    )
-                    .limit(1)
-                )
-            ).first()
-        return row is not None
+        """A cheap indexed read first, so idle loops never take the write lock (a
+        `metadata.hot` lookup, built once: every worker polls it every second)."""
+        return await _ANY_DUE.first(self.db, {"now": now}) is not None
 
     async def _claim(self, now: float) -> list[_Claimed]:
         d, e, w = schema.webhook_deliveries, schema.events, schema.webhooks

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -20,13 +21,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Float, and_, bindparam, or_, select
 
 from cargobay import regions
 from cargobay.jobs.leases import holder_id
 from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 from cargobay.metadata.sql import insert_ignore
 
 log = logging.getLogger("cargobay.queue")
@@ -105,11 +107,27 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
     return min(cap, base * (2 ** max(0, attempts - 1)))
 
 
-def _due(now: float):
+def _due(now: Any):
     t = schema.tasks
     return or_(
         and_(t.c.status == PENDING, t.c.run_after <= now),
         and_(t.c.status == RUNNING, t.c.lease_expires_at < now),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _due_ids(kinds: tuple[str, ...], limit: int) -> HotRead:
+    """The due tasks' ids, as one `metadata.hot` lookup built once per kinds and limit: every
+    process's runner polls it every tick, and building and executing it through SQLAlchemy
+    cost 5-20 ms of CPU in one turn of the event loop (each kind a bound value, the `IN`
+    expansion), the longest turn a worker had under steady load (benchmarks/RESULTS.md,
+    stop 26)."""
+    t = schema.tasks
+    return HotRead(
+        select(t.c.id)
+        .where(or_(*(t.c.kind == kind for kind in kinds)), _due(bindparam("now", type_=Float)))
+        .order_by(t.c.run_after, t.c.id)
+        .limit(limit)
     )
 
 
@@ -119,15 +137,9 @@ async def claim(
     """Take up to `limit` due tasks of these kinds; each is won by exactly one claimant."""
     t = schema.tasks
     now = time.time()
-    async with db.read_now() as conn:
-        rows = (
-            await conn.execute(
-                select(t.c.id)
-                .where(t.c.kind.in_(kinds), _due(now))
-                .order_by(t.c.run_after, t.c.id)
-                .limit(limit)
-            )
-        ).all()
+    if not kinds:
+        return []
+    rows = await _due_ids(tuple(kinds), limit).all(db, {"now": now})
     won: list[Task] = []
     for (task_id,) in rows:
         async with db.write() as conn:
