@@ -38,6 +38,19 @@ QUOTA_LISTED = (
 )
 
 
+def _quick(module: str, out: Path, *extra: str, timeout: int = 280) -> tuple[str, dict]:
+    """Run `python -m <module> --quick --out OUT`, assert it succeeded: its stdout and report."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--quick", "--out", str(out), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
 def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) -> None:
     for tool in ("docker-registry", "wrk", "curl", "skopeo"):
         require_tool(tool)
@@ -89,15 +102,7 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
 def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: Path) -> None:
     require_tool("wrk")
     out = tmp_path / "ecr_api.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ecr_api", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    report = json.loads(out.read_text())
+    stdout, report = _quick("benchmarks.ecr_api", out)
     # Every operation of ECR's quota list has a figure, the writes too.
     assert set(QUOTA_LISTED) <= set(report["cargobay"]), report["cargobay"].keys()
     for operation, figures in report["cargobay"].items():
@@ -112,21 +117,13 @@ def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: 
     for operation, rate in twice.items():
         paced = report["cargobay"][operation]["paced"]
         assert paced["rate"] == rate and paced["rps"] > 0, (operation, paced)
-    assert "Paced at twice the quota" in proc.stdout
-    assert "x quota" in proc.stdout and "x moto" in proc.stdout
+    assert "Paced at twice the quota" in stdout
+    assert "x quota" in stdout and "x moto" in stdout
 
 
 def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
     out = tmp_path / "sigv4.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.sigv4_micro", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    report = json.loads(out.read_text())
+    _, report = _quick("benchmarks.sigv4_micro", out)
     assert set(report) == {
         "verify_total_us",
         "key_derivation_us",
@@ -139,15 +136,7 @@ def test_quick_sigv4_micro_benchmark_reports_every_part(tmp_path: Path) -> None:
 
 def test_quick_ecr_door_benchmark_times_every_read(tmp_path: Path) -> None:
     out = tmp_path / "door.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ecr_door", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    report = json.loads(out.read_text())
+    _, report = _quick("benchmarks.ecr_door", out)
     assert set(report) == {
         "GetDownloadUrlForLayer",
         "BatchGetImage",
@@ -159,16 +148,8 @@ def test_quick_ecr_door_benchmark_times_every_read(tmp_path: Path) -> None:
 def test_quick_flat_costs_benchmark_reports_every_size_request_and_gc_run(tmp_path: Path) -> None:
     out = tmp_path / "flat.json"
     charts = ["--charts", str(tmp_path / "charts")]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.flat_costs", "--quick", "--out", str(out), *charts],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert "generated directly in the metadata database" in proc.stdout
-    report = json.loads(out.read_text())
+    stdout, report = _quick("benchmarks.flat_costs", out, *charts, timeout=600)
+    assert "generated directly in the metadata database" in stdout
     assert list(report["sizes"]) == ["10", "100", "1000"]
     for size in report["sizes"].values():
         assert set(size["repositories"]) == {
