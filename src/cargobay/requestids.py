@@ -31,13 +31,19 @@ def _forget() -> None:
 os.register_at_fork(after_in_child=_forget)
 
 
-def new_id() -> str:
-    """A random UUID (version 4, RFC 4122 variant), as `str(uuid.uuid4())` writes it."""
+def random16() -> bytes:
+    """16 random bytes from the operating system's generator (drawn `_BATCH` at a time): the
+    random part of every request id and audit event id (`audit.cloudtrail.new_event_id`)."""
     try:
-        raw = bytearray(_ready.pop())
+        return _ready.pop()
     except IndexError:
         _refill()
-        raw = bytearray(_ready.pop())
+        return _ready.pop()
+
+
+def new_id() -> str:
+    """A random UUID (version 4, RFC 4122 variant), as `str(uuid.uuid4())` writes it."""
+    raw = bytearray(random16())
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # variant 10xx
     h = raw.hex()

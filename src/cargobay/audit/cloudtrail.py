@@ -4,7 +4,6 @@ JSON (what LookupEvents returns as CloudTrailEvent, byte for byte the encoding o
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _text
@@ -13,6 +12,7 @@ from typing import Any
 from cargobay import jsontext
 from cargobay.audit.redact import encode_redacted, redact, service_of
 from cargobay.iam.principal import Principal
+from cargobay.requestids import random16
 
 # One encoder for every record, made once (`cargobay.jsontext`).
 _ENCODE = jsontext.compact
@@ -234,28 +234,5 @@ def new_event_id(epoch: float) -> str:
     entry lands on a random page of a large index, which the batch's commit then writes out
     (and the WAL checkpoint copies) whole: on a table of 300,000 records the batch insert
     cost 45 µs a record with random ids, 19 with these (benchmarks/RESULTS.md, stop 26)."""
-    h = f"{int(epoch * 1000) & 0xFFFFFFFFFFFF:012x}{_random_hex()}"
+    h = f"{int(epoch * 1000) & 0xFFFFFFFFFFFF:012x}{random16().hex()[:20]}"
     return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
-
-
-_ENTROPY: list[Any] = ["", 0]  # random hex digits drawn at once, and the next unused one
-_DRAW = 4000  # bytes a draw: 400 ids
-
-
-def _random_hex() -> str:
-    """20 random hex digits (80 bits) from the operating system's generator, drawn for many
-    ids at once (a system call each was a tenth of an id's cost); forgotten across a fork, so
-    two processes never hand out the same."""
-    text, at = _ENTROPY
-    if at + 20 > len(text):
-        text, at = os.urandom(_DRAW).hex(), 0
-        _ENTROPY[0] = text
-    _ENTROPY[1] = at + 20
-    return text[at : at + 20]
-
-
-def _forget_entropy() -> None:
-    _ENTROPY[:] = ["", 0]
-
-
-os.register_at_fork(after_in_child=_forget_entropy)
