@@ -68,9 +68,7 @@ class HotRead:
         driver = db.loop_driver()
         if driver is None:
             return await self._first_elsewhere(db, params)
-        count = roundtrips.current()
-        if count is not None:
-            count.value += 1
+        roundtrips.add()
         found = driver.execute(self._sqlite or self._compile(), params).fetchone()
         return None if found is None else self.row_type(*found)
 
@@ -80,9 +78,7 @@ class HotRead:
         driver = db.loop_driver()
         if driver is None:
             return await self._all_elsewhere(db, params)
-        count = roundtrips.current()
-        if count is not None:
-            count.value += 1
+        roundtrips.add()
         rows = driver.execute(self._sqlite or self._compile(), params).fetchall()
         return [self.row_type(*found) for found in rows]
 

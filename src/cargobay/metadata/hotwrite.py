@@ -38,9 +38,7 @@ def sqlite_driver(conn: Conn, statements: int) -> Any | None:
     driver = getattr(conn, "driver", None)
     if driver is None or conn.dialect.name != "sqlite":
         return None
-    count = roundtrips.current()
-    if count is not None:
-        count.value += statements
+    roundtrips.add(statements)
     return driver()
 
 

@@ -44,6 +44,13 @@ def current() -> StatementCount | None:
     return _current.get()
 
 
+def add(statements: int = 1) -> None:
+    """Count statements run outside SQLAlchemy (on the driver) for the request being counted."""
+    count = _current.get()
+    if count is not None:
+        count.value += statements
+
+
 def _on_execute(*_args: Any) -> None:
     count = _current.get()
     if count is not None:

@@ -32,9 +32,7 @@ async def begin_immediate(conn: Connection, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
-        count = roundtrips.current()
-        if count is not None:
-            count.value += 1
+        roundtrips.add()
         try:
             driver.execute("BEGIN IMMEDIATE")
             return

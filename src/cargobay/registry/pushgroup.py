@@ -203,7 +203,5 @@ async def _savepoint(conn: Conn, *statements: str) -> None:
     sqlite = driver()
     for sql in statements:
         if sql.startswith("SAVEPOINT"):
-            count = roundtrips.current()
-            if count is not None:
-                count.value += 1
+            roundtrips.add()
         sqlite.execute(sql)
