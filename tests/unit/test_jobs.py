@@ -80,3 +80,62 @@ def test_a_dead_holder_s_lease_expires_and_another_node_retries(tmp_path: Path) 
             await db.dispose()
 
     asyncio.run(scenario())
+
+
+def test_may_be_due_follows_the_claim_s_condition() -> None:
+    job = Job("j", interval=60, run=None)  # type: ignore[arg-type]
+    row = leases._LEASES.row_type
+    now = 1000.0
+    assert leases.may_be_due(job, None, now)  # no row yet: the claim inserts it
+    assert leases.may_be_due(job, row("j", 0.0, 0.0), now)  # never run
+    assert not leases.may_be_due(job, row("j", now + 1, now - 120), now)  # a live lease
+    assert not leases.may_be_due(job, row("j", 0.0, now - 30), now)  # ran 30 s ago
+    assert leases.may_be_due(job, row("j", 0.0, now - 60), now)  # the interval has passed
+
+
+def test_the_scheduler_claims_only_what_looks_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each tick reads the lease rows and writes nothing when no job is due: a job with an
+    hour's interval is claimed once, however many ticks pass, and a job due every tick is
+    claimed again."""
+
+    async def scenario() -> None:
+        url = await _database(tmp_path)
+        db = Database(url)
+        claims: list[str] = []
+        reads = 0
+        real_claim, real_leases = leases.try_claim, leases._LEASES
+
+        async def counting_claim(db: Database, job: Job, holder: str, **kw: object) -> bool:
+            claims.append(job.name)
+            return await real_claim(db, job, holder, **kw)  # type: ignore[arg-type]
+
+        class CountingRead:
+            async def all(self, db: Database, params: dict) -> list:
+                nonlocal reads
+                reads += 1
+                return await real_leases.all(db, params)
+
+        monkeypatch.setattr(leases, "try_claim", counting_claim)
+        monkeypatch.setattr(leases, "_LEASES", CountingRead())
+
+        async def run() -> dict:
+            return {}
+
+        hourly = Job("hourly", interval=3600, run=run)
+        always = Job("always", interval=0, run=run)
+        scheduler = leases.Scheduler(db, [hourly, always], tick=0.01)
+        scheduler.start()
+        try:
+            deadline = time.monotonic() + 60
+            while reads < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            await scheduler.stop()
+            await db.dispose()
+        assert reads >= 5
+        assert claims.count("hourly") == 1
+        assert claims.count("always") >= reads - 1
+
+    asyncio.run(scenario())

@@ -23,6 +23,7 @@ from sqlalchemy import and_, or_, select
 from cargobay.jobs.loop import BackgroundLoop
 from cargobay.metadata import schema
 from cargobay.metadata.db import Database
+from cargobay.metadata.hot import HotRead
 from cargobay.metadata.sql import insert_ignore
 
 log = logging.getLogger("cargobay.jobs")
@@ -107,8 +108,32 @@ async def last_result(db: Database, name: str) -> dict[str, Any] | None:
     return json.loads(row.last_result) if row and row.last_result else None
 
 
+# Every job's lease row, read by each tick (a handful of rows) as one `metadata.hot` lookup.
+_LEASES = HotRead(
+    select(
+        schema.job_leases.c.name,
+        schema.job_leases.c.lease_expires_at,
+        schema.job_leases.c.last_started_at,
+    )
+)
+
+
+def may_be_due(job: Job, row: Any | None, now: float) -> bool:
+    """Whether `try_claim` could win `job` now, judged from its lease row as last read (None:
+    no row yet). Only a filter: the claim's conditional UPDATE still decides."""
+    if row is None:
+        return True
+    if row.lease_expires_at >= now:
+        return False
+    return row.last_started_at == 0.0 or row.last_started_at + job.interval <= now
+
+
 class Scheduler(BackgroundLoop):
-    """Polls the jobs every `tick` seconds in one worker; the database decides who runs."""
+    """Polls the jobs every `tick` seconds in one worker; the database decides who runs.
+
+    A tick first reads the lease rows and claims only the jobs that look due: claiming every
+    job every tick cost two write transactions each, built through SQLAlchemy, and was the
+    longest turn of a busy worker's event loop (9-18 ms every 30 s, benchmarks/RESULTS.md)."""
 
     def __init__(self, db: Database, jobs: list[Job], tick: float = 30.0) -> None:
         self.db = db
@@ -118,7 +143,17 @@ class Scheduler(BackgroundLoop):
 
     async def _loop(self) -> None:
         while True:
+            try:
+                rows = {r.name: r for r in await _LEASES.all(self.db, {})}
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading the job leases failed")
+                rows = {}
+            now = time.time()
             for job in self.jobs:
+                if rows and not may_be_due(job, rows.get(job.name), now):
+                    continue
                 try:
                     await run_once(self.db, job, self.holder)
                 except asyncio.CancelledError:
