@@ -40,7 +40,7 @@ from typing import Any
 import boto3
 
 from benchmarks import client as cl
-from benchmarks import ecr_writes
+from benchmarks import ecr_replay, ecr_writes
 from benchmarks.registries import Cargobay, Registry, process_tree
 from benchmarks.scenarios import ScenarioError, run_wrk
 
@@ -103,20 +103,26 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _seed(registry: Registry, creds: tuple[str, str]) -> tuple[str, str, str, cl.SmallImage]:
-    """A repository with one tagged image; its (tag, manifest digest, layer digest, image)."""
-    image = cl.small_image(4096, "bench-api")
+def _seed(
+    registry: Registry,
+    creds: tuple[str, str],
+    repo: str = REPO,
+    image: cl.SmallImage | None = None,
+) -> tuple[str, str, str, cl.SmallImage]:
+    """A repository with one tagged image (`image`, or a new one); its (tag, manifest digest,
+    layer digest, image)."""
+    image = image or cl.small_image(4096, "bench-api")
     ecr = _ecr(registry.url, creds)
     if isinstance(registry, Cargobay):
         c = cl.Client(registry)
-        c.put_blob(REPO, image.config)
+        c.put_blob(repo, image.config)
         for layer in image.layers:
-            c.put_blob(REPO, layer)
-        c.put_manifest(REPO, "v1", image.manifest)
+            c.put_blob(repo, layer)
+        c.put_manifest(repo, "v1", image.manifest)
     else:
-        ecr.create_repository(repositoryName=REPO)
-        ecr.put_image(repositoryName=REPO, imageManifest=image.manifest.decode(), imageTag="v1")
-    found = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageTag": "v1"}])
+        ecr.create_repository(repositoryName=repo)
+        ecr.put_image(repositoryName=repo, imageManifest=image.manifest.decode(), imageTag="v1")
+    found = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
     digest = found["images"][0]["imageId"]["imageDigest"]
     layer = json.loads(found["images"][0]["imageManifest"])["layers"][0]["digest"]
     return "v1", digest, layer, image
@@ -229,25 +235,72 @@ def measure(
             except ScenarioError as exc:
                 print(f"{registry.name} {operation} paced: {exc}", file=sys.stderr)
                 results[operation]["paced"] = {"error": str(exc).splitlines()[0]}
-    for operation, (prepare, full, small) in ecr_writes.PREPARE.items():
+    for operation, write in ecr_writes.PREPARE.items():
         if only and operation not in only:
             continue
         try:
-            count = small if quick else full
-            # A warm-up (not in a quick run), as the reads' second of wrk: each worker's first
-            # calls import and compile what the later ones reuse.
-            warm = 0 if quick else count // 5
-            requests = prepare(url, REPO, count + warm, creds, image)
-            if warm:
-                ecr_writes.send(url, requests[:warm])
-                requests = requests[warm:]
-            results[operation] = _timed(
-                registry, lambda requests=requests: ecr_writes.send(url, requests)[0]
-            )
+            results[operation] = _writes(registry, creds, image, operation, workdir, quick)
         except ScenarioError as exc:  # moto: not implemented (HTTP 500)
             print(f"{registry.name} {operation}: {exc}", file=sys.stderr)
             results[operation] = {"error": str(exc).splitlines()[0]}
+            continue
+        quota = QUOTAS.get(operation)
+        if pace and quota and isinstance(registry, Cargobay):
+            try:
+                # Fresh distinct requests, sent at twice the quota for the reads' duration.
+                requests = _prepare(registry, creds, image, write, 2 * quota * seconds, "paced")
+                prefix = workdir / f"{registry.name}-{operation}-paced"
+                figures = ecr_replay.replay(url, requests, prefix, rate=2 * quota)
+                results[operation]["paced"] = {
+                    k: figures[k] for k in ("rate", "rps", "p99_ms", "requests")
+                }
+            except ScenarioError as exc:
+                print(f"{registry.name} {operation} paced: {exc}", file=sys.stderr)
+                results[operation]["paced"] = {"error": str(exc).splitlines()[0]}
     return results
+
+
+def _prepare(
+    registry: Registry,
+    creds: tuple[str, str],
+    image: cl.SmallImage,
+    write: ecr_writes.Write,
+    count: int,
+    label: str,
+) -> list[ecr_writes.Signed]:
+    """`count` distinct signed requests of `write`, in REPO or spread over fresh repositories
+    (`<REPO>-<label><n>`, seeded with the benchmark's image) of `write.per_repository`."""
+    if not write.per_repository:
+        return write.prepare(registry.url, REPO, count, creds, image)
+    requests: list[ecr_writes.Signed] = []
+    for n, first in enumerate(range(0, count, write.per_repository)):
+        repo = f"{REPO}-{label}{n}"
+        _seed(registry, creds, repo, image)
+        size = min(write.per_repository, count - first)
+        requests += write.prepare(registry.url, repo, size, creds, image)
+    return requests
+
+
+def _writes(
+    registry: Registry,
+    creds: tuple[str, str],
+    image: cl.SmallImage,
+    operation: str,
+    workdir: Path,
+    quick: bool,
+) -> dict[str, Any]:
+    """A write's distinct requests sent once each by wrk (`ecr_replay`): its figures."""
+    write = ecr_writes.PREPARE[operation]
+    count = write.quick if quick else write.full
+    # A warm-up (not in a quick run), as the reads' second of wrk: each worker's first calls
+    # import and compile what the later ones reuse. Its requests come first, its own repositories.
+    warm = 0 if quick else count // 5
+    prefix = workdir / f"{registry.name}-{operation}"
+    if warm:
+        requests = _prepare(registry, creds, image, write, warm, "warm")
+        ecr_replay.replay(registry.url, requests, prefix.with_name(prefix.name + "-warm"))
+    requests = _prepare(registry, creds, image, write, count, "timed")
+    return _timed(registry, lambda: ecr_replay.replay(registry.url, requests, prefix))
 
 
 def report(cargobay: dict[str, Any], moto: dict[str, Any] | None) -> str:
