@@ -6,7 +6,8 @@
 --
 -- wrk's own clock must cover exactly those requests, so:
 -- * no thread sends before every thread has loaded its share (a thread's `init` runs in
---   wrk's main thread, after the threads before it already run);
+--   wrk's main thread, after the threads before it already run): a thread's first `delay()`
+--   sleeps until they have;
 -- * `delay()`, which wrk asks before every send, hands out the thread's requests one by one
 --   and, once they are all handed out, parks the connection for an hour;
 -- * `request()` returns the request `delay()` handed out (wrk's own check of the script calls
@@ -23,6 +24,7 @@ int sem_post(cargobay_sem_t *sem);
 int sem_getvalue(cargobay_sem_t *sem, int *value);
 unsigned long pthread_self(void);
 int pthread_kill(unsigned long thread, int sig);
+int usleep(unsigned int usec);
 ]])
 
 local SIGINT = 2
@@ -57,8 +59,10 @@ function setup(thread)
   thread:set("main_thread", tonumber(ffi.C.pthread_self()))
 end
 
--- In each thread's own state (globals, so that `done()` can read them).
-requests, share, reserved, sent, answered, non2xx, load_ms = {}, 0, 0, 0, 0, 0, 0
+-- In each thread's own state (globals, so that `done()` can read them). The share stays one
+-- string: a request is cut from it when sent (a copy of the whole share's requests would
+-- double the thread's memory).
+data, starts, share, reserved, sent, answered, non2xx, load_ms = "", {}, 0, 0, 0, 0, 0, 0
 first_error = ""
 local nthreads, period, slot, started = 0, 0, nil, false
 local loaded, finished
@@ -66,17 +70,17 @@ local loaded, finished
 function init(args)
   local began = now_ms()
   local file = assert(io.open(args[1] .. "." .. id, "rb"))
-  local data = file:read("*a")
+  data = file:read("*a")
   file:close()
   local newline = data:find("\n", 1, true)
   local at = newline + 1
   for length in data:sub(1, newline - 1):gmatch("%d+") do
-    local n = tonumber(length)
-    requests[#requests + 1] = data:sub(at, at + n - 1)
-    at = at + n
+    starts[#starts + 1] = at
+    at = at + tonumber(length)
   end
   assert(at == #data + 1, "share file " .. args[1] .. "." .. id .. " is truncated")
-  share = #requests
+  share = #starts
+  starts[share + 1] = at
   nthreads = tonumber(args[2])
   period = tonumber(args[3])
   local shared = ffi.cast("cargobay_sem_t *", semaphores_at)
@@ -87,8 +91,10 @@ end
 
 function delay()
   if not started then
-    if count(loaded) < nthreads then
-      return 1
+    -- Nothing of this thread's is in flight yet: it may sleep until the others have loaded.
+    -- (Returning a wait instead would not do: after it, wrk sends without asking again.)
+    while count(loaded) < nthreads do
+      ffi.C.usleep(200)
     end
     started = true
   end
@@ -109,13 +115,12 @@ function delay()
 end
 
 function request()
-  if sent >= reserved then
-    return requests[1]
+  local n = 1
+  if sent < reserved then
+    sent = sent + 1
+    n = sent
   end
-  sent = sent + 1
-  local text = requests[sent]
-  requests[sent] = false -- sent once: its memory can go
-  return text
+  return data:sub(starts[n], starts[n + 1] - 1)
 end
 
 function response(status, headers, body)
