@@ -6,9 +6,12 @@ Both servers get the same repository and image (cargobay through `/v2/`, moto th
 PutImage, which does not check layers). Each read's request (and InitiateLayerUpload's) is
 signed once with SigV4 by botocore and replayed by wrk (2 threads, 32 connections, a Lua script
 that sets the body and headers). The other writes cannot be replayed: their requests are
-distinct and signed beforehand, and sent over 32 connections by a small asyncio client
-(`benchmarks.ecr_writes`). cargobay verifies every signature and authorizes every call, moto's
-server checks neither. A signature stays valid for AWS's 15 minutes, longer than a run.
+distinct, prepared and signed beforehand (`benchmarks.ecr_writes`), and wrk sends each exactly
+once on the same 2 threads and 32 connections (`benchmarks.ecr_replay`), so its figures cover
+those requests and no others; every answer must be 2xx. Each write first sends a fifth more
+requests untimed (the warm-up), as each read gets a second of wrk first. cargobay verifies
+every signature and authorizes every call, moto's server checks neither. A signature stays
+valid for AWS's 15 minutes, longer than a run.
 
 Beside requests/s and p99, the server's CPU time per request is measured (user + system time
 of its whole process tree, from /proc, over the timed run): on a shared machine that is the
@@ -19,7 +22,9 @@ The wrk runs above saturate the server, so their p99 is mostly queueing: 32 conn
 busy wait on average 32 / (requests/s) whatever a request costs. The paced runs answer the other
 question a user of a quota asks, the latency while the server is asked for exactly twice the
 quota: each read (of those with a quota) is replayed again on 32 connections, each wrk thread
-sending on a fixed schedule at its share of the rate (`_PACE`). The achieved rate is printed
+sending on a fixed schedule at its share of the rate (`_PACE`), and each write with a quota
+sends fresh distinct requests on the same schedule, for as long (rate x seconds of them:
+`replay.lua` paces them as `_PACE` does, cargobay only). The achieved rate is printed
 beside the target: a server that cannot keep up falls behind the schedule, and the requests it
 delays are then sent late rather than timed from their slot (wrk times a request from its send),
 so a paced p99 only stands where the achieved rate met the schedule.
@@ -188,7 +193,7 @@ def paced(url: str, script: Path, rate: float, seconds: int) -> dict[str, float]
     return {"rate": rate, "rps": figures["rps"], "p99_ms": figures["p99_ms"]}
 
 
-def _timed(registry: Registry, run: Any) -> dict[str, float]:
+def _timed(registry: Registry, run: Any) -> dict[str, Any]:
     """`run()`'s figures plus the server's CPU microseconds per request over it."""
     before = cpu_seconds(registry.pid)
     figures = dict(run())
@@ -252,7 +257,7 @@ def measure(
                 prefix = workdir / f"{registry.name}-{operation}-paced"
                 figures = ecr_replay.replay(url, requests, prefix, rate=2 * quota)
                 results[operation]["paced"] = {
-                    k: figures[k] for k in ("rate", "rps", "p99_ms", "requests")
+                    k: figures[k] for k in ("rate", "rps", "p99_ms", "requests", "method")
                 }
             except ScenarioError as exc:
                 print(f"{registry.name} {operation} paced: {exc}", file=sys.stderr)

@@ -13,13 +13,16 @@ outside 2xx itself (wrk counts only those above 399), and a run with any is an e
 from __future__ import annotations
 
 import re
+import resource
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.scenarios import ScenarioError, parse_wrk, wrk_output
 
 THREADS = 2
 CONNECTIONS = 32
+METHOD = "wrk -t2 -c32, each distinct request once"
 SCRIPT = Path(__file__).with_name("replay.lua")
 
 Signed = tuple[bytes, dict[str, str]]
@@ -52,15 +55,18 @@ _REPLAY = re.compile(
 
 def replay(
     url: str, requests: list[Signed], prefix: Path, rate: float | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """wrk -t2 -c32 sends every request once (at `rate` requests/s in all, or as fast as the
-    server answers): wrk's rate, p99 and count, the script's load time and wrk's peak RSS."""
+    server answers): wrk's rate, p99 and count, its CPU per request, the slowest thread's load
+    time and wrk's peak RSS."""
     write_shares(url, requests, prefix, THREADS)
     period_ms = THREADS * 1000 / rate if rate else 0
     # -d only bounds a run that lost a request (it would then wait for its answer forever).
     seconds = 60 + len(requests) // (rate or 50)
     args = [f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(SCRIPT), url + "/"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = wrk_output([*args, "--", str(prefix), str(THREADS), f"{period_ms:.6f}"], seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = _REPLAY.search(out)
     if not match:
         raise ScenarioError(f"the replay script reported nothing:\n{out}")
@@ -76,6 +82,10 @@ def replay(
             f"{len(requests)} requests: {share} in the shares, {sent} sent, {answered} answered,"
             f" wrk counted {figures['requests']:.0f}"
         )
+    figures["method"] = METHOD
+    # wrk's own CPU (loading the shares too), on the cores the server uses.
+    client_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    figures["client_cpu_us"] = client_s * 1e6 / len(requests)
     figures["load_ms"] = float(match.group(5))
     figures["wrk_peak_mib"] = int(match.group(6)) / 1024
     if rate:
