@@ -49,7 +49,8 @@ def write_shares(url: str, requests: list[Signed], prefix: Path, threads: int) -
 
 
 _REPLAY = re.compile(
-    r"replay: share (\d+) sent (\d+) answered (\d+) non2xx (\d+) load_ms ([\d.]+) peak_kib (\d+)"
+    r"replay: share (\d+) sent (\d+) answered (\d+) non2xx (\d+) unasked (\d+)"
+    r" load_ms ([\d.]+) peak_kib (\d+)"
 )
 
 
@@ -70,24 +71,29 @@ def replay(
     match = _REPLAY.search(out)
     if not match:
         raise ScenarioError(f"the replay script reported nothing:\n{out}")
-    share, sent, answered, non2xx = map(int, match.groups()[:4])
+    share, sent, answered, non2xx, unasked = map(int, match.groups()[:5])
+    sockets = re.search(r"Socket errors: .*", out)
+    broken = f"; wrk's {sockets.group(0)}" if sockets else ""
     if non2xx:
         first = re.search(r"replay: first non-2xx answer: (.*)", out)
         raise ScenarioError(
-            f"{non2xx} of {answered} answers were not 2xx (first: {first and first.group(1)})"
+            f"{non2xx} of {answered} answers were not 2xx{broken}"
+            f" (first: {first and first.group(1)})"
         )
-    figures = parse_wrk(out)
-    if not share == sent == answered == figures["requests"] == len(requests):
+    if unasked or not share == sent == answered == len(requests):
         raise ScenarioError(
             f"{len(requests)} requests: {share} in the shares, {sent} sent, {answered} answered,"
-            f" wrk counted {figures['requests']:.0f}"
+            f" {unasked} connections re-opened mid-request{broken}"
         )
-    figures["method"] = METHOD
+    figures = parse_wrk(out)
+    if figures["requests"] != answered:
+        raise ScenarioError(f"wrk counted {figures['requests']:.0f} answers, the script {answered}")
     # wrk's own CPU (loading the shares too), on the cores the server uses.
     client_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     figures["client_cpu_us"] = client_s * 1e6 / len(requests)
-    figures["load_ms"] = float(match.group(5))
-    figures["wrk_peak_mib"] = int(match.group(6)) / 1024
+    figures["method"] = METHOD
+    figures["load_ms"] = float(match.group(6))
+    figures["wrk_peak_mib"] = int(match.group(7)) / 1024
     if rate:
         figures["rate"] = rate
     return figures

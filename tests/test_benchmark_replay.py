@@ -32,6 +32,9 @@ class _Recorder(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         with self.lock:
             self.received[body] += 1
+        if b'"drop": true' in body:  # the connection fails with the request unanswered
+            self.close_connection = True
+            return
         status = 400 if b'"bad": true' in body else 200
         answer = b"{}"
         self.send_response(status)
@@ -58,9 +61,12 @@ def server() -> Iterator[str]:
         httpd.server_close()
 
 
-def _requests(n: int, bad: int | None = None) -> list[ecr_replay.Signed]:
+def _requests(n: int, bad: int | None = None, drop: int | None = None) -> list[ecr_replay.Signed]:
     return [
-        (json.dumps({"n": i, "bad": i == bad}).encode(), {"X-Amz-Target": f"Test.{i}"})
+        (
+            json.dumps({"n": i, "bad": i == bad, "drop": i == drop}).encode(),
+            {"X-Amz-Target": f"Test.{i}"},
+        )
         for i in range(n)
     ]
 
@@ -84,6 +90,16 @@ def test_a_paced_run_sends_every_request_once(server: str, tmp_path: Path) -> No
 def test_an_answer_outside_2xx_fails_the_run(server: str, tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="1 of 50 answers were not 2xx"):
         ecr_replay.replay(server, _requests(50, bad=7), tmp_path / "bad")
+
+
+def test_a_request_lost_with_its_connection_ends_the_run_as_an_error(
+    server: str, tmp_path: Path
+) -> None:
+    # wrk re-opens the connection and asks for a request at once: the script sends nothing
+    # (neither the lost request again nor another's) and ends the run, which then fails.
+    with pytest.raises(ScenarioError, match="1 connections re-opened mid-request"):
+        ecr_replay.replay(server, _requests(200, drop=30), tmp_path / "drop")
+    assert max(_Recorder.received.values()) == 1
 
 
 def test_the_shares_are_disjoint_and_hold_every_request(tmp_path: Path) -> None:
