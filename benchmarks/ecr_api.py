@@ -182,7 +182,8 @@ def measure(
                 prefix = workdir / f"{registry.name}-{operation}-paced"
                 figures = ecr_replay.replay(url, requests, prefix, rate=2 * quota)
                 results[operation]["paced"] = {
-                    k: figures[k] for k in ("rate", "rps", "p99_ms", "requests", "method")
+                    k: figures[k]
+                    for k in ("rate", "rps", "p99_ms", "requests", "method", "wrk_peak_mib")
                 }
             except ScenarioError as exc:
                 print(f"{registry.name} {operation} paced: {exc}", file=sys.stderr)

@@ -83,6 +83,7 @@ function init(args)
   starts[share + 1] = at
   nthreads = tonumber(args[2])
   period = tonumber(args[3])
+  collectgarbage() -- the read's buffer (as large as the share): the next thread loads now
   local shared = ffi.cast("cargobay_sem_t *", semaphores_at)
   loaded, finished = shared, shared + 1
   load_ms = now_ms() - began
