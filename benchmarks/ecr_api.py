@@ -6,9 +6,12 @@ Both servers get the same repository and image (cargobay through `/v2/`, moto th
 PutImage, which does not check layers). Each read's request (and InitiateLayerUpload's) is
 signed once with SigV4 by botocore and replayed by wrk (2 threads, 32 connections, a Lua script
 that sets the body and headers). The other writes cannot be replayed: their requests are
-distinct and signed beforehand, and sent over 32 connections by a small asyncio client
-(`benchmarks.ecr_writes`). cargobay verifies every signature and authorizes every call, moto's
-server checks neither. A signature stays valid for AWS's 15 minutes, longer than a run.
+distinct, prepared and signed beforehand (`benchmarks.ecr_writes`), and wrk sends each exactly
+once on the same 2 threads and 32 connections (`benchmarks.ecr_replay`), so its figures cover
+those requests and no others; every answer must be 2xx. Each write first sends a fifth more
+requests untimed (the warm-up), as each read gets a second of wrk first. cargobay verifies
+every signature and authorizes every call, moto's server checks neither. A signature stays
+valid for AWS's 15 minutes, longer than a run.
 
 Beside requests/s and p99, the server's CPU time per request is measured (user + system time
 of its whole process tree, from /proc, over the timed run): on a shared machine that is the
@@ -19,7 +22,9 @@ The wrk runs above saturate the server, so their p99 is mostly queueing: 32 conn
 busy wait on average 32 / (requests/s) whatever a request costs. The paced runs answer the other
 question a user of a quota asks, the latency while the server is asked for exactly twice the
 quota: each read (of those with a quota) is replayed again on 32 connections, each wrk thread
-sending on a fixed schedule at its share of the rate (`_PACE`). The achieved rate is printed
+sending on a fixed schedule at its share of the rate (`_PACE`), and each write with a quota
+sends fresh distinct requests on the same schedule, for as long (rate x seconds of them:
+`replay.lua` paces them as `_PACE` does, cargobay only). The achieved rate is printed
 beside the target: a server that cannot keep up falls behind the schedule, and the requests it
 delays are then sent late rather than timed from their slot (wrk times a request from its send),
 so a paced p99 only stands where the achieved rate met the schedule.
@@ -28,7 +33,6 @@ so a paced p99 only stands where the achieved rate met the schedule.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -37,11 +41,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from benchmarks import client as cl
-from benchmarks import ecr_writes
-from benchmarks.registries import Cargobay, Registry, process_tree
+from benchmarks import ecr_replay, ecr_servers, ecr_writes
+from benchmarks.registries import Cargobay, Registry
 from benchmarks.scenarios import ScenarioError, run_wrk
 
 REGION = ecr_writes.REGION
@@ -57,69 +59,11 @@ QUOTAS = {
     "PutImage": 10,
     "DescribeImages": None,  # no published quota of its own
 }
-REPO = "bench/api"
-
-
-class Moto(Registry):
-    """moto's server (ECR and every other service it emulates), one process."""
-
-    name = "moto"
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-
-    def _v2_status(self) -> int:  # moto has no /v2/; its dashboard answers
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            conn.request("GET", "/moto-api/")
-            response = conn.getresponse()
-            response.read()
-            return 200 if response.status < 500 else response.status
-        finally:
-            conn.close()
-
-
-def _ecr(url: str, creds: tuple[str, str]) -> Any:
-    return boto3.client(
-        "ecr",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=creds[0],
-        aws_secret_access_key=creds[1],
-    )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its descendants (live ones)."""
-    ticks = 0
-    for each in process_tree(pid):
-        try:
-            with open(f"/proc/{each}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _seed(registry: Registry, creds: tuple[str, str]) -> tuple[str, str, str, cl.SmallImage]:
-    """A repository with one tagged image; its (tag, manifest digest, layer digest, image)."""
-    image = cl.small_image(4096, "bench-api")
-    ecr = _ecr(registry.url, creds)
-    if isinstance(registry, Cargobay):
-        c = cl.Client(registry)
-        c.put_blob(REPO, image.config)
-        for layer in image.layers:
-            c.put_blob(REPO, layer)
-        c.put_manifest(REPO, "v1", image.manifest)
-    else:
-        ecr.create_repository(repositoryName=REPO)
-        ecr.put_image(repositoryName=REPO, imageManifest=image.manifest.decode(), imageTag="v1")
-    found = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageTag": "v1"}])
-    digest = found["images"][0]["imageId"]["imageDigest"]
-    layer = json.loads(found["images"][0]["imageManifest"])["layers"][0]["digest"]
-    return "v1", digest, layer, image
+REPO = ecr_servers.REPO
+Moto = ecr_servers.Moto
+cpu_seconds = ecr_servers.cpu_seconds
+_seed = ecr_servers.seed  # also used by the benchmarks built on this one
+_timed = ecr_servers.timed
 
 
 def _bodies(tag: str, layer: str) -> dict[str, dict[str, Any]]:
@@ -182,14 +126,6 @@ def paced(url: str, script: Path, rate: float, seconds: int) -> dict[str, float]
     return {"rate": rate, "rps": figures["rps"], "p99_ms": figures["p99_ms"]}
 
 
-def _timed(registry: Registry, run: Any) -> dict[str, float]:
-    """`run()`'s figures plus the server's CPU microseconds per request over it."""
-    before = cpu_seconds(registry.pid)
-    figures = dict(run())
-    figures["cpu_us"] = (cpu_seconds(registry.pid) - before) * 1e6 / max(figures["requests"], 1)
-    return figures
-
-
 def measure(
     registry: Registry,
     creds: tuple[str, str],
@@ -229,25 +165,73 @@ def measure(
             except ScenarioError as exc:
                 print(f"{registry.name} {operation} paced: {exc}", file=sys.stderr)
                 results[operation]["paced"] = {"error": str(exc).splitlines()[0]}
-    for operation, (prepare, full, small) in ecr_writes.PREPARE.items():
+    for operation, write in ecr_writes.PREPARE.items():
         if only and operation not in only:
             continue
         try:
-            count = small if quick else full
-            # A warm-up (not in a quick run), as the reads' second of wrk: each worker's first
-            # calls import and compile what the later ones reuse.
-            warm = 0 if quick else count // 5
-            requests = prepare(url, REPO, count + warm, creds, image)
-            if warm:
-                ecr_writes.send(url, requests[:warm])
-                requests = requests[warm:]
-            results[operation] = _timed(
-                registry, lambda requests=requests: ecr_writes.send(url, requests)[0]
-            )
+            results[operation] = _writes(registry, creds, image, operation, workdir, quick)
         except ScenarioError as exc:  # moto: not implemented (HTTP 500)
             print(f"{registry.name} {operation}: {exc}", file=sys.stderr)
             results[operation] = {"error": str(exc).splitlines()[0]}
+            continue
+        quota = QUOTAS.get(operation)
+        if pace and quota and isinstance(registry, Cargobay):
+            try:
+                # Fresh distinct requests, sent at twice the quota for the reads' duration.
+                requests = _prepare(registry, creds, image, write, 2 * quota * seconds, "paced")
+                prefix = workdir / f"{registry.name}-{operation}-paced"
+                figures = ecr_replay.replay(url, requests, prefix, rate=2 * quota)
+                results[operation]["paced"] = {
+                    k: figures[k]
+                    for k in ("rate", "rps", "p99_ms", "requests", "method", "wrk_peak_mib")
+                }
+            except ScenarioError as exc:
+                print(f"{registry.name} {operation} paced: {exc}", file=sys.stderr)
+                results[operation]["paced"] = {"error": str(exc).splitlines()[0]}
     return results
+
+
+def _prepare(
+    registry: Registry,
+    creds: tuple[str, str],
+    image: cl.SmallImage,
+    write: ecr_writes.Write,
+    count: int,
+    label: str,
+) -> list[ecr_writes.Signed]:
+    """`count` distinct signed requests of `write`, in REPO or spread over fresh repositories
+    (`<REPO>-<label><n>`, seeded with the benchmark's image) of `write.per_repository`."""
+    if not write.per_repository:
+        return write.prepare(registry.url, REPO, count, creds, image)
+    requests: list[ecr_writes.Signed] = []
+    for n, first in enumerate(range(0, count, write.per_repository)):
+        repo = f"{REPO}-{label}{n}"
+        _seed(registry, creds, repo, image)
+        size = min(write.per_repository, count - first)
+        requests += write.prepare(registry.url, repo, size, creds, image)
+    return requests
+
+
+def _writes(
+    registry: Registry,
+    creds: tuple[str, str],
+    image: cl.SmallImage,
+    operation: str,
+    workdir: Path,
+    quick: bool,
+) -> dict[str, Any]:
+    """A write's distinct requests sent once each by wrk (`ecr_replay`): its figures."""
+    write = ecr_writes.PREPARE[operation]
+    count = write.quick if quick else write.full
+    # A warm-up (not in a quick run), as the reads' second of wrk: each worker's first calls
+    # import and compile what the later ones reuse. Its requests come first, its own repositories.
+    warm = 0 if quick else count // 5
+    prefix = workdir / f"{registry.name}-{operation}"
+    if warm:
+        requests = _prepare(registry, creds, image, write, warm, "warm")
+        ecr_replay.replay(registry.url, requests, prefix.with_name(prefix.name + "-warm"))
+    requests = _prepare(registry, creds, image, write, count, "timed")
+    return _timed(registry, lambda: ecr_replay.replay(registry.url, requests, prefix))
 
 
 def report(cargobay: dict[str, Any], moto: dict[str, Any] | None) -> str:

@@ -1,10 +1,10 @@
-"""The ECR API's write operations under load, for `benchmarks.ecr_api`.
+"""The ECR API's distinct write requests, prepared and signed for `benchmarks.ecr_replay`.
 
 A write cannot be replayed: an upload part lands once at its offset, an upload completes once,
 a manifest is put once. So each measured request is distinct and signed beforehand (SigV4 by
-botocore, valid for AWS's 15 minutes), and a small asyncio client sends them over 32 keep-alive
-connections, as wrk does for the reads. What a request needs first (an upload to append to, a
-part to complete) is made beforehand through the same client, outside the timed run.
+botocore, valid for AWS's 15 minutes), then wrk sends each once (`benchmarks.ecr_replay`).
+What a request needs first (an upload to append to, a part to complete) is made beforehand,
+outside the timed run, by a small asyncio client (`prepare_send`): only the preparation uses it.
 
 InitiateLayerUpload has no such need: its one signed request is replayed by wrk like a read
 (each call starts a new upload).
@@ -17,8 +17,8 @@ import base64
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -57,9 +57,8 @@ def sign(url: str, operation: str, body: dict[str, Any], creds: tuple[str, str])
     return data.encode(), headers
 
 
-async def _send(url: str, requests: list[Signed]) -> tuple[list[float], list[Any], float]:
-    """Send every request, CONNECTIONS at a time: latencies (s), JSON answers, wall seconds."""
-    latencies = [0.0] * len(requests)
+async def _send(url: str, requests: list[Signed]) -> list[Any]:
+    """Send every request, CONNECTIONS at a time: their JSON answers, in order."""
     answers: list[Any] = [None] * len(requests)
     pending = iter(range(len(requests)))
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
@@ -70,31 +69,24 @@ async def _send(url: str, requests: list[Signed]) -> tuple[list[float], list[Any
         async def worker() -> None:
             for i in pending:
                 body, headers = requests[i]
-                started = time.perf_counter()
                 async with session.post(url + "/", data=body, headers=headers) as response:
                     answer = await response.read()
-                    latencies[i] = time.perf_counter() - started
                     if response.status != 200:
                         raise ScenarioError(f"HTTP {response.status}: {answer[:300]!r}")
                     answers[i] = json.loads(answer or b"{}")
 
-        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
-        return latencies, answers, time.perf_counter() - started
+        return answers
 
 
-def send(url: str, requests: list[Signed]) -> tuple[dict[str, float], list[Any]]:
-    """`_send` as wrk's figures (rps, p99_ms, requests) plus the answers."""
-    latencies, answers, seconds = asyncio.run(_send(url, requests))
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
-    figures = {"rps": len(requests) / seconds, "p99_ms": p99 * 1000, "requests": len(requests)}
-    return figures, answers
+def prepare_send(url: str, requests: list[Signed]) -> list[Any]:
+    """Send what a measured request needs first (not timed): the answers."""
+    return asyncio.run(_send(url, requests))
 
 
 def _initiate(url: str, repo: str, count: int, creds: tuple[str, str]) -> list[str]:
     one = sign(url, "InitiateLayerUpload", {"repositoryName": repo}, creds)
-    _, answers = send(url, [one] * count)
+    answers = prepare_send(url, [one] * count)
     return [a["uploadId"] for a in answers]
 
 
@@ -125,7 +117,7 @@ def complete_layer_upload(
     uploads = _initiate(url, repo, count, creds)
     layers = [os.urandom(PART_BYTES) for _ in uploads]
     parts = zip(uploads, layers, strict=True)
-    send(url, [sign(url, "UploadLayerPart", _part(repo, u, d), creds) for u, d in parts])
+    prepare_send(url, [sign(url, "UploadLayerPart", _part(repo, u, d), creds) for u, d in parts])
     return [
         sign(
             url,
@@ -154,7 +146,7 @@ def put_image(
                 "repositoryName": repo,
                 "imageTag": f"w{i}",
                 "imageManifest": cl.manifest_for(
-                    image.config, image.layers, {"bench.n": str(i)}
+                    image.config, image.layers, {"bench.n": f"{repo}/{i}"}
                 ).decode(),
             },
             creds,
@@ -163,10 +155,28 @@ def put_image(
     ]
 
 
-# Operation -> (how its distinct requests are prepared, how many in a full and a quick run).
 Prepare = Callable[[str, str, int, tuple[str, str], cl.SmallImage], list[Signed]]
-PREPARE: dict[str, tuple[Prepare, int, int]] = {
-    "UploadLayerPart": (upload_layer_part, 4000, 300),
-    "CompleteLayerUpload": (complete_layer_upload, 1500, 150),
-    "PutImage": (put_image, 2000, 60),
+
+
+@dataclass(frozen=True)
+class Write:
+    """How an operation's distinct requests are prepared, and how many a run sends.
+
+    `full` makes cargobay's timed run last ~3 s or more at its rate under wrk (the warm-up
+    sends a fifth more first). `per_repository` spreads the requests over fresh repositories
+    of that many: moto scans a repository's every image on each PutImage (~0.1 µs an image,
+    700 µs a call at 7,200 images), so one repository growing by thousands would measure the
+    count chosen here rather than the server.
+    """
+
+    prepare: Prepare
+    full: int
+    quick: int
+    per_repository: int | None = None
+
+
+PREPARE: dict[str, Write] = {
+    "UploadLayerPart": Write(upload_layer_part, 5000, 300),
+    "CompleteLayerUpload": Write(complete_layer_upload, 2000, 150),
+    "PutImage": Write(put_image, 6000, 60, per_repository=500),
 }

@@ -309,7 +309,16 @@ def _ms(text: str) -> float:
 
 def run_wrk(args: list[str], timeout: float) -> dict[str, float]:
     # A generous timeout: slow answers count in the latency figures, not as socket errors.
-    out = _run(["wrk", "--latency", "--timeout", "30s", *args], timeout)
+    return parse_wrk(wrk_output(args, timeout))
+
+
+def wrk_output(args: list[str], timeout: float) -> str:
+    """wrk's report (`--latency`, a 30 s request timeout) for these arguments."""
+    return _run(["wrk", "--latency", "--timeout", "30s", *args], timeout)
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """wrk's rate, p99 and count; a ScenarioError if it saw error answers or socket errors."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
     total = re.search(r"(\d+) requests in", out)

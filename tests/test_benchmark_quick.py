@@ -38,6 +38,9 @@ QUOTA_LISTED = (
 )
 
 
+WRK_EACH_ONCE = "wrk -t2 -c32, each distinct request once"  # benchmarks.ecr_replay.METHOD
+
+
 def _quick(module: str, out: Path, *extra: str, timeout: int = 280) -> tuple[str, dict]:
     """Run `python -m <module> --quick --out OUT`, assert it succeeded: its stdout and report."""
     proc = subprocess.run(
@@ -117,6 +120,21 @@ def test_quick_ecr_api_benchmark_measures_every_operation_beside_moto(tmp_path: 
     for operation, rate in twice.items():
         paced = report["cargobay"][operation]["paced"]
         assert paced["rate"] == rate and paced["rps"] > 0, (operation, paced)
+    # The distinct writes were sent by wrk, each once (a quick run's counts, no warm-up), on
+    # both servers, and again paced at twice the quota from fresh requests (1 s of them).
+    quick_writes = {"UploadLayerPart": (300, 500), "CompleteLayerUpload": (150, 100)}
+    quick_writes["PutImage"] = (60, 10)
+    replayed = [("cargobay", op) for op in quick_writes] + [("moto", "PutImage")]
+    for server, operation in replayed:
+        figures = report[server][operation]
+        assert figures["method"] == WRK_EACH_ONCE, (server, operation, figures)
+        assert figures["requests"] == quick_writes[operation][0], (server, operation, figures)
+    for operation, (_count, quota) in quick_writes.items():
+        paced = report["cargobay"][operation]["paced"]
+        assert paced["method"] == WRK_EACH_ONCE, (operation, paced)
+        assert paced["rate"] == 2 * quota and paced["requests"] == 2 * quota, (operation, paced)
+        assert paced["rps"] > 0, (operation, paced)
+    assert "paced" not in report["moto"]["PutImage"]
     assert "Paced at twice the quota" in stdout
     assert "x quota" in stdout and "x moto" in stdout
 
