@@ -63,7 +63,7 @@ def replay(
     write_shares(url, requests, prefix, THREADS)
     period_ms = THREADS * 1000 / rate if rate else 0
     # -d only bounds a run that lost a request (it would then wait for its answer forever).
-    seconds = 60 + len(requests) // (rate or 50)
+    seconds = 60 + int(len(requests) // (rate or 50))
     args = [f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(SCRIPT), url + "/"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = wrk_output([*args, "--", str(prefix), str(THREADS), f"{period_ms:.6f}"], seconds + 60)
