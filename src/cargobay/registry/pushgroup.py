@@ -91,7 +91,7 @@ class PushGroup:
         done: list[_Member[Any]] = []
         begun = False
         try:
-            async with self.db.write() as conn:
+            async with self.db.write(savepoints=True) as conn:
                 begun = True
                 while self._queue and len(done) < MAX_BATCH:
                     member = self._queue.popleft()
