@@ -39,9 +39,9 @@ class _CountedWrites:
         return getattr(self._db, name)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Any]:
+    async def write(self, **options: Any) -> AsyncIterator[Any]:
         self.transactions += 1
-        async with self._db.write() as conn:
+        async with self._db.write(**options) as conn:
             yield conn
             if self.fail_commit:
                 raise OSError("disk I/O error")
