@@ -34,14 +34,16 @@ class _CountedWrites:
         self._db = db
         self.fail_commit = fail_commit
         self.transactions = 0
+        self.options: list[dict[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Any]:
+    async def write(self, **options: Any) -> AsyncIterator[Any]:
         self.transactions += 1
-        async with self._db.write() as conn:
+        self.options.append(options)
+        async with self._db.write(**options) as conn:
             yield conn
             if self.fail_commit:
                 raise OSError("disk I/O error")
@@ -77,6 +79,8 @@ def test_concurrent_pushes_share_transactions_and_answer_after_their_commit(stor
         assert counts == [lone_statements] * PUSHES
         if db.writes_in_turn:
             assert counted.transactions <= PUSHES // 2
+            # A batch of savepoints keeps SQLite's sub-journal in memory (`Database.write`).
+            assert counted.options == [{"savepoints": True}] * counted.transactions
         else:
             assert counted.transactions == PUSHES
         stored = await _stored(db, repo)

@@ -99,3 +99,39 @@ def test_a_cancelled_read_returns_its_connection(tmp_path: Path) -> None:
         return len(counts)
 
     assert asyncio.run(scenario()) == 2 * THREAD_READS
+
+
+def test_a_write_with_savepoints_keeps_its_sub_journal_in_memory_then_puts_it_back(
+    tmp_path: Path,
+) -> None:
+    """A batch of pushes (`savepoints=True`) keeps SQLite's sub-journal in memory instead of
+    spilling it to a temporary file; the writer's other transactions, and a batch that
+    failed, leave the default in place."""
+
+    def temp_store(conn: object) -> int:
+        driver = conn.driver()  # type: ignore[attr-defined]
+        return int(driver.execute("PRAGMA temp_store").fetchone()[0])
+
+    async def scenario() -> list[int]:
+        db = await _database(tmp_path / "meta.db")
+        seen = []
+        try:
+            async with db.write(savepoints=True) as conn:
+                seen.append(temp_store(conn))
+                await upsert(conn, schema.server_keys, ["name"], name="a", value="v", created_at=0)
+            async with db.write() as conn:
+                seen.append(temp_store(conn))
+            try:
+                async with db.write(savepoints=True) as conn:
+                    raise RuntimeError("a failed batch")
+            except RuntimeError:
+                pass
+            async with db.write() as conn:
+                seen.append(temp_store(conn))
+                t = schema.server_keys
+                seen.append(len((await conn.execute(select(t.c.name))).all()))
+        finally:
+            await db.dispose()
+        return seen
+
+    assert asyncio.run(scenario()) == [2, 0, 0, 1]  # MEMORY, then the default (0) again

@@ -181,3 +181,46 @@ def test_issue_pattern_selects_pushes_among_all_kinds() -> None:
     ]
     assert pattern.matches(push)
     assert not any(pattern.matches(e) for e in others)
+
+
+def test_event_ids_are_uuid7_of_the_event_time_in_time_order() -> None:
+    """Made in time order, an event's id goes in at the end of the outbox's primary key."""
+    first = model.image_action(
+        account="1", region="r", repository="x", digest="d", action="PUSH", at=1573869274.25
+    )
+    later = model.image_action(
+        account="1", region="r", repository="x", digest="d", action="PUSH", at=1573869275.5
+    )
+    parsed = uuid.UUID(first["id"])
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert int(first["id"].replace("-", "")[:12], 16) == 1573869274250
+    assert first["id"] < later["id"]
+    assert first["time"] == "2019-11-16T01:54:34Z" and later["time"] == "2019-11-16T01:54:35Z"
+
+
+def test_image_action_detail_keeps_ecr_field_order_without_absent_fields() -> None:
+    by_digest = model.image_action(
+        account="1", region="r", repository="x", digest="d", action="PUSH", at=0
+    )
+    assert list(by_digest["detail"]) == ["result", "repository-name", "image-digest", "action-type"]
+    tagged = model.image_action(
+        account="1",
+        region="r",
+        repository="x",
+        digest="d",
+        action="PUSH",
+        tag="t",
+        manifest_media_type="m",
+        artifact_media_type="a",
+        at=0,
+    )
+    assert list(tagged["detail"]) == [
+        "result",
+        "repository-name",
+        "image-digest",
+        "action-type",
+        "image-tag",
+        "manifest-media-type",
+        "artifact-media-type",
+    ]
+    assert tagged["time"] == "1970-01-01T00:00:00Z"

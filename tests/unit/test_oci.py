@@ -393,3 +393,18 @@ def test_error_codes(cls: type[errors.DomainError], code: str, status: int) -> N
     assert oci_error(error) == (code, status)
     assert error.message and str(error) == error.message
     assert cls("custom", detail={"x": 1}).detail == {"x": 1}
+
+
+def test_parsed_manifest_says_whether_it_declares_its_media_type() -> None:
+    """ECR's PutImage refuses a manifest that names no type when the request names none; the
+    door reads that from the one parse the push then takes."""
+    config = {"mediaType": OCI_EMPTY_JSON, "digest": "sha256:" + "a" * 64, "size": 2}
+    bare = {"schemaVersion": 2, "config": config, "layers": []}
+    assert parse_manifest(json.dumps(bare).encode(), None).declared is False
+    assert parse_manifest(json.dumps(bare).encode(), OCI_MANIFEST).declared is False
+    declared = {**bare, "mediaType": OCI_MANIFEST}
+    parsed = parse_manifest(json.dumps(declared).encode(), None)
+    assert parsed.declared is True and parsed.media_type == OCI_MANIFEST
+    index = {"schemaVersion": 2, "manifests": []}
+    assert parse_manifest(json.dumps(index).encode(), None).declared is False
+    assert parse_manifest(json.dumps({**index, "mediaType": OCI_INDEX}).encode(), None).declared

@@ -60,7 +60,10 @@ def register(hooks: Hooks, default_region: str) -> None:
             )
         await image_pushed(
             conn,
-            **_image(event, region),
+            account=event.repo.registry_id,
+            region=region,
+            repository=event.repo.name,
+            digest=event.digest,
             tag=event.tag,
             media_type=event.media_type,
             artifact_type=event.artifact_type,

@@ -10,8 +10,9 @@ lifecycle event on EventBridge (it records expiries in CloudTrail as `PolicyExec
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
+
+from cargobay.audit.cloudtrail import new_event_id
 
 SOURCE = "aws.ecr"
 
@@ -32,9 +33,18 @@ DETAIL_TYPES = (
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 
 
+# The last second `iso_time` wrote, and its text: a push's event mostly shares the previous one's.
+_last_second: tuple[float, str] = (-1.0, "")
+
+
 def iso_time(epoch: float) -> str:
     """EventBridge's `time`: ISO-8601 in UTC, whole seconds, with a Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))  # no datetime built
+    global _last_second
+    second = epoch // 1
+    last = _last_second  # one read: a thread that writes meanwhile swaps the whole pair
+    if last[0] != second:
+        last = _last_second = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return last[1]
 
 
 def repository_arn(region: str, account: str, repository: str) -> str:
@@ -51,14 +61,19 @@ def envelope(
     at: float | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
-    """The EventBridge envelope around a detail, with a fresh id (receivers de-duplicate on it)."""
+    """The EventBridge envelope around a detail, with a fresh id (receivers de-duplicate on it).
+
+    The id is a UUID version 7 of the event's time (as the audit records' event ids): made in
+    time order, it goes in at the end of the outbox's primary key, where a random one's entry
+    landed on a random page of that index, which each push's commit then wrote out whole."""
+    epoch = time.time() if at is None else at
     return {
         "version": "0",
-        "id": event_id or str(uuid.uuid4()),
+        "id": event_id or new_event_id(epoch),
         "detail-type": detail_type,
         "source": SOURCE,
         "account": account,
-        "time": iso_time(time.time() if at is None else at),
+        "time": iso_time(epoch),
         "region": region,
         "resources": list(resources or []),
         "detail": detail,
@@ -96,17 +111,19 @@ def image_action(
     As in ECR, `resources` is empty; a push by digest has no `image-tag`."""
     if action not in ("PUSH", "DELETE"):
         raise ValueError(f"action-type must be PUSH or DELETE, not {action!r}")
-    detail = _without_none(
-        {
-            "result": result,
-            "repository-name": repository,
-            "image-digest": digest,
-            "action-type": action,
-            "image-tag": tag,
-            "manifest-media-type": manifest_media_type,
-            "artifact-media-type": artifact_media_type,
-        }
-    )
+    # Built in ECR's field order, the absent ones left out (every push writes one).
+    detail = {
+        "result": result,
+        "repository-name": repository,
+        "image-digest": digest,
+        "action-type": action,
+    }
+    if tag is not None:
+        detail["image-tag"] = tag
+    if manifest_media_type is not None:
+        detail["manifest-media-type"] = manifest_media_type
+    if artifact_media_type is not None:
+        detail["artifact-media-type"] = artifact_media_type
     return envelope(IMAGE_ACTION, account=account, region=region, detail=detail, at=at)
 
 

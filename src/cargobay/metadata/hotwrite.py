@@ -131,13 +131,16 @@ class HotSelect:
     Row's). At most one bound parameter may be an expanding one (`IN`), named `expanding`:
     its list is spread into as many placeholders as it has items."""
 
-    __slots__ = ("_expanding", "_sqlite", "row_type", "statement")
+    __slots__ = ("_expanding", "_spread", "_sqlite", "row_type", "statement")
 
     def __init__(self, statement: Any, expanding: str | None = None) -> None:
         self.statement = statement
         self._expanding = expanding
         self.row_type = namedtuple("HotRow", [c.key for c in statement.selected_columns])  # type: ignore[misc]
         self._sqlite: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+        # The SQLite text with its `IN` list spread into n placeholders, by n (a push has
+        # one or two blobs mostly); bounded.
+        self._spread: dict[int, str] = {}
 
     def _compiled(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         if self._sqlite is None:
@@ -162,6 +165,14 @@ class HotSelect:
             else:
                 values.append(params[name] if name in params else constants[name])
         if spread is not None:
-            token = f"__[POSTCOMPILE_{self._expanding}]"
-            sql = sql.replace(token, ", ".join("?" * len(spread)))
+            sql = self._spread_text(sql, len(spread))
         return [self.row_type(*row) for row in driver.execute(sql, values).fetchall()]
+
+    def _spread_text(self, sql: str, count: int) -> str:
+        found = self._spread.get(count)
+        if found is None:
+            token = f"__[POSTCOMPILE_{self._expanding}]"
+            found = sql.replace(token, ", ".join("?" * count))
+            if len(self._spread) < 64:
+                self._spread[count] = found
+        return found

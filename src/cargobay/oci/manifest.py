@@ -54,6 +54,9 @@ class ParsedManifest:
     subject: Descriptor | None
     artifact_type: str | None
     annotations: dict[str, str] = field(default_factory=dict)
+    # Whether the document names its own top-level mediaType (ECR's PutImage needs one when
+    # the request names none), so that door need not parse it again to find out.
+    declared: bool = field(default=False, compare=False)
 
     @property
     def is_index(self) -> bool:
@@ -169,6 +172,7 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     if type(version) is not int or version != 2:  # 2.0 and true are not the integer 2
         raise ManifestInvalid("schemaVersion must be 2")
     media_type = resolve_media_type(content_type, body)
+    declared = body.get("mediaType") is not None  # a string: `resolve_media_type` checked
 
     artifact_type = body.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
@@ -188,7 +192,9 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
         if "config" in body or "layers" in body:
             raise ManifestInvalid("an index cannot have config or layers")
         manifests = _descriptor_list(body.get("manifests"), "manifests")
-        return ParsedManifest(media_type, None, (), manifests, subject, artifact_type, annotations)
+        return ParsedManifest(
+            media_type, None, (), manifests, subject, artifact_type, annotations, declared
+        )
 
     if "config" not in body:
         raise ManifestInvalid("an image manifest must have a config descriptor")
@@ -199,7 +205,9 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     if artifact_type is None:
         # The referrers API reports the config media type when artifactType is absent.
         artifact_type = config.media_type
-    return ParsedManifest(media_type, config, layers, (), subject, artifact_type, annotations)
+    return ParsedManifest(
+        media_type, config, layers, (), subject, artifact_type, annotations, declared
+    )
 
 
 def accepts(accept_header: str | None, media_type: str) -> bool:

@@ -68,6 +68,7 @@ class ManifestPush:
         lazy_blobs: bool = False,
         replica_of: ReplicaSource | None = None,
         pusher: Principal | None = None,
+        parsed: ParsedManifest | None = None,
     ) -> PutResult:
         """Store a manifest exactly as pushed and point `tag` at it, in one transaction.
 
@@ -81,7 +82,8 @@ class ManifestPush:
         `replica_of` where a replica from another deployment came from, `pusher` who pushed.
         With `lazy_blobs` (the pull-through cache), the blobs
         need not be linked yet: the cache fetches each from the upstream when it is first
-        pulled; child manifests must still be stored first.
+        pulled; child manifests must still be stored first. `parsed`: what
+        `parse_manifest(payload, media_type)` returned, when the caller parsed it already.
         """
         if len(payload) > self.max_manifest_bytes:
             raise PayloadTooLarge(
@@ -91,7 +93,8 @@ class ManifestPush:
         if tag is not None:
             validate_tag(tag)
         algorithm = parse_digest(digest).algorithm if digest is not None else "sha256"
-        parsed = parse_manifest(payload, media_type)
+        if parsed is None:
+            parsed = parse_manifest(payload, media_type)
         actual = compute(payload, algorithm)
         if digest is not None and actual != digest:
             raise ImageDigestDoesNotMatch(

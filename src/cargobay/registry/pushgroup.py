@@ -91,7 +91,7 @@ class PushGroup:
         done: list[_Member[Any]] = []
         begun = False
         try:
-            async with self.db.write() as conn:
+            async with self.db.write(savepoints=True) as conn:
                 begun = True
                 while self._queue and len(done) < MAX_BATCH:
                     member = self._queue.popleft()
@@ -139,20 +139,31 @@ async def _in_savepoint(conn: Conn, member: _Member[T]) -> T:
     """`member`'s statements between SAVEPOINT and RELEASE (or ROLLBACK TO), run in its
     request's context."""
     ctx = member.context
-    await _drive(ctx, _savepoint(conn, "SAVEPOINT push"))
+    driver = getattr(conn, "driver", None)
+    sqlite = driver() if driver is not None else None
+    await _mark(ctx, conn, sqlite, "SAVEPOINT push")
     try:
         result = await _drive(ctx, member.body(conn))
     except BaseException:
         try:
-            await _drive(ctx, _savepoint(conn, "ROLLBACK TO push", "RELEASE push"))
+            await _mark(ctx, conn, sqlite, "ROLLBACK TO push", "RELEASE push")
         except BaseException as broken:
             raise _Broken(broken) from None
         raise
     try:
-        await _drive(ctx, _savepoint(conn, "RELEASE push"))
+        await _mark(ctx, conn, sqlite, "RELEASE push")
     except BaseException as broken:
         raise _Broken(broken) from None
     return result
+
+
+async def _mark(ctx: contextvars.Context, conn: Conn, sqlite: Any, *statements: str) -> None:
+    """The savepoint `statements` in `ctx`: on the sqlite3 connection `sqlite` straight away
+    (no coroutine to drive), else through SQLAlchemy (`_savepoint`)."""
+    if sqlite is None:
+        await _drive(ctx, _savepoint(conn, *statements))
+    else:
+        ctx.run(_on_driver, sqlite, statements)
 
 
 async def _drive(ctx: contextvars.Context, awaitable: Awaitable[T]) -> T:
@@ -200,7 +211,10 @@ async def _savepoint(conn: Conn, *statements: str) -> None:
         for sql in statements:
             await conn.execute(text(sql))
         return
-    sqlite = driver()
+    _on_driver(driver(), statements)
+
+
+def _on_driver(sqlite: Any, statements: tuple[str, ...]) -> None:
     for sql in statements:
         if sql.startswith("SAVEPOINT"):
             roundtrips.add()

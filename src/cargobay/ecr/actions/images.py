@@ -21,11 +21,13 @@ from cargobay.errors import (
     UpstreamFailed,
 )
 from cargobay.oci.convert import for_accepted
+from cargobay.oci.errors import ManifestInvalid
 from cargobay.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     OCI_MANIFEST,
+    parse_manifest,
 )
 from cargobay.registry import ecrreads
 from cargobay.registry.repositories import Repository
@@ -241,23 +243,33 @@ async def put_image(call: EcrCall, payload: dict[str, Any]) -> dict[str, Any]:
         OCI_INDEX,
     ):
         raise errors.InvalidParameter(f"unsupported imageManifestMediaType {media_type!r}")
-    if media_type is None and not _declares_media_type(manifest):
-        # As ECR: with no Content-Type on this door, the type must be said somewhere.
-        raise errors.InvalidParameter(
-            "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
-            "'imageManifestMediaType is required when the manifest has no mediaType field'"
-        )
+    payload_bytes = manifest.encode("utf-8")
+    parsed = None
+    if media_type is None:
+        # As ECR: with no Content-Type on this door, the type must be said somewhere. The
+        # manifest is parsed here once, and the push takes that parse.
+        try:
+            parsed = parse_manifest(payload_bytes, None)
+            declared = parsed.declared
+        except ManifestInvalid:  # refused by the push, unless it lacks the type too
+            declared = _declares_media_type(manifest)
+        if not declared:
+            raise errors.InvalidParameter(
+                "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
+                "'imageManifestMediaType is required when the manifest has no mediaType field'"
+            )
     tag, digest = payload.get("imageTag"), payload.get("imageDigest")
     if not isinstance(tag, str | None) or not isinstance(digest, str | None):
         raise errors.InvalidParameter("imageTag and imageDigest must be strings")
     result = await call.services.manifests.put_image(
         repo,
-        manifest.encode("utf-8"),
+        payload_bytes,
         media_type,
         digest,
         tag,
         refuse_existing=True,
         pusher=call.principal,
+        parsed=parsed,
     )
     image_id = {"imageDigest": result.digest}
     if tag:
