@@ -30,6 +30,14 @@ class Digest:
 
 def parse_digest(value: str) -> Digest:
     """Parse and validate a digest; unknown algorithms are UNSUPPORTED, bad form DIGEST_INVALID."""
+    check_digest(value)
+    algorithm, _, encoded = value.partition(":")
+    return Digest(algorithm, encoded)
+
+
+def check_digest(value: str) -> None:
+    """`parse_digest`'s checks and errors, without building the `Digest` (for a caller that
+    only validates)."""
     if not value or not _DIGEST_RE.fullmatch(value):
         raise DigestInvalid("invalid digest format", detail={"digest": value})
     algorithm, _, encoded = value.partition(":")
@@ -39,7 +47,6 @@ def parse_digest(value: str) -> Digest:
         )
     if len(encoded) != ALGORITHMS[algorithm] or not _HEX_RE.fullmatch(encoded):
         raise DigestInvalid("invalid digest encoding", detail={"digest": value})
-    return Digest(algorithm, encoded)
 
 
 def is_digest(reference: str) -> bool:
