@@ -7,7 +7,6 @@ dispatches to the action and renders the result or the AWS error shape.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -51,19 +50,15 @@ def action(name: str) -> Callable[[Action], Action]:
 
 
 def _decode(body: bytes) -> Any:
-    """`json.loads(body or b"{}")`. A body that opens with `{` and a non-NUL byte is UTF-8 to
-    `json.detect_encoding`: decoded here as `json.loads` would (surrogatepass), the
-    detection skipped."""
-    if body[:1] == b"{" and body[1:2] != b"\0":
-        return json.loads(body.decode("utf-8", "surrogatepass"))
-    return json.loads(body or b"{}")
+    """`json.loads(body or b"{}")` (`jsontext.request_object`)."""
+    return jsontext.request_object(body)
 
 
 def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
     headers = {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE}
     if "__type" in body:
         headers["x-amzn-ErrorType"] = body["__type"]
-    return web.Response(status=status, body=jsontext.dumps(body).encode(), headers=headers)
+    return web.Response(status=status, body=jsontext.answer(body), headers=headers)
 
 
 async def handle(request: web.Request, services: Services) -> web.Response:
