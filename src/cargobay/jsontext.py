@@ -8,15 +8,15 @@ text as `json.dumps` with the same separators. They do not check for circular re
 decoded request and the dicts built from it cannot hold any; a cycle would end in
 RecursionError rather than ValueError).
 
-`answer` and `request_object` use orjson where it is installed (a runtime dependency), about a
-fifth of the C encoder's and decoder's CPU for an API call's few hundred bytes, and fall back
-to the standard module for anything orjson refuses, so what either accepts is unchanged.
+`answer` uses orjson where it is installed (a runtime dependency): about a fifth of the C
+encoder's CPU for an API answer's few hundred bytes, the standard encoder for anything orjson
+refuses. Requests are still decoded by the standard module: orjson reads an integer beyond 64
+bits as a float and nests deeper, and telling such texts apart first cost what it saved.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
@@ -48,9 +48,6 @@ def _encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
     return encode
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_FEW_BRACKETS = 256  # so few that the standard decoder nests as deep without a RecursionError
-
 dumps = _encoder(", ", ": ")  # as json.dumps(value)
 compact = _encoder(",", ":")  # as json.dumps(value, separators=(",", ":"))
 
@@ -66,26 +63,3 @@ def answer(value: Any) -> bytes:
         except TypeError:
             pass
     return dumps(value).encode()
-
-
-def request_object(body: bytes) -> Any:
-    """`json.loads(body or b"{}")`: orjson's value where it decodes the text (it refuses lone
-    surrogates, NaN, overflowing exponents and anything not UTF-8), else the standard
-    decoder's judgement, with `json.loads`' own errors. A text with 19 digits in a row goes to
-    the standard decoder too (orjson reads an integer beyond 64 bits as a float), and so does
-    one with many brackets (orjson nests deeper than the standard decoder's RecursionError).
-    A body that opens with `{` and a non-NUL byte is UTF-8 to `json.detect_encoding`: decoded
-    as `json.loads` would (surrogatepass), the detection skipped."""
-    if (
-        orjson is not None
-        and body
-        and body.count(b"[") + body.count(b"{") <= _FEW_BRACKETS
-        and not _LONG_DIGITS.search(body)
-    ):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-    if body[:1] == b"{" and body[1:2] != b"\0":
-        return json.loads(body.decode("utf-8", "surrogatepass"))
-    return json.loads(body or b"{}")
