@@ -96,6 +96,8 @@ async def signer_api(request: web.Request) -> web.Response:
 async def _meter(request: web.Request, response: web.StreamResponse) -> None:
     """Count bytes out per repository and principal: the body length for 200/206; for a
     redirect to the object store, what the store will send (the requested range, or the blob)."""
+    if request.method != "GET":  # only GETs are metered (`DistributionCall.count_transfer`),
+        return  # and `request.get` of a key it lacks raises and catches a KeyError
     usage = request.get(USAGE)
     if usage is None or response.status not in (200, 206, 307):
         return

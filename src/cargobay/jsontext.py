@@ -7,6 +7,11 @@ itself (callgrind). The encoders here are that same C encoder, made once, and wr
 text as `json.dumps` with the same separators. They do not check for circular references (a
 decoded request and the dicts built from it cannot hold any; a cycle would end in
 RecursionError rather than ValueError).
+
+`answer` uses orjson where it is installed (a runtime dependency): about a fifth of the C
+encoder's CPU for an API answer's few hundred bytes, the standard encoder for anything orjson
+refuses. Requests are still decoded by the standard module: orjson reads an integer beyond 64
+bits as a float and nests deeper, and telling such texts apart first cost what it saved.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import json
 from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a checkout without its dependencies installed
+    orjson = None  # type: ignore[assignment]
 
 
 def _encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
@@ -40,3 +50,16 @@ def _encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
 
 dumps = _encoder(", ", ": ")  # as json.dumps(value)
 compact = _encoder(",", ":")  # as json.dumps(value, separators=(",", ":"))
+
+
+def answer(value: Any) -> bytes:
+    """An API answer's JSON as UTF-8 bytes: the same value as `dumps(value)` (compact, and
+    non-ASCII characters as themselves rather than escaped; a NaN or infinite float, which
+    no answer holds, as null rather than the standard module's non-JSON `NaN`). What orjson
+    does not take (a non-string key, an integer beyond 64 bits) is written by `dumps`."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    return dumps(value).encode()

@@ -9,7 +9,7 @@ import pytest
 
 from cargobay import errors
 from cargobay.distribution.errors import oci_error
-from cargobay.oci.digest import Digest, compute, is_digest, parse_digest
+from cargobay.oci.digest import Digest, check_digest, compute, is_digest, parse_digest
 from cargobay.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -58,6 +58,7 @@ def raw(body: dict) -> bytes:
 def test_parse_valid_digests(value: str, algorithm: str, hexpart: str) -> None:
     digest = parse_digest(value)
     assert digest == Digest(algorithm, hexpart)
+    assert check_digest(value) is None  # the same checks pass
     assert str(digest) == value
     assert digest.hasher().name == algorithm
 
@@ -83,18 +84,20 @@ def test_parse_valid_digests(value: str, algorithm: str, hexpart: str) -> None:
         "sha256:" + H64 + "/x",
     ],
 )
-def test_malformed_digests_are_invalid(value: str) -> None:
+@pytest.mark.parametrize("check", [parse_digest, check_digest])
+def test_malformed_digests_are_invalid(value: str, check) -> None:
     with pytest.raises(errors.DigestInvalid) as caught:
-        parse_digest(value)
+        check(value)
     assert oci_error(caught.value) == ("DIGEST_INVALID", 400)
 
 
 @pytest.mark.parametrize(
     "value", ["md5:" + "0" * 32, "sha384:" + "0" * 96, "blake3:" + H64, "sha256+b64:" + H64]
 )
-def test_unknown_algorithms_are_unsupported(value: str) -> None:
+@pytest.mark.parametrize("check", [parse_digest, check_digest])
+def test_unknown_algorithms_are_unsupported(value: str, check) -> None:
     with pytest.raises(errors.Unsupported) as caught:
-        parse_digest(value)
+        check(value)
     # The distribution-spec: an unsupported algorithm is a 400 Bad Request.
     assert oci_error(caught.value) == ("UNSUPPORTED", 400)
 

@@ -560,3 +560,26 @@ def test_presigned_missing_parameters() -> None:
     err = wire.error()
     assert err.code == "IncompleteSignatureException"
     assert "X-Amz-Credential" in err.message
+
+
+def test_the_two_steps_decide_as_verify_does() -> None:
+    """`signed_request` then `check` (the ECR door's path with a remembered key) is `verify`:
+    the same identity for the right secret, the same refusals for a wrong or missing one."""
+    from cargobay.iam.sigv4 import check, signed_request
+
+    wire = signed(region="eu-west-3")
+    prepared = signed_request(wire.method, wire.path, wire.query, wire.headers, wire.body, now=T0)
+    assert prepared.access_key_id == KEY_ID
+    assert check(prepared, SECRET) == wire.run() == SignedIdentity(KEY_ID, "eu-west-3", "ecr")
+    with pytest.raises(SigV4Error) as wrong:
+        check(prepared, SECRET[:-1] + "x")
+    assert (wrong.value.code, wrong.value.message) == ("InvalidSignatureException", MISMATCH)
+    with pytest.raises(SigV4Error) as missing:
+        check(prepared, None)
+    assert missing.value.code == "UnrecognizedClientException"
+    # Refusals before the secret is needed come from the first step, as from `verify`.
+    with pytest.raises(SigV4Error) as skewed:
+        signed_request(
+            wire.method, wire.path, wire.query, wire.headers, wire.body, now=T0 + timedelta(hours=1)
+        )
+    assert skewed.value.code == wire.error(now=T0 + timedelta(hours=1)).code

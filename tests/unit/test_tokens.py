@@ -65,6 +65,19 @@ def test_a_scoped_token_round_trips_with_its_scope_and_lifetime() -> None:
     assert s.verify(token, now=NOW + 60) == claims
 
 
+def test_issue_for_writes_the_token_issue_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download URL's token (`issue_for`, no claims object) is the very text `issue` signs
+    for the same principal, lifetime, scope and time."""
+    s = signer()
+    monkeypatch.setattr("cargobay.iam.tokens.time.time", lambda: NOW)
+    for principal in (PRINCIPAL, Principal("000000000000", 'ünï"user', "AKIA2", is_admin=True)):
+        for scope in ("", "blob:x/y@sha256:00"):
+            claims = TokenClaims.for_principal(principal, now=NOW, lifetime=1200.0, scope=scope)
+            token = s.issue_for(principal, 1200.0, scope)
+            assert token == s.issue(claims)
+            assert s.verify(token, now=NOW + 60) == claims
+
+
 def test_round_trip_admin_and_odd_names() -> None:
     s = signer()
     claims = TokenClaims("000000000000", "ünïcode:user/with.dots", "AKIA2", True, NOW + 5.5, NOW)

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from cargobay import regions
-from cargobay.audit.record import AuditEvent, Resource, record
+from cargobay.audit.record import AuditEvent, Resource, recorder_for
 from cargobay.iam.principal import Principal
 from cargobay.requestinfo import request_context
+
+if TYPE_CHECKING:
+    from cargobay.iam.authz import RequestContext
 
 log = logging.getLogger("cargobay.audit")
 
@@ -82,15 +85,18 @@ async def audit_call(
     resources: list[Resource] | None = None,
     pull: bool = False,
     owner_account_id: str | None = None,
+    context: RequestContext | None = None,
 ) -> None:
-    """Record one call; the client's address is taken through trusted proxies only. A call
+    """Record one call; the client's address is taken through trusted proxies only (or from
+    `context`, the request's facts the call's authorization already gathered). A call
     on another account's registry (`owner_account_id`) is recorded in both accounts, as
     CloudTrail delivers it to the caller's and to the resource owner's."""
     settings = services.settings
     if not wants(settings, event_name, pull=pull):
         return
     read_only = is_read_only(event_name)
-    context = request_context(request, settings.trusted_proxies)
+    if context is None:
+        context = request_context(request, settings.trusted_proxies)
     event = AuditEvent(
         account_id=account_id,
         event_source=event_source,
@@ -114,8 +120,12 @@ async def audit_call(
         # A copy made now, before recording gives the first its id and time.
         events.append(dataclasses.replace(event, account_id=owner_account_id))
     try:
+        recorder = recorder_for(services.db, settings.audit_flush_ms)
         for each in events:
-            await record(services.db, each, flush_ms=settings.audit_flush_ms)
+            if recorder.flush_ms > 0:
+                recorder.buffer(each)  # the usual case: an append
+            else:
+                await recorder.record(each)
     except Exception:  # only with audit_flush_ms = 0: the call itself has happened
         log.exception("could not write the audit record of %s", event_name)
 
@@ -137,6 +147,7 @@ async def audit_api_call(
     error: Failure | None,
     resources: list[Resource] | None = None,
     owner_account_id: str | None = None,
+    context: RequestContext | None = None,
 ) -> None:
     """The record of one call through an AWS API door, `call` being (service, operation,
     request id): `<service>.amazonaws.com`, in the caller's account (the deployment's when
@@ -156,4 +167,5 @@ async def audit_api_call(
         request_id=request_id,
         resources=resources,
         owner_account_id=owner_account_id,
+        context=context,
     )

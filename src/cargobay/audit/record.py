@@ -171,6 +171,10 @@ class AuditRecorder:
         if self.flush_ms <= 0:
             await write(self.db, [event])
             return
+        self.buffer(event)
+
+    def buffer(self, event: AuditEvent) -> None:
+        """`record` for a recorder that buffers (`flush_ms` > 0): an append, no coroutine."""
         self._buffer.append(event)
         if len(self._buffer) > MAX_BUFFER:
             excess = len(self._buffer) - MAX_BUFFER
@@ -249,11 +253,21 @@ class AuditRecorder:
 _recorders: weakref.WeakKeyDictionary[Database, AuditRecorder] = weakref.WeakKeyDictionary()
 
 
+# The last recorder handed out, beside a weak reference to its database: every audited call
+# asks for the same one, and a `WeakKeyDictionary` lookup makes a weak reference each time.
+_last: tuple[weakref.ref[Database], AuditRecorder] | None = None
+
+
 def recorder_for(db: Database, flush_ms: int = 200) -> AuditRecorder:
     """The process's recorder for a database (one per `Services`, built on first use)."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is db:
+        return last[1]
     recorder = _recorders.get(db)
     if recorder is None:
         recorder = _recorders[db] = AuditRecorder(db, flush_ms)
+    _last = (weakref.ref(db), recorder)
     return recorder
 
 
@@ -264,7 +278,10 @@ async def record(db: Database, event: AuditEvent, *, flush_ms: int = 200) -> Non
 
 async def close_for(db: Database) -> None:
     """Flush and forget the recorder of one database (its `Services` is closing)."""
+    global _last
     recorder = _recorders.pop(db, None)
+    if _last is not None and _last[1] is recorder:
+        _last = None
     if recorder is not None:
         await recorder.close()
 

@@ -22,6 +22,7 @@ from cargobay.aws import shapes
 from cargobay.ecr import caller, errors
 from cargobay.ecr.context import EcrCall
 from cargobay.errors import DomainError
+from cargobay.iam.authz import RequestContext
 from cargobay.iam.awsrequest import BodyTooLarge, read_body
 from cargobay.iam.permissions import ECR_OPERATIONS
 from cargobay.iam.principal import Principal
@@ -62,7 +63,7 @@ def _render(status: int, body: dict[str, Any], request_id: str) -> web.Response:
     headers = {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE}
     if "__type" in body:
         headers["x-amzn-ErrorType"] = body["__type"]
-    return web.Response(status=status, body=jsontext.dumps(body).encode(), headers=headers)
+    return web.Response(status=status, body=jsontext.answer(body), headers=headers)
 
 
 async def handle(request: web.Request, services: Services) -> web.Response:
@@ -125,7 +126,10 @@ async def handle(request: web.Request, services: Services) -> web.Response:
         except errors.EcrError as exc:
             principal, result, error = None, None, exc
     if name:
-        await record_call(request, services, name, principal, payload, result, error, request_id)
+        context = call.gathered_context if call is not None else None
+        await record_call(
+            request, services, name, principal, payload, result, error, request_id, context
+        )
     if error is not None:
         return _render(error.status, error.body(), request_id)
     return _render(200, result or {}, request_id)
@@ -140,8 +144,10 @@ async def record_call(
     result: dict[str, Any] | None,
     error: errors.EcrError | None,
     request_id: str,
+    context: RequestContext | None = None,
 ) -> None:
-    """One audit record per call of a known operation, with the repository it names."""
+    """One audit record per call of a known operation, with the repository it names
+    (`context`: the request's facts, if the call's authorization gathered them)."""
     account = principal.account_id if principal else services.settings.account_id
     params = payload if isinstance(payload, dict) else None
     resources = []
@@ -159,5 +165,5 @@ async def record_call(
             resources.append(Resource("AWS::ECR::Repository", repository, arn))
     call = ("ecr", operation, request_id)
     await audit_api_call(
-        request, services, call, principal, params, result, error, resources, owner
+        request, services, call, principal, params, result, error, resources, owner, context
     )

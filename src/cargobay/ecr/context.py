@@ -182,6 +182,11 @@ class EcrCall:
             origin = _ORIGINS[key] = str(request.url.origin())
         return origin
 
+    @property
+    def gathered_context(self) -> authz.RequestContext | None:
+        """The request's facts if `context` gathered them (the audit record reuses them)."""
+        return self._context
+
     def context(self) -> authz.RequestContext:
         """The request's facts for policy conditions, gathered once per call."""
         if self._context is None:

@@ -152,6 +152,16 @@ def condition_keys(
     return keys
 
 
+def _loaded_policies(loaded: LoadedPolicies, action: str) -> tuple[list[str], int | None]:
+    """`Authorizer._resource_policies` of the policies a caller's statement read (no
+    coroutine: every ECR read decides on these)."""
+    registry_policy = (
+        loaded.registry_policy if policyscope.applies(loaded.policy_scope, action) else None
+    )
+    texts = [t for t in (loaded.repository_policy, registry_policy) if t]
+    return texts, loaded.repository_id
+
+
 class Authorizer:
     """Evaluates identity, repository and registry policies with AWS semantics.
 
@@ -183,7 +193,7 @@ class Authorizer:
     async def _resource_policies(
         self, resource: Resource, action: str, loaded: LoadedPolicies | None
     ) -> tuple[list[str], int | None]:
-        if loaded is not None and loaded.resource == resource:
+        if loaded is not None and (loaded.resource is resource or loaded.resource == resource):
             row: tuple = (
                 loaded.repository_policy,
                 loaded.repository_id,
@@ -251,7 +261,12 @@ class Authorizer:
         resource_texts: list[str] = []
         repository_id = None
         if isinstance(resource, Resource):
-            resource_texts, repository_id = await self._resource_policies(resource, action, loaded)
+            if loaded is not None and loaded.resource is resource:  # read by the call's statement
+                resource_texts, repository_id = _loaded_policies(loaded, action)
+            else:
+                resource_texts, repository_id = await self._resource_policies(
+                    resource, action, loaded
+                )
         elif isinstance(resource, SecretResource) and resource.arn != "*" and self.secret_policies:
             text = await self.secret_policies(resource.account_id, resource.arn)
             resource_texts = [text] if text else []

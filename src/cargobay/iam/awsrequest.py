@@ -108,22 +108,25 @@ async def signed_caller(
     reload=True)`. None when the usual read was made (nothing left to confirm). A signature
     that the remembered secret does not verify is checked again with the key's row re-read
     (the key may have been re-installed with a new secret), never refused on it."""
-    found: dict[str, KeyRecord] = {}
-    remembered: list[KeyRecord] = []
-
-    async def secret_for(key_id: str) -> str | None:
-        record = credentials.remembered(key_id)
-        if record is not None and record.active:
-            remembered.append(record)
-        else:
-            record = await credentials.lookup(key_id)
-            if record is None or not record.active:
-                return None
-        found[key_id] = record
-        return record.secret
-
+    remembered = False
     try:
-        identity = await _verify(request, body, secret_for, service, regions)
+        signed = sigv4.signed_request(
+            request.method,
+            request.rel_url.raw_path,
+            request.query_string,
+            request.headers,
+            body,
+            expected_service=service,
+            expected_regions=regions,
+        )
+        # Without a coroutine or closure per call: the remembered row's secret (if any).
+        record = credentials.remembered(signed.access_key_id)
+        if record is not None and record.active:
+            remembered = True
+        else:
+            record = await credentials.lookup(signed.access_key_id)
+        secret = record.secret if record is not None and record.active else None
+        identity = sigv4.check(signed, secret)
     except sigv4.SigV4Error:
         if not remembered:
             raise
@@ -133,5 +136,5 @@ async def signed_caller(
         return principal, None
     if default_region is not None:
         served.use(identity.region, default_region)
-    record = found[identity.access_key_id]
+    assert record is not None  # `check` refused a missing key
     return record.principal, (record.verifier if remembered else None)

@@ -326,27 +326,38 @@ def _minutes(skew: timedelta) -> str:
     return f"{int(skew.total_seconds() // 60)} min."
 
 
-async def verify(
+class Signed(NamedTuple):
+    """A request whose signature parameters, time and payload hash have been checked
+    (`signed_request`); `check` with the signer's secret decides the signature itself."""
+
+    method: str
+    path: str
+    params: list[tuple[str, str]]
+    headers: dict[str, list[str]]
+    auth: _Auth
+    timestamp: str
+    payload_hash: str
+
+    @property
+    def access_key_id(self) -> str:
+        return self.auth.access_key_id
+
+
+def signed_request(
     method: str,
     path: str,
     query_string: str,
     headers: Mapping[str, str],
     body: bytes,
-    secret_for: Callable[[str], Awaitable[str | None]],
     *,
     now: datetime | None = None,
     max_skew: timedelta = timedelta(minutes=15),
     expected_service: str = "ecr",
     expected_regions: tuple[str, ...] | None = None,
-    signing_keys: SigningKeys | None = None,
-) -> SignedIdentity:
-    """Check a request's SigV4 signature; the signer's identity, or SigV4Error.
-
-    `secret_for(access_key_id)` returns the plaintext secret of an active key, or None. The
-    credential scope must name `expected_service` and, when given, one of `expected_regions`
-    (the deployment's region), as AWS refuses a signature scoped to another service or region.
-    Derived signing keys come from `signing_keys` (the process-wide cache by default).
-    """
+) -> Signed:
+    """Everything `verify` checks before it needs the signer's secret (SigV4Error if any of
+    it fails): the Authorization header or query parameters, the credential scope, the time
+    window and the payload hash."""
     lowered = _lower_headers(headers)
     # The ECR API's calls have no query string: nothing to parse.
     query = parse_qsl(query_string, keep_blank_values=True) if query_string else []
@@ -396,13 +407,25 @@ async def verify(
             INVALID_SIGNATURE,
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
+    return Signed(method, path or "/", params, lowered, auth, ts, payload_hash)
 
-    secret = await secret_for(auth.access_key_id)
+
+def check(
+    signed: Signed, secret: str | None, signing_keys: SigningKeys | None = None
+) -> SignedIdentity:
+    """The signer's identity if `secret` (None: no such active key) signed `signed`;
+    SigV4Error otherwise. The signature is recomputed on every call: only the derived
+    signing key is cached (`signing_keys`, the process-wide cache by default)."""
     if secret is None:
         raise _fail(UNRECOGNIZED_CLIENT, MSG_UNRECOGNIZED_CLIENT)
-
+    auth, ts = signed.auth, signed.timestamp
     canonical = canonical_request(
-        method, path or "/", params, auth.signed_headers, lowered, payload_hash
+        signed.method,
+        signed.path,
+        signed.params,
+        auth.signed_headers,
+        signed.headers,
+        signed.payload_hash,
     )
     scope = f"{ts[:8]}/{auth.region}/{auth.service}/{TERMINATOR}"
     string_to_sign = "\n".join(
@@ -416,3 +439,38 @@ async def verify(
     if not _HEX64.fullmatch(provided) or not hmac.compare_digest(expected, provided):
         raise _fail(INVALID_SIGNATURE, MSG_SIGNATURE_MISMATCH)
     return SignedIdentity(auth.access_key_id, auth.region, auth.service)
+
+
+async def verify(
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    secret_for: Callable[[str], Awaitable[str | None]],
+    *,
+    now: datetime | None = None,
+    max_skew: timedelta = timedelta(minutes=15),
+    expected_service: str = "ecr",
+    expected_regions: tuple[str, ...] | None = None,
+    signing_keys: SigningKeys | None = None,
+) -> SignedIdentity:
+    """Check a request's SigV4 signature; the signer's identity, or SigV4Error.
+
+    `secret_for(access_key_id)` returns the plaintext secret of an active key, or None. The
+    credential scope must name `expected_service` and, when given, one of `expected_regions`
+    (the deployment's region), as AWS refuses a signature scoped to another service or region.
+    Derived signing keys come from `signing_keys` (the process-wide cache by default).
+    """
+    signed = signed_request(
+        method,
+        path,
+        query_string,
+        headers,
+        body,
+        now=now,
+        max_skew=max_skew,
+        expected_service=expected_service,
+        expected_regions=expected_regions,
+    )
+    return check(signed, await secret_for(signed.auth.access_key_id), signing_keys)

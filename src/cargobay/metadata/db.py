@@ -87,7 +87,7 @@ class Database:
         self._checkpoints: Checkpointer | None = None
         self._writer_conn: tuple[int, Connection] | None = None  # (pid, held connection)
         self._thread_reader: Engine | None = None
-        self._loop_driver: tuple[int, Any] | None = None  # (pid, pooled connection)
+        self._loop_driver: tuple[int, Any, Any] | None = None  # (pid, pooled, driver)
         self._autocommit_reader: AsyncEngine | None = None
         self._pinged_autocommit_reader: AsyncEngine | None = None
         self._read_threads = ProcessPool(4, "db-read")
@@ -353,8 +353,11 @@ class Database:
         held = self._loop_driver
         if held is None or held[0] != _PID:
             fairy = self._sync_reader.raw_connection()
-            held = self._loop_driver = (_PID, fairy)
-        return held[1].driver_connection
+            # The driver's connection kept beside its pool entry: two property hops a lookup
+            # less. Only `metadata.hot` uses it, on the driver itself, so SQLAlchemy never
+            # invalidates (replaces) it.
+            held = self._loop_driver = (_PID, fairy, fairy.driver_connection)
+        return held[2]
 
     def autocommit_reader(self) -> AsyncEngine | None:
         """On PostgreSQL, the engine of `metadata.hot` lookups (see `__init__`); else None."""

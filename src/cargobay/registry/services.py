@@ -197,12 +197,8 @@ class Services:
             presigned = await self.store.download_url(digest, max(1, int(expires_at - time.time())))
             if presigned is not None:
                 return presigned
-        claims = TokenClaims.for_principal(
-            principal,
-            lifetime=expires_at - time.time(),
-            scope=blob_scope(repo.registry_id, repo.name, digest, repo.region_key),
-        )
-        token = (await self.token_signer()).issue(claims)
+        scope = blob_scope(repo.registry_id, repo.name, digest, repo.region_key)
+        token = (await self.token_signer()).issue_for(principal, expires_at - time.time(), scope)
         region = f"&region={repo.region_key}" if repo.region_key else ""  # not the default
         return (
             f"{base}/v2/{repo.name}/blobs/{digest}?registryId={repo.registry_id}"

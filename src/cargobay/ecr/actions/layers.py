@@ -21,7 +21,7 @@ from cargobay.errors import (
     RangeInvalid,
     SizeInvalid,
 )
-from cargobay.oci.digest import parse_digest
+from cargobay.oci.digest import check_digest
 from cargobay.registry.blobs import BlobInfo
 from cargobay.registry.ecrreads import LayerState, layer_archived
 from cargobay.registry.repositories import Repository
@@ -65,7 +65,7 @@ async def batch_check_layer_availability(call: EcrCall, payload: dict[str, Any])
             )
             continue
         try:
-            parse_digest(digest)
+            check_digest(digest)
             info = await _stat(call, repo, digest, states)
         except (DigestInvalid, DigestUnsupported):
             failures.append(
@@ -190,7 +190,7 @@ async def complete_layer_upload(call: EcrCall, payload: dict[str, Any]) -> dict[
 
 async def _layer_exists(call: EcrCall, repo: Repository, digest: str) -> bool:
     try:
-        parse_digest(digest)
+        check_digest(digest)
         await call.services.blobs.stat(repo, digest)
     except (BlobUnknown, DigestInvalid, DigestUnsupported):
         return False
@@ -206,7 +206,7 @@ async def get_download_url_for_layer(call: EcrCall, payload: dict[str, Any]) -> 
     # The authorization's statement read the layer's state (`registry.ecrreads`).
     states = call.read.layers if call.read is not None else None
     try:
-        parse_digest(digest)
+        check_digest(digest)
         await _stat(call, repo, digest, states)
     except (DigestInvalid, DigestUnsupported):
         raise errors.InvalidParameter(f"layerDigest {digest!r} is not a valid digest") from None
