@@ -152,14 +152,17 @@ def condition_keys(
     return keys
 
 
-def _loaded_policies(loaded: LoadedPolicies, action: str) -> tuple[list[str], int | None]:
-    """`Authorizer._resource_policies` of the policies a caller's statement read (no
-    coroutine: every ECR read decides on these)."""
-    registry_policy = (
-        loaded.registry_policy if policyscope.applies(loaded.policy_scope, action) else None
-    )
-    texts = [t for t in (loaded.repository_policy, registry_policy) if t]
-    return texts, loaded.repository_id
+def _policy_texts(
+    repository_policy: str | None,
+    repository_id: int | None,
+    registry_policy: str | None,
+    policy_scope: str | None,
+    action: str,
+) -> tuple[list[str], int | None]:
+    """The resource policies that apply to `action` (the registry's only within its scope),
+    and the repository's id."""
+    registry = registry_policy if policyscope.applies(policy_scope, action) else None
+    return [t for t in (repository_policy, registry) if t], repository_id
 
 
 class Authorizer:
@@ -191,28 +194,18 @@ class Authorizer:
         return policy
 
     async def _resource_policies(
-        self, resource: Resource, action: str, loaded: LoadedPolicies | None
+        self, resource: Resource, action: str
     ) -> tuple[list[str], int | None]:
-        if loaded is not None and (loaded.resource is resource or loaded.resource == resource):
-            row: tuple = (
-                loaded.repository_policy,
-                loaded.repository_id,
-                loaded.registry_policy,
-                loaded.policy_scope,
-            )
-        else:
-            # The repository in the request's region (`cargobay.regions`).
-            params = {
-                "account_id": resource.account_id,
-                "region": regions.current_key(),
-                "name": resource.name,
-            }
-            found = await _RESOURCE_POLICIES.first(self.db, params)
-            assert found is not None  # a SELECT of scalar subqueries: always one row
-            row = tuple(found)
-        registry_policy = row[2] if policyscope.applies(row[3], action) else None
-        texts = [t for t in (row[0], registry_policy) if t]
-        return texts, row[1]
+        """Read for a call whose statement did not read them (`LoadedPolicies`)."""
+        # The repository in the request's region (`cargobay.regions`).
+        params = {
+            "account_id": resource.account_id,
+            "region": regions.current_key(),
+            "name": resource.name,
+        }
+        found = await _RESOURCE_POLICIES.first(self.db, params)
+        assert found is not None  # a SELECT of scalar subqueries: always one row
+        return _policy_texts(*found, action)
 
     async def _identity(self, principal: Principal) -> tuple[list[str], dict[str, str]]:
         u, up = schema.users, schema.user_policies
@@ -261,12 +254,17 @@ class Authorizer:
         resource_texts: list[str] = []
         repository_id = None
         if isinstance(resource, Resource):
-            if loaded is not None and loaded.resource is resource:  # read by the call's statement
-                resource_texts, repository_id = _loaded_policies(loaded, action)
-            else:
-                resource_texts, repository_id = await self._resource_policies(
-                    resource, action, loaded
+            if loaded is not None and (loaded.resource is resource or loaded.resource == resource):
+                # Read by the call's own statement: no lookup, no coroutine.
+                resource_texts, repository_id = _policy_texts(
+                    loaded.repository_policy,
+                    loaded.repository_id,
+                    loaded.registry_policy,
+                    loaded.policy_scope,
+                    action,
                 )
+            else:
+                resource_texts, repository_id = await self._resource_policies(resource, action)
         elif isinstance(resource, SecretResource) and resource.arn != "*" and self.secret_policies:
             text = await self.secret_policies(resource.account_id, resource.arn)
             resource_texts = [text] if text else []
