@@ -158,10 +158,11 @@ async def _in_savepoint(conn: Conn, member: _Member[T]) -> T:
 
 
 async def _mark(ctx: contextvars.Context, conn: Conn, sqlite: Any, *statements: str) -> None:
-    """The savepoint `statements` in `ctx`: on the sqlite3 connection `sqlite` straight away
-    (no coroutine to drive), else through SQLAlchemy (`_savepoint`)."""
+    """The savepoint `statements` in `ctx`: on the transaction's sqlite3 connection `sqlite`
+    straight away (no coroutine to drive), else through SQLAlchemy. A push's SAVEPOINT counts
+    as its statement where its BEGIN did, RELEASE as little as COMMIT did (`roundtrips`)."""
     if sqlite is None:
-        await _drive(ctx, _savepoint(conn, *statements))
+        await _drive(ctx, _through_sqlalchemy(conn, statements))
     else:
         ctx.run(_on_driver, sqlite, statements)
 
@@ -202,16 +203,9 @@ def _fail(answer: asyncio.Future[Any], exc: BaseException) -> None:
         answer.set_exception(exc)
 
 
-async def _savepoint(conn: Conn, *statements: str) -> None:
-    """Run these on the transaction's driver (sqlite3) connection, or through SQLAlchemy when
-    it offers none. A push's SAVEPOINT counts as its statement where its BEGIN did, RELEASE
-    as little as COMMIT did (`roundtrips`)."""
-    driver = getattr(conn, "driver", None)
-    if driver is None:
-        for sql in statements:
-            await conn.execute(text(sql))
-        return
-    _on_driver(driver(), statements)
+async def _through_sqlalchemy(conn: Conn, statements: tuple[str, ...]) -> None:
+    for sql in statements:
+        await conn.execute(text(sql))
 
 
 def _on_driver(sqlite: Any, statements: tuple[str, ...]) -> None:
