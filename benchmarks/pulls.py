@@ -10,6 +10,11 @@ Each warm sample is checked to be warm first, and each cold one cold (`pagecache
 pages files out on its own), the client's CPU is recorded beside the server's (a single curl
 receiving a sendfile stream is the bound of scenario 11), and the storm records each worker's
 CPU (how evenly SO_REUSEPORT spread the 50 connections).
+
+Scenarios 11 and 12 also measure, in every repetition, the machine's own ceiling: a bare
+server (`benchmarks.loopback`) sending the same bytes to the same curl clients with `sendfile`
+and with copies. Each registry's MiB/s is reported as a share of the faster of the two, and
+the report's `ceiling_over` says what ratio a server as cheap as the bare one would show.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import client as cl
 from benchmarks.config import MiB
+from benchmarks.loopback import MODES, BareServer, write_routes
 from benchmarks.pagecache import COLD_METHOD, damon_paged_out_mib, evict, resident_mib
 from benchmarks.registries import Registry, process_tree
 from benchmarks.scenarios import (
@@ -100,7 +108,61 @@ class PullScenario(Scenario):
     """Collects the per-run notes into the report (`report`, read by run.py)."""
 
     def report(self, ctx: Context) -> dict[str, object]:
-        return {"cold_method": COLD_METHOD, "runs": ctx.shared.get(f"pull_notes_{self.key}", [])}
+        runs = ctx.shared.get(f"pull_notes_{self.key}", [])
+        found: dict[str, object] = {"cold_method": COLD_METHOD, "runs": runs}
+        ceilings = ctx.shared.get(f"ceiling_{self.key}")
+        if isinstance(ceilings, dict) and ceilings:
+            found["ceiling"] = [{"rep": rep, **by} for rep, by in sorted(ceilings.items())]
+            best = median([_best(ctx, self.key, rep) for rep in ceilings])
+            found["ceiling_best_mib_s"] = round(best, 1)
+            # The ratio to each registry that a server as cheap as the bare one would show:
+            # against Distribution, the most any server could reach on this machine.
+            headline: dict[str, list[float]] = {}
+            for note in runs if isinstance(runs, list) else []:
+                if "headline_mib_s" in note:
+                    headline.setdefault(note["registry"], []).append(note["headline_mib_s"])
+            found["ceiling_over"] = {
+                name: round(best / median(values), 3) for name, values in headline.items()
+            }
+        return found
+
+
+def _ceiling(
+    ctx: Context,
+    key: str,
+    rep: int,
+    routes: dict[str, Path],
+    measure: Callable[[Registry], list[tuple[float, _Measured]]],
+) -> None:
+    """Run `measure` (its samples: MiB moved, and the step's measurement) against the bare
+    server (`benchmarks.loopback`), sending with `sendfile` and with copies, for this
+    repetition of scenario `key`; the medians go to the report."""
+    routes_file = write_routes(ctx.workdir / f"routes-{key}.json", routes)
+    found: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        bare = BareServer(ctx.workdir, ctx.knobs.start_timeout, mode, routes_file).start()
+        try:
+            samples = measure(bare)
+        finally:
+            bare.stop()
+        gib = samples[0][0] / 1024
+        found[mode] = {
+            "mib_s": round(median([mib / step.wall for mib, step in samples]), 1),
+            "server_cpu_s_per_gib": round(median([step.cpu / gib for _, step in samples]), 3),
+            "client_cpu_s_per_gib": round(median([step.client / gib for _, step in samples]), 3),
+        }
+    ceilings = ctx.shared.setdefault(f"ceiling_{key}", {})
+    assert isinstance(ceilings, dict)
+    ceilings[rep] = found
+    shown = ", ".join(f"{mode}={by['mib_s']:,.0f}" for mode, by in found.items())
+    print(f"   bare server  rep {rep + 1}: MiB/s {shown}", file=sys.stderr, flush=True)
+
+
+def _best(ctx: Context, key: str, rep: int) -> float:
+    """The faster bare server's MiB/s in this repetition."""
+    ceilings = ctx.shared[f"ceiling_{key}"]
+    assert isinstance(ceilings, dict)
+    return max(by["mib_s"] for by in ceilings[rep].values())
 
 
 # -- skopeo pull right after the push, then cold -------------------------------------------
@@ -190,6 +252,7 @@ class BlobGet(PullScenario):
     title = "11. Blob GET, 1 GiB (curl), warm and cold"
     metrics = (
         Metric("warm_mib_s", "warm (in page cache), median", "MiB/s", "higher"),
+        Metric("warm_ceiling_share", "warm, share of a bare server's MiB/s", "x", "higher"),
         Metric("cold_mib_s", "cold (evicted), median", "MiB/s", "higher"),
         Metric("warm_mib_per_cpu_s", "warm, MiB per server CPU s", "MiB/CPU s", "higher"),
         Metric("cold_mib_per_cpu_s", "cold, MiB per server CPU s", "MiB/CPU s", "higher"),
@@ -207,6 +270,17 @@ class BlobGet(PullScenario):
             ctx.shared["blobget_digest"] = _rewrite_prefix(path, os.urandom(32))
         path, digest = ctx.shared["blobget_file"], ctx.shared["blobget_digest"]
         curl_upload(ctx, registry, self.repo, path, digest)  # type: ignore[arg-type]
+
+    def prepare_rep(self, ctx: Context, rep: int) -> None:
+        path, digest = ctx.shared["blobget_file"], ctx.shared["blobget_digest"]
+        assert isinstance(path, Path)
+        mib = ctx.knobs.blob_bytes / MiB
+
+        def warm(bare: Registry) -> list[tuple[float, _Measured]]:
+            self._get(ctx, bare)  # the harness's copy of the blob, into the page cache
+            return [(mib, self._get(ctx, bare)) for _ in range(ctx.knobs.blob_get_samples)]
+
+        _ceiling(ctx, self.key, rep, {f"/v2/{self.repo}/blobs/{digest}": path}, warm)
 
     def _get(self, ctx: Context, registry: Registry) -> _Measured:
         digest = ctx.shared["blobget_digest"]
@@ -256,6 +330,7 @@ class BlobGet(PullScenario):
             registry,
             rep,
             warm_mib_s=[round(mib / w.wall, 1) for w in warm],
+            headline_mib_s=round(median([mib / w.wall for w in warm]), 1),
             cold_mib_s=[round(mib / c.wall, 1) for c in cold],
             warm_server_cpu_s=[round(w.cpu, 3) for w in warm],
             warm_client_cpu_s=[round(w.client, 3) for w in warm],
@@ -268,6 +343,7 @@ class BlobGet(PullScenario):
         gib = mib / 1024
         return {
             "warm_mib_s": median([mib / w.wall for w in warm]),
+            "warm_ceiling_share": median([mib / w.wall for w in warm]) / _best(ctx, self.key, rep),
             "cold_mib_s": median([mib / c.wall for c in cold]),
             "warm_mib_per_cpu_s": median([mib / max(w.cpu, 1 / _TICK) for w in warm]),
             "cold_mib_per_cpu_s": median([mib / max(c.cpu, 1 / _TICK) for c in cold]),
@@ -284,6 +360,7 @@ class PullStorm(PullScenario):
     title = "12. Pull storm: concurrent clients pulling one image (curl, every blob)"
     metrics = (
         Metric("mib_s", "aggregate throughput", "MiB/s", "higher"),
+        Metric("ceiling_share", "share of a bare server's throughput", "x", "higher"),
         Metric("p99_s", "p99 client completion", "s", "lower"),
         Metric("p50_s", "median client completion", "s", "lower"),
         Metric("mib_per_cpu_s", "MiB per server CPU s", "MiB/CPU s", "higher"),
@@ -305,7 +382,7 @@ class PullStorm(PullScenario):
             c.put_manifest(self.repo, "latest", image.manifest)
         # One untimed pull: the storm measures a warm image (stated in RESULTS.md).
         config = self._config(ctx, registry)
-        errors = self._client(ctx, config, time.perf_counter(), [])
+        errors = self._client(ctx, config, time.perf_counter(), [], self._sizes(ctx))
         if errors:
             raise ScenarioError(f"warm-up pull failed: {errors}")
 
@@ -326,9 +403,9 @@ class PullStorm(PullScenario):
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def _client(self, ctx: Context, config: Path, started: float, done: list[float]) -> list[str]:
-        image = ctx.shared["storm_image"]
-        assert isinstance(image, cl.SmallImage)
+    def _client(
+        self, ctx: Context, config: Path, started: float, done: list[float], sizes: list[int]
+    ) -> list[str]:
         proc = subprocess.run(
             ["curl", "-sS", "-K", str(config),
              "-w", "%{http_code} %{size_download}\\n"],
@@ -339,17 +416,28 @@ class PullStorm(PullScenario):
         done.append(time.perf_counter() - started)
         if proc.returncode != 0:
             return [f"curl exited {proc.returncode}: {proc.stderr[-300:]}"]
-        sizes = [len(image.manifest), len(image.config), *(len(x) for x in image.layers)]
         got = [line.split() for line in proc.stdout.splitlines()]
         if [(c, int(s)) for c, s in got] != [("200", n) for n in sizes]:
             return [f"unexpected answers {got}"]
         return []
 
-    def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
-        k = ctx.knobs
+    @staticmethod
+    def _sizes(ctx: Context) -> list[int]:
+        """What each URL of a client's config answers, computed once: `SmallImage.manifest`
+        hashes every layer when read, and fifty clients reading it as they finished once put
+        5 GiB of SHA-256 inside the timed storm (stop 28)."""
         image = ctx.shared["storm_image"]
         assert isinstance(image, cl.SmallImage)
+        return [len(image.manifest), len(image.config), *(len(x) for x in image.layers)]
+
+    def _storm(
+        self, ctx: Context, registry: Registry
+    ) -> tuple[_Measured, list[float], list[str], float]:
+        """Every client pulls the whole image at once: the step's measurement, each client's
+        completion time, the errors, and the MiB served."""
+        k = ctx.knobs
         config = self._config(ctx, registry)
+        sizes = self._sizes(ctx)
         done: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()
@@ -357,30 +445,60 @@ class PullStorm(PullScenario):
 
         def client() -> None:
             gate.wait()
-            found = self._client(ctx, config, started, done)
+            found = self._client(ctx, config, started, done, sizes)
             with lock:
                 errors.extend(found)
 
         threads = [threading.Thread(target=client) for _ in range(k.storm_clients)]
         for thread in threads:
             thread.start()
-        cached = resident_mib(registry)
         with _Measured(registry) as storm:
             started = time.perf_counter()
             gate.wait()
             for thread in threads:
                 thread.join()
-        per_client = len(image.manifest) + sum(len(b) for b in (image.config, *image.layers))
-        total_mib = per_client * k.storm_clients / MiB
+        return storm, done, errors, sum(sizes) * k.storm_clients / MiB
+
+    def prepare_rep(self, ctx: Context, rep: int) -> None:
+        image = ctx.shared["storm_image"]
+        assert isinstance(image, cl.SmallImage)
+        files = ctx.workdir / "storm-files"
+        routes = {f"/v2/{self.repo}/manifests/latest": files / "manifest"}
+        if not files.exists():
+            files.mkdir()
+            (files / "manifest").write_bytes(image.manifest)
+            for i, blob in enumerate((image.config, *image.layers)):
+                (files / f"blob-{i}").write_bytes(blob)
+        for i, blob in enumerate((image.config, *image.layers)):
+            routes[f"/v2/{self.repo}/blobs/{cl.sha256(blob)}"] = files / f"blob-{i}"
+
+        def storm(bare: Registry) -> list[tuple[float, _Measured]]:
+            self._check(self._client(ctx, self._config(ctx, bare), 0.0, [], self._sizes(ctx)))
+            measured, _, errors, mib = self._storm(ctx, bare)
+            self._check(errors)
+            return [(mib, measured)]
+
+        _ceiling(ctx, self.key, rep, routes, storm)
+
+    @staticmethod
+    def _check(errors: list[str]) -> None:
+        if errors:
+            raise ScenarioError(f"the bare server's storm failed: {errors[:3]}")
+
+    def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
+        cached = resident_mib(registry)
+        storm, done, errors, total_mib = self._storm(ctx, registry)
         ordered = sorted(done)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered) + 0.999999) - 1)]
         if errors:
             ctx.shared.setdefault(f"storm_errors_{registry.name}", []).extend(errors)  # type: ignore[union-attr]
+        mib_s = total_mib / storm.wall
         _note(
             ctx,
             self.key,
             registry,
             rep,
+            headline_mib_s=round(mib_s, 1),
             wall_s=round(storm.wall, 3),
             errors=errors[:5],
             resident_mib_before=cached,
@@ -390,7 +508,8 @@ class PullStorm(PullScenario):
             client_cpu_s=round(storm.client, 3),
         )
         return {
-            "mib_s": total_mib / storm.wall,
+            "mib_s": mib_s,
+            "ceiling_share": mib_s / _best(ctx, self.key, rep),
             "p99_s": p99,
             "p50_s": median(ordered),
             "mib_per_cpu_s": total_mib / max(storm.cpu, 1 / _TICK),

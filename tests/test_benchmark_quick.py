@@ -98,6 +98,17 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
             assert min(run["warm_resident_mib"]) >= blob_mib * 0.99 or run["warm_rewarms"] == 3
             assert max(run["cold_resident_mib"]) < blob_mib / 2
         assert len(run["warm_client_cpu_s"]) == len(run["warm_mib_s"])
+    # Beside both registries, each repetition measures a bare server sending the same bytes
+    # with sendfile and with copies: each registry's share of it, and what it implies.
+    for key, share in (("blob_get", "warm_ceiling_share"), ("pull_storm", "ceiling_share")):
+        (ceiling,) = scenarios[key]["ceiling"]
+        for mode in ("sendfile", "copy"):
+            assert ceiling[mode]["mib_s"] > 0 and ceiling[mode]["client_cpu_s_per_gib"] > 0
+        best = max(ceiling[mode]["mib_s"] for mode in ("sendfile", "copy"))
+        assert scenarios[key]["ceiling_best_mib_s"] == best
+        for registry in ("cargobay", "distribution"):
+            assert scenarios[key]["metrics"][share][registry] > 0
+            assert scenarios[key]["ceiling_over"][registry] > 0
     for chart in ("ratios.png", "latency_percentiles.png"):
         assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart
 
