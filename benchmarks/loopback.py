@@ -12,9 +12,10 @@ each registry's share of it (`pulls.py`).
 
     python3 -m benchmarks.loopback --port P --mode sendfile|copy --routes ROUTES.json
 
-ROUTES.json maps a URL path to a file; it is re-read for every connection, so one server
-serves whatever the scenario wrote last. `GET /v2/` answers 200 (the harness's liveness
-check); any other path not in the table, 404.
+ROUTES.json maps a URL path to a file, or to a file and its Content-Type (a manifest, for
+skopeo); it is re-read for every connection, so one server serves whatever the scenario wrote
+last. GET and HEAD; `GET /v2/` answers 200 (the harness's liveness check, and a client's
+probe); any other path not in the table, 404; a TLS hello, a closed connection.
 """
 
 from __future__ import annotations
@@ -65,14 +66,20 @@ class BareServer(Registry):
         ]
 
 
-def write_routes(path: Path, routes: dict[str, Path]) -> Path:
-    path.write_text(json.dumps({url: str(file) for url, file in routes.items()}))
+def write_routes(path: Path, routes: dict[str, Path | tuple[Path, str]]) -> Path:
+    """Write a routes file: a URL path to a file, or to a file and its Content-Type."""
+    table = {
+        url: [str(to[0]), to[1]] if isinstance(to, tuple) else str(to) for url, to in routes.items()
+    }
+    path.write_text(json.dumps(table))
     return path
 
 
 def _read_head(conn: socket.socket, pending: bytearray) -> bytes | None:
     """One request head (through the blank line), or None once the client has closed."""
     while True:
+        if pending[:1] == b"\x16":
+            return None  # a TLS hello (a client trying https first): refused, it falls back
         end = pending.find(b"\r\n\r\n")
         if end >= 0:
             head = bytes(pending[:end])
@@ -110,19 +117,22 @@ def _serve(conn: socket.socket, routes_file: Path, mode: str) -> None:
     with conn:
         while (head := _read_head(conn, pending)) is not None:
             parts = head.split(b"\r\n", 1)[0].split()
-            path = parts[1].decode() if len(parts) >= 2 else ""
+            method, path = (parts[0], parts[1].decode()) if len(parts) >= 2 else (b"", "")
             if path == "/v2/":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 continue
-            file = routes.get(path)
-            if file is None:
+            route = routes.get(path)
+            if route is None:
                 conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 continue
+            file, ctype = (route, "") if isinstance(route, str) else route
             fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 size = os.fstat(fd).st_size
-                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
-                _send_file(conn, fd, size, mode, buffer)
+                typed = f"Content-Type: {ctype}\r\n" if ctype else ""
+                conn.sendall(f"HTTP/1.1 200 OK\r\n{typed}Content-Length: {size}\r\n\r\n".encode())
+                if method != b"HEAD":
+                    _send_file(conn, fd, size, mode, buffer)
             finally:
                 os.close(fd)
 

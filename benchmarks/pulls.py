@@ -111,58 +111,96 @@ class PullScenario(Scenario):
         runs = ctx.shared.get(f"pull_notes_{self.key}", [])
         found: dict[str, object] = {"cold_method": COLD_METHOD, "runs": runs}
         ceilings = ctx.shared.get(f"ceiling_{self.key}")
-        if isinstance(ceilings, dict) and ceilings:
-            found["ceiling"] = [{"rep": rep, **by} for rep, by in sorted(ceilings.items())]
-            best = median([_best(ctx, self.key, rep) for rep in ceilings])
-            found["ceiling_best_mib_s"] = round(best, 1)
-            # The ratio to each registry that a server as cheap as the bare one would show:
-            # against Distribution, the most any server could reach on this machine.
-            headline: dict[str, list[float]] = {}
-            for note in runs if isinstance(runs, list) else []:
-                if "headline_mib_s" in note:
-                    headline.setdefault(note["registry"], []).append(note["headline_mib_s"])
-            found["ceiling_over"] = {
-                name: round(best / median(values), 3) for name, values in headline.items()
-            }
+        if not isinstance(ceilings, dict) or not ceilings:
+            return found
+        found["ceiling"] = [{"rep": rep, **by} for rep, by in sorted(ceilings.items())]
+        labels = list(next(iter(ceilings.values()))["sendfile"])
+        best = {
+            label: median([_best(ctx, self.key, rep, label) for rep in ceilings])
+            for label in labels
+        }
+        found["ceiling_best_mib_s"] = {label: round(value, 1) for label, value in best.items()}
+        # The ratio to each registry that a server as cheap as the bare one would show:
+        # against Distribution, the most any server could reach on this machine.
+        measured: dict[str, dict[str, list[float]]] = {}
+        for note in runs if isinstance(runs, list) else []:
+            for label, value in note.get("measured_mib_s", {}).items():
+                measured.setdefault(label, {}).setdefault(note["registry"], []).append(value)
+        found["ceiling_over"] = {
+            label: {name: round(best[label] / median(v), 3) for name, v in by.items()}
+            for label, by in measured.items()
+            if label in best
+        }
         return found
+
+
+Samples = dict[str, list[tuple[float, _Measured]]]
 
 
 def _ceiling(
     ctx: Context,
     key: str,
     rep: int,
-    routes: dict[str, Path],
-    measure: Callable[[Registry], list[tuple[float, _Measured]]],
+    routes: dict[str, Path | tuple[Path, str]],
+    measure: Callable[[Registry], Samples],
 ) -> None:
-    """Run `measure` (its samples: MiB moved, and the step's measurement) against the bare
-    server (`benchmarks.loopback`), sending with `sendfile` and with copies, for this
-    repetition of scenario `key`; the medians go to the report."""
-    routes_file = write_routes(ctx.workdir / f"routes-{key}.json", routes)
-    found: dict[str, dict[str, float]] = {}
+    """Run `measure` against the bare server (`benchmarks.loopback`), sending with `sendfile`
+    and with copies, for this repetition of scenario `key`. The server serves hard links of
+    the routed files from a directory of its own, so evicting its data (`pagecache.evict`)
+    touches nothing else. `measure` answers samples by label ("warm", "cold", ...): the MiB
+    moved and the step's measurement; their medians go to the report."""
+    home = ctx.workdir / f"bare-{key}"
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "files").mkdir(parents=True)
+    linked: dict[str, Path | tuple[Path, str]] = {}
+    for i, (url, target) in enumerate(routes.items()):
+        file, ctype = target if isinstance(target, tuple) else (target, "")
+        link = home / "files" / str(i)
+        os.link(file, link)
+        linked[url] = (link, ctype) if ctype else link
+    routes_file = write_routes(home / "routes.json", linked)
+    found: dict[str, dict[str, dict[str, float]]] = {}
     for mode in MODES:
-        bare = BareServer(ctx.workdir, ctx.knobs.start_timeout, mode, routes_file).start()
+        bare = BareServer(home, ctx.knobs.start_timeout, mode, routes_file).start()
         try:
             samples = measure(bare)
         finally:
             bare.stop()
-        gib = samples[0][0] / 1024
-        found[mode] = {
-            "mib_s": round(median([mib / step.wall for mib, step in samples]), 1),
-            "server_cpu_s_per_gib": round(median([step.cpu / gib for _, step in samples]), 3),
-            "client_cpu_s_per_gib": round(median([step.client / gib for _, step in samples]), 3),
-        }
+        found[mode] = {label: _stats(taken) for label, taken in samples.items()}
+    shutil.rmtree(home, ignore_errors=True)
     ceilings = ctx.shared.setdefault(f"ceiling_{key}", {})
     assert isinstance(ceilings, dict)
     ceilings[rep] = found
-    shown = ", ".join(f"{mode}={by['mib_s']:,.0f}" for mode, by in found.items())
+    shown = "; ".join(
+        f"{mode} " + ", ".join(f"{label} {by['mib_s']:,.0f}" for label, by in labels.items())
+        for mode, labels in found.items()
+    )
     print(f"   bare server  rep {rep + 1}: MiB/s {shown}", file=sys.stderr, flush=True)
 
 
-def _best(ctx: Context, key: str, rep: int) -> float:
+def _stats(samples: list[tuple[float, _Measured]]) -> dict[str, float]:
+    gib = samples[0][0] / 1024
+    return {
+        "mib_s": round(median([mib / step.wall for mib, step in samples]), 1),
+        "server_cpu_s_per_gib": round(median([step.cpu / gib for _, step in samples]), 3),
+        "client_cpu_s_per_gib": round(median([step.client / gib for _, step in samples]), 3),
+    }
+
+
+def _read_into_cache(root: Path) -> None:
+    """Read every file under `root` into the page cache."""
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            with open(Path(dirpath) / name, "rb") as fh:
+                while fh.read(8 * MiB):
+                    pass
+
+
+def _best(ctx: Context, key: str, rep: int, label: str) -> float:
     """The faster bare server's MiB/s in this repetition."""
     ceilings = ctx.shared[f"ceiling_{key}"]
     assert isinstance(ceilings, dict)
-    return max(by["mib_s"] for by in ceilings[rep].values())
+    return max(labels[label]["mib_s"] for labels in ceilings[rep].values())
 
 
 # -- skopeo pull right after the push, then cold -------------------------------------------
@@ -174,6 +212,7 @@ class PullAfterPush(PullScenario):
     metrics = (
         Metric("push_s", "push", "s", "lower"),
         Metric("warm_pull_s", "pull right after the push", "s", "lower"),
+        Metric("warm_ceiling_share", "warm pull, share of a bare server's speed", "x", "higher"),
         Metric("cold_pull_s", "pull, page cache dropped", "s", "lower"),
         Metric("warm_cpu_s", "server CPU, warm pull", "CPU s", "lower"),
         Metric("cold_cpu_s", "server CPU, cold pull", "CPU s", "lower"),
@@ -183,10 +222,30 @@ class PullAfterPush(PullScenario):
         layout = ctx.workdir / f"big-image-{rep}"
         shutil.rmtree(layout, ignore_errors=True)
         k = ctx.knobs
-        build_image(layout, [k.big_image_layer_bytes] * k.big_image_layers)
+        image = build_image(layout, [k.big_image_layer_bytes] * k.big_image_layers)
         ctx.shared["big_layout"] = layout
         old = ctx.workdir / f"big-image-{rep - 1}"
         shutil.rmtree(old, ignore_errors=True)
+        # The same pulls from the bare server, serving the layout's own files.
+        blobs = layout / "blobs" / "sha256"
+        digest = image.manifest_digest.split(":")[1]
+        routes: dict[str, Path | tuple[Path, str]] = {
+            "/v2/bench/bare/manifests/latest": (blobs / digest, cl.OCI_MANIFEST)
+        }
+        for blob in (image.config, *image.layers):
+            routes[f"/v2/bench/bare/blobs/{cl.sha256(blob)}"] = blobs / cl.sha256(blob)[7:]
+        mib = sum(len(blob) for blob in (image.manifest, image.config, *image.layers)) / MiB
+        ctx.shared["big_image_mib"] = mib
+
+        def pulls(bare: Registry) -> Samples:
+            _read_into_cache(bare.workdir)  # as a registry's blobs are right after the push
+            ref = f"docker://{bare.host}/bench/bare:latest"
+            warm = self._pull(ctx, bare, ref, "warm")
+            evict([bare])
+            return {"warm": [(mib, warm)], "cold": [(mib, self._pull(ctx, bare, ref, "cold"))]}
+
+        _ceiling(ctx, self.key, rep, routes, pulls)
+        _read_into_cache(layout)  # what the pushes read, cached as build_image left it
 
     def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
         skopeo = shutil.which("skopeo")
@@ -204,6 +263,8 @@ class PullAfterPush(PullScenario):
                 timeout,
             )  # fmt: skip
         cached_after_push = resident_mib(registry)
+        mib = ctx.shared["big_image_mib"]
+        assert isinstance(mib, float)
         warm = self._pull(ctx, registry, ref, "warm")
         evict([registry])
         cached_cold = resident_mib(registry)
@@ -216,9 +277,14 @@ class PullAfterPush(PullScenario):
             resident_mib_after_push=cached_after_push,
             resident_mib_after_evict=cached_cold,
             client_cpu_s={"warm": round(warm.client, 3), "cold": round(cold.client, 3)},
+            measured_mib_s={
+                "warm": round(mib / warm.wall, 1),
+                "cold": round(mib / cold.wall, 1),
+            },
         )
         return {
             "push_s": push.wall,
+            "warm_ceiling_share": mib / warm.wall / _best(ctx, self.key, rep, "warm"),
             "warm_pull_s": warm.wall,
             "cold_pull_s": cold.wall,
             "warm_cpu_s": warm.cpu,
@@ -276,11 +342,16 @@ class BlobGet(PullScenario):
         assert isinstance(path, Path)
         mib = ctx.knobs.blob_bytes / MiB
 
-        def warm(bare: Registry) -> list[tuple[float, _Measured]]:
+        def gets(bare: Registry) -> Samples:
             self._get(ctx, bare)  # the harness's copy of the blob, into the page cache
-            return [(mib, self._get(ctx, bare)) for _ in range(ctx.knobs.blob_get_samples)]
+            warm = [(mib, self._get(ctx, bare)) for _ in range(ctx.knobs.blob_get_samples)]
+            cold = []
+            for _ in range(ctx.knobs.blob_get_cold_samples):
+                evict([bare])
+                cold.append((mib, self._get(ctx, bare)))
+            return {"warm": warm, "cold": cold}
 
-        _ceiling(ctx, self.key, rep, {f"/v2/{self.repo}/blobs/{digest}": path}, warm)
+        _ceiling(ctx, self.key, rep, {f"/v2/{self.repo}/blobs/{digest}": path}, gets)
 
     def _get(self, ctx: Context, registry: Registry) -> _Measured:
         digest = ctx.shared["blobget_digest"]
@@ -330,7 +401,10 @@ class BlobGet(PullScenario):
             registry,
             rep,
             warm_mib_s=[round(mib / w.wall, 1) for w in warm],
-            headline_mib_s=round(median([mib / w.wall for w in warm]), 1),
+            measured_mib_s={
+                "warm": round(median([mib / w.wall for w in warm]), 1),
+                "cold": round(median([mib / c.wall for c in cold]), 1),
+            },
             cold_mib_s=[round(mib / c.wall, 1) for c in cold],
             warm_server_cpu_s=[round(w.cpu, 3) for w in warm],
             warm_client_cpu_s=[round(w.client, 3) for w in warm],
@@ -343,7 +417,8 @@ class BlobGet(PullScenario):
         gib = mib / 1024
         return {
             "warm_mib_s": median([mib / w.wall for w in warm]),
-            "warm_ceiling_share": median([mib / w.wall for w in warm]) / _best(ctx, self.key, rep),
+            "warm_ceiling_share": median([mib / w.wall for w in warm])
+            / _best(ctx, self.key, rep, "warm"),
             "cold_mib_s": median([mib / c.wall for c in cold]),
             "warm_mib_per_cpu_s": median([mib / max(w.cpu, 1 / _TICK) for w in warm]),
             "cold_mib_per_cpu_s": median([mib / max(c.cpu, 1 / _TICK) for c in cold]),
@@ -463,7 +538,9 @@ class PullStorm(PullScenario):
         image = ctx.shared["storm_image"]
         assert isinstance(image, cl.SmallImage)
         files = ctx.workdir / "storm-files"
-        routes = {f"/v2/{self.repo}/manifests/latest": files / "manifest"}
+        routes: dict[str, Path | tuple[Path, str]] = {
+            f"/v2/{self.repo}/manifests/latest": (files / "manifest", cl.OCI_MANIFEST)
+        }
         if not files.exists():
             files.mkdir()
             (files / "manifest").write_bytes(image.manifest)
@@ -472,11 +549,11 @@ class PullStorm(PullScenario):
         for i, blob in enumerate((image.config, *image.layers)):
             routes[f"/v2/{self.repo}/blobs/{cl.sha256(blob)}"] = files / f"blob-{i}"
 
-        def storm(bare: Registry) -> list[tuple[float, _Measured]]:
+        def storm(bare: Registry) -> Samples:
             self._check(self._client(ctx, self._config(ctx, bare), 0.0, [], self._sizes(ctx)))
             measured, _, errors, mib = self._storm(ctx, bare)
             self._check(errors)
-            return [(mib, measured)]
+            return {"storm": [(mib, measured)]}
 
         _ceiling(ctx, self.key, rep, routes, storm)
 
@@ -498,7 +575,7 @@ class PullStorm(PullScenario):
             self.key,
             registry,
             rep,
-            headline_mib_s=round(mib_s, 1),
+            measured_mib_s={"storm": round(mib_s, 1)},
             wall_s=round(storm.wall, 3),
             errors=errors[:5],
             resident_mib_before=cached,
@@ -509,7 +586,7 @@ class PullStorm(PullScenario):
         )
         return {
             "mib_s": mib_s,
-            "ceiling_share": mib_s / _best(ctx, self.key, rep),
+            "ceiling_share": mib_s / _best(ctx, self.key, rep, "storm"),
             "p99_s": p99,
             "p50_s": median(ordered),
             "mib_per_cpu_s": total_mib / max(storm.cpu, 1 / _TICK),

@@ -100,15 +100,23 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
         assert len(run["warm_client_cpu_s"]) == len(run["warm_mib_s"])
     # Beside both registries, each repetition measures a bare server sending the same bytes
     # with sendfile and with copies: each registry's share of it, and what it implies.
-    for key, share in (("blob_get", "warm_ceiling_share"), ("pull_storm", "ceiling_share")):
+    for key, share, labels in (
+        ("pull_after_push", "warm_ceiling_share", {"warm", "cold"}),
+        ("blob_get", "warm_ceiling_share", {"warm", "cold"}),
+        ("pull_storm", "ceiling_share", {"storm"}),
+    ):
         (ceiling,) = scenarios[key]["ceiling"]
         for mode in ("sendfile", "copy"):
-            assert ceiling[mode]["mib_s"] > 0 and ceiling[mode]["client_cpu_s_per_gib"] > 0
-        best = max(ceiling[mode]["mib_s"] for mode in ("sendfile", "copy"))
-        assert scenarios[key]["ceiling_best_mib_s"] == best
+            assert set(ceiling[mode]) == labels
+            for label in labels:
+                assert ceiling[mode][label]["mib_s"] > 0
+                assert ceiling[mode][label]["client_cpu_s_per_gib"] > 0
+        for label in labels:
+            best = max(ceiling[mode][label]["mib_s"] for mode in ("sendfile", "copy"))
+            assert scenarios[key]["ceiling_best_mib_s"][label] == best
+            assert set(scenarios[key]["ceiling_over"][label]) == {"cargobay", "distribution"}
         for registry in ("cargobay", "distribution"):
             assert scenarios[key]["metrics"][share][registry] > 0
-            assert scenarios[key]["ceiling_over"][registry] > 0
     for chart in ("ratios.png", "latency_percentiles.png"):
         assert (tmp_path / "charts" / chart).read_bytes().startswith(b"\x89PNG"), chart
 
