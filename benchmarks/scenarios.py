@@ -387,6 +387,39 @@ class ManifestGet(Scenario):
         return {"rps": result["rps"], "p99_ms": result["p99_ms"]}
 
 
+class SmallBlobGet(Scenario):
+    """A pull's other small requests: config blobs and small layers, a few KiB each, fetched
+    whole (a file response per request, where the manifest GET is answered from memory)."""
+
+    key = "small_blob_get"
+    title = "5b. Small blob GET, 4 KiB (wrk)"
+    metrics = (
+        Metric("rps", "requests/s", "req/s", "higher"),
+        Metric("p99_ms", "p99 latency", "ms", "lower"),
+    )
+    repo = "bench/smallblob"
+
+    def setup(self, ctx: Context, registry: Registry) -> None:
+        with cl.Client(registry) as c:
+            image = _push_small_image(c, self.repo, "latest", 4096)
+        ctx.shared["small_blob_digest"] = cl.sha256(image.layers[0])
+
+    def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
+        k = ctx.knobs
+        digest = ctx.shared["small_blob_digest"]
+        result = run_wrk(
+            [
+                f"-t{k.wrk_threads}",
+                f"-c{k.get_connections}",
+                f"-d{k.get_seconds}s",
+                *_wrk_headers(registry, {}),
+                f"{registry.url}/v2/{self.repo}/blobs/{digest}",
+            ],
+            k.get_seconds + 60,
+        )
+        return {"rps": result["rps"], "p99_ms": result["p99_ms"]}
+
+
 # -- 6. manifest PUT ---------------------------------------------------------------------------
 
 _PUT_LUA = """\
@@ -629,6 +662,7 @@ SCENARIOS: list[Scenario] = [
     ChunkedUpload(),
     Skopeo(),
     ManifestGet(),
+    SmallBlobGet(),
     ManifestPut(),
     Listing(),
     ConcurrentClients(),

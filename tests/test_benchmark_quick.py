@@ -17,6 +17,7 @@ SCENARIOS = {
     "chunked_upload",
     "skopeo",
     "manifest_get",
+    "small_blob_get",
     "manifest_put",
     "listing",
     "concurrency",

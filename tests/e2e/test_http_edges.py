@@ -1,14 +1,17 @@
 """HTTP details of issue 11 against a real server: Range as RFC 9110 defines it on blob GETs,
-and transfer codings other than chunked refused with 501 instead of being stored encoded."""
+conditional blob GETs on the digest as ETag, and transfer codings other than chunked refused
+with 501 instead of being stored encoded."""
 
 from __future__ import annotations
 
 import base64
 import gzip
 import socket
+import subprocess
 
 import pytest
 
+from conftest import require_tool
 from e2e.ocihttp import Client, assert_error, sha256, unique_repo
 from server import Server
 
@@ -119,3 +122,90 @@ def test_upload_content_range_invalid_is_416(registry: Server, content_range: st
         headers={"Content-Range": content_range, "Content-Type": "application/octet-stream"},
     )
     assert_error(response, 416, "BLOB_UPLOAD_INVALID")
+
+
+# -- conditional blob GETs: the digest is the one strong validator (RFC 9110 section 13) ------
+
+
+def _conditional(registry: Server, blob: tuple[str, str], headers: dict[str, str]):
+    repo, digest = blob
+    return Client(registry).get(f"/v2/{repo}/blobs/{digest}", headers=headers)
+
+
+def test_blob_etag_is_the_digest_and_if_none_match_is_304(registry, blob) -> None:
+    _, digest = blob
+    first = _conditional(registry, blob, {})
+    assert first.status_code == 200 and first.content == BLOB
+    assert first.headers["ETag"] == f'"{digest}"'
+    for field in (f'"{digest}"', f'W/"{digest}"', f'"sha256:{"0" * 64}", "{digest}"', "*"):
+        again = _conditional(registry, blob, {"If-None-Match": field})
+        assert again.status_code == 304, field
+        assert again.content == b""
+        assert again.headers["ETag"] == f'"{digest}"'
+        assert again.headers["Docker-Content-Digest"] == digest
+    other = _conditional(registry, blob, {"If-None-Match": f'"sha256:{"0" * 64}"'})
+    assert other.status_code == 200 and other.content == BLOB
+
+
+def test_blob_if_match_other_tag_is_412_and_own_tag_is_200(registry, blob) -> None:
+    _, digest = blob
+    failed = _conditional(registry, blob, {"If-Match": f'"sha256:{"1" * 64}"'})
+    assert failed.status_code == 412
+    # If-Match compares strongly: a weak tag never matches.
+    assert _conditional(registry, blob, {"If-Match": f'W/"{digest}"'}).status_code == 412
+    ok = _conditional(registry, blob, {"If-Match": f'"{digest}"'})
+    assert ok.status_code == 200 and ok.content == BLOB
+
+
+def test_blob_if_range_honours_the_range_only_for_the_digest(registry, blob) -> None:
+    _, digest = blob
+    same = _conditional(registry, blob, {"Range": "bytes=0-3", "If-Range": f'"{digest}"'})
+    assert same.status_code == 206 and same.content == BLOB[:4]
+    for stale in (f'"sha256:{"2" * 64}"', "Wed, 21 Oct 2015 07:28:00 GMT"):
+        whole = _conditional(registry, blob, {"Range": "bytes=0-3", "If-Range": stale})
+        assert whole.status_code == 200, stale
+        assert whole.content == BLOB
+        assert "Content-Range" not in whole.headers
+
+
+def test_blob_is_sent_as_stored_whatever_sits_beside_its_file(registry: Server) -> None:
+    """A file named like a precompressed copy next to a blob (aiohttp's FileResponse served
+    such siblings to clients accepting gzip) never replaces the blob's bytes."""
+    oci = Client(registry)
+    repo = unique_repo("edges-gz")
+    payload = b"exact bytes " * 500
+    digest = oci.push_blob(repo, payload)
+    hexpart = digest.split(":")[1]
+    path = registry.data_dir / "storage" / "blobs" / "sha256" / hexpart[:2] / hexpart
+    assert path.read_bytes() == payload
+    decoy = path.with_name(path.name + ".gz")
+    decoy.write_bytes(gzip.compress(b"not the blob"))
+    try:
+        response = oci.get(f"/v2/{repo}/blobs/{digest}", headers={"Accept-Encoding": "gzip, br"})
+        assert response.status_code == 200
+        assert "Content-Encoding" not in response.headers
+        assert response.raw.headers.get("Content-Encoding") is None
+        assert response.content == payload
+    finally:
+        decoy.unlink()
+
+
+def test_curl_revalidates_a_blob_by_its_etag(registry, blob, tmp_path) -> None:
+    """curl's own conditional GET (--etag-save, then --etag-compare): 304 with no body."""
+    require_tool("curl")
+    repo, digest = blob
+    user, password = registry.credentials
+    url = f"http://{registry.host}/v2/{repo}/blobs/{digest}"
+    etag_file, out = tmp_path / "etag", tmp_path / "out"
+    common = ["curl", "-sS", "-u", f"{user}:{password}", "-o", str(out), "-w", "%{http_code}"]
+    first = subprocess.run(
+        [*common, "--etag-save", str(etag_file), url], capture_output=True, text=True, check=True
+    )
+    assert first.stdout == "200" and out.read_bytes() == BLOB
+    assert etag_file.read_text().strip() == f'"{digest}"'
+    out.unlink()
+    second = subprocess.run(
+        [*common, "--etag-compare", str(etag_file), url], capture_output=True, text=True, check=True
+    )
+    assert second.stdout == "304"
+    assert not out.exists() or out.read_bytes() == b""

@@ -71,8 +71,8 @@ async def stream_blob(
     headers: dict[str, str],
     wanted: tuple[int, int] | None,
 ) -> web.StreamResponse:
-    """Stream a blob from the store: no local file, decrypted (a repository under a KMS key),
-    or a Range that FileResponse must not see."""
+    """Stream a blob from the store: no local file, or decrypted (a repository under a KMS
+    key)."""
     start, end = wanted or (0, size)
     if sendthread.usable(call.request):  # decrypted by a thread, sent to the socket from it
         batches = await _local_plaintext(call, repo, digest, start, end, size)
