@@ -402,11 +402,11 @@ class SmallBlobGet(Scenario):
     def setup(self, ctx: Context, registry: Registry) -> None:
         with cl.Client(registry) as c:
             image = _push_small_image(c, self.repo, "latest", 4096)
-        ctx.shared["small_blob_digest"] = cl.sha256(image.layers[0])
+        ctx.shared[f"small_blob_{registry.name}"] = cl.sha256(image.layers[0])  # random bytes
 
     def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
         k = ctx.knobs
-        digest = ctx.shared["small_blob_digest"]
+        digest = ctx.shared[f"small_blob_{registry.name}"]
         result = run_wrk(
             [
                 f"-t{k.wrk_threads}",
