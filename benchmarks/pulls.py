@@ -43,9 +43,11 @@ from benchmarks.scenarios import (
     _random_file,
     _rewrite_prefix,
     _run,
+    _wrk_headers,
     build_image,
     curl_upload,
     median,
+    run_wrk,
 )
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -594,4 +596,90 @@ class PullStorm(PullScenario):
         }
 
 
-PULL_SCENARIOS: list[Scenario] = [PullAfterPush(), BlobGet(), PullStorm()]
+# -- manifest GETs while large blobs download -------------------------------------------------
+
+
+class GetsDuringDownloads(PullScenario):
+    """A registry serves pulls of large layers and small requests at once: does a download
+    hold up the manifest GETs beside it? Four curl clients download the 1 GiB blob of
+    scenario 11 over and over while wrk asks for a manifest by tag (8 connections); the
+    downloads' own rate is reported too, so neither side is starved to flatter the other."""
+
+    key = "gets_during_downloads"
+    title = "13. Manifest GET while 1 GiB blobs download (wrk + 4 curl)"
+    metrics = (
+        Metric("rps", "manifest GETs/s", "req/s", "higher"),
+        Metric("p99_ms", "manifest GET p99", "ms", "lower"),
+        Metric("download_mib_s", "downloads meanwhile", "MiB/s", "higher"),
+    )
+    repo = "bench/mixed"
+    downloads = 4
+
+    def setup(self, ctx: Context, registry: Registry) -> None:
+        BlobGet().setup(ctx, registry)  # the 1 GiB blob, shared with scenario 11
+        with cl.Client(registry, ctx.knobs.request_timeout) as c:
+            image = cl.small_image(1024, f"{self.repo}:latest")
+            for blob in (image.config, *image.layers):
+                c.put_blob(self.repo, blob)
+            c.put_manifest(self.repo, "latest", image.manifest)
+
+    def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
+        k = ctx.knobs
+        digest = ctx.shared["blobget_digest"]
+        url = f"{registry.url}/v2/{BlobGet.repo}/blobs/{digest}"
+        stop = threading.Event()
+        finished: list[float] = []  # when each whole download ended
+        errors: list[str] = []
+
+        def download() -> None:
+            while not stop.is_set():
+                proc = subprocess.run(
+                    ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                     *_curl_auth(registry), url],
+                    capture_output=True, text=True, timeout=k.request_timeout,
+                )  # fmt: skip
+                if proc.stdout != f"200 {k.blob_bytes}":
+                    errors.append(f"download: {proc.stdout} {proc.stderr[-200:]}")
+                    return
+                finished.append(time.perf_counter())
+
+        threads = [threading.Thread(target=download) for _ in range(self.downloads)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # every download under way
+        started = time.perf_counter()
+        try:
+            result = run_wrk(
+                [
+                    f"-t{k.wrk_threads}",
+                    "-c8",
+                    f"-d{k.get_seconds}s",
+                    *_wrk_headers(registry, {"Accept": cl.OCI_MANIFEST}),
+                    f"{registry.url}/v2/{self.repo}/manifests/latest",
+                ],
+                k.get_seconds + 60,
+            )
+        finally:
+            ended = time.perf_counter()
+            stop.set()
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise ScenarioError(errors[0])
+        whole = sum(1 for at in finished if started <= at <= ended)
+        _note(
+            ctx, self.key, registry, rep, downloads_completed=whole, wrk_s=round(ended - started, 2)
+        )
+        return {
+            "rps": result["rps"],
+            "p99_ms": result["p99_ms"],
+            "download_mib_s": whole * k.blob_bytes / MiB / (ended - started),
+        }
+
+
+PULL_SCENARIOS: list[Scenario] = [
+    PullAfterPush(),
+    BlobGet(),
+    PullStorm(),
+    GetsDuringDownloads(),
+]

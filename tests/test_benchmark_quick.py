@@ -25,6 +25,7 @@ SCENARIOS = {
     "pull_after_push",
     "blob_get",
     "pull_storm",
+    "gets_during_downloads",
 }
 # ECR's operations with a published rate quota (issue 19).
 QUOTA_LISTED = (
@@ -87,6 +88,10 @@ def test_quick_benchmark_runs_every_scenario_on_both_registries(tmp_path: Path) 
     for registry in ("cargobay", "distribution"):
         assert scenarios["pull_storm"]["metrics"]["errors"][registry] == 0
         assert scenarios["pull_storm"]["metrics"]["mib_s"][registry] > 0
+    # Manifest GETs were answered while whole downloads completed beside them.
+    for registry in ("cargobay", "distribution"):
+        assert scenarios["gets_during_downloads"]["metrics"]["rps"][registry] > 0
+        assert scenarios["gets_during_downloads"]["metrics"]["download_mib_s"][registry] > 0
     # The pull scenarios record how they emptied the page cache, and each run's load average.
     for key in ("pull_after_push", "blob_get", "pull_storm"):
         assert "DONTNEED" in scenarios[key]["cold_method"]
