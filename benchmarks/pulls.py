@@ -43,11 +43,10 @@ from benchmarks.scenarios import (
     _random_file,
     _rewrite_prefix,
     _run,
-    _wrk_headers,
     build_image,
     curl_upload,
     median,
-    run_wrk,
+    wrk_get,
 )
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -649,16 +648,8 @@ class GetsDuringDownloads(PullScenario):
         time.sleep(0.5)  # every download under way
         started = time.perf_counter()
         try:
-            result = run_wrk(
-                [
-                    f"-t{k.wrk_threads}",
-                    "-c8",
-                    f"-d{k.get_seconds}s",
-                    *_wrk_headers(registry, {"Accept": cl.OCI_MANIFEST}),
-                    f"{registry.url}/v2/{self.repo}/manifests/latest",
-                ],
-                k.get_seconds + 60,
-            )
+            path = f"/v2/{self.repo}/manifests/latest"
+            result = wrk_get(ctx, registry, path, {"Accept": cl.OCI_MANIFEST}, connections=8)
         finally:
             ended = time.perf_counter()
             stop.set()

@@ -340,6 +340,28 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
+def wrk_get(
+    ctx: Context,
+    registry: Registry,
+    path: str,
+    headers: dict[str, str],
+    connections: int | None = None,
+) -> dict[str, float]:
+    """wrk GETs of one path for `get_seconds` (auth on): its rate and p99."""
+    k = ctx.knobs
+    result = run_wrk(
+        [
+            f"-t{k.wrk_threads}",
+            f"-c{connections or k.get_connections}",
+            f"-d{k.get_seconds}s",
+            *_wrk_headers(registry, headers),
+            f"{registry.url}{path}",
+        ],
+        k.get_seconds + 60,
+    )
+    return {"rps": result["rps"], "p99_ms": result["p99_ms"]}
+
+
 def _wrk_headers(registry: Registry, extra: dict[str, str]) -> list[str]:
     args = []
     for name, value in {**registry.auth_header, **extra}.items():
@@ -359,13 +381,16 @@ def _push_small_image(c: cl.Client, repo: str, tag: str, layer_bytes: int) -> cl
 # -- 5. manifest GET ---------------------------------------------------------------------------
 
 
+_GET_METRICS = (
+    Metric("rps", "requests/s", "req/s", "higher"),
+    Metric("p99_ms", "p99 latency", "ms", "lower"),
+)
+
+
 class ManifestGet(Scenario):
     key = "manifest_get"
     title = "5. Manifest GET by tag (wrk)"
-    metrics = (
-        Metric("rps", "requests/s", "req/s", "higher"),
-        Metric("p99_ms", "p99 latency", "ms", "lower"),
-    )
+    metrics = _GET_METRICS
     repo = "bench/get"
 
     def setup(self, ctx: Context, registry: Registry) -> None:
@@ -373,18 +398,8 @@ class ManifestGet(Scenario):
             _push_small_image(c, self.repo, "latest", 1024)
 
     def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
-        k = ctx.knobs
-        result = run_wrk(
-            [
-                f"-t{k.wrk_threads}",
-                f"-c{k.get_connections}",
-                f"-d{k.get_seconds}s",
-                *_wrk_headers(registry, {"Accept": cl.OCI_MANIFEST}),
-                f"{registry.url}/v2/{self.repo}/manifests/latest",
-            ],
-            k.get_seconds + 60,
-        )
-        return {"rps": result["rps"], "p99_ms": result["p99_ms"]}
+        path = f"/v2/{self.repo}/manifests/latest"
+        return wrk_get(ctx, registry, path, {"Accept": cl.OCI_MANIFEST})
 
 
 class SmallBlobGet(Scenario):
@@ -393,10 +408,7 @@ class SmallBlobGet(Scenario):
 
     key = "small_blob_get"
     title = "5b. Small blob GET, 4 KiB (wrk)"
-    metrics = (
-        Metric("rps", "requests/s", "req/s", "higher"),
-        Metric("p99_ms", "p99 latency", "ms", "lower"),
-    )
+    metrics = _GET_METRICS
     repo = "bench/smallblob"
 
     def setup(self, ctx: Context, registry: Registry) -> None:
@@ -405,19 +417,8 @@ class SmallBlobGet(Scenario):
         ctx.shared[f"small_blob_{registry.name}"] = cl.sha256(image.layers[0])  # random bytes
 
     def run(self, ctx: Context, registry: Registry, rep: int) -> dict[str, float]:
-        k = ctx.knobs
         digest = ctx.shared[f"small_blob_{registry.name}"]
-        result = run_wrk(
-            [
-                f"-t{k.wrk_threads}",
-                f"-c{k.get_connections}",
-                f"-d{k.get_seconds}s",
-                *_wrk_headers(registry, {}),
-                f"{registry.url}/v2/{self.repo}/blobs/{digest}",
-            ],
-            k.get_seconds + 60,
-        )
-        return {"rps": result["rps"], "p99_ms": result["p99_ms"]}
+        return wrk_get(ctx, registry, f"/v2/{self.repo}/blobs/{digest}", {})
 
 
 # -- 6. manifest PUT ---------------------------------------------------------------------------
