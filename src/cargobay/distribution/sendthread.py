@@ -80,11 +80,12 @@ async def send_file(request: web.Request, file: int, offset: int, count: int) ->
     once the response's headers are prepared. The thread works on its own duplicate of the
     file (and of the socket), so the response may close `file` whenever it ends.
 
-    Why a thread for a plain file, where the loop could call sendfile itself: with one loop
-    sending to every connection, the kernel's TCP work for all of them runs on that loop's
-    core. Measured with fifty curl clients on one 100 MiB file (RESULTS.md, stop 28), one
-    asyncio loop sent 2,500-2,650 MiB/s at 1.14-1.27 s of system CPU, threads 2,800-3,020
-    MiB/s at 0.54-0.64 s."""
+    Why a thread for a plain file, where the loop could call sendfile itself: on the loop,
+    one sendfile call sends as much as the socket takes (up to ~35 MiB on loopback), and
+    every other request of the worker waits for it. Beside four 1 GiB downloads, manifest
+    GETs had a p99 of 629 ms that way and 29-33 ms this way (RESULTS.md, stop 28, scenario
+    13). The kernel's TCP work also spreads over the cores instead of the loop's one.
+    """
     global _active
     _active += 1
     source = os.dup(file)
