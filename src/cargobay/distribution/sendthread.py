@@ -67,7 +67,7 @@ async def send(
     finally:
         _active -= 1
         close = batches.close  # type: ignore[attr-defined]
-        if jobs[-1].done():
+        if not jobs or jobs[-1].done():
             close()
         else:  # a thread still uses the producer: closed once it is done with it
             jobs[-1].add_done_callback(lambda _: close())
